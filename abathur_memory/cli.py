@@ -1,0 +1,229 @@
+"""The ``abathur-memory`` command line.
+
+Every command takes ``--db`` (or ``ABATHUR_DB``). Errors print one line on stderr and exit
+with status 1; usage mistakes exit with 2. Logs go to stderr: stdout is reserved for results
+(and, under ``serve``, for the MCP protocol).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from abathur_memory import __version__
+from abathur_memory.config import Settings, default_db_path, load_settings
+from abathur_memory.errors import AbathurError, NotFound
+from abathur_memory.schema import runner, validation
+from abathur_memory.storage import backup as backups
+from abathur_memory.storage import driver, salvage
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+err_console = Console(stderr=True)
+out_console = Console()
+
+
+def db_option(fn: F) -> F:
+    return click.option(
+        "--db",
+        "db",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help="Database file (default: $ABATHUR_DB, else the per-user data directory).",
+    )(fn)
+
+
+def settings_from(db: Path | None, **overrides: Any) -> Settings:
+    settings = load_settings(db=db, **overrides)
+    logging.basicConfig(
+        level=settings.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="abathur-memory")
+def cli() -> None:
+    """abathur-memory: durable, searchable memory for AI agents, served over MCP."""
+
+
+@cli.command()
+@db_option
+def init(db: Path | None) -> None:
+    """Create the database, or upgrade an older one in place."""
+    settings = settings_from(db)
+    existed = settings.db.exists()
+    conn = _open_for_cli(settings.db, create=True)
+    try:
+        applied = runner.migrate(conn)
+        version = runner.current_version(conn)
+    finally:
+        conn.close()
+    action = "upgraded" if existed and applied else ("created" if applied else "up to date")
+    click.echo(f"{settings.db}: {action} (schema version {version})")
+
+
+@cli.command()
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
+@click.option(
+    "--recover",
+    "recover_to",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Salvage what is readable from a damaged database into this new file.",
+)
+def doctor(db: Path | None, as_json: bool, recover_to: Path | None) -> None:
+    """Check the database: schema, indexes, PRAGMAs, integrity and query plans.
+
+    Exits with status 1 when any check fails. A database that does not exist yet is created
+    first (in an existing directory), so a new install can be checked end to end.
+    """
+    settings = settings_from(db)
+    if recover_to is not None:
+        _recover(settings.db, recover_to, as_json)
+        return
+    created = not settings.db.exists()
+    conn = _open_for_cli(settings.db, create=True)
+    try:
+        if created:
+            runner.migrate(conn)
+            logging.getLogger(__name__).warning("created a new database at %s", settings.db)
+        checks = validation.run_checks(conn, settings.db)
+    finally:
+        conn.close()
+    ok = all(check.ok for check in checks)
+    if as_json:
+        report = {
+            "ok": ok,
+            "database": str(settings.db),
+            "version": __version__,
+            "checks": [c.as_dict() for c in checks],
+        }
+        click.echo(json.dumps(report, indent=2))
+    else:
+        table = Table(title=f"abathur-memory doctor — {settings.db}", show_lines=False)
+        table.add_column("", width=2)
+        table.add_column("check")
+        table.add_column("detail", overflow="fold")
+        for check in checks:
+            table.add_row("[green]✓[/]" if check.ok else "[red]✗[/]", check.name, check.detail)
+        out_console.print(table)
+        failed = sum(not c.ok for c in checks)
+        out_console.print(
+            "[green]all checks passed[/]" if ok else f"[red]{failed} check(s) failed[/]"
+        )
+    if not ok:
+        sys.exit(1)
+
+
+def _recover(db_path: Path, output: Path, as_json: bool) -> None:
+    result = salvage.salvage(db_path, output)
+    problem = backups.verify_database(output)
+    tables = {name: vars(stats) for name, stats in result.tables.items()}
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "ok": problem is None,
+                    "output": str(output),
+                    "copied": result.copied,
+                    "read_errors": result.read_errors,
+                    "tables": tables,
+                },
+                indent=2,
+            )
+        )
+    else:
+        for name, stats in tables.items():
+            click.echo(
+                f"{name}: {stats['copied']} rows copied, {stats['read_errors']} unreadable, "
+                f"{stats['detached']} detached, {stats['dropped']} dropped"
+            )
+        click.echo(f"salvaged {result.copied} rows into {output}")
+    if problem:
+        raise AbathurError(f"the salvaged file did not verify: {problem}")
+
+
+@cli.command()
+@db_option
+@click.argument("dest", type=click.Path(path_type=Path))
+@click.option("--gzip", "compress", is_flag=True, help="Compress the backup with gzip.")
+@click.option(
+    "--keep-days",
+    type=click.IntRange(min=1),
+    default=None,
+    help="In a backup directory, delete this database's own backups older than N days.",
+)
+def backup(db: Path | None, dest: Path, compress: bool, keep_days: int | None) -> None:
+    """Back up the database to DEST, consistently, even while a server is writing.
+
+    DEST ending in .db, .sqlite or .gz is a file; anything else is a directory that gets
+    timestamped copies (<name>-<UTC time>.db[.gz]).
+    """
+    settings = settings_from(db)
+    result = backups.backup(settings.db, dest, compress=compress, keep_days=keep_days)
+    click.echo(f"backed up {settings.db} to {result.path} ({result.size} bytes, verified)")
+    for path in result.pruned:
+        click.echo(f"pruned {path}")
+
+
+@cli.command()
+@db_option
+@click.argument("src", type=click.Path(dir_okay=False, path_type=Path))
+def restore(db: Path | None, src: Path) -> None:
+    """Replace the database with the backup SRC (.db or .db.gz), after verifying it.
+
+    The database being replaced is kept beside it as <name>.before-restore-<time>.db.
+    """
+    settings = settings_from(db)
+    result = backups.restore(src, settings.db)
+    click.echo(f"restored {settings.db} from {src}")
+    if result.previous_copy:
+        click.echo(f"the replaced database is kept at {result.previous_copy}")
+
+
+def _open_for_cli(path: Path, *, create: bool) -> driver.Connection:
+    """Open a database for a one-shot command, with one-line errors for the usual failures."""
+    if path.is_dir():
+        raise AbathurError(f"{path} is a directory, not a database file")
+    if not path.exists():
+        if not create:
+            raise NotFound(f"no database at {path}")
+        if path == default_db_path():
+            path.parent.mkdir(parents=True, exist_ok=True)
+        elif not path.parent.is_dir():
+            raise NotFound(f"no database at {path}, and its directory {path.parent} does not exist")
+    elif (problem := backups.verify_header(path)) is not None:
+        raise AbathurError(f"cannot open {path}: {problem}")
+    try:
+        return driver.connect(path)
+    except driver.Error as exc:
+        raise AbathurError(f"cannot open {path}: {exc}") from None
+
+
+def main() -> None:
+    """Console-script entry point: run the CLI, turning our errors into one-line messages."""
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except AbathurError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,93 @@
+"""One Settings object for the whole program.
+
+Precedence, lowest first: built-in defaults, a TOML file (``ABATHUR_CONFIG`` or the per-user
+config path), ``ABATHUR_*`` environment variables, then explicit overrides (CLI flags).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from abathur_memory.errors import InvalidInput
+
+APP_DIR_NAME = "abathur-memory"
+ENV_PREFIX = "ABATHUR_"
+
+
+def default_data_dir() -> Path:
+    """Per-user data directory (platform specific) that holds the default database."""
+    return Path(platformdirs.user_data_dir(APP_DIR_NAME, appauthor=False))
+
+
+def default_db_path() -> Path:
+    return default_data_dir() / "abathur.db"
+
+
+def default_config_path() -> Path:
+    return Path(platformdirs.user_config_dir(APP_DIR_NAME, appauthor=False)) / "config.toml"
+
+
+def _login_name() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # no login name (some containers): a stable fallback
+        return "default"
+
+
+class Settings(BaseModel):
+    """Everything configurable. Field names map to ``ABATHUR_<NAME>`` variables."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    db: Path = Field(default_factory=default_db_path, description="SQLite database file")
+    busy_timeout_ms: int = Field(5000, ge=0, le=600_000, description="SQLite busy_timeout")
+    write_retries: int = Field(3, ge=0, le=20, description="retries after busy_timeout expires")
+    readers: int = Field(4, ge=1, le=64, description="read connections per process")
+    user: str = Field(default_factory=_login_name, min_length=1, max_length=128)
+    app: str = Field("abathur", min_length=1, max_length=128)
+    project: str | None = Field(None, min_length=1, max_length=128)
+    log_level: str = Field("WARNING", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+
+
+def _env_values() -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name in Settings.model_fields:
+        raw = os.environ.get(ENV_PREFIX + name.upper())
+        if raw is not None and raw != "":
+            values[name] = raw
+    return values
+
+
+def _toml_values(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError:
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise InvalidInput(f"cannot read config file {path}: {exc}") from exc
+    return data.get("abathur", data)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build Settings from file, environment and explicit overrides (None = not given)."""
+    config_file = os.environ.get(ENV_PREFIX + "CONFIG")
+    if config_file and not Path(config_file).is_file():
+        raise InvalidInput(f"config file {config_file} (from {ENV_PREFIX}CONFIG) does not exist")
+    values = _toml_values(Path(config_file) if config_file else default_config_path())
+    values.update(_env_values())
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise InvalidInput(f"invalid settings: {problems}") from None

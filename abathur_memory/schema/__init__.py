@@ -1,0 +1,1 @@
+"""Schema: numbered SQL migrations, the legacy upgrade path and the doctor's checks."""

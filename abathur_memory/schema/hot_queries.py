@@ -1,0 +1,76 @@
+"""The queries on the hot path, shared by the services that run them and the doctor that
+checks their plans. Keeping one copy means `doctor` tests the SQL that actually runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Latest live version of one key: idx_memory_namespace_key_version answers it directly.
+MEMORY_GET_LATEST = """
+SELECT * FROM memory_entries
+WHERE namespace = :namespace AND key = :key AND is_deleted = 0
+ORDER BY version DESC
+LIMIT 1
+"""
+
+# Latest live version of every key under a namespace prefix, on ':' boundaries:
+# `user:alice` matches `user:alice` and `user:alice:prefs`, never `user:alice2`.
+# ';' is the character after ':', so the range is exactly the children of the prefix.
+MEMORY_LIST_PREFIX = """
+SELECT m.* FROM memory_entries AS m
+WHERE m.is_deleted = 0
+  AND (m.namespace = :prefix
+       OR (m.namespace > :prefix || ':' AND m.namespace < :prefix || ';'))
+  AND m.version = (SELECT MAX(v.version) FROM memory_entries AS v
+                   WHERE v.namespace = m.namespace AND v.key = m.key)
+ORDER BY m.namespace, m.key
+LIMIT :limit
+"""
+
+SESSIONS_ACTIVE = """
+SELECT * FROM sessions
+WHERE status IN ('active', 'paused')
+ORDER BY last_update_time DESC
+LIMIT :limit
+"""
+
+DOCUMENT_BY_PATH = """
+SELECT * FROM document_index WHERE file_path = :file_path
+"""
+
+DOCUMENTS_PENDING = """
+SELECT * FROM document_index
+WHERE sync_status IN ('pending', 'stale')
+ORDER BY last_synced_at
+LIMIT :limit
+"""
+
+
+@dataclass(frozen=True)
+class HotQuery:
+    name: str
+    sql: str
+    params: dict[str, object]
+    indexes: tuple[str, ...]  # the plan must use one of these
+
+
+HOT_QUERIES = (
+    HotQuery(
+        "memory get-latest",
+        MEMORY_GET_LATEST,
+        {"namespace": "user:x", "key": "k"},
+        ("idx_memory_namespace_key_version",),
+    ),
+    HotQuery(
+        "namespace listing",
+        MEMORY_LIST_PREFIX,
+        {"prefix": "user:x", "limit": 50},
+        ("idx_memory_namespace_prefix", "idx_memory_namespace_key_version"),
+    ),
+    HotQuery("active sessions", SESSIONS_ACTIVE, {"limit": 50}, ("idx_sessions_status_updated",)),
+    HotQuery(
+        "document by path", DOCUMENT_BY_PATH, {"file_path": "a.md"}, ("idx_document_file_path",)
+    ),
+    HotQuery("pending documents", DOCUMENTS_PENDING, {"limit": 50}, ("idx_document_sync_status",)),
+)

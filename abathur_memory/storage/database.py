@@ -1,0 +1,253 @@
+"""The async database: one writer connection, a small pool of readers (datasette's layering).
+
+Every connection is an aiosqlite worker thread around a ``sqlean`` connection made by
+:func:`abathur_memory.storage.driver.connect`. Work is handed to a thread as a plain function
+of the connection, so a whole transaction (or a multi-statement read) costs one thread hop
+instead of one per statement.
+
+Writes run inside ``BEGIN IMMEDIATE`` on the single writer thread, which also serialises them
+within the process; other processes are kept out by SQLite's lock. When the lock stays taken
+past ``busy_timeout`` the transaction is retried with backoff and finally reported as
+:class:`~abathur_memory.errors.Unavailable` — callers never see "database is locked".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import random
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiosqlite
+
+from abathur_memory.errors import AbathurError, InvalidInput, Unavailable
+from abathur_memory.schema import runner
+from abathur_memory.storage import driver
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Params = Sequence[Any] | dict[str, Any]
+
+
+class _WorkerConnection(aiosqlite.Connection):
+    """An aiosqlite connection that can run a function of the raw connection on its thread."""
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        # aiosqlite queues callables on its worker thread with `_execute`; it is not exported,
+        # so this is the one place that relies on it (aiosqlite is pinned to 0.22.x).
+        return await self._execute(lambda: fn(self._conn, *args))
+
+
+async def _open_worker(path: Path, busy_timeout_ms: int, read_only: bool) -> _WorkerConnection:
+    connector = functools.partial(
+        driver.connect, path, busy_timeout_ms=busy_timeout_ms, read_only=read_only
+    )
+    return await _WorkerConnection(connector, iter_chunk_size=256)
+
+
+class Database:
+    """One SQLite file opened for async use. Create with ``await Database.open(path)``."""
+
+    def __init__(
+        self,
+        path: Path,
+        writer: _WorkerConnection,
+        readers: list[_WorkerConnection],
+        *,
+        write_retries: int,
+        busy_timeout_ms: int,
+    ) -> None:
+        self.path = path
+        self._writer = writer
+        self._readers = readers
+        self._idle: asyncio.Queue[_WorkerConnection] = asyncio.Queue()
+        for reader in readers:
+            self._idle.put_nowait(reader)
+        self._write_retries = write_retries
+        self._busy_timeout_ms = busy_timeout_ms
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | Path,
+        *,
+        readers: int = 4,
+        busy_timeout_ms: int = 5000,
+        write_retries: int = 3,
+        migrate: bool = True,
+    ) -> Database:
+        """Open (creating if needed) and migrate the database at ``path``."""
+        path = Path(path).expanduser()
+        if str(path) in ("", ":memory:"):
+            raise InvalidInput("an on-disk database path is needed (readers share the file)")
+        if path.is_dir():
+            raise InvalidInput(f"{path} is a directory, not a database file")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise Unavailable(f"cannot create the directory for {path}: {exc.strerror}") from None
+        opened: list[_WorkerConnection] = []
+        try:
+            writer = await _open_worker(path, busy_timeout_ms, read_only=False)
+            opened.append(writer)
+            db = cls(path, writer, [], write_retries=write_retries, busy_timeout_ms=busy_timeout_ms)
+            if migrate:
+                await db._with_retries(writer, runner.migrate, (), what="migrating the schema")
+            for _ in range(readers):
+                reader = await _open_worker(path, busy_timeout_ms, read_only=True)
+                opened.append(reader)
+                db._readers.append(reader)
+                db._idle.put_nowait(reader)
+            return db
+        except BaseException as exc:
+            for conn in opened:
+                await conn.close()
+            if isinstance(exc, driver.DatabaseError) and not isinstance(exc, AbathurError):
+                raise _environment_error(exc, path) or Unavailable(
+                    f"cannot open {path}: {exc}"
+                ) from None
+            raise
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await self._writer.run(_optimize)
+        except Exception:  # closing must not fail because of a busy optimizer
+            log.debug("PRAGMA optimize skipped", exc_info=True)
+        for conn in [self._writer, *self._readers]:
+            await conn.close()
+
+    async def __aenter__(self) -> Database:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- writes ---------------------------------------------------------------------------
+
+    async def write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` in one ``BEGIN IMMEDIATE`` transaction on the writer."""
+        self._check_open()
+        return await self._with_retries(self._writer, _in_write_transaction, (fn, *args))
+
+    async def execute_write(self, sql: str, params: Params = ()) -> int:
+        """One write statement in its own transaction; returns the number of rows changed."""
+        return await self.write(lambda conn: conn.execute(sql, params).rowcount)
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` on a reader inside one read transaction (one snapshot)."""
+        return await self._on_reader(_in_read_transaction, (fn, *args))
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[driver.Row]:
+        """One SELECT on a reader: a single thread hop."""
+        return await self._on_reader(_fetchall, (sql, params))
+
+    async def fetchone(self, sql: str, params: Params = ()) -> driver.Row | None:
+        return await self._on_reader(_fetchone, (sql, params))
+
+    async def _on_reader(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        self._check_open()
+        reader = await self._idle.get()
+        try:
+            return await self._with_retries(reader, fn, args, what="reading")
+        finally:
+            self._idle.put_nowait(reader)
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    async def _with_retries(
+        self,
+        conn: _WorkerConnection,
+        fn: Callable[..., T],
+        args: tuple[Any, ...],
+        *,
+        what: str = "writing",
+    ) -> T:
+        attempt = 0
+        while True:
+            try:
+                return await conn.run(fn, *args)
+            except driver.DatabaseError as exc:
+                if not driver.is_busy_error(exc):
+                    environment = _environment_error(exc, self.path)
+                    if environment is None:
+                        raise
+                    raise environment from None
+                if attempt >= self._write_retries:
+                    seconds = self._busy_timeout_ms / 1000
+                    raise Unavailable(
+                        f"the database {self.path.name} is busy: another process held its lock "
+                        f"for more than {seconds:g} s, {attempt + 1} times, while {what}; "
+                        "try again"
+                    ) from None
+                attempt += 1
+                delay = min(2.0, 0.05 * 2**attempt) * (0.5 + random.random())
+                log.info("database busy while %s; retry %d in %.2fs", what, attempt, delay)
+                await asyncio.sleep(delay)
+            except ValueError as exc:  # aiosqlite: "Connection closed"
+                if "closed" in str(exc).lower():
+                    raise Unavailable("the database is closed") from None
+                raise
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise Unavailable("the database is closed")
+
+
+def _in_write_transaction(conn: driver.Connection, fn: Callable[..., T], *args: Any) -> T:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(conn, *args)
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return result
+
+
+def _in_read_transaction(conn: driver.Connection, fn: Callable[..., T], *args: Any) -> T:
+    conn.execute("BEGIN")
+    try:
+        return fn(conn, *args)
+    finally:
+        if conn.in_transaction:
+            conn.execute("COMMIT")
+
+
+def _fetchall(conn: driver.Connection, sql: str, params: Params) -> list[driver.Row]:
+    return conn.execute(sql, params).fetchall()
+
+
+def _fetchone(conn: driver.Connection, sql: str, params: Params) -> driver.Row | None:
+    return conn.execute(sql, params).fetchone()
+
+
+def _optimize(conn: driver.Connection) -> None:
+    conn.execute("PRAGMA optimize")
+
+
+def _environment_error(exc: driver.DatabaseError, path: Path) -> AbathurError | None:
+    """A user-facing error for failures of the file or disk; None for anything else."""
+    message = str(exc)
+    lowered = message.lower()
+    if "readonly" in lowered or "read-only" in lowered:
+        return Unavailable(f"the database {path} is read-only ({message})")
+    if "disk is full" in lowered or "disk i/o" in lowered:
+        return Unavailable(f"cannot write {path}: {message}")
+    if "malformed" in lowered or "not a database" in lowered:
+        return Unavailable(
+            f"the database {path} is damaged ({message}); run `abathur-memory doctor`"
+        )
+    if "unable to open" in lowered:
+        return Unavailable(f"cannot open {path}: {message}")
+    return None

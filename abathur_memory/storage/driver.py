@@ -1,0 +1,125 @@
+"""The one place that opens SQLite connections.
+
+The stdlib ``sqlite3`` of many Python builds cannot load extensions, so every connection is
+made with ``sqlean.py`` (a DB-API 2 drop-in shipping SQLite 3.50 with FTS5 and JSONB, with
+wheels for Linux, macOS and Windows; see docs/storage.md for the measurements behind the
+choice). sqlite-vec is loaded on every connection and the seed PRAGMAs are applied.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+from pathlib import Path
+from typing import Any
+
+import sqlean as sqlite
+import sqlite_vec
+
+from abathur_memory.errors import Unavailable
+
+log = logging.getLogger(__name__)
+
+# Re-exported so the rest of the code never imports the driver module directly.
+Connection = sqlite.Connection
+Row = sqlite.Row
+Error = sqlite.Error
+DatabaseError = sqlite.DatabaseError
+OperationalError = sqlite.OperationalError
+IntegrityError = sqlite.IntegrityError
+complete_statement = sqlite.complete_statement
+sqlite_version = sqlite.sqlite_version
+
+MIN_SQLITE_VERSION = (3, 41, 0)  # sqlite-vec KNN with LIMIT needs 3.41
+
+# Seed 000 §2.1, applied on every connection (foreign_keys and busy_timeout are per connection).
+SEED_PRAGMAS: dict[str, Any] = {
+    "journal_mode": "wal",
+    "synchronous": "NORMAL",
+    "foreign_keys": "ON",
+    "busy_timeout": 5000,
+    "wal_autocheckpoint": 1000,
+}
+
+
+def sqlite_version_info() -> tuple[int, ...]:
+    return tuple(int(part) for part in sqlite.sqlite_version.split("."))
+
+
+def connect(
+    path: str | Path,
+    *,
+    busy_timeout_ms: int = 5000,
+    read_only: bool = False,
+    check_same_thread: bool = False,
+) -> sqlite.Connection:
+    """Open ``path`` with sqlite-vec loaded and the seed PRAGMAs set.
+
+    The connection is in autocommit mode (``isolation_level=None``): callers open their own
+    transactions (``BEGIN IMMEDIATE`` for writes) so that no statement starts one implicitly.
+    ``read_only`` connections additionally refuse writes (``PRAGMA query_only``).
+    """
+    if sqlite_version_info() < MIN_SQLITE_VERSION:  # pragma: no cover - guarded by the pin
+        raise Unavailable(f"SQLite {sqlite.sqlite_version} is too old; 3.41 or newer is needed")
+    conn = sqlite.connect(
+        str(path),
+        isolation_level=None,
+        check_same_thread=check_same_thread,
+        timeout=busy_timeout_ms / 1000,
+    )
+    try:
+        conn.row_factory = sqlite.Row
+        conn.enable_load_extension(True)
+        sqlite_vec.load(conn)
+        conn.enable_load_extension(False)
+        apply_pragmas(conn, busy_timeout_ms=busy_timeout_ms)
+        if read_only:
+            conn.execute("PRAGMA query_only = ON")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def connect_plain(path: str | Path) -> sqlite.Connection:
+    """A bare connection (no PRAGMAs, no extensions) for files that may be damaged or foreign:
+    verifying backups, salvaging, writing backup copies."""
+    conn = sqlite.connect(str(path), isolation_level=None)
+    conn.row_factory = sqlite.Row
+    return conn
+
+
+def apply_pragmas(conn: sqlite.Connection, *, busy_timeout_ms: int = 5000) -> None:
+    """Apply the seed PRAGMAs. busy_timeout goes first so the WAL switch can wait for a lock."""
+    conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        mode = conn.execute("PRAGMA journal_mode = wal").fetchone()[0]
+        if mode != "wal" and _db_file(conn):  # in-memory databases cannot use WAL
+            log.warning("could not switch %s to WAL (journal_mode=%s)", _db_file(conn), mode)
+    conn.execute(f"PRAGMA synchronous = {SEED_PRAGMAS['synchronous']}")
+    conn.execute(f"PRAGMA foreign_keys = {SEED_PRAGMAS['foreign_keys']}")
+    conn.execute(f"PRAGMA wal_autocheckpoint = {SEED_PRAGMAS['wal_autocheckpoint']}")
+
+
+def _db_file(conn: sqlite.Connection) -> str:
+    return str(conn.execute("PRAGMA database_list").fetchone()[2])
+
+
+def extension_versions(conn: sqlite.Connection) -> dict[str, str]:
+    """Versions worth reporting: SQLite itself and sqlite-vec."""
+    return {
+        "sqlite": conn.execute("SELECT sqlite_version()").fetchone()[0],
+        "sqlite_vec": conn.execute("SELECT vec_version()").fetchone()[0],
+        "driver": f"sqlean.py {importlib.metadata.version('sqlean.py')}",
+    }
+
+
+def is_busy_error(exc: BaseException) -> bool:
+    """True for SQLITE_BUSY / SQLITE_LOCKED, which are worth retrying."""
+    if not isinstance(exc, sqlite.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return code & 0xFF in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED (+ extended codes)
+    message = str(exc).lower()
+    return "locked" in message or "busy" in message

@@ -1,0 +1,170 @@
+"""Salvage what can be read from a damaged database into a new one (seed 000 §5.3).
+
+Rows are copied table by table in rowid order. When a read fails on a damaged page, the scan
+jumps ahead (exponentially) past the damage and carries on, so one bad page costs the rows
+on it, not the rest of the table. The new file gets the current schema; rows left pointing at
+parents that were lost are detached (nullable links) or dropped (mandatory links), so the
+result passes ``integrity_check`` and ``foreign_key_check``.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from abathur_memory.errors import Conflict, InvalidInput, NotFound
+from abathur_memory.schema import runner
+from abathur_memory.schema.legacy import SEED_TABLES
+from abathur_memory.storage import driver
+
+log = logging.getLogger(__name__)
+
+_BATCH = 500
+_MAX_SKIP = 1 << 40
+# Copy order: parents before children (the copy runs with foreign keys off regardless).
+_TABLE_ORDER = ("meta", *SEED_TABLES)
+
+
+@dataclass
+class TableSalvage:
+    copied: int = 0
+    read_errors: int = 0
+    detached: int = 0
+    dropped: int = 0
+
+
+@dataclass
+class SalvageResult:
+    output: Path
+    tables: dict[str, TableSalvage] = field(default_factory=dict)
+
+    @property
+    def copied(self) -> int:
+        return sum(t.copied for t in self.tables.values())
+
+    @property
+    def read_errors(self) -> int:
+        return sum(t.read_errors for t in self.tables.values())
+
+
+def salvage(damaged: Path, output: Path) -> SalvageResult:
+    """Copy every readable row of ``damaged`` into a new database at ``output``."""
+    if not damaged.is_file():
+        raise NotFound(f"no database at {damaged}")
+    if output.exists():
+        raise Conflict(f"{output} already exists; salvage writes a new file")
+    if damaged.resolve() == output.resolve():
+        raise InvalidInput("the output must be a different file from the damaged database")
+    # Work on a copy (with its WAL): opening the original read-write could let SQLite
+    # checkpoint or roll back into the very file being salvaged.
+    with tempfile.TemporaryDirectory(prefix=".abathur-salvage-", dir=output.parent) as tmp:
+        copy = Path(tmp) / "damaged.db"
+        shutil.copyfile(damaged, copy)
+        if Path(f"{damaged}-wal").is_file():
+            shutil.copyfile(f"{damaged}-wal", f"{copy}-wal")
+        return _salvage_copy(copy, damaged, output)
+
+
+def _salvage_copy(copy: Path, damaged: Path, output: Path) -> SalvageResult:
+    source = driver.connect_plain(copy)
+    try:
+        try:
+            present = {
+                row[0]
+                for row in source.execute("SELECT name FROM sqlite_master WHERE type='table'")
+            }
+        except driver.DatabaseError as exc:
+            raise InvalidInput(
+                f"cannot read the schema of {damaged} ({exc}); nothing to salvage"
+            ) from None
+        result = SalvageResult(output)
+        target = driver.connect(output)
+        try:
+            runner.migrate(target)
+            target.execute("PRAGMA foreign_keys = OFF")
+            target.execute("BEGIN IMMEDIATE")
+            target.execute("DELETE FROM memory_entries")  # fresh seed rows; the originals follow
+            columns = runner.target_columns()
+            for table in _TABLE_ORDER:
+                if table in present:
+                    result.tables[table] = _copy_table(source, target, table, columns[table])
+            _reseed(target)
+            _repair_links(target, result)
+            target.execute("COMMIT")
+            target.execute("PRAGMA foreign_keys = ON")
+        except BaseException:
+            target.close()
+            output.unlink(missing_ok=True)
+            for suffix in ("-wal", "-shm"):
+                Path(f"{output}{suffix}").unlink(missing_ok=True)
+            raise
+        target.close()
+    finally:
+        source.close()
+    return result
+
+
+def _copy_table(
+    source: driver.Connection, target: driver.Connection, table: str, wanted: frozenset[str]
+) -> TableSalvage:
+    stats = TableSalvage()
+    try:
+        have = [row[1] for row in source.execute(f'PRAGMA table_info("{table}")')]
+    except driver.DatabaseError:
+        stats.read_errors += 1
+        return stats
+    cols = [c for c in have if c in wanted]
+    col_list = ", ".join(f'"{c}"' for c in cols)
+    insert = f'INSERT OR IGNORE INTO "{table}" ({col_list}) VALUES ({", ".join("?" for _ in cols)})'
+    select = (
+        f'SELECT rowid, {col_list} FROM "{table}" WHERE rowid > ? ORDER BY rowid LIMIT {_BATCH}'
+    )
+    last, skip = 0, 1  # our rowids start at 1
+    while True:
+        try:
+            rows = source.execute(select, (last,)).fetchall()
+        except driver.DatabaseError:
+            # A damaged page: probe further and further ahead until reads succeed again.
+            stats.read_errors += 1
+            if skip > _MAX_SKIP:
+                break
+            last, skip = last + skip, skip * 2
+            continue
+        skip = 1
+        if not rows:
+            break
+        for row in rows:
+            try:
+                target.execute(insert, tuple(row)[1:])
+                stats.copied += 1
+            except driver.IntegrityError:
+                stats.read_errors += 1  # a value damaged into something the schema rejects
+        last = rows[-1][0]
+    return stats
+
+
+def _reseed(target: driver.Connection) -> None:
+    """Put back seed memories the damaged file had lost."""
+    seed = next(m for m in runner.load_migrations() if m.name == "seed_data")
+    for statement in seed.statements():
+        target.execute(statement)
+
+
+def _repair_links(target: driver.Connection, result: SalvageResult) -> None:
+    """Detach or drop rows whose parent row was lost."""
+    for table, rowid, _parent, fk_id in target.execute("PRAGMA foreign_key_check").fetchall():
+        link = next(
+            fk for fk in target.execute(f'PRAGMA foreign_key_list("{table}")') if fk[0] == fk_id
+        )
+        column = link[3]
+        notnull = {r[1]: r[3] for r in target.execute(f'PRAGMA table_info("{table}")')}[column]
+        stats = result.tables.setdefault(table, TableSalvage())
+        if notnull:
+            target.execute(f'DELETE FROM "{table}" WHERE rowid = ?', (rowid,))
+            stats.dropped += 1
+        else:
+            target.execute(f'UPDATE "{table}" SET "{column}" = NULL WHERE rowid = ?', (rowid,))
+            stats.detached += 1
