@@ -14,7 +14,6 @@ past ``busy_timeout`` the transaction is retried with backoff and finally report
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import random
 from collections.abc import Callable, Sequence
@@ -43,10 +42,16 @@ class _WorkerConnection(aiosqlite.Connection):
 
 
 async def _open_worker(path: Path, busy_timeout_ms: int, read_only: bool) -> _WorkerConnection:
-    connector = functools.partial(
+    # Connect first (off the event loop), then hand the open connection to aiosqlite: a file
+    # that cannot be opened then fails here, not inside aiosqlite's worker thread.
+    raw = await asyncio.to_thread(
         driver.connect, path, busy_timeout_ms=busy_timeout_ms, read_only=read_only
     )
-    return await _WorkerConnection(connector, iter_chunk_size=256)
+    try:
+        return await _WorkerConnection(lambda: raw, iter_chunk_size=256)
+    except BaseException:
+        raw.close()
+        raise
 
 
 class Database:
@@ -82,9 +87,9 @@ class Database:
         migrate: bool = True,
     ) -> Database:
         """Open (creating if needed) and migrate the database at ``path``."""
-        path = Path(path).expanduser()
         if str(path) in ("", ":memory:"):
             raise InvalidInput("an on-disk database path is needed (readers share the file)")
+        path = Path(path).expanduser()
         if path.is_dir():
             raise InvalidInput(f"{path} is a directory, not a database file")
         try:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
+import random
+import time
 from pathlib import Path
 from typing import Any
 
@@ -92,13 +94,31 @@ def connect_plain(path: str | Path) -> sqlite.Connection:
 def apply_pragmas(conn: sqlite.Connection, *, busy_timeout_ms: int = 5000) -> None:
     """Apply the seed PRAGMAs. busy_timeout goes first so the WAL switch can wait for a lock."""
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
-    if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-        mode = conn.execute("PRAGMA journal_mode = wal").fetchone()[0]
-        if mode != "wal" and _db_file(conn):  # in-memory databases cannot use WAL
-            log.warning("could not switch %s to WAL (journal_mode=%s)", _db_file(conn), mode)
+    mode = _switch_to_wal(conn, busy_timeout_ms)
+    if mode != "wal" and _db_file(conn):  # in-memory databases cannot use WAL
+        log.warning("could not switch %s to WAL (journal_mode=%s)", _db_file(conn), mode)
     conn.execute(f"PRAGMA synchronous = {SEED_PRAGMAS['synchronous']}")
     conn.execute(f"PRAGMA foreign_keys = {SEED_PRAGMAS['foreign_keys']}")
     conn.execute(f"PRAGMA wal_autocheckpoint = {SEED_PRAGMAS['wal_autocheckpoint']}")
+
+
+def _switch_to_wal(conn: sqlite.Connection, busy_timeout_ms: int) -> str:
+    """Set WAL mode, retrying while another process does the same to a new file.
+
+    The switch needs an exclusive lock and SQLite does not run the busy handler for it in
+    every case, so two processes creating one file at once would otherwise see "locked".
+    """
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    while True:
+        try:
+            mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+            if mode == "wal":
+                return mode
+            return conn.execute("PRAGMA journal_mode = wal").fetchone()[0]
+        except sqlite.OperationalError as exc:
+            if not is_busy_error(exc) or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.005 + random.random() * 0.02)
 
 
 def _db_file(conn: sqlite.Connection) -> str:

@@ -1,0 +1,533 @@
+"""Compare SQLite driver candidates on this machine; print one JSON object.
+
+Not a test: run it by hand, e.g. ``python bench/drivers.py [--rows 100000] [--out FILE]``.
+
+Candidates: ``sqlean`` (sqlean.py, the driver the project uses), ``pysqlite3``
+(pysqlite3-binary), ``apsw`` (not DB-API) and the stdlib ``sqlite3`` (reference only).
+A candidate that cannot be imported is reported as ``{"available": false, "reason": ...}``.
+
+For every candidate, on a fresh temporary database with the seed PRAGMAs and the schema made
+by the project's own migrations:
+
+1. batched insert: ``--rows`` rows into ``memory_entries`` with one ``executemany`` in one
+   transaction (rows/s);
+2. get-by-(namespace, key): ``hot_queries.MEMORY_GET_LATEST`` on random existing keys,
+   20000 timed lookups after a warm-up (p50/p95/p99 in microseconds);
+3. single-row commits: 2000 × ``BEGIN IMMEDIATE`` / ``INSERT`` / ``COMMIT`` (commits/s).
+
+Then, for sqlean only, the async floor (a bare ``aiosqlite.Connection`` around
+``storage.driver.connect``) and the project's ``storage.database.Database`` doing the same get
+and single-row writes, so the project overhead over the floor is visible.
+
+Every timed section runs three times (drivers interleaved, round-robin) and the median of the
+three runs is reported; the three raw values are kept under ``runs``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import gc
+import importlib
+import importlib.metadata
+import json
+import os
+import platform
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+RUNS = 3
+LOOKUPS = 20_000
+WARMUP_LOOKUPS = 2_000
+COMMITS = 2_000
+WARMUP_COMMITS = 100
+SEED = 20261123
+
+INSERT_SQL = (
+    "INSERT INTO memory_entries (namespace, key, value, memory_type) VALUES (?, ?, ?, 'semantic')"
+)
+INSERT_NAMED_SQL = (
+    "INSERT INTO memory_entries (namespace, key, value, memory_type) "
+    "VALUES (:namespace, :key, :value, 'semantic')"
+)
+
+SEED_PRAGMAS = (
+    "PRAGMA busy_timeout = 5000",
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = NORMAL",
+    "PRAGMA foreign_keys = ON",
+    "PRAGMA wal_autocheckpoint = 1000",
+)
+
+
+# -- data ---------------------------------------------------------------------------------
+
+
+def namespace_of(i: int) -> str:
+    return f"user:u{i % 100}:ns{i % 1000}"
+
+
+def value_of(i: int) -> str:
+    """A JSON object of exactly 100 bytes."""
+    head = json.dumps({"i": i, "kind": "note", "text": ""}, separators=(",", ":"))
+    return head[:-2] + "x" * (100 - len(head)) + '"}'
+
+
+def make_rows(n: int) -> list[tuple[str, str, str]]:
+    return [(namespace_of(i), f"k{i}", value_of(i)) for i in range(n)]
+
+
+def lookup_params(n: int, count: int, rng: random.Random) -> list[dict[str, str]]:
+    picks = (rng.randrange(n) for _ in range(count))
+    return [{"namespace": namespace_of(i), "key": f"k{i}"} for i in picks]
+
+
+# -- statistics ---------------------------------------------------------------------------
+
+
+def percentiles_us(samples_ns: list[int]) -> dict[str, float]:
+    ordered = sorted(samples_ns)
+
+    def pick(q: float) -> float:
+        index = min(len(ordered) - 1, round(q * (len(ordered) - 1)))
+        return round(ordered[index] / 1000, 2)
+
+    return {"p50_us": pick(0.50), "p95_us": pick(0.95), "p99_us": pick(0.99)}
+
+
+def median_of_runs(runs: list[dict[str, float]]) -> dict[str, Any]:
+    """{metric: median over runs} plus the raw per-run values."""
+    out: dict[str, Any] = {}
+    for metric in runs[0]:
+        out[metric] = round(statistics.median(run[metric] for run in runs), 2)
+    out["runs"] = runs
+    return out
+
+
+# -- candidates ---------------------------------------------------------------------------
+
+
+class Candidate:
+    """A driver under test. Every one of them offers ``conn.execute(sql, params)`` returning a
+    cursor with ``fetchone``/``fetchall`` and ``conn.executemany``; only opening a connection
+    and loading an extension differ. DB-API connections are opened in autocommit mode
+    (``isolation_level=None``) so every driver runs exactly the same explicit transactions."""
+
+    name: str
+    distribution: str | None
+    dbapi = True
+
+    def __init__(self, name: str, module: str, distribution: str | None) -> None:
+        self.name = name
+        self.module_name = module
+        self.distribution = distribution
+        self.module: Any = None
+
+    def load(self) -> None:
+        self.module = importlib.import_module(self.module_name)
+
+    def package_version(self) -> str | None:
+        if self.distribution is None:
+            return None
+        try:
+            return importlib.metadata.version(self.distribution)
+        except importlib.metadata.PackageNotFoundError:
+            return None
+
+    def connect(self, path: str) -> Any:
+        return self.module.connect(path, isolation_level=None, check_same_thread=False)
+
+    def load_vec(self, conn: Any) -> None:
+        import sqlite_vec
+
+        if not hasattr(conn, "enable_load_extension"):
+            raise RuntimeError("this build has no enable_load_extension (extensions disabled)")
+        conn.enable_load_extension(True)
+        sqlite_vec.load(conn)
+        conn.enable_load_extension(False)
+
+    def close(self, conn: Any) -> None:
+        conn.close()
+
+
+class Apsw(Candidate):
+    dbapi = False
+
+    def connect(self, path: str) -> Any:
+        return self.module.Connection(path)
+
+    def load_vec(self, conn: Any) -> None:
+        import sqlite_vec
+
+        conn.enable_load_extension(True)
+        conn.load_extension(sqlite_vec.loadable_path())
+        conn.enable_load_extension(False)
+
+
+CANDIDATES: list[Candidate] = [
+    Candidate("sqlean", "sqlean", "sqlean.py"),
+    Candidate("pysqlite3", "pysqlite3.dbapi2", "pysqlite3-binary"),
+    Apsw("apsw", "apsw", "apsw"),
+    Candidate("sqlite3", "sqlite3", None),
+]
+
+
+def probe(candidate: Candidate) -> dict[str, Any]:
+    """Versions and capabilities, on an in-memory database."""
+    conn = candidate.connect(":memory:")
+    try:
+        info: dict[str, Any] = {
+            "available": True,
+            "package_version": candidate.package_version(),
+            "dbapi": candidate.dbapi,
+            "sqlite_version": conn.execute("SELECT sqlite_version()").fetchone()[0],
+        }
+        try:
+            candidate.load_vec(conn)
+            info["sqlite_vec"] = conn.execute("SELECT vec_version()").fetchone()[0]
+        except Exception as exc:
+            info["sqlite_vec"] = False
+            info["sqlite_vec_error"] = f"{type(exc).__name__}: {exc}"
+        if info["sqlite_vec"]:
+            info["vec_knn_with_limit"] = _knn_with_limit(conn)
+        info["fts5"] = _works(conn, "CREATE VIRTUAL TABLE temp.fts_probe USING fts5(body)")
+        info["jsonb"] = _works(conn, "SELECT jsonb('{}')")
+        return info
+    finally:
+        candidate.close(conn)
+
+
+def _works(conn: Any, sql: str) -> bool:
+    try:
+        conn.execute(sql).fetchall()
+    except Exception:
+        return False
+    return True
+
+
+def _knn_with_limit(conn: Any) -> bool:
+    """sqlite-vec KNN written with LIMIT (instead of `k = ?`) needs SQLite 3.41."""
+    import struct
+
+    try:
+        conn.execute("CREATE VIRTUAL TABLE temp.vec_probe USING vec0(embedding float[2])")
+        for rowid, vec in enumerate(((0.0, 0.0), (1.0, 1.0), (2.0, 2.0)), start=1):
+            conn.execute(
+                "INSERT INTO temp.vec_probe (rowid, embedding) VALUES (?, ?)",
+                (rowid, struct.pack("2f", *vec)),
+            )
+        rows = conn.execute(
+            "SELECT rowid FROM temp.vec_probe WHERE embedding MATCH ? ORDER BY distance LIMIT 2",
+            (struct.pack("2f", 0.9, 0.9),),
+        ).fetchall()
+    except Exception:
+        return False
+    return [row[0] for row in rows] == [2, 1]
+
+
+# -- synchronous workload -------------------------------------------------------------------
+
+
+def prepare(candidate: Candidate, path: str) -> Any:
+    from abathur_memory.schema import runner
+
+    conn = candidate.connect(path)
+    for pragma in SEED_PRAGMAS:
+        conn.execute(pragma).fetchall()
+    mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise RuntimeError(f"{candidate.name}: journal_mode is {mode}, not wal")
+    for migration in runner.load_migrations():
+        for statement in migration.statements():
+            conn.execute(statement).fetchall()
+    return conn
+
+
+def bench_insert(conn: Any, rows: list[tuple[str, str, str]]) -> float:
+    gc.collect()
+    start = time.perf_counter_ns()
+    conn.execute("BEGIN IMMEDIATE")
+    conn.executemany(INSERT_SQL, rows)
+    conn.execute("COMMIT")
+    elapsed = time.perf_counter_ns() - start
+    count = conn.execute("SELECT count(*) FROM memory_entries WHERE key LIKE 'k%'").fetchone()[0]
+    if count != len(rows):
+        raise RuntimeError(f"inserted {count} rows, expected {len(rows)}")
+    return len(rows) / (elapsed / 1e9)
+
+
+def bench_get(conn: Any, sql: str, warmup: list[dict], timed: list[dict]) -> dict[str, float]:
+    for params in warmup:
+        conn.execute(sql, params).fetchone()
+    samples = [0] * len(timed)
+    clock = time.perf_counter_ns
+    gc.collect()
+    for index, params in enumerate(timed):
+        start = clock()
+        row = conn.execute(sql, params).fetchone()
+        samples[index] = clock() - start
+        if row is None:
+            raise RuntimeError(f"no row for {params}")
+    return percentiles_us(samples)
+
+
+def bench_commits(conn: Any, tag: str) -> float:
+    def one(j: int) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(INSERT_SQL, (namespace_of(j), f"{tag}{j}", value_of(j)))
+        conn.execute("COMMIT")
+
+    for j in range(WARMUP_COMMITS):
+        one(-1 - j)
+    gc.collect()
+    start = time.perf_counter_ns()
+    for j in range(COMMITS):
+        one(j)
+    elapsed = time.perf_counter_ns() - start
+    return COMMITS / (elapsed / 1e9)
+
+
+def run_sync(candidate: Candidate, rows: list, warmup: list, timed: list, run: int) -> dict:
+    from abathur_memory.schema import hot_queries
+
+    with tempfile.TemporaryDirectory(prefix=f"bench-{candidate.name}-") as tmp:
+        conn = prepare(candidate, str(Path(tmp) / "bench.db"))
+        try:
+            result: dict[str, float] = {"insert_rows_per_s": round(bench_insert(conn, rows), 1)}
+            result.update(bench_get(conn, hot_queries.MEMORY_GET_LATEST, warmup, timed))
+            result["commits_per_s"] = round(bench_commits(conn, f"c{run}-"), 1)
+        finally:
+            candidate.close(conn)
+    return result
+
+
+# -- asynchronous workload (sqlean only) --------------------------------------------------------
+
+
+def populate_project_db(path: Path, rows: list[tuple[str, str, str]]) -> None:
+    """A database made the project's way: driver.connect + runner.migrate, then the rows."""
+    from abathur_memory.schema import runner
+    from abathur_memory.storage import driver
+
+    conn = driver.connect(path)
+    try:
+        runner.migrate(conn)
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(INSERT_SQL, rows)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+
+
+async def _time_calls(fn: Callable[[dict], Any], warmup: list, timed: list) -> list[int]:
+    for params in warmup:
+        await fn(params)
+    samples = [0] * len(timed)
+    clock = time.perf_counter_ns
+    gc.collect()
+    for index, params in enumerate(timed):
+        start = clock()
+        await fn(params)
+        samples[index] = clock() - start
+    return samples
+
+
+async def _time_commits(write: Callable[[dict], Any], tag: str) -> float:
+    def params(j: int) -> dict[str, str]:
+        return {"namespace": namespace_of(j), "key": f"{tag}{j}", "value": value_of(j)}
+
+    for j in range(WARMUP_COMMITS):
+        await write(params(-1 - j))
+    gc.collect()
+    start = time.perf_counter_ns()
+    for j in range(COMMITS):
+        await write(params(j))
+    return COMMITS / ((time.perf_counter_ns() - start) / 1e9)
+
+
+async def async_floor(path: Path, warmup: list, timed: list, run: int) -> dict[str, float]:
+    import aiosqlite
+
+    from abathur_memory.schema import hot_queries
+    from abathur_memory.storage import driver
+
+    sql = hot_queries.MEMORY_GET_LATEST
+
+    def connector() -> Any:
+        return driver.connect(path)
+
+    conn = await aiosqlite.Connection(connector, iter_chunk_size=64)
+    try:
+
+        async def fetchall(params: dict) -> None:
+            rows = await conn.execute_fetchall(sql, params)
+            if not rows:
+                raise RuntimeError(f"no row for {params}")
+
+        async def execute_fetchone(params: dict) -> None:
+            cursor = await conn.execute(sql, params)
+            row = await cursor.fetchone()
+            await cursor.close()
+            if row is None:
+                raise RuntimeError(f"no row for {params}")
+
+        async def write(params: dict) -> None:
+            await conn.execute("BEGIN IMMEDIATE")
+            await conn.execute(INSERT_NAMED_SQL, params)
+            await conn.execute("COMMIT")
+
+        one_hop = percentiles_us(await _time_calls(fetchall, warmup, timed))
+        three_hops = percentiles_us(await _time_calls(execute_fetchone, warmup, timed))
+        commits = await _time_commits(write, f"af{run}-")
+    finally:
+        await conn.close()
+    return {
+        **{f"execute_fetchall_{k}": v for k, v in one_hop.items()},
+        **{f"execute_fetchone_close_{k}": v for k, v in three_hops.items()},
+        "commits_per_s": round(commits, 1),
+    }
+
+
+async def project_database(path: Path, warmup: list, timed: list, run: int) -> dict[str, float]:
+    from abathur_memory.schema import hot_queries
+    from abathur_memory.storage.database import Database
+
+    sql = hot_queries.MEMORY_GET_LATEST
+    db = await Database.open(path)
+    try:
+
+        async def fetchone(params: dict) -> None:
+            if await db.fetchone(sql, params) is None:
+                raise RuntimeError(f"no row for {params}")
+
+        async def write(params: dict) -> None:
+            await db.execute_write(INSERT_NAMED_SQL, params)
+
+        get = percentiles_us(await _time_calls(fetchone, warmup, timed))
+        commits = await _time_commits(write, f"pd{run}-")
+    finally:
+        await db.close()
+    return {**{f"fetchone_{k}": v for k, v in get.items()}, "commits_per_s": round(commits, 1)}
+
+
+# -- main -----------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, Any]:
+    cpu_model = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu_model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpu_model": cpu_model or platform.processor() or None,
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "tmpdir": tempfile.gettempdir(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000, help="rows to insert (100000)")
+    parser.add_argument("--out", type=Path, help="also write the JSON to this file")
+    args = parser.parse_args(argv)
+    if args.rows < 1:
+        parser.error("--rows must be at least 1")
+
+    started = time.perf_counter()
+    rng = random.Random(SEED)
+    rows = make_rows(args.rows)
+    warmup = lookup_params(args.rows, WARMUP_LOOKUPS, rng)
+    timed = lookup_params(args.rows, LOOKUPS, rng)
+
+    drivers: dict[str, dict[str, Any]] = {}
+    ready: list[Candidate] = []
+    for candidate in CANDIDATES:
+        try:
+            candidate.load()
+            drivers[candidate.name] = probe(candidate)
+            ready.append(candidate)
+        except Exception as exc:
+            drivers[candidate.name] = {
+                "available": False,
+                "reason": f"{type(exc).__name__}: {exc}",
+            }
+
+    sync_runs: dict[str, list[dict[str, float]]] = {c.name: [] for c in ready}
+    floor_runs: list[dict[str, float]] = []
+    project_runs: list[dict[str, float]] = []
+    sqlean_ready = any(c.name == "sqlean" for c in ready)
+    for run in range(RUNS):
+        for candidate in ready:  # round-robin, so slow spells of a noisy host are shared
+            sync_runs[candidate.name].append(run_sync(candidate, rows, warmup, timed, run))
+        if sqlean_ready:
+            with tempfile.TemporaryDirectory(prefix="bench-async-") as tmp:
+                path = Path(tmp) / "bench.db"
+                populate_project_db(path, rows)
+                floor_runs.append(asyncio.run(async_floor(path, warmup, timed, run)))
+                project_runs.append(asyncio.run(project_database(path, warmup, timed, run)))
+
+    for name, runs in sync_runs.items():
+        drivers[name]["workload"] = median_of_runs(runs)
+
+    result: dict[str, Any] = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": machine(),
+        "rows": args.rows,
+        "lookups": LOOKUPS,
+        "commits": COMMITS,
+        "runs": RUNS,
+        "aggregate": "median of runs; latencies per call in microseconds",
+        "drivers": drivers,
+    }
+    if sqlean_ready:
+        import aiosqlite
+
+        floor = median_of_runs(floor_runs)
+        project = median_of_runs(project_runs)
+        result["async_floor"] = {
+            "driver": "sqlean",
+            "aiosqlite": aiosqlite.__version__,
+            "connection": "aiosqlite.Connection(driver.connect, iter_chunk_size=64)",
+            **floor,
+        }
+        result["project_database"] = {
+            "calls": "Database.fetchone / Database.execute_write",
+            **project,
+            "overhead_vs_floor": {
+                "fetchone_p50_us": round(
+                    project["fetchone_p50_us"] - floor["execute_fetchall_p50_us"], 2
+                ),
+                "commits_per_s_ratio": round(
+                    project["commits_per_s"] / floor["commits_per_s"], 2
+                ),
+            },
+        }
+    else:
+        reason = "sqlean is not importable"
+        result["async_floor"] = {"available": False, "reason": reason}
+        result["project_database"] = {"available": False, "reason": reason}
+    result["elapsed_s"] = round(time.perf_counter() - started, 1)
+
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""Shared fixtures: a fresh database file per test, the asyncio backend for anyio tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from abathur_memory.schema import runner
+from abathur_memory.storage import driver
+from abathur_memory.storage.database import Database
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "abathur.db"
+
+
+@pytest.fixture
+def conn(db_path: Path) -> Iterator[driver.Connection]:
+    """A migrated synchronous connection on a fresh file."""
+    connection = driver.connect(db_path)
+    runner.migrate(connection)
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+async def db(db_path: Path) -> AsyncIterator[Database]:
+    database = await Database.open(db_path, readers=2, busy_timeout_ms=200, write_retries=1)
+    try:
+        yield database
+    finally:
+        await database.close()
