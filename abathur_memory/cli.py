@@ -212,10 +212,10 @@ def _open_for_cli(path: Path, *, create: bool) -> driver.Connection:
         raise AbathurError(f"cannot open {path}: {exc}") from None
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the CLI, turning our errors into one-line messages."""
     try:
-        cli.main(standalone_mode=False)
+        cli.main(args=argv, prog_name="abathur-memory", standalone_mode=False)
     except click.exceptions.Abort:
         err_console.print("aborted")
         sys.exit(130)

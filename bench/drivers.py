@@ -17,10 +17,11 @@ by the project's own migrations:
 
 Then, for sqlean only, the async floor (a bare ``aiosqlite.Connection`` around
 ``storage.driver.connect``) and the project's ``storage.database.Database`` doing the same get
-and single-row writes, so the project overhead over the floor is visible.
+and single-row writes, so the project overhead over the floor is visible. These run on one
+file, interleaved in blocks of calls, so that both see the same noise of a shared host.
 
-Every timed section runs three times (drivers interleaved, round-robin) and the median of the
-three runs is reported; the three raw values are kept under ``runs``.
+Every timed section runs three times (drivers round-robin) and the median of the three runs
+is reported; the three raw values are kept under ``runs``.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ LOOKUPS = 20_000
 WARMUP_LOOKUPS = 2_000
 COMMITS = 2_000
 WARMUP_COMMITS = 100
+READ_BLOCK = 500
+WRITE_BLOCK = 100
 SEED = 20261123
 
 INSERT_SQL = (
@@ -326,95 +329,131 @@ def populate_project_db(path: Path, rows: list[tuple[str, str, str]]) -> None:
         conn.close()
 
 
-async def _time_calls(fn: Callable[[dict], Any], warmup: list, timed: list) -> list[int]:
-    for params in warmup:
-        await fn(params)
-    samples = [0] * len(timed)
+async def _time_reads(
+    calls: dict[str, Callable[[dict], Any]], warmup: list, timed: list
+) -> dict[str, dict[str, float]]:
+    """Latency of each call, interleaved in blocks so that every call sees the same noise."""
+    for fn in calls.values():
+        for params in warmup:
+            await fn(params)
+    samples: dict[str, list[int]] = {name: [] for name in calls}
+    names = list(calls)
     clock = time.perf_counter_ns
     gc.collect()
-    for index, params in enumerate(timed):
-        start = clock()
-        await fn(params)
-        samples[index] = clock() - start
-    return samples
+    for block, first in enumerate(range(0, len(timed), READ_BLOCK)):
+        chunk = timed[first : first + READ_BLOCK]
+        for name in names[block % len(names) :] + names[: block % len(names)]:
+            fn, out = calls[name], samples[name]
+            for params in chunk:
+                start = clock()
+                await fn(params)
+                out.append(clock() - start)
+    return {name: percentiles_us(values) for name, values in samples.items()}
 
 
-async def _time_commits(write: Callable[[dict], Any], tag: str) -> float:
-    def params(j: int) -> dict[str, str]:
-        return {"namespace": namespace_of(j), "key": f"{tag}{j}", "value": value_of(j)}
+async def _time_writes(writes: dict[str, Callable[[dict], Any]], run: int) -> dict[str, float]:
+    """commits/s of each write, interleaved in blocks like the reads."""
 
-    for j in range(WARMUP_COMMITS):
-        await write(params(-1 - j))
+    def params(tag: str, j: int) -> dict[str, str]:
+        return {"namespace": namespace_of(j), "key": f"{tag}{run}-{j}", "value": value_of(j)}
+
+    for name, fn in writes.items():
+        for j in range(WARMUP_COMMITS):
+            await fn(params(name, -1 - j))
+    elapsed = dict.fromkeys(writes, 0)
+    names = list(writes)
     gc.collect()
-    start = time.perf_counter_ns()
-    for j in range(COMMITS):
-        await write(params(j))
-    return COMMITS / ((time.perf_counter_ns() - start) / 1e9)
+    for block, first in enumerate(range(0, COMMITS, WRITE_BLOCK)):
+        for name in names[block % len(names) :] + names[: block % len(names)]:
+            fn = writes[name]
+            start = time.perf_counter_ns()
+            for j in range(first, min(first + WRITE_BLOCK, COMMITS)):
+                await fn(params(name, j))
+            elapsed[name] += time.perf_counter_ns() - start
+    return {name: round(COMMITS / (ns / 1e9), 1) for name, ns in elapsed.items()}
 
 
-async def async_floor(path: Path, warmup: list, timed: list, run: int) -> dict[str, float]:
+async def async_section(path: Path, warmup: list, timed: list, run: int) -> dict[str, dict]:
+    """The aiosqlite floor and the project's Database on one file, measured interleaved.
+
+    The floor is a bare ``aiosqlite.Connection`` around ``driver.connect`` (sqlean, Row
+    factory, sqlite-vec loaded, seed PRAGMAs, autocommit). ``sync`` is the same query on a
+    plain ``driver.connect`` connection with no thread hop, for reference.
+    """
     import aiosqlite
 
     from abathur_memory.schema import hot_queries
     from abathur_memory.storage import driver
+    from abathur_memory.storage.database import Database
 
     sql = hot_queries.MEMORY_GET_LATEST
 
     def connector() -> Any:
         return driver.connect(path)
 
-    conn = await aiosqlite.Connection(connector, iter_chunk_size=64)
+    sync_conn = driver.connect(path)
+    floor = await aiosqlite.Connection(connector, iter_chunk_size=64)
+    db = await Database.open(path)
     try:
 
-        async def fetchall(params: dict) -> None:
-            rows = await conn.execute_fetchall(sql, params)
-            if not rows:
+        async def sync_fetchone(params: dict) -> None:
+            if sync_conn.execute(sql, params).fetchone() is None:
                 raise RuntimeError(f"no row for {params}")
 
-        async def execute_fetchone(params: dict) -> None:
-            cursor = await conn.execute(sql, params)
+        async def floor_fetchall(params: dict) -> None:
+            if not await floor.execute_fetchall(sql, params):
+                raise RuntimeError(f"no row for {params}")
+
+        async def floor_execute_fetchone_close(params: dict) -> None:
+            cursor = await floor.execute(sql, params)
             row = await cursor.fetchone()
             await cursor.close()
             if row is None:
                 raise RuntimeError(f"no row for {params}")
 
-        async def write(params: dict) -> None:
-            await conn.execute("BEGIN IMMEDIATE")
-            await conn.execute(INSERT_NAMED_SQL, params)
-            await conn.execute("COMMIT")
-
-        one_hop = percentiles_us(await _time_calls(fetchall, warmup, timed))
-        three_hops = percentiles_us(await _time_calls(execute_fetchone, warmup, timed))
-        commits = await _time_commits(write, f"af{run}-")
-    finally:
-        await conn.close()
-    return {
-        **{f"execute_fetchall_{k}": v for k, v in one_hop.items()},
-        **{f"execute_fetchone_close_{k}": v for k, v in three_hops.items()},
-        "commits_per_s": round(commits, 1),
-    }
-
-
-async def project_database(path: Path, warmup: list, timed: list, run: int) -> dict[str, float]:
-    from abathur_memory.schema import hot_queries
-    from abathur_memory.storage.database import Database
-
-    sql = hot_queries.MEMORY_GET_LATEST
-    db = await Database.open(path)
-    try:
-
-        async def fetchone(params: dict) -> None:
+        async def project_fetchone(params: dict) -> None:
             if await db.fetchone(sql, params) is None:
                 raise RuntimeError(f"no row for {params}")
 
-        async def write(params: dict) -> None:
+        async def floor_write(params: dict) -> None:
+            await floor.execute("BEGIN IMMEDIATE")
+            await floor.execute(INSERT_NAMED_SQL, params)
+            await floor.execute("COMMIT")
+
+        async def project_write(params: dict) -> None:
             await db.execute_write(INSERT_NAMED_SQL, params)
 
-        get = percentiles_us(await _time_calls(fetchone, warmup, timed))
-        commits = await _time_commits(write, f"pd{run}-")
+        reads = await _time_reads(
+            {
+                "sync": sync_fetchone,
+                "execute_fetchall": floor_fetchall,
+                "execute_fetchone_close": floor_execute_fetchone_close,
+                "project_fetchone": project_fetchone,
+            },
+            warmup,
+            timed,
+        )
+        writes = await _time_writes({"af": floor_write, "pd": project_write}, run)
     finally:
         await db.close()
-    return {**{f"fetchone_{k}": v for k, v in get.items()}, "commits_per_s": round(commits, 1)}
+        await floor.close()
+        sync_conn.close()
+
+    def flat(prefix: str, values: dict[str, float]) -> dict[str, float]:
+        return {f"{prefix}_{key}": value for key, value in values.items()}
+
+    return {
+        "async_floor": {
+            **flat("execute_fetchall", reads["execute_fetchall"]),
+            **flat("execute_fetchone_close", reads["execute_fetchone_close"]),
+            "commits_per_s": writes["af"],
+            **flat("sync_no_hop", reads["sync"]),
+        },
+        "project_database": {
+            **flat("fetchone", reads["project_fetchone"]),
+            "commits_per_s": writes["pd"],
+        },
+    }
 
 
 # -- main -----------------------------------------------------------------------------------
@@ -477,8 +516,9 @@ def main(argv: list[str] | None = None) -> int:
             with tempfile.TemporaryDirectory(prefix="bench-async-") as tmp:
                 path = Path(tmp) / "bench.db"
                 populate_project_db(path, rows)
-                floor_runs.append(asyncio.run(async_floor(path, warmup, timed, run)))
-                project_runs.append(asyncio.run(project_database(path, warmup, timed, run)))
+                both = asyncio.run(async_section(path, warmup, timed, run))
+                floor_runs.append(both["async_floor"])
+                project_runs.append(both["project_database"])
 
     for name, runs in sync_runs.items():
         drivers[name]["workload"] = median_of_runs(runs)
@@ -502,18 +542,20 @@ def main(argv: list[str] | None = None) -> int:
             "driver": "sqlean",
             "aiosqlite": aiosqlite.__version__,
             "connection": "aiosqlite.Connection(driver.connect, iter_chunk_size=64)",
+            "execute_fetchall": "1 await: execute_fetchall(sql, params)",
+            "execute_fetchone_close": "3 awaits: execute, fetchone, cursor close",
+            "commits": "3 awaits: BEGIN IMMEDIATE, INSERT, COMMIT",
+            "sync_no_hop": "the same get on a driver.connect connection, no thread hop",
             **floor,
         }
         result["project_database"] = {
-            "calls": "Database.fetchone / Database.execute_write",
+            "calls": "await Database.fetchone(sql, params) / await Database.execute_write",
             **project,
             "overhead_vs_floor": {
                 "fetchone_p50_us": round(
                     project["fetchone_p50_us"] - floor["execute_fetchall_p50_us"], 2
                 ),
-                "commits_per_s_ratio": round(
-                    project["commits_per_s"] / floor["commits_per_s"], 2
-                ),
+                "commits_per_s_ratio": round(project["commits_per_s"] / floor["commits_per_s"], 2),
             },
         }
     else:

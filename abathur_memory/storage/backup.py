@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import tempfile
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -194,7 +195,7 @@ def _private_copy(src: Path, tmp: Path) -> Path:
     try:
         with gzip.open(src, "rb") if compressed else src.open("rb") as fh, out.open("wb") as dst:
             shutil.copyfileobj(fh, dst, 1024 * 1024)
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         kind = "gzip file" if compressed else "file"
         raise InvalidInput(f"refusing to restore {src}: cannot read the {kind} ({exc})") from None
     return out

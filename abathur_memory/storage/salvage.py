@@ -22,8 +22,8 @@ from abathur_memory.storage import driver
 
 log = logging.getLogger(__name__)
 
-_BATCH = 500
 _MAX_SKIP = 1 << 40
+_BATCH = 256
 # Copy order: parents before children (the copy runs with foreign keys off regardless).
 _TABLE_ORDER = ("meta", *SEED_TABLES)
 
@@ -118,32 +118,64 @@ def _copy_table(
         return stats
     cols = [c for c in have if c in wanted]
     col_list = ", ".join(f'"{c}"' for c in cols)
-    insert = f'INSERT OR IGNORE INTO "{table}" ({col_list}) VALUES ({", ".join("?" for _ in cols)})'
-    select = (
-        f'SELECT rowid, {col_list} FROM "{table}" WHERE rowid > ? ORDER BY rowid LIMIT {_BATCH}'
-    )
-    last, skip = 0, 1  # our rowids start at 1
+    marks = ", ".join("?" for _ in cols)
+    insert = f'INSERT OR IGNORE INTO "{table}" ({col_list}) VALUES ({marks})'
+    # `rowid >= ?` here and in the probe, so "reading from N fails" means the same in both.
+    select = f'SELECT rowid, {col_list} FROM "{table}" WHERE rowid >= ? ORDER BY rowid LIMIT ?'
+    start, batch = 1, _BATCH  # our rowids start at 1
     while True:
         try:
-            rows = source.execute(select, (last,)).fetchall()
+            rows = source.execute(select, (start, batch)).fetchall()
         except driver.DatabaseError:
-            # A damaged page: probe further and further ahead until reads succeed again.
+            if batch > 1:
+                batch = 1  # read row by row up to the damage, so no readable row is lost
+                continue
             stats.read_errors += 1
-            if skip > _MAX_SKIP:
-                break
-            last, skip = last + skip, skip * 2
+            resume = _first_readable_from(source, table, start)
+            if resume is None:
+                return stats
+            start, batch = resume, _BATCH
             continue
-        skip = 1
         if not rows:
-            break
+            return stats
         for row in rows:
             try:
                 target.execute(insert, tuple(row)[1:])
                 stats.copied += 1
             except driver.IntegrityError:
                 stats.read_errors += 1  # a value damaged into something the schema rejects
-        last = rows[-1][0]
-    return stats
+        start = rows[-1][0] + 1
+
+
+def _first_readable_from(source: driver.Connection, table: str, start: int) -> int | None:
+    """The smallest rowid at or after ``start`` from which reading works again.
+
+    Reading from ``start`` failed. Probes ``start + 1, + 2, + 4, ...`` until a seek succeeds,
+    then binary-searches back, so only the rows on the damaged page itself are lost.
+    """
+
+    def readable(bound: int) -> bool:
+        try:
+            source.execute(
+                f'SELECT rowid FROM "{table}" WHERE rowid >= ? ORDER BY rowid LIMIT 1', (bound,)
+            ).fetchall()
+            return True
+        except driver.DatabaseError:
+            return False
+
+    step = 1
+    while not readable(start + step):
+        if step > _MAX_SKIP:
+            return None
+        step *= 2
+    low, high = start + step // 2, start + step  # reading from low fails, from high works
+    while high - low > 1:
+        middle = (low + high) // 2
+        if readable(middle):
+            high = middle
+        else:
+            low = middle
+    return high
 
 
 def _reseed(target: driver.Connection) -> None:
