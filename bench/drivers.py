@@ -102,7 +102,12 @@ def percentiles_us(samples_ns: list[int]) -> dict[str, float]:
         index = min(len(ordered) - 1, round(q * (len(ordered) - 1)))
         return round(ordered[index] / 1000, 2)
 
-    return {"p50_us": pick(0.50), "p95_us": pick(0.95), "p99_us": pick(0.99)}
+    return {
+        "p50_us": pick(0.50),
+        "p95_us": pick(0.95),
+        "p99_us": pick(0.99),
+        "mean_us": round(statistics.fmean(ordered) / 1000, 2),
+    }
 
 
 def median_of_runs(runs: list[dict[str, float]]) -> dict[str, Any]:
