@@ -1,9 +1,10 @@
 """The one place that opens SQLite connections.
 
 The stdlib ``sqlite3`` of many Python builds cannot load extensions, so every connection is
-made with ``sqlean.py`` (a DB-API 2 drop-in shipping SQLite 3.50 with FTS5 and JSONB, with
-wheels for Linux, macOS and Windows; see docs/storage.md for the measurements behind the
-choice). sqlite-vec is loaded on every connection and the seed PRAGMAs are applied.
+made with ``sqlean.py``: a DB-API 2 drop-in (so aiosqlite can wrap it) shipping SQLite 3.50
+(3.49 on Windows, the newest with Windows wheels) with FTS5 and JSONB. docs/storage.md has
+the measurements behind the choice. sqlite-vec is loaded on every connection and the seed
+PRAGMAs are applied.
 """
 
 from __future__ import annotations
