@@ -12,7 +12,7 @@ from abathur_memory.errors import InvalidInput
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch, tmp_path):
-    for name in list(config.Settings.model_fields) + ["config"]:
+    for name in [*config.Settings.model_fields, "config"]:
         monkeypatch.delenv(config.ENV_PREFIX + name.upper(), raising=False)
     # No user config file leaks into the tests.
     monkeypatch.setattr(config, "default_config_path", lambda: tmp_path / "absent.toml")
@@ -48,7 +48,7 @@ def test_environment_values_are_validated(monkeypatch):
 
 def test_unknown_keys_in_the_file_are_errors(monkeypatch, tmp_path):
     file = tmp_path / "config.toml"
-    file.write_text('unknown_setting = 1\n')
+    file.write_text("unknown_setting = 1\n")
     monkeypatch.setenv("ABATHUR_CONFIG", str(file))
     with pytest.raises(InvalidInput, match="unknown_setting"):
         config.load_settings()
