@@ -97,7 +97,9 @@ def current_version(conn: driver.Connection) -> int:
 
 def migrate(conn: driver.Connection) -> list[int]:
     """Bring the database to the latest schema; return the versions applied now."""
-    if current_version(conn) == latest_version():
+    done = set(applied_versions(conn))
+    _refuse_newer(done)
+    if done >= {m.version for m in load_migrations()}:
         return []  # fast path: no write lock taken
     # A table rebuild must not fire ON DELETE actions: foreign keys are switched off around it
     # (the pragma is a no-op inside a transaction, so this happens before BEGIN).
@@ -123,18 +125,13 @@ def migrate(conn: driver.Connection) -> list[int]:
 def _migrate_locked(conn: driver.Connection) -> list[int]:
     conn.execute(SCHEMA_MIGRATIONS_DDL)
     done = applied_versions(conn)
-    known = {m.version: m for m in load_migrations()}
-    newer = sorted(set(done) - set(known))
-    if newer:
-        raise Unavailable(
-            f"this database has schema version {max(newer)}, newer than this abathur-memory "
-            f"understands ({latest_version()}); upgrade abathur-memory to open it"
-        )
+    _refuse_newer(set(done))
     adopted = False
     if not done:
         _refuse_foreign_database(conn)
         if legacy.legacy_tables(conn):
-            legacy.adopt(conn, target_tables_sql())
+            # Older layouts predate migration 1: bring them to its shape, then carry on.
+            legacy.adopt(conn, target_tables_sql(upto=1))
             adopted = True
     applied = []
     for migration in load_migrations():
@@ -164,6 +161,15 @@ def _migrate_locked(conn: driver.Connection) -> list[int]:
     return applied
 
 
+def _refuse_newer(done: set[int]) -> None:
+    newer = done - {m.version for m in load_migrations()}
+    if newer:
+        raise Unavailable(
+            f"this database has schema version {max(newer)}, newer than this abathur-memory "
+            f"understands ({latest_version()}); upgrade abathur-memory to open it"
+        )
+
+
 def _refuse_foreign_database(conn: driver.Connection) -> None:
     """Do not write our tables into somebody else's database."""
     tables = {
@@ -181,15 +187,20 @@ def _refuse_foreign_database(conn: driver.Connection) -> None:
         )
 
 
-@cache
-def _target_schema() -> tuple[tuple[str, str, str | None, frozenset[str]], ...]:
-    """(type, name, sql, columns) of every object the latest schema creates.
+SchemaObject = tuple[str, str, str | None, frozenset[str]]
 
-    Read from a scratch in-memory database that has every migration applied.
+
+@cache
+def _target_schema(upto: int | None = None) -> tuple[SchemaObject, ...]:
+    """(type, name, sql, columns) of every object the schema creates, in creation order.
+
+    Read from a scratch in-memory database with the migrations applied (up to ``upto``).
     """
     scratch = driver.connect(":memory:")
     try:
         for migration in load_migrations():
+            if upto is not None and migration.version > upto:
+                break
             for statement in migration.statements():
                 scratch.execute(statement)
         rows = scratch.execute(
@@ -210,9 +221,9 @@ def _target_schema() -> tuple[tuple[str, str, str | None, frozenset[str]], ...]:
         scratch.close()
 
 
-def target_tables_sql() -> dict[str, str]:
-    """{table: CREATE TABLE sql} of the latest schema."""
-    return {name: sql for kind, name, sql, _ in _target_schema() if kind == "table" and sql}
+def target_tables_sql(upto: int | None = None) -> dict[str, str]:
+    """{table: CREATE TABLE sql} of the schema after migration ``upto`` (default: latest)."""
+    return {name: sql for kind, name, sql, _ in _target_schema(upto) if kind == "table" and sql}
 
 
 def target_columns() -> dict[str, frozenset[str]]:

@@ -124,6 +124,7 @@ def _check_versions(conn: driver.Connection, _: Path) -> list[Check]:
 def _check_schema_version(conn: driver.Connection, _: Path) -> list[Check]:
     current, latest = runner.current_version(conn), runner.latest_version()
     applied = runner.applied_versions(conn)
+    missing = [m.version for m in runner.load_migrations() if m.version not in applied]
     changed = [
         m.version
         for m in runner.load_migrations()
@@ -133,14 +134,14 @@ def _check_schema_version(conn: driver.Connection, _: Path) -> list[Check]:
         dict(conn.execute("SELECT key, value FROM meta").fetchall()) if _has(conn, "meta") else {}
     )
     detail = f"schema version {current} of {latest}"
-    if current < latest:
-        detail += " (run `abathur-memory init` to upgrade)"
+    if missing:
+        detail += f"; migrations {missing} not applied (run `abathur-memory init` to upgrade)"
     if changed:
         detail += f"; migrations {changed} differ from the shipped files"
     model = meta.get("embedding_model")
     if model:
         detail += f"; embedding model {model} ({meta.get('embedding_dim', '?')} dims)"
-    return [Check("schema version", current == latest and not changed, detail)]
+    return [Check("schema version", not missing and not changed, detail)]
 
 
 def _check_tables(conn: driver.Connection, _: Path) -> list[Check]:

@@ -17,15 +17,12 @@ from pathlib import Path
 
 from abathur_memory.errors import Conflict, InvalidInput, NotFound
 from abathur_memory.schema import runner
-from abathur_memory.schema.legacy import SEED_TABLES
 from abathur_memory.storage import driver
 
 log = logging.getLogger(__name__)
 
 _MAX_SKIP = 1 << 40
 _BATCH = 256
-# Copy order: parents before children (the copy runs with foreign keys off regardless).
-_TABLE_ORDER = ("meta", *SEED_TABLES)
 
 
 @dataclass
@@ -87,9 +84,10 @@ def _salvage_copy(copy: Path, damaged: Path, output: Path) -> SalvageResult:
             target.execute("PRAGMA foreign_keys = OFF")
             target.execute("BEGIN IMMEDIATE")
             target.execute("DELETE FROM memory_entries")  # fresh seed rows; the originals follow
+            # Tables in creation order, so parents come before children.
             columns = runner.target_columns()
-            for table in _TABLE_ORDER:
-                if table in present:
+            for table in columns:
+                if table in present and table != "schema_migrations":
                     result.tables[table] = _copy_table(source, target, table, columns[table])
             _reseed(target)
             _repair_links(target, result)

@@ -1,0 +1,54 @@
+"""The one timestamp format stored in the database: UTC 'YYYY-MM-DD HH:MM:SS.fff'.
+
+It has the shape of SQLite's CURRENT_TIMESTAMP (plus milliseconds), so stored values sort
+and compare as text, including values written by older layouts.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from abathur_memory.errors import InvalidInput
+
+# The same expression the migrations use as column defaults.
+SQL_NOW = "strftime('%Y-%m-%d %H:%M:%f', 'now')"
+_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def to_db(moment: datetime) -> str:
+    """A datetime (naive = UTC) in the stored format."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment.strftime(_FORMAT)[:-3]
+
+
+def now_db() -> str:
+    return to_db(datetime.now(UTC))
+
+
+def ago_db(days: float) -> str:
+    return to_db(datetime.now(UTC) - timedelta(days=days))
+
+
+def parse_user_time(value: str | datetime) -> str:
+    """Accept ISO 8601 (with or without zone; no zone means UTC) and return the stored format."""
+    if isinstance(value, datetime):
+        return to_db(value)
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput("a time must be an ISO 8601 string such as '2026-11-23T10:15:00Z'")
+    text = value.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    try:
+        return to_db(datetime.fromisoformat(text))
+    except ValueError:
+        raise InvalidInput(
+            f"{value!r} is not an ISO 8601 time such as '2026-11-23T10:15:00Z'"
+        ) from None
+
+
+def to_iso(stored: str | None) -> str | None:
+    """The stored format as ISO 8601 with a 'Z' (what the API returns)."""
+    if stored is None:
+        return None
+    return stored.replace(" ", "T", 1) + ("Z" if "+" not in stored else "")
