@@ -53,6 +53,8 @@ class Settings(BaseModel):
     user: str = Field(default_factory=_login_name, min_length=1, max_length=128)
     app: str = Field("abathur", min_length=1, max_length=128)
     project: str | None = Field(None, min_length=1, max_length=128)
+    admin: bool = Field(False, description="lift the namespace policy (read/write everything)")
+    max_value_bytes: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     log_level: str = Field("WARNING", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
 
 

@@ -40,3 +40,29 @@ async def db(db_path: Path) -> AsyncIterator[Database]:
         yield database
     finally:
         await database.close()
+
+
+@pytest.fixture
+def principal():
+    from abathur_memory.memory.namespaces import Principal
+
+    return Principal(user="alice", app="abathur", project="website")
+
+
+@pytest.fixture
+async def services(db, principal):
+    from abathur_memory.memory.services import Services
+
+    return Services.over(db, principal, max_value_bytes=64 * 1024)
+
+
+@pytest.fixture
+async def as_principal(db):
+    """Services for another principal on the same database: ``as_principal(user=...)``."""
+    from abathur_memory.memory.namespaces import Principal
+    from abathur_memory.memory.services import Services
+
+    def make(**fields):
+        return Services.over(db, Principal(**fields), max_value_bytes=64 * 1024)
+
+    return make

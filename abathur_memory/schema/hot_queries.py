@@ -14,14 +14,18 @@ ORDER BY version DESC
 LIMIT 1
 """
 
-# Latest live version of every key under a namespace prefix, on ':' boundaries:
-# `user:alice` matches `user:alice` and `user:alice:prefs`, never `user:alice2`.
-# ';' is the character after ':', so the range is exactly the children of the prefix.
-MEMORY_LIST_PREFIX = """
+# One page of the latest live version of every key under a namespace prefix, on ':'
+# boundaries: `user:alice` matches `user:alice` and `user:alice:prefs`, never `user:alice2`.
+# The index range is [prefix, prefix || ';') (';' follows ':'), the substr() test drops
+# siblings such as `user:alice2` that fall inside it, and the row-value comparison seeks to
+# the page cursor. Rows come out in index order, so no sort is needed.
+MEMORY_LIST_PAGE = """
 SELECT m.* FROM memory_entries AS m
-WHERE m.is_deleted = 0
-  AND (m.namespace = :prefix
-       OR (m.namespace > :prefix || ':' AND m.namespace < :prefix || ';'))
+WHERE m.namespace >= :prefix AND m.namespace < :prefix || ';'
+  AND (m.namespace = :prefix OR substr(m.namespace, 1, length(:prefix) + 1) = :prefix || ':')
+  AND (m.namespace, m.key) > (:after_namespace, :after_key)
+  AND m.is_deleted = 0
+  AND (:memory_type IS NULL OR m.memory_type = :memory_type)
   AND m.version = (SELECT MAX(v.version) FROM memory_entries AS v
                    WHERE v.namespace = m.namespace AND v.key = m.key)
 ORDER BY m.namespace, m.key
@@ -64,9 +68,15 @@ HOT_QUERIES = (
     ),
     HotQuery(
         "namespace listing",
-        MEMORY_LIST_PREFIX,
-        {"prefix": "user:x", "limit": 50},
-        ("idx_memory_namespace_prefix", "idx_memory_namespace_key_version"),
+        MEMORY_LIST_PAGE,
+        {
+            "prefix": "user:x",
+            "memory_type": None,
+            "after_namespace": "",
+            "after_key": "",
+            "limit": 50,
+        },
+        ("idx_memory_namespace_key_version", "sqlite_autoindex_memory_entries_1"),
     ),
     HotQuery("active sessions", SESSIONS_ACTIVE, {"limit": 50}, ("idx_sessions_status_updated",)),
     HotQuery(

@@ -1,0 +1,1 @@
+"""Services: memories, sessions, tasks, agents, checkpoints, audit and namespace policy."""

@@ -1,0 +1,58 @@
+"""Applying the namespace policy where it needs the database (session ownership) and
+auditing every denial."""
+
+from __future__ import annotations
+
+from typing import NoReturn
+
+from abathur_memory.errors import Forbidden
+from abathur_memory.memory import audit
+from abathur_memory.memory.namespaces import Access, NamespacePolicy, Principal
+from abathur_memory.storage import driver
+from abathur_memory.storage.database import Database
+
+
+class AccessGuard:
+    def __init__(self, db: Database, policy: NamespacePolicy) -> None:
+        self.db = db
+        self.policy = policy
+
+    @property
+    def actor(self) -> str:
+        return self.policy.principal.actor
+
+    def needs_lookup(self, segments: list[str]) -> bool:
+        """True when the decision depends on who owns a session (a database read)."""
+        return self.policy.session_id_of(segments) is not None
+
+    def denial(self, segments: list[str], access: Access) -> str | None:
+        """The denying rule, decided without the database (not for session namespaces)."""
+        return self.policy.rule_for(segments, access)
+
+    def denial_in(self, conn: driver.Connection, segments: list[str], access: Access) -> str | None:
+        """The denying rule, decided inside a transaction (looks up session ownership)."""
+        session_id = self.policy.session_id_of(segments)
+        owns = (
+            owns_session(conn, session_id, self.policy.principal)
+            if session_id is not None
+            else None
+        )
+        return self.policy.rule_for(segments, access, owns_session=owns)
+
+    async def refuse(
+        self, namespace: str, attempted: str, rule: str, key: str | None = None
+    ) -> NoReturn:
+        """Audit a denial (committed on its own) and raise Forbidden naming the rule."""
+        await self.db.write(
+            lambda conn: audit.record_denied(
+                conn, namespace=namespace, actor=self.actor, attempted=attempted, rule=rule, key=key
+            )
+        )
+        raise Forbidden(f"{attempted} on {namespace!r} denied: {rule}")
+
+
+def owns_session(conn: driver.Connection, session_id: str, principal: Principal) -> bool:
+    row = conn.execute(
+        "SELECT user_id, app_name FROM sessions WHERE id = ?", (session_id,)
+    ).fetchone()
+    return row is not None and principal.may_use_session(row["user_id"], row["app_name"])

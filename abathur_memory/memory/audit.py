@@ -1,0 +1,60 @@
+"""Audit rows, always written inside the transaction of the change they describe."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from abathur_memory.storage import driver
+
+# memory_operation_type values allowed by the schema.
+OPERATIONS = ("create", "update", "delete", "consolidate", "publish")
+
+
+def record_memory(
+    conn: driver.Connection,
+    *,
+    operation: str,
+    namespace: str,
+    entry_id: int | None,
+    actor: str,
+    action: str,
+    data: dict[str, Any],
+    result: str = "ok",
+) -> None:
+    """One audit row for a memory operation (or a denied attempt: ``operation`` may be None)."""
+    conn.execute(
+        "INSERT INTO audit (action_type, action_data, result, memory_operation_type,"
+        " memory_namespace, memory_entry_id, actor) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (
+            action,
+            json.dumps(data, ensure_ascii=False, separators=(",", ":")),
+            result,
+            operation if operation in OPERATIONS else None,
+            namespace,
+            entry_id,
+            actor,
+        ),
+    )
+
+
+def record_denied(
+    conn: driver.Connection,
+    *,
+    namespace: str,
+    actor: str,
+    attempted: str,
+    rule: str,
+    key: str | None,
+) -> None:
+    """A denied memory operation: who tried what, where, and which rule said no."""
+    record_memory(
+        conn,
+        operation="",
+        namespace=namespace,
+        entry_id=None,
+        actor=actor,
+        action="memory_denied",
+        data={"attempted": attempted, "key": key, "rule": rule},
+        result="denied",
+    )

@@ -1,0 +1,479 @@
+"""Versioned, namespaced memories.
+
+Every put appends version n+1 (one transaction, audited); reading gives the latest live
+version, a given version, or the version live at a past time. Delete is soft: all versions
+are flagged, history stays readable, and a later put (or restore) continues the numbering.
+A put whose value, type and metadata equal the live version's creates nothing new.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from abathur_memory.errors import Conflict, InvalidInput, NotFound
+from abathur_memory.memory import audit, cursors, values
+from abathur_memory.memory.access import AccessGuard
+from abathur_memory.memory.namespaces import Access, parse, validate_prefix
+from abathur_memory.schema import hot_queries
+from abathur_memory.storage import driver, timestamps
+from abathur_memory.storage.database import Database
+
+MEMORY_TYPES = ("semantic", "episodic", "procedural")
+MAX_LIST_LIMIT = 1000
+MAX_BATCH = 10_000
+
+_LATEST_ANY = (
+    "SELECT * FROM memory_entries WHERE namespace = ? AND key = ? ORDER BY version DESC LIMIT 1"
+)
+_INSERT = (
+    "INSERT INTO memory_entries (namespace, key, value, memory_type, version, metadata,"
+    " created_by, updated_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *"
+)
+
+
+@dataclass(frozen=True)
+class MemoryEntry:
+    id: int
+    namespace: str
+    key: str
+    version: int
+    value: Any
+    memory_type: str
+    metadata: dict[str, Any]
+    is_deleted: bool
+    created_by: str | None
+    updated_by: str | None
+    created_at: str
+    updated_at: str
+
+    @classmethod
+    def from_row(cls, row: driver.Row) -> MemoryEntry:
+        return cls(
+            id=row["id"],
+            namespace=row["namespace"],
+            key=row["key"],
+            version=row["version"],
+            value=json.loads(row["value"]),
+            memory_type=row["memory_type"],
+            metadata=json.loads(row["metadata"] or "{}"),
+            is_deleted=bool(row["is_deleted"]),
+            created_by=row["created_by"],
+            updated_by=row["updated_by"],
+            created_at=timestamps.to_iso(row["created_at"]) or "",
+            updated_at=timestamps.to_iso(row["updated_at"]) or "",
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "namespace": self.namespace,
+            "key": self.key,
+            "version": self.version,
+            "value": self.value,
+            "memory_type": self.memory_type,
+            "metadata": self.metadata,
+            "is_deleted": self.is_deleted,
+            "created_by": self.created_by,
+            "updated_by": self.updated_by,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+        }
+
+
+@dataclass(frozen=True)
+class PutResult:
+    entry: MemoryEntry
+    created: bool  # a new version was written
+    unchanged: bool  # the value equalled the live version: nothing was written
+
+
+@dataclass(frozen=True)
+class PutRequest:
+    namespace: str
+    key: str
+    value: Any
+    memory_type: str = "semantic"
+    metadata: dict[str, Any] | None = None
+    expected_version: int | None = None
+
+
+@dataclass
+class MemoryPage:
+    entries: list[MemoryEntry] = field(default_factory=list)
+    next_cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    request: PutRequest
+    segments: list[str]
+    value_text: str
+    metadata_text: str | None
+
+
+@dataclass(frozen=True)
+class _Denied:
+    namespace: str
+    key: str | None
+    rule: str
+
+
+class MemoryService:
+    def __init__(
+        self,
+        db: Database,
+        guard: AccessGuard,
+        *,
+        max_value_bytes: int = values.DEFAULT_MAX_VALUE_BYTES,
+    ) -> None:
+        self.db = db
+        self.guard = guard
+        self.max_value_bytes = max_value_bytes
+
+    # -- writes ---------------------------------------------------------------------------
+
+    async def put(
+        self,
+        namespace: str,
+        key: str,
+        value: Any,
+        memory_type: str = "semantic",
+        metadata: dict[str, Any] | None = None,
+        expected_version: int | None = None,
+    ) -> PutResult:
+        """Store ``value`` as the next version of (namespace, key)."""
+        request = PutRequest(namespace, key, value, memory_type, metadata, expected_version)
+        return (await self.put_many([request]))[0]
+
+    async def put_many(self, requests: Sequence[PutRequest]) -> list[PutResult]:
+        """Several puts in one transaction: all are applied, or none (first error wins)."""
+        if not requests:
+            return []
+        if len(requests) > MAX_BATCH:
+            raise InvalidInput(f"at most {MAX_BATCH} puts per batch, got {len(requests)}")
+        prepared = [self._prepare(r) for r in requests]
+        for item in prepared:
+            if not self.guard.needs_lookup(item.segments):
+                rule = self.guard.denial(item.segments, Access.WRITE)
+                if rule is not None:
+                    await self.guard.refuse(item.request.namespace, "write", rule, item.request.key)
+        outcome = await self.db.write(self._put_all, prepared)
+        if isinstance(outcome, _Denied):
+            await self.guard.refuse(outcome.namespace, "write", outcome.rule, outcome.key)
+        return outcome
+
+    def _prepare(self, request: PutRequest) -> _Prepared:
+        segments = parse(request.namespace)
+        values.check_identifier(request.key, what="key")
+        if request.memory_type not in MEMORY_TYPES:
+            raise InvalidInput(
+                f"memory_type must be one of {', '.join(MEMORY_TYPES)}, not {request.memory_type!r}"
+            )
+        if request.expected_version is not None and (
+            not isinstance(request.expected_version, int)
+            or isinstance(request.expected_version, bool)
+            or request.expected_version < 0
+        ):
+            raise InvalidInput(
+                "expected_version must be an integer >= 0 (0: the key must not exist)"
+            )
+        value_text = values.encode_json(request.value, what="value", max_bytes=self.max_value_bytes)
+        metadata_text = (
+            None
+            if request.metadata is None
+            else values.encode_object(request.metadata, what="metadata")
+        )
+        return _Prepared(request, segments, value_text, metadata_text)
+
+    def _put_all(
+        self, conn: driver.Connection, prepared: list[_Prepared]
+    ) -> list[PutResult] | _Denied:
+        results = []
+        for item in prepared:
+            if self.guard.needs_lookup(item.segments):
+                rule = self.guard.denial_in(conn, item.segments, Access.WRITE)
+                if rule is not None:
+                    return _Denied(item.request.namespace, item.request.key, rule)
+            results.append(self._put_one(conn, item))
+        return results
+
+    def _put_one(self, conn: driver.Connection, item: _Prepared) -> PutResult:
+        req = item.request
+        latest = conn.execute(_LATEST_ANY, (req.namespace, req.key)).fetchone()
+        live = latest if latest is not None and not latest["is_deleted"] else None
+        if req.expected_version is not None:
+            current = live["version"] if live is not None else 0
+            if req.expected_version != current:
+                raise Conflict(
+                    f"{req.namespace}/{req.key} is at version {current}, not "
+                    f"{req.expected_version}: re-read it and retry"
+                    if current
+                    else f"{req.namespace}/{req.key} does not exist (expected version "
+                    f"{req.expected_version})"
+                )
+        metadata_text = item.metadata_text
+        if metadata_text is None:  # not given: keep the live version's metadata
+            metadata_text = live["metadata"] if live is not None else "{}"
+        if (
+            live is not None
+            and live["memory_type"] == req.memory_type
+            and values.canonical(live["value"]) == values.canonical(item.value_text)
+            and values.canonical(live["metadata"] or "{}") == values.canonical(metadata_text)
+        ):
+            return PutResult(MemoryEntry.from_row(live), created=False, unchanged=True)
+        version = latest["version"] + 1 if latest is not None else 1
+        actor = self.guard.actor
+        row = conn.execute(
+            _INSERT,
+            (
+                req.namespace,
+                req.key,
+                item.value_text,
+                req.memory_type,
+                version,
+                metadata_text,
+                actor,
+                actor,
+            ),
+        ).fetchone()
+        audit.record_memory(
+            conn,
+            operation="update" if live is not None else "create",
+            namespace=req.namespace,
+            entry_id=row["id"],
+            actor=actor,
+            action="memory_put",
+            data={"key": req.key, "version": version},
+        )
+        return PutResult(MemoryEntry.from_row(row), created=True, unchanged=False)
+
+    async def delete(
+        self, namespace: str, key: str, expected_version: int | None = None
+    ) -> MemoryEntry:
+        """Soft-delete every version of (namespace, key); returns the version that was live."""
+        segments = parse(namespace)
+        values.check_identifier(key, what="key")
+        await self._check_write(segments, namespace, key)
+
+        def soft_delete(conn: driver.Connection) -> MemoryEntry | _Denied:
+            if self.guard.needs_lookup(segments):
+                rule = self.guard.denial_in(conn, segments, Access.WRITE)
+                if rule is not None:
+                    return _Denied(namespace, key, rule)
+            live = conn.execute(
+                hot_queries.MEMORY_GET_LATEST, {"namespace": namespace, "key": key}
+            ).fetchone()
+            if live is None:
+                raise NotFound(f"no live memory {namespace}/{key} to delete")
+            if expected_version is not None and expected_version != live["version"]:
+                raise Conflict(
+                    f"{namespace}/{key} is at version {live['version']}, not {expected_version}"
+                )
+            now = timestamps.now_db()
+            conn.execute(
+                "UPDATE memory_entries SET is_deleted = 1, updated_at = ?, updated_by = ?"
+                " WHERE namespace = ? AND key = ? AND is_deleted = 0",
+                (now, self.guard.actor, namespace, key),
+            )
+            audit.record_memory(
+                conn,
+                operation="delete",
+                namespace=namespace,
+                entry_id=live["id"],
+                actor=self.guard.actor,
+                action="memory_delete",
+                data={"key": key, "version": live["version"]},
+            )
+            row = conn.execute(
+                "SELECT * FROM memory_entries WHERE id = ?", (live["id"],)
+            ).fetchone()
+            return MemoryEntry.from_row(row)
+
+        outcome = await self.db.write(soft_delete)
+        if isinstance(outcome, _Denied):
+            await self.guard.refuse(namespace, "delete", outcome.rule, key)
+        return outcome
+
+    async def restore(self, namespace: str, key: str) -> PutResult:
+        """Bring back a deleted key: its last value becomes a new version."""
+        segments = parse(namespace)
+        values.check_identifier(key, what="key")
+        await self._check_write(segments, namespace, key)
+
+        def undelete(conn: driver.Connection) -> PutResult | _Denied:
+            if self.guard.needs_lookup(segments):
+                rule = self.guard.denial_in(conn, segments, Access.WRITE)
+                if rule is not None:
+                    return _Denied(namespace, key, rule)
+            latest = conn.execute(_LATEST_ANY, (namespace, key)).fetchone()
+            if latest is None:
+                raise NotFound(f"no memory {namespace}/{key} has ever existed")
+            if not latest["is_deleted"]:
+                raise Conflict(
+                    f"{namespace}/{key} is not deleted (live version {latest['version']})"
+                )
+            version = latest["version"] + 1
+            actor = self.guard.actor
+            row = conn.execute(
+                _INSERT,
+                (
+                    namespace,
+                    key,
+                    latest["value"],
+                    latest["memory_type"],
+                    version,
+                    latest["metadata"] or "{}",
+                    actor,
+                    actor,
+                ),
+            ).fetchone()
+            audit.record_memory(
+                conn,
+                operation="create",
+                namespace=namespace,
+                entry_id=row["id"],
+                actor=actor,
+                action="memory_restore",
+                data={"key": key, "version": version, "restored_from": latest["version"]},
+            )
+            return PutResult(MemoryEntry.from_row(row), created=True, unchanged=False)
+
+        outcome = await self.db.write(undelete)
+        if isinstance(outcome, _Denied):
+            await self.guard.refuse(namespace, "restore", outcome.rule, key)
+        return outcome
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def get(
+        self,
+        namespace: str,
+        key: str,
+        version: int | None = None,
+        as_of: str | None = None,
+    ) -> MemoryEntry:
+        """The latest live version, a given ``version``, or the version live at ``as_of``."""
+        segments = parse(namespace)
+        values.check_identifier(key, what="key")
+        if version is not None and as_of is not None:
+            raise InvalidInput("give version or as_of, not both")
+        if version is not None and (not isinstance(version, int) or version < 1):
+            raise InvalidInput("version must be an integer >= 1")
+        at = timestamps.parse_user_time(as_of) if as_of is not None else None
+        if version is not None:
+            sql = "SELECT * FROM memory_entries WHERE namespace = ? AND key = ? AND version = ?"
+            params: tuple[Any, ...] = (namespace, key, version)
+        elif at is not None:
+            sql = (
+                "SELECT * FROM memory_entries WHERE namespace = ? AND key = ? AND created_at <= ?"
+                " ORDER BY version DESC LIMIT 1"
+            )
+            params = (namespace, key, at)
+        else:
+            sql, params = hot_queries.MEMORY_GET_LATEST, {"namespace": namespace, "key": key}
+        row = await self._read_one(segments, namespace, key, "read", sql, params)
+        if row is None or (at is not None and row["is_deleted"] and row["updated_at"] <= at):
+            when = f" at {as_of}" if as_of is not None else ""
+            which = f" version {version}" if version is not None else ""
+            raise NotFound(f"no memory {namespace}/{key}{which}{when}")
+        return MemoryEntry.from_row(row)
+
+    async def history(self, namespace: str, key: str) -> list[MemoryEntry]:
+        """Every version, oldest first, deleted ones included (flagged)."""
+        segments = parse(namespace)
+        values.check_identifier(key, what="key")
+        rows = await self._read(
+            segments,
+            namespace,
+            key,
+            "read history",
+            "SELECT * FROM memory_entries WHERE namespace = ? AND key = ? ORDER BY version",
+            (namespace, key),
+        )
+        if not rows:
+            raise NotFound(f"no memory {namespace}/{key} has ever existed")
+        return [MemoryEntry.from_row(r) for r in rows]
+
+    async def list(
+        self,
+        prefix: str,
+        memory_type: str | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> MemoryPage:
+        """Latest live entries under ``prefix`` (on ':' boundaries), by namespace then key."""
+        segments = validate_prefix(prefix)
+        if memory_type is not None and memory_type not in MEMORY_TYPES:
+            raise InvalidInput(f"memory_type must be one of {', '.join(MEMORY_TYPES)}")
+        if not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
+            raise InvalidInput(f"limit must be between 1 and {MAX_LIST_LIMIT}")
+        after_namespace, after_key = cursors.decode(cursor, start=("", ""))
+        params = {
+            "prefix": prefix,
+            "memory_type": memory_type,
+            "after_namespace": after_namespace,
+            "after_key": after_key,
+            "limit": limit + 1,
+        }
+        rows = await self._read(
+            segments, prefix, None, "list", hot_queries.MEMORY_LIST_PAGE, params
+        )
+        page = MemoryPage([MemoryEntry.from_row(r) for r in rows[:limit]])
+        if len(rows) > limit:
+            last = page.entries[-1]
+            page.next_cursor = cursors.encode(last.namespace, last.key)
+        return page
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    async def _check_write(self, segments: list[str], namespace: str, key: str | None) -> None:
+        if not self.guard.needs_lookup(segments):
+            rule = self.guard.denial(segments, Access.WRITE)
+            if rule is not None:
+                await self.guard.refuse(namespace, "write", rule, key)
+
+    async def _read(
+        self,
+        segments: list[str],
+        namespace: str,
+        key: str | None,
+        attempted: str,
+        sql: str,
+        params: Any,
+    ) -> list[driver.Row]:
+        """Policy-checked read: one thread hop (the ownership lookup rides along)."""
+        if not self.guard.needs_lookup(segments):
+            rule = self.guard.denial(segments, Access.READ)
+            if rule is not None:
+                await self.guard.refuse(namespace, attempted, rule, key)
+            return await self.db.fetchall(sql, params)
+
+        def checked(conn: driver.Connection) -> list[driver.Row] | _Denied:
+            rule = self.guard.denial_in(conn, segments, Access.READ)
+            if rule is not None:
+                return _Denied(namespace, key, rule)
+            return conn.execute(sql, params).fetchall()
+
+        outcome = await self.db.read(checked)
+        if isinstance(outcome, _Denied):
+            await self.guard.refuse(namespace, attempted, outcome.rule, key)
+        return outcome
+
+    async def _read_one(
+        self,
+        segments: list[str],
+        namespace: str,
+        key: str | None,
+        attempted: str,
+        sql: str,
+        params: Any,
+    ) -> driver.Row | None:
+        if not self.guard.needs_lookup(segments):
+            rule = self.guard.denial(segments, Access.READ)
+            if rule is not None:
+                await self.guard.refuse(namespace, attempted, rule, key)
+            return await self.db.fetchone(sql, params)
+        rows = await self._read(segments, namespace, key, attempted, sql, params)
+        return rows[0] if rows else None

@@ -1,0 +1,117 @@
+"""Namespaces and the policy that decides what the server's principal may read and write.
+
+A namespace is ``<scope>:<id>[:<more>...]`` with scope one of ``app``, ``user``,
+``project``, ``session``, ``temp``. The server runs as one principal (app, user, project);
+by default it may:
+
+- read and write ``user:<own user>:…``, ``project:<own project>:…``, ``temp:…`` and
+  ``session:<id>:…`` of sessions it owns;
+- read ``app:<own app>:…``;
+- nothing else. An admin principal may do anything.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum
+
+from abathur_memory.errors import InvalidInput
+
+SCOPES = ("app", "user", "project", "session", "temp")
+MAX_NAMESPACE_LENGTH = 512
+# A segment: anything printable except ':' and whitespace (so '%' and '_' are plain text).
+_SEGMENT = re.compile(r"^[^\s:\x00-\x1f\x7f]+$")
+
+
+class Access(Enum):
+    READ = "read"
+    WRITE = "write"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who the server acts for."""
+
+    user: str
+    app: str = "abathur"
+    project: str | None = None
+    admin: bool = False
+
+    @property
+    def actor(self) -> str:
+        """How this principal is named in audit rows and created_by columns."""
+        return f"user:{self.user}"
+
+    def may_use_session(self, user_id: str, app_name: str) -> bool:
+        """Sessions belong to their (user, app); an admin may use any."""
+        return self.admin or (user_id == self.user and app_name == self.app)
+
+
+def parse(namespace: str) -> list[str]:
+    """Validate ``namespace`` and return its segments; raise InvalidInput with the reason."""
+    if not isinstance(namespace, str) or not namespace:
+        raise InvalidInput("namespace must be a non-empty string like 'user:alice:prefs'")
+    if len(namespace) > MAX_NAMESPACE_LENGTH:
+        raise InvalidInput(f"namespace is longer than {MAX_NAMESPACE_LENGTH} characters")
+    segments = namespace.split(":")
+    scope = segments[0]
+    if scope not in SCOPES:
+        raise InvalidInput(
+            f"namespace {namespace!r} must start with one of {', '.join(s + ':' for s in SCOPES)}"
+        )
+    if len(segments) < 2:
+        raise InvalidInput(f"namespace {namespace!r} needs an id after '{scope}:'")
+    for segment in segments[1:]:
+        if not _SEGMENT.match(segment):
+            raise InvalidInput(
+                f"namespace {namespace!r} has an empty segment or one with spaces or "
+                "control characters"
+            )
+    return segments
+
+
+def validate_prefix(prefix: str) -> list[str]:
+    """A listing prefix: a namespace, or a bare scope such as ``temp``."""
+    if isinstance(prefix, str) and prefix in SCOPES:
+        return [prefix]
+    return parse(prefix)
+
+
+class NamespacePolicy:
+    """Decides access; ``session_owner`` answers whether the principal owns a session."""
+
+    def __init__(self, principal: Principal) -> None:
+        self.principal = principal
+
+    def rule_for(
+        self, segments: list[str], access: Access, *, owns_session: bool | None = None
+    ) -> str | None:
+        """None if allowed, else the name of the rule that denies it."""
+        p = self.principal
+        if p.admin:
+            return None
+        scope, ident = segments[0], segments[1] if len(segments) > 1 else None
+        if scope == "temp":
+            return None
+        if scope == "user":
+            return None if ident == p.user else "other users' namespaces are private"
+        if scope == "project":
+            if p.project is None:
+                return "no project is configured for this server (set ABATHUR_PROJECT)"
+            return None if ident == p.project else "only this server's project is accessible"
+        if scope == "session":
+            if ident is None:
+                return "listing all sessions' memories needs admin"
+            return None if owns_session else "session namespaces belong to the session's owner"
+        if scope == "app":
+            if ident != p.app:
+                return "only this server's app namespace is readable"
+            return None if access is Access.READ else "app namespaces are read-only (admin only)"
+        return "unknown scope"  # pragma: no cover - parse() rejects it first
+
+    def session_id_of(self, segments: list[str]) -> str | None:
+        """The session id a ``session:`` namespace names (needs an ownership lookup)."""
+        if segments[0] == "session" and len(segments) > 1 and not self.principal.admin:
+            return segments[1]
+        return None

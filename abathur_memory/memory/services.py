@@ -1,0 +1,58 @@
+"""Everything a front end (MCP server, CLI, tests) needs, opened once over one database."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from abathur_memory.config import Settings
+from abathur_memory.memory.access import AccessGuard
+from abathur_memory.memory.agents import AgentRepository
+from abathur_memory.memory.checkpoints import CheckpointRepository
+from abathur_memory.memory.lifecycle import LifecycleService
+from abathur_memory.memory.memories import MemoryService
+from abathur_memory.memory.namespaces import NamespacePolicy, Principal
+from abathur_memory.memory.sessions import SessionService
+from abathur_memory.memory.tasks import TaskService
+from abathur_memory.storage.database import Database
+
+
+@dataclass
+class Services:
+    db: Database
+    principal: Principal
+    memories: MemoryService
+    sessions: SessionService
+    tasks: TaskService
+    agents: AgentRepository
+    checkpoints: CheckpointRepository
+    lifecycle: LifecycleService
+
+    @classmethod
+    def over(cls, db: Database, principal: Principal, *, max_value_bytes: int) -> Services:
+        guard = AccessGuard(db, NamespacePolicy(principal))
+        return cls(
+            db=db,
+            principal=principal,
+            memories=MemoryService(db, guard, max_value_bytes=max_value_bytes),
+            sessions=SessionService(db, principal),
+            tasks=TaskService(db, principal),
+            agents=AgentRepository(db, principal),
+            checkpoints=CheckpointRepository(db),
+            lifecycle=LifecycleService(db),
+        )
+
+    @classmethod
+    async def open(cls, settings: Settings) -> Services:
+        db = await Database.open(
+            settings.db,
+            readers=settings.readers,
+            busy_timeout_ms=settings.busy_timeout_ms,
+            write_retries=settings.write_retries,
+        )
+        principal = Principal(
+            user=settings.user, app=settings.app, project=settings.project, admin=settings.admin
+        )
+        return cls.over(db, principal, max_value_bytes=settings.max_value_bytes)
+
+    async def close(self) -> None:
+        await self.db.close()

@@ -1,0 +1,64 @@
+"""JSON values as stored: encoding, canonical comparison, size limits, identifiers."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any
+
+from abathur_memory.errors import InvalidInput
+
+DEFAULT_MAX_VALUE_BYTES = 1024 * 1024
+MAX_METADATA_BYTES = 64 * 1024
+MAX_KEY_LENGTH = 256
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def encode_json(value: Any, *, what: str, max_bytes: int) -> str:
+    """Serialise ``value`` as JSON text, refusing NaN/infinity, non-JSON types and oversize."""
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except ValueError:
+        raise InvalidInput(f"{what} contains NaN or infinity, which JSON cannot hold") from None
+    except TypeError as exc:
+        raise InvalidInput(f"{what} is not JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidInput(f"{what} is nested too deeply") from None
+    size = len(text.encode("utf-8"))
+    if size > max_bytes:
+        raise InvalidInput(f"{what} is {size:,} bytes of JSON; the limit is {max_bytes:,} bytes")
+    return text
+
+
+def encode_object(value: Any, *, what: str, max_bytes: int = MAX_METADATA_BYTES) -> str:
+    """Like encode_json, for values that must be JSON objects (metadata, state)."""
+    if value is None:
+        return "{}"
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{what} must be a JSON object, not {type(value).__name__}")
+    return encode_json(value, what=what, max_bytes=max_bytes)
+
+
+def canonical(text: str) -> str:
+    """A key-order-independent form of stored JSON, to tell 'same value' from 'new value'."""
+    return json.dumps(json.loads(text), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def decode(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
+def check_identifier(value: Any, *, what: str, max_length: int = MAX_KEY_LENGTH) -> str:
+    """Keys and ids: non-empty text without control characters, bounded length."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput(f"{what} must be a non-empty string")
+    if len(value) > max_length:
+        raise InvalidInput(f"{what} is longer than {max_length} characters")
+    if _CONTROL.search(value):
+        raise InvalidInput(f"{what} must not contain control characters")
+    return value
+
+
+def is_finite_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,104 @@
+"""Lifecycle maintenance, agents and checkpoints."""
+
+from __future__ import annotations
+
+import pytest
+
+from abathur_memory.errors import InvalidInput, NotFound
+
+pytestmark = pytest.mark.anyio
+
+OLD = "2001-01-01 00:00:00.000"
+
+
+async def test_maintenance_expires_old_episodic_memories_and_archives_old_sessions(services, db):
+    m = services.memories
+    await m.put("user:alice:log", "old", "yesterday's chat", memory_type="episodic")
+    await m.put("user:alice:log", "fresh", "today's chat", memory_type="episodic")
+    await m.put("user:alice:facts", "old-fact", "kept", memory_type="semantic")
+    await m.put("user:alice:log", "renewed", "v1", memory_type="episodic")
+    await db.execute_write(
+        "UPDATE memory_entries SET updated_at = ?, created_at = ? WHERE key IN ('old', 'old-fact')",
+        (OLD, OLD),
+    )
+    await db.execute_write("UPDATE memory_entries SET updated_at = ? WHERE key = 'renewed'", (OLD,))
+    await m.put("user:alice:log", "renewed", "v2", memory_type="episodic")  # new version: fresh
+    s_old = await services.sessions.create()
+    s_new = await services.sessions.create()
+    for s in (s_old, s_new):
+        await services.sessions.set_status(s.id, "terminated")
+    await db.execute_write("UPDATE sessions SET terminated_at = ? WHERE id = ?", (OLD, s_old.id))
+
+    plan = await services.lifecycle.run(dry_run=True)
+    assert plan.expired_memories == [{"namespace": "user:alice:log", "key": "old", "version": 1}]
+    assert plan.archived_sessions == [s_old.id]
+    await m.get("user:alice:log", "old")  # a dry run changes nothing
+
+    done = await services.lifecycle.run()
+    assert done.expired_memories == plan.expired_memories
+    assert done.archived_sessions == [s_old.id]
+    with pytest.raises(NotFound):
+        await m.get("user:alice:log", "old")
+    for key in ("fresh", "renewed"):
+        await m.get("user:alice:log", key)
+    await m.get("user:alice:facts", "old-fact")
+    assert (await services.sessions.get(s_old.id)).status == "archived"
+    assert (await services.sessions.get(s_new.id)).status == "terminated"
+    audit = await db.fetchone(
+        "SELECT actor, memory_operation_type, action_type FROM audit"
+        " WHERE action_type = 'memory_expire'"
+    )
+    assert tuple(audit) == ("system:lifecycle", "delete", "memory_expire")
+    again = await services.lifecycle.run()
+    assert again.expired_memories == [] and again.archived_sessions == []
+
+
+async def test_the_policy_is_data(services, as_principal):
+    root = as_principal(user="root", admin=True)
+    await root.memories.put(
+        "app:abathur:config", "memory_lifecycle_policies", {"episodic_ttl_days": 0.0001}
+    )
+    policy = await services.lifecycle.policy()
+    assert policy["episodic_ttl_days"] == 0.0001 and policy["archival_after_days"] == 365
+    await root.memories.put(
+        "app:abathur:config", "memory_lifecycle_policies", {"episodic_ttl_days": "soon"}
+    )
+    with pytest.raises(InvalidInput, match="positive number"):
+        await services.lifecycle.run()
+
+
+async def test_agents_register_heartbeat_and_link(services):
+    agents = services.agents
+    session = await services.sessions.create()
+    agent = await agents.register("writer", specialization="docs", model="m1")
+    assert agent.state == "idle" and agent.last_heartbeat_at
+    busy = await agents.heartbeat(agent.id, state="busy", resource_usage={"tokens": 10})
+    assert busy.state == "busy" and busy.resource_usage == {"tokens": 10}
+    linked = await agents.link(agent.id, session.id)
+    assert linked.session_id == session.id
+    assert [a.id for a in await agents.list(session_id=session.id)] == [agent.id]
+    done = await agents.heartbeat(agent.id, state="terminated")
+    assert done.terminated_at
+    with pytest.raises(NotFound):
+        await agents.heartbeat("ghost")
+    with pytest.raises(NotFound):
+        await agents.link(agent.id, "ghost-session")
+    with pytest.raises(InvalidInput):
+        await agents.heartbeat(agent.id, state="asleep")
+
+
+async def test_checkpoints_save_and_load(services):
+    cp = services.checkpoints
+    task = await services.tasks.create("loop")
+    await cp.save(task.id, 0, {"step": "start"})
+    await cp.save(task.id, 1, {"step": "middle"})
+    await cp.save(task.id, 1, {"step": "middle, retried"})
+    assert (await cp.load(task.id)).state == {"step": "middle, retried"}
+    assert (await cp.load(task.id, 0)).state == {"step": "start"}
+    assert await cp.iterations(task.id) == [0, 1]
+    with pytest.raises(NotFound):
+        await cp.load(task.id, 7)
+    with pytest.raises(NotFound):
+        await cp.save("ghost", 0, {})
+    with pytest.raises(InvalidInput):
+        await cp.save(task.id, -1, {})
