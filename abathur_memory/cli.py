@@ -7,6 +7,7 @@ with status 1; usage mistakes exit with 2. Logs go to stderr: stdout is reserved
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
@@ -39,6 +40,16 @@ def db_option(fn: F) -> F:
         default=None,
         help="Database file (default: $ABATHUR_DB, else the per-user data directory).",
     )(fn)
+
+
+def principal_options(fn: F) -> F:
+    """--user/--app/--project/--admin: who the server acts for (see the namespace policy)."""
+    fn = click.option("--admin", is_flag=True, default=None, help="Lift the namespace policy.")(fn)
+    fn = click.option("--project", default=None, help="Project (default: $ABATHUR_PROJECT).")(fn)
+    fn = click.option("--app", default=None, help="App name (default: $ABATHUR_APP or abathur).")(
+        fn
+    )
+    return click.option("--user", default=None, help="User (default: $ABATHUR_USER or login).")(fn)
 
 
 def settings_from(db: Path | None, **overrides: Any) -> Settings:
@@ -191,6 +202,77 @@ def restore(db: Path | None, src: Path) -> None:
     click.echo(f"restored {settings.db} from {src}")
     if result.previous_copy:
         click.echo(f"the replaced database is kept at {result.previous_copy}")
+
+
+@cli.command()
+@db_option
+@principal_options
+@click.option(
+    "--transport",
+    type=click.Choice(["stdio", "streamable-http"]),
+    default="stdio",
+    show_default=True,
+    help="stdio for MCP clients that start the server; streamable-http to serve on 127.0.0.1.",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=8765,
+    show_default=True,
+    help="Port for streamable-http (always bound to 127.0.0.1).",
+)
+def serve(db: Path | None, transport: str, port: int, **principal: Any) -> None:
+    """Serve the MCP tools (memories, sessions, tasks) over stdio or streamable HTTP."""
+    from abathur_memory.server.app import create_server
+
+    settings = settings_from(db, **principal)
+    server = create_server(settings)
+    if transport == "stdio":
+        server.run("stdio")
+    else:
+        err_console.print(f"serving MCP on http://127.0.0.1:{port}/mcp (database {settings.db})")
+        server.run("streamable-http", host="127.0.0.1", port=port)
+
+
+@cli.command()
+@db_option
+@click.option("--dry-run", is_flag=True, help="Only list what would be expired or archived.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def maintain(db: Path | None, dry_run: bool, as_json: bool) -> None:
+    """Apply the lifecycle policy: expire old episodic memories, archive old sessions.
+
+    The policy is the memory app:abathur:config/memory_lifecycle_policies
+    (episodic_ttl_days, archival_after_days).
+    """
+    from abathur_memory.memory.services import Services
+
+    settings = settings_from(db)
+
+    async def run() -> dict[str, Any]:
+        services = await Services.open(settings)
+        try:
+            return (await services.lifecycle.run(dry_run=dry_run)).as_dict()
+        finally:
+            await services.close()
+
+    report = asyncio.run(run())
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    verb = "would expire" if dry_run else "expired"
+    click.echo(
+        f"{verb} {len(report['expired_memories'])} episodic memories "
+        f"(older than {report['policy']['episodic_ttl_days']} days)"
+    )
+    for item in report["expired_memories"]:
+        click.echo(f"  {item['namespace']}/{item['key']} (version {item['version']})")
+    verb = "would archive" if dry_run else "archived"
+    click.echo(
+        f"{verb} {len(report['archived_sessions'])} terminated sessions "
+        f"(older than {report['policy']['archival_after_days']} days)"
+    )
+    for session_id in report["archived_sessions"]:
+        click.echo(f"  {session_id}")
 
 
 def _open_for_cli(path: Path, *, create: bool) -> driver.Connection:

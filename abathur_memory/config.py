@@ -10,10 +10,10 @@ import getpass
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from abathur_memory.errors import InvalidInput
 
@@ -56,6 +56,20 @@ class Settings(BaseModel):
     admin: bool = Field(False, description="lift the namespace policy (read/write everything)")
     max_value_bytes: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024)
     log_level: str = Field("WARNING", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    disabled_tools: list[Literal["memory", "sessions", "tasks", "documents"]] = Field(
+        default_factory=list, description="tool groups the MCP server does not offer"
+    )
+    maintenance_interval_hours: float = Field(
+        24.0, ge=0, le=24 * 365, description="lifecycle maintenance period in serve (0: off)"
+    )
+
+    @field_validator("disabled_tools", mode="before")
+    @classmethod
+    def _split_groups(cls, value: Any) -> Any:
+        """ABATHUR_DISABLED_TOOLS=tasks,documents (comma-separated) is accepted."""
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
 
 def _env_values() -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""The MCP server: lifespan-held services, typed tools, resources."""

@@ -1,0 +1,64 @@
+"""What the lifespan opens once and every tool call uses, and the argument types tools share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from mcp.server.mcpserver import Context
+from pydantic import Field
+
+from abathur_memory.config import Settings
+from abathur_memory.errors import Unavailable
+from abathur_memory.memory.services import Services
+
+
+@dataclass
+class AppContext:
+    settings: Settings
+    services: Services
+
+
+def services_of(ctx: Context) -> Services:
+    app = ctx.request_context.lifespan_context
+    if not isinstance(app, AppContext):  # pragma: no cover - the lifespan always sets it
+        raise Unavailable("the server is not initialised")
+    return app.services
+
+
+# -- argument types (limits become the JSON schema clients see) --------------------------
+
+Namespace = Annotated[
+    str,
+    Field(
+        min_length=3,
+        max_length=512,
+        description=(
+            "Hierarchical namespace '<scope>:<id>[:<more>...]', scope one of app, user, "
+            "project, session, temp; e.g. 'user:alice:preferences', 'project:website:decisions'."
+        ),
+    ),
+]
+Prefix = Annotated[
+    str,
+    Field(
+        min_length=3,
+        max_length=512,
+        description=(
+            "Namespace prefix; matches that namespace and everything below it on ':' "
+            "boundaries ('user:alice' matches 'user:alice:prefs', not 'user:alice2'). "
+            "A bare 'temp' lists all temp namespaces."
+        ),
+    ),
+]
+Key = Annotated[str, Field(min_length=1, max_length=256, description="Key within the namespace.")]
+JsonValue = Annotated[
+    Any, Field(description="Any JSON value: object, array, string, number, boolean or null.")
+]
+JsonObject = dict[str, Any]
+MemoryType = Literal["semantic", "episodic", "procedural"]
+Cursor = Annotated[
+    str | None,
+    Field(max_length=2048, description="next_cursor from the previous page; omit for the first."),
+]
+Identifier = Annotated[str, Field(min_length=1, max_length=256)]

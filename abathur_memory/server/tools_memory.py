@@ -1,0 +1,151 @@
+"""Memory tools: thin wrappers that validate, call one service method, shape the result."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.tools.base import Tool
+from pydantic import BaseModel, Field
+
+from abathur_memory.memory.memories import MemoryEntry, PutResult
+from abathur_memory.server.context import (
+    Cursor,
+    JsonObject,
+    JsonValue,
+    Key,
+    MemoryType,
+    Namespace,
+    Prefix,
+    services_of,
+)
+from abathur_memory.server.registry import READ_ONLY, strict_tool, writes
+
+
+class MemoryPutResult(BaseModel):
+    namespace: str
+    key: str
+    version: int = Field(description="The version now live.")
+    memory_type: str
+    created: bool = Field(description="True when this call wrote a new version.")
+    unchanged: bool = Field(description="True when the value equalled the live one: no write.")
+    updated_at: str
+
+    @classmethod
+    def of(cls, result: PutResult) -> MemoryPutResult:
+        e = result.entry
+        return cls(
+            namespace=e.namespace,
+            key=e.key,
+            version=e.version,
+            memory_type=e.memory_type,
+            created=result.created,
+            unchanged=result.unchanged,
+            updated_at=e.updated_at,
+        )
+
+
+class MemoryHistory(BaseModel):
+    namespace: str
+    key: str
+    versions: list[MemoryEntry] = Field(description="Every version, oldest first.")
+
+
+class MemoryDeleted(BaseModel):
+    namespace: str
+    key: str
+    deleted_version: int
+    deleted: bool = True
+
+
+class MemoryList(BaseModel):
+    entries: list[MemoryEntry]
+    next_cursor: str | None = Field(description="Pass back as cursor for the next page.")
+
+
+async def memory_put(
+    ctx: Context,
+    namespace: Namespace,
+    key: Key,
+    value: JsonValue,
+    memory_type: MemoryType = "semantic",
+    metadata: JsonObject | None = None,
+    expected_version: Annotated[
+        int | None,
+        Field(ge=0, description="Compare-and-set: the version you read (0: must not exist)."),
+    ] = None,
+) -> MemoryPutResult:
+    """Save a memory under (namespace, key). Each change becomes a new version; saving the
+    value that is already live writes nothing. Use expected_version to avoid overwriting a
+    change made by another agent since you read it. metadata omitted keeps the current one."""
+    result = await services_of(ctx).memories.put(
+        namespace, key, value, memory_type, metadata, expected_version
+    )
+    return MemoryPutResult.of(result)
+
+
+async def memory_get(
+    ctx: Context,
+    namespace: Namespace,
+    key: Key,
+    version: Annotated[int | None, Field(ge=1, description="A specific version.")] = None,
+    as_of: Annotated[
+        str | None,
+        Field(max_length=64, description="ISO 8601 time: the version live at that moment."),
+    ] = None,
+) -> MemoryEntry:
+    """Recall one memory: the latest live version, a given version, or as it was at a time."""
+    return await services_of(ctx).memories.get(namespace, key, version, as_of)
+
+
+async def memory_history(ctx: Context, namespace: Namespace, key: Key) -> MemoryHistory:
+    """All versions of one memory, oldest first, including deleted ones (flagged)."""
+    versions = await services_of(ctx).memories.history(namespace, key)
+    return MemoryHistory(namespace=namespace, key=key, versions=versions)
+
+
+async def memory_delete(
+    ctx: Context,
+    namespace: Namespace,
+    key: Key,
+    expected_version: Annotated[
+        int | None, Field(ge=1, description="Only delete if this version is still live.")
+    ] = None,
+) -> MemoryDeleted:
+    """Delete a memory (soft: its history stays readable and memory_restore can undo it)."""
+    entry = await services_of(ctx).memories.delete(namespace, key, expected_version)
+    return MemoryDeleted(namespace=namespace, key=key, deleted_version=entry.version)
+
+
+async def memory_restore(ctx: Context, namespace: Namespace, key: Key) -> MemoryPutResult:
+    """Undo a delete: the last value comes back as a new version."""
+    return MemoryPutResult.of(await services_of(ctx).memories.restore(namespace, key))
+
+
+async def memory_list(
+    ctx: Context,
+    prefix: Prefix,
+    memory_type: MemoryType | None = None,
+    limit: Annotated[int, Field(ge=1, le=1000)] = 50,
+    cursor: Cursor = None,
+) -> MemoryList:
+    """List the live memories under a namespace prefix (latest versions, by namespace, key)."""
+    page = await services_of(ctx).memories.list(prefix, memory_type, limit, cursor)
+    return MemoryList(entries=page.entries, next_cursor=page.next_cursor)
+
+
+def tools() -> list[Tool]:
+    return [
+        strict_tool(memory_put, title="Save a memory", annotations=writes(idempotent=True)),
+        strict_tool(memory_get, title="Recall a memory", annotations=READ_ONLY),
+        strict_tool(memory_history, title="Memory history", annotations=READ_ONLY),
+        strict_tool(
+            memory_delete,
+            title="Delete a memory",
+            annotations=writes(destructive=True, idempotent=True),
+        ),
+        strict_tool(
+            memory_restore, title="Restore a deleted memory", annotations=writes(idempotent=True)
+        ),
+        strict_tool(memory_list, title="List memories", annotations=READ_ONLY),
+    ]

@@ -1,0 +1,52 @@
+"""An in-process MCP client over a fresh database, and a snapshot of what the database holds."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from mcp import Client
+
+from abathur_memory.config import load_settings
+from abathur_memory.server.app import create_server
+from abathur_memory.storage import driver
+
+TABLES = (
+    "memory_entries",
+    "sessions",
+    "session_events",
+    "tasks",
+    "agents",
+    "checkpoints",
+    "document_index",
+    "meta",
+)
+
+
+@contextlib.asynccontextmanager
+async def connected(db_path: Path, **settings: Any) -> AsyncIterator[Client]:
+    options = {"user": "alice", "app": "abathur", "project": "website", **settings}
+    server = create_server(load_settings(db=db_path, **options))
+    async with Client(server) as client:
+        yield client
+
+
+def snapshot(db_path: Path) -> dict[str, str]:
+    """A digest per table (audit counted separately: denials are audited by design)."""
+    conn = driver.connect(db_path)
+    try:
+        digests = {}
+        for table in TABLES:
+            rows = conn.execute(f"SELECT * FROM {table} ORDER BY rowid").fetchall()
+            digests[table] = hashlib.sha256(repr([tuple(r) for r in rows]).encode()).hexdigest()
+        digests["audit"] = str(conn.execute("SELECT count(*) FROM audit").fetchone()[0])
+        return digests
+    finally:
+        conn.close()
+
+
+def text_of(result: Any) -> str:
+    return "\n".join(getattr(block, "text", "") for block in result.content)
