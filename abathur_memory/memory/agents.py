@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict
 
 from abathur_memory.errors import InvalidInput, NotFound
 from abathur_memory.memory import values
@@ -16,8 +17,9 @@ from abathur_memory.storage.database import Database
 STATES = ("spawning", "idle", "busy", "terminating", "terminated")
 
 
-@dataclass(frozen=True)
-class Agent:
+class Agent(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     id: str
     name: str
     specialization: str

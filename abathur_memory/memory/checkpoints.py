@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict
 
 from abathur_memory.errors import InvalidInput, NotFound
 from abathur_memory.memory import values
@@ -14,11 +15,12 @@ from abathur_memory.storage.database import Database
 MAX_STATE_BYTES = 4 * 1024 * 1024
 
 
-@dataclass(frozen=True)
-class Checkpoint:
+class Checkpoint(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     task_id: str
     iteration: int
-    state: Any
+    state: values.JsonAny
     session_id: str | None
     created_at: str
 

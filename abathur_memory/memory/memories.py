@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from abathur_memory.errors import Conflict, InvalidInput, NotFound
 from abathur_memory.memory import audit, cursors, values
 from abathur_memory.memory.access import AccessGuard
@@ -34,13 +36,14 @@ _INSERT = (
 )
 
 
-@dataclass(frozen=True)
-class MemoryEntry:
+class MemoryEntry(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     id: int
     namespace: str
     key: str
     version: int
-    value: Any
+    value: values.JsonAny
     memory_type: str
     metadata: dict[str, Any]
     is_deleted: bool

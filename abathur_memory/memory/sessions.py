@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from abathur_memory.errors import Conflict, Forbidden, InvalidInput, NotFound
 from abathur_memory.memory import cursors, values
@@ -36,12 +38,13 @@ MAX_EVENTS_PAGE = 1000
 MAX_LIST_LIMIT = 200
 
 
-@dataclass(frozen=True)
-class SessionEvent:
+class SessionEvent(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     seq: int
     event_type: str
     actor: str
-    content: Any
+    content: values.JsonAny
     state_delta: dict[str, Any] | None
     created_at: str
 
@@ -67,8 +70,9 @@ class SessionEvent:
         }
 
 
-@dataclass(frozen=True)
-class Session:
+class Session(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     id: str
     app_name: str
     user_id: str
@@ -81,7 +85,7 @@ class Session:
     last_update_time: str
     terminated_at: str | None
     archived_at: str | None
-    events: list[SessionEvent] = field(default_factory=list)
+    events: list[SessionEvent] = Field(default_factory=list)
 
     @classmethod
     def from_row(cls, row: driver.Row, events: list[SessionEvent] | None = None) -> Session:

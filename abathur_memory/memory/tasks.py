@@ -15,6 +15,8 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict
+
 from abathur_memory.errors import Conflict, InvalidInput, NotFound
 from abathur_memory.memory import cursors, values
 from abathur_memory.memory.access import owns_session
@@ -63,15 +65,16 @@ LIMIT 1
 """
 
 
-@dataclass(frozen=True)
-class Task:
+class Task(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
     id: str
     prompt: str
     agent_type: str
     priority: int
     status: str
-    input: Any
-    result: Any
+    input: dict[str, Any]
+    result: values.JsonAny
     error: str | None
     retry_count: int
     max_retries: int
@@ -112,7 +115,7 @@ class Task:
         )
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return self.model_dump()
 
 
 @dataclass

@@ -5,9 +5,24 @@ from __future__ import annotations
 import json
 import math
 import re
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import WithJsonSchema
 
 from abathur_memory.errors import InvalidInput
+
+# "Any JSON value", spelled out so JSON-schema consumers see a real constraint.
+JSON_VALUE_SCHEMA = {
+    "anyOf": [
+        {"type": "object"},
+        {"type": "array"},
+        {"type": "string"},
+        {"type": "number"},
+        {"type": "boolean"},
+        {"type": "null"},
+    ]
+}
+JsonAny = Annotated[Any, WithJsonSchema(JSON_VALUE_SCHEMA)]
 
 DEFAULT_MAX_VALUE_BYTES = 1024 * 1024
 MAX_METADATA_BYTES = 64 * 1024

@@ -11,6 +11,7 @@ from pydantic import Field
 from abathur_memory.config import Settings
 from abathur_memory.errors import Unavailable
 from abathur_memory.memory.services import Services
+from abathur_memory.memory.values import JsonAny
 
 
 @dataclass
@@ -53,7 +54,7 @@ Prefix = Annotated[
 ]
 Key = Annotated[str, Field(min_length=1, max_length=256, description="Key within the namespace.")]
 JsonValue = Annotated[
-    Any, Field(description="Any JSON value: object, array, string, number, boolean or null.")
+    JsonAny, Field(description="Any JSON value: object, array, string, number, boolean or null.")
 ]
 JsonObject = dict[str, Any]
 MemoryType = Literal["semantic", "episodic", "procedural"]
