@@ -1,6 +1,6 @@
 """The server object for `mcp dev` / `mcp run` (the MCP SDK's developer commands).
 
-    uv run --with 'mcp[cli]' mcp dev examples/mcp_dev.py --with-editable .
+    uv run --with 'mcp[cli]' mcp dev examples/mcp_dev.py --with-editable . --with 'mcp[cli]'
 
 Settings come from the environment (ABATHUR_DB, ABATHUR_USER, ...), as for
 `abathur-memory serve`.
