@@ -1,0 +1,1 @@
+"""Document indexing: scanning roots, chunking markdown, embedding, storing, searching, watching."""

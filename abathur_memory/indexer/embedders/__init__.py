@@ -1,0 +1,1 @@
+"""Embedders behind one small protocol: the embedded default, Ollama, and a fake for tests."""

@@ -1,0 +1,90 @@
+"""The embedder protocol and the identity of what an embedder produces.
+
+Vectors of two identities never mix: the identity (provider, model, dimension, prefix
+scheme, token limit, chunker version) names the embedding space a vector belongs to, and a
+change of identity builds a new space beside the old one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from abathur_memory.errors import InvalidInput
+from abathur_memory.indexer.markdown import CHUNKER_VERSION
+
+Matrix = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class EmbeddingIdentity:
+    provider: str  # embedded | ollama | fake
+    model: str
+    dim: int
+    max_tokens: int  # longest input the model takes, special tokens included
+    document_prefix: str = ""
+    query_prefix: str = ""
+    chunker_version: int = CHUNKER_VERSION
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.provider}:{self.model}"
+
+    def key(self) -> str:
+        """Stable text naming this identity (stored with the space)."""
+        return json.dumps(asdict(self), sort_keys=True)
+
+    def digest(self) -> str:
+        return hashlib.sha256(self.key().encode()).hexdigest()[:16]
+
+
+class Embedder(Protocol):
+    """What the indexer needs from an embedding model."""
+
+    identity: EmbeddingIdentity
+
+    @property
+    def model_id(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens ``text`` takes as a document input (prefix and special tokens included)."""
+        ...
+
+    async def embed_documents(self, texts: list[str]) -> Matrix:
+        """One L2-normalised float32 row per text; refuses inputs over max_tokens."""
+        ...
+
+    async def embed_query(self, text: str) -> npt.NDArray[np.float32]: ...
+
+    async def check(self) -> None:
+        """Raise Unavailable with what to do when the model cannot be used."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def normalise(matrix: npt.NDArray[np.floating]) -> Matrix:
+    matrix = np.asarray(matrix, dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    norms[norms == 0] = 1.0
+    return matrix / norms
+
+
+def refuse_oversized(embedder: Embedder, texts: list[str]) -> None:
+    """Nothing is silently truncated: an input over the model's limit is an error."""
+    limit = embedder.identity.max_tokens
+    for text in texts:
+        tokens = embedder.count_tokens(text)
+        if tokens > limit:
+            raise InvalidInput(
+                f"an input of {tokens} tokens exceeds the {limit}-token limit of "
+                f"{embedder.model_id}; it would be truncated"
+            )

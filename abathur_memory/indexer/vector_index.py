@@ -1,0 +1,148 @@
+"""Vector search over a space: a coarse pass on 1-bit codes held in memory, then exact
+cosine on the float vectors of the best candidates.
+
+Measured on 100k x 384 (docs/benchmarks.md): sqlite-vec's vec0 brute force takes ~95 ms and
+its point lookups ~0.3 ms each, while Hamming distance over packed sign bits with numpy takes
+~3.5 ms and re-ranking 400 candidates read from a plain table a few ms more, with recall@10
+of 0.99-1.0 against exact search. The codes (48 bytes per 384-dim vector) are the only thing
+kept in memory; they are refreshed from the database when the space's generation changes,
+which other processes bump when they write vectors.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from abathur_memory.indexer.spaces import Space
+from abathur_memory.storage import driver, vectors
+
+COARSE_CANDIDATES = 400
+PHANTOM_RATIO = 0.1  # deleted ids tolerated in memory before a full reload
+
+
+@dataclass
+class Codes:
+    generation: int
+    ids: npt.NDArray[np.int64]
+    words: npt.NDArray[np.uint64]  # (n, dim / 64)
+    max_id: int
+
+
+class VectorIndex:
+    """Per-process cache of the codes of each space; safe to share between reader threads."""
+
+    def __init__(self) -> None:
+        self._codes: dict[int, Codes] = {}
+        self._lock = threading.Lock()
+
+    def codes(self, conn: driver.Connection, space: Space) -> Codes:
+        generation = conn.execute(
+            "SELECT generation FROM embedding_spaces WHERE id = ?", (space.id,)
+        ).fetchone()[0]
+        with self._lock:
+            current = self._codes.get(space.id)
+            if current is not None and current.generation == generation:
+                return current
+            count = conn.execute(f"SELECT count(*) FROM {space.vectors}").fetchone()[0]
+            if current is not None and len(current.ids) - count <= PHANTOM_RATIO * max(count, 1):
+                fresh = _load(conn, space, generation, after=current.max_id)
+                fresh = Codes(
+                    generation,
+                    np.concatenate([current.ids, fresh.ids]),
+                    np.concatenate([current.words, fresh.words]),
+                    max(current.max_id, fresh.max_id),
+                )
+            else:
+                fresh = _load(conn, space, generation, after=0)
+            self._codes[space.id] = fresh
+            return fresh
+
+    def forget(self, space_id: int) -> None:
+        with self._lock:
+            self._codes.pop(space_id, None)
+
+
+def _load(conn: driver.Connection, space: Space, generation: int, *, after: int) -> Codes:
+    rows = conn.execute(
+        f"SELECT chunk_id, code FROM {space.vectors} WHERE chunk_id > ? ORDER BY chunk_id",
+        (after,),
+    ).fetchall()
+    words_per_code = (space.dim + 63) // 64
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    if rows:
+        words = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.uint64).reshape(
+            len(rows), words_per_code
+        )
+    else:
+        words = np.empty((0, words_per_code), dtype=np.uint64)
+    return Codes(generation, ids, words, int(ids.max()) if len(ids) else after)
+
+
+def query_code(query: npt.NDArray[np.float32]) -> npt.NDArray[np.uint64]:
+    bits = np.packbits(query > 0)
+    bits = np.concatenate([bits, np.zeros((-len(bits)) % 8, dtype=np.uint8)])
+    return bits.view(np.uint64)
+
+
+def coarse(
+    codes: Codes, query: npt.NDArray[np.float32], k: int, allowed: npt.NDArray[np.int64] | None
+) -> npt.NDArray[np.int64]:
+    """Chunk ids of the ``k`` codes nearest to the query's (Hamming), within ``allowed``."""
+    ids, words = codes.ids, codes.words
+    if allowed is not None:
+        mask = np.isin(ids, allowed, assume_unique=False)
+        ids, words = ids[mask], words[mask]
+    if len(ids) == 0:
+        return ids
+    distance = np.bitwise_count(np.bitwise_xor(words, query_code(query))).sum(
+        axis=1, dtype=np.uint32
+    )
+    if len(ids) <= k:
+        return ids
+    return ids[np.argpartition(distance, k)[:k]]
+
+
+def rerank(
+    conn: driver.Connection,
+    space: Space,
+    query: npt.NDArray[np.float32],
+    candidate_ids: npt.NDArray[np.int64],
+    k: int,
+) -> list[tuple[int, float]]:
+    """Exact cosine similarity of the candidates; the best ``k`` as (chunk id, similarity)."""
+    if len(candidate_ids) == 0:
+        return []
+    found_ids: list[int] = []
+    blobs: list[bytes] = []
+    id_list = [int(i) for i in candidate_ids]
+    for start in range(0, len(id_list), 900):
+        batch = id_list[start : start + 900]
+        marks = ",".join("?" for _ in batch)
+        for row in conn.execute(
+            f"SELECT chunk_id, embedding FROM {space.vectors} WHERE chunk_id IN ({marks})", batch
+        ):
+            found_ids.append(row[0])
+            blobs.append(row[1])
+    if not found_ids:
+        return []
+    matrix = vectors.decode_many(blobs, space.dim)
+    scores = matrix @ query
+    order = np.argsort(-scores)[:k]
+    return [(found_ids[i], float(scores[i])) for i in order]
+
+
+def exact(
+    conn: driver.Connection, space: Space, query: npt.NDArray[np.float32], k: int
+) -> list[tuple[int, float]]:
+    """Brute force over every vector: the reference the fast path is measured against."""
+    rows = conn.execute(f"SELECT chunk_id, embedding FROM {space.vectors}").fetchall()
+    if not rows:
+        return []
+    matrix = vectors.decode_many([r[1] for r in rows], space.dim)
+    scores = matrix @ query
+    order = np.argsort(-scores)[:k]
+    return [(rows[i][0], float(scores[i])) for i in order]
