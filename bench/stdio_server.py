@@ -5,10 +5,18 @@ settings come from the environment (``ABATHUR_DB``, ``ABATHUR_USER``, ...). The 
 ``noop`` takes no arguments and returns ``{}``: calling it costs everything a tool call costs
 (framing, dispatch, argument and result handling) except the work of a real tool, so it is
 the floor that ``memory_get`` is compared with through the same client and process.
+
+With ``BENCH_TOOL_TIMINGS=1`` in the environment the server also times every tool call inside
+its tool manager (argument validation, the tool, result conversion) and offers a tool
+``bench_tool_timings`` that returns the median of those times per tool, in microseconds, and
+starts a new count. That is how the benchmark sees the server's share of a call over stdio.
 """
 
 from __future__ import annotations
 
+import os
+import statistics
+import time
 from typing import Any
 
 from mcp.server.mcpserver import MCPServer
@@ -16,20 +24,51 @@ from mcp.server.mcpserver import MCPServer
 from abathur_memory.config import Settings, load_settings
 from abathur_memory.server.app import create_server
 
+TIMINGS_TOOL = "bench_tool_timings"
+
 
 async def noop() -> dict:
     """Do nothing: the floor of a tool call."""
     return {}
 
 
-def build(settings: Settings | None = None) -> MCPServer[Any]:
+def build(settings: Settings | None = None, *, timings: bool = False) -> MCPServer[Any]:
     server = create_server(settings if settings is not None else load_settings())
     server.add_tool(noop, name="noop")
+    if timings:
+        _add_timings(server)
     return server
 
 
+def _add_timings(server: MCPServer[Any]) -> None:
+    """Wrap this server's ToolManager.call_tool (an SDK internal) with a timer."""
+    manager = server._tool_manager
+    original = manager.call_tool
+    times: dict[str, list[int]] = {}
+
+    async def timed(name: str, *args: Any, **kwargs: Any) -> Any:
+        start = time.perf_counter_ns()
+        try:
+            return await original(name, *args, **kwargs)
+        finally:
+            if name != TIMINGS_TOOL:
+                times.setdefault(name, []).append(time.perf_counter_ns() - start)
+
+    async def bench_tool_timings() -> dict:
+        """Median time per call inside the tool manager, per tool (µs); resets the count."""
+        out = {
+            name: {"p50_us": round(statistics.median(v) / 1000, 2), "calls": len(v)}
+            for name, v in times.items()
+        }
+        times.clear()
+        return out
+
+    manager.call_tool = timed
+    server.add_tool(bench_tool_timings, name=TIMINGS_TOOL)
+
+
 def main() -> None:
-    build().run("stdio")
+    build(timings=os.environ.get("BENCH_TOOL_TIMINGS") == "1").run("stdio")
 
 
 if __name__ == "__main__":

@@ -205,7 +205,19 @@ def _sections(lines: list[str], body_start: int) -> list[tuple[tuple[str, ...], 
             kind = "fence" if token.type in ("fence", "code_block") else "other"
             sections[-1][1].append(_Block(start, end, kind))
         i += 1
-    return [(path, blocks) for path, blocks in sections if blocks]
+    sections = [(path, blocks) for path, blocks in sections if blocks]
+    # A heading with nothing under it before a subheading lives on in the child's heading
+    # path; on its own it would be a chunk holding one line.
+    return [
+        (path, blocks)
+        for i, (path, blocks) in enumerate(sections)
+        if not (
+            all(b.kind == "heading" for b in blocks)
+            and i + 1 < len(sections)
+            and sections[i + 1][0][: len(path)] == path
+            and len(sections[i + 1][0]) > len(path)
+        )
+    ]
 
 
 def _heading_text(raw: str) -> str:

@@ -14,6 +14,7 @@ past ``busy_timeout`` the transaction is retried with backoff and finally report
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 from collections.abc import Callable, Sequence
@@ -137,9 +138,12 @@ class Database:
 
     # -- writes ---------------------------------------------------------------------------
 
-    async def write(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(conn, *args)`` in one ``BEGIN IMMEDIATE`` transaction on the writer."""
+    async def write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(conn, *args, **kwargs)`` in one ``BEGIN IMMEDIATE`` transaction on the
+        writer."""
         self._check_open()
+        if kwargs:
+            fn = functools.partial(fn, **kwargs)
         return await self._with_retries(self._writer, _in_write_transaction, (fn, *args))
 
     async def execute_write(self, sql: str, params: Params = ()) -> int:
@@ -148,8 +152,11 @@ class Database:
 
     # -- reads ----------------------------------------------------------------------------
 
-    async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(conn, *args)`` on a reader inside one read transaction (one snapshot)."""
+    async def read(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(conn, *args, **kwargs)`` on a reader in one read transaction (one
+        snapshot)."""
+        if kwargs:
+            fn = functools.partial(fn, **kwargs)
         return await self._on_reader(_in_read_transaction, (fn, *args))
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[driver.Row]:

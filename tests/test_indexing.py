@@ -1,0 +1,307 @@
+"""Indexing: scan, chunk, embed, store; changes, moves, deletes, failures, resumption."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+from indexing_helpers import DOCS, FlakyEmbedder, write_tree
+
+from abathur_memory.errors import InvalidInput, NotFound, Unavailable
+from abathur_memory.indexer import spaces, store
+from abathur_memory.indexer.documents import DocumentService
+from abathur_memory.indexer.embedders.fake import FakeEmbedder
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def tree(tmp_path):
+    return write_tree(tmp_path / "docs")
+
+
+@pytest.fixture
+def embedder():
+    return FakeEmbedder(dim=64)
+
+
+@pytest.fixture
+def docs(db, embedder):
+    return DocumentService(db, embedder, max_file_bytes=4096)
+
+
+async def _space(db):
+    return await db.read(spaces.active_space)
+
+
+async def _counts(db):
+    space = await _space(db)
+    return {
+        table: (await db.fetchone(f"SELECT count(*) FROM {name}"))[0]
+        for table, name in (
+            ("chunks", space.chunks),
+            ("fts", space.fts),
+            ("vectors", space.vectors),
+            ("space_documents", "space_documents"),
+            ("documents", "document_index"),
+        )
+    }
+
+
+async def test_index_a_tree(docs, db, tree, embedder):
+    root = await docs.add_root(tree)
+    assert root.name == "docs"
+    report = await docs.index()
+    assert report.scans[0].new == 3
+    assert report.work.documents_done == 3
+    rows = await db.fetchall(
+        "SELECT file_path, title, sync_status, chunk_count, embedding_model, document_type, tags"
+        " FROM document_index ORDER BY file_path"
+    )
+    assert [(r["file_path"], r["sync_status"]) for r in rows] == [
+        ("docs/alpha.md", "synced"),
+        ("docs/notes/beta.md", "synced"),
+        ("docs/notes/gamma.markdown", "synced"),
+    ]
+    beta = rows[1]
+    assert (beta["title"], beta["document_type"], beta["tags"]) == (
+        "Beta notes",
+        "design",
+        '["db", "sqlite"]',
+    )
+    counts = await _counts(db)
+    assert (
+        counts["chunks"]
+        == counts["fts"]
+        == counts["vectors"]
+        == sum(r["chunk_count"] for r in rows)
+    )
+    assert {r["embedding_model"] for r in rows} == {"fake:hash-v1"}
+    meta = dict(await db.fetchall("SELECT key, value FROM meta"))
+    assert meta["embedding_model"] == "fake:hash-v1" and meta["embedding_dim"] == "64"
+
+
+async def test_a_noop_rescan_reads_and_embeds_nothing(docs, tree, embedder):
+    await docs.add_root(tree)
+    await docs.index()
+    embedded = embedder.embedded_texts
+    report = await docs.index()
+    assert report.scans[0].unchanged == 3 and report.scans[0].changed == 0
+    assert report.work.documents_done == 0
+    assert embedder.embedded_texts == embedded
+
+
+async def test_a_changed_file_is_reembedded_keeping_unchanged_chunks(docs, db, tree, embedder):
+    await docs.add_root(tree)
+    await docs.index()
+    before = embedder.embedded_texts
+    path = tree / "alpha.md"
+    path.write_text(DOCS["alpha.md"].replace("Foxes are clever animals.", "Foxes are cunning."))
+    report = await docs.index()
+    assert report.scans[0].changed == 1
+    assert report.work.chunks_embedded == 1  # only the section that changed
+    assert report.work.chunks_reused >= 1
+    assert embedder.embedded_texts == before + 1
+    status = (
+        await db.fetchone(
+            "SELECT sync_status FROM document_index WHERE file_path = 'docs/alpha.md'"
+        )
+    )[0]
+    assert status == "synced"
+    hits = await docs.search("cunning", mode="keyword")
+    assert hits.results[0].path == "docs/alpha.md"
+
+
+async def test_a_moved_file_keeps_its_vectors(docs, db, tree, embedder):
+    await docs.add_root(tree)
+    await docs.index()
+    before = embedder.embedded_texts
+    (tree / "archive").mkdir()
+    os.rename(tree / "notes" / "beta.md", tree / "archive" / "beta-2024.md")
+    report = await docs.index()
+    assert report.scans[0].moved == 1 and report.scans[0].deleted == 0
+    assert embedder.embedded_texts == before
+    paths = [r[0] for r in await db.fetchall("SELECT file_path FROM document_index ORDER BY 1")]
+    assert "docs/archive/beta-2024.md" in paths and "docs/notes/beta.md" not in paths
+    result = await docs.search("write-ahead logging")
+    assert result.results[0].path == "docs/archive/beta-2024.md"
+
+
+async def test_a_deleted_file_leaves_every_table(docs, db, tree):
+    await docs.add_root(tree)
+    await docs.index()
+    before = await _counts(db)
+    (tree / "notes" / "gamma.markdown").unlink()
+    report = await docs.index()
+    assert report.scans[0].deleted == 1
+    after = await _counts(db)
+    assert after["documents"] == before["documents"] - 1
+    assert after["chunks"] == after["fts"] == after["vectors"] < before["chunks"]
+    assert after["space_documents"] == 2
+    assert (await docs.search("vector meaning", mode="keyword")).results == [] or all(
+        h.path != "docs/notes/gamma.markdown"
+        for h in (await docs.search("vector meaning", mode="keyword")).results
+    )
+
+
+async def test_gitignore_excludes_and_other_files(docs, db, tmp_path):
+    root = write_tree(
+        tmp_path / "repo",
+        {
+            "keep.md": "# Keep\nkept\n",
+            "build/out.md": "# Built\nignored by gitignore\n",
+            "drafts/wip.md": "# WIP\nexcluded by pattern\n",
+            "node_modules/pkg/README.md": "# Dependency\nnever indexed\n",
+            "image.png": "not markdown",
+            "sub/.gitignore": "secret.md\n",
+            "sub/secret.md": "# Secret\nignored by a nested gitignore\n",
+            "sub/open.md": "# Open\nindexed\n",
+            ".gitignore": "build/\n",
+        },
+    )
+    os.symlink(root / "keep.md", root / "link.md")
+    await docs.add_root(root, excludes=("drafts/",))
+    report = await docs.index()
+    paths = sorted(r[0] for r in await db.fetchall("SELECT file_path FROM document_index"))
+    assert paths == ["repo/keep.md", "repo/sub/open.md"]
+    assert report.scans[0].skipped["link.md"] == "symbolic link (not followed)"
+
+
+async def test_symlink_loops_do_not_hang_the_scan(docs, db, tmp_path):
+    root = write_tree(tmp_path / "loop", {"a.md": "# A\ntext\n"})
+    os.symlink(root, root / "again")
+    await docs.add_root(root)
+    report = await docs.index()
+    assert report.scans[0].files == 1
+
+
+async def test_bad_files_are_recorded_not_fatal(docs, db, tmp_path):
+    root = write_tree(tmp_path / "bad", {"good.md": "# Good\nfine\n", "empty.md": ""})
+    (root / "binary.md").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00" * 10)
+    (root / "latin1.md").write_bytes("# Caf\xe9\n".encode("latin-1"))
+    (root / "huge.md").write_text("# Big\n" + "word " * 2000)  # over the 4 KiB test cap
+    await docs.add_root(root)
+    report = await docs.index()
+    rows = {
+        r["file_path"]: (r["sync_status"], r["error"])
+        for r in await db.fetchall(
+            "SELECT file_path, sync_status, json_extract(metadata, '$.error') AS error"
+            " FROM document_index"
+        )
+    }
+    assert rows["bad/good.md"] == ("synced", None)
+    assert rows["bad/empty.md"] == ("failed", "empty file")
+    assert rows["bad/binary.md"] == ("failed", "binary content in a markdown file")
+    assert rows["bad/latin1.md"][0] == "failed" and "not UTF-8" in rows["bad/latin1.md"][1]
+    assert rows["bad/huge.md"][0] == "failed" and "limit" in rows["bad/huge.md"][1]
+    assert report.scans[0].failed == 1  # the size cap is known from the scan already
+    # No half-written documents: failed ones have no chunks.
+    space = await _space(db)
+    ids = [r[0] for r in await db.fetchall(f"SELECT DISTINCT document_id FROM {space.chunks}")]
+    assert len(ids) == 1
+    # Fixing a file makes it indexable again.
+    (root / "latin1.md").write_text("# Café\nnow UTF-8\n")
+    await docs.index()
+    status = await db.fetchone(
+        "SELECT sync_status FROM document_index WHERE file_path = 'bad/latin1.md'"
+    )
+    assert status[0] == "synced"
+
+
+async def test_a_root_that_does_not_exist(docs, tmp_path):
+    with pytest.raises(NotFound, match="does not exist"):
+        await docs.add_root(tmp_path / "nowhere")
+    file = tmp_path / "f.md"
+    file.write_text("x")
+    with pytest.raises(InvalidInput, match="is a file"):
+        await docs.add_root(file)
+
+
+async def test_an_interrupted_run_resumes_without_redoing_work(db, tree):
+    flaky = FlakyEmbedder(ok_calls=1, dim=64)
+    first = DocumentService(db, flaky)
+    await first.add_root(tree)
+    worker = first.worker()
+    worker.batch_documents = 1
+    await first.scan()
+    with pytest.raises(Unavailable):
+        await worker.run()
+    done = (await db.fetchone("SELECT count(*) FROM space_documents"))[0]
+    assert done == 1
+    leased = (
+        await db.fetchone("SELECT count(*) FROM document_index WHERE lease_owner IS NOT NULL")
+    )[0]
+    assert leased == 0  # leases released on failure
+    steady = FakeEmbedder(dim=64)
+    second = DocumentService(db, steady)
+    report = await second.index()
+    assert report.work.documents_done == 2  # only what was left
+    assert (await db.fetchone("SELECT count(*) FROM space_documents"))[0] == 3
+
+
+async def test_a_failed_write_leaves_no_half_document(docs, db, tree, monkeypatch):
+    await docs.add_root(tree)
+    real = store.write_document
+    calls = {"n": 0}
+
+    def crash_after_chunks(conn, space, document_id, content_hash, parsed, embedded):
+        calls["n"] += 1
+        real(conn, space, document_id, content_hash, parsed, embedded)
+        if calls["n"] == 2:
+            raise RuntimeError("killed mid-write")
+
+    monkeypatch.setattr(store, "write_document", crash_after_chunks)
+    with pytest.raises(RuntimeError):
+        await docs.index()
+    space = await _space(db)
+    counts = await _counts(db)
+    # The batch's transaction rolled back: no chunks, vectors or FTS rows at all.
+    assert counts["chunks"] == counts["vectors"] == counts["fts"] == counts["space_documents"] == 0
+    assert space is not None
+    monkeypatch.setattr(store, "write_document", real)
+    await docs.index()
+    assert (await _counts(db))["space_documents"] == 3
+
+
+async def test_two_workers_never_embed_the_same_document(db, tmp_path):
+    files = {f"d{i}.md": f"# Doc {i}\n\nunique words number {i}\n" for i in range(40)}
+    root = write_tree(tmp_path / "many", files)
+    a, b = FakeEmbedder(dim=64), FakeEmbedder(dim=64)
+    one, two = DocumentService(db, a, worker_owner="a"), DocumentService(db, b, worker_owner="b")
+    await one.add_root(root)
+    await one.scan()
+    w1, w2 = one.worker(), two.worker()
+    w1.batch_documents = w2.batch_documents = 3
+    r1, r2 = await asyncio.gather(w1.run(), w2.run())
+    assert r1.documents_done + r2.documents_done == 40
+    assert a.embedded_texts + b.embedded_texts == 40
+
+
+async def test_changing_the_model_rebuilds_beside_the_old_index(db, tree):
+    old = DocumentService(db, FakeEmbedder(dim=64, model="old"))
+    await old.add_root(tree)
+    await old.index()
+    old_space = await _space(db)
+    new_embedder = FakeEmbedder(dim=32, model="new")
+    new = DocumentService(db, new_embedder)
+    worker = new.worker()
+    worker.batch_documents = 1
+    space = await worker.target_space()
+    assert space.status == "building"
+    status = await new.status()
+    assert status["model"] == "fake:old" and status["rebuild"]["model"] == "fake:new"
+    # While building, searches answer from the old index (keywords, with a clear note).
+    during = await new.search("fox")
+    assert during.results and during.mode_used == "keyword" and "rebuild" in during.degraded
+    await worker.run()
+    after = await new.status()
+    assert after["model"] == "fake:new" and after["rebuild"] is None and after["dimensions"] == 32
+    tables = {r[0] for r in await db.fetchall("SELECT name FROM sqlite_master")}
+    assert not {old_space.chunks, old_space.fts, old_space.vectors} & tables  # old index dropped
+    spaces_left = await db.fetchall("SELECT model_id, status FROM embedding_spaces")
+    assert [tuple(r) for r in spaces_left] == [("fake:new", "active")]
+    result = await new.search("fox")
+    assert result.mode_used == "hybrid" and result.results[0].path == "docs/alpha.md"
+    synced = await db.fetchall("SELECT DISTINCT sync_status, embedding_model FROM document_index")
+    assert [tuple(r) for r in synced] == [("synced", "fake:new")]

@@ -1,0 +1,135 @@
+"""Heading-aware chunking, front matter, token limits, fences."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from abathur_memory.indexer.markdown import ChunkingPolicy, parse_markdown
+
+
+def count(text: str) -> int:
+    return math.ceil(len(text.split()) * 1.3) + 2
+
+
+POLICY = ChunkingPolicy.for_model(128, target=100, overlap=20)
+
+
+def parse(text: str, policy: ChunkingPolicy = POLICY):
+    return parse_markdown(text, file_stem="doc", count_tokens=count, policy=policy)
+
+
+def test_front_matter_becomes_metadata():
+    doc = parse(
+        "---\ntitle: Hello\ntags: [A, b]\ntype: design\ndate: 2024-01-02\n---\n# Body\ntext\n"
+    )
+    assert doc.title == "Hello"
+    assert doc.tags == ["a", "b"]
+    assert doc.document_type == "design"
+    assert doc.front_matter["date"] == "2024-01-02"
+    assert doc.front_matter_error is None
+    assert doc.chunks[0].start_line == 7  # the body, not the front matter
+
+
+def test_broken_front_matter_is_reported_and_the_body_indexed():
+    doc = parse("---\ntitle: [unclosed\n---\n# Heading\nThe body stays searchable.\n")
+    assert doc.front_matter_error.startswith("front matter is not valid YAML")
+    assert doc.title == "Heading"
+    assert "body stays searchable" in doc.chunks[0].text
+
+
+def test_a_leading_rule_without_closing_is_not_front_matter():
+    doc = parse("---\n\nJust text after a thematic break.\n")
+    assert doc.front_matter == {} and doc.front_matter_error is None
+    assert "Just text" in doc.chunks[0].text
+
+
+def test_tags_as_a_comma_string():
+    assert parse("---\ntags: one, Two  three\n---\nx\n").tags == ["one", "three", "two"]
+
+
+def test_heading_paths_and_line_ranges():
+    text = "# Guide\nintro\n\n## Install\nstep one\n\n### Linux\napt\n\n## Use\nrun it\n"
+    doc = parse(text)
+    paths = [(c.heading_path, c.start_line, c.end_line) for c in doc.chunks]
+    assert paths == [
+        (("Guide",), 1, 2),
+        (("Guide", "Install"), 4, 5),
+        (("Guide", "Install", "Linux"), 7, 8),
+        (("Guide", "Use"), 10, 11),
+    ]
+    lines = text.split("\n")
+    for chunk in doc.chunks:
+        assert lines[chunk.start_line - 1] in chunk.text
+    assert doc.title == "Guide"
+
+
+def test_title_falls_back_to_the_file_name():
+    assert parse("no headings here\n").title == "doc"
+
+
+def test_long_sections_are_packed_with_overlap_and_never_exceed_the_limit():
+    paragraphs = "\n\n".join(f"Paragraph {i} " + "word " * 10 for i in range(20))
+    doc = parse("# Long\n\n" + paragraphs + "\n")
+    assert len(doc.chunks) > 3
+    assert all(c.token_count <= POLICY.max_tokens for c in doc.chunks)
+    assert all(count(c.embed_text) == c.token_count for c in doc.chunks)
+    # Consecutive chunks share whole paragraphs (overlap) and cover every paragraph.
+    assert doc.chunks[1].start_line <= doc.chunks[0].end_line  # inclusive ranges overlap
+    covered = " ".join(c.text for c in doc.chunks)
+    for i in range(20):
+        assert f"Paragraph {i} " in covered
+
+
+def test_fenced_code_is_never_cut_mid_fence():
+    code = "\n".join(f"let x{i} = compute({i}, {i} * 2) + offset;" for i in range(120))
+    doc = parse(f"# Code\n\n```rust\n{code}\n```\n\nAfter the fence.\n")
+    fenced = [c for c in doc.chunks if "let x" in c.text]
+    assert len(fenced) > 1
+    for chunk in fenced:
+        assert chunk.text.count("```") % 2 == 0
+        assert chunk.text.lstrip().startswith("```rust")
+        assert chunk.token_count <= POLICY.max_tokens
+    joined = "\n".join(c.text for c in fenced)
+    for i in range(120):
+        assert f"let x{i} =" in joined
+
+
+def test_a_giant_line_and_a_giant_word_are_split_not_truncated():
+    giant_word = "x" * 5000
+    doc = parse("# T\n\n" + "alpha " * 400 + "\n\n" + giant_word + "\n")
+    assert all(c.token_count <= POLICY.max_tokens for c in doc.chunks)
+    assert sum(c.text.count("alpha") for c in doc.chunks) >= 400
+    assert "".join(c.text for c in doc.chunks).count("x") >= 5000
+
+
+def test_long_heading_paths_do_not_crowd_out_the_text():
+    heading = "# " + "very long heading words " * 30
+    doc = parse(heading + "\n\nbody text here\n")
+    assert all(c.token_count <= POLICY.max_tokens for c in doc.chunks)
+    assert any("body text here" in c.text for c in doc.chunks)
+
+
+def test_crlf_and_empty_sections():
+    doc = parse("# A\r\n\r\n## B\r\ntext\r\n")
+    assert [c.heading_path for c in doc.chunks] == [("A", "B")]
+    assert doc.chunks[0].start_line == 3
+
+
+def test_the_text_hash_changes_with_the_heading_context():
+    a = parse("# One\nsame text\n").chunks[0]
+    b = parse("# Two\nsame text\n").chunks[0]
+    assert a.text_hash != b.text_hash
+
+
+@pytest.mark.parametrize("name", ["src/ch04-01-what-is-ownership.md", "nostarch/chapter08.md"])
+def test_real_book_chapters(name):
+    path = Path(__file__).parent.parent.parent / "shared/data/markdown/rust-book" / name
+    doc = parse(path.read_text(), ChunkingPolicy.for_model(256))
+    assert len(doc.chunks) > 5
+    assert all(c.token_count <= 256 for c in doc.chunks)
+    lines = path.read_text().split("\n")
+    for chunk in doc.chunks:
+        assert 1 <= chunk.start_line <= chunk.end_line <= len(lines)

@@ -1,0 +1,147 @@
+"""Search modes, filters, degradation, result fields; reading documents back safely."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from indexing_helpers import DownEmbedder, write_tree
+
+from abathur_memory.errors import Forbidden, InvalidInput, NotFound
+from abathur_memory.indexer.documents import DocumentService
+from abathur_memory.indexer.embedders.fake import FakeEmbedder
+from abathur_memory.indexer.search import Filters, fts_terms, fuse, snippet
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+async def indexed(db, tmp_path):
+    docs = DocumentService(db, FakeEmbedder(dim=64))
+    await docs.add_root(write_tree(tmp_path / "docs"))
+    await docs.add_root(
+        write_tree(tmp_path / "more", {"extra.md": "# Extra\n\nWrite-ahead logging again.\n"})
+    )
+    await docs.index()
+    return docs
+
+
+async def test_hybrid_keyword_and_semantic(indexed):
+    for mode in ("hybrid", "keyword", "semantic"):
+        result = await indexed.search("write-ahead logging readers", mode=mode, k=3)
+        assert result.mode_used == mode and result.degraded is None
+        assert result.results, mode
+        top = result.results[0]
+        assert top.path in ("docs/notes/beta.md", "more/extra.md")
+    hybrid = await indexed.search("write-ahead logging readers", k=5)
+    top = hybrid.results[0]
+    assert top.path == "docs/notes/beta.md" and top.heading == ["Beta", "WAL"]
+    assert (top.start_line, top.end_line) == (10, 12)
+    assert top.keyword_rank is not None and top.semantic_rank is not None
+    assert "**logging**" in top.snippet
+    assert top.title == "Beta notes" and top.tags == ["db", "sqlite"]
+    assert top.changed_since_indexed is False
+
+
+async def test_filters(indexed):
+    only_more = await indexed.search("logging", filters=Filters(root="more"))
+    assert {h.path for h in only_more.results} == {"more/extra.md"}
+    by_glob = await indexed.search("logging", filters=Filters(path_glob="docs/notes/*"))
+    assert {h.path for h in by_glob.results} <= {"docs/notes/beta.md", "docs/notes/gamma.markdown"}
+    assert by_glob.results[0].path == "docs/notes/beta.md"
+    by_tag = await indexed.search("file", filters=Filters(tags=["SQLite"]))
+    assert {h.path for h in by_tag.results} == {"docs/notes/beta.md"}
+    by_type = await indexed.search("fox", filters=Filters(document_type="design"))
+    assert {h.path for h in by_type.results} <= {"docs/notes/beta.md"}
+    with pytest.raises(InvalidInput, match="no root named 'nope'; roots: docs, more"):
+        await indexed.search("x", filters=Filters(root="nope"))
+
+
+async def test_degrades_to_keyword_when_the_model_is_down(db, indexed):
+    down = DocumentService(db, DownEmbedder(dim=64))
+    result = await down.search("write-ahead logging")
+    assert result.mode_used == "keyword"
+    assert "ollama serve" in result.degraded
+    assert result.results and result.results[0].semantic_rank is None
+
+
+async def test_changed_files_are_flagged(indexed, tmp_path):
+    path = tmp_path / "docs" / "alpha.md"
+    path.write_text(path.read_text() + "\nA new line.\n")
+    os.utime(path, ns=(1, 1))
+    result = await indexed.search("quick brown fox", mode="keyword")
+    assert result.results[0].path == "docs/alpha.md"
+    assert result.results[0].changed_since_indexed is True
+
+
+@pytest.mark.parametrize(
+    ("query", "k", "mode", "message"),
+    [
+        ("", 10, "hybrid", "non-empty"),
+        ("   ", 10, "hybrid", "non-empty"),
+        ("x" * 10_000, 10, "hybrid", "limit is 2,000"),
+        ("?!", 10, "hybrid", "no words"),
+        ("fox", 0, "hybrid", "k must be between 1 and 100"),
+        ("fox", 101, "hybrid", "k must be"),
+        ("fox", 10, "fuzzy", "mode must be one of"),
+    ],
+)
+async def test_bad_queries(indexed, query, k, mode, message):
+    with pytest.raises(InvalidInput, match=message):
+        await indexed.search(query, k=k, mode=mode)
+
+
+async def test_search_before_anything_is_indexed(db):
+    empty = DocumentService(db, FakeEmbedder(dim=64))
+    result = await empty.search("anything")
+    assert result.results == [] and "nothing is indexed" in result.degraded
+
+
+async def test_document_get_reads_ranges(indexed):
+    whole = await indexed.get("docs/notes/beta.md")
+    assert whole.total_lines == 12 and whole.text.startswith("---")
+    part = await indexed.get("docs/notes/beta.md", 10, 12)
+    assert part.text == "## WAL\n\nWrite-ahead logging lets readers and a writer work at once."
+    assert (part.start_line, part.end_line, part.title) == (10, 12, "Beta notes")
+    clipped = await indexed.get("docs/notes/beta.md", 11, 500)
+    assert clipped.end_line == 12
+
+
+async def test_document_get_refuses_paths_outside_the_roots(indexed, tmp_path):
+    secret = tmp_path / "secret.md"
+    secret.write_text("# Secret\n")
+    os.symlink(secret, tmp_path / "docs" / "escape.md")
+    (tmp_path / "docs" / "notes.txt").write_text("not markdown")
+    with pytest.raises(Forbidden, match=r"'\.\.' is not allowed"):
+        await indexed.get("docs/../secret.md")
+    with pytest.raises(Forbidden, match="absolute"):
+        await indexed.get(str(secret))
+    with pytest.raises(Forbidden, match="leads outside the root"):
+        await indexed.get("docs/escape.md")
+    with pytest.raises(Forbidden, match="only markdown"):
+        await indexed.get("docs/notes.txt")
+    with pytest.raises(NotFound, match="roots: docs, more"):
+        await indexed.get("elsewhere/x.md")
+    with pytest.raises(NotFound):
+        await indexed.get("docs/missing.md")
+    with pytest.raises(InvalidInput, match="past the end"):
+        await indexed.get("docs/alpha.md", 999)
+    with pytest.raises(InvalidInput, match="start_line"):
+        await indexed.get("docs/alpha.md", 0)
+
+
+def test_fts_terms_drop_stopwords_unless_nothing_is_left():
+    assert fts_terms("How do I restore a deleted memory?") == ["restore", "deleted", "memory"]
+    assert fts_terms("the and of") == ["the", "and", "of"]
+    assert fts_terms('quote " injection') == ["quote", "injection"]
+
+
+def test_rrf_rewards_agreement():
+    fused = fuse([(1, 9.0), (2, 5.0)], [(2, 0.9), (3, 0.8)])
+    assert [cid for cid, _ in fused] == [2, 1, 3]
+
+
+def test_snippet_highlights_terms():
+    text = "word " * 100 + "the restore command brings it back " + "tail " * 100
+    out = snippet(text, ["restore"])
+    assert "**restore**" in out and out.startswith("… ") and out.endswith(" …")
