@@ -8,9 +8,18 @@ from abathur_memory.errors import Unavailable
 from abathur_memory.indexer.embedders.fake import FakeEmbedder
 
 DOCS = {
-    "alpha.md": "# Alpha\n\nThe quick brown fox jumps over the lazy dog.\n\n## Details\n\nFoxes are clever animals.\n",
-    "notes/beta.md": "---\ntitle: Beta notes\ntags: [db, sqlite]\ntype: design\n---\n# Beta\n\nSQLite stores everything in one file.\n\n## WAL\n\nWrite-ahead logging lets readers and a writer work at once.\n",
-    "notes/gamma.markdown": "# Gamma\n\nVector search finds text by meaning, keyword search by words.\n",
+    "alpha.md": (
+        "# Alpha\n\nThe quick brown fox jumps over the lazy dog.\n\n"
+        "## Details\n\nFoxes are clever animals.\n"
+    ),
+    "notes/beta.md": (
+        "---\ntitle: Beta notes\ntags: [db, sqlite]\ntype: design\n---\n"
+        "# Beta\n\nSQLite stores everything in one file.\n\n"
+        "## WAL\n\nWrite-ahead logging lets readers and a writer work at once.\n"
+    ),
+    "notes/gamma.markdown": (
+        "# Gamma\n\nVector search finds text by meaning, keyword search by words.\n"
+    ),
 }
 
 
