@@ -309,3 +309,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+# Document commands (index, search, status, watch, roots) register themselves on `cli`.
+from abathur_memory import cli_documents as _cli_documents  # noqa: E402, F401

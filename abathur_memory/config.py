@@ -59,14 +59,27 @@ class Settings(BaseModel):
     disabled_tools: list[Literal["memory", "sessions", "tasks", "documents"]] = Field(
         default_factory=list, description="tool groups the MCP server does not offer"
     )
+    docs: list[str] = Field(
+        default_factory=list, description="markdown folders to index (DIR or NAME=DIR)"
+    )
+    exclude: list[str] = Field(
+        default_factory=list, description="gitignore-style patterns never indexed"
+    )
+    embedder: Literal["embedded", "ollama", "fake"] = Field(
+        "embedded", description="embedded (offline default), ollama, or fake (tests)"
+    )
+    ollama_host: str = Field("http://127.0.0.1:11434", min_length=1)
+    ollama_model: str = Field("nomic-embed-text", min_length=1)
+    max_file_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    watch_debounce_ms: int = Field(500, ge=0, le=60_000)
     maintenance_interval_hours: float = Field(
         24.0, ge=0, le=24 * 365, description="lifecycle maintenance period in serve (0: off)"
     )
 
-    @field_validator("disabled_tools", mode="before")
+    @field_validator("disabled_tools", "docs", "exclude", mode="before")
     @classmethod
-    def _split_groups(cls, value: Any) -> Any:
-        """ABATHUR_DISABLED_TOOLS=tasks,documents (comma-separated) is accepted."""
+    def _split_list(cls, value: Any) -> Any:
+        """Lists may come as one comma-separated string (ABATHUR_DOCS=~/notes,~/work)."""
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value

