@@ -47,6 +47,10 @@ class Space:
         return f"chunk_vectors_s{self.id}"
 
     @property
+    def memory_vectors(self) -> str:
+        return f"memory_vectors_s{self.id}"
+
+    @property
     def dim(self) -> int:
         return self.identity.dim
 
@@ -86,6 +90,7 @@ def space_ddl(space_id: int) -> list[str]:
             embedding BLOB NOT NULL,
             code BLOB NOT NULL
         )""",
+        *memory_vectors_ddl(space_id),
         f"""CREATE TRIGGER {chunks}_ai AFTER INSERT ON {chunks} BEGIN
             INSERT INTO {fts}(rowid, heading, text) VALUES (new.id, new.heading, new.text);
         END""",
@@ -93,6 +98,22 @@ def space_ddl(space_id: int) -> list[str]:
             INSERT INTO {fts}({fts}, rowid, heading, text)
                 VALUES ('delete', old.id, old.heading, old.text);
         END""",
+    ]
+
+
+def memory_vectors_ddl(space_id: int) -> list[str]:
+    """Vectors of live memories (one row per part of a long value), for memory_search."""
+    table = f"memory_vectors_s{space_id}"
+    return [
+        f"""CREATE TABLE IF NOT EXISTS {table} (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            entry_id INTEGER NOT NULL,
+            part INTEGER NOT NULL,
+            text_hash TEXT NOT NULL,
+            embedding BLOB NOT NULL,
+            code BLOB NOT NULL,
+            UNIQUE (entry_id, part)
+        )""",
     ]
 
 
@@ -161,7 +182,7 @@ def activate(conn: driver.Connection, space: Space) -> None:
 
 
 def drop_space(conn: driver.Connection, space: Space) -> None:
-    for table in (space.vectors, space.fts, space.chunks):
+    for table in (space.memory_vectors, space.vectors, space.fts, space.chunks):
         conn.execute(f"DROP TABLE IF EXISTS {table}")
     conn.execute("DELETE FROM embedding_spaces WHERE id = ?", (space.id,))
 

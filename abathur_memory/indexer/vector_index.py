@@ -33,23 +33,29 @@ class Codes:
 
 
 class VectorIndex:
-    """Per-process cache of the codes of each space; safe to share between reader threads."""
+    """Per-process cache of the codes of each space; safe to share between reader threads.
+
+    ``table`` is the space's chunk vectors (ids are chunk ids) or its memory vectors (ids are
+    row ids of memory_vectors_s<N>).
+    """
 
     def __init__(self) -> None:
-        self._codes: dict[int, Codes] = {}
+        self._codes: dict[tuple[int, str], Codes] = {}
         self._lock = threading.Lock()
 
-    def codes(self, conn: driver.Connection, space: Space) -> Codes:
+    def codes(self, conn: driver.Connection, space: Space, table: str | None = None) -> Codes:
+        table = table or space.vectors
+        id_column = "chunk_id" if table == space.vectors else "id"
         generation = conn.execute(
             "SELECT generation FROM embedding_spaces WHERE id = ?", (space.id,)
         ).fetchone()[0]
         with self._lock:
-            current = self._codes.get(space.id)
+            current = self._codes.get((space.id, table))
             if current is not None and current.generation == generation:
                 return current
-            count = conn.execute(f"SELECT count(*) FROM {space.vectors}").fetchone()[0]
+            count = conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
             if current is not None and len(current.ids) - count <= PHANTOM_RATIO * max(count, 1):
-                fresh = _load(conn, space, generation, after=current.max_id)
+                fresh = _load(conn, table, id_column, space.dim, generation, after=current.max_id)
                 fresh = Codes(
                     generation,
                     np.concatenate([current.ids, fresh.ids]),
@@ -57,21 +63,19 @@ class VectorIndex:
                     max(current.max_id, fresh.max_id),
                 )
             else:
-                fresh = _load(conn, space, generation, after=0)
-            self._codes[space.id] = fresh
+                fresh = _load(conn, table, id_column, space.dim, generation, after=0)
+            self._codes[(space.id, table)] = fresh
             return fresh
 
-    def forget(self, space_id: int) -> None:
-        with self._lock:
-            self._codes.pop(space_id, None)
 
-
-def _load(conn: driver.Connection, space: Space, generation: int, *, after: int) -> Codes:
+def _load(
+    conn: driver.Connection, table: str, id_column: str, dim: int, generation: int, *, after: int
+) -> Codes:
     rows = conn.execute(
-        f"SELECT chunk_id, code FROM {space.vectors} WHERE chunk_id > ? ORDER BY chunk_id",
+        f"SELECT {id_column}, code FROM {table} WHERE {id_column} > ? ORDER BY {id_column}",
         (after,),
     ).fetchall()
-    words_per_code = (space.dim + 63) // 64
+    words_per_code = (dim + 63) // 64
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     if rows:
         words = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.uint64).reshape(

@@ -58,3 +58,18 @@ def record_denied(
         data={"attempted": attempted, "key": key, "rule": rule},
         result="denied",
     )
+
+
+def record_memory_many(
+    conn: driver.Connection, *, action: str, actor: str, rows: list[tuple[str, str, int, str]]
+) -> None:
+    """Many audit rows of one action: (operation, namespace, entry id, action data JSON)."""
+    if rows:
+        conn.executemany(
+            "INSERT INTO audit (action_type, action_data, result, memory_operation_type,"
+            " memory_namespace, memory_entry_id, actor) VALUES (?, ?, 'ok', ?, ?, ?, ?)",
+            [
+                (action, data, operation, namespace, entry_id, actor)
+                for operation, namespace, entry_id, data in rows
+            ],
+        )

@@ -28,11 +28,23 @@ MAX_LIST_LIMIT = 1000
 MAX_BATCH = 10_000
 
 _LATEST_ANY = (
-    "SELECT * FROM memory_entries WHERE namespace = ? AND key = ? ORDER BY version DESC LIMIT 1"
+    "SELECT id, version, value, memory_type, metadata, is_deleted, created_by, created_at,"
+    " updated_at FROM memory_entries WHERE namespace = ? AND key = ?"
+    " ORDER BY version DESC LIMIT 1"
 )
+_LATEST_MANY = """
+SELECT m.id, m.version, m.value, m.memory_type, m.metadata, m.is_deleted, m.created_by,
+       m.created_at, m.updated_at, m.namespace, m.key
+FROM json_each(?) AS wanted
+JOIN memory_entries AS m
+  ON m.namespace = wanted.value ->> 0 AND m.key = wanted.value ->> 1
+ AND m.version = (SELECT MAX(v.version) FROM memory_entries AS v
+                  WHERE v.namespace = wanted.value ->> 0 AND v.key = wanted.value ->> 1)
+"""
+# No RETURNING on the hot path: it costs ~40 us per row here (docs/benchmarks.md).
 _INSERT = (
     "INSERT INTO memory_entries (namespace, key, value, memory_type, version, metadata,"
-    " created_by, updated_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING *"
+    " created_by, updated_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -54,7 +66,8 @@ class MemoryEntry(BaseModel):
 
     @classmethod
     def from_row(cls, row: driver.Row) -> MemoryEntry:
-        return cls(
+        # Rows come from our own schema (CHECKed): construct without re-validating.
+        return cls.model_construct(
             id=row["id"],
             namespace=row["namespace"],
             key=row["key"],
@@ -86,10 +99,134 @@ class MemoryEntry(BaseModel):
 
 
 @dataclass(frozen=True)
+class _Latest:
+    """The newest version of a key, as a put needs it."""
+
+    id: int
+    version: int
+    value: str
+    memory_type: str
+    metadata: str
+    is_deleted: bool
+    created_by: str | None
+    created_at: str
+    updated_at: str
+
+    @classmethod
+    def fetch_many(
+        cls, conn: driver.Connection, addresses: list[tuple[str, str]]
+    ) -> dict[tuple[str, str], _Latest]:
+        """The newest version (live or deleted) of each (namespace, key), in one query."""
+        wanted = list(dict.fromkeys(addresses))
+        found: dict[tuple[str, str], _Latest] = {}
+        for start in range(0, len(wanted), 5000):
+            batch = json.dumps(wanted[start : start + 5000], ensure_ascii=False)
+            for row in conn.execute(_LATEST_MANY, (batch,)):
+                found[(row[9], row[10])] = cls(
+                    row[0],
+                    row[1],
+                    row[2],
+                    row[3],
+                    row[4] or "{}",
+                    bool(row[5]),
+                    row[6],
+                    row[7],
+                    row[8],
+                )
+        return found
+
+    @classmethod
+    def fetch(cls, conn: driver.Connection, namespace: str, key: str) -> _Latest | None:
+        row = conn.execute(_LATEST_ANY, (namespace, key)).fetchone()
+        if row is None:
+            return None
+        return cls(
+            row[0], row[1], row[2], row[3], row[4] or "{}", bool(row[5]), row[6], row[7], row[8]
+        )
+
+    def same_as(self, memory_type: str, value_text: str, metadata_text: str) -> bool:
+        return (
+            self.memory_type == memory_type
+            and values.canonical(self.value) == values.canonical(value_text)
+            and values.canonical(self.metadata) == values.canonical(metadata_text)
+        )
+
+    def entry(self, namespace: str, key: str) -> MemoryEntry:
+        return MemoryEntry.model_construct(
+            id=self.id,
+            namespace=namespace,
+            key=key,
+            version=self.version,
+            value=json.loads(self.value),
+            memory_type=self.memory_type,
+            metadata=json.loads(self.metadata),
+            is_deleted=self.is_deleted,
+            created_by=self.created_by,
+            updated_by=self.created_by,
+            created_at=timestamps.to_iso(self.created_at) or "",
+            updated_at=timestamps.to_iso(self.updated_at) or "",
+        )
+
+
+def _next_entry_id(conn: driver.Connection) -> int:
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'memory_entries'").fetchone()
+    return (row[0] if row else 0) + 1
+
+
+def _insert_versions(conn: driver.Connection, rows: list[tuple[Any, ...]], first_id: int) -> None:
+    """Insert new versions with one statement.
+
+    memory_entries is AUTOINCREMENT and the writer holds the write lock, so the rows get
+    consecutive ids from the next sequence value; that is checked, not assumed (a mismatch
+    raises and the transaction rolls back).
+    """
+    if not rows:
+        return
+    conn.executemany(_INSERT, rows)
+    last = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'memory_entries'").fetchone()
+    if last is None or last[0] != first_id + len(rows) - 1:  # pragma: no cover - invariant
+        raise RuntimeError("memory_entries ids were not consecutive; nothing was written")
+
+
+def _check_expected(req: PutRequest, live: _Latest | None) -> None:
+    if req.expected_version is None:
+        return
+    current = live.version if live is not None else 0
+    if req.expected_version != current:
+        raise Conflict(
+            f"{req.namespace}/{req.key} is at version {current}, not {req.expected_version}: "
+            "re-read it and retry"
+            if current
+            else f"{req.namespace}/{req.key} does not exist (expected version "
+            f"{req.expected_version})"
+        )
+
+
+@dataclass(frozen=True)
 class PutResult:
-    entry: MemoryEntry
+    """What a put did. Cheap to build (batches return thousands); ``entry`` is made on use."""
+
+    version_row: _Latest
+    namespace: str
+    key: str
     created: bool  # a new version was written
     unchanged: bool  # the value equalled the live version: nothing was written
+
+    @property
+    def version(self) -> int:
+        return self.version_row.version
+
+    @property
+    def memory_type(self) -> str:
+        return self.version_row.memory_type
+
+    @property
+    def updated_at(self) -> str:
+        return timestamps.to_iso(self.version_row.updated_at) or ""
+
+    @property
+    def entry(self) -> MemoryEntry:
+        return self.version_row.entry(self.namespace, self.key)
 
 
 @dataclass(frozen=True)
@@ -193,64 +330,73 @@ class MemoryService:
     def _put_all(
         self, conn: driver.Connection, prepared: list[_Prepared]
     ) -> list[PutResult] | _Denied:
-        results = []
+        """Decide each put against the latest version (earlier puts of the batch included),
+        then write the new versions and their audit rows, each with one statement."""
         for item in prepared:
             if self.guard.needs_lookup(item.segments):
                 rule = self.guard.denial_in(conn, item.segments, Access.WRITE)
                 if rule is not None:
                     return _Denied(item.request.namespace, item.request.key, rule)
-            results.append(self._put_one(conn, item))
-        return results
-
-    def _put_one(self, conn: driver.Connection, item: _Prepared) -> PutResult:
-        req = item.request
-        latest = conn.execute(_LATEST_ANY, (req.namespace, req.key)).fetchone()
-        live = latest if latest is not None and not latest["is_deleted"] else None
-        if req.expected_version is not None:
-            current = live["version"] if live is not None else 0
-            if req.expected_version != current:
-                raise Conflict(
-                    f"{req.namespace}/{req.key} is at version {current}, not "
-                    f"{req.expected_version}: re-read it and retry"
-                    if current
-                    else f"{req.namespace}/{req.key} does not exist (expected version "
-                    f"{req.expected_version})"
-                )
-        metadata_text = item.metadata_text
-        if metadata_text is None:  # not given: keep the live version's metadata
-            metadata_text = live["metadata"] if live is not None else "{}"
-        if (
-            live is not None
-            and live["memory_type"] == req.memory_type
-            and values.canonical(live["value"]) == values.canonical(item.value_text)
-            and values.canonical(live["metadata"] or "{}") == values.canonical(metadata_text)
-        ):
-            return PutResult(MemoryEntry.from_row(live), created=False, unchanged=True)
-        version = latest["version"] + 1 if latest is not None else 1
+        now = timestamps.now_db()
         actor = self.guard.actor
-        row = conn.execute(
-            _INSERT,
-            (
-                req.namespace,
-                req.key,
+        latest = _Latest.fetch_many(conn, [(p.request.namespace, p.request.key) for p in prepared])
+        next_id = _next_entry_id(conn)
+        first_id = next_id
+        results: list[PutResult] = []
+        new_rows: list[tuple[Any, ...]] = []
+        audit_rows: list[tuple[str, str, int, str]] = []
+        for item in prepared:
+            req = item.request
+            address = (req.namespace, req.key)
+            before = latest.get(address)
+            live = before if before is not None and not before.is_deleted else None
+            _check_expected(req, live)
+            metadata_text = item.metadata_text
+            if metadata_text is None:  # not given: keep the live version's metadata
+                metadata_text = live.metadata if live is not None else "{}"
+            if live is not None and live.same_as(req.memory_type, item.value_text, metadata_text):
+                results.append(PutResult(live, req.namespace, req.key, False, True))
+                continue
+            version = before.version + 1 if before is not None else 1
+            after = _Latest(
+                next_id,
+                version,
                 item.value_text,
                 req.memory_type,
-                version,
                 metadata_text,
+                False,
                 actor,
-                actor,
-            ),
-        ).fetchone()
-        audit.record_memory(
-            conn,
-            operation="update" if live is not None else "create",
-            namespace=req.namespace,
-            entry_id=row["id"],
-            actor=actor,
-            action="memory_put",
-            data={"key": req.key, "version": version},
-        )
-        return PutResult(MemoryEntry.from_row(row), created=True, unchanged=False)
+                now,
+                now,
+            )
+            latest[address] = after
+            results.append(PutResult(after, req.namespace, req.key, True, False))
+            new_rows.append(
+                (
+                    req.namespace,
+                    req.key,
+                    item.value_text,
+                    req.memory_type,
+                    version,
+                    metadata_text,
+                    actor,
+                    actor,
+                    now,
+                    now,
+                )
+            )
+            audit_rows.append(
+                (
+                    "update" if live else "create",
+                    req.namespace,
+                    next_id,
+                    '{"key":' + json.dumps(req.key) + ',"version":' + str(version) + "}",
+                )
+            )
+            next_id += 1
+        _insert_versions(conn, new_rows, first_id)
+        audit.record_memory_many(conn, action="memory_put", actor=actor, rows=audit_rows)
+        return results
 
     async def delete(
         self, namespace: str, key: str, expected_version: int | None = None
@@ -318,8 +464,8 @@ class MemoryService:
                     f"{namespace}/{key} is not deleted (live version {latest['version']})"
                 )
             version = latest["version"] + 1
-            actor = self.guard.actor
-            row = conn.execute(
+            actor, now = self.guard.actor, timestamps.now_db()
+            entry_id = conn.execute(
                 _INSERT,
                 (
                     namespace,
@@ -330,18 +476,21 @@ class MemoryService:
                     latest["metadata"] or "{}",
                     actor,
                     actor,
+                    now,
+                    now,
                 ),
-            ).fetchone()
+            ).lastrowid
             audit.record_memory(
                 conn,
                 operation="create",
                 namespace=namespace,
-                entry_id=row["id"],
+                entry_id=entry_id,
                 actor=actor,
                 action="memory_restore",
                 data={"key": key, "version": version, "restored_from": latest["version"]},
             )
-            return PutResult(MemoryEntry.from_row(row), created=True, unchanged=False)
+            restored = _Latest.fetch(conn, namespace, key)
+            return PutResult(restored, namespace, key, True, False)  # type: ignore[arg-type]
 
         outcome = await self.db.write(undelete)
         if isinstance(outcome, _Denied):

@@ -12,6 +12,7 @@ by default it may:
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from enum import Enum
@@ -48,8 +49,19 @@ class Principal:
         return self.admin or (user_id == self.user and app_name == self.app)
 
 
+@functools.lru_cache(maxsize=4096)
+def _parse_cached(namespace: str) -> tuple[str, ...]:
+    return tuple(_parse(namespace))
+
+
 def parse(namespace: str) -> list[str]:
     """Validate ``namespace`` and return its segments; raise InvalidInput with the reason."""
+    if not isinstance(namespace, str):
+        return _parse(namespace)
+    return list(_parse_cached(namespace))
+
+
+def _parse(namespace: str) -> list[str]:
     if not isinstance(namespace, str) or not namespace:
         raise InvalidInput("namespace must be a non-empty string like 'user:alice:prefs'")
     if len(namespace) > MAX_NAMESPACE_LENGTH:

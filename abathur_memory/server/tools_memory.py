@@ -33,15 +33,14 @@ class MemoryPutResult(BaseModel):
 
     @classmethod
     def of(cls, result: PutResult) -> MemoryPutResult:
-        e = result.entry
         return cls(
-            namespace=e.namespace,
-            key=e.key,
-            version=e.version,
-            memory_type=e.memory_type,
+            namespace=result.namespace,
+            key=result.key,
+            version=result.version,
+            memory_type=result.memory_type,
             created=result.created,
             unchanged=result.unchanged,
-            updated_at=e.updated_at,
+            updated_at=result.updated_at,
         )
 
 

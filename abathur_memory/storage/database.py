@@ -70,7 +70,9 @@ class Database:
         self.path = path
         self._writer = writer
         self._readers = readers
-        self._idle: asyncio.Queue[_WorkerConnection] = asyncio.Queue()
+        # Last in, first out: under light load the same reader thread serves consecutive
+        # reads and stays warm; a round-robin over cold threads costs a wake-up each time.
+        self._idle: asyncio.LifoQueue[_WorkerConnection] = asyncio.LifoQueue()
         for reader in readers:
             self._idle.put_nowait(reader)
         self._write_retries = write_retries
