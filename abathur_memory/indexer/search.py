@@ -172,7 +172,7 @@ class SearchEngine:
     async def search(
         self, query: str, k: int = 10, mode: str = "hybrid", filters: Filters | None = None
     ) -> SearchResult:
-        query = _check_query(query)
+        query = check_query(query)
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
             raise InvalidInput(f"k must be between 1 and {MAX_K}")
         if mode not in MODES:
@@ -284,7 +284,7 @@ def fuse(
     return sorted(scores.items(), key=lambda item: -item[1])
 
 
-def _check_query(query: Any) -> str:
+def check_query(query: Any) -> str:
     if not isinstance(query, str) or not query.strip():
         raise InvalidInput("query must be a non-empty string")
     if len(query) > MAX_QUERY_CHARS:

@@ -1,0 +1,206 @@
+"""Keeping the search indexes of memories up to date.
+
+Every memory change writes an audit row in its own transaction, so the audit table is the
+change log: the keyword index (memory_fts) is brought up to date from the audit rows after
+the last one applied, and the vectors of each space follow the keyword index. Puts stay as
+cheap as they were; searches catch up first, and the server catches up in the background.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from typing import Any
+
+from abathur_memory.indexer import store
+from abathur_memory.indexer.embedders.base import Embedder
+from abathur_memory.indexer.spaces import Space, bump_generation
+from abathur_memory.memory.values import decode
+from abathur_memory.schema import hot_queries
+from abathur_memory.storage import driver, timestamps
+from abathur_memory.storage.database import Database
+
+log = logging.getLogger(__name__)
+
+CURSOR_KEY = "memory_index_audit_id"
+AUDIT_BATCH = 5000
+EMBED_BATCH = 64
+
+
+def memory_text(key: str, value: Any) -> str:
+    """The words of a memory: its key and every key and scalar of its JSON value."""
+    words: list[str] = [key.replace("_", " ")]
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for name, item in node.items():
+                words.append(str(name).replace("_", " "))
+                walk(item)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+        elif node is not None:
+            words.append(str(node))
+
+    walk(value)
+    return " ".join(words)
+
+
+def sync_keywords(conn: driver.Connection) -> int:
+    """Apply the memory changes since the last sync to memory_fts; returns keys updated.
+
+    Runs in a write transaction. The first sync indexes every live memory.
+    """
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (CURSOR_KEY,)).fetchone()
+    cursor = int(row[0]) if row else 0
+    if cursor == 0:
+        return _rebuild(conn)
+    updated = 0
+    while True:
+        changes = conn.execute(
+            "SELECT a.id, m.namespace, m.key FROM audit AS a"
+            " JOIN memory_entries AS m ON m.id = a.memory_entry_id"
+            " WHERE a.id > ? AND a.memory_operation_type IS NOT NULL ORDER BY a.id LIMIT ?",
+            (cursor, AUDIT_BATCH),
+        ).fetchall()
+        if not changes:
+            break
+        for address in dict.fromkeys((c[1], c[2]) for c in changes):
+            updated += _refresh_key(conn, *address)
+        cursor = changes[-1][0]
+    last = conn.execute("SELECT COALESCE(max(id), 0) FROM audit").fetchone()[0]
+    _set_cursor(conn, max(cursor, last))
+    return updated
+
+
+def _rebuild(conn: driver.Connection) -> int:
+    conn.execute("DELETE FROM memory_fts")
+    conn.execute("DELETE FROM memory_fts_keys")
+    live = conn.execute(
+        "SELECT m.id, m.namespace, m.key, m.value FROM memory_entries AS m"
+        " WHERE m.is_deleted = 0 AND m.version = (SELECT MAX(v.version) FROM memory_entries"
+        " AS v WHERE v.namespace = m.namespace AND v.key = m.key)"
+    ).fetchall()
+    for entry_id, namespace, key, value in live:
+        _index(conn, entry_id, namespace, key, value)
+    last = conn.execute("SELECT COALESCE(max(id), 0) FROM audit").fetchone()[0]
+    _set_cursor(conn, max(last, 1))
+    return len(live)
+
+
+def _refresh_key(conn: driver.Connection, namespace: str, key: str) -> int:
+    mapped = conn.execute(
+        "SELECT entry_id FROM memory_fts_keys WHERE namespace = ? AND key = ?", (namespace, key)
+    ).fetchone()
+    live = conn.execute(
+        hot_queries.MEMORY_GET_LATEST, {"namespace": namespace, "key": key}
+    ).fetchone()
+    if mapped is not None and (live is None or live["id"] != mapped[0]):
+        conn.execute("DELETE FROM memory_fts WHERE rowid = ?", (mapped[0],))
+        conn.execute(
+            "DELETE FROM memory_fts_keys WHERE namespace = ? AND key = ?", (namespace, key)
+        )
+        mapped = None
+    if live is not None and mapped is None:
+        _index(conn, live["id"], namespace, key, live["value"])
+        return 1
+    return 0
+
+
+def _index(conn: driver.Connection, entry_id: int, namespace: str, key: str, value: str) -> None:
+    conn.execute(
+        "INSERT INTO memory_fts (rowid, namespace, key, text) VALUES (?, ?, ?, ?)",
+        (entry_id, namespace, key, memory_text(key, decode(value))),
+    )
+    conn.execute(
+        "INSERT INTO memory_fts_keys (namespace, key, entry_id) VALUES (?, ?, ?)",
+        (namespace, key, entry_id),
+    )
+
+
+def _set_cursor(conn: driver.Connection, value: int) -> None:
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET"
+        f" value = excluded.value, updated_at = {timestamps.SQL_NOW}",
+        (CURSOR_KEY, str(value)),
+    )
+
+
+def rebuild_keywords(conn: driver.Connection) -> int:
+    """Start the keyword index over (doctor --repair)."""
+    return _rebuild(conn)
+
+
+async def sync_vectors(
+    db: Database, embedder: Embedder, space: Space, *, limit: int | None = None
+) -> int:
+    """Embed the indexed memories the space has no vectors for; drop vectors of memories
+    no longer live. Returns how many memories were embedded (at most ``limit``)."""
+    if embedder.identity.key() != space.identity.key():
+        return 0
+    await db.write(_drop_stale_vectors, space)
+    done = 0
+    while limit is None or done < limit:
+        batch = EMBED_BATCH if limit is None else min(EMBED_BATCH, limit - done)
+        rows = await db.fetchall(
+            f"SELECT k.entry_id, k.key, f.text FROM memory_fts_keys AS k"
+            f" JOIN memory_fts AS f ON f.rowid = k.entry_id"
+            f" WHERE NOT EXISTS (SELECT 1 FROM {space.memory_vectors} AS v"
+            f"                   WHERE v.entry_id = k.entry_id) LIMIT ?",
+            (batch,),
+        )
+        if not rows:
+            break
+        parts: list[tuple[int, int, str]] = []
+        for entry_id, key, text in rows:
+            for number, part in enumerate(_parts(embedder, f"{key}: {text}")):
+                parts.append((entry_id, number, part))
+        matrix = await embedder.embed_documents([p[2] for p in parts])
+        encoded = store.encode_rows(matrix)
+        await db.write(_write_vectors, space, parts, encoded)
+        done += len(rows)
+    return done
+
+
+def _parts(embedder: Embedder, text: str) -> list[str]:
+    """Pieces of a long memory that each fit the model, split between words."""
+    limit = embedder.identity.max_tokens
+    if embedder.count_tokens(text) <= limit:
+        return [text]
+    words = text.split()
+    pieces, start = [], 0
+    size = max(8, limit // 2)
+    while start < len(words):
+        end = min(len(words), start + size)
+        while end - start > 1 and embedder.count_tokens(" ".join(words[start:end])) > limit:
+            end = start + max(1, (end - start) * 3 // 4)
+        piece = " ".join(words[start:end])
+        if embedder.count_tokens(piece) > limit:  # one enormous word: cut its characters
+            piece = piece[: limit * 2]
+        pieces.append(piece)
+        start = end
+    return pieces
+
+
+def _drop_stale_vectors(conn: driver.Connection, space: Space) -> None:
+    removed = conn.execute(
+        f"DELETE FROM {space.memory_vectors} WHERE entry_id NOT IN"
+        " (SELECT entry_id FROM memory_fts_keys)"
+    ).rowcount
+    if removed:
+        bump_generation(conn, space)
+
+
+def _write_vectors(
+    conn: driver.Connection,
+    space: Space,
+    parts: list[tuple[int, int, str]],
+    encoded: list[tuple[bytes, bytes]],
+) -> None:
+    for (entry_id, number, text), (embedding, code) in zip(parts, encoded, strict=True):
+        conn.execute(
+            f"INSERT OR REPLACE INTO {space.memory_vectors}"
+            " (entry_id, part, text_hash, embedding, code) VALUES (?, ?, ?, ?, ?)",
+            (entry_id, number, hashlib.sha256(text.encode()).hexdigest(), embedding, code),
+        )
+    bump_generation(conn, space)

@@ -1,0 +1,246 @@
+"""memory_search: keyword and semantic search over the memories the caller may read.
+
+The same engine as document search (BM25 on memory_fts, coarse + exact vectors, reciprocal
+rank fusion), restricted by the namespace policy in SQL, so nothing unreadable is even
+ranked. A prefix narrows the search to one namespace subtree (and is itself checked).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from abathur_memory.errors import InvalidInput, Unavailable
+from abathur_memory.indexer import memory_index, vector_index
+from abathur_memory.indexer.embedders.base import Embedder
+from abathur_memory.indexer.search import MODES, check_query, fts_terms, fuse, snippet
+from abathur_memory.indexer.spaces import Space, active_space
+from abathur_memory.memory.access import AccessGuard
+from abathur_memory.memory.memories import MemoryEntry
+from abathur_memory.memory.namespaces import Access, Principal, validate_prefix
+from abathur_memory.storage import driver
+from abathur_memory.storage.database import Database
+
+log = logging.getLogger(__name__)
+
+CANDIDATES = 100
+INLINE_EMBED_LIMIT = 32  # new memories embedded during a search, the rest in the background
+
+
+@dataclass
+class MemoryHit:
+    entry: MemoryEntry
+    score: float
+    keyword_rank: int | None
+    semantic_rank: int | None
+    semantic_score: float | None
+    snippet: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            **self.entry.model_dump(exclude={"id"}),
+            "score": round(self.score, 6),
+            "keyword_rank": self.keyword_rank,
+            "semantic_rank": self.semantic_rank,
+            "semantic_score": None
+            if self.semantic_score is None
+            else round(self.semantic_score, 4),
+            "snippet": self.snippet,
+        }
+
+
+@dataclass
+class MemorySearchResult:
+    query: str
+    mode_used: str
+    results: list[MemoryHit]
+    degraded: str | None = None
+
+
+class MemorySearch:
+    def __init__(
+        self,
+        db: Database,
+        guard: AccessGuard,
+        embedder: Embedder | None,
+        cache: vector_index.VectorIndex,
+    ) -> None:
+        self.db = db
+        self.guard = guard
+        self.embedder = embedder
+        self.cache = cache
+
+    async def search(
+        self, query: str, prefix: str | None = None, k: int = 10, mode: str = "hybrid"
+    ) -> MemorySearchResult:
+        query = check_query(query)
+        if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 100:
+            raise InvalidInput("k must be between 1 and 100")
+        if mode not in MODES:
+            raise InvalidInput(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        if prefix is not None:
+            segments = validate_prefix(prefix)
+            rule = await self.db.read(
+                lambda conn: self.guard.denial_in(conn, segments, Access.READ)
+            )
+            if rule is not None:
+                await self.guard.refuse(prefix, "search", rule)
+        await self.db.write(memory_index.sync_keywords)
+        result = MemorySearchResult(query, mode, [])
+        space = await self.db.read(active_space)
+        vector = None
+        if mode != "keyword":
+            vector, result.degraded = await self._query_vector(query, space)
+            if vector is None:
+                result.mode_used = "keyword"
+        hits = await self.db.read(self._run, space, query, vector, prefix, k, result.mode_used)
+        result.results = hits
+        return result
+
+    async def _query_vector(self, query: str, space: Space | None) -> tuple[Any, str | None]:
+        if self.embedder is None:
+            return None, "no embedding model is configured; answered from keywords"
+        if space is None or space.identity.key() != self.embedder.identity.key():
+            return None, "no vectors for the configured model yet; answered from keywords"
+        try:
+            await memory_index.sync_vectors(self.db, self.embedder, space, limit=INLINE_EMBED_LIMIT)
+            return await self.embedder.embed_query(query), None
+        except Unavailable as exc:
+            return None, f"the embedding model is unavailable ({exc}); answered from keywords"
+
+    def _run(
+        self,
+        conn: driver.Connection,
+        space: Space | None,
+        query: str,
+        vector: Any,
+        prefix: str | None,
+        k: int,
+        mode: str,
+    ) -> list[MemoryHit]:
+        where, params = readable_sql(self.guard.policy.principal, prefix)
+        keyword: list[tuple[int, float]] = []
+        terms = fts_terms(query)
+        if mode in ("hybrid", "keyword") and terms:
+            match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+            keyword = [
+                (row[0], -row[1])
+                for row in conn.execute(
+                    "SELECT f.rowid, bm25(memory_fts, 0.0, 2.0, 1.0) AS score"
+                    " FROM memory_fts AS f JOIN memory_fts_keys AS k ON k.entry_id = f.rowid"
+                    f" WHERE memory_fts MATCH ? AND {where} ORDER BY score LIMIT ?",
+                    [match, *params, CANDIDATES],
+                )
+            ]
+        semantic: list[tuple[int, float]] = []
+        if vector is not None and space is not None:
+            allowed = np.array(
+                [
+                    r[0]
+                    for r in conn.execute(
+                        f"SELECT v.id FROM {space.memory_vectors} AS v"
+                        " JOIN memory_fts_keys AS k ON k.entry_id = v.entry_id"
+                        f" WHERE {where}",
+                        params,
+                    )
+                ],
+                dtype=np.int64,
+            )
+            codes = self.cache.codes(conn, space, space.memory_vectors)
+            candidates = vector_index.coarse(codes, vector, vector_index.COARSE_CANDIDATES, allowed)
+            semantic = _rerank_entries(conn, space, vector, candidates)
+        fused = fuse(keyword, semantic)[:k]
+        if not fused:
+            return []
+        keyword_rank = {eid: rank for rank, (eid, _) in enumerate(keyword, start=1)}
+        semantic_rank = {eid: (rank, s) for rank, (eid, s) in enumerate(semantic, start=1)}
+        ids = [eid for eid, _ in fused]
+        rows = {
+            r["id"]: r
+            for r in conn.execute(
+                f"SELECT m.*, f.text AS search_text FROM memory_entries AS m"
+                f" JOIN memory_fts AS f ON f.rowid = m.id"
+                f" WHERE m.id IN ({','.join('?' for _ in ids)})",
+                ids,
+            )
+        }
+        hits = []
+        for entry_id, score in fused:
+            row = rows.get(entry_id)
+            if row is None:
+                continue
+            sem = semantic_rank.get(entry_id)
+            hits.append(
+                MemoryHit(
+                    entry=MemoryEntry.from_row(row),
+                    score=score,
+                    keyword_rank=keyword_rank.get(entry_id),
+                    semantic_rank=sem[0] if sem else None,
+                    semantic_score=sem[1] if sem else None,
+                    snippet=snippet(row["search_text"], terms, 200),
+                )
+            )
+        return hits
+
+
+def _rerank_entries(
+    conn: driver.Connection, space: Space, vector: Any, candidates: Any
+) -> list[tuple[int, float]]:
+    """Exact similarity of candidate parts; each memory scored by its best part."""
+    if len(candidates) == 0:
+        return []
+    id_list = [int(i) for i in candidates]
+    rows = conn.execute(
+        f"SELECT entry_id, embedding FROM {space.memory_vectors}"
+        f" WHERE id IN ({','.join('?' for _ in id_list)})",
+        id_list,
+    ).fetchall()
+    if not rows:
+        return []
+    matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(
+        len(rows), space.dim
+    )
+    scores = matrix @ vector
+    best: dict[int, float] = {}
+    for (entry_id, _), score in zip(rows, scores, strict=True):
+        if score > best.get(entry_id, -2.0):
+            best[entry_id] = float(score)
+    return sorted(best.items(), key=lambda item: -item[1])[:CANDIDATES]
+
+
+def readable_sql(principal: Principal, prefix: str | None) -> tuple[str, list[Any]]:
+    """A condition on ``k.namespace`` that holds exactly for what the principal may read."""
+    clauses: list[str] = []
+    params: list[Any] = []
+
+    def subtree(root: str) -> None:
+        clauses.append("(k.namespace = ? OR (k.namespace > ? AND k.namespace < ?))")
+        params.extend([root, root + ":", root + ";"])
+
+    if principal.admin:
+        clauses.append("1")
+    else:
+        subtree(f"user:{principal.user}")
+        subtree(f"app:{principal.app}")
+        if principal.project:
+            subtree(f"project:{principal.project}")
+        clauses.append("(k.namespace > 'temp:' AND k.namespace < 'temp;')")
+        clauses.append(
+            "(k.namespace > 'session:' AND k.namespace < 'session;' AND EXISTS ("
+            " SELECT 1 FROM sessions AS s WHERE s.user_id = ? AND s.app_name = ?"
+            " AND (k.namespace = 'session:' || s.id"
+            "      OR substr(k.namespace, 1, length(s.id) + 9) = 'session:' || s.id || ':')))"
+        )
+        params.extend([principal.user, principal.app])
+    condition = "(" + " OR ".join(clauses) + ")"
+    if prefix is not None:
+        if prefix in ("app", "user", "project", "session", "temp"):
+            condition += " AND k.namespace > ? AND k.namespace < ?"
+            params.extend([prefix + ":", prefix + ";"])
+        else:
+            condition += " AND (k.namespace = ? OR (k.namespace > ? AND k.namespace < ?))"
+            params.extend([prefix, prefix + ":", prefix + ";"])
+    return condition, params
