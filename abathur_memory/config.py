@@ -71,6 +71,7 @@ class Settings(BaseModel):
     ollama_host: str = Field("http://127.0.0.1:11434", min_length=1)
     ollama_model: str = Field("nomic-embed-text", min_length=1)
     max_file_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
+    watch: bool = Field(False, description="serve: keep the document roots indexed")
     watch_debounce_ms: int = Field(500, ge=0, le=60_000)
     maintenance_interval_hours: float = Field(
         24.0, ge=0, le=24 * 365, description="lifecycle maintenance period in serve (0: off)"

@@ -28,7 +28,14 @@ TABLES = (
 
 @contextlib.asynccontextmanager
 async def connected(db_path: Path, **settings: Any) -> AsyncIterator[Client]:
-    options = {"user": "alice", "app": "abathur", "project": "website", **settings}
+    options = {
+        "user": "alice",
+        "app": "abathur",
+        "project": "website",
+        "embedder": "fake",
+        "maintenance_interval_hours": 0,
+        **settings,
+    }
     server = create_server(load_settings(db=db_path, **options))
     async with Client(server) as client:
         yield client

@@ -29,6 +29,11 @@ ALL_TOOLS = {
     "task_update",
     "task_list",
     "task_claim",
+    "memory_search",
+    "document_search",
+    "document_get",
+    "index_status",
+    "index_refresh",
 }
 READ_ONLY = {
     "memory_get",
@@ -38,6 +43,10 @@ READ_ONLY = {
     "session_list",
     "task_get",
     "task_list",
+    "memory_search",
+    "document_search",
+    "document_get",
+    "index_status",
 }
 
 
@@ -198,7 +207,7 @@ async def test_fifty_concurrent_session_reads(db_path):
 
 
 async def test_tool_groups_can_be_disabled(db_path):
-    async with connected(db_path, disabled_tools=["tasks", "sessions"]) as client:
+    async with connected(db_path, disabled_tools=["tasks", "sessions", "documents"]) as client:
         names = {t.name for t in (await client.list_tools()).tools}
         assert names == {n for n in ALL_TOOLS if n.startswith("memory_")}
         result = await client.call_tool("task_claim", {})

@@ -58,11 +58,12 @@ class DocumentService:
         *,
         max_file_bytes: int = 10 * 1024 * 1024,
         worker_owner: str | None = None,
+        cache: VectorIndex | None = None,
     ) -> None:
         self.db = db
         self.embedder = embedder
         self.max_file_bytes = max_file_bytes
-        self.cache = VectorIndex()
+        self.cache = cache or VectorIndex()
         self.engine = SearchEngine(db, embedder, self.cache)
         self._worker_owner = worker_owner
         self._index_lock = asyncio.Lock()

@@ -46,6 +46,14 @@ def memory_text(key: str, value: Any) -> str:
     return " ".join(words)
 
 
+def keywords_behind(conn: driver.Connection) -> bool:
+    """True when memories changed since the keyword index was last brought up to date."""
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (CURSOR_KEY,)).fetchone()
+    cursor = int(row[0]) if row else 0
+    last = conn.execute("SELECT COALESCE(max(id), 0) FROM audit").fetchone()[0]
+    return cursor == 0 or last > cursor
+
+
 def sync_keywords(conn: driver.Connection) -> int:
     """Apply the memory changes since the last sync to memory_fts; returns keys updated.
 

@@ -88,7 +88,8 @@ class MemorySearch:
             )
             if rule is not None:
                 await self.guard.refuse(prefix, "search", rule)
-        await self.db.write(memory_index.sync_keywords)
+        if await self.db.read(memory_index.keywords_behind):
+            await self.db.write(memory_index.sync_keywords)
         result = MemorySearchResult(query, mode, [])
         space = await self.db.read(active_space)
         vector = None

@@ -16,18 +16,27 @@ from mcp.server.mcpserver.tools.base import Tool
 from abathur_memory import __version__
 from abathur_memory.config import Settings
 from abathur_memory.errors import AbathurError, NotFound
+from abathur_memory.indexer.documents import DocumentService
+from abathur_memory.indexer.embedders.factory import make_embedder
+from abathur_memory.indexer.memory_index import keywords_behind, sync_keywords, sync_vectors
+from abathur_memory.indexer.memory_search import MemorySearch
+from abathur_memory.indexer.spaces import active_space
+from abathur_memory.indexer.vector_index import VectorIndex
 from abathur_memory.memory.services import Services
-from abathur_memory.server import tools_memory, tools_sessions, tools_tasks
+from abathur_memory.server import tools_documents, tools_memory, tools_sessions, tools_tasks
 from abathur_memory.server.context import AppContext, services_of
 
 log = logging.getLogger(__name__)
 
 MAINTENANCE_FIRST_DELAY_S = 60
 
+MEMORY_INDEX_PERIOD_S = 5.0
+
 TOOL_GROUPS = {
-    "memory": tools_memory.tools,
+    "memory": lambda: [*tools_memory.tools(), *tools_documents.memory_tools()],
     "sessions": tools_sessions.tools,
     "tasks": tools_tasks.tools,
+    "documents": tools_documents.tools,
 }
 
 INSTRUCTIONS = """\
@@ -56,15 +65,39 @@ def create_server(settings: Settings) -> MCPServer[AppContext]:
     @contextlib.asynccontextmanager
     async def lifespan(_: MCPServer[AppContext]) -> AsyncIterator[AppContext]:
         services = await Services.open(settings)
-        maintenance = _start_maintenance(services, settings)
+        app = AppContext(settings=settings, services=services)
+        disabled = set(settings.disabled_tools)
+        embedder = make_embedder(settings) if {"memory", "documents"} - disabled else None
+        cache = VectorIndex()
+        if "documents" not in disabled:
+            app.documents = DocumentService(
+                services.db, embedder, max_file_bytes=settings.max_file_bytes, cache=cache
+            )
+            for spec in settings.docs:
+                try:
+                    await app.documents.add_root(spec, tuple(settings.exclude))
+                except AbathurError as exc:
+                    log.warning("document root %s skipped: %s", spec, exc)
+        if "memory" not in disabled:
+            app.memory_search = MemorySearch(services.db, services.memories.guard, embedder, cache)
+        tasks = [t for t in (_start_maintenance(services, settings),) if t is not None]
+        if embedder is not None and "memory" not in disabled:
+            tasks.append(asyncio.create_task(_index_memories(app, embedder), name="memory-index"))
+        stop_watching = asyncio.Event()
+        if settings.watch and app.documents is not None:
+            tasks.append(asyncio.create_task(_watch(app.documents, settings, stop_watching)))
         log.info("serving %s as %s", settings.db, services.principal.actor)
         try:
-            yield AppContext(settings=settings, services=services)
+            yield app
         finally:
-            if maintenance is not None:
-                maintenance.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await maintenance
+            stop_watching.set()
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            if embedder is not None:
+                await embedder.close()
             await services.close()
 
     server: MCPServer[AppContext] = MCPServer(
@@ -135,3 +168,25 @@ def _start_maintenance(services: Services, settings: Settings) -> asyncio.Task[N
             await asyncio.sleep(hours * 3600)
 
     return asyncio.create_task(loop(), name="abathur-maintenance")
+
+
+async def _index_memories(app: AppContext, embedder: Any) -> None:
+    """Keep memory_search's indexes current in the background (searches also catch up)."""
+    db = app.services.db
+    while True:
+        try:
+            if await db.read(keywords_behind):
+                await db.write(sync_keywords)
+            space = await db.read(active_space)
+            if space is not None:
+                await sync_vectors(db, embedder, space)
+        except Exception as exc:  # the model may be down: try again next round
+            log.info("memory indexing postponed: %s", exc)
+        await asyncio.sleep(MEMORY_INDEX_PERIOD_S)
+
+
+async def _watch(documents: DocumentService, settings: Settings, stop: asyncio.Event) -> None:
+    from abathur_memory.indexer.watcher import Watcher
+
+    watcher = Watcher(documents, debounce_ms=settings.watch_debounce_ms, kind="server")
+    await watcher.run(stop)

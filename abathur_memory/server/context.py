@@ -10,6 +10,8 @@ from pydantic import Field
 
 from abathur_memory.config import Settings
 from abathur_memory.errors import Unavailable
+from abathur_memory.indexer.documents import DocumentService
+from abathur_memory.indexer.memory_search import MemorySearch
 from abathur_memory.memory.services import Services
 from abathur_memory.memory.values import JsonAny
 
@@ -18,6 +20,8 @@ from abathur_memory.memory.values import JsonAny
 class AppContext:
     settings: Settings
     services: Services
+    documents: DocumentService | None = None
+    memory_search: MemorySearch | None = None
 
 
 def services_of(ctx: Context) -> Services:

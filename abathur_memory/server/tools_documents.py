@@ -1,0 +1,240 @@
+"""Document and search tools: document_search, document_get, index_status, index_refresh,
+memory_search."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from mcp.server.mcpserver import Context
+from mcp.server.mcpserver.tools.base import Tool
+from pydantic import BaseModel, Field
+
+from abathur_memory.errors import Unavailable
+from abathur_memory.indexer.search import Filters
+from abathur_memory.memory.values import JsonAny
+from abathur_memory.server.context import AppContext
+from abathur_memory.server.registry import READ_ONLY, strict_tool, writes
+
+Mode = Literal["hybrid", "keyword", "semantic"]
+Query = Annotated[str, Field(min_length=1, max_length=2000, description="What to look for.")]
+K = Annotated[int, Field(ge=1, le=100, description="How many results.")]
+
+
+def app_of(ctx: Context) -> AppContext:
+    app = ctx.request_context.lifespan_context
+    if not isinstance(app, AppContext) or app.documents is None:  # pragma: no cover
+        raise Unavailable("document tools are not enabled on this server")
+    return app
+
+
+class DocumentHit(BaseModel):
+    path: str = Field(description="'<root>/<path within the root>': pass it to document_get.")
+    root: str
+    title: str
+    heading: list[str] = Field(description="Heading path of the section.")
+    start_line: int
+    end_line: int
+    snippet: str
+    score: float = Field(description="Fused (reciprocal rank) score.")
+    keyword_score: float | None
+    keyword_rank: int | None
+    semantic_score: float | None
+    semantic_rank: int | None
+    document_type: str | None
+    tags: list[str]
+    changed_since_indexed: bool = Field(description="The file changed after it was indexed.")
+
+
+class DocumentResults(BaseModel):
+    query: str
+    mode_used: str = Field(description="hybrid, keyword or semantic: what actually ran.")
+    degraded: str | None = Field(description="Why the search ran in a lesser mode, if it did.")
+    model: str | None
+    results: list[DocumentHit]
+
+
+class DocumentText(BaseModel):
+    path: str
+    root: str
+    title: str
+    start_line: int
+    end_line: int
+    total_lines: int
+    text: str
+    changed_since_indexed: bool
+
+
+class MemoryHitOut(BaseModel):
+    namespace: str
+    key: str
+    version: int
+    value: JsonAny
+    memory_type: str
+    metadata: dict[str, Any]
+    score: float
+    keyword_rank: int | None
+    semantic_rank: int | None
+    semantic_score: float | None
+    snippet: str
+    updated_at: str
+
+
+class MemoryResults(BaseModel):
+    query: str
+    mode_used: str
+    degraded: str | None
+    results: list[MemoryHitOut]
+
+
+class RootStatus(BaseModel):
+    name: str
+    path: str
+    exists: bool
+    documents: int
+    by_status: dict[str, int]
+    last_scan_at: str | None
+
+
+class WatcherStatus(BaseModel):
+    owner: str
+    kind: str
+    pid: int
+    roots: list[str]
+    alive: bool
+    last_beat_at: str | None
+    seconds_since_beat: float
+    last_event_at: str | None
+    last_indexed_at: str | None
+
+
+class IndexStatus(BaseModel):
+    roots: list[RootStatus]
+    model: str | None = Field(description="Model of the index that answers searches.")
+    dimensions: int | None
+    configured_model: str | None
+    chunks: int
+    pending: int = Field(description="Documents waiting to be (re)indexed.")
+    oldest_pending_since: str | None
+    failed: list[dict[str, Any]]
+    last_sync_at: str | None
+    rebuild: dict[str, Any] | None = Field(description="Progress of a rebuild for a new model.")
+    watchers: list[WatcherStatus] = Field(description="A watcher not alive has died or hangs.")
+
+
+class RefreshReport(BaseModel):
+    scans: list[dict[str, Any]]
+    work: dict[str, Any] | None
+
+
+async def document_search(
+    ctx: Context,
+    query: Query,
+    k: K = 10,
+    mode: Mode = "hybrid",
+    root: Annotated[str | None, Field(max_length=128, description="Only this root.")] = None,
+    path_glob: Annotated[
+        str | None, Field(max_length=512, description="Only paths matching, e.g. 'notes/*.md'.")
+    ] = None,
+    tags: Annotated[
+        list[Annotated[str, Field(max_length=64)]] | None,
+        Field(max_length=20, description="Only documents with all these front-matter tags."),
+    ] = None,
+    document_type: Annotated[str | None, Field(max_length=64)] = None,
+) -> DocumentResults:
+    """Search the user's indexed markdown by meaning and keywords. Returns sections with
+    their path, heading, line range and a snippet; read more with document_get."""
+    filters = Filters(root=root, path_glob=path_glob, tags=tags or [], document_type=document_type)
+    result = await app_of(ctx).documents.search(query, k, mode, filters)  # type: ignore[union-attr]
+    data = result.as_dict()
+    return DocumentResults(
+        query=data["query"],
+        mode_used=data["mode_used"],
+        degraded=data["degraded"],
+        model=data["model"],
+        results=[
+            DocumentHit(**{k: v for k, v in h.items() if k != "chunk_id"}) for h in data["results"]
+        ],
+    )
+
+
+async def document_get(
+    ctx: Context,
+    path: Annotated[
+        str, Field(min_length=1, max_length=1024, description="'<root>/<file>' as search returns.")
+    ],
+    start_line: Annotated[int | None, Field(ge=1)] = None,
+    end_line: Annotated[int | None, Field(ge=1)] = None,
+) -> DocumentText:
+    """Read an indexed document, or lines start_line..end_line of it (1-based, inclusive).
+    Only files inside the indexed folders can be read."""
+    doc = await app_of(ctx).documents.get(path, start_line, end_line)  # type: ignore[union-attr]
+    return DocumentText(**doc.__dict__)
+
+
+async def index_status(ctx: Context) -> IndexStatus:
+    """The state of the document index: folders, documents per state, model, pending work,
+    failures and whether the watcher is alive and keeping up."""
+    return IndexStatus(**await app_of(ctx).documents.status())  # type: ignore[union-attr]
+
+
+async def index_refresh(
+    ctx: Context,
+    path: Annotated[
+        str | None,
+        Field(max_length=1024, description="A root name or '<root>/<file>'; omit for all."),
+    ] = None,
+) -> RefreshReport:
+    """Re-scan the indexed folders now and index what changed (a root, one file, or all)."""
+    documents = app_of(ctx).documents
+
+    report = await documents.refresh(path)  # type: ignore[union-attr]
+    return RefreshReport(**report.as_dict())
+
+
+async def memory_search(
+    ctx: Context,
+    query: Query,
+    prefix: Annotated[
+        str | None,
+        Field(max_length=512, description="Only under this namespace, e.g. 'user:alice'."),
+    ] = None,
+    k: K = 10,
+    mode: Mode = "hybrid",
+) -> MemoryResults:
+    """Search your memories by meaning and keywords (only namespaces you may read)."""
+    result = await app_of(ctx).memory_search.search(query, prefix, k, mode)  # type: ignore[union-attr]
+    return MemoryResults(
+        query=result.query,
+        mode_used=result.mode_used,
+        degraded=result.degraded,
+        results=[
+            MemoryHitOut(
+                namespace=h.entry.namespace,
+                key=h.entry.key,
+                version=h.entry.version,
+                value=h.entry.value,
+                memory_type=h.entry.memory_type,
+                metadata=h.entry.metadata,
+                score=h.score,
+                keyword_rank=h.keyword_rank,
+                semantic_rank=h.semantic_rank,
+                semantic_score=h.semantic_score,
+                snippet=h.snippet,
+                updated_at=h.entry.updated_at,
+            )
+            for h in result.results
+        ],
+    )
+
+
+def tools() -> list[Tool]:
+    return [
+        strict_tool(document_search, title="Search documents", annotations=READ_ONLY),
+        strict_tool(document_get, title="Read a document", annotations=READ_ONLY),
+        strict_tool(index_status, title="Index status", annotations=READ_ONLY),
+        strict_tool(index_refresh, title="Refresh the index", annotations=writes(idempotent=True)),
+    ]
+
+
+def memory_tools() -> list[Tool]:
+    return [strict_tool(memory_search, title="Search memories", annotations=READ_ONLY)]
