@@ -22,6 +22,7 @@ from rich.table import Table
 from abathur_memory import __version__
 from abathur_memory.config import Settings, default_db_path, load_settings
 from abathur_memory.errors import AbathurError, NotFound
+from abathur_memory.indexer import consistency
 from abathur_memory.schema import runner, validation
 from abathur_memory.storage import backup as backups
 from abathur_memory.storage import driver, salvage
@@ -88,13 +89,18 @@ def init(db: Path | None) -> None:
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 @click.option(
+    "--repair",
+    is_flag=True,
+    help="Re-index documents whose chunks, full-text rows or vectors disagree.",
+)
+@click.option(
     "--recover",
     "recover_to",
     type=click.Path(dir_okay=False, path_type=Path),
     default=None,
     help="Salvage what is readable from a damaged database into this new file.",
 )
-def doctor(db: Path | None, as_json: bool, recover_to: Path | None) -> None:
+def doctor(db: Path | None, as_json: bool, repair: bool, recover_to: Path | None) -> None:
     """Check the database: schema, indexes, PRAGMAs, integrity and query plans.
 
     Exits with status 1 when any check fails. A database that does not exist yet is created
@@ -110,7 +116,11 @@ def doctor(db: Path | None, as_json: bool, recover_to: Path | None) -> None:
         if created:
             runner.migrate(conn)
             logging.getLogger(__name__).warning("created a new database at %s", settings.db)
+        if repair:
+            _repair(conn, settings)
         checks = validation.run_checks(conn, settings.db)
+        if runner.current_version(conn) >= runner.latest_version():
+            checks.extend(consistency.check(conn))
     finally:
         conn.close()
     ok = all(check.ok for check in checks)
@@ -136,6 +146,28 @@ def doctor(db: Path | None, as_json: bool, recover_to: Path | None) -> None:
         )
     if not ok:
         sys.exit(1)
+
+
+def _repair(conn: driver.Connection, settings: Settings) -> None:
+    """Fix index drift: mark what disagrees for re-indexing, then re-index it."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        drift = consistency.repair(conn)
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    for problem in drift.problems:
+        err_console.print(f"repairing: {problem}")
+    if drift.documents:
+        from abathur_memory.cli_documents import document_service
+
+        async def reindex() -> None:
+            async with document_service(settings) as docs:
+                await docs.index()
+
+        asyncio.run(reindex())
+        err_console.print(f"re-indexed {len(drift.documents)} documents")
 
 
 def _recover(db_path: Path, output: Path, as_json: bool) -> None:

@@ -1,0 +1,139 @@
+"""Do document_index, the chunks, the full-text index and the vectors agree?
+
+``check`` reports disagreements as doctor checks; ``repair`` marks the documents involved
+for re-indexing (the caller then runs the indexer) and rebuilds the full-text indexes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from abathur_memory.indexer import memory_index, spaces
+from abathur_memory.schema.validation import Check
+from abathur_memory.storage import driver
+
+
+@dataclass
+class Drift:
+    documents: set[int] = field(default_factory=set)  # to re-index
+    fts_broken: bool = False
+    memory_index_broken: bool = False
+    problems: list[str] = field(default_factory=list)
+
+
+def find_drift(conn: driver.Connection) -> Drift:
+    drift = Drift()
+    space = spaces.active_space(conn)
+    if space is not None:
+        _chunks_and_vectors(conn, space, drift)
+        drift.fts_broken = not _fts_ok(conn, space.fts)
+        if drift.fts_broken:
+            drift.problems.append(f"{space.fts} does not match {space.chunks}")
+    _memory_index(conn, drift)
+    return drift
+
+
+def _chunks_and_vectors(conn: driver.Connection, space: spaces.Space, drift: Drift) -> None:
+    without_vector = conn.execute(
+        f"SELECT DISTINCT c.document_id FROM {space.chunks} AS c"
+        f" LEFT JOIN {space.vectors} AS v ON v.chunk_id = c.id WHERE v.chunk_id IS NULL"
+    ).fetchall()
+    if without_vector:
+        drift.problems.append(f"{len(without_vector)} documents have chunks without vectors")
+        drift.documents.update(r[0] for r in without_vector)
+    orphan_vectors = conn.execute(
+        f"SELECT count(*) FROM {space.vectors} AS v"
+        f" LEFT JOIN {space.chunks} AS c ON c.id = v.chunk_id WHERE c.id IS NULL"
+    ).fetchone()[0]
+    if orphan_vectors:
+        drift.problems.append(f"{orphan_vectors} vectors belong to no chunk")
+    miscounted = conn.execute(
+        "SELECT d.id FROM document_index AS d"
+        " JOIN space_documents AS sd ON sd.document_id = d.id AND sd.space_id = ?"
+        f" WHERE sd.chunk_count != (SELECT count(*) FROM {space.chunks} AS c"
+        "                          WHERE c.document_id = d.id)"
+        "    OR (d.sync_status = 'synced' AND d.chunk_count != sd.chunk_count)",
+        (space.id,),
+    ).fetchall()
+    if miscounted:
+        drift.problems.append(f"{len(miscounted)} documents' chunk counts disagree")
+        drift.documents.update(r[0] for r in miscounted)
+    unbacked = conn.execute(
+        "SELECT d.id FROM document_index AS d WHERE d.sync_status = 'synced'"
+        " AND NOT EXISTS (SELECT 1 FROM space_documents AS sd WHERE sd.document_id = d.id"
+        "                 AND sd.space_id = ? AND sd.content_hash = d.content_hash)",
+        (space.id,),
+    ).fetchall()
+    if unbacked:
+        drift.problems.append(f"{len(unbacked)} documents marked synced are not indexed")
+        drift.documents.update(r[0] for r in unbacked)
+    stray = conn.execute(
+        f"SELECT DISTINCT c.document_id FROM {space.chunks} AS c WHERE NOT EXISTS"
+        " (SELECT 1 FROM space_documents AS sd WHERE sd.document_id = c.document_id"
+        "  AND sd.space_id = ?)",
+        (space.id,),
+    ).fetchall()
+    if stray:
+        drift.problems.append(f"{len(stray)} documents have chunks but no index record")
+        drift.documents.update(r[0] for r in stray)
+
+
+def _fts_ok(conn: driver.Connection, fts: str) -> bool:
+    try:
+        conn.execute(f"INSERT INTO {fts}({fts}, rank) VALUES ('integrity-check', 1)")
+    except driver.DatabaseError:
+        return False
+    return True
+
+
+def _memory_index(conn: driver.Connection, drift: Drift) -> None:
+    if not _fts_ok(conn, "memory_fts"):
+        drift.memory_index_broken = True
+        drift.problems.append("memory_fts is damaged")
+        return
+    wrong = conn.execute(
+        "SELECT count(*) FROM memory_fts_keys AS k"
+        " LEFT JOIN memory_fts AS f ON f.rowid = k.entry_id"
+        " LEFT JOIN memory_entries AS m ON m.id = k.entry_id"
+        " WHERE f.rowid IS NULL OR m.id IS NULL OR m.is_deleted = 1"
+    ).fetchone()[0]
+    if wrong:
+        drift.memory_index_broken = True
+        drift.problems.append(f"{wrong} memory index entries point at missing or deleted memories")
+
+
+def check(conn: driver.Connection) -> list[Check]:
+    drift = find_drift(conn)
+    ok = not drift.problems
+    detail = (
+        "documents, chunks, full-text and vectors agree; memory index consistent"
+        if ok
+        else "; ".join(drift.problems) + " (run `abathur-memory doctor --repair`)"
+    )
+    return [Check("index consistency", ok, detail)]
+
+
+def repair(conn: driver.Connection) -> Drift:
+    """Fix what can be fixed in place; mark the documents to re-index. Write transaction."""
+    drift = find_drift(conn)
+    space = spaces.active_space(conn)
+    if space is not None:
+        if drift.fts_broken:
+            conn.execute(f"INSERT INTO {space.fts}({space.fts}) VALUES ('rebuild')")
+        conn.execute(
+            f"DELETE FROM {space.vectors} WHERE chunk_id NOT IN (SELECT id FROM {space.chunks})"
+        )
+        for document_id in drift.documents:
+            conn.execute(f"DELETE FROM {space.chunks} WHERE document_id = ?", (document_id,))
+            conn.execute(
+                "DELETE FROM space_documents WHERE document_id = ? AND space_id = ?",
+                (document_id, space.id),
+            )
+            conn.execute(
+                "UPDATE document_index SET sync_status = 'stale', chunk_count = 0 WHERE id = ?",
+                (document_id,),
+            )
+        spaces.bump_generation(conn, space)
+    if drift.memory_index_broken:
+        memory_index.rebuild_keywords(conn)
+    return drift
