@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
-
-import pytest
 
 from abathur_memory.indexer.markdown import ChunkingPolicy, parse_markdown
 
@@ -124,12 +121,37 @@ def test_the_text_hash_changes_with_the_heading_context():
     assert a.text_hash != b.text_hash
 
 
-@pytest.mark.parametrize("name", ["src/ch04-01-what-is-ownership.md", "nostarch/chapter08.md"])
-def test_real_book_chapters(name):
-    path = Path(__file__).parent.parent.parent / "shared/data/markdown/rust-book" / name
-    doc = parse(path.read_text(), ChunkingPolicy.for_model(256))
-    assert len(doc.chunks) > 5
+def _book_chapter() -> str:
+    """A long chapter shaped like a programming book: deep headings, prose, many fences."""
+    parts = ["# Chapter 8: Common Collections", "", "Intro paragraph. " * 20, ""]
+    for section in range(6):
+        parts += [f"## Section {section}: Vectors and maps", "", "Prose explaining it. " * 30, ""]
+        for sub in range(3):
+            parts += [f"### Listing {section}.{sub}", "", "Consider this code:", "", "```rust"]
+            parts += [f"let v{i}: Vec<i32> = Vec::new(); // step {i}" for i in range(25)]
+            parts += [
+                "```",
+                "",
+                "> Note: a blockquote with *emphasis*.",
+                "",
+                "- item one",
+                "- item two",
+                "",
+            ]
+    return "\n".join(parts)
+
+
+def test_a_long_book_chapter():
+    text = _book_chapter()
+    doc = parse(text, ChunkingPolicy.for_model(256))
+    assert len(doc.chunks) > 20
     assert all(c.token_count <= 256 for c in doc.chunks)
-    lines = path.read_text().split("\n")
+    lines = text.split("\n")
     for chunk in doc.chunks:
         assert 1 <= chunk.start_line <= chunk.end_line <= len(lines)
+        assert chunk.text.count("```") % 2 == 0
+    assert doc.chunks[-1].heading_path == (
+        "Chapter 8: Common Collections",
+        "Section 5: Vectors and maps",
+        "Listing 5.2",
+    )
