@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.markup import escape
 from rich.table import Table
 
 from abathur_memory.cli import cli, db_option, err_console, out_console, settings_from
@@ -180,7 +182,8 @@ def search(
             f"  [dim]{heading}[/]  score {hit['score']:.4f}{flag}",
             highlight=False,
         )
-        out_console.print(f"   {hit['snippet']}", highlight=False, markup=False)
+        snippet = re.sub(r"\*\*(.+?)\*\*", r"[bold]\1[/bold]", escape(hit["snippet"]))
+        out_console.print(f"   {snippet}", highlight=False)
 
 
 @cli.command()
