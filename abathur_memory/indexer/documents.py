@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from pydantic import BaseModel
+
 from abathur_memory.errors import Forbidden, InvalidInput, NotFound
 from abathur_memory.indexer import roots as roots_mod
 from abathur_memory.indexer import spaces, sync
@@ -38,8 +40,9 @@ class IndexReport:
         }
 
 
-@dataclass
-class DocumentText:
+class DocumentText(BaseModel):
+    """A document, or a line range of it, read from disk."""
+
     path: str
     root: str
     title: str

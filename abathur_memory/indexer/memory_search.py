@@ -16,7 +16,14 @@ import numpy as np
 from abathur_memory.errors import InvalidInput, Unavailable
 from abathur_memory.indexer import memory_index, vector_index
 from abathur_memory.indexer.embedders.base import Embedder
-from abathur_memory.indexer.search import MODES, check_query, fts_terms, fuse, snippet
+from abathur_memory.indexer.search import (
+    MODES,
+    check_query,
+    fts_match,
+    fts_terms,
+    fuse,
+    snippet,
+)
 from abathur_memory.indexer.spaces import Space, active_space
 from abathur_memory.memory.access import AccessGuard
 from abathur_memory.memory.memories import MemoryEntry
@@ -126,7 +133,7 @@ class MemorySearch:
         keyword: list[tuple[int, float]] = []
         terms = fts_terms(query)
         if mode in ("hybrid", "keyword") and terms:
-            match = " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+            match = fts_match(terms)
             keyword = [
                 (row[0], -row[1])
                 for row in conn.execute(

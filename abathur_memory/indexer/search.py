@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
+from pydantic import BaseModel, Field
 
 from abathur_memory.errors import InvalidInput, Unavailable
 from abathur_memory.indexer import vector_index
@@ -116,27 +117,28 @@ class Filters:
         return bool(self.root or self.path_glob or self.tags or self.document_type)
 
 
-@dataclass
-class Hit:
-    path: str
+class Hit(BaseModel):
+    """One matching section of a document."""
+
+    path: str = Field(description="'<root>/<path within the root>': pass it to document_get.")
     root: str
     title: str
-    heading: list[str]
+    heading: list[str] = Field(description="Heading path of the section.")
     start_line: int
     end_line: int
     snippet: str
-    score: float
+    score: float = Field(description="Fused (reciprocal rank) score.")
     keyword_score: float | None
     keyword_rank: int | None
     semantic_score: float | None
     semantic_rank: int | None
     document_type: str | None
     tags: list[str]
-    changed_since_indexed: bool
+    changed_since_indexed: bool = Field(description="The file changed after it was indexed.")
     chunk_id: int
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return self.model_dump()
 
 
 @dataclass
@@ -273,6 +275,11 @@ def fts_terms(query: str) -> list[str]:
     return unique[:MAX_QUERY_TERMS]
 
 
+def fts_match(terms: list[str]) -> str:
+    """An FTS5 query matching any of the terms, each quoted (no operator injection)."""
+    return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
+
+
 def fuse(
     keyword: list[tuple[int, float]], semantic: list[tuple[int, float]]
 ) -> list[tuple[int, float]]:
@@ -328,13 +335,12 @@ def _bm25(
     params: list[Any],
     limit: int,
 ) -> list[tuple[int, float]]:
-    match = " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
     rows = conn.execute(
         f"SELECT f.rowid, bm25({space.fts}, 2.0, 1.0) AS score FROM {space.fts} AS f"
         f" JOIN {space.chunks} AS c ON c.id = f.rowid"
         f" JOIN document_index AS d ON d.id = c.document_id"
         f" WHERE {space.fts} MATCH ? AND {where} ORDER BY score LIMIT ?",
-        [match, *params, limit],
+        [fts_match(terms), *params, limit],
     ).fetchall()
     # bm25() is lower-is-better (negative); report it as a positive relevance.
     return [(row[0], -row[1]) for row in rows]

@@ -9,9 +9,9 @@ A put whose value, type and metadata equal the live version's creates nothing ne
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -22,6 +22,8 @@ from abathur_memory.memory.namespaces import Access, parse, validate_prefix
 from abathur_memory.schema import hot_queries
 from abathur_memory.storage import driver, timestamps
 from abathur_memory.storage.database import Database
+
+T = TypeVar("T")
 
 MEMORY_TYPES = ("semantic", "episodic", "procedural")
 MAX_LIST_LIMIT = 1000
@@ -402,15 +404,8 @@ class MemoryService:
         self, namespace: str, key: str, expected_version: int | None = None
     ) -> MemoryEntry:
         """Soft-delete every version of (namespace, key); returns the version that was live."""
-        segments = parse(namespace)
-        values.check_identifier(key, what="key")
-        await self._check_write(segments, namespace, key)
 
-        def soft_delete(conn: driver.Connection) -> MemoryEntry | _Denied:
-            if self.guard.needs_lookup(segments):
-                rule = self.guard.denial_in(conn, segments, Access.WRITE)
-                if rule is not None:
-                    return _Denied(namespace, key, rule)
+        def soft_delete(conn: driver.Connection) -> MemoryEntry:
             live = conn.execute(
                 hot_queries.MEMORY_GET_LATEST, {"namespace": namespace, "key": key}
             ).fetchone()
@@ -440,22 +435,12 @@ class MemoryService:
             ).fetchone()
             return MemoryEntry.from_row(row)
 
-        outcome = await self.db.write(soft_delete)
-        if isinstance(outcome, _Denied):
-            await self.guard.refuse(namespace, "delete", outcome.rule, key)
-        return outcome
+        return await self._write_key(namespace, key, "delete", soft_delete)
 
     async def restore(self, namespace: str, key: str) -> PutResult:
         """Bring back a deleted key: its last value becomes a new version."""
-        segments = parse(namespace)
-        values.check_identifier(key, what="key")
-        await self._check_write(segments, namespace, key)
 
-        def undelete(conn: driver.Connection) -> PutResult | _Denied:
-            if self.guard.needs_lookup(segments):
-                rule = self.guard.denial_in(conn, segments, Access.WRITE)
-                if rule is not None:
-                    return _Denied(namespace, key, rule)
+        def undelete(conn: driver.Connection) -> PutResult:
             latest = conn.execute(_LATEST_ANY, (namespace, key)).fetchone()
             if latest is None:
                 raise NotFound(f"no memory {namespace}/{key} has ever existed")
@@ -492,10 +477,7 @@ class MemoryService:
             restored = _Latest.fetch(conn, namespace, key)
             return PutResult(restored, namespace, key, True, False)  # type: ignore[arg-type]
 
-        outcome = await self.db.write(undelete)
-        if isinstance(outcome, _Denied):
-            await self.guard.refuse(namespace, "restore", outcome.rule, key)
-        return outcome
+        return await self._write_key(namespace, key, "restore", undelete)
 
     # -- reads ----------------------------------------------------------------------------
 
@@ -579,6 +561,26 @@ class MemoryService:
         return page
 
     # -- plumbing -------------------------------------------------------------------------
+
+    async def _write_key(
+        self, namespace: str, key: str, attempted: str, body: Callable[[driver.Connection], T]
+    ) -> T:
+        """Run ``body`` in a write transaction once the policy allows writing the key."""
+        segments = parse(namespace)
+        values.check_identifier(key, what="key")
+        await self._check_write(segments, namespace, key)
+
+        def guarded(conn: driver.Connection) -> T | _Denied:
+            if self.guard.needs_lookup(segments):
+                rule = self.guard.denial_in(conn, segments, Access.WRITE)
+                if rule is not None:
+                    return _Denied(namespace, key, rule)
+            return body(conn)
+
+        outcome = await self.db.write(guarded)
+        if isinstance(outcome, _Denied):
+            await self.guard.refuse(namespace, attempted, outcome.rule, key)
+        return outcome
 
     async def _check_write(self, segments: list[str], namespace: str, key: str | None) -> None:
         if not self.guard.needs_lookup(segments):

@@ -10,7 +10,8 @@ from mcp.server.mcpserver.tools.base import Tool
 from pydantic import BaseModel, Field
 
 from abathur_memory.errors import Unavailable
-from abathur_memory.indexer.search import Filters
+from abathur_memory.indexer.documents import DocumentText
+from abathur_memory.indexer.search import Filters, Hit
 from abathur_memory.memory.values import JsonAny
 from abathur_memory.server.context import AppContext
 from abathur_memory.server.registry import READ_ONLY, strict_tool, writes
@@ -27,41 +28,12 @@ def app_of(ctx: Context) -> AppContext:
     return app
 
 
-class DocumentHit(BaseModel):
-    path: str = Field(description="'<root>/<path within the root>': pass it to document_get.")
-    root: str
-    title: str
-    heading: list[str] = Field(description="Heading path of the section.")
-    start_line: int
-    end_line: int
-    snippet: str
-    score: float = Field(description="Fused (reciprocal rank) score.")
-    keyword_score: float | None
-    keyword_rank: int | None
-    semantic_score: float | None
-    semantic_rank: int | None
-    document_type: str | None
-    tags: list[str]
-    changed_since_indexed: bool = Field(description="The file changed after it was indexed.")
-
-
 class DocumentResults(BaseModel):
     query: str
     mode_used: str = Field(description="hybrid, keyword or semantic: what actually ran.")
     degraded: str | None = Field(description="Why the search ran in a lesser mode, if it did.")
     model: str | None
-    results: list[DocumentHit]
-
-
-class DocumentText(BaseModel):
-    path: str
-    root: str
-    title: str
-    start_line: int
-    end_line: int
-    total_lines: int
-    text: str
-    changed_since_indexed: bool
+    results: list[Hit]
 
 
 class MemoryHitOut(BaseModel):
@@ -145,15 +117,12 @@ async def document_search(
     their path, heading, line range and a snippet; read more with document_get."""
     filters = Filters(root=root, path_glob=path_glob, tags=tags or [], document_type=document_type)
     result = await app_of(ctx).documents.search(query, k, mode, filters)  # type: ignore[union-attr]
-    data = result.as_dict()
     return DocumentResults(
-        query=data["query"],
-        mode_used=data["mode_used"],
-        degraded=data["degraded"],
-        model=data["model"],
-        results=[
-            DocumentHit(**{k: v for k, v in h.items() if k != "chunk_id"}) for h in data["results"]
-        ],
+        query=result.query,
+        mode_used=result.mode_used,
+        degraded=result.degraded,
+        model=result.model,
+        results=result.results,
     )
 
 
@@ -167,8 +136,7 @@ async def document_get(
 ) -> DocumentText:
     """Read an indexed document, or lines start_line..end_line of it (1-based, inclusive).
     Only files inside the indexed folders can be read."""
-    doc = await app_of(ctx).documents.get(path, start_line, end_line)  # type: ignore[union-attr]
-    return DocumentText(**doc.__dict__)
+    return await app_of(ctx).documents.get(path, start_line, end_line)  # type: ignore[union-attr]
 
 
 async def index_status(ctx: Context) -> IndexStatus:

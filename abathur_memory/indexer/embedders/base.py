@@ -71,6 +71,26 @@ class Embedder(Protocol):
     async def close(self) -> None: ...
 
 
+class EmbedderBase:
+    """What every embedder shares: its identity and the names derived from it."""
+
+    identity: EmbeddingIdentity
+
+    @property
+    def model_id(self) -> str:
+        return self.identity.model_id
+
+    @property
+    def dim(self) -> int:
+        return self.identity.dim
+
+    async def check(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+
 def normalise(matrix: npt.NDArray[np.floating]) -> Matrix:
     matrix = np.asarray(matrix, dtype=np.float32)
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)

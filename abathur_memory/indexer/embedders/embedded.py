@@ -20,6 +20,7 @@ import numpy.typing as npt
 
 from abathur_memory.errors import Unavailable
 from abathur_memory.indexer.embedders.base import (
+    EmbedderBase,
     EmbeddingIdentity,
     Matrix,
     normalise,
@@ -38,21 +39,13 @@ MAX_TOKENS = 256  # the length the model was trained with, [CLS] and [SEP] inclu
 BATCH = 16
 
 
-class EmbeddedEmbedder:
+class EmbeddedEmbedder(EmbedderBase):
     def __init__(self, *, threads: int | None = None) -> None:
         self.identity = EmbeddingIdentity("embedded", MODEL_NAME, DIM, MAX_TOKENS)
         self._tokenizer = bert_tokenizer()
         self._threads = threads or min(4, os.cpu_count() or 1)
         self._session: Any = None
         self._lock = threading.Lock()
-
-    @property
-    def model_id(self) -> str:
-        return self.identity.model_id
-
-    @property
-    def dim(self) -> int:
-        return DIM
 
     def count_tokens(self, text: str) -> int:
         return len(self._tokenizer.encode(text).ids)
@@ -73,9 +66,6 @@ class EmbeddedEmbedder:
 
     async def check(self) -> None:
         await asyncio.to_thread(self._load)
-
-    async def close(self) -> None:
-        return None
 
     def _load(self) -> Any:
         with self._lock:

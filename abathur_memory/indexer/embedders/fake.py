@@ -14,6 +14,7 @@ import numpy as np
 import numpy.typing as npt
 
 from abathur_memory.indexer.embedders.base import (
+    EmbedderBase,
     EmbeddingIdentity,
     Matrix,
     normalise,
@@ -23,19 +24,11 @@ from abathur_memory.indexer.embedders.base import (
 _WORD = re.compile(r"\w+", re.UNICODE)
 
 
-class FakeEmbedder:
+class FakeEmbedder(EmbedderBase):
     def __init__(self, dim: int = 64, max_tokens: int = 512, model: str = "hash-v1") -> None:
         self.identity = EmbeddingIdentity("fake", model, dim, max_tokens)
         self.calls = 0
         self.embedded_texts = 0
-
-    @property
-    def model_id(self) -> str:
-        return self.identity.model_id
-
-    @property
-    def dim(self) -> int:
-        return self.identity.dim
 
     def count_tokens(self, text: str) -> int:
         return math.ceil(len(text.split()) * 1.3) + 2
@@ -62,9 +55,3 @@ class FakeEmbedder:
                     sign = 1.0 if digest[4] & 1 else -1.0
                     matrix[row, bucket] += sign * weight
         return normalise(matrix)
-
-    async def check(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None

@@ -13,6 +13,7 @@ import ollama
 
 from abathur_memory.errors import InvalidInput, Unavailable
 from abathur_memory.indexer.embedders.base import (
+    EmbedderBase,
     EmbeddingIdentity,
     Matrix,
     normalise,
@@ -32,7 +33,7 @@ BATCH = 32
 RETRIES = 3
 
 
-class OllamaEmbedder:
+class OllamaEmbedder(EmbedderBase):
     def __init__(
         self,
         model: str = DEFAULT_MODEL,
@@ -55,14 +56,6 @@ class OllamaEmbedder:
         self.host = host
         self._client = ollama.AsyncClient(host=host, timeout=timeout)
         self._tokens = BertTokenCounter()
-
-    @property
-    def model_id(self) -> str:
-        return self.identity.model_id
-
-    @property
-    def dim(self) -> int:
-        return self.identity.dim
 
     def count_tokens(self, text: str) -> int:
         return self._tokens.count(self.identity.document_prefix + text)
