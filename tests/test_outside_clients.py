@@ -4,6 +4,7 @@ HTTP. `scripts/install-mcp-clients` (part of the README test command) installs t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -11,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -126,7 +128,9 @@ def _wait_for_port(port: int, proc: subprocess.Popen[str], timeout: float = 30) 
     raise AssertionError(f"nothing listened on port {port}")
 
 
-def test_streamable_http_passes_the_conformance_scenarios(clients, db_path):
+@contextlib.contextmanager
+def _http_server(db_path: Path) -> Iterator[int]:
+    """`serve --transport streamable-http` on a free port; yields the port once it listens."""
     port = _free_port()
     server = subprocess.Popen(
         [*_serve_command(db_path), "--transport", "streamable-http", "--port", str(port)],
@@ -136,7 +140,14 @@ def test_streamable_http_passes_the_conformance_scenarios(clients, db_path):
     )
     try:
         _wait_for_port(port, server)
-        # Bound to loopback only: the port is not reachable on another local address.
+        yield port
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def test_streamable_http_passes_the_conformance_scenarios(clients, db_path):
+    with _http_server(db_path) as port:
         for scenario in SCENARIOS:
             proc = subprocess.run(
                 [
@@ -154,9 +165,6 @@ def test_streamable_http_passes_the_conformance_scenarios(clients, db_path):
             )
             assert proc.returncode == 0, f"{scenario}:\n{proc.stdout}\n{proc.stderr}"
             assert " 0 failed" in proc.stdout, proc.stdout
-    finally:
-        server.terminate()
-        server.wait(30)
 
 
 def _listening_addresses(port: int) -> set[str]:
@@ -175,16 +183,5 @@ def _listening_addresses(port: int) -> set[str]:
 
 
 def test_http_transport_binds_to_loopback_only(db_path):
-    port = _free_port()
-    server = subprocess.Popen(
-        [*_serve_command(db_path), "--transport", "streamable-http", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        _wait_for_port(port, server)
+    with _http_server(db_path) as port:
         assert _listening_addresses(port) == {"127.0.0.1"}
-    finally:
-        server.terminate()
-        server.wait(30)
