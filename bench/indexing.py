@@ -465,7 +465,7 @@ async def measure_search(
     from abathur_memory.indexer import search as search_module
     from abathur_memory.indexer import vector_index
     from abathur_memory.indexer.documents import DocumentService
-    from abathur_memory.indexer.search import CANDIDATES, fts_terms
+    from abathur_memory.indexer.search import CANDIDATES, fts_match, fts_terms
     from abathur_memory.indexer.spaces import active_space
     from abathur_memory.storage import driver
     from abathur_memory.storage.database import Database
@@ -554,7 +554,7 @@ async def measure_search(
     )
 
     def match_of(text: str) -> str:
-        return " OR ".join('"' + t.replace('"', '""') + '"' for t in fts_terms(text))
+        return fts_match(fts_terms(text))
 
     async def fts_floor_query(q: dict) -> float:
         start = clock()
@@ -1400,6 +1400,7 @@ def main(argv: list[str] | None = None) -> int:
     from abathur_memory import __version__
 
     started = time.perf_counter()
+    revision = project_revision()
     rng = np.random.default_rng(SEED)
     sections: dict[str, float] = {}
     loads = {"start": load()}
@@ -1433,6 +1434,7 @@ def main(argv: list[str] | None = None) -> int:
             "onnxruntime": onnxruntime.__version__,
             **search["versions"],
         },
+        "revision": revision,
         "quick": args.quick,
         "sizes": dataclasses.asdict(sizes),
         "aggregate": (
@@ -1456,6 +1458,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         args.out.write_text(text + "\n", encoding="utf-8")
     return 0
+
+
+def project_revision() -> dict[str, Any]:
+    """The commit measured, and any uncommitted change to the project's code."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        try:
+            done = subprocess.run(
+                ["git", *args], cwd=root, capture_output=True, text=True, check=False
+            )
+        except OSError:
+            return ""
+        return done.stdout.strip()
+
+    changed = git("status", "--short", "--", "abathur_memory")
+    return {
+        "commit": git("rev-parse", "--short", "HEAD") or None,
+        "uncommitted_project_changes": changed.splitlines() if changed else [],
+    }
 
 
 def _json_default(value: Any) -> Any:
