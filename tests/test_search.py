@@ -145,3 +145,20 @@ def test_snippet_highlights_terms():
     text = "word " * 100 + "the restore command brings it back " + "tail " * 100
     out = snippet(text, ["restore"])
     assert "**restore**" in out and out.startswith("… ") and out.endswith(" …")
+
+
+async def test_very_common_terms_are_dropped_when_rarer_ones_remain(db, tmp_path, monkeypatch):
+    from abathur_memory.indexer import search
+
+    files = {f"d{i}.md": f"# D{i}\n\ncommon words everywhere number {i}\n" for i in range(6)}
+    files["special.md"] = "# Special\n\ncommon words and a unicorn\n"
+    docs = DocumentService(db, FakeEmbedder(dim=64))
+    await docs.add_root(write_tree(tmp_path / "c", files))
+    await docs.index()
+    both = await docs.search("common unicorn", mode="keyword", k=20)
+    assert len(both.results) == 7  # every chunk matches "common"
+    monkeypatch.setattr(search, "COMMON_TERM_CHUNKS", 3)
+    pruned = await docs.search("common unicorn", mode="keyword", k=20)
+    assert [h.path for h in pruned.results] == ["c/special.md"]
+    only_common = await docs.search("common", mode="keyword", k=20)
+    assert len(only_common.results) == 7  # nothing rarer: the term is kept

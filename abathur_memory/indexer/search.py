@@ -36,6 +36,7 @@ RRF_K = 60
 CANDIDATES = 100  # per list, before fusion
 SNIPPET_CHARS = 280
 MAX_QUERY_TERMS = 32
+COMMON_TERM_CHUNKS = 5000  # a term in more chunks than this is dropped if rarer ones remain
 
 # Words too common to help a BM25 match (and costly: their posting lists are huge).
 STOPWORDS = frozenset(
@@ -260,7 +261,7 @@ class SearchEngine:
                 )
             codes = self.cache.codes(conn, space)
             candidates = vector_index.coarse(
-                codes, vector, max(vector_index.COARSE_CANDIDATES, pool), allowed
+                codes, vector, vector_index.candidates_for(codes, pool), allowed
             )
             semantic = vector_index.rerank(conn, space, vector, candidates, pool)
         fused = fuse(keyword, semantic)[:k]
@@ -335,15 +336,45 @@ def _bm25(
     params: list[Any],
     limit: int,
 ) -> list[tuple[int, float]]:
-    rows = conn.execute(
-        f"SELECT f.rowid, bm25({space.fts}, 2.0, 1.0) AS score FROM {space.fts} AS f"
-        f" JOIN {space.chunks} AS c ON c.id = f.rowid"
-        f" JOIN document_index AS d ON d.id = c.document_id"
-        f" WHERE {space.fts} MATCH ? AND {where} ORDER BY score LIMIT ?",
-        [fts_match(terms), *params, limit],
-    ).fetchall()
+    terms = _without_common_terms(conn, space, terms)
+    if where == "1":  # no filter: rank in FTS5 alone, join nothing before the LIMIT
+        rows = conn.execute(
+            f"SELECT rowid, bm25({space.fts}, 2.0, 1.0) AS score FROM {space.fts}"
+            f" WHERE {space.fts} MATCH ? ORDER BY score LIMIT ?",
+            [fts_match(terms), limit],
+        ).fetchall()
+    else:
+        rows = conn.execute(
+            f"SELECT f.rowid, bm25({space.fts}, 2.0, 1.0) AS score FROM {space.fts} AS f"
+            f" JOIN {space.chunks} AS c ON c.id = f.rowid"
+            f" JOIN document_index AS d ON d.id = c.document_id"
+            f" WHERE {space.fts} MATCH ? AND {where} ORDER BY score LIMIT ?",
+            [fts_match(terms), *params, limit],
+        ).fetchall()
     # bm25() is lower-is-better (negative); report it as a positive relevance.
     return [(row[0], -row[1]) for row in rows]
+
+
+def _without_common_terms(conn: driver.Connection, space: Space, terms: list[str]) -> list[str]:
+    """Drop terms that match more than COMMON_TERM_CHUNKS chunks when rarer ones remain.
+
+    BM25 scores every posting of every OR-ed term, so a term in a third of the chunks costs
+    tens of milliseconds at 100k chunks while its IDF makes it count for almost nothing.
+    Counting stops at the cap, so the check itself stays cheap.
+    """
+    if len(terms) < 2:
+        return terms
+    rare = [
+        term
+        for term in terms
+        if conn.execute(
+            f"SELECT count(*) FROM (SELECT rowid FROM {space.fts} WHERE {space.fts} MATCH ?"
+            " LIMIT ?)",
+            (fts_match([term]), COMMON_TERM_CHUNKS + 1),
+        ).fetchone()[0]
+        <= COMMON_TERM_CHUNKS
+    ]
+    return rare or terms
 
 
 def _hits(

@@ -20,7 +20,8 @@ import numpy.typing as npt
 from abathur_memory.indexer.spaces import Space
 from abathur_memory.storage import driver, vectors
 
-COARSE_CANDIDATES = 400
+COARSE_CANDIDATES = 400  # at least; 1% of the vectors on large spaces (see candidates())
+MAX_COARSE_CANDIDATES = 2000
 PHANTOM_RATIO = 0.1  # deleted ids tolerated in memory before a full reload
 
 
@@ -84,6 +85,12 @@ def _load(
     else:
         words = np.empty((0, words_per_code), dtype=np.uint64)
     return Codes(generation, ids, words, int(ids.max()) if len(ids) else after)
+
+
+def candidates_for(codes: Codes, wanted: int) -> int:
+    """How many coarse candidates to re-rank: 1-bit codes lose more neighbours as the space
+    grows, so the pool grows with it (400 up to 40k vectors, 1% beyond, at most 2,000)."""
+    return max(wanted, min(MAX_COARSE_CANDIDATES, len(codes.ids) // 100), COARSE_CANDIDATES)
 
 
 def query_code(query: npt.NDArray[np.float32]) -> npt.NDArray[np.uint64]:
