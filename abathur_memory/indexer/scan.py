@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -85,7 +86,7 @@ def walk(root: Path, excludes: list[str] | tuple[str, ...] = ()) -> Walk:
             except OSError as exc:  # vanished or unreadable between listing and stat
                 result.skipped[rel] = f"cannot stat: {exc.strerror}"
                 continue
-            if os.path.islink(path):
+            if stat.S_ISLNK(info.st_mode):
                 result.skipped[rel] = "symbolic link (not followed)"
                 continue
             result.files.append(FileState(rel, info.st_size, info.st_mtime_ns))

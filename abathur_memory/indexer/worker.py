@@ -68,10 +68,12 @@ class Progress:
     chunks_reused: int = 0
     embed_seconds: float = 0.0
     started: float = field(default_factory=time.monotonic)
+    finished: float | None = None
 
     @property
     def elapsed(self) -> float:
-        return time.monotonic() - self.started
+        """Seconds the run took (so far, while it is running)."""
+        return (self.finished or time.monotonic()) - self.started
 
     def as_dict(self) -> dict[str, float | int]:
         return {
@@ -162,6 +164,7 @@ class IndexWorker:
                 progress(state)
         if space.status == "building":
             await self._finish_rebuild(space)
+        state.finished = time.monotonic()
         return state
 
     async def _claim(self, space: spaces.Space) -> list[_Claimed]:
