@@ -492,7 +492,8 @@ async def measure_search(
     sync = driver.connect(built["db"], read_only=True)
     space = await db.read(active_space)
     pool = max(CANDIDATES, K * 5)
-    coarse_k = max(vector_index.COARSE_CANDIDATES, pool)
+    # The engine's own rule for the coarse pool (it grows with the space).
+    coarse_k = vector_index.candidates_for(docs.cache.codes(sync, space), pool)
     clock = time.perf_counter
 
     common_matches = sync.execute(

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools.base import Tool
 from pydantic import BaseModel, Field
 
 from abathur_memory.memory.memories import MemoryEntry, PutResult
+from abathur_memory.memory.values import JsonAny
 from abathur_memory.server.context import (
     Cursor,
     JsonObject,
@@ -44,6 +45,32 @@ class MemoryPutResult(BaseModel):
         )
 
 
+class MemoryRecord(BaseModel):
+    """A memory as an agent needs it (memory_history adds who made each version and when)."""
+
+    namespace: str
+    key: str
+    version: int
+    value: JsonAny
+    memory_type: str
+    metadata: dict[str, Any]
+    is_deleted: bool = Field(description="True only for an old version read after a delete.")
+    updated_at: str
+
+    @classmethod
+    def of(cls, entry: MemoryEntry) -> MemoryRecord:
+        return cls.model_construct(
+            namespace=entry.namespace,
+            key=entry.key,
+            version=entry.version,
+            value=entry.value,
+            memory_type=entry.memory_type,
+            metadata=entry.metadata,
+            is_deleted=entry.is_deleted,
+            updated_at=entry.updated_at,
+        )
+
+
 class MemoryHistory(BaseModel):
     namespace: str
     key: str
@@ -58,7 +85,7 @@ class MemoryDeleted(BaseModel):
 
 
 class MemoryList(BaseModel):
-    entries: list[MemoryEntry]
+    entries: list[MemoryRecord]
     next_cursor: str | None = Field(description="Pass back as cursor for the next page.")
 
 
@@ -92,9 +119,9 @@ async def memory_get(
         str | None,
         Field(max_length=64, description="ISO 8601 time: the version live at that moment."),
     ] = None,
-) -> MemoryEntry:
+) -> MemoryRecord:
     """Recall one memory: the latest live version, a given version, or as it was at a time."""
-    return await services_of(ctx).memories.get(namespace, key, version, as_of)
+    return MemoryRecord.of(await services_of(ctx).memories.get(namespace, key, version, as_of))
 
 
 async def memory_history(ctx: Context, namespace: Namespace, key: Key) -> MemoryHistory:
@@ -130,7 +157,9 @@ async def memory_list(
 ) -> MemoryList:
     """List the live memories under a namespace prefix (latest versions, by namespace, key)."""
     page = await services_of(ctx).memories.list(prefix, memory_type, limit, cursor)
-    return MemoryList(entries=page.entries, next_cursor=page.next_cursor)
+    return MemoryList(
+        entries=[MemoryRecord.of(e) for e in page.entries], next_cursor=page.next_cursor
+    )
 
 
 def tools() -> list[Tool]:
