@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools.base import Tool
@@ -22,6 +22,13 @@ from abathur_memory.server.context import (
 )
 from abathur_memory.server.registry import READ_ONLY, strict_tool, writes
 
+M = TypeVar("M", bound=BaseModel)
+
+
+def _copy_fields(model: type[M], source: BaseModel) -> M:
+    """The output model's fields taken from an already validated service object."""
+    return model.model_construct(**{name: getattr(source, name) for name in model.model_fields})
+
 
 class MemoryPutResult(BaseModel):
     namespace: str
@@ -34,15 +41,7 @@ class MemoryPutResult(BaseModel):
 
     @classmethod
     def of(cls, result: PutResult) -> MemoryPutResult:
-        return cls(
-            namespace=result.namespace,
-            key=result.key,
-            version=result.version,
-            memory_type=result.memory_type,
-            created=result.created,
-            unchanged=result.unchanged,
-            updated_at=result.updated_at,
-        )
+        return _copy_fields(cls, result)
 
 
 class MemoryRecord(BaseModel):
@@ -59,16 +58,7 @@ class MemoryRecord(BaseModel):
 
     @classmethod
     def of(cls, entry: MemoryEntry) -> MemoryRecord:
-        return cls.model_construct(
-            namespace=entry.namespace,
-            key=entry.key,
-            version=entry.version,
-            value=entry.value,
-            memory_type=entry.memory_type,
-            metadata=entry.metadata,
-            is_deleted=entry.is_deleted,
-            updated_at=entry.updated_at,
-        )
+        return _copy_fields(cls, entry)
 
 
 class MemoryHistory(BaseModel):
