@@ -34,8 +34,7 @@ Some results also carry a ``breakdown`` measured in the same run, to show where 
 the floor goes: for ``memories.get``, the project's ``Database.fetchone`` (pool of four
 readers) and a ``Database`` with one reader as peers, the floor followed by 10 µs of pure CPU
 work (what any work between two thread hops costs here), and the synchronous parts of a get
-timed alone; for ``put_many``, the statements it runs per key on a sync connection, with and
-without ``RETURNING *``; for the MCP calls, the server's own time per call inside its tool
+timed alone; for the MCP calls, the server's own time per call inside its tool
 manager (reported by bench/stdio_server.py) and the client's check of the result against the
 tool's output schema.
 """
@@ -290,45 +289,6 @@ def check(ok: bool, what: str) -> None:
         raise RuntimeError(what)
 
 
-def _put_sql_sequence() -> Callable[[Any, list, bool], None] | None:
-    """The statements ``memories.put_many`` runs for each new key (latest-version SELECT,
-    INSERT ... RETURNING *, audit INSERT), in one transaction on a sync connection, without
-    building any result object: what the batch costs in SQLite alone. ``returning=False``
-    inserts without ``RETURNING *`` (the id comes from ``lastrowid``). None if the service's
-    SQL cannot be imported (it is private to memories.py)."""
-    try:
-        from abathur_memory.memory import audit
-        from abathur_memory.memory.memories import _INSERT, _LATEST_ANY
-    except ImportError:
-        return None
-    if not _INSERT.endswith(" RETURNING *"):
-        return None
-    plain = _INSERT.removesuffix(" RETURNING *")
-
-    def run(conn: Any, pairs: list[tuple[str, str]], returning: bool) -> None:
-        conn.execute("BEGIN IMMEDIATE")
-        for j, (ns, key) in enumerate(pairs):
-            conn.execute(_LATEST_ANY, (ns, key)).fetchone()
-            text = json.dumps(changed_value(j, 0), separators=(",", ":"))
-            params = (ns, key, text, "semantic", 1, "{}", ACTOR, ACTOR)
-            if returning:
-                entry_id = conn.execute(_INSERT, params).fetchone()["id"]
-            else:
-                entry_id = conn.execute(plain, params).lastrowid
-            audit.record_memory(
-                conn,
-                operation="create",
-                namespace=ns,
-                entry_id=entry_id,
-                actor=ACTOR,
-                action="memory_put",
-                data={"key": key, "version": 1},
-            )
-        conn.execute("COMMIT")
-
-    return run
-
-
 # -- the service sections -----------------------------------------------------------------
 
 
@@ -539,20 +499,6 @@ class Bench:
             ("service_put_many", service),
             ("sync_executemany", raw),
         ]
-        sequence = _put_sql_sequence()
-        if sequence is not None:  # diagnostics: the service's SQL alone, without its models
-            for returning in (True, False):
-                tag = "seqret" if returning else "seqnoret"
-                name = "sync_put_sql" if returning else "sync_put_sql_no_returning"
-                pairs = keys(tag)
-
-                async def sql_only(pairs: list = pairs, returning: bool = returning) -> int:
-                    gc.collect()
-                    start = time.perf_counter_ns()
-                    sequence(sync, pairs, returning)
-                    return time.perf_counter_ns() - start
-
-                variants.append((name, sql_only))
         turn = run % len(variants)
         elapsed = {name: await fn() for name, fn in variants[turn:] + variants[:turn]}
         return {f"{name}_per_s": round(s.batch / (ns / 1e9), 1) for name, ns in elapsed.items()}
@@ -918,18 +864,6 @@ def report(services: dict[str, Any], mcp: dict[str, Any], sizes: Sizes) -> dict[
         ">= 20000 puts/s",
         many >= 20_000,
         runs["batch"],
-        breakdown={
-            "what": (
-                "the statements put_many runs per key (latest SELECT, INSERT ... RETURNING *, "
-                "audit INSERT) in one transaction on a sync connection, without result objects; "
-                "and the same with a plain INSERT (id from lastrowid)"
-            ),
-            **{
-                key: batch[key]
-                for key in ("sync_put_sql_per_s", "sync_put_sql_no_returning_per_s")
-                if key in batch
-            },
-        },
     )
 
     list_p50 = listing["service_list_p50_ms"]

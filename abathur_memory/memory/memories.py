@@ -149,8 +149,8 @@ class _Latest:
     def same_as(self, memory_type: str, value_text: str, metadata_text: str) -> bool:
         return (
             self.memory_type == memory_type
-            and values.canonical(self.value) == values.canonical(value_text)
-            and values.canonical(self.metadata) == values.canonical(metadata_text)
+            and values.same_json(self.value, value_text)
+            and values.same_json(self.metadata, metadata_text)
         )
 
     def entry(self, namespace: str, key: str) -> MemoryEntry:

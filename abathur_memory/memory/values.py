@@ -60,6 +60,11 @@ def canonical(text: str) -> str:
     return json.dumps(json.loads(text), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
+def same_json(stored: str, given: str) -> bool:
+    """Whether two JSON texts hold the same value (identical text needs no parsing)."""
+    return stored == given or canonical(stored) == canonical(given)
+
+
 def decode(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
