@@ -350,9 +350,9 @@ def _split_lines(
     """Greedy runs of whole lines whose (wrapped) text fits the limit."""
     parts: list[_Block] = []
     while start < stop:
-        end = start + 1
-        while end < stop and count(wrap(_text(lines, start, end + 1))) <= limit:
-            end += 1
+        end = start + _longest_fit(
+            stop - start, lambda n, at=start: count(wrap(_text(lines, at, at + n))) <= limit
+        )
         text = wrap(_text(lines, start, end))
         tokens = count(text)
         if tokens > limit:  # one line alone is too long
@@ -388,24 +388,42 @@ def _split_line(
 ) -> list[_Block]:
     """A single line longer than the limit: cut it at spaces, or inside a giant word."""
     pieces: list[_Block] = []
-    current = ""
-    for word in line.split(" "):
+
+    def add(text: str) -> None:
+        wrapped = wrap(text)
+        pieces.append(_Block(index, index + 1, kind, count(wrapped), wrapped))
+
+    words = line.split(" ")
+    first = 0
+    while first < len(words):
+        word = words[first]
         while count(wrap(word)) > limit:  # a word longer than the limit: cut characters
             cut = _longest_prefix(word, count, limit, wrap)
-            if current:
-                pieces.append(_Block(index, index + 1, kind, count(wrap(current)), wrap(current)))
-                current = ""
-            pieces.append(_Block(index, index + 1, kind, count(wrap(word[:cut])), wrap(word[:cut])))
+            add(word[:cut])
             word = word[cut:]
-        candidate = f"{current} {word}" if current else word
-        if current and count(wrap(candidate)) > limit:
-            pieces.append(_Block(index, index + 1, kind, count(wrap(current)), wrap(current)))
-            current = word
-        else:
-            current = candidate
-    if current:
-        pieces.append(_Block(index, index + 1, kind, count(wrap(current)), wrap(current)))
+        words[first] = word  # what is left of a giant word may share a piece with the next
+        taken = _longest_fit(
+            len(words) - first,
+            lambda n, at=first: count(wrap(" ".join(words[at : at + n]))) <= limit,
+        )
+        add(" ".join(words[first : first + taken]))
+        first += taken
     return pieces
+
+
+def _longest_fit(available: int, fits: Callable[[int], bool]) -> int:
+    """The largest n in 1..available with fits(n), taking fits(1) as given and fits as
+    monotone: a binary search, so a long run costs O(log n) token counts, not O(n)."""
+    if fits(available):
+        return available
+    low, high = 1, available - 1
+    while low < high:
+        middle = (low + high + 1) // 2
+        if fits(middle):
+            low = middle
+        else:
+            high = middle - 1
+    return low
 
 
 def _longest_prefix(word: str, count: TokenCounter, limit: int, wrap: Callable[[str], str]) -> int:
