@@ -305,3 +305,71 @@ async def test_changing_the_model_rebuilds_beside_the_old_index(db, tree):
     assert result.mode_used == "hybrid" and result.results[0].path == "docs/alpha.md"
     synced = await db.fetchall("SELECT DISTINCT sync_status, embedding_model FROM document_index")
     assert [tuple(r) for r in synced] == [("synced", "fake:new")]
+
+
+async def test_an_unreadable_file_is_recorded_and_the_rest_indexed(docs, db, tmp_path, monkeypatch):
+    """Permission denied is recorded as the document's failure; the run goes on. Root reads
+    any file whatever its mode, so the OS refusal is also simulated where chmod cannot."""
+    import errno
+
+    from abathur_memory.indexer import scan
+
+    root = write_tree(tmp_path / "perm", {"good.md": "# Good\nfine\n", "locked.md": "# L\nx\n"})
+    locked = root / "locked.md"
+    locked.chmod(0)
+    real_hash_file = scan.hash_file
+
+    def refusing(path, *args, **kwargs):
+        if path.name == "locked.md":
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_hash_file(path, *args, **kwargs)
+
+    monkeypatch.setattr(scan, "hash_file", refusing)
+    await docs.add_root(root)
+    report = await docs.index()
+    rows = {
+        r["file_path"]: (r["sync_status"], r["error"], r["chunk_count"])
+        for r in await db.fetchall(
+            "SELECT file_path, sync_status, json_extract(metadata, '$.error') AS error,"
+            " chunk_count FROM document_index"
+        )
+    }
+    assert rows["perm/good.md"] == ("synced", None, 1)
+    assert rows["perm/locked.md"] == ("failed", "cannot read: Permission denied", 0)
+    assert report.scans[0].failed == 1
+    space = await _space(db)
+    assert (await db.fetchone(f"SELECT count(DISTINCT document_id) FROM {space.chunks}"))[0] == 1
+
+    # Readable again and changed: the next run indexes it.
+    monkeypatch.setattr(scan, "hash_file", real_hash_file)
+    locked.chmod(0o644)
+    locked.write_text("# L\nreadable now\n")
+    await docs.index()
+    status = await db.fetchone(
+        "SELECT sync_status FROM document_index WHERE file_path = 'perm/locked.md'"
+    )
+    assert status[0] == "synced"
+
+
+async def test_a_file_unreadable_when_the_worker_reads_it(docs, db, tmp_path, monkeypatch):
+    """Readable at the scan, refused when read for chunking: failed, to be retried later."""
+    import errno
+    from pathlib import Path
+
+    root = write_tree(tmp_path / "late", {"good.md": "# Good\nfine\n", "locked.md": "# L\nx\n"})
+    real_read_bytes = Path.read_bytes
+
+    def refusing(self):
+        if self.name == "locked.md":
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_read_bytes(self)
+
+    await docs.add_root(root)
+    monkeypatch.setattr(Path, "read_bytes", refusing)
+    report = await docs.index()
+    row = await db.fetchone(
+        "SELECT sync_status, json_extract(metadata, '$.error'), chunk_count FROM document_index"
+        " WHERE file_path = 'late/locked.md'"
+    )
+    assert tuple(row) == ("failed", "cannot read: Permission denied", 0)
+    assert report.work.documents_done == 1 and report.work.documents_failed == 1
