@@ -83,6 +83,8 @@ import numpy as np
 # bench/ is on sys.path when this file is run as a script: reuse the other benchmarks' helpers.
 from drivers import machine
 
+from abathur_memory.indexer.embedders.base import EmbedderBase
+
 SEED = 20261123
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 CORPORA = ("vaswani", "cranfield", "nfcorpus")
@@ -309,20 +311,12 @@ def profile(matrix: np.ndarray, queries: np.ndarray, clusters: np.ndarray, q_clu
 # -- 1: the 100k-chunk index --------------------------------------------------------------
 
 
-class QueryVectorEmbedder:
+class QueryVectorEmbedder(EmbedderBase):
     """Answers embed_query with a vector set beforehand; documents are never embedded."""
 
     def __init__(self, identity: Any) -> None:
         self.identity = identity
         self.vector: np.ndarray | None = None
-
-    @property
-    def model_id(self) -> str:
-        return self.identity.model_id
-
-    @property
-    def dim(self) -> int:
-        return self.identity.dim
 
     def count_tokens(self, text: str) -> int:
         return len(text.split()) * 13 // 10 + 2
@@ -333,12 +327,6 @@ class QueryVectorEmbedder:
     async def embed_query(self, text: str) -> np.ndarray:
         assert self.vector is not None
         return self.vector
-
-    async def check(self) -> None:
-        return None
-
-    async def close(self) -> None:
-        return None
 
 
 def synthetic_identity() -> Any:
@@ -849,7 +837,7 @@ def build_chroma(tmp: Path, matrix: np.ndarray, ids: np.ndarray) -> dict[str, An
 # -- 2 + 5: the real model ----------------------------------------------------------------
 
 
-class ShadowEmbedder:
+class ShadowEmbedder(EmbedderBase):
     """The real embedder. While ``shadow`` is on, every batch the worker asks for is embedded
     twice, back to back (the order alternating): once for the worker and once more alone, as
     the peer, so that both see the same noise. The peer's time is kept apart (``peer_s``); the
@@ -862,14 +850,6 @@ class ShadowEmbedder:
         self.batches = 0
         self.peer_s = 0.0
         self.own_s = 0.0
-
-    @property
-    def model_id(self) -> str:
-        return self.inner.model_id
-
-    @property
-    def dim(self) -> int:
-        return self.inner.dim
 
     def count_tokens(self, text: str) -> int:
         return self.inner.count_tokens(text)
