@@ -66,3 +66,17 @@ async def as_principal(db):
         return Services.over(db, Principal(**fields), max_value_bytes=64 * 1024)
 
     return make
+
+
+@pytest.fixture(params=["fresh", "upgraded"])
+def any_db_path(request, tmp_path: Path) -> Path:
+    """A database path that is either new or an upgrade of the oldest supported layout.
+
+    Tests of where features meet run on both: most defects so far lived in upgraded files.
+    """
+    import layouts
+
+    path = tmp_path / "abathur.db"
+    if request.param == "upgraded":
+        layouts.build_legacy(path)
+    return path

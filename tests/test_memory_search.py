@@ -6,19 +6,34 @@ import pytest
 
 from abathur_memory.errors import Forbidden, InvalidInput
 from abathur_memory.indexer.embedders.fake import FakeEmbedder
-from abathur_memory.indexer.memory_index import memory_text
+from abathur_memory.indexer.memory_index import MemoryIndexer, memory_text
 from abathur_memory.indexer.memory_search import MemorySearch
-from abathur_memory.indexer.spaces import space_for
 from abathur_memory.indexer.vector_index import VectorIndex
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def searcher(db, services):
-    embedder = FakeEmbedder(dim=64)
-    await db.write(space_for, embedder.identity)
-    return MemorySearch(db, services.memories.guard, embedder, VectorIndex())
+def embedder():
+    return FakeEmbedder(dim=64)
+
+
+@pytest.fixture
+def indexer(db, embedder):
+    return MemoryIndexer(db, embedder)
+
+
+@pytest.fixture
+async def searcher(db, services, embedder, indexer):
+    """Searches after the background indexer has caught up (as a server's would)."""
+    search = MemorySearch(db, services.memories.guard, embedder, VectorIndex())
+
+    class CaughtUp:
+        async def search(self, *args, **kwargs):
+            await indexer.catch_up()
+            return await search.search(*args, **kwargs)
+
+    return CaughtUp()
 
 
 async def _seed(services, as_principal):

@@ -6,6 +6,7 @@ import json
 import multiprocessing
 from pathlib import Path
 
+import layouts
 import pytest
 
 from abathur_memory.errors import InvalidInput, Unavailable
@@ -148,74 +149,8 @@ def test_foreign_sqlite_file_is_not_modified(db_path):
         conn.close()
 
 
-# The layout abathur used before memory management (seed 002's "existing database").
-OLDER_DDL = """
-CREATE TABLE tasks (
-    id TEXT PRIMARY KEY, prompt TEXT NOT NULL, agent_type TEXT NOT NULL DEFAULT 'general',
-    priority INTEGER NOT NULL DEFAULT 5, status TEXT NOT NULL, input_data TEXT NOT NULL,
-    result_data TEXT, error_message TEXT, retry_count INTEGER DEFAULT 0,
-    max_retries INTEGER DEFAULT 3, submitted_at TIMESTAMP NOT NULL, started_at TIMESTAMP,
-    completed_at TIMESTAMP, created_by TEXT, parent_task_id TEXT, dependencies TEXT,
-    FOREIGN KEY (parent_task_id) REFERENCES tasks(id)
-);
-CREATE INDEX idx_tasks_status_priority ON tasks(status, priority DESC, submitted_at ASC);
-CREATE TABLE agents (
-    id TEXT PRIMARY KEY, name TEXT NOT NULL, specialization TEXT NOT NULL,
-    task_id TEXT NOT NULL, state TEXT NOT NULL, model TEXT NOT NULL,
-    spawned_at TIMESTAMP NOT NULL, terminated_at TIMESTAMP, resource_usage TEXT,
-    FOREIGN KEY (task_id) REFERENCES tasks(id)
-);
-CREATE TABLE state (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, task_id TEXT NOT NULL, key TEXT NOT NULL,
-    value TEXT NOT NULL, created_at TIMESTAMP NOT NULL, updated_at TIMESTAMP NOT NULL,
-    UNIQUE(task_id, key), FOREIGN KEY (task_id) REFERENCES tasks(id)
-);
-CREATE TABLE audit (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, timestamp TIMESTAMP NOT NULL, agent_id TEXT,
-    task_id TEXT NOT NULL, action_type TEXT NOT NULL, action_data TEXT, result TEXT,
-    FOREIGN KEY (agent_id) REFERENCES agents(id), FOREIGN KEY (task_id) REFERENCES tasks(id)
-);
-CREATE TABLE metrics (
-    id INTEGER PRIMARY KEY AUTOINCREMENT, timestamp TIMESTAMP NOT NULL,
-    metric_name TEXT NOT NULL, metric_value REAL NOT NULL, labels TEXT,
-    CHECK(metric_value >= 0)
-);
-CREATE TABLE checkpoints (
-    task_id TEXT NOT NULL, iteration INTEGER NOT NULL, state TEXT NOT NULL,
-    created_at TIMESTAMP NOT NULL, PRIMARY KEY (task_id, iteration),
-    FOREIGN KEY (task_id) REFERENCES tasks(id)
-);
-CREATE TABLE legacy_notes (id INTEGER PRIMARY KEY, body TEXT);
-"""
-
-OLDER_ROWS = [
-    "INSERT INTO tasks (id, prompt, status, input_data, submitted_at, completed_at, dependencies)"
-    " VALUES ('t1', 'summarise', 'completed', '{\"doc\": 1}', '2025-01-01 10:00:00',"
-    " '2025-01-01 10:05:00', '[]')",
-    "INSERT INTO tasks (id, prompt, status, input_data, submitted_at, parent_task_id)"
-    " VALUES ('t2', 'child', 'pending', '{}', '2025-01-02 09:00:00', 't1')",
-    "INSERT INTO agents VALUES ('a1', 'worker', 'general', 't1', 'terminated', 'm',"
-    " '2025-01-01 10:00:01', NULL, '{\"tokens\": 3}')",
-    "INSERT INTO state (task_id, key, value, created_at, updated_at)"
-    " VALUES ('t1', 'progress', '\"done\"', '2025-01-01 10:00:00', '2025-01-01 10:05:00')",
-    "INSERT INTO audit (timestamp, agent_id, task_id, action_type, action_data, result)"
-    " VALUES ('2025-01-01 10:00:02', 'a1', 't1', 'tool_call', '{\"tool\": \"read\"}', 'ok')",
-    "INSERT INTO metrics (timestamp, metric_name, metric_value, labels)"
-    " VALUES ('2025-01-01 10:00:03', 'latency_ms', 12.5, '{\"op\": \"get\"}')",
-    "INSERT INTO checkpoints VALUES ('t1', 1, '{\"step\": 1}', '2025-01-01 10:01:00')",
-    "INSERT INTO legacy_notes (body) VALUES ('kept')",
-]
-
-
 def _build_older_database(path: Path) -> None:
-    conn = driver.connect_plain(path)
-    try:
-        for statement in runner.split_statements(OLDER_DDL):
-            conn.execute(statement)
-        for row in OLDER_ROWS:
-            conn.execute(row)
-    finally:
-        conn.close()
+    layouts.build_legacy(path)
 
 
 def _snapshot(conn, table: str, columns: str) -> list[tuple]:

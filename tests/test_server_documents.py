@@ -46,6 +46,16 @@ async def test_index_search_read_and_status(db_path, tmp_path):
         assert one["work"]["documents_done"] == 0  # nothing changed
 
 
+async def _caught_up(client, **args):
+    """memory_search once the background indexer has reached every change."""
+    for _ in range(300):
+        found = await call(client, "memory_search", **args)
+        if found["pending"] == 0:
+            return found
+        await asyncio.sleep(0.05)
+    raise AssertionError("the memory index never caught up")
+
+
 async def test_memory_search_tool(db_path):
     async with connected(db_path) as client:
         await call(
@@ -56,7 +66,7 @@ async def test_memory_search_tool(db_path):
             value={"name": "helix", "style": "modal editing"},
         )
         await call(client, "memory_put", namespace="user:alice:prefs", key="shell", value="fish")
-        found = await call(client, "memory_search", query="modal editor", k=3)
+        found = await _caught_up(client, query="modal editor", k=3)
         assert found["results"][0]["key"] == "editor"
         assert found["results"][0]["value"] == {"name": "helix", "style": "modal editing"}
         scoped = await call(client, "memory_search", query="fish", prefix="user:alice:prefs")

@@ -100,6 +100,28 @@ def _memory_index(conn: driver.Connection, drift: Drift) -> None:
     if wrong:
         drift.memory_index_broken = True
         drift.problems.append(f"{wrong} memory index entries point at missing or deleted memories")
+    cursor = memory_index.keyword_cursor(conn)
+    if cursor == memory_index.REBUILD:
+        return  # the background indexer rebuilds it from scratch on its next round
+    # Every live memory whose last change the index has applied must be in it, as its latest
+    # version. (Changes after the cursor are the background indexer's next round.)
+    missing, outdated = conn.execute(
+        "SELECT sum(k.entry_id IS NULL), sum(k.entry_id IS NOT NULL AND k.entry_id != m.id)"
+        " FROM memory_entries AS m"
+        " LEFT JOIN memory_fts_keys AS k ON k.namespace = m.namespace AND k.key = m.key"
+        " WHERE m.is_deleted = 0"
+        "   AND m.version = (SELECT max(v.version) FROM memory_entries AS v"
+        "                    WHERE v.namespace = m.namespace AND v.key = m.key)"
+        "   AND NOT EXISTS (SELECT 1 FROM audit AS a WHERE a.memory_entry_id = m.id"
+        "                   AND a.id > ?)",
+        (cursor,),
+    ).fetchone()
+    if missing:
+        drift.memory_index_broken = True
+        drift.problems.append(f"{missing} live memories are missing from the keyword index")
+    if outdated:
+        drift.memory_index_broken = True
+        drift.problems.append(f"{outdated} memories are indexed with an old version")
 
 
 def check(conn: driver.Connection) -> list[Check]:

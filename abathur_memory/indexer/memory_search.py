@@ -24,7 +24,7 @@ from abathur_memory.indexer.search import (
     fuse,
     snippet,
 )
-from abathur_memory.indexer.spaces import Space, active_space
+from abathur_memory.indexer.spaces import Space
 from abathur_memory.memory.access import AccessGuard
 from abathur_memory.memory.memories import MemoryEntry
 from abathur_memory.memory.namespaces import Access, Principal, validate_prefix
@@ -34,7 +34,6 @@ from abathur_memory.storage.database import Database
 log = logging.getLogger(__name__)
 
 CANDIDATES = 100
-INLINE_EMBED_LIMIT = 32  # new memories embedded during a search, the rest in the background
 
 
 @dataclass
@@ -65,9 +64,13 @@ class MemorySearchResult:
     mode_used: str
     results: list[MemoryHit]
     degraded: str | None = None
+    pending: int = 0  # memory changes not yet in the keyword index or not yet embedded
 
 
 class MemorySearch:
+    """Searches only read: the background MemoryIndexer keeps the indexes current, and what
+    it has not reached yet is counted in ``pending``."""
+
     def __init__(
         self,
         db: Database,
@@ -95,29 +98,48 @@ class MemorySearch:
             )
             if rule is not None:
                 await self.guard.refuse(prefix, "search", rule)
-        if await self.db.read(memory_index.keywords_behind):
-            await self.db.write(memory_index.sync_keywords)
-        result = MemorySearchResult(query, mode, [])
-        space = await self.db.read(active_space)
-        vector = None
+        vector, degraded = None, None
         if mode != "keyword":
-            vector, result.degraded = await self._query_vector(query, space)
-            if vector is None:
-                result.mode_used = "keyword"
-        hits = await self.db.read(self._run, space, query, vector, prefix, k, result.mode_used)
-        result.results = hits
-        return result
+            vector, degraded = await self._query_vector(query)
+        return await self.db.read(self._search_snapshot, query, vector, degraded, prefix, k, mode)
 
-    async def _query_vector(self, query: str, space: Space | None) -> tuple[Any, str | None]:
+    async def _query_vector(self, query: str) -> tuple[Any, str | None]:
         if self.embedder is None:
             return None, "no embedding model is configured; answered from keywords"
-        if space is None or space.identity.key() != self.embedder.identity.key():
-            return None, "no vectors for the configured model yet; answered from keywords"
         try:
-            await memory_index.sync_vectors(self.db, self.embedder, space, limit=INLINE_EMBED_LIMIT)
             return await self.embedder.embed_query(query), None
         except Unavailable as exc:
             return None, f"the embedding model is unavailable ({exc}); answered from keywords"
+
+    def _search_snapshot(
+        self,
+        conn: driver.Connection,
+        query: str,
+        vector: Any,
+        degraded: str | None,
+        prefix: str | None,
+        k: int,
+        mode: str,
+    ) -> MemorySearchResult:
+        """Everything in one read transaction: the space, the pending counts, the search."""
+        space = None
+        if self.embedder is not None:
+            space = memory_index.memory_space(conn, self.embedder.identity)
+        keyword_lag = memory_index.changes_behind(conn)
+        vector_lag = 0
+        if self.embedder is not None:
+            vector_lag = memory_index.vectors_behind(conn, space)
+        result = MemorySearchResult(query, mode, [], degraded, keyword_lag + vector_lag)
+        if vector is not None and space is None:
+            vector = None
+            result.degraded = (
+                "memories are not embedded for the configured model yet (the background "
+                "indexer starts with the server); answered from keywords"
+            )
+        if vector is None and mode != "keyword":
+            result.mode_used = "keyword"
+        result.results = self._run(conn, space, query, vector, prefix, k, result.mode_used)
+        return result
 
     def _run(
         self,

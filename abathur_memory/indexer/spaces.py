@@ -1,11 +1,12 @@
 """Embedding spaces: where the chunks and vectors of one embedding identity live.
 
-Each space has its own tables, because chunking depends on the model's token limit and the
-vectors on its dimension:
+Each space has its own tables (schema/space_tables.py, versioned), because chunking depends
+on the model's token limit and the vectors on its dimension:
 
 - ``chunks_s<N>``: one row per chunk (document, heading path, line range, text, hash);
 - ``chunks_fts_s<N>``: FTS5 (BM25) over heading and text, kept in step by triggers;
-- ``chunk_vectors_s<N>``: the float32 vector and its 1-bit-per-dimension code.
+- ``chunk_vectors_s<N>``: the float32 vector and its 1-bit-per-dimension code;
+- ``memory_vectors_s<N>``: vectors of live memories, for memory_search.
 
 The active space answers searches. When the identity changes (another model, dimension,
 prefix scheme or chunker version), a *building* space is filled beside it and replaces it
@@ -19,11 +20,10 @@ import logging
 from dataclasses import dataclass
 
 from abathur_memory.indexer.embedders.base import EmbeddingIdentity
+from abathur_memory.schema import space_tables
 from abathur_memory.storage import driver, timestamps
 
 log = logging.getLogger(__name__)
-
-FTS_TOKENIZER = "porter unicode61 remove_diacritics 2"
 
 
 @dataclass(frozen=True)
@@ -63,59 +63,6 @@ class Space:
         )
 
 
-def space_ddl(space_id: int) -> list[str]:
-    chunks, fts = f"chunks_s{space_id}", f"chunks_fts_s{space_id}"
-    vectors = f"chunk_vectors_s{space_id}"
-    return [
-        f"""CREATE TABLE {chunks} (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            document_id INTEGER NOT NULL REFERENCES document_index(id) ON DELETE CASCADE,
-            seq INTEGER NOT NULL,
-            heading TEXT NOT NULL,
-            heading_path TEXT NOT NULL CHECK(json_valid(heading_path)),
-            start_line INTEGER NOT NULL CHECK(start_line >= 1),
-            end_line INTEGER NOT NULL CHECK(end_line >= start_line),
-            text TEXT NOT NULL,
-            text_hash TEXT NOT NULL,
-            token_count INTEGER NOT NULL,
-            UNIQUE (document_id, seq)
-        )""",
-        f"CREATE INDEX {chunks}_text_hash ON {chunks}(text_hash)",
-        f"""CREATE VIRTUAL TABLE {fts} USING fts5(
-            heading, text, content='{chunks}', content_rowid='id', tokenize='{FTS_TOKENIZER}'
-        )""",
-        f"""CREATE TABLE {vectors} (
-            chunk_id INTEGER PRIMARY KEY REFERENCES {chunks}(id) ON DELETE CASCADE,
-            embedding BLOB NOT NULL,
-            code BLOB NOT NULL
-        )""",
-        *memory_vectors_ddl(space_id),
-        f"""CREATE TRIGGER {chunks}_ai AFTER INSERT ON {chunks} BEGIN
-            INSERT INTO {fts}(rowid, heading, text) VALUES (new.id, new.heading, new.text);
-        END""",
-        f"""CREATE TRIGGER {chunks}_ad AFTER DELETE ON {chunks} BEGIN
-            INSERT INTO {fts}({fts}, rowid, heading, text)
-                VALUES ('delete', old.id, old.heading, old.text);
-        END""",
-    ]
-
-
-def memory_vectors_ddl(space_id: int) -> list[str]:
-    """Vectors of live memories (one row per part of a long value), for memory_search."""
-    table = f"memory_vectors_s{space_id}"
-    return [
-        f"""CREATE TABLE IF NOT EXISTS {table} (
-            id INTEGER PRIMARY KEY AUTOINCREMENT,
-            entry_id INTEGER NOT NULL,
-            part INTEGER NOT NULL,
-            text_hash TEXT NOT NULL,
-            embedding BLOB NOT NULL,
-            code BLOB NOT NULL,
-            UNIQUE (entry_id, part)
-        )""",
-    ]
-
-
 def active_space(conn: driver.Connection) -> Space | None:
     row = conn.execute("SELECT * FROM embedding_spaces WHERE status = 'active'").fetchone()
     return Space.from_row(row) if row else None
@@ -150,8 +97,7 @@ def space_for(conn: driver.Connection, identity: EmbeddingIdentity) -> Space:
         " END) RETURNING id",
         (identity.key(), identity.model_id, identity.dim, status, status),
     ).fetchone()[0]
-    for statement in space_ddl(space_id):
-        conn.execute(statement)
+    space_tables.create(conn, space_id)
     if status == "active":
         _record_meta(conn, identity)
     if current is not None:
@@ -181,7 +127,7 @@ def activate(conn: driver.Connection, space: Space) -> None:
 
 
 def drop_space(conn: driver.Connection, space: Space) -> None:
-    for table in (space.memory_vectors, space.vectors, space.fts, space.chunks):
+    for table in space_tables.table_names(space.id):
         conn.execute(f"DROP TABLE IF EXISTS {table}")
     conn.execute("DELETE FROM embedding_spaces WHERE id = ?", (space.id,))
 

@@ -276,6 +276,12 @@ class MemoryService:
         self.db = db
         self.guard = guard
         self.max_value_bytes = max_value_bytes
+        # Called after every committed change (the memory indexer wakes up on it).
+        self.on_change: list[Callable[[], None]] = []
+
+    def _changed(self) -> None:
+        for listener in self.on_change:
+            listener()
 
     # -- writes ---------------------------------------------------------------------------
 
@@ -307,6 +313,8 @@ class MemoryService:
         outcome = await self.db.write(self._put_all, prepared)
         if isinstance(outcome, _Denied):
             await self.guard.refuse(outcome.namespace, "write", outcome.rule, outcome.key)
+        if any(result.created for result in outcome):
+            self._changed()
         return outcome
 
     def _prepare(self, request: PutRequest) -> _Prepared:
@@ -583,6 +591,7 @@ class MemoryService:
         outcome = await self.db.write(guarded)
         if isinstance(outcome, _Denied):
             await self.guard.refuse(namespace, attempted, outcome.rule, key)
+        self._changed()
         return outcome
 
     async def _check_write(self, segments: list[str], namespace: str, key: str | None) -> None:

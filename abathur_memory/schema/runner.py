@@ -16,7 +16,7 @@ from functools import cache
 from importlib import resources
 
 from abathur_memory.errors import InvalidInput, Unavailable
-from abathur_memory.schema import legacy
+from abathur_memory.schema import legacy, space_tables
 from abathur_memory.storage import driver
 
 log = logging.getLogger(__name__)
@@ -99,7 +99,7 @@ def migrate(conn: driver.Connection) -> list[int]:
     """Bring the database to the latest schema; return the versions applied now."""
     done = set(applied_versions(conn))
     _refuse_newer(done)
-    if done >= {m.version for m in load_migrations()}:
+    if done >= {m.version for m in load_migrations()} and not space_tables.behind(conn):
         return []  # fast path: no write lock taken
     # A table rebuild must not fire ON DELETE actions: foreign keys are switched off around it
     # (the pragma is a no-op inside a transaction, so this happens before BEGIN).
@@ -144,6 +144,10 @@ def _migrate_locked(conn: driver.Connection) -> list[int]:
             (migration.version, migration.name, migration.checksum),
         )
         applied.append(migration.version)
+    # Tables per embedding space follow the numbered migrations, for every live space.
+    upgraded = space_tables.ensure_all(conn)
+    if upgraded:
+        log.info("brought the tables of embedding spaces %s up to date", upgraded)
     conn.execute(
         "INSERT INTO meta (key, value) VALUES ('schema_version', ?) "
         "ON CONFLICT(key) DO UPDATE SET value = excluded.value, "

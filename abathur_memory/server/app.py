@@ -18,9 +18,8 @@ from abathur_memory.config import Settings
 from abathur_memory.errors import AbathurError, NotFound
 from abathur_memory.indexer.documents import DocumentService
 from abathur_memory.indexer.embedders.factory import make_embedder
-from abathur_memory.indexer.memory_index import keywords_behind, sync_keywords, sync_vectors
+from abathur_memory.indexer.memory_index import MemoryIndexer
 from abathur_memory.indexer.memory_search import MemorySearch
-from abathur_memory.indexer.spaces import active_space
 from abathur_memory.indexer.vector_index import VectorIndex
 from abathur_memory.memory.services import Services
 from abathur_memory.server import tools_documents, tools_memory, tools_sessions, tools_tasks
@@ -30,10 +29,8 @@ log = logging.getLogger(__name__)
 
 MAINTENANCE_FIRST_DELAY_S = 60
 
-MEMORY_INDEX_PERIOD_S = 5.0
-
 TOOL_GROUPS = {
-    "memory": lambda: [*tools_memory.tools(), *tools_documents.memory_tools()],
+    "memory": tools_memory.tools,
     "sessions": tools_sessions.tools,
     "tasks": tools_tasks.tools,
     "documents": tools_documents.tools,
@@ -81,8 +78,11 @@ def create_server(settings: Settings) -> MCPServer[AppContext]:
         if "memory" not in disabled:
             app.memory_search = MemorySearch(services.db, services.memories.guard, embedder, cache)
         tasks = [t for t in (_start_maintenance(services, settings),) if t is not None]
-        if embedder is not None and "memory" not in disabled:
-            tasks.append(asyncio.create_task(_index_memories(app, embedder), name="memory-index"))
+        stop_indexing = asyncio.Event()
+        if "memory" not in disabled:
+            indexer = MemoryIndexer(services.db, embedder)
+            services.memories.on_change.append(indexer.wake)
+            tasks.append(asyncio.create_task(indexer.run(stop_indexing), name="memory-index"))
         stop_watching = asyncio.Event()
         if settings.watch and app.documents is not None:
             tasks.append(asyncio.create_task(_watch(app.documents, settings, stop_watching)))
@@ -91,6 +91,7 @@ def create_server(settings: Settings) -> MCPServer[AppContext]:
             yield app
         finally:
             stop_watching.set()
+            stop_indexing.set()
             for task in tasks:
                 task.cancel()
             for task in tasks:
@@ -168,21 +169,6 @@ def _start_maintenance(services: Services, settings: Settings) -> asyncio.Task[N
             await asyncio.sleep(hours * 3600)
 
     return asyncio.create_task(loop(), name="abathur-maintenance")
-
-
-async def _index_memories(app: AppContext, embedder: Any) -> None:
-    """Keep memory_search's indexes current in the background (searches also catch up)."""
-    db = app.services.db
-    while True:
-        try:
-            if await db.read(keywords_behind):
-                await db.write(sync_keywords)
-            space = await db.read(active_space)
-            if space is not None:
-                await sync_vectors(db, embedder, space)
-        except Exception as exc:  # the model may be down: try again next round
-            log.info("memory indexing postponed: %s", exc)
-        await asyncio.sleep(MEMORY_INDEX_PERIOD_S)
 
 
 async def _watch(documents: DocumentService, settings: Settings, stop: asyncio.Event) -> None:

@@ -24,11 +24,22 @@ class AppContext:
     memory_search: MemorySearch | None = None
 
 
-def services_of(ctx: Context) -> Services:
+def app_of(ctx: Context) -> AppContext:
     app = ctx.request_context.lifespan_context
     if not isinstance(app, AppContext):  # pragma: no cover - the lifespan always sets it
         raise Unavailable("the server is not initialised")
-    return app.services
+    return app
+
+
+def services_of(ctx: Context) -> Services:
+    return app_of(ctx).services
+
+
+def memory_search_of(ctx: Context) -> MemorySearch:
+    search = app_of(ctx).memory_search
+    if search is None:  # pragma: no cover - the tool is only offered with the memory group
+        raise Unavailable("memory tools are not enabled on this server")
+    return search
 
 
 # -- argument types (limits become the JSON schema clients see) --------------------------

@@ -1,5 +1,4 @@
-"""Document and search tools: document_search, document_get, index_status, index_refresh,
-memory_search."""
+"""Document tools: document_search, document_get, index_status, index_refresh."""
 
 from __future__ import annotations
 
@@ -10,9 +9,8 @@ from mcp.server.mcpserver.tools.base import Tool
 from pydantic import BaseModel, Field
 
 from abathur_memory.errors import Unavailable
-from abathur_memory.indexer.documents import DocumentText
+from abathur_memory.indexer.documents import DocumentService, DocumentText
 from abathur_memory.indexer.search import Filters, Hit
-from abathur_memory.memory.values import JsonAny
 from abathur_memory.server.context import AppContext
 from abathur_memory.server.registry import READ_ONLY, strict_tool, writes
 
@@ -21,11 +19,11 @@ Query = Annotated[str, Field(min_length=1, max_length=2000, description="What to
 K = Annotated[int, Field(ge=1, le=100, description="How many results.")]
 
 
-def app_of(ctx: Context) -> AppContext:
+def documents_of(ctx: Context) -> DocumentService:
     app = ctx.request_context.lifespan_context
     if not isinstance(app, AppContext) or app.documents is None:  # pragma: no cover
         raise Unavailable("document tools are not enabled on this server")
-    return app
+    return app.documents
 
 
 class DocumentResults(BaseModel):
@@ -34,28 +32,6 @@ class DocumentResults(BaseModel):
     degraded: str | None = Field(description="Why the search ran in a lesser mode, if it did.")
     model: str | None
     results: list[Hit]
-
-
-class MemoryHitOut(BaseModel):
-    namespace: str
-    key: str
-    version: int
-    value: JsonAny
-    memory_type: str
-    metadata: dict[str, Any]
-    score: float
-    keyword_rank: int | None
-    semantic_rank: int | None
-    semantic_score: float | None
-    snippet: str
-    updated_at: str
-
-
-class MemoryResults(BaseModel):
-    query: str
-    mode_used: str
-    degraded: str | None
-    results: list[MemoryHitOut]
 
 
 class RootStatus(BaseModel):
@@ -116,7 +92,7 @@ async def document_search(
     """Search the user's indexed markdown by meaning and keywords. Returns sections with
     their path, heading, line range and a snippet; read more with document_get."""
     filters = Filters(root=root, path_glob=path_glob, tags=tags or [], document_type=document_type)
-    result = await app_of(ctx).documents.search(query, k, mode, filters)  # type: ignore[union-attr]
+    result = await documents_of(ctx).search(query, k, mode, filters)
     return DocumentResults(
         query=result.query,
         mode_used=result.mode_used,
@@ -136,13 +112,13 @@ async def document_get(
 ) -> DocumentText:
     """Read an indexed document, or lines start_line..end_line of it (1-based, inclusive).
     Only files inside the indexed folders can be read."""
-    return await app_of(ctx).documents.get(path, start_line, end_line)  # type: ignore[union-attr]
+    return await documents_of(ctx).get(path, start_line, end_line)
 
 
 async def index_status(ctx: Context) -> IndexStatus:
     """The state of the document index: folders, documents per state, model, pending work,
     failures and whether the watcher is alive and keeping up."""
-    return IndexStatus(**await app_of(ctx).documents.status())  # type: ignore[union-attr]
+    return IndexStatus(**await documents_of(ctx).status())
 
 
 async def index_refresh(
@@ -153,46 +129,8 @@ async def index_refresh(
     ] = None,
 ) -> RefreshReport:
     """Re-scan the indexed folders now and index what changed (a root, one file, or all)."""
-    documents = app_of(ctx).documents
-
-    report = await documents.refresh(path)  # type: ignore[union-attr]
+    report = await documents_of(ctx).refresh(path)
     return RefreshReport(**report.as_dict())
-
-
-async def memory_search(
-    ctx: Context,
-    query: Query,
-    prefix: Annotated[
-        str | None,
-        Field(max_length=512, description="Only under this namespace, e.g. 'user:alice'."),
-    ] = None,
-    k: K = 10,
-    mode: Mode = "hybrid",
-) -> MemoryResults:
-    """Search your memories by meaning and keywords (only namespaces you may read)."""
-    result = await app_of(ctx).memory_search.search(query, prefix, k, mode)  # type: ignore[union-attr]
-    return MemoryResults(
-        query=result.query,
-        mode_used=result.mode_used,
-        degraded=result.degraded,
-        results=[
-            MemoryHitOut(
-                namespace=h.entry.namespace,
-                key=h.entry.key,
-                version=h.entry.version,
-                value=h.entry.value,
-                memory_type=h.entry.memory_type,
-                metadata=h.entry.metadata,
-                score=h.score,
-                keyword_rank=h.keyword_rank,
-                semantic_rank=h.semantic_rank,
-                semantic_score=h.semantic_score,
-                snippet=h.snippet,
-                updated_at=h.entry.updated_at,
-            )
-            for h in result.results
-        ],
-    )
 
 
 def tools() -> list[Tool]:
@@ -202,7 +140,3 @@ def tools() -> list[Tool]:
         strict_tool(index_status, title="Index status", annotations=READ_ONLY),
         strict_tool(index_refresh, title="Refresh the index", annotations=writes(idempotent=True)),
     ]
-
-
-def memory_tools() -> list[Tool]:
-    return [strict_tool(memory_search, title="Search memories", annotations=READ_ONLY)]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools.base import Tool
@@ -18,6 +18,7 @@ from abathur_memory.server.context import (
     MemoryType,
     Namespace,
     Prefix,
+    memory_search_of,
     services_of,
 )
 from abathur_memory.server.registry import READ_ONLY, strict_tool, writes
@@ -152,6 +153,69 @@ async def memory_list(
     )
 
 
+class MemoryHitOut(BaseModel):
+    namespace: str
+    key: str
+    version: int
+    value: JsonAny
+    memory_type: str
+    metadata: dict[str, Any]
+    score: float
+    keyword_rank: int | None
+    semantic_rank: int | None
+    semantic_score: float | None
+    snippet: str
+    updated_at: str
+
+
+class MemoryResults(BaseModel):
+    query: str
+    mode_used: str = Field(description="hybrid, keyword or semantic: what actually ran.")
+    degraded: str | None = Field(description="Why the search ran in a lesser mode, if it did.")
+    pending: int = Field(
+        description="Memory changes the background indexer has not reached yet (they may be "
+        "missing from the results); 0 when the index is current."
+    )
+    results: list[MemoryHitOut]
+
+
+async def memory_search(
+    ctx: Context,
+    query: Annotated[str, Field(min_length=1, max_length=2000, description="What to look for.")],
+    prefix: Annotated[
+        str | None,
+        Field(max_length=512, description="Only under this namespace, e.g. 'user:alice'."),
+    ] = None,
+    k: Annotated[int, Field(ge=1, le=100, description="How many results.")] = 10,
+    mode: Literal["hybrid", "keyword", "semantic"] = "hybrid",
+) -> MemoryResults:
+    """Search your memories by meaning and keywords (only namespaces you may read)."""
+    result = await memory_search_of(ctx).search(query, prefix, k, mode)
+    return MemoryResults(
+        query=result.query,
+        mode_used=result.mode_used,
+        degraded=result.degraded,
+        pending=result.pending,
+        results=[
+            MemoryHitOut(
+                namespace=h.entry.namespace,
+                key=h.entry.key,
+                version=h.entry.version,
+                value=h.entry.value,
+                memory_type=h.entry.memory_type,
+                metadata=h.entry.metadata,
+                score=h.score,
+                keyword_rank=h.keyword_rank,
+                semantic_rank=h.semantic_rank,
+                semantic_score=h.semantic_score,
+                snippet=h.snippet,
+                updated_at=h.entry.updated_at,
+            )
+            for h in result.results
+        ],
+    )
+
+
 def tools() -> list[Tool]:
     return [
         strict_tool(memory_put, title="Save a memory", annotations=writes(idempotent=True)),
@@ -166,4 +230,5 @@ def tools() -> list[Tool]:
             memory_restore, title="Restore a deleted memory", annotations=writes(idempotent=True)
         ),
         strict_tool(memory_list, title="List memories", annotations=READ_ONLY),
+        strict_tool(memory_search, title="Search memories", annotations=READ_ONLY),
     ]
