@@ -17,15 +17,16 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from abathur_memory import __version__
 from abathur_memory.config import Settings, default_db_path, load_settings
-from abathur_memory.errors import AbathurError, NotFound
-from abathur_memory.indexer import consistency
-from abathur_memory.schema import runner, validation
+from abathur_memory.errors import AbathurError
+from abathur_memory.schema import runner
 from abathur_memory.storage import backup as backups
 from abathur_memory.storage import driver, salvage
+from abathur_memory.storage.database import check_database_path
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -71,17 +72,26 @@ def cli() -> None:
 
 @cli.command()
 @db_option
-def init(db: Path | None) -> None:
+@click.option(
+    "--create-dirs", is_flag=True, help="Also create the database's directory if it is missing."
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def init(db: Path | None, create_dirs: bool, as_json: bool) -> None:
     """Create the database, or upgrade an older one in place."""
     settings = settings_from(db)
     existed = settings.db.exists()
-    conn = _open_for_cli(settings.db, create=True)
+    conn = _open_for_cli(settings.db, create=True, create_dirs=create_dirs)
     try:
         applied = runner.migrate(conn)
         version = runner.current_version(conn)
     finally:
         conn.close()
     action = "upgraded" if existed and applied else ("created" if applied else "up to date")
+    if as_json:
+        click.echo(
+            json.dumps({"database": str(settings.db), "action": action, "schema_version": version})
+        )
+        return
     click.echo(f"{settings.db}: {action} (schema version {version})")
 
 
@@ -91,7 +101,8 @@ def init(db: Path | None) -> None:
 @click.option(
     "--repair",
     is_flag=True,
-    help="Re-index documents whose chunks, full-text rows or vectors disagree.",
+    help="Fix what the checks find in derived data: indexes, statistics, the document and "
+    "memory search indexes (re-indexing what disagrees).",
 )
 @click.option(
     "--recover",
@@ -101,101 +112,104 @@ def init(db: Path | None) -> None:
     help="Salvage what is readable from a damaged database into this new file.",
 )
 def doctor(db: Path | None, as_json: bool, repair: bool, recover_to: Path | None) -> None:
-    """Check the database: schema, indexes, PRAGMAs, integrity and query plans.
+    """Check the database: schema, indexes, PRAGMAs, integrity, query plans, search indexes.
 
-    Exits with status 1 when any check fails. A database that does not exist yet is created
-    first (in an existing directory), so a new install can be checked end to end.
+    Exits with status 1 when any check fails (warnings do not fail). It never creates a
+    database; a read-only file is checked without being written.
     """
+    from abathur_memory.ops import doctor as doctor_ops
+
     settings = settings_from(db)
     if recover_to is not None:
         _recover(settings.db, recover_to, as_json)
         return
-    created = not settings.db.exists()
-    conn = _open_for_cli(settings.db, create=True)
-    try:
-        if created:
-            runner.migrate(conn)
-            logging.getLogger(__name__).warning("created a new database at %s", settings.db)
-        if repair:
-            _repair(conn, settings)
-        checks = validation.run_checks(conn, settings.db)
-        if runner.current_version(conn) >= runner.latest_version():
-            checks.extend(consistency.check(conn))
-    finally:
-        conn.close()
-    ok = all(check.ok for check in checks)
-    if as_json:
-        report = {
-            "ok": ok,
-            "database": str(settings.db),
-            "version": __version__,
-            "checks": [c.as_dict() for c in checks],
-        }
-        click.echo(json.dumps(report, indent=2))
-    else:
-        table = Table(title=f"abathur-memory doctor — {settings.db}", show_lines=False)
-        table.add_column("", width=2)
-        table.add_column("check")
-        table.add_column("detail", overflow="fold")
-        for check in checks:
-            table.add_row("[green]✓[/]" if check.ok else "[red]✗[/]", check.name, check.detail)
-        out_console.print(table)
-        failed = sum(not c.ok for c in checks)
-        out_console.print(
-            "[green]all checks passed[/]" if ok else f"[red]{failed} check(s) failed[/]"
-        )
-    if not ok:
-        sys.exit(1)
-
-
-def _repair(conn: driver.Connection, settings: Settings) -> None:
-    """Fix index drift: mark what disagrees for re-indexing, then re-index it."""
-    conn.execute("BEGIN IMMEDIATE")
-    try:
-        drift = consistency.repair(conn)
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    for problem in drift.problems:
-        err_console.print(f"repairing: {problem}")
-    if drift.documents:
-        from abathur_memory.cli_documents import document_service
-
-        async def reindex() -> None:
-            async with document_service(settings) as docs:
-                await docs.index()
-
-        asyncio.run(reindex())
-        err_console.print(f"re-indexed {len(drift.documents)} documents")
-
-
-def _recover(db_path: Path, output: Path, as_json: bool) -> None:
-    result = salvage.salvage(db_path, output)
-    problem = backups.verify_database(output)
-    tables = {name: vars(stats) for name, stats in result.tables.items()}
+    report = doctor_ops.examine(settings.db, repair=repair)
+    for line in report.repaired:
+        err_console.print(line, highlight=False)
+    if report.reindex:
+        _reindex(settings)
+        err_console.print(f"re-indexed {len(report.reindex)} documents")
+        report = doctor_ops.examine(settings.db)
     if as_json:
         click.echo(
             json.dumps(
                 {
-                    "ok": problem is None,
-                    "output": str(output),
-                    "copied": result.copied,
-                    "read_errors": result.read_errors,
-                    "tables": tables,
+                    "ok": report.ok,
+                    "database": str(settings.db),
+                    "version": __version__,
+                    "read_only": report.read_only,
+                    "checks": [c.as_dict() for c in report.checks],
                 },
                 indent=2,
             )
         )
     else:
-        for name, stats in tables.items():
-            click.echo(
-                f"{name}: {stats['copied']} rows copied, {stats['read_errors']} unreadable, "
-                f"{stats['detached']} detached, {stats['dropped']} dropped"
+        table = Table(title=f"abathur-memory doctor — {settings.db}", show_lines=False)
+        table.add_column("", width=2)
+        table.add_column("check")
+        table.add_column("detail", overflow="fold")
+        for check in report.checks:
+            mark = (
+                "[red]✗[/]"
+                if not check.ok
+                else ("[yellow]![/]" if check.warning else "[green]✓[/]")
             )
-        click.echo(f"salvaged {result.copied} rows into {output}")
-    if problem:
-        raise AbathurError(f"the salvaged file did not verify: {problem}")
+            table.add_row(mark, check.name, escape(check.detail))
+        out_console.print(table)
+        failed = sum(not c.ok for c in report.checks)
+        warned = sum(c.ok and c.warning for c in report.checks)
+        summary = (
+            "[green]all checks passed[/]" if report.ok else f"[red]{failed} check(s) failed[/]"
+        )
+        if warned:
+            summary += f" ([yellow]{warned} warning(s)[/])"
+        if report.read_only:
+            summary += " — read-only file, checked without writing"
+        out_console.print(summary)
+    if not report.ok:
+        sys.exit(1)
+
+
+def _reindex(settings: Settings) -> None:
+    """Re-index the documents a repair marked (needs the embedding model)."""
+    from abathur_memory.cli_documents import document_service
+
+    async def reindex() -> None:
+        async with document_service(settings) as docs:
+            await docs.index()
+
+    asyncio.run(reindex())
+
+
+def _recover(db_path: Path, output: Path, as_json: bool) -> None:
+    result = salvage.salvage(db_path, output)
+    tables = {name: vars(stats) for name, stats in result.tables.items()}
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "ok": True,
+                    "output": str(output),
+                    "copied": result.copied,
+                    "read_errors": result.read_errors,
+                    "tables": tables,
+                    "reindex": result.reindex_documents,
+                },
+                indent=2,
+            )
+        )
+        return
+    for name, stats in tables.items():
+        click.echo(
+            f"{name}: {stats['copied']} rows copied, {stats['read_errors']} unreadable, "
+            f"{stats['detached']} detached, {stats['dropped']} dropped"
+        )
+    click.echo(f"salvaged {result.copied} rows into {output} (verified)")
+    if result.reindex_documents:
+        click.echo(
+            f"{result.reindex_documents} documents will be re-indexed by the next "
+            f"`abathur-memory index --db {output}` (their chunks and vectors are derived)"
+        )
 
 
 @cli.command()
@@ -238,56 +252,37 @@ def restore(db: Path | None, src: Path) -> None:
 
 @cli.command()
 @db_option
-@principal_options
-@click.option(
-    "--transport",
-    type=click.Choice(["stdio", "streamable-http"]),
-    default="stdio",
-    show_default=True,
-    help="stdio for MCP clients that start the server; streamable-http to serve on 127.0.0.1.",
-)
-@click.option(
-    "--port",
-    type=click.IntRange(1, 65535),
-    default=8765,
-    show_default=True,
-    help="Port for streamable-http (always bound to 127.0.0.1).",
-)
-def serve(db: Path | None, transport: str, port: int, **principal: Any) -> None:
-    """Serve the MCP tools (memories, sessions, tasks) over stdio or streamable HTTP."""
-    from abathur_memory.server.app import create_server
-
-    settings = settings_from(db, **principal)
-    server = create_server(settings)
-    if transport == "stdio":
-        server.run("stdio")
-    else:
-        err_console.print(f"serving MCP on http://127.0.0.1:{port}/mcp (database {settings.db})")
-        server.run("streamable-http", host="127.0.0.1", port=port)
-
-
-@cli.command()
-@db_option
-@click.option("--dry-run", is_flag=True, help="Only list what would be expired or archived.")
+@click.option("--dry-run", is_flag=True, help="Only report what would be done.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def maintain(db: Path | None, dry_run: bool, as_json: bool) -> None:
-    """Apply the lifecycle policy: expire old episodic memories, archive old sessions.
+    """Regular maintenance: apply the lifecycle policy, then refresh the statistics, reclaim
+    free space and checkpoint the WAL.
 
     The policy is the memory app:abathur:config/memory_lifecycle_policies
-    (episodic_ttl_days, archival_after_days).
+    (episodic_ttl_days, archival_after_days): episodic memories not updated for that long
+    are soft-deleted, terminated sessions that old are archived.
     """
     from abathur_memory.memory.services import Services
+    from abathur_memory.ops import doctor as doctor_ops
+    from abathur_memory.ops import maintain as maintenance
 
     settings = settings_from(db)
+    doctor_ops.open_existing(settings.db)[0].close()  # refuse a missing database
 
-    async def run() -> dict[str, Any]:
+    async def lifecycle() -> dict[str, Any]:
         services = await Services.open(settings)
         try:
             return (await services.lifecycle.run(dry_run=dry_run)).as_dict()
         finally:
             await services.close()
 
-    report = asyncio.run(run())
+    report = asyncio.run(lifecycle())
+    conn = driver.connect(settings.db)
+    try:
+        steps = maintenance.run(conn, settings.db, dry_run=dry_run)
+    finally:
+        conn.close()
+    report["database"] = [vars(step) for step in steps]
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
@@ -305,20 +300,14 @@ def maintain(db: Path | None, dry_run: bool, as_json: bool) -> None:
     )
     for session_id in report["archived_sessions"]:
         click.echo(f"  {session_id}")
+    for step in steps:
+        click.echo(f"{step.name}: {step.detail}")
 
 
-def _open_for_cli(path: Path, *, create: bool) -> driver.Connection:
+def _open_for_cli(path: Path, *, create: bool, create_dirs: bool = False) -> driver.Connection:
     """Open a database for a one-shot command, with one-line errors for the usual failures."""
-    if path.is_dir():
-        raise AbathurError(f"{path} is a directory, not a database file")
-    if not path.exists():
-        if not create:
-            raise NotFound(f"no database at {path}")
-        if path == default_db_path():
-            path.parent.mkdir(parents=True, exist_ok=True)
-        elif not path.parent.is_dir():
-            raise NotFound(f"no database at {path}, and its directory {path.parent} does not exist")
-    elif (problem := backups.verify_header(path)) is not None:
+    check_database_path(path, create=create, create_dirs=create_dirs or path == default_db_path())
+    if path.exists() and (problem := backups.verify_header(path)) is not None:
         raise AbathurError(f"cannot open {path}: {problem}")
     try:
         return driver.connect(path)
@@ -341,7 +330,24 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
+    except BaseExceptionGroup as group:  # a server's task group failing on our error
+        ours = _first_of(group, AbathurError)
+        if ours is None:
+            raise
+        click.echo(f"error: {ours}", err=True)
+        sys.exit(1)
 
 
-# Document commands (index, search, status, watch, roots) register themselves on `cli`.
+def _first_of(group: BaseExceptionGroup, kind: type[AbathurError]) -> AbathurError | None:
+    for exc in group.exceptions:
+        if isinstance(exc, kind):
+            return exc
+        if isinstance(exc, BaseExceptionGroup) and (found := _first_of(exc, kind)) is not None:
+            return found
+    return None
+
+
+# Document commands (index, search, status, watch, roots) and the server's (serve, tokens)
+# register themselves on `cli`.
 from abathur_memory import cli_documents as _cli_documents  # noqa: E402, F401
+from abathur_memory import cli_server as _cli_server  # noqa: E402, F401

@@ -15,7 +15,6 @@ import click
 from rich.markup import escape
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
     TextColumn,
     TimeElapsedColumn,
@@ -27,20 +26,24 @@ from abathur_memory.cli import cli, db_option, err_console, out_console, setting
 from abathur_memory.config import Settings
 from abathur_memory.indexer.documents import DocumentService
 from abathur_memory.indexer.embedders.factory import make_embedder
+from abathur_memory.indexer.roots import VISIBILITIES, Root
 from abathur_memory.indexer.search import MODES, Filters
 from abathur_memory.indexer.worker import Progress as WorkProgress
+from abathur_memory.memory.namespaces import Principal
 from abathur_memory.storage.database import Database
 
 
 @contextlib.asynccontextmanager
 async def document_service(
-    settings: Settings, *, with_embedder: bool = True
+    settings: Settings, *, with_embedder: bool = True, create: bool = False
 ) -> AsyncIterator[DocumentService]:
+    """Only `index` and `watch` may create the database (``create``)."""
     db = await Database.open(
         settings.db,
         readers=2,
         busy_timeout_ms=settings.busy_timeout_ms,
         write_retries=settings.write_retries,
+        create=create,
     )
     embedder = make_embedder(settings) if with_embedder else None
     try:
@@ -51,10 +54,35 @@ async def document_service(
         await db.close()
 
 
+def operator_principal(settings: Settings) -> Principal:
+    """Who owns the roots this command registers: the configured user and project."""
+    return Principal(user=settings.user, app=settings.app, project=settings.project)
+
+
 async def register_roots(
-    docs: DocumentService, specs: list[str], excludes: tuple[str, ...]
-) -> list[Any]:
-    return [await docs.add_root(spec, excludes) for spec in specs]
+    docs: DocumentService,
+    specs: list[str],
+    excludes: tuple[str, ...],
+    *,
+    owner: Principal,
+    visibility: str | None = None,
+) -> list[Root]:
+    roots = []
+    for spec in specs:
+        registered = await docs.add_root(spec, excludes, owner=owner, visibility=visibility)
+        for note in registered.notes:
+            err_console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+        roots.append(registered.root)
+    return roots
+
+
+VISIBILITY = click.option(
+    "--visibility",
+    type=click.Choice(VISIBILITIES),
+    default=None,
+    help="Who may search and read a new root over MCP: private (its owner, the default), "
+    "project (the owner's project) or all.",
+)
 
 
 @cli.command()
@@ -62,9 +90,15 @@ async def register_roots(
 @click.argument("dirs", nargs=-1)
 @click.option("--full", is_flag=True, help="Re-read, re-chunk and re-index every document.")
 @click.option("--exclude", multiple=True, help="Gitignore-style pattern to skip (repeatable).")
+@VISIBILITY
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def index(
-    db: Path | None, dirs: tuple[str, ...], full: bool, exclude: tuple[str, ...], as_json: bool
+    db: Path | None,
+    dirs: tuple[str, ...],
+    full: bool,
+    exclude: tuple[str, ...],
+    visibility: str | None,
+    as_json: bool,
 ) -> None:
     """Index markdown folders (DIR or NAME=DIR); without DIRs, the folders indexed before.
 
@@ -74,9 +108,13 @@ def index(
     settings = settings_from(db)
 
     async def run() -> dict[str, Any]:
-        async with document_service(settings) as docs:
+        async with document_service(settings, create=True) as docs:
             chosen = await register_roots(
-                docs, [*settings.docs, *dirs], tuple([*settings.exclude, *exclude])
+                docs,
+                [*settings.docs, *dirs],
+                tuple([*settings.exclude, *exclude]),
+                owner=operator_principal(settings),
+                visibility=visibility,
             )
             if not await docs.roots():
                 raise click.UsageError("no folders to index: give one, e.g. `index ~/notes`")
@@ -94,41 +132,54 @@ def index(
     for scan in report["scans"]:
         click.echo(
             f"{scan['root']}: {scan['files']} files ({scan['new']} new, {scan['changed']} changed,"
-            f" {scan['moved']} moved, {scan['deleted']} deleted, {scan['failed']} failed)"
+            f" {scan['moved']} moved, {scan['deleted']} deleted)"
         )
+        if scan["files"] == 0 and not scan["skipped"].get(""):
+            err_console.print(
+                f"[yellow]warning:[/] {escape(scan['root'])} holds no markdown files "
+                "(.md, .markdown) that are not excluded or ignored",
+                highlight=False,
+            )
         for path, reason in list(scan["skipped"].items())[:10]:
-            click.echo(f"  skipped {path}: {reason}")
+            click.echo(f"  skipped {path or scan['root']}: {reason}")
     work = report["work"]
-    click.echo(
+    line = (
         f"indexed {work['documents_done']} documents ({work['chunks_embedded']} chunks embedded,"
         f" {work['chunks_reused']} reused) in {work['seconds']:.1f}s"
-        + (
-            f"; {work['documents_failed']} failed (see `status`)"
-            if work["documents_failed"]
-            else ""
-        )
     )
+    if report["failed_count"]:
+        line += f"; {report['failed_count']} documents could not be indexed (see `status`)"
+    click.echo(line)
+    for failure in report["failed"][:10]:
+        click.echo(f"  failed {failure['path']}: {failure['error']}")
+    if work["held_elsewhere"]:
+        click.echo(
+            f"another indexer is working on {work['held_elsewhere']} documents of these folders;"
+            " they are indexed when it finishes"
+        )
 
 
 async def _index_with_progress(docs: DocumentService, only: Any, full: bool) -> Any:
+    """A bar over the bytes to embed (file counts mislead: the first files may be tiny)."""
     columns = (
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("files"),
+        TextColumn("{task.fields[files]} files"),
         TextColumn("{task.fields[chunks]} chunks, {task.fields[rate]} emb/s"),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
     )
     with Progress(*columns, console=err_console, transient=False) as bar:
-        task = bar.add_task("indexing", total=None, chunks=0, rate="-")
+        task = bar.add_task("indexing", total=None, files="0", chunks=0, rate="-")
 
         def update(state: WorkProgress) -> None:
             rate = state.chunks_embedded / state.embed_seconds if state.embed_seconds else 0
+            done = state.documents_done + state.documents_failed
             bar.update(
                 task,
-                total=state.documents_total or None,
-                completed=state.documents_done + state.documents_failed,
+                total=state.bytes_total or None,
+                completed=min(state.bytes_done, state.bytes_total),
+                files=f"{done}/{state.documents_total}",
                 chunks=state.chunks_embedded + state.chunks_reused,
                 rate=f"{rate:.1f}",
             )
@@ -142,7 +193,13 @@ async def _index_with_progress(docs: DocumentService, only: Any, full: bool) -> 
 @click.option("-k", "k", type=click.IntRange(1, 100), default=10, show_default=True)
 @click.option("--mode", type=click.Choice(MODES), default="hybrid", show_default=True)
 @click.option("--root", default=None, help="Only this root (by name).")
-@click.option("--path", "path_glob", default=None, help="Only paths matching this glob.")
+@click.option(
+    "--path",
+    "path_glob",
+    default=None,
+    help="Only documents whose path inside their root matches this glob: * and ? stay in one "
+    "folder, ** spans folders (e.g. 'guides/*.md', '**/setup*.md').",
+)
 @click.option("--tag", "tags", multiple=True, help="Only documents with this tag (repeatable).")
 @click.option("--type", "document_type", default=None, help="Only this document type.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
@@ -163,7 +220,7 @@ def search(
 
     async def run() -> dict[str, Any]:
         async with document_service(settings) as docs:
-            return (await docs.search(query, k, mode, filters)).as_dict()
+            return (await docs.search(None, query, k, mode, filters)).as_dict()
 
     result = asyncio.run(run())
     if as_json:
@@ -201,32 +258,24 @@ def status(db: Path | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
-    table = Table(title=f"index of {settings.db}")
-    for column in (
-        "root",
-        "path",
-        "documents",
-        "synced",
-        "pending",
-        "stale",
-        "failed",
-        "last scan",
-    ):
-        table.add_column(column)
-    for root in info["roots"]:
-        states = root["by_status"]
-        table.add_row(
+    columns = ("root", "path", "documents", "synced", "pending", "stale", "failed", "last scan")
+    rows = [
+        (
             root["name"],
-            root["path"] + ("" if root["exists"] else " (missing)"),
+            (root["path"] or "-") + ("" if root["exists"] else " (missing)"),
             str(root["documents"]),
-            *(str(states[s]) for s in ("synced", "pending", "stale", "failed")),
+            *(str(root["by_status"][s]) for s in ("synced", "pending", "stale", "failed")),
             root["last_scan_at"] or "never",
         )
-    out_console.print(table)
+        for root in info["roots"]
+    ]
+    _print_rows(f"index of {settings.db}", columns, rows)
     out_console.print(
         f"model {info['model'] or '(none yet)'} ({info['dimensions'] or '-'} dims), "
         f"{info['chunks']} chunks, {info['pending']} documents waiting, "
-        f"last sync {info['last_sync_at'] or 'never'}"
+        f"{info['failed_count']} failed, last sync {info['last_sync_at'] or 'never'}",
+        highlight=False,
+        soft_wrap=True,
     )
     if info["rebuild"]:
         r = info["rebuild"]
@@ -234,47 +283,150 @@ def status(db: Path | None, as_json: bool) -> None:
             f"rebuilding for {r['model']}: {r['documents_done']}/{r['documents']} documents"
         )
     for failure in info["failed"][:10]:
-        out_console.print(f"[red]failed[/] {failure['path']}: {failure['error']}", highlight=False)
+        out_console.print(
+            f"[red]failed[/] {escape(failure['path'])}: {escape(str(failure['error']))}",
+            highlight=False,
+            soft_wrap=True,
+        )
     for watcher in info["watchers"]:
         state = "alive" if watcher["alive"] else "[red]not responding[/]"
         out_console.print(
             f"{watcher['kind']} pid {watcher['pid']} ({', '.join(watcher['roots'])}): {state}, "
-            f"last beat {watcher['seconds_since_beat']}s ago"
+            f"last beat {watcher['seconds_since_beat']}s ago",
+            soft_wrap=True,
         )
+
+
+def _print_rows(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    """A table on a terminal; tab-separated lines, never truncated, when piped."""
+    if not out_console.is_terminal:
+        click.echo("\t".join(columns))
+        for row in rows:
+            click.echo("\t".join(row))
+        return
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(escape(cell) for cell in row))
+    out_console.print(table)
 
 
 @cli.command()
 @db_option
-@click.option("--remove", "remove", default=None, help="Forget this root and its documents.")
-def roots(db: Path | None, remove: str | None) -> None:
-    """List the indexed folders, or forget one (--remove NAME)."""
-    settings = settings_from(db)
+@click.option(
+    "--remove", "remove", default=None, metavar="NAME", help="Forget this root and its documents."
+)
+@click.option(
+    "--rename",
+    nargs=2,
+    default=None,
+    metavar="OLD NEW",
+    help="Rename a root (its documents follow).",
+)
+@click.option(
+    "--set",
+    "set_name",
+    default=None,
+    metavar="NAME",
+    help="Change a root: its --exclude patterns, --visibility or --owner.",
+)
+@click.option(
+    "--exclude", multiple=True, help="With --set: the root's exclude patterns (replace them)."
+)
+@click.option("--no-excludes", is_flag=True, help="With --set: clear the root's exclude patterns.")
+@VISIBILITY
+@click.option("--owner", default=None, help="With --set: the user who owns the root.")
+@click.option("--json", "as_json", is_flag=True, help="Print the roots as JSON.")
+def roots(
+    db: Path | None,
+    remove: str | None,
+    rename: tuple[str, str] | None,
+    set_name: str | None,
+    exclude: tuple[str, ...],
+    no_excludes: bool,
+    visibility: str | None,
+    owner: str | None,
+    as_json: bool,
+) -> None:
+    """List the indexed folders with their owner, visibility and excludes, or change one.
 
-    async def run() -> list[Any]:
+    A changed exclude list applies at the next `index` (which drops what it now excludes).
+    """
+    settings = settings_from(db)
+    if (exclude or no_excludes or visibility or owner) and set_name is None:
+        raise click.UsageError("--exclude, --no-excludes, --visibility and --owner need --set NAME")
+    if exclude and no_excludes:
+        raise click.UsageError("give --exclude or --no-excludes, not both")
+
+    async def run() -> list[Root]:
         async with document_service(settings, with_embedder=False) as docs:
             if remove is not None:
                 removed = await docs.remove_root(remove)
-                click.echo(f"forgot root {remove} ({removed} documents)")
+                err_console.print(f"forgot root {remove} ({removed} documents)", highlight=False)
+            if rename is not None:
+                renamed = await docs.rename_root(*rename)
+                err_console.print(f"renamed root {rename[0]} to {renamed.name}", highlight=False)
+            if set_name is not None:
+                await docs.update_root(
+                    set_name,
+                    excludes=() if no_excludes else (tuple(exclude) if exclude else None),
+                    visibility=visibility,
+                    owner=owner,
+                )
             return await docs.roots()
 
-    for root in asyncio.run(run()):
-        click.echo(f"{root.name}\t{root.path}")
+    found = asyncio.run(run())
+    if as_json:
+        click.echo(
+            json.dumps(
+                [
+                    {
+                        "name": r.name,
+                        "path": str(r.path),
+                        "owner": r.owner,
+                        "project": r.project,
+                        "visibility": r.visibility,
+                        "excludes": list(r.excludes),
+                        "last_scan_at": r.last_scan_at,
+                    }
+                    for r in found
+                ],
+                indent=2,
+            )
+        )
+        return
+    _print_rows(
+        "document roots",
+        ("root", "path", "owner", "visibility", "excludes"),
+        [
+            (r.name, str(r.path), r.owner or "-", r.visibility, ", ".join(r.excludes) or "-")
+            for r in found
+        ],
+    )
 
 
 @cli.command()
 @db_option
 @click.argument("dirs", nargs=-1)
 @click.option("--exclude", multiple=True, help="Gitignore-style pattern to skip (repeatable).")
-def watch(db: Path | None, dirs: tuple[str, ...], exclude: tuple[str, ...]) -> None:
+@VISIBILITY
+def watch(
+    db: Path | None, dirs: tuple[str, ...], exclude: tuple[str, ...], visibility: str | None
+) -> None:
     """Keep folders indexed: index them, then re-index files as they change (Ctrl-C stops)."""
     from abathur_memory.indexer.watcher import Watcher
 
     settings = settings_from(db)
 
     async def run() -> None:
-        async with document_service(settings) as docs:
+        async with document_service(settings, create=True) as docs:
             await register_roots(
-                docs, [*settings.docs, *dirs], tuple([*settings.exclude, *exclude])
+                docs,
+                [*settings.docs, *dirs],
+                tuple([*settings.exclude, *exclude]),
+                owner=operator_principal(settings),
+                visibility=visibility,
             )
             if not await docs.roots():
                 raise click.UsageError("no folders to watch: give one, e.g. `watch ~/notes`")

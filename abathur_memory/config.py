@@ -73,6 +73,16 @@ class Settings(BaseModel):
     max_file_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
     watch: bool = Field(False, description="serve: keep the document roots indexed")
     watch_debounce_ms: int = Field(500, ge=0, le=60_000)
+    http_header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="HTTP: close a connection whose request head (or then "
+        "body) does not arrive within this many seconds",
+    )
+    http_keep_alive_s: float = Field(
+        5.0, gt=0, le=600, description="HTTP: close an idle kept-alive connection after this"
+    )
     maintenance_interval_hours: float = Field(
         24.0, ge=0, le=24 * 365, description="lifecycle maintenance period in serve (0: off)"
     )

@@ -41,3 +41,10 @@ class Unavailable(AbathurError):
     """A resource (database lock, embedder, file) is not available right now."""
 
     code = "unavailable"
+
+
+class ReadOnly(Unavailable):
+    """The database cannot be written (read-only file, folder or mount): retrying cannot
+    help, so it has its own kind."""
+
+    code = "read_only"

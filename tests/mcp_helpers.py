@@ -65,3 +65,21 @@ def snapshot(db_path: Path) -> dict[str, str]:
 
 def text_of(result: Any) -> str:
     return "\n".join(getattr(block, "text", "") for block in result.content)
+
+
+async def wait_for_audit(db_path: Path, rows: int, timeout: float = 5.0) -> int:
+    """Wait until the audit table has at least ``rows`` rows (denials are audited in the
+    background, right after the answer); returns the count."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        conn = driver.connect(db_path)
+        try:
+            count = int(conn.execute("SELECT count(*) FROM audit").fetchone()[0])
+        finally:
+            conn.close()
+        if count >= rows or time.monotonic() > deadline:
+            return count
+        await asyncio.sleep(0.02)

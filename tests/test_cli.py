@@ -56,6 +56,7 @@ def test_db_comes_from_the_environment(capsys, db_path, monkeypatch):
 
 
 def test_doctor_json_on_a_new_database_is_all_ok(capsys, db_path):
+    assert run_cli(capsys, "init", "--db", str(db_path)).code == 0
     result = run_cli(capsys, "doctor", "--json", "--db", str(db_path))
     assert result.code == 0, result.out
     report = result.json()
@@ -80,10 +81,12 @@ def test_doctor_json_on_a_new_database_is_all_ok(capsys, db_path):
         "size",
     ):
         assert expected in names
-    assert all(set(c) == {"name", "ok", "detail"} for c in report["checks"])
+    assert all(set(c) == {"name", "ok", "warning", "detail"} for c in report["checks"])
+    assert not any(c["warning"] for c in report["checks"])
 
 
 def test_doctor_table_output(capsys, db_path):
+    assert run_cli(capsys, "init", "--db", str(db_path)).code == 0
     result = run_cli(capsys, "doctor", "--db", str(db_path))
     assert result.code == 0
     assert "all checks passed" in result.out

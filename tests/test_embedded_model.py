@@ -51,7 +51,7 @@ async def test_index_and_search_the_examples(db, model):
         ("which task should a worker pick up from the queue", "docs/guides/sessions-and-tasks.md"),
         ("the database is locked by another process", "docs/guides/troubleshooting.md"),
     ]:
-        semantic = await docs.search(query, k=1, mode="semantic")
+        semantic = await docs.search(None, query, k=1, mode="semantic")
         assert semantic.results[0].path == expected, query
-        hybrid = await docs.search(query, k=1)
+        hybrid = await docs.search(None, query, k=1)
         assert hybrid.results[0].path == expected, query

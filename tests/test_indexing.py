@@ -50,7 +50,7 @@ async def _counts(db):
 
 
 async def test_index_a_tree(docs, db, tree, embedder):
-    root = await docs.add_root(tree)
+    root = (await docs.add_root(tree)).root
     assert root.name == "docs"
     report = await docs.index()
     assert report.scans[0].new == 3
@@ -109,7 +109,7 @@ async def test_a_changed_file_is_reembedded_keeping_unchanged_chunks(docs, db, t
         )
     )[0]
     assert status == "synced"
-    hits = await docs.search("cunning", mode="keyword")
+    hits = await docs.search(None, "cunning", mode="keyword")
     assert hits.results[0].path == "docs/alpha.md"
 
 
@@ -124,7 +124,7 @@ async def test_a_moved_file_keeps_its_vectors(docs, db, tree, embedder):
     assert embedder.embedded_texts == before
     paths = [r[0] for r in await db.fetchall("SELECT file_path FROM document_index ORDER BY 1")]
     assert "docs/archive/beta-2024.md" in paths and "docs/notes/beta.md" not in paths
-    result = await docs.search("write-ahead logging")
+    result = await docs.search(None, "write-ahead logging")
     assert result.results[0].path == "docs/archive/beta-2024.md"
 
 
@@ -139,9 +139,9 @@ async def test_a_deleted_file_leaves_every_table(docs, db, tree):
     assert after["documents"] == before["documents"] - 1
     assert after["chunks"] == after["fts"] == after["vectors"] < before["chunks"]
     assert after["space_documents"] == 2
-    assert (await docs.search("vector meaning", mode="keyword")).results == [] or all(
+    assert (await docs.search(None, "vector meaning", mode="keyword")).results == [] or all(
         h.path != "docs/notes/gamma.markdown"
-        for h in (await docs.search("vector meaning", mode="keyword")).results
+        for h in (await docs.search(None, "vector meaning", mode="keyword")).results
     )
 
 
@@ -292,7 +292,7 @@ async def test_changing_the_model_rebuilds_beside_the_old_index(db, tree):
     status = await new.status()
     assert status["model"] == "fake:old" and status["rebuild"]["model"] == "fake:new"
     # While building, searches answer from the old index (keywords, with a clear note).
-    during = await new.search("fox")
+    during = await new.search(None, "fox")
     assert during.results and during.mode_used == "keyword" and "rebuild" in during.degraded
     await worker.run()
     after = await new.status()
@@ -301,7 +301,7 @@ async def test_changing_the_model_rebuilds_beside_the_old_index(db, tree):
     assert not {old_space.chunks, old_space.fts, old_space.vectors} & tables  # old index dropped
     spaces_left = await db.fetchall("SELECT model_id, status FROM embedding_spaces")
     assert [tuple(r) for r in spaces_left] == [("fake:new", "active")]
-    result = await new.search("fox")
+    result = await new.search(None, "fox")
     assert result.mode_used == "hybrid" and result.results[0].path == "docs/alpha.md"
     synced = await db.fetchall("SELECT DISTINCT sync_status, embedding_model FROM document_index")
     assert [tuple(r) for r in synced] == [("synced", "fake:new")]
@@ -312,19 +312,17 @@ async def test_an_unreadable_file_is_recorded_and_the_rest_indexed(docs, db, tmp
     any file whatever its mode, so the OS refusal is also simulated where chmod cannot."""
     import errno
 
-    from abathur_memory.indexer import scan
-
     root = write_tree(tmp_path / "perm", {"good.md": "# Good\nfine\n", "locked.md": "# L\nx\n"})
     locked = root / "locked.md"
     locked.chmod(0)
-    real_hash_file = scan.hash_file
+    real_open = os.open
 
-    def refusing(path, *args, **kwargs):
-        if path.name == "locked.md":
+    def refusing(path, flags, *args, **kwargs):
+        if str(path).endswith("locked.md"):
             raise PermissionError(errno.EACCES, "Permission denied", str(path))
-        return real_hash_file(path, *args, **kwargs)
+        return real_open(path, flags, *args, **kwargs)
 
-    monkeypatch.setattr(scan, "hash_file", refusing)
+    monkeypatch.setattr(os, "open", refusing)
     await docs.add_root(root)
     report = await docs.index()
     rows = {
@@ -335,13 +333,13 @@ async def test_an_unreadable_file_is_recorded_and_the_rest_indexed(docs, db, tmp
         )
     }
     assert rows["perm/good.md"] == ("synced", None, 1)
-    assert rows["perm/locked.md"] == ("failed", "cannot read: Permission denied", 0)
+    assert rows["perm/locked.md"] == ("failed", "cannot read locked.md: Permission denied", 0)
     assert report.scans[0].failed == 1
     space = await _space(db)
     assert (await db.fetchone(f"SELECT count(DISTINCT document_id) FROM {space.chunks}"))[0] == 1
 
     # Readable again and changed: the next run indexes it.
-    monkeypatch.setattr(scan, "hash_file", real_hash_file)
+    monkeypatch.setattr(os, "open", real_open)
     locked.chmod(0o644)
     locked.write_text("# L\nreadable now\n")
     await docs.index()
@@ -357,19 +355,20 @@ async def test_a_file_unreadable_when_the_worker_reads_it(docs, db, tmp_path, mo
     from pathlib import Path
 
     root = write_tree(tmp_path / "late", {"good.md": "# Good\nfine\n", "locked.md": "# L\nx\n"})
-    real_read_bytes = Path.read_bytes
+    real_open = os.open
 
-    def refusing(self):
-        if self.name == "locked.md":
-            raise PermissionError(errno.EACCES, "Permission denied", str(self))
-        return real_read_bytes(self)
+    def refusing(path, flags, *args, **kwargs):  # root ignores file modes: refuse by hand
+        if Path(path).name == "locked.md":
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
 
     await docs.add_root(root)
-    monkeypatch.setattr(Path, "read_bytes", refusing)
+    await docs.scan()  # readable at the scan
+    monkeypatch.setattr(os, "open", refusing)
     report = await docs.index()
     row = await db.fetchone(
         "SELECT sync_status, json_extract(metadata, '$.error'), chunk_count FROM document_index"
         " WHERE file_path = 'late/locked.md'"
     )
-    assert tuple(row) == ("failed", "cannot read: Permission denied", 0)
+    assert tuple(row) == ("failed", "cannot read locked.md: Permission denied", 0)
     assert report.work.documents_done == 1 and report.work.documents_failed == 1

@@ -106,7 +106,7 @@ async def test_the_watcher_survives_a_failing_model(db, tmp_path):
     flaky.ok_calls = 10**6  # the model is back
     deadline = time.monotonic() + 30
     while True:
-        if (await docs.search("second file", mode="keyword")).results:
+        if (await docs.search(None, "second file", mode="keyword")).results:
             break
         assert time.monotonic() < deadline, "the watcher never retried"
         await asyncio.sleep(0.2)

@@ -263,6 +263,7 @@ async def test_namespace_policy(services, db, namespace, allowed_read, allowed_w
     else:
         with pytest.raises(Forbidden, match="denied"):
             await m.put(namespace, "k", 1)
+        await services.recorder.flush()  # denials are audited off the caller's path
         denied = await _audit(db, namespace)
         assert denied[-1]["result"] == "denied"
         assert json.loads(denied[-1]["action_data"])["attempted"] == "write"

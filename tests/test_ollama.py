@@ -20,7 +20,7 @@ async def test_index_and_search_with_ollama(db, tmp_path):
         await docs.add_root(write_tree(tmp_path / "docs"))
         report = await docs.index()
         assert report.work.documents_done == 3
-        result = await docs.search("write-ahead logging")
+        result = await docs.search(None, "write-ahead logging")
         assert result.mode_used == "hybrid" and result.model == "ollama:nomic-embed-text"
         assert result.results[0].path == "docs/notes/beta.md"
         embeds = [r for r in stub.requests if "input" in r]
@@ -77,7 +77,7 @@ async def test_search_degrades_when_ollama_goes_away(db, tmp_path, monkeypatch):
         docs = DocumentService(db, embedder)
         await docs.add_root(write_tree(tmp_path / "docs"))
         await docs.index()
-    result = await docs.search("write-ahead logging")  # the stub has stopped
+    result = await docs.search(None, "write-ahead logging")  # the stub has stopped
     assert result.mode_used == "keyword"
     assert "ollama serve" in result.degraded
     assert result.results[0].path == "docs/notes/beta.md"

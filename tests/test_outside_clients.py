@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from http_helpers import bearer_proxy
 
 pytestmark = pytest.mark.slow
 
@@ -128,6 +129,34 @@ def _wait_for_port(port: int, proc: subprocess.Popen[str], timeout: float = 30) 
     raise AssertionError(f"nothing listened on port {port}")
 
 
+def make_token(db_path: Path, name: str = "tests", *args: str) -> str:
+    """`abathur-memory tokens create NAME` (creating the database first)."""
+    subprocess.run(
+        [sys.executable, "-m", "abathur_memory", "init", "--db", str(db_path)],
+        check=True,
+        capture_output=True,
+    )
+    made = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "abathur_memory",
+            "tokens",
+            "create",
+            name,
+            "--db",
+            str(db_path),
+            "--user",
+            "alice",
+            *args,
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return made.stdout.strip()
+
+
 @contextlib.contextmanager
 def _http_server(db_path: Path) -> Iterator[int]:
     """`serve --transport streamable-http` on a free port; yields the port once it listens."""
@@ -147,7 +176,9 @@ def _http_server(db_path: Path) -> Iterator[int]:
 
 
 def test_streamable_http_passes_the_conformance_scenarios(clients, db_path):
-    with _http_server(db_path) as port:
+    # The suite cannot send a header: a proxy adds the bearer token every request needs.
+    token = make_token(db_path)
+    with _http_server(db_path) as server_port, bearer_proxy(server_port, token) as port:
         for scenario in SCENARIOS:
             proc = subprocess.run(
                 [

@@ -36,7 +36,7 @@ def test_stdio_server_subprocess(db_path):
             got = await client.call_tool("memory_get", {"namespace": "user:alice:x", "key": "k"})
             assert got.structured_content["value"] == [1, 2]
             denied = await client.call_tool("memory_get", {"namespace": "user:eve:x", "key": "k"})
-            assert denied.is_error and text_of(denied).startswith("Error executing tool")
+            assert denied.is_error and text_of(denied).startswith("forbidden: ")
             assert "forbidden" in text_of(denied)
 
     anyio.run(run)

@@ -28,12 +28,12 @@ async def indexed(db, tmp_path):
 
 async def test_hybrid_keyword_and_semantic(indexed):
     for mode in ("hybrid", "keyword", "semantic"):
-        result = await indexed.search("write-ahead logging readers", mode=mode, k=3)
+        result = await indexed.search(None, "write-ahead logging readers", mode=mode, k=3)
         assert result.mode_used == mode and result.degraded is None
         assert result.results, mode
         top = result.results[0]
         assert top.path in ("docs/notes/beta.md", "more/extra.md")
-    hybrid = await indexed.search("write-ahead logging readers", k=5)
+    hybrid = await indexed.search(None, "write-ahead logging readers", k=5)
     top = hybrid.results[0]
     assert top.path == "docs/notes/beta.md" and top.heading == ["Beta", "WAL"]
     assert (top.start_line, top.end_line) == (10, 12)
@@ -44,22 +44,33 @@ async def test_hybrid_keyword_and_semantic(indexed):
 
 
 async def test_filters(indexed):
-    only_more = await indexed.search("logging", filters=Filters(root="more"))
+    only_more = await indexed.search(None, "logging", filters=Filters(root="more"))
     assert {h.path for h in only_more.results} == {"more/extra.md"}
-    by_glob = await indexed.search("logging", filters=Filters(path_glob="docs/notes/*"))
-    assert {h.path for h in by_glob.results} <= {"docs/notes/beta.md", "docs/notes/gamma.markdown"}
+    # Globs match the path inside the root: * stays in one folder, ** spans folders.
+    by_glob = await indexed.search(None, "logging", filters=Filters(path_glob="notes/*"))
+    assert {h.path for h in by_glob.results} == {"docs/notes/beta.md", "docs/notes/gamma.markdown"}
     assert by_glob.results[0].path == "docs/notes/beta.md"
-    by_tag = await indexed.search("file", filters=Filters(tags=["SQLite"]))
+
+    async def keyword_paths(glob):
+        found = await indexed.search(
+            None, "logging", mode="keyword", filters=Filters(path_glob=glob)
+        )
+        return {h.path for h in found.results}
+
+    assert await keyword_paths("*.md") == {"more/extra.md"}  # top level of each root only
+    assert await keyword_paths("**/*.md") == {"docs/notes/beta.md", "more/extra.md"}
+    assert await keyword_paths("docs/notes/*") == set()  # the root's name is not in the path
+    by_tag = await indexed.search(None, "file", filters=Filters(tags=["SQLite"]))
     assert {h.path for h in by_tag.results} == {"docs/notes/beta.md"}
-    by_type = await indexed.search("fox", filters=Filters(document_type="design"))
-    assert {h.path for h in by_type.results} <= {"docs/notes/beta.md"}
+    by_type = await indexed.search(None, "fox", filters=Filters(document_type="design"))
+    assert {h.path for h in by_type.results} == {"docs/notes/beta.md"}
     with pytest.raises(InvalidInput, match="no root named 'nope'; roots: docs, more"):
-        await indexed.search("x", filters=Filters(root="nope"))
+        await indexed.search(None, "x", filters=Filters(root="nope"))
 
 
 async def test_degrades_to_keyword_when_the_model_is_down(db, indexed):
     down = DocumentService(db, DownEmbedder(dim=64))
-    result = await down.search("write-ahead logging")
+    result = await down.search(None, "write-ahead logging")
     assert result.mode_used == "keyword"
     assert "ollama serve" in result.degraded
     assert result.results and result.results[0].semantic_rank is None
@@ -69,7 +80,7 @@ async def test_changed_files_are_flagged(indexed, tmp_path):
     path = tmp_path / "docs" / "alpha.md"
     path.write_text(path.read_text() + "\nA new line.\n")
     os.utime(path, ns=(1, 1))
-    result = await indexed.search("quick brown fox", mode="keyword")
+    result = await indexed.search(None, "quick brown fox", mode="keyword")
     assert result.results[0].path == "docs/alpha.md"
     assert result.results[0].changed_since_indexed is True
 
@@ -88,22 +99,22 @@ async def test_changed_files_are_flagged(indexed, tmp_path):
 )
 async def test_bad_queries(indexed, query, k, mode, message):
     with pytest.raises(InvalidInput, match=message):
-        await indexed.search(query, k=k, mode=mode)
+        await indexed.search(None, query, k=k, mode=mode)
 
 
 async def test_search_before_anything_is_indexed(db):
     empty = DocumentService(db, FakeEmbedder(dim=64))
-    result = await empty.search("anything")
+    result = await empty.search(None, "anything")
     assert result.results == [] and "nothing is indexed" in result.degraded
 
 
 async def test_document_get_reads_ranges(indexed):
-    whole = await indexed.get("docs/notes/beta.md")
+    whole = await indexed.get(None, "docs/notes/beta.md")
     assert whole.total_lines == 12 and whole.text.startswith("---")
-    part = await indexed.get("docs/notes/beta.md", 10, 12)
+    part = await indexed.get(None, "docs/notes/beta.md", 10, 12)
     assert part.text == "## WAL\n\nWrite-ahead logging lets readers and a writer work at once."
     assert (part.start_line, part.end_line, part.title) == (10, 12, "Beta notes")
-    clipped = await indexed.get("docs/notes/beta.md", 11, 500)
+    clipped = await indexed.get(None, "docs/notes/beta.md", 11, 500)
     assert clipped.end_line == 12
 
 
@@ -113,21 +124,21 @@ async def test_document_get_refuses_paths_outside_the_roots(indexed, tmp_path):
     os.symlink(secret, tmp_path / "docs" / "escape.md")
     (tmp_path / "docs" / "notes.txt").write_text("not markdown")
     with pytest.raises(Forbidden, match=r"'\.\.' is not allowed"):
-        await indexed.get("docs/../secret.md")
+        await indexed.get(None, "docs/../secret.md")
     with pytest.raises(Forbidden, match="absolute"):
-        await indexed.get(str(secret))
-    with pytest.raises(Forbidden, match="leads outside the root"):
-        await indexed.get("docs/escape.md")
+        await indexed.get(None, str(secret))
+    with pytest.raises(NotFound, match=r"not in the index|no document"):
+        await indexed.get(None, "docs/escape.md")  # links are never indexed, so never read
     with pytest.raises(Forbidden, match="only markdown"):
-        await indexed.get("docs/notes.txt")
+        await indexed.get(None, "docs/notes.txt")
     with pytest.raises(NotFound, match="roots: docs, more"):
-        await indexed.get("elsewhere/x.md")
+        await indexed.get(None, "elsewhere/x.md")
     with pytest.raises(NotFound):
-        await indexed.get("docs/missing.md")
+        await indexed.get(None, "docs/missing.md")
     with pytest.raises(InvalidInput, match="past the end"):
-        await indexed.get("docs/alpha.md", 999)
+        await indexed.get(None, "docs/alpha.md", 999)
     with pytest.raises(InvalidInput, match="start_line"):
-        await indexed.get("docs/alpha.md", 0)
+        await indexed.get(None, "docs/alpha.md", 0)
 
 
 def test_fts_terms_drop_stopwords_unless_nothing_is_left():
@@ -155,10 +166,10 @@ async def test_very_common_terms_are_dropped_when_rarer_ones_remain(db, tmp_path
     docs = DocumentService(db, FakeEmbedder(dim=64))
     await docs.add_root(write_tree(tmp_path / "c", files))
     await docs.index()
-    both = await docs.search("common unicorn", mode="keyword", k=20)
+    both = await docs.search(None, "common unicorn", mode="keyword", k=20)
     assert len(both.results) == 7  # every chunk matches "common"
     monkeypatch.setattr(search, "COMMON_TERM_CHUNKS", 3)
-    pruned = await docs.search("common unicorn", mode="keyword", k=20)
+    pruned = await docs.search(None, "common unicorn", mode="keyword", k=20)
     assert [h.path for h in pruned.results] == ["c/special.md"]
-    only_common = await docs.search("common", mode="keyword", k=20)
+    only_common = await docs.search(None, "common", mode="keyword", k=20)
     assert len(only_common.results) == 7  # nothing rarer: the term is kept

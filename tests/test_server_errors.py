@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import re
+
 import pytest
-from mcp_helpers import connected, snapshot, text_of
+from mcp_helpers import connected, snapshot, text_of, wait_for_audit
 
 pytestmark = pytest.mark.anyio
 
@@ -124,7 +127,7 @@ CASES = [
     ),
     # sessions
     ("session_create", {"state": [1, 2]}, "valid dictionary", False),
-    ("session_create", {"user_id": "bob"}, "forbidden: this server acts for user 'alice'", False),
+    ("session_create", {"user_id": "bob"}, "forbidden: this server acts for user 'alice'", True),
     ("session_create", {"state": {"a": 1}, "extra": True}, "Extra inputs", False),
     ("session_get", {"session_id": "ghost"}, "not_found: no session 'ghost'", False),
     ("session_get", {"session_id": "{session}", "events_limit": 5000}, "less than or equal", False),
@@ -184,7 +187,7 @@ CASES = [
         False,
     ),
     ("session_list", {"status": "lost"}, "Input should be", False),
-    ("session_list", {"user_id": "bob"}, "forbidden: sessions of user 'bob' are private", False),
+    ("session_list", {"user_id": "bob"}, "forbidden: sessions of user 'bob' are private", True),
     # tasks
     ("task_create", {}, "Field required", False),
     ("task_create", {"prompt": ""}, "at least 1 character", False),
@@ -226,11 +229,20 @@ async def test_bad_input(db_path, tool, arguments, expected, denied):
         }
         before = snapshot(db_path)
         result = await client.call_tool(tool, arguments)
+        if denied:  # the audit row is written just after the answer, off the caller's path
+            await wait_for_audit(db_path, int(before["audit"]) + 1)
+        else:
+            await asyncio.sleep(0.2)  # time for a wrongly queued audit row to show
         after = snapshot(db_path)
     message = text_of(result)
     assert result.is_error, message
     assert expected.format(**ids) in message
     assert "Traceback" not in message
+    # One error contract: the kind first, argument errors included, no pydantic internals.
+    kinds = "invalid_input|not_found|conflict|forbidden|unavailable|read_only"
+    assert re.match(rf"^({kinds}): ", message), message
+    for leak in ("Error executing tool", "input_value", "pydantic", "errors.pydantic.dev"):
+        assert leak not in message, message
     audited = int(after.pop("audit")) - int(before.pop("audit"))
     assert after == before, "the database changed"
     assert audited == (1 if denied else 0)

@@ -74,18 +74,22 @@ class MemorySearch:
     def __init__(
         self,
         db: Database,
-        guard: AccessGuard,
         embedder: Embedder | None,
         cache: vector_index.VectorIndex,
     ) -> None:
         self.db = db
-        self.guard = guard
         self.embedder = embedder
         self.cache = cache
 
     async def search(
-        self, query: str, prefix: str | None = None, k: int = 10, mode: str = "hybrid"
+        self,
+        guard: AccessGuard,
+        query: str,
+        prefix: str | None = None,
+        k: int = 10,
+        mode: str = "hybrid",
     ) -> MemorySearchResult:
+        """Search what ``guard``'s principal may read."""
         query = check_query(query)
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 100:
             raise InvalidInput("k must be between 1 and 100")
@@ -93,15 +97,16 @@ class MemorySearch:
             raise InvalidInput(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         if prefix is not None:
             segments = validate_prefix(prefix)
-            rule = await self.db.read(
-                lambda conn: self.guard.denial_in(conn, segments, Access.READ)
-            )
+            rule = await self.db.read(lambda conn: guard.denial_in(conn, segments, Access.READ))
             if rule is not None:
-                await self.guard.refuse(prefix, "search", rule)
+                await guard.refuse(prefix, "search", rule)
         vector, degraded = None, None
         if mode != "keyword":
             vector, degraded = await self._query_vector(query)
-        return await self.db.read(self._search_snapshot, query, vector, degraded, prefix, k, mode)
+        principal = guard.policy.principal
+        return await self.db.read(
+            self._search_snapshot, principal, query, vector, degraded, prefix, k, mode
+        )
 
     async def _query_vector(self, query: str) -> tuple[Any, str | None]:
         if self.embedder is None:
@@ -114,6 +119,7 @@ class MemorySearch:
     def _search_snapshot(
         self,
         conn: driver.Connection,
+        principal: Principal,
         query: str,
         vector: Any,
         degraded: str | None,
@@ -138,12 +144,15 @@ class MemorySearch:
             )
         if vector is None and mode != "keyword":
             result.mode_used = "keyword"
-        result.results = self._run(conn, space, query, vector, prefix, k, result.mode_used)
+        result.results = self._run(
+            conn, principal, space, query, vector, prefix, k, result.mode_used
+        )
         return result
 
     def _run(
         self,
         conn: driver.Connection,
+        principal: Principal,
         space: Space | None,
         query: str,
         vector: Any,
@@ -151,7 +160,7 @@ class MemorySearch:
         k: int,
         mode: str,
     ) -> list[MemoryHit]:
-        where, params = readable_sql(self.guard.policy.principal, prefix)
+        where, params = readable_sql(principal, prefix)
         keyword: list[tuple[int, float]] = []
         terms = fts_terms(query)
         if mode in ("hybrid", "keyword") and terms:

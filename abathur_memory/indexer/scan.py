@@ -93,6 +93,42 @@ def walk(root: Path, excludes: list[str] | tuple[str, ...] = ()) -> Walk:
     return result
 
 
+def file_state(
+    root: Path, rel: str, excludes: list[str] | tuple[str, ...] = ()
+) -> tuple[FileState | None, str]:
+    """The state of one file as a walk of ``root`` would find it, or (None, why not): the
+    same rules (markdown only, excludes and .gitignore files, no symbolic links)."""
+    parts = [p for p in rel.split("/") if p]
+    if not parts or any(p in (".", "..") for p in parts):
+        return None, "not a path inside the root"
+    if not is_markdown(parts[-1]):
+        return None, "only markdown files (.md, .markdown) are indexed"
+    user_spec = pathspec.GitIgnoreSpec.from_lines([*DEFAULT_EXCLUDES, *excludes])
+    stack: list[tuple[str, pathspec.GitIgnoreSpec]] = []
+    current = root
+    for depth, part in enumerate(parts):
+        base = "/".join(parts[:depth])
+        gitignore = current / ".gitignore"
+        if gitignore.is_file() and (spec := _read_gitignore(gitignore)) is not None:
+            stack.append((base, spec))
+        sub = f"{base}/{part}" if base else part
+        is_dir = depth < len(parts) - 1
+        if _ignored(sub + ("/" if is_dir else ""), user_spec, stack):
+            return None, "excluded by the root's exclude patterns or a .gitignore file"
+        current = current / part
+        try:
+            info = os.lstat(current)
+        except FileNotFoundError:
+            return None, "the file does not exist"
+        except OSError as exc:
+            return None, f"cannot stat: {exc.strerror}"
+        if stat.S_ISLNK(info.st_mode):
+            return None, "symbolic links are not followed"
+    if not stat.S_ISREG(info.st_mode):
+        return None, "not a regular file"
+    return FileState("/".join(parts), info.st_size, info.st_mtime_ns), ""
+
+
 def _within(rel: str, base: str) -> bool:
     return base == "" or rel == base or rel.startswith(base + "/")
 

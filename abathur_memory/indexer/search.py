@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -20,9 +21,11 @@ import numpy.typing as npt
 from pydantic import BaseModel, Field
 
 from abathur_memory.errors import InvalidInput, Unavailable
+from abathur_memory.indexer import roots as roots_mod
 from abathur_memory.indexer import vector_index
 from abathur_memory.indexer.embedders.base import Embedder
 from abathur_memory.indexer.spaces import Space, active_space
+from abathur_memory.memory.namespaces import Principal
 from abathur_memory.storage import driver
 from abathur_memory.storage.database import Database
 
@@ -173,8 +176,15 @@ class SearchEngine:
         self.cache = cache
 
     async def search(
-        self, query: str, k: int = 10, mode: str = "hybrid", filters: Filters | None = None
+        self,
+        query: str,
+        k: int = 10,
+        mode: str = "hybrid",
+        filters: Filters | None = None,
+        *,
+        principal: Principal | None = None,
     ) -> SearchResult:
+        """Search the roots ``principal`` may see (None: every root)."""
         query = check_query(query)
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= MAX_K:
             raise InvalidInput(f"k must be between 1 and {MAX_K}")
@@ -199,7 +209,7 @@ class SearchEngine:
         terms = fts_terms(query)
         use_keyword = result.mode_used in ("hybrid", "keyword")
         hits = await self.db.read(
-            self._run, space, query, terms if use_keyword else [], vector, k, filters
+            self._run, space, query, terms if use_keyword else [], vector, k, filters, principal
         )
         result.search_ms = (time.perf_counter() - started) * 1000
         result.results = hits
@@ -238,8 +248,9 @@ class SearchEngine:
         vector: npt.NDArray[np.float32] | None,
         k: int,
         filters: Filters,
+        principal: Principal | None,
     ) -> list[Hit]:
-        where, params = _filter_sql(conn, filters)
+        where, params = _filter_sql(conn, filters, principal)
         pool = max(CANDIDATES, k * 5)
         keyword: list[tuple[int, float]] = []
         if terms:
@@ -247,7 +258,7 @@ class SearchEngine:
         semantic: list[tuple[int, float]] = []
         if vector is not None:
             allowed = None
-            if filters.active:
+            if where != "1":
                 allowed = np.array(
                     [
                         r[0]
@@ -305,20 +316,35 @@ def check_query(query: Any) -> str:
     return query.strip()
 
 
-def _filter_sql(conn: driver.Connection, filters: Filters) -> tuple[str, list[Any]]:
+def _filter_sql(
+    conn: driver.Connection, filters: Filters, principal: Principal | None
+) -> tuple[str, list[Any]]:
+    """A condition on ``d`` (document_index) for the filters and the roots ``principal``
+    may see; ``"1"`` when nothing is excluded (so the fast unfiltered paths apply)."""
     clauses, params = ["1"], []
+    every = roots_mod.list_roots(conn)
+    visible = roots_mod.list_roots(conn, principal)
+    if len(visible) < len(every):
+        clauses.append(f"d.root_id IN ({','.join('?' for _ in visible) or 'NULL'})")
+        params.extend(root.id for root in visible)
     if filters.root is not None:
-        row = conn.execute("SELECT id FROM doc_roots WHERE name = ?", (filters.root,)).fetchone()
-        if row is None:
-            names = [r[0] for r in conn.execute("SELECT name FROM doc_roots ORDER BY name")]
+        root = next((r for r in visible if r.name == filters.root), None)
+        if root is None:
+            names = [r.name for r in visible]
             raise InvalidInput(
                 f"no root named {filters.root!r}; roots: {', '.join(names) or '(none)'}"
             )
         clauses.append("d.root_id = ?")
-        params.append(row[0])
+        params.append(root.id)
     if filters.path_glob:
-        clauses.append("d.file_path GLOB ?")
-        params.append(filters.path_glob)
+        matcher = path_matcher(filters.path_glob)
+        ids = [
+            row[0]
+            for row in conn.execute("SELECT id, file_path FROM document_index")
+            if matcher(row[1].partition("/")[2])
+        ]
+        clauses.append(f"d.id IN ({','.join('?' for _ in ids) or 'NULL'})")
+        params.extend(ids)
     for tag in filters.tags:
         clauses.append("EXISTS (SELECT 1 FROM json_each(d.tags) WHERE value = ?)")
         params.append(tag.lower())
@@ -326,6 +352,39 @@ def _filter_sql(conn: driver.Connection, filters: Filters) -> tuple[str, list[An
         clauses.append("d.document_type = ?")
         params.append(filters.document_type)
     return " AND ".join(clauses), params
+
+
+def path_matcher(pattern: str) -> Callable[[str], bool]:
+    """A glob matched against the path inside the root, case-sensitive: ``*`` and ``?``
+    stay within one folder, ``**`` spans folders (``guides/*.md``, ``**/setup*.md``)."""
+    if not pattern or len(pattern) > 512:
+        raise InvalidInput("path_glob must be 1 to 512 characters")
+    regex = ""
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            regex += "(?:.*/)?"
+            i += 3
+        elif pattern.startswith("**", i):
+            regex += ".*"
+            i += 2
+        elif pattern[i] == "*":
+            regex += "[^/]*"
+            i += 1
+        elif pattern[i] == "?":
+            regex += "[^/]"
+            i += 1
+        elif pattern[i] == "[" and (end := pattern.find("]", i + 2)) != -1:
+            body = pattern[i + 1 : end]
+            if body.startswith("!"):
+                body = "^" + body[1:]
+            regex += "[" + body.replace("\\", "\\\\") + "]"
+            i = end + 1
+        else:
+            regex += re.escape(pattern[i])
+            i += 1
+    compiled = re.compile(regex + r"\Z")
+    return lambda path: compiled.match(path) is not None
 
 
 def _bm25(

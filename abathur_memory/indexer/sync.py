@@ -15,14 +15,13 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from abathur_memory.indexer import scan
+from abathur_memory.errors import AbathurError, NotFound
+from abathur_memory.indexer import safe_files, scan
 from abathur_memory.indexer.roots import Root
 from abathur_memory.storage import driver, timestamps
 from abathur_memory.storage.database import Database
 
 log = logging.getLogger(__name__)
-
-WRITE_BATCH = 500
 
 
 @dataclass
@@ -36,6 +35,8 @@ class ScanReport:
     deleted: int = 0
     failed: int = 0
     skipped: dict[str, str] = field(default_factory=dict)
+    removed: list[str] = field(default_factory=list)  # documents that left the index
+    document_ids: list[int] = field(default_factory=list)  # set by scan_file: what it touched
 
     def as_dict(self) -> dict[str, object]:
         return dict(self.__dict__)
@@ -80,19 +81,54 @@ async def scan_root(db: Database, root: Root, *, max_file_bytes: int) -> ScanRep
     return report
 
 
+async def scan_file(db: Database, root: Root, rel: str, *, max_file_bytes: int) -> ScanReport:
+    """Bring one document's row in line with its file: new, changed, unchanged, or gone
+    (then it leaves the index). A path that is neither indexed nor indexable is not found."""
+    report = ScanReport(root.name)
+    path = f"{root.name}/{rel}"
+    row = await db.fetchone(
+        "SELECT id, file_path, size_bytes, mtime_ns, content_hash, sync_status, metadata"
+        " FROM document_index WHERE root_id = ? AND file_path = ?",
+        (root.id, path),
+    )
+    state, reason = await asyncio.to_thread(scan.file_state, root.path, rel, root.excludes)
+    if state is None:
+        if row is None:
+            raise NotFound(f"no document {path}: {reason}")
+        await db.write(_apply, root, f"{root.name}/", [], [row], report)
+        return report
+    report.files = 1
+    work: list[_Seen] = []
+    if row is not None and row["size_bytes"] == state.size and row["mtime_ns"] == state.mtime_ns:
+        report.unchanged = 1
+    else:
+        work.append(_Seen(state, row))
+        await asyncio.to_thread(_hash_all, root.path, work, max_file_bytes)
+    await db.write(_apply, root, f"{root.name}/", work, [], report)
+    found = await db.fetchone(
+        "SELECT id FROM document_index WHERE root_id = ? AND file_path = ?", (root.id, path)
+    )
+    if found is not None:
+        report.document_ids.append(found[0])
+    return report
+
+
 def _hash_all(root: Path, work: list[_Seen], max_file_bytes: int) -> None:
+    """Hash what changed, opening each file without following links (safe_files)."""
     for item in work:
         if item.file.size > max_file_bytes:
             item.error = f"larger than the {max_file_bytes:,}-byte limit (max_file_bytes)"
             continue
         try:
-            item.content_hash, _ = scan.hash_file(root / item.file.rel, limit=max_file_bytes)
+            item.content_hash, _ = safe_files.hash_in_root(
+                root, item.file.rel, limit=max_file_bytes
+            )
         except ValueError as exc:
             item.error = str(exc)
-        except FileNotFoundError:
+        except NotFound:
             item.error = "vanished during the scan"
-        except OSError as exc:
-            item.error = f"cannot read: {exc.strerror}"
+        except AbathurError as exc:  # a link swapped in, a permission or I/O problem
+            item.error = str(exc)
 
 
 def _apply(
@@ -159,6 +195,7 @@ def _apply(
     for row in gone:
         conn.execute("DELETE FROM document_index WHERE id = ?", (row["id"],))
         report.deleted += 1
+        report.removed.append(row["file_path"])
     conn.execute(
         f"UPDATE doc_roots SET last_scan_at = {timestamps.SQL_NOW} WHERE id = ?", (root.id,)
     )

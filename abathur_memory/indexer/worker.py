@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from abathur_memory.errors import InvalidInput
-from abathur_memory.indexer import markdown, scan, spaces, store
+from abathur_memory.errors import Forbidden, InvalidInput, NotFound, Unavailable
+from abathur_memory.indexer import markdown, safe_files, scan, spaces, store
 from abathur_memory.indexer.embedders.base import Embedder
 from abathur_memory.indexer.liveness import pid_alive
 from abathur_memory.indexer.markdown import ChunkingPolicy, ParsedDocument
@@ -45,18 +45,37 @@ WHERE id IN (
       AND NOT EXISTS (SELECT 1 FROM space_documents AS sd
                       WHERE sd.space_id = :space AND sd.document_id = d.id
                         AND sd.content_hash = d.content_hash)
+      {{scope}}
     ORDER BY d.id
     LIMIT :limit)
-RETURNING id, root_id, file_path, content_hash
+RETURNING id, root_id, file_path, content_hash, size_bytes
 """
 
 _REMAINING = """
-SELECT count(*) FROM document_index AS d
+SELECT count(*), COALESCE(sum(d.size_bytes), 0) FROM document_index AS d
 WHERE d.root_id IS NOT NULL AND d.sync_status != 'failed'
   AND NOT EXISTS (SELECT 1 FROM space_documents AS sd
                   WHERE sd.space_id = :space AND sd.document_id = d.id
                     AND sd.content_hash = d.content_hash)
+  {scope}
 """
+
+# Documents of the same scope another process is indexing right now (its lease is live).
+_HELD_ELSEWHERE = f"""
+SELECT count(*) FROM document_index AS d
+WHERE d.root_id IS NOT NULL AND d.lease_owner IS NOT NULL AND d.lease_owner != :owner
+  AND d.lease_until > {timestamps.SQL_NOW}
+  {{scope}}
+"""
+
+
+def _scope(roots: list[int] | None, documents: list[int] | None) -> str:
+    """SQL restricting the work to some roots or documents (ids are integers we made)."""
+    if documents is not None:
+        return f"AND d.id IN ({','.join(str(int(i)) for i in documents) or 'NULL'})"
+    if roots is not None:
+        return f"AND d.root_id IN ({','.join(str(int(i)) for i in roots) or 'NULL'})"
+    return ""
 
 
 @dataclass
@@ -67,6 +86,9 @@ class Progress:
     chunks_embedded: int = 0
     chunks_reused: int = 0
     embed_seconds: float = 0.0
+    bytes_total: int = 0  # of the documents to index: what the time estimate counts
+    bytes_done: int = 0
+    held_elsewhere: int = 0  # documents another indexer was working on when this run ended
     started: float = field(default_factory=time.monotonic)
     finished: float | None = None
 
@@ -83,6 +105,7 @@ class Progress:
             "chunks_reused": self.chunks_reused,
             "embed_seconds": round(self.embed_seconds, 3),
             "seconds": round(self.elapsed, 3),
+            "held_elsewhere": self.held_elsewhere,
         }
 
 
@@ -96,6 +119,7 @@ class _Claimed:
     rel: str
     file_path: str
     content_hash: str
+    size_hint: int = 0
     parsed: ParsedDocument | None = None
     read_hash: str = ""
     size: int = 0
@@ -146,13 +170,24 @@ class IndexWorker:
         """The space new work goes to (created, or found, for the embedder's identity)."""
         return await self.db.write(spaces.space_for, self.embedder.identity)
 
-    async def run(self, progress: ProgressCallback | None = None) -> Progress:
-        """Index every document that needs it, then activate a finished rebuild."""
+    async def run(
+        self,
+        progress: ProgressCallback | None = None,
+        *,
+        roots: list[int] | None = None,
+        documents: list[int] | None = None,
+    ) -> Progress:
+        """Index every document that needs it (only those of ``roots`` or ``documents`` when
+        given), then activate a finished rebuild."""
+        scope = _scope(roots, documents)
         space = await self.target_space()
         state = Progress()
-        state.documents_total = (await self.db.fetchone(_REMAINING, {"space": space.id}))[0]
+        remaining = await self.db.fetchone(_REMAINING.format(scope=scope), {"space": space.id})
+        state.documents_total, state.bytes_total = remaining[0], remaining[1]
+        if progress:
+            progress(state)
         while True:
-            claimed = await self._claim(space)
+            claimed = await self._claim(space, scope)
             if not claimed:
                 break
             try:
@@ -162,16 +197,19 @@ class IndexWorker:
                 raise
             if progress:
                 progress(state)
+        held = await self.db.fetchone(_HELD_ELSEWHERE.format(scope=scope), {"owner": self.owner})
+        state.held_elsewhere = held[0]
         if space.status == "building":
             await self._finish_rebuild(space)
         state.finished = time.monotonic()
         return state
 
-    async def _claim(self, space: spaces.Space) -> list[_Claimed]:
+    async def _claim(self, space: spaces.Space, scope: str = "") -> list[_Claimed]:
         def claim(conn: driver.Connection) -> list[_Claimed]:
             _reap_dead_leases(conn)
             rows = conn.execute(
-                _CLAIM, {"owner": self.owner, "space": space.id, "limit": self.batch_documents}
+                _CLAIM.format(scope=scope),
+                {"owner": self.owner, "space": space.id, "limit": self.batch_documents},
             ).fetchall()
             roots = {
                 r["id"]: Path(r["path"]) for r in conn.execute("SELECT id, path FROM doc_roots")
@@ -181,7 +219,12 @@ class IndexWorker:
                 _, _, rel = row["file_path"].partition("/")
                 claimed.append(
                     _Claimed(
-                        row["id"], roots[row["root_id"]], rel, row["file_path"], row["content_hash"]
+                        row["id"],
+                        roots[row["root_id"]],
+                        rel,
+                        row["file_path"],
+                        row["content_hash"],
+                        row["size_bytes"] or 0,
                     )
                 )
             return claimed
@@ -201,34 +244,42 @@ class IndexWorker:
         await asyncio.shield(self.db.write(release))
 
     async def _process(self, space: spaces.Space, claimed: list[_Claimed], state: Progress) -> None:
-        ready: list[_Claimed] = []
+        try:
+            await self._process_batch(space, claimed, state)
+        finally:
+            state.bytes_done += sum(item.size_hint for item in claimed)
+
+    async def _process_batch(
+        self, space: spaces.Space, claimed: list[_Claimed], state: Progress
+    ) -> None:
+        ready: list[tuple[_Claimed, ParsedDocument]] = []
         for item in claimed:
             problem = await asyncio.to_thread(self._read_and_parse, item)
-            if problem is None:
-                ready.append(item)
+            if item.parsed is not None:
+                ready.append((item, item.parsed))
             elif problem == "vanished":
                 await self.db.execute_write("DELETE FROM document_index WHERE id = ?", (item.id,))
-            else:
+            elif isinstance(problem, tuple):
                 reason, transient = problem
                 await self.db.write(store.mark_failed, item.id, reason, transient=transient)
                 state.documents_failed += 1
                 log.warning("cannot index %s: %s", item.file_path, reason)
         if not ready:
             return
-        hashes = {c.text_hash for item in ready for c in item.parsed.chunks}  # type: ignore[union-attr]
+        hashes = {c.text_hash for _, parsed in ready for c in parsed.chunks}
         known = await self.db.read(store.reusable_vectors, space, hashes)
         missing: dict[str, str] = {}
-        for item in ready:
-            for chunk in item.parsed.chunks:  # type: ignore[union-attr]
+        for _, parsed in ready:
+            for chunk in parsed.chunks:
                 if chunk.text_hash not in known:
                     missing.setdefault(chunk.text_hash, chunk.embed_text)
-        state.chunks_reused += sum(len(i.parsed.chunks) for i in ready) - len(missing)  # type: ignore[union-attr]
+        state.chunks_reused += sum(len(parsed.chunks) for _, parsed in ready) - len(missing)
         if missing:
             started = time.monotonic()
             try:
                 matrix = await self.embedder.embed_documents(list(missing.values()))
             except InvalidInput as exc:  # an input the model refuses: fail these documents
-                for item in ready:
+                for item, _ in ready:
                     await self.db.write(store.mark_failed, item.id, str(exc), transient=False)
                 state.documents_failed += len(ready)
                 return
@@ -242,32 +293,37 @@ class IndexWorker:
         self,
         conn: driver.Connection,
         space: spaces.Space,
-        ready: list[_Claimed],
+        ready: list[tuple[_Claimed, ParsedDocument]],
         known: dict[str, tuple[bytes, bytes]],
     ) -> None:
-        for item in ready:
+        for item, parsed in ready:
             if item.read_hash != item.content_hash:  # changed since the scan: record what we read
                 conn.execute(
                     "UPDATE document_index SET content_hash = ?, size_bytes = ?, mtime_ns = ?"
                     " WHERE id = ?",
                     (item.read_hash, item.size, item.mtime_ns, item.id),
                 )
-            store.write_document(conn, space, item.id, item.read_hash, item.parsed, known)  # type: ignore[arg-type]
+            store.write_document(conn, space, item.id, item.read_hash, parsed, known)
 
     def _read_and_parse(self, item: _Claimed) -> str | tuple[str, bool] | None:
-        """Fill item.parsed; return None, "vanished", or (reason, worth retrying)."""
-        path = item.root_path / item.rel
+        """Fill item.parsed; return None, "vanished", or (reason, worth retrying).
+
+        The file is opened without following a symbolic link in any component of its path
+        (safe_files), so a folder swapped for a link after the scan cannot leak in."""
         try:
-            if path.is_symlink():
-                return "symbolic links are not indexed", False
-            info = path.stat()
-            if info.st_size > self.max_file_bytes:
-                return f"larger than the {self.max_file_bytes:,}-byte limit (max_file_bytes)", False
-            data = path.read_bytes()
-        except FileNotFoundError:
+            data, info = safe_files.read_in_root(
+                item.root_path, item.rel, max_bytes=self.max_file_bytes
+            )
+        except NotFound:
             return "vanished"
-        except OSError as exc:
-            return f"cannot read: {exc.strerror}", True
+        except Forbidden:
+            return "symbolic links are not indexed", False
+        except safe_files.TooLarge:
+            return f"larger than the {self.max_file_bytes:,}-byte limit (max_file_bytes)", False
+        except InvalidInput as exc:
+            return str(exc), False
+        except Unavailable as exc:  # permission, I/O: worth another try later
+            return str(exc), True
         if not data.strip():
             return "empty file", False
         if b"\x00" in data[:8192]:
@@ -288,7 +344,7 @@ class IndexWorker:
 
     async def _finish_rebuild(self, space: spaces.Space) -> None:
         def finish(conn: driver.Connection) -> bool:
-            remaining = conn.execute(_REMAINING, {"space": space.id}).fetchone()[0]
+            remaining = conn.execute(_REMAINING.format(scope=""), {"space": space.id}).fetchone()[0]
             if remaining:
                 return False
             spaces.activate(conn, space)

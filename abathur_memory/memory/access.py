@@ -1,21 +1,24 @@
 """Applying the namespace policy where it needs the database (session ownership) and
-auditing every denial."""
+auditing every denial (queued: a denied call never waits for the write lock)."""
 
 from __future__ import annotations
 
 from typing import NoReturn
 
 from abathur_memory.errors import Forbidden
-from abathur_memory.memory import audit
+from abathur_memory.memory.denials import Denial, DenialRecorder
 from abathur_memory.memory.namespaces import Access, NamespacePolicy, Principal
 from abathur_memory.storage import driver
 from abathur_memory.storage.database import Database
 
 
 class AccessGuard:
-    def __init__(self, db: Database, policy: NamespacePolicy) -> None:
+    def __init__(
+        self, db: Database, policy: NamespacePolicy, recorder: DenialRecorder | None = None
+    ) -> None:
         self.db = db
         self.policy = policy
+        self.recorder = recorder or DenialRecorder(db)
 
     @property
     def actor(self) -> str:
@@ -42,13 +45,18 @@ class AccessGuard:
     async def refuse(
         self, namespace: str, attempted: str, rule: str, key: str | None = None
     ) -> NoReturn:
-        """Audit a denial (committed on its own) and raise Forbidden naming the rule."""
-        await self.db.write(
-            lambda conn: audit.record_denied(
-                conn, namespace=namespace, actor=self.actor, attempted=attempted, rule=rule, key=key
-            )
+        """Queue the denial's audit row and raise Forbidden naming the rule."""
+        target = namespace if key is None else f"{namespace}/{key}"
+        self.recorder.record(
+            Denial(self.actor, "memory_denied", attempted, target, rule, namespace, key)
         )
-        raise Forbidden(f"{attempted} on {namespace!r} denied: {rule}")
+        raise audited(Forbidden(f"{attempted} on {namespace!r} denied: {rule}"))
+
+
+def audited(exc: Forbidden) -> Forbidden:
+    """Mark a denial as already audited (the tool layer audits any other Forbidden)."""
+    exc.audited = True  # type: ignore[attr-defined]
+    return exc
 
 
 def owns_session(conn: driver.Connection, session_id: str, principal: Principal) -> bool:

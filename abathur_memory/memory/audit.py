@@ -38,28 +38,6 @@ def record_memory(
     )
 
 
-def record_denied(
-    conn: driver.Connection,
-    *,
-    namespace: str,
-    actor: str,
-    attempted: str,
-    rule: str,
-    key: str | None,
-) -> None:
-    """A denied memory operation: who tried what, where, and which rule said no."""
-    record_memory(
-        conn,
-        operation="",
-        namespace=namespace,
-        entry_id=None,
-        actor=actor,
-        action="memory_denied",
-        data={"attempted": attempted, "key": key, "rule": rule},
-        result="denied",
-    )
-
-
 def record_memory_many(
     conn: driver.Connection, *, action: str, actor: str, rows: list[tuple[str, str, int, str]]
 ) -> None:

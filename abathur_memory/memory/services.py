@@ -8,6 +8,7 @@ from abathur_memory.config import Settings
 from abathur_memory.memory.access import AccessGuard
 from abathur_memory.memory.agents import AgentRepository
 from abathur_memory.memory.checkpoints import CheckpointRepository
+from abathur_memory.memory.denials import DenialRecorder
 from abathur_memory.memory.lifecycle import LifecycleService
 from abathur_memory.memory.memories import MemoryService
 from abathur_memory.memory.namespaces import NamespacePolicy, Principal
@@ -20,6 +21,7 @@ from abathur_memory.storage.database import Database
 class Services:
     db: Database
     principal: Principal
+    recorder: DenialRecorder
     memories: MemoryService
     sessions: SessionService
     tasks: TaskService
@@ -28,26 +30,36 @@ class Services:
     lifecycle: LifecycleService
 
     @classmethod
-    def over(cls, db: Database, principal: Principal, *, max_value_bytes: int) -> Services:
-        guard = AccessGuard(db, NamespacePolicy(principal))
+    def over(
+        cls,
+        db: Database,
+        principal: Principal,
+        *,
+        max_value_bytes: int,
+        recorder: DenialRecorder | None = None,
+    ) -> Services:
+        recorder = recorder or DenialRecorder(db)
+        guard = AccessGuard(db, NamespacePolicy(principal), recorder)
         return cls(
             db=db,
             principal=principal,
+            recorder=recorder,
             memories=MemoryService(db, guard, max_value_bytes=max_value_bytes),
-            sessions=SessionService(db, principal),
-            tasks=TaskService(db, principal),
+            sessions=SessionService(db, principal, recorder),
+            tasks=TaskService(db, principal, recorder),
             agents=AgentRepository(db, principal),
             checkpoints=CheckpointRepository(db),
             lifecycle=LifecycleService(db),
         )
 
     @classmethod
-    async def open(cls, settings: Settings) -> Services:
+    async def open(cls, settings: Settings, *, create: bool = True) -> Services:
         db = await Database.open(
             settings.db,
             readers=settings.readers,
             busy_timeout_ms=settings.busy_timeout_ms,
             write_retries=settings.write_retries,
+            create=create,
         )
         principal = Principal(
             user=settings.user, app=settings.app, project=settings.project, admin=settings.admin
@@ -55,4 +67,5 @@ class Services:
         return cls.over(db, principal, max_value_bytes=settings.max_value_bytes)
 
     async def close(self) -> None:
+        await self.recorder.close()
         await self.db.close()

@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from abathur_memory.errors import Conflict, Forbidden, InvalidInput, NotFound
 from abathur_memory.memory import cursors, values
+from abathur_memory.memory.access import audited
+from abathur_memory.memory.denials import Denial, DenialRecorder
 from abathur_memory.memory.namespaces import Principal
 from abathur_memory.schema import hot_queries
 from abathur_memory.storage import driver, timestamps
@@ -134,9 +136,17 @@ class SessionPage:
 class SessionService:
     """Sessions of the server's principal (an admin principal sees every session)."""
 
-    def __init__(self, db: Database, principal: Principal) -> None:
+    def __init__(
+        self, db: Database, principal: Principal, recorder: DenialRecorder | None = None
+    ) -> None:
         self.db = db
         self.principal = principal
+        self.recorder = recorder or DenialRecorder(db)
+
+    def _deny(self, attempted: str, target: str, rule: str) -> None:
+        self.recorder.record(
+            Denial(self.principal.actor, "session_denied", attempted, target, rule)
+        )
 
     async def create(
         self,
@@ -155,9 +165,13 @@ class SessionService:
         elif project_id is not None:
             values.check_identifier(project_id, what="project_id", max_length=128)
         if not p.admin and (user_id != p.user or app_name != p.app):
-            raise Forbidden(
-                f"this server acts for user {p.user!r} in app {p.app!r}; it cannot create "
-                "sessions for another user or app"
+            rule = "sessions are created for the caller's own user and app"
+            self._deny("create", f"user:{user_id} app:{app_name}", rule)
+            raise audited(
+                Forbidden(
+                    f"this server acts for user {p.user!r} in app {p.app!r}; it cannot create "
+                    "sessions for another user or app"
+                )
             )
         new_id = values.check_identifier(session_id or str(uuid.uuid4()), what="session_id")
         state_text = values.encode_object(state, what="state", max_bytes=MAX_STATE_BYTES)
@@ -330,7 +344,8 @@ class SessionService:
             raise InvalidInput(f"limit must be between 1 and {MAX_LIST_LIMIT}")
         p = self.principal
         if user_id is not None and user_id != p.user and not p.admin:
-            raise Forbidden(f"sessions of user {user_id!r} are private")
+            self._deny("list", f"user:{user_id}", "other users' sessions are private")
+            raise audited(Forbidden(f"sessions of user {user_id!r} are private"))
         # rowid breaks ties between sessions created in the same millisecond.
         before_created, before_rowid = cursors.decode(cursor, start=("\uffff", str(2**62)))
         clauses = ["(created_at, rowid) < (?, CAST(? AS INTEGER))"]
@@ -366,8 +381,12 @@ class SessionService:
 
     def _owned_row(self, conn: driver.Connection, session_id: str) -> driver.Row:
         row = conn.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
-        if row is None or not self.principal.may_use_session(row["user_id"], row["app_name"]):
-            # Other users' sessions are reported as missing: their ids are not disclosed.
+        if row is not None and not self.principal.may_use_session(row["user_id"], row["app_name"]):
+            # Other users' sessions are reported as missing (their ids are not disclosed),
+            # and the attempt is audited like any denial.
+            self._deny("use", session_id, "sessions belong to the user and app that created them")
+            row = None
+        if row is None:
             raise NotFound(f"no session {session_id!r}")
         return row
 

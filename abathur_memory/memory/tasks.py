@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 from abathur_memory.errors import Conflict, InvalidInput, NotFound
 from abathur_memory.memory import cursors, values
 from abathur_memory.memory.access import owns_session
+from abathur_memory.memory.denials import Denial, DenialRecorder
 from abathur_memory.memory.namespaces import Principal
 from abathur_memory.storage import driver, timestamps
 from abathur_memory.storage.database import Database
@@ -125,9 +126,15 @@ class TaskPage:
 
 
 class TaskService:
-    def __init__(self, db: Database, principal: Principal) -> None:
+    def __init__(
+        self, db: Database, principal: Principal, recorder: DenialRecorder | None = None
+    ) -> None:
         self.db = db
         self.principal = principal
+        self.recorder = recorder or DenialRecorder(db)
+
+    def _deny(self, attempted: str, target: str, rule: str) -> None:
+        self.recorder.record(Denial(self.principal.actor, "task_denied", attempted, target, rule))
 
     @property
     def _owner(self) -> str | None:
@@ -170,6 +177,8 @@ class TaskService:
             if parent_task_id is not None:
                 self._owned(conn, parent_task_id, what="parent task")
             if session_id is not None and not owns_session(conn, session_id, self.principal):
+                if conn.execute("SELECT 1 FROM sessions WHERE id = ?", (session_id,)).fetchone():
+                    self._deny("link", session_id, "sessions belong to their owner")
                 raise NotFound(f"no session {session_id!r}")
             now = timestamps.now_db()
             row = conn.execute(
@@ -322,7 +331,11 @@ class TaskService:
 
     def _owned(self, conn: driver.Connection, task_id: str, *, what: str = "task") -> driver.Row:
         row = conn.execute("SELECT * FROM tasks WHERE id = ?", (task_id,)).fetchone()
-        if row is None or (self._owner is not None and row["created_by"] != self._owner):
+        if row is not None and self._owner is not None and row["created_by"] != self._owner:
+            # Reported as missing (not disclosed), and audited like any denial.
+            self._deny("use", task_id, "tasks belong to the principal that created them")
+            row = None
+        if row is None:
             raise NotFound(f"no {what} {task_id!r}")
         return row
 

@@ -57,6 +57,7 @@ class HotQuery:
     sql: str
     params: dict[str, object]
     indexes: tuple[str, ...]  # the plan must use one of these
+    table: str  # the table the index belongs to
 
 
 HOT_QUERIES = (
@@ -65,6 +66,7 @@ HOT_QUERIES = (
         MEMORY_GET_LATEST,
         {"namespace": "user:x", "key": "k"},
         ("idx_memory_namespace_key_version",),
+        "memory_entries",
     ),
     HotQuery(
         "namespace listing",
@@ -77,10 +79,27 @@ HOT_QUERIES = (
             "limit": 50,
         },
         ("idx_memory_namespace_key_version", "sqlite_autoindex_memory_entries_1"),
+        "memory_entries",
     ),
-    HotQuery("active sessions", SESSIONS_ACTIVE, {"limit": 50}, ("idx_sessions_status_updated",)),
     HotQuery(
-        "document by path", DOCUMENT_BY_PATH, {"file_path": "a.md"}, ("idx_document_file_path",)
+        "active sessions",
+        SESSIONS_ACTIVE,
+        {"limit": 50},
+        ("idx_sessions_status_updated",),
+        "sessions",
     ),
-    HotQuery("pending documents", DOCUMENTS_PENDING, {"limit": 50}, ("idx_document_sync_status",)),
+    HotQuery(
+        "document by path",
+        DOCUMENT_BY_PATH,
+        {"file_path": "a.md"},
+        ("idx_document_file_path",),
+        "document_index",
+    ),
+    HotQuery(
+        "pending documents",
+        DOCUMENTS_PENDING,
+        {"limit": 50},
+        ("idx_document_sync_status",),
+        "document_index",
+    ),
 )

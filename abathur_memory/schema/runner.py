@@ -225,6 +225,11 @@ def _target_schema(upto: int | None = None) -> tuple[SchemaObject, ...]:
         scratch.close()
 
 
+def target_schema() -> tuple[SchemaObject, ...]:
+    """(type, name, sql, columns) of every object of the latest schema, in creation order."""
+    return _target_schema()
+
+
 def target_tables_sql(upto: int | None = None) -> dict[str, str]:
     """{table: CREATE TABLE sql} of the schema after migration ``upto`` (default: latest)."""
     return {name: sql for kind, name, sql, _ in _target_schema(upto) if kind == "table" and sql}

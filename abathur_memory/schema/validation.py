@@ -1,7 +1,10 @@
 """The doctor's report: seed 002's validation suite as a list of checks.
 
-Each check is ``{name, ok, detail}``. Checks only read, except the JSON-constraint probe,
-which inserts invalid rows inside a transaction that is always rolled back.
+Each check is ``{name, ok, warning, detail}``: ``ok`` false fails the report (exit 1), a
+``warning`` is worth acting on but is not damage (say, statistics that `maintain` refreshes).
+Every check only reads, so the report also runs on a read-only file; the probes that need to
+write (JSON constraints, query plans) run on an in-memory copy of the file's own schema. A
+check that cannot run reports why instead of stopping the others.
 """
 
 from __future__ import annotations
@@ -16,6 +19,13 @@ from abathur_memory.schema.legacy import SEED_TABLES
 from abathur_memory.storage import driver
 
 WAL_WARN_BYTES = 100 * 1024 * 1024  # seed 001 §7.2: the WAL should stay under 100 MB
+RECOVER_HINT = (
+    "the file is damaged: `abathur-memory doctor --recover NEW.db` salvages every readable "
+    "row into a new file"
+)
+# `maintain` vacuums when a quarter of the file is free pages (and at least 1 MiB of them).
+VACUUM_FREE_RATIO = 0.25
+VACUUM_MIN_PAGES = 256
 MIN_EXPLICIT_INDEXES = 32
 
 # Index names seed 002 gives, and which of them are partial.
@@ -88,19 +98,29 @@ class Check:
     name: str
     ok: bool
     detail: str
+    warning: bool = False
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
-def run_checks(conn: driver.Connection, db_path: Path) -> list[Check]:
-    """Every check, in report order. A check that crashes is reported as failed."""
+CheckFn = Callable[[driver.Connection, Path], list[Check]]
+
+
+def run_checks(
+    conn: driver.Connection, db_path: Path, extra: tuple[tuple[str, CheckFn], ...] = ()
+) -> list[Check]:
+    """Every check, in report order. A check that cannot run (a damaged page, say) is
+    reported as failed with the reason, and the others still run."""
     checks: list[Check] = []
-    for name, fn in _CHECKS:
+    for name, fn in (*_CHECKS, *extra):
         try:
             result = fn(conn, db_path)
-        except driver.Error as exc:
-            result = [Check(name, False, f"could not run: {exc}")]
+        except Exception as exc:  # the doctor exists for damaged files: report, never crash
+            detail = f"could not run: {exc}"
+            if "malformed" in str(exc) or "not a database" in str(exc):
+                detail += f" ({RECOVER_HINT})"
+            result = [Check(name, False, detail)]
         checks.extend(result)
     return checks
 
@@ -114,9 +134,8 @@ def _check_versions(conn: driver.Connection, _: Path) -> list[Check]:
         Check("sqlite version", sqlite_ok, f"SQLite {versions['sqlite']} ({versions['driver']})"),
         Check(
             "extensions",
-            fts5 and jsonb and bool(versions["sqlite_vec"]),
-            f"sqlite-vec {versions['sqlite_vec']}, FTS5 {'yes' if fts5 else 'MISSING'}, "
-            f"JSONB {'yes' if jsonb else 'MISSING'}",
+            fts5 and jsonb,
+            f"FTS5 {'yes' if fts5 else 'MISSING'}, JSONB {'yes' if jsonb else 'MISSING'}",
         ),
     ]
 
@@ -202,7 +221,8 @@ def _check_pragmas(conn: driver.Connection, _: Path) -> list[Check]:
 def _check_integrity(conn: driver.Connection, _: Path) -> list[Check]:
     rows = [row[0] for row in conn.execute("PRAGMA integrity_check(20)")]
     ok = rows == ["ok"]
-    return [Check("integrity_check", ok, "ok" if ok else "; ".join(rows[:5]))]
+    detail = "ok" if ok else "; ".join(rows[:5]) + f" ({RECOVER_HINT})"
+    return [Check("integrity_check", ok, detail)]
 
 
 def _check_foreign_keys(conn: driver.Connection, _: Path) -> list[Check]:
@@ -214,26 +234,27 @@ def _check_foreign_keys(conn: driver.Connection, _: Path) -> list[Check]:
 
 
 def _check_json_constraints(conn: driver.Connection, _: Path) -> list[Check]:
+    """Probe the CHECK constraints of this file's own table definitions, on a scratch copy
+    in memory (so a read-only file can be checked, and nothing is written to it)."""
     accepted = []
-    conn.execute("BEGIN IMMEDIATE")
+    tables = {table for table, _, _ in _JSON_PROBES}
+    scratch = _scratch_schema(conn, tables)
     try:
         for table, column, row in _JSON_PROBES:
             values = {**row, column: "{not json"}
             columns = ", ".join(values)
             marks = ", ".join("?" for _ in values)
-            conn.execute("SAVEPOINT probe")
             try:
-                conn.execute(
+                scratch.execute(
                     f"INSERT INTO {table} ({columns}) VALUES ({marks})", list(values.values())
                 )
                 accepted.append(f"{table}.{column}")
             except driver.IntegrityError:
                 pass
-            finally:
-                conn.execute("ROLLBACK TO probe")
-                conn.execute("RELEASE probe")
+            except driver.OperationalError as exc:  # a column the file's table lacks
+                return [Check("json constraints", False, f"could not probe {table}: {exc}")]
     finally:
-        conn.execute("ROLLBACK")
+        scratch.close()
     probed = len(_JSON_PROBES)
     if accepted:
         return [Check("json constraints", False, f"invalid JSON accepted by {', '.join(accepted)}")]
@@ -244,15 +265,93 @@ def _check_json_constraints(conn: driver.Connection, _: Path) -> list[Check]:
     ]
 
 
+def _scratch_schema(conn: driver.Connection, tables: set[str]) -> driver.Connection:
+    """An in-memory database with this file's definitions of ``tables`` and their indexes
+    (foreign keys off: the probes insert rows without parents)."""
+    scratch = driver.connect_plain(":memory:")
+    rows = conn.execute(
+        "SELECT type, tbl_name, sql FROM sqlite_master WHERE sql IS NOT NULL"
+        " AND type IN ('table', 'index') ORDER BY type = 'index'"
+    ).fetchall()
+    for _kind, table, sql in rows:
+        if table in tables:
+            scratch.execute(sql)
+    return scratch
+
+
+SMALL_TABLE_ROWS = 1000  # below this SQLite may rightly prefer a scan: nothing to report
+STALE_FACTOR = 10  # statistics that describe a tenth of a table's rows are stale
+
+
 def _check_query_plans(conn: driver.Connection, _: Path) -> list[Check]:
+    """Does each hot query use its index? Judged on this file's schema without statistics
+    (a missing or unusable index fails); the plan on the file itself, which its statistics
+    steer, is reported as a warning only when a large table is scanned."""
+    tables = {query.table for query in hot_queries.HOT_QUERIES}
+    scratch = _scratch_schema(conn, tables)
     checks = []
-    for query in hot_queries.HOT_QUERIES:
-        plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + query.sql, query.params)]
-        used = [ix for ix in query.indexes if any(ix in step for step in plan)]
-        scans = [step for step in plan if step.startswith("SCAN ")]
-        ok = bool(used) and not scans
-        checks.append(Check(f"plan: {query.name}", ok, " | ".join(plan)))
+    try:
+        for query in hot_queries.HOT_QUERIES:
+            intended = _plan(scratch, query)
+            used = [ix for ix in query.indexes if any(ix in step for step in intended)]
+            if not used:
+                detail = "does not use its index: " + " | ".join(intended)
+                checks.append(Check(f"plan: {query.name}", False, detail))
+                continue
+            actual = _plan(conn, query)
+            rows = _row_count(conn, query.table)
+            scans = [step for step in actual if step.startswith("SCAN ")]
+            if not scans or rows < SMALL_TABLE_ROWS:
+                note = f"uses {used[0]}" + (
+                    f" (SQLite scans the {rows} rows of {query.table} for now: right at this size)"
+                    if scans
+                    else ""
+                )
+                checks.append(Check(f"plan: {query.name}", True, note))
+                continue
+            stale = _stale_statistics(conn, query.table, rows)
+            advice = (
+                f"statistics describe {stale} rows of {query.table}, which has {rows}: "
+                "`abathur-memory maintain` (or `doctor --repair`) refreshes them"
+                if stale is not None
+                else f"SQLite prefers a scan of {query.table} ({rows} rows) with the current "
+                "statistics"
+            )
+            checks.append(
+                Check(f"plan: {query.name}", True, advice + ": " + " | ".join(actual), True)
+            )
+    finally:
+        scratch.close()
     return checks
+
+
+def _plan(conn: driver.Connection, query: hot_queries.HotQuery) -> list[str]:
+    return [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + query.sql, query.params)]
+
+
+def _row_count(conn: driver.Connection, table: str) -> int:
+    return int(conn.execute(f'SELECT count(*) FROM "{table}"').fetchone()[0])
+
+
+def _stale_statistics(conn: driver.Connection, table: str, rows: int) -> int | None:
+    """The row count the statistics give for ``table`` when it is far from ``rows``."""
+    if not _has(conn, "sqlite_stat1"):
+        return 0 if rows >= SMALL_TABLE_ROWS else None
+    stats = [
+        int(str(stat).split()[0])
+        for (stat,) in conn.execute("SELECT stat FROM sqlite_stat1 WHERE tbl = ?", (table,))
+        if stat and str(stat).split()[0].isdigit()
+    ]
+    described = max(stats, default=0)
+    if rows >= SMALL_TABLE_ROWS and rows > described * STALE_FACTOR:
+        return described
+    return None
+
+
+def stale_statistics(conn: driver.Connection) -> list[str]:
+    """Hot tables whose statistics are far behind their size (what `maintain` refreshes)."""
+    tables = sorted({query.table for query in hot_queries.HOT_QUERIES})
+    return [t for t in tables if _stale_statistics(conn, t, _row_count(conn, t)) is not None]
 
 
 def _check_seed_data(conn: driver.Connection, _: Path) -> list[Check]:
@@ -276,8 +375,15 @@ def _check_size(conn: driver.Connection, db_path: Path) -> list[Check]:
     ok = wal <= WAL_WARN_BYTES
     detail = f"database {_human(size)} ({pages} pages, {free} free), WAL {_human(wal)}"
     if not ok:
-        detail += " — over 100 MB: a long-lived reader may be blocking checkpoints"
-    return [Check("size", ok, detail)]
+        detail += (
+            " — over 100 MB: a long-lived reader may be blocking checkpoints"
+            " (`abathur-memory maintain` checkpoints it)"
+        )
+    reclaimable = pages and free / pages >= VACUUM_FREE_RATIO and free >= VACUUM_MIN_PAGES
+    if ok and reclaimable:
+        detail += f"; {free * 100 // pages}% of the pages are free: `abathur-memory maintain`"
+        detail += " reclaims them"
+    return [Check("size", ok, detail, warning=bool(ok and reclaimable))]
 
 
 _CHECKS: tuple[tuple[str, Callable[[driver.Connection, Path], list[Check]]], ...] = (

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context
@@ -12,16 +13,36 @@ from abathur_memory.config import Settings
 from abathur_memory.errors import Unavailable
 from abathur_memory.indexer.documents import DocumentService
 from abathur_memory.indexer.memory_search import MemorySearch
+from abathur_memory.memory.namespaces import Principal
 from abathur_memory.memory.services import Services
 from abathur_memory.memory.values import JsonAny
+from abathur_memory.server.auth import principal_of
 
 
 @dataclass
 class AppContext:
     settings: Settings
-    services: Services
+    services: Services  # bound to the server's own principal (stdio, CLI)
     documents: DocumentService | None = None
     memory_search: MemorySearch | None = None
+    on_memory_change: list[Callable[[], None]] = field(default_factory=list)
+    _by_principal: dict[Principal, Services] = field(default_factory=dict)
+
+    def services_for(self, principal: Principal) -> Services:
+        """Services acting for ``principal`` over the one open database (made once each)."""
+        if principal == self.services.principal:
+            return self.services
+        found = self._by_principal.get(principal)
+        if found is None:
+            found = Services.over(
+                self.services.db,
+                principal,
+                max_value_bytes=self.settings.max_value_bytes,
+                recorder=self.services.recorder,
+            )
+            found.memories.on_change.extend(self.on_memory_change)
+            self._by_principal[principal] = found
+        return found
 
 
 def app_of(ctx: Context) -> AppContext:
@@ -31,8 +52,13 @@ def app_of(ctx: Context) -> AppContext:
     return app
 
 
+def principal_for(ctx: Context) -> Principal:
+    """The token's principal over HTTP; the server's own on stdio."""
+    return principal_of(ctx.request_context, app_of(ctx).services.principal)
+
+
 def services_of(ctx: Context) -> Services:
-    return app_of(ctx).services
+    return app_of(ctx).services_for(principal_for(ctx))
 
 
 def memory_search_of(ctx: Context) -> MemorySearch:

@@ -1,27 +1,33 @@
-"""Turning service calls into MCP tools: strict arguments, truthful annotations, clean errors.
+"""Turning service calls into MCP tools: strict arguments, truthful annotations, one error
+contract.
 
 - Every tool's argument model forbids unknown fields, so a misspelt argument is an error
   (and clients see ``additionalProperties: false``) instead of being silently ignored.
-- Our typed errors become tool errors (``isError``) whose text starts with the error kind,
-  e.g. ``not_found: no memory user:alice:prefs/theme``; anything unexpected is reported by
-  the SDK as a generic failure, never with a traceback.
+- Every error's text starts with its kind: ``invalid_input`` (argument errors included, as
+  ``invalid_input: <field>: <reason>``), ``not_found``, ``conflict``, ``forbidden``,
+  ``unavailable``, ``read_only``; a crash is ``internal_error`` with the details in the
+  server's log, never in the reply.
+- A ``forbidden`` answer that a service did not audit itself is audited here, so every
+  denial of every tool leaves an audit row.
 """
 
 from __future__ import annotations
 
-import functools
+import inspect
+import logging
+import re
 from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
-from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.mcpserver.tools.base import Tool
 from mcp_types import ToolAnnotations
-from pydantic import ConfigDict
+from pydantic import ConfigDict, ValidationError
 
-from abathur_memory.errors import AbathurError
+from abathur_memory.errors import AbathurError, Forbidden
+from abathur_memory.memory.denials import Denial
 
-P = ParamSpec("P")
-R = TypeVar("R")
+log = logging.getLogger(__name__)
 
 READ_ONLY = ToolAnnotations(readOnlyHint=True, idempotentHint=True, openWorldHint=False)
 
@@ -35,17 +41,57 @@ def writes(*, destructive: bool = False, idempotent: bool = False) -> ToolAnnota
     )
 
 
-def tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """Report our errors to the client as tool errors with a specific message."""
+def describe_validation(exc: ValidationError) -> str:
+    """``invalid_input: <field>: <reason>`` per problem, without echoing the input."""
+    problems = []
+    for error in exc.errors(include_url=False, include_input=False):
+        field = ".".join(str(part) for part in error["loc"]) or "arguments"
+        problems.append(f"{field}: {error['msg']}")
+    return "invalid_input: " + "; ".join(problems)
 
-    @functools.wraps(fn)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+
+class AbathurTool(Tool):
+    """A Tool whose failures follow the error contract above."""
+
+    async def run(
+        self, arguments: dict[str, Any], context: Any, convert_result: bool = False
+    ) -> Any:
         try:
-            return await fn(*args, **kwargs)
-        except AbathurError as exc:
-            raise ToolError(f"{exc.code}: {exc}") from None
+            return await super().run(arguments, context, convert_result)
+        except ToolError as exc:
+            raise ToolError(self._message(exc, context)) from exc.__cause__
 
-    return wrapper
+    def _message(self, exc: ToolError, context: Any) -> str:
+        cause = exc.__cause__
+        if isinstance(cause, ValidationError):
+            return describe_validation(cause)
+        if isinstance(cause, AbathurError):
+            if isinstance(cause, Forbidden) and not getattr(cause, "audited", False):
+                _audit_denial(context, self.name, cause)
+            return f"{cause.code}: {cause}"
+        if isinstance(exc, UnexpectedToolError):
+            log.error("tool %s failed unexpectedly", self.name, exc_info=cause)
+            return (
+                f"internal_error: {self.name} failed unexpectedly; the server's log has the details"
+            )
+        return f"invalid_input: {exc}"  # the SDK's own refusals (unknown tool and the like)
+
+
+def _audit_denial(context: Any, tool: str, exc: Forbidden) -> None:
+    from abathur_memory.server.context import app_of, principal_for
+
+    try:
+        app = app_of(context)
+        principal = principal_for(context)
+    except AbathurError:  # pragma: no cover - no lifespan: nothing to audit into
+        return
+    action = tool.split("_", 1)[0] + "_denied"
+    app.services.recorder.record(Denial(principal.actor, action, tool, tool, str(exc)))
+
+
+def _one_paragraph_per_line(doc: str) -> str:
+    """The docstring without its source indentation and line wrapping."""
+    return re.sub(r"(?<!\n)\n(?!\n)", " ", inspect.cleandoc(doc))
 
 
 def strict_tool(
@@ -54,11 +100,13 @@ def strict_tool(
     annotations: ToolAnnotations,
     title: str,
 ) -> Tool:
-    """A Tool whose arguments must match its schema exactly (no extra fields)."""
-    tool = Tool.from_function(
-        tool_errors(fn),
+    """A Tool whose arguments must match its schema exactly (no extra fields), with its
+    docstring as a clean description (no source indentation)."""
+    tool = AbathurTool.from_function(
+        fn,
         name=fn.__name__,
         title=title,
+        description=_one_paragraph_per_line(fn.__doc__ or ""),
         annotations=annotations,
         structured_output=True,
     )

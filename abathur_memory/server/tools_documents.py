@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from abathur_memory.errors import Unavailable
 from abathur_memory.indexer.documents import DocumentService, DocumentText
 from abathur_memory.indexer.search import Filters, Hit
-from abathur_memory.server.context import AppContext
+from abathur_memory.server.context import AppContext, principal_for
 from abathur_memory.server.registry import READ_ONLY, strict_tool, writes
 
 Mode = Literal["hybrid", "keyword", "semantic"]
@@ -36,8 +36,11 @@ class DocumentResults(BaseModel):
 
 class RootStatus(BaseModel):
     name: str
-    path: str
+    path: str | None = Field(description="The folder, shown to the root's owner only.")
     exists: bool
+    owner: str | None
+    visibility: str = Field(description="private (owner only), project or all.")
+    excludes: list[str]
     documents: int
     by_status: dict[str, int]
     last_scan_at: str | None
@@ -63,7 +66,8 @@ class IndexStatus(BaseModel):
     chunks: int
     pending: int = Field(description="Documents waiting to be (re)indexed.")
     oldest_pending_since: str | None
-    failed: list[dict[str, Any]]
+    failed_count: int = Field(description="Documents that could not be indexed.")
+    failed: list[dict[str, Any]] = Field(description="The 20 most recent failures.")
     last_sync_at: str | None
     rebuild: dict[str, Any] | None = Field(description="Progress of a rebuild for a new model.")
     watchers: list[WatcherStatus] = Field(description="A watcher not alive has died or hangs.")
@@ -92,7 +96,7 @@ async def document_search(
     """Search the user's indexed markdown by meaning and keywords. Returns sections with
     their path, heading, line range and a snippet; read more with document_get."""
     filters = Filters(root=root, path_glob=path_glob, tags=tags or [], document_type=document_type)
-    result = await documents_of(ctx).search(query, k, mode, filters)
+    result = await documents_of(ctx).search(principal_for(ctx), query, k, mode, filters)
     return DocumentResults(
         query=result.query,
         mode_used=result.mode_used,
@@ -112,13 +116,13 @@ async def document_get(
 ) -> DocumentText:
     """Read an indexed document, or lines start_line..end_line of it (1-based, inclusive).
     Only files inside the indexed folders can be read."""
-    return await documents_of(ctx).get(path, start_line, end_line)
+    return await documents_of(ctx).get(principal_for(ctx), path, start_line, end_line)
 
 
 async def index_status(ctx: Context) -> IndexStatus:
     """The state of the document index: folders, documents per state, model, pending work,
     failures and whether the watcher is alive and keeping up."""
-    return IndexStatus(**await documents_of(ctx).status())
+    return IndexStatus(**await documents_of(ctx).status(principal_for(ctx)))
 
 
 async def index_refresh(
@@ -129,7 +133,7 @@ async def index_refresh(
     ] = None,
 ) -> RefreshReport:
     """Re-scan the indexed folders now and index what changed (a root, one file, or all)."""
-    report = await documents_of(ctx).refresh(path)
+    report = await documents_of(ctx).refresh(principal_for(ctx), path)
     return RefreshReport(**report.as_dict())
 
 

@@ -190,7 +190,8 @@ async def memory_search(
     mode: Literal["hybrid", "keyword", "semantic"] = "hybrid",
 ) -> MemoryResults:
     """Search your memories by meaning and keywords (only namespaces you may read)."""
-    result = await memory_search_of(ctx).search(query, prefix, k, mode)
+    guard = services_of(ctx).memories.guard
+    result = await memory_search_of(ctx).search(guard, query, prefix, k, mode)
     return MemoryResults(
         query=result.query,
         mode_used=result.mode_used,

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from abathur_memory.errors import AbathurError, InvalidInput, Unavailable
+from abathur_memory.errors import AbathurError, InvalidInput, NotFound, ReadOnly, Unavailable
 from abathur_memory.schema import runner
 from abathur_memory.storage import driver
 
@@ -31,6 +31,33 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Params = Sequence[Any] | dict[str, Any]
+
+
+def check_database_path(path: Path, *, create: bool, create_dirs: bool = False) -> None:
+    """Refuse paths that cannot be (or must not become) a database, with one clear sentence.
+
+    Only commands that create a database may create one, and a missing directory is made
+    only when asked (``create_dirs``): a mistyped ``--db`` must not silently become a new,
+    empty database.
+    """
+    if path.is_dir():
+        raise InvalidInput(f"{path} is a directory, not a database file")
+    if path.exists():
+        return
+    if not create:
+        raise NotFound(f"no database at {path} (create one with `abathur-memory init --db {path}`)")
+    if not path.parent.is_dir():
+        if not create_dirs:
+            raise NotFound(
+                f"the directory {path.parent} does not exist: create it first, or use "
+                f"`abathur-memory init --db {path} --create-dirs`"
+            )
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise Unavailable(
+                f"cannot create the directory {path.parent}: {exc.strerror}"
+            ) from None
 
 
 class _WorkerConnection(aiosqlite.Connection):
@@ -88,17 +115,14 @@ class Database:
         busy_timeout_ms: int = 5000,
         write_retries: int = 3,
         migrate: bool = True,
+        create: bool = True,
     ) -> Database:
-        """Open (creating if needed) and migrate the database at ``path``."""
+        """Open and migrate the database at ``path``; ``create`` makes it when missing (its
+        directory must exist: see :func:`check_database_path`)."""
         if str(path) in ("", ":memory:"):
             raise InvalidInput("an on-disk database path is needed (readers share the file)")
         path = Path(path).expanduser()
-        if path.is_dir():
-            raise InvalidInput(f"{path} is a directory, not a database file")
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise Unavailable(f"cannot create the directory for {path}: {exc.strerror}") from None
+        check_database_path(path, create=create)
         opened: list[_WorkerConnection] = []
         try:
             writer = await _open_worker(path, busy_timeout_ms, read_only=False)
@@ -255,7 +279,9 @@ def _environment_error(exc: driver.DatabaseError, path: Path) -> AbathurError | 
     message = str(exc)
     lowered = message.lower()
     if "readonly" in lowered or "read-only" in lowered:
-        return Unavailable(f"the database {path} is read-only ({message})")
+        return ReadOnly(
+            f"the database {path} is read-only: it can be read but not written ({message})"
+        )
     if "disk is full" in lowered or "disk i/o" in lowered:
         return Unavailable(f"cannot write {path}: {message}")
     if "malformed" in lowered or "not a database" in lowered:

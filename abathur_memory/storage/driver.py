@@ -1,23 +1,23 @@
 """The one place that opens SQLite connections.
 
-The stdlib ``sqlite3`` of many Python builds cannot load extensions, so every connection is
-made with ``sqlean.py``: a DB-API 2 drop-in (so aiosqlite can wrap it) shipping SQLite 3.50
-(3.49 on Windows, the newest with Windows wheels) with FTS5 and JSONB. docs/storage.md has
-the measurements behind the choice. sqlite-vec is loaded on every connection and the seed
-PRAGMAs are applied.
+Every connection is made with ``sqlean.py``: a DB-API 2 drop-in (so aiosqlite can wrap it)
+shipping SQLite 3.50 (3.49 on Windows, the newest with Windows wheels) with FTS5 and JSONB on
+every platform, where the stdlib ``sqlite3`` of many Pythons is older. The seed PRAGMAs are
+applied on every connection. No extension is loaded: vectors live in plain tables, searched
+by sign codes in numpy (docs/storage.md measured sqlite-vec's vec0 slower; it was dropped).
 """
 
 from __future__ import annotations
 
 import importlib.metadata
 import logging
+import os
 import random
 import time
 from pathlib import Path
 from typing import Any
 
 import sqlean as sqlite
-import sqlite_vec
 
 from abathur_memory.errors import Unavailable
 
@@ -33,7 +33,7 @@ IntegrityError = sqlite.IntegrityError
 complete_statement = sqlite.complete_statement
 sqlite_version = sqlite.sqlite_version
 
-MIN_SQLITE_VERSION = (3, 41, 0)  # sqlite-vec KNN with LIMIT needs 3.41
+MIN_SQLITE_VERSION = (3, 45, 0)  # JSONB (jsonb(), the doctor's check) arrived in 3.45
 
 # Seed 000 §2.1, applied on every connection (foreign_keys and busy_timeout are per connection).
 SEED_PRAGMAS: dict[str, Any] = {
@@ -49,39 +49,78 @@ def sqlite_version_info() -> tuple[int, ...]:
     return tuple(int(part) for part in sqlite.sqlite_version.split("."))
 
 
+def writable(path: str | Path) -> bool:
+    """Whether this process may write the database file and create its -wal/-shm beside it."""
+    file = Path(path)
+    return os.access(file.parent, os.W_OK) and (not file.exists() or os.access(file, os.W_OK))
+
+
 def connect(
     path: str | Path,
     *,
     busy_timeout_ms: int = 5000,
     read_only: bool = False,
     check_same_thread: bool = False,
+    file_read_only: bool = False,
 ) -> sqlite.Connection:
-    """Open ``path`` with sqlite-vec loaded and the seed PRAGMAs set.
+    """Open ``path`` with the seed PRAGMAs set.
 
     The connection is in autocommit mode (``isolation_level=None``): callers open their own
     transactions (``BEGIN IMMEDIATE`` for writes) so that no statement starts one implicitly.
     ``read_only`` connections additionally refuse writes (``PRAGMA query_only``).
+    ``file_read_only`` opens a file this process cannot write (a read-only copy or mount):
+    SQLite's ``mode=ro``, and no PRAGMA that would write.
     """
     if sqlite_version_info() < MIN_SQLITE_VERSION:  # pragma: no cover - guarded by the pin
-        raise Unavailable(f"SQLite {sqlite.sqlite_version} is too old; 3.41 or newer is needed")
-    conn = sqlite.connect(
-        str(path),
-        isolation_level=None,
-        check_same_thread=check_same_thread,
-        timeout=busy_timeout_ms / 1000,
-    )
+        raise Unavailable(f"SQLite {sqlite.sqlite_version} is too old; 3.45 or newer is needed")
+    if file_read_only:
+        conn = _connect_read_only_file(Path(path), busy_timeout_ms, check_same_thread)
+    else:
+        conn = sqlite.connect(
+            str(path),
+            isolation_level=None,
+            check_same_thread=check_same_thread,
+            timeout=busy_timeout_ms / 1000,
+        )
     try:
         conn.row_factory = sqlite.Row
-        conn.enable_load_extension(True)
-        sqlite_vec.load(conn)
-        conn.enable_load_extension(False)
-        apply_pragmas(conn, busy_timeout_ms=busy_timeout_ms)
-        if read_only:
+        if file_read_only:  # the per-connection settings only (the WAL switch would write)
+            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            conn.execute(f"PRAGMA synchronous = {SEED_PRAGMAS['synchronous']}")
+            conn.execute(f"PRAGMA foreign_keys = {SEED_PRAGMAS['foreign_keys']}")
+            conn.execute(f"PRAGMA wal_autocheckpoint = {SEED_PRAGMAS['wal_autocheckpoint']}")
+        else:
+            apply_pragmas(conn, busy_timeout_ms=busy_timeout_ms)
+        if read_only or file_read_only:
             conn.execute("PRAGMA query_only = ON")
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def _connect_read_only_file(
+    path: Path, busy_timeout_ms: int, check_same_thread: bool
+) -> sqlite.Connection:
+    """``mode=ro``; a WAL file in a folder where no -shm can be made needs ``immutable``."""
+    uri = path.resolve().as_uri()
+    last: Exception | None = None
+    for options in ("mode=ro", "mode=ro&immutable=1"):
+        conn = sqlite.connect(
+            f"{uri}?{options}",
+            uri=True,
+            isolation_level=None,
+            check_same_thread=check_same_thread,
+            timeout=busy_timeout_ms / 1000,
+        )
+        try:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            return conn
+        except sqlite.OperationalError as exc:
+            conn.close()
+            last = exc
+    assert last is not None
+    raise last
 
 
 def connect_plain(path: str | Path) -> sqlite.Connection:
@@ -127,10 +166,9 @@ def _db_file(conn: sqlite.Connection) -> str:
 
 
 def extension_versions(conn: sqlite.Connection) -> dict[str, str]:
-    """Versions worth reporting: SQLite itself and sqlite-vec."""
+    """Versions worth reporting: SQLite itself and the driver that ships it."""
     return {
         "sqlite": conn.execute("SELECT sqlite_version()").fetchone()[0],
-        "sqlite_vec": conn.execute("SELECT vec_version()").fetchone()[0],
         "driver": f"sqlean.py {importlib.metadata.version('sqlean.py')}",
     }
 

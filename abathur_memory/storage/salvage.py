@@ -5,6 +5,11 @@ jumps ahead (exponentially) past the damage and carries on, so one bad page cost
 on it, not the rest of the table. The new file gets the current schema; rows left pointing at
 parents that were lost are detached (nullable links) or dropped (mandatory links), so the
 result passes ``integrity_check`` and ``foreign_key_check``.
+
+Derived data is not copied but rebuilt: the memory keyword index is rebuilt by the next
+server or indexer from the memories that survived, and every document is marked for
+re-indexing (its chunks, full-text rows and vectors are made again by the next `index`).
+The result is verified like a backup; a salvage that fails or does not verify leaves no file.
 """
 
 from __future__ import annotations
@@ -15,9 +20,10 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from abathur_memory.errors import Conflict, InvalidInput, NotFound
+from abathur_memory.errors import Conflict, InvalidInput, NotFound, Unavailable
 from abathur_memory.schema import runner
 from abathur_memory.storage import driver
+from abathur_memory.storage.backup import verify_database
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +39,21 @@ class TableSalvage:
     dropped: int = 0
 
 
+# Made again from what survived, never copied (a half-copied FTS index is itself damage).
+DERIVED_TABLES = frozenset(
+    {"memory_fts", "memory_fts_keys", "embedding_spaces", "space_documents", "indexer_heartbeats"}
+)
+
+
+def _derived(table: str) -> bool:
+    return table in DERIVED_TABLES or table.startswith("memory_fts_")
+
+
 @dataclass
 class SalvageResult:
     output: Path
     tables: dict[str, TableSalvage] = field(default_factory=dict)
+    reindex_documents: int = 0
 
     @property
     def copied(self) -> int:
@@ -78,31 +95,66 @@ def _salvage_copy(copy: Path, damaged: Path, output: Path) -> SalvageResult:
                 f"cannot read the schema of {damaged} ({exc}); nothing to salvage"
             ) from None
         result = SalvageResult(output)
-        target = driver.connect(output)
         try:
-            runner.migrate(target)
-            target.execute("PRAGMA foreign_keys = OFF")
-            target.execute("BEGIN IMMEDIATE")
-            target.execute("DELETE FROM memory_entries")  # fresh seed rows; the originals follow
-            # Tables in creation order, so parents come before children.
-            columns = runner.target_columns()
-            for table in columns:
-                if table in present and table != "schema_migrations":
-                    result.tables[table] = _copy_table(source, target, table, columns[table])
-            _reseed(target)
-            _repair_links(target, result)
-            target.execute("COMMIT")
-            target.execute("PRAGMA foreign_keys = ON")
+            target = driver.connect(output)
+            try:
+                runner.migrate(target)
+                target.execute("PRAGMA foreign_keys = OFF")
+                target.execute("BEGIN IMMEDIATE")
+                target.execute("DELETE FROM memory_entries")  # fresh seed rows; originals follow
+                # Tables in creation order, so parents come before children.
+                columns = runner.target_columns()
+                for table in columns:
+                    if table in present and table != "schema_migrations" and not _derived(table):
+                        result.tables[table] = _copy_table(source, target, table, columns[table])
+                _reseed(target)
+                _repair_links(target, result)
+                result.reindex_documents = _mark_derived_for_rebuild(target)
+                target.execute("COMMIT")
+                target.execute("PRAGMA foreign_keys = ON")
+            finally:
+                target.close()
+            problem = _verify(output)
+            if problem:
+                raise Unavailable(f"the salvaged file did not verify ({problem}); nothing kept")
         except BaseException:
-            target.close()
-            output.unlink(missing_ok=True)
-            for suffix in ("-wal", "-shm"):
+            for suffix in ("", "-wal", "-shm"):
                 Path(f"{output}{suffix}").unlink(missing_ok=True)
             raise
-        target.close()
     finally:
         source.close()
     return result
+
+
+def _mark_derived_for_rebuild(target: driver.Connection) -> int:
+    """Documents need their chunks and vectors again; the memory index is rebuilt."""
+    memory_index_rebuild = "INSERT INTO meta (key, value) VALUES ('memory_index_audit_id', '-1')"
+    target.execute(memory_index_rebuild + " ON CONFLICT(key) DO UPDATE SET value = '-1'")
+    target.execute(
+        "DELETE FROM meta WHERE key IN ('embedding_model', 'embedding_dim', 'embedding_identity')"
+    )
+    return target.execute(
+        "UPDATE document_index SET sync_status = 'stale', chunk_count = 0, lease_owner = NULL,"
+        " lease_until = NULL, attempts = 0, next_attempt_at = NULL"
+        " WHERE root_id IS NOT NULL AND sync_status != 'failed'"
+    ).rowcount
+
+
+def _verify(output: Path) -> str | None:
+    """What is wrong with the salvaged file, if anything: it must be a healthy database at
+    the current schema."""
+    problem = verify_database(output, require_abathur=True)
+    if problem:
+        return problem
+    conn = driver.connect_plain(output)
+    try:
+        if conn.execute("PRAGMA foreign_key_check").fetchone() is not None:
+            return "rows still point at missing parents"
+        if runner.current_version(conn) != runner.latest_version():
+            return "its schema is not the current one"
+    finally:
+        conn.close()
+    return None
 
 
 def _copy_table(

@@ -1,0 +1,1 @@
+"""Operations on a whole database: doctor, repair, maintenance, backup, restore, salvage."""
