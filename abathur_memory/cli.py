@@ -307,8 +307,6 @@ def maintain(db: Path | None, dry_run: bool, as_json: bool) -> None:
 def _open_for_cli(path: Path, *, create: bool, create_dirs: bool = False) -> driver.Connection:
     """Open a database for a one-shot command, with one-line errors for the usual failures."""
     check_database_path(path, create=create, create_dirs=create_dirs or path == default_db_path())
-    if path.exists() and (problem := backups.verify_header(path)) is not None:
-        raise AbathurError(f"cannot open {path}: {problem}")
     try:
         return driver.connect(path)
     except driver.Error as exc:

@@ -20,9 +20,11 @@ from abathur_memory.cli import (
     settings_from,
 )
 from abathur_memory.config import Settings, default_db_path
+from abathur_memory.errors import Unavailable
 from abathur_memory.memory.namespaces import Principal
 from abathur_memory.memory.tokens import TokenInfo, TokenService
 from abathur_memory.schema import runner
+from abathur_memory.storage import driver
 from abathur_memory.storage.database import Database
 
 
@@ -113,9 +115,15 @@ def _prepare_database(settings: Settings) -> None:
     """Create or upgrade the database before the server starts, so a file that cannot be
     used (damaged, foreign, read-only folder, full disk) is one line and exit 1, not a
     server that fails inside its task group."""
+    from abathur_memory.indexer.roots import parse_root_spec, resolve_root_dir
+
+    for spec in settings.docs:  # a folder that is not there is a mistake worth stopping for
+        resolve_root_dir(parse_root_spec(spec)[1])
     conn = _open_for_cli(settings.db, create=True, create_dirs=settings.db == default_db_path())
     try:
         runner.migrate(conn)
+    except driver.DatabaseError as exc:
+        raise Unavailable(f"cannot use {settings.db}: {exc}") from None
     finally:
         conn.close()
 

@@ -129,6 +129,6 @@ async def test_directory_and_non_database_paths_are_clear_errors(tmp_path):
         await Database.open(tmp_path)
     text = tmp_path / "notes.db"
     text.write_text("these are not the pages you are looking for" * 20)
-    with pytest.raises(Unavailable, match=r"not a database|damaged"):
+    with pytest.raises(InvalidInput, match="not a SQLite database"):
         await Database.open(text)
     assert text.read_text().startswith("these are not")

@@ -155,3 +155,15 @@ def test_a_long_book_chapter():
         "Section 5: Vectors and maps",
         "Listing 5.2",
     )
+
+
+def test_a_heading_never_makes_a_chunk_of_its_own():
+    """When the body does not fit beside its heading, the heading folds into the body's
+    chunk (the heading path carries its words) instead of a one-line chunk that would
+    outrank the body in a search for its words."""
+    body = " ".join(f"w{i}" for i in range(POLICY.max_tokens - 20))
+    doc = parse(f"# Guide\n\n## Installation\n\n{body}\n\n## Next\n\nshort\n")
+    assert all(c.text.strip() not in ("# Guide", "## Installation") for c in doc.chunks)
+    install = [c for c in doc.chunks if c.heading_path == ("Guide", "Installation")]
+    assert install and install[0].start_line == 3  # the range starts at the heading
+    assert all(c.token_count <= POLICY.max_tokens for c in doc.chunks)

@@ -47,6 +47,33 @@ async def test_index_search_read_and_status(db_path, tmp_path):
         assert one["work"]["documents_done"] == 0  # nothing changed
 
 
+async def test_index_refresh_of_one_file_touches_that_file_only(any_db_path, tmp_path):
+    root = write_tree(tmp_path / "notes")
+    async with connected(any_db_path, docs=[str(root)]) as client:
+        await call(client, "index_refresh")
+        (root / "alpha.md").write_text("# Alpha\n\nThe otter swims at night.\n")
+        (root / "notes" / "beta.md").write_text("# Beta\n\nChanged too, but not refreshed.\n")
+        one = await call(client, "index_refresh", path="notes/alpha.md")
+        assert [s["files"] for s in one["scans"]] == [1]
+        assert one["scans"][0]["changed"] == 1 and one["work"]["documents_done"] == 1
+        found = await call(client, "document_search", query="otter", mode="keyword")
+        assert [h["path"] for h in found["results"]] == ["notes/alpha.md"]
+        beta = await call(client, "document_search", query="refreshed", mode="keyword")
+        assert beta["results"] == []  # the whole root was not re-scanned
+        status = await call(client, "index_status")
+        assert status["roots"][0]["by_status"]["synced"] == 3
+        # A file that has gone leaves the index and is reported.
+        (root / "alpha.md").unlink()
+        gone = await call(client, "index_refresh", path="notes/alpha.md")
+        assert gone["scans"][0]["removed"] == ["notes/alpha.md"]
+        assert (await call(client, "index_status"))["roots"][0]["documents"] == 2
+        # Neither indexed nor there: an error, not a silent success.
+        missing = await client.call_tool("index_refresh", {"path": "notes/never.md"})
+        assert missing.is_error and text_of(missing).startswith("not_found: no document")
+        ignored = await client.call_tool("index_refresh", {"path": "notes/.git/config.md"})
+        assert ignored.is_error and text_of(ignored).startswith("not_found")
+
+
 async def _caught_up(client, **args):
     """memory_search once the background indexer has reached every change."""
     for _ in range(300):

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from markdown_it import MarkdownIt
 
-CHUNKER_VERSION = 1
+CHUNKER_VERSION = 2  # 2: a heading never makes a chunk of its own
 TokenCounter = Callable[[str], int]
 
 _FRONT_MATTER_OPEN = "---"
@@ -94,7 +94,7 @@ def parse_markdown(
     sections = _sections(lines, body_start)
     chunks: list[Chunk] = []
     for heading_path, blocks in sections:
-        chunks.extend(_pack(lines, heading_path, blocks, count_tokens, policy, len(chunks)))
+        chunks.extend(_pack(lines, heading_path, blocks, count_tokens, policy))
     chunks = [
         Chunk(i, c.heading_path, c.start_line, c.end_line, c.text, c.token_count, c.context)
         for i, c in enumerate(chunks)
@@ -236,7 +236,6 @@ def _pack(
     blocks: list[_Block],
     count: TokenCounter,
     policy: ChunkingPolicy,
-    first_seq: int,
 ) -> list[Chunk]:
     context = _context(heading_path, count, policy.max_tokens)
     context_tokens = count(f"{context}\n\n") if context else 0
@@ -266,9 +265,34 @@ def _pack(
         current_tokens += piece.tokens
     if current:
         groups.append(current)
-    chunks: list[Chunk] = []
+    finished: list[tuple[Chunk, bool]] = []
     for group in groups:
-        chunks.extend(_finish(lines, heading_path, context, group, count, policy))
+        finished.extend(_finish(lines, heading_path, context, group, count, policy))
+    return _fold_lone_headings(finished)
+
+
+def _fold_lone_headings(finished: list[tuple[Chunk, bool]]) -> list[Chunk]:
+    """A chunk holding only a heading (its body did not fit beside it) is folded into the
+    next chunk: that chunk's line range starts at the heading, whose words it already
+    carries in its heading path. Alone, the short heading would outrank its own body."""
+    chunks: list[Chunk] = []
+    pending_start: int | None = None
+    for index, (chunk, heading_only) in enumerate(finished):
+        if heading_only and index + 1 < len(finished):
+            pending_start = chunk.start_line if pending_start is None else pending_start
+            continue
+        if pending_start is not None:
+            chunk = Chunk(
+                chunk.seq,
+                chunk.heading_path,
+                pending_start,
+                chunk.end_line,
+                chunk.text,
+                chunk.token_count,
+                chunk.context,
+            )
+            pending_start = None
+        chunks.append(chunk)
     return chunks
 
 
@@ -290,13 +314,15 @@ def _finish(
     group: list[_Block],
     count: TokenCounter,
     policy: ChunkingPolicy,
-) -> list[Chunk]:
-    """One chunk for the group, or several if joining the blocks went over the limit."""
+) -> list[tuple[Chunk, bool]]:
+    """One chunk for the group, or several if joining the blocks went over the limit; each
+    with whether it holds nothing but headings."""
     text = "\n\n".join(_block_text(lines, b) for b in group)
     chunk = Chunk(0, heading_path, group[0].start + 1, max(b.end for b in group), text, 0, context)
     tokens = count(chunk.embed_text)
     if tokens <= policy.max_tokens or len(group) == 1:
-        return [Chunk(0, heading_path, chunk.start_line, chunk.end_line, text, tokens, context)]
+        finished = Chunk(0, heading_path, chunk.start_line, chunk.end_line, text, tokens, context)
+        return [(finished, all(b.kind == "heading" for b in group))]
     middle = len(group) // 2
     return [
         *_finish(lines, heading_path, context, group[:middle], count, policy),

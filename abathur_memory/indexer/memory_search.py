@@ -25,7 +25,7 @@ from abathur_memory.indexer.search import (
     snippet,
 )
 from abathur_memory.indexer.spaces import Space
-from abathur_memory.memory.access import AccessGuard
+from abathur_memory.memory.access import AccessGuard, readable_sql
 from abathur_memory.memory.memories import MemoryEntry
 from abathur_memory.memory.namespaces import Access, Principal, validate_prefix
 from abathur_memory.storage import driver
@@ -248,38 +248,3 @@ def _rerank_entries(
         if score > best.get(entry_id, -2.0):
             best[entry_id] = float(score)
     return sorted(best.items(), key=lambda item: -item[1])[:CANDIDATES]
-
-
-def readable_sql(principal: Principal, prefix: str | None) -> tuple[str, list[Any]]:
-    """A condition on ``k.namespace`` that holds exactly for what the principal may read."""
-    clauses: list[str] = []
-    params: list[Any] = []
-
-    def subtree(root: str) -> None:
-        clauses.append("(k.namespace = ? OR (k.namespace > ? AND k.namespace < ?))")
-        params.extend([root, root + ":", root + ";"])
-
-    if principal.admin:
-        clauses.append("1")
-    else:
-        subtree(f"user:{principal.user}")
-        subtree(f"app:{principal.app}")
-        if principal.project:
-            subtree(f"project:{principal.project}")
-        clauses.append("(k.namespace > 'temp:' AND k.namespace < 'temp;')")
-        clauses.append(
-            "(k.namespace > 'session:' AND k.namespace < 'session;' AND EXISTS ("
-            " SELECT 1 FROM sessions AS s WHERE s.user_id = ? AND s.app_name = ?"
-            " AND (k.namespace = 'session:' || s.id"
-            "      OR substr(k.namespace, 1, length(s.id) + 9) = 'session:' || s.id || ':')))"
-        )
-        params.extend([principal.user, principal.app])
-    condition = "(" + " OR ".join(clauses) + ")"
-    if prefix is not None:
-        if prefix in ("app", "user", "project", "session", "temp"):
-            condition += " AND k.namespace > ? AND k.namespace < ?"
-            params.extend([prefix + ":", prefix + ";"])
-        else:
-            condition += " AND (k.namespace = ? OR (k.namespace > ? AND k.namespace < ?))"
-            params.extend([prefix, prefix + ":", prefix + ";"])
-    return condition, params

@@ -144,16 +144,3 @@ def rerank(
     scores = matrix @ query
     order = np.argsort(-scores)[:k]
     return [(found_ids[i], float(scores[i])) for i in order]
-
-
-def exact(
-    conn: driver.Connection, space: Space, query: npt.NDArray[np.float32], k: int
-) -> list[tuple[int, float]]:
-    """Brute force over every vector: the reference the fast path is measured against."""
-    rows = conn.execute(f"SELECT chunk_id, embedding FROM {space.vectors}").fetchall()
-    if not rows:
-        return []
-    matrix = vectors.decode_many([r[1] for r in rows], space.dim)
-    scores = matrix @ query
-    order = np.argsort(-scores)[:k]
-    return [(rows[i][0], float(scores[i])) for i in order]

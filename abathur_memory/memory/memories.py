@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 from abathur_memory.errors import Conflict, InvalidInput, NotFound
 from abathur_memory.memory import audit, cursors, values
-from abathur_memory.memory.access import AccessGuard
-from abathur_memory.memory.namespaces import Access, parse, validate_prefix
+from abathur_memory.memory.access import AccessGuard, readable_sql
+from abathur_memory.memory.namespaces import SCOPES, Access, clean, parse, validate_prefix
 from abathur_memory.schema import hot_queries
 from abathur_memory.storage import driver, timestamps
 from abathur_memory.storage.database import Database
@@ -318,8 +318,11 @@ class MemoryService:
         return outcome
 
     def _prepare(self, request: PutRequest) -> _Prepared:
-        segments = parse(request.namespace)
-        values.check_identifier(request.key, what="key")
+        namespace = clean(request.namespace)
+        key = values.check_identifier(request.key, what="key")
+        if namespace != request.namespace or key != request.key:
+            request = replace(request, namespace=namespace, key=key)
+        segments = parse(namespace)
         if request.memory_type not in MEMORY_TYPES:
             raise InvalidInput(
                 f"memory_type must be one of {', '.join(MEMORY_TYPES)}, not {request.memory_type!r}"
@@ -415,6 +418,7 @@ class MemoryService:
         self, namespace: str, key: str, expected_version: int | None = None
     ) -> MemoryEntry:
         """Soft-delete every version of (namespace, key); returns the version that was live."""
+        namespace, key = clean(namespace), values.check_identifier(key, what="key")
 
         def soft_delete(conn: driver.Connection) -> MemoryEntry:
             live = conn.execute(
@@ -450,6 +454,7 @@ class MemoryService:
 
     async def restore(self, namespace: str, key: str) -> PutResult:
         """Bring back a deleted key: its last value becomes a new version."""
+        namespace, key = clean(namespace), values.check_identifier(key, what="key")
 
         def undelete(conn: driver.Connection) -> PutResult:
             latest = conn.execute(_LATEST_ANY, (namespace, key)).fetchone()
@@ -500,12 +505,13 @@ class MemoryService:
         as_of: str | None = None,
     ) -> MemoryEntry:
         """The latest live version, a given ``version``, or the version live at ``as_of``."""
+        namespace = clean(namespace)
+        key = values.check_identifier(key, what="key")
         segments = parse(namespace)
-        values.check_identifier(key, what="key")
         if version is not None and as_of is not None:
             raise InvalidInput("give version or as_of, not both")
-        if version is not None and (not isinstance(version, int) or version < 1):
-            raise InvalidInput("version must be an integer >= 1")
+        if version is not None:
+            values.check_integer(version, what="version", low=1)
         at = timestamps.parse_user_time(as_of) if as_of is not None else None
         if version is not None:
             sql = "SELECT * FROM memory_entries WHERE namespace = ? AND key = ? AND version = ?"
@@ -527,8 +533,9 @@ class MemoryService:
 
     async def history(self, namespace: str, key: str) -> list[MemoryEntry]:
         """Every version, oldest first, deleted ones included (flagged)."""
+        namespace = clean(namespace)
+        key = values.check_identifier(key, what="key")
         segments = parse(namespace)
-        values.check_identifier(key, what="key")
         rows = await self._read(
             segments,
             namespace,
@@ -543,33 +550,55 @@ class MemoryService:
 
     async def list(
         self,
-        prefix: str,
+        prefix: str | None,
         memory_type: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
     ) -> MemoryPage:
-        """Latest live entries under ``prefix`` (on ':' boundaries), by namespace then key."""
-        segments = validate_prefix(prefix)
+        """Latest live entries under ``prefix`` (on ':' boundaries), by namespace then key;
+        with no prefix, everything the principal may read."""
         if memory_type is not None and memory_type not in MEMORY_TYPES:
             raise InvalidInput(f"memory_type must be one of {', '.join(MEMORY_TYPES)}")
         if not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
             raise InvalidInput(f"limit must be between 1 and {MAX_LIST_LIMIT}")
         after_namespace, after_key = cursors.decode(cursor, start=("", ""))
-        params = {
-            "prefix": prefix,
-            "memory_type": memory_type,
-            "after_namespace": after_namespace,
-            "after_key": after_key,
-            "limit": limit + 1,
-        }
-        rows = await self._read(
-            segments, prefix, None, "list", hot_queries.MEMORY_LIST_PAGE, params
-        )
+        if prefix is None:
+            rows = await self.db.fetchall(
+                *self._readable_page(memory_type, after_namespace, after_key, limit + 1)
+            )
+        else:
+            if prefix not in SCOPES:
+                prefix = clean(prefix)
+            segments = validate_prefix(prefix)
+            params = {
+                "prefix": prefix,
+                "memory_type": memory_type,
+                "after_namespace": after_namespace,
+                "after_key": after_key,
+                "limit": limit + 1,
+            }
+            rows = await self._read(
+                segments, prefix, None, "list", hot_queries.MEMORY_LIST_PAGE, params
+            )
         page = MemoryPage([MemoryEntry.from_row(r) for r in rows[:limit]])
         if len(rows) > limit:
             last = page.entries[-1]
             page.next_cursor = cursors.encode(last.namespace, last.key)
         return page
+
+    def _readable_page(
+        self, memory_type: str | None, after_namespace: str, after_key: str, limit: int
+    ) -> tuple[str, list[Any]]:
+        where, params = readable_sql(self.guard.policy.principal, None, "m.namespace")
+        sql = (
+            "SELECT m.* FROM memory_entries AS m"
+            " WHERE (m.namespace, m.key) > (?, ?) AND m.is_deleted = 0"
+            " AND (? IS NULL OR m.memory_type = ?)"
+            " AND m.version = (SELECT MAX(v.version) FROM memory_entries AS v"
+            "                  WHERE v.namespace = m.namespace AND v.key = m.key)"
+            f" AND {where} ORDER BY m.namespace, m.key LIMIT ?"
+        )
+        return sql, [after_namespace, after_key, memory_type, memory_type, *params, limit]
 
     # -- plumbing -------------------------------------------------------------------------
 
@@ -577,8 +606,9 @@ class MemoryService:
         self, namespace: str, key: str, attempted: str, body: Callable[[driver.Connection], T]
     ) -> T:
         """Run ``body`` in a write transaction once the policy allows writing the key."""
+        namespace = clean(namespace)
+        key = values.check_identifier(key, what="key")
         segments = parse(namespace)
-        values.check_identifier(key, what="key")
         await self._check_write(segments, namespace, key)
 
         def guarded(conn: driver.Connection) -> T | _Denied:

@@ -16,8 +16,10 @@ import functools
 import re
 from dataclasses import dataclass
 from enum import Enum
+from typing import Any
 
 from abathur_memory.errors import InvalidInput
+from abathur_memory.memory.values import visible_text
 
 SCOPES = ("app", "user", "project", "session", "temp")
 MAX_NAMESPACE_LENGTH = 512
@@ -59,6 +61,14 @@ def parse(namespace: str) -> list[str]:
     if not isinstance(namespace, str):
         return _parse(namespace)
     return list(_parse_cached(namespace))
+
+
+def clean(namespace: Any) -> str:
+    """``namespace`` checked and in NFC (as stored): what services use from the caller."""
+    if isinstance(namespace, str):
+        namespace = visible_text(namespace, what="namespace")
+    parse(namespace)
+    return namespace
 
 
 def _parse(namespace: str) -> list[str]:

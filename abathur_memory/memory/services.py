@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 from abathur_memory.config import Settings
 from abathur_memory.memory.access import AccessGuard
-from abathur_memory.memory.agents import AgentRepository
 from abathur_memory.memory.checkpoints import CheckpointRepository
 from abathur_memory.memory.denials import DenialRecorder
 from abathur_memory.memory.lifecycle import LifecycleService
@@ -25,7 +24,6 @@ class Services:
     memories: MemoryService
     sessions: SessionService
     tasks: TaskService
-    agents: AgentRepository
     checkpoints: CheckpointRepository
     lifecycle: LifecycleService
 
@@ -47,8 +45,7 @@ class Services:
             memories=MemoryService(db, guard, max_value_bytes=max_value_bytes),
             sessions=SessionService(db, principal, recorder),
             tasks=TaskService(db, principal, recorder),
-            agents=AgentRepository(db, principal),
-            checkpoints=CheckpointRepository(db),
+            checkpoints=CheckpointRepository(db, principal, recorder),
             lifecycle=LifecycleService(db),
         )
 

@@ -21,7 +21,6 @@ from abathur_memory.memory import cursors, values
 from abathur_memory.memory.access import audited
 from abathur_memory.memory.denials import Denial, DenialRecorder
 from abathur_memory.memory.namespaces import Principal
-from abathur_memory.schema import hot_queries
 from abathur_memory.storage import driver, timestamps
 from abathur_memory.storage.database import Database
 
@@ -163,7 +162,7 @@ class SessionService:
         if project_id is None:
             project_id = p.project
         elif project_id is not None:
-            values.check_identifier(project_id, what="project_id", max_length=128)
+            project_id = values.check_identifier(project_id, what="project_id", max_length=128)
         if not p.admin and (user_id != p.user or app_name != p.app):
             rule = "sessions are created for the caller's own user and app"
             self._deny("create", f"user:{user_id} app:{app_name}", rule)
@@ -194,10 +193,14 @@ class SessionService:
     ) -> Session:
         """The session with up to ``events_limit`` events after sequence ``events_after``
         (``events_after=-1``: the last ``events_limit`` events)."""
-        values.check_identifier(session_id, what="session_id")
+        session_id = values.check_identifier(session_id, what="session_id")
         if not isinstance(events_limit, int) or not 0 <= events_limit <= MAX_EVENTS_PAGE:
             raise InvalidInput(f"events_limit must be between 0 and {MAX_EVENTS_PAGE}")
-        if not isinstance(events_after, int) or events_after < -1:
+        if (
+            not isinstance(events_after, int)
+            or isinstance(events_after, bool)
+            or not -1 <= events_after <= values.MAX_INTEGER
+        ):
             raise InvalidInput("events_after must be a sequence number >= 0 (or -1 for the latest)")
 
         def read(conn: driver.Connection) -> Session:
@@ -211,7 +214,7 @@ class SessionService:
         self, session_id: str, start_seq: int = 1, end_seq: int | None = None, limit: int = 100
     ) -> list[SessionEvent]:
         """Events with start_seq <= seq <= end_seq, in order."""
-        values.check_identifier(session_id, what="session_id")
+        session_id = values.check_identifier(session_id, what="session_id")
         if not isinstance(limit, int) or not 1 <= limit <= MAX_EVENTS_PAGE:
             raise InvalidInput(f"limit must be between 1 and {MAX_EVENTS_PAGE}")
         if start_seq < 1 or (end_seq is not None and end_seq < start_seq):
@@ -238,16 +241,18 @@ class SessionService:
         expected_seq: int | None = None,
     ) -> tuple[SessionEvent, Session]:
         """Append one event; returns it and the session after the append."""
-        values.check_identifier(session_id, what="session_id")
-        values.check_identifier(event_type, what="event_type", max_length=64)
-        values.check_identifier(actor, what="actor", max_length=128)
+        session_id = values.check_identifier(session_id, what="session_id")
+        event_type = values.check_identifier(event_type, what="event_type", max_length=64)
+        actor = values.check_identifier(actor, what="actor", max_length=128)
         content_text = values.encode_json(content, what="content", max_bytes=MAX_EVENT_BYTES)
         delta_text = (
             None
             if state_delta is None
             else values.encode_object(state_delta, what="state_delta", max_bytes=MAX_STATE_BYTES)
         )
-        if expected_seq is not None and (not isinstance(expected_seq, int) or expected_seq < 0):
+        if expected_seq is not None and (
+            not isinstance(expected_seq, int) or not 0 <= expected_seq <= values.MAX_INTEGER
+        ):
             raise InvalidInput("expected_seq must be an integer >= 0 (the last seq you have seen)")
 
         def append(conn: driver.Connection) -> tuple[SessionEvent, Session]:
@@ -283,7 +288,7 @@ class SessionService:
         self, session_id: str, state: dict[str, Any], *, replace: bool = False
     ) -> Session:
         """Merge ``state`` into the session state (or replace it entirely)."""
-        values.check_identifier(session_id, what="session_id")
+        session_id = values.check_identifier(session_id, what="session_id")
         state_text = values.encode_object(state, what="state", max_bytes=MAX_STATE_BYTES)
         expression = "?" if replace else "json_patch(state, ?)"
 
@@ -302,7 +307,7 @@ class SessionService:
         return await self.db.write(update)
 
     async def set_status(self, session_id: str, status: str) -> Session:
-        values.check_identifier(session_id, what="session_id")
+        session_id = values.check_identifier(session_id, what="session_id")
         if status not in STATUSES:
             raise InvalidInput(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
 
@@ -373,11 +378,6 @@ class SessionService:
             last = rows[limit - 1]
             next_cursor = cursors.encode(last["created_at"], str(last["row_number"]))
         return SessionPage(sessions, next_cursor)
-
-    async def active(self, limit: int = 50) -> list[Session]:
-        """Active and paused sessions of every user, most recently updated first (admin view)."""
-        rows = await self.db.fetchall(hot_queries.SESSIONS_ACTIVE, {"limit": limit})
-        return [Session.from_row(r) for r in rows]
 
     def _owned_row(self, conn: driver.Connection, session_id: str) -> driver.Row:
         row = conn.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()

@@ -159,13 +159,12 @@ class TaskService:
         _check_int(priority, "priority", 0, 10)
         _check_int(max_retries, "max_retries", 0, 100)
         _check_int(timeout_seconds, "timeout_seconds", 1, 7 * 24 * 3600)
-        values.check_identifier(agent_type, what="agent_type", max_length=64)
+        agent_type = values.check_identifier(agent_type, what="agent_type", max_length=64)
         input_text = values.encode_object(input, what="input", max_bytes=MAX_PAYLOAD_BYTES)
         deps = list(dependencies or [])
         if len(deps) > MAX_DEPENDENCIES:
             raise InvalidInput(f"at most {MAX_DEPENDENCIES} dependencies")
-        for dep in deps:
-            values.check_identifier(dep, what="dependency id")
+        deps = [values.check_identifier(dep, what="dependency id") for dep in deps]
         if len(set(deps)) != len(deps):
             raise InvalidInput("dependencies contain the same task twice")
         task_id = str(uuid.uuid4())
@@ -207,7 +206,7 @@ class TaskService:
         return await self.db.write(insert)
 
     async def get(self, task_id: str) -> Task:
-        values.check_identifier(task_id, what="task_id")
+        task_id = values.check_identifier(task_id, what="task_id")
         return await self.db.read(lambda conn: Task.from_row(self._owned(conn, task_id)))
 
     async def update(
@@ -218,7 +217,7 @@ class TaskService:
         error: str | None = None,
     ) -> Task:
         """Change status (along TRANSITIONS), record a result or error, or just heartbeat."""
-        values.check_identifier(task_id, what="task_id")
+        task_id = values.check_identifier(task_id, what="task_id")
         if status is not None and status not in STATUSES:
             raise InvalidInput(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
         result_text = (
@@ -271,9 +270,9 @@ class TaskService:
     ) -> Task | None:
         """Atomically take the next ready task (None when there is none)."""
         if agent_type is not None:
-            values.check_identifier(agent_type, what="agent_type", max_length=64)
+            agent_type = values.check_identifier(agent_type, what="agent_type", max_length=64)
         who = self.principal.actor if claimant is None else f"{self.principal.actor}/{claimant}"
-        values.check_identifier(who, what="claimant")
+        who = values.check_identifier(who, what="claimant")
         params = {"agent_type": agent_type, "owner": self._owner}
 
         def take(conn: driver.Connection) -> Task | None:

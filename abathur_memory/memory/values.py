@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import math
 import re
+import unicodedata
 from typing import Annotated, Any
 
 from pydantic import WithJsonSchema
@@ -70,9 +70,12 @@ def decode(text: str | None) -> Any:
 
 
 def check_identifier(value: Any, *, what: str, max_length: int = MAX_KEY_LENGTH) -> str:
-    """Keys and ids: non-empty text without control characters, bounded length."""
+    """Keys and ids: non-empty text without control or invisible formatting characters,
+    bounded length, in Unicode NFC (so two names that print the same are the same name).
+    Returns the normalised text: use it, not the argument."""
     if not isinstance(value, str) or not value.strip():
         raise InvalidInput(f"{what} must be a non-empty string")
+    value = visible_text(value, what=what)
     if len(value) > max_length:
         raise InvalidInput(f"{what} is longer than {max_length} characters")
     if _CONTROL.search(value):
@@ -80,5 +83,25 @@ def check_identifier(value: Any, *, what: str, max_length: int = MAX_KEY_LENGTH)
     return value
 
 
-def is_finite_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+def visible_text(value: str, *, what: str) -> str:
+    """``value`` in NFC; refuses format characters (Unicode category Cf: zero-width spaces,
+    joiners, byte-order marks, direction overrides), which make two different names print
+    the same."""
+    if value.isascii():  # the common case: no format characters, already NFC
+        return value
+    for char in value:
+        if unicodedata.category(char) == "Cf":
+            raise InvalidInput(
+                f"{what} contains the invisible character U+{ord(char):04X} "
+                f"({unicodedata.name(char, 'format character').lower()}); remove it"
+            )
+    return unicodedata.normalize("NFC", value)
+
+
+MAX_INTEGER = 2**63 - 1  # SQLite stores 64-bit integers
+
+
+def check_integer(value: Any, *, what: str, low: int, high: int = MAX_INTEGER) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise InvalidInput(f"{what} must be an integer from {low} to {high}")
+    return value

@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
+from pathlib import Path
 
 from abathur_memory.errors import InvalidInput, Unavailable
 from abathur_memory.schema import legacy, space_tables
@@ -172,6 +173,23 @@ def _refuse_newer(done: set[int]) -> None:
             f"this database has schema version {max(newer)}, newer than this abathur-memory "
             f"understands ({latest_version()}); upgrade abathur-memory to open it"
         )
+
+
+def check_existing_file(path: Path) -> None:
+    """Before anything writes to an existing file (even the switch to WAL mode): it must be
+    readable and ours (or empty, or an older abathur layout). Opened read-only."""
+    try:
+        conn = driver.connect_plain(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except driver.Error as exc:
+        raise Unavailable(f"cannot open {path}: {exc}") from None
+    try:
+        _refuse_foreign_database(conn)
+    except driver.DatabaseError as exc:
+        raise Unavailable(
+            f"the database {path} is damaged ({exc}); `abathur-memory doctor` says more"
+        ) from None
+    finally:
+        conn.close()
 
 
 def _refuse_foreign_database(conn: driver.Connection) -> None:

@@ -70,6 +70,8 @@ def memory_search_of(ctx: Context) -> MemorySearch:
 
 # -- argument types (limits become the JSON schema clients see) --------------------------
 
+MAX_INT = 2**63 - 1  # SQLite integers are 64-bit: a larger number is invalid input, not a crash
+
 Namespace = Annotated[
     str,
     Field(
@@ -103,4 +105,3 @@ Cursor = Annotated[
     str | None,
     Field(max_length=2048, description="next_cursor from the previous page; omit for the first."),
 ]
-Identifier = Annotated[str, Field(min_length=1, max_length=256)]

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from abathur_memory.errors import Unavailable
 from abathur_memory.indexer.documents import DocumentService, DocumentText
 from abathur_memory.indexer.search import Filters, Hit
-from abathur_memory.server.context import AppContext, principal_for
+from abathur_memory.server.context import MAX_INT, AppContext, principal_for
 from abathur_memory.server.registry import READ_ONLY, strict_tool, writes
 
 Mode = Literal["hybrid", "keyword", "semantic"]
@@ -111,8 +111,8 @@ async def document_get(
     path: Annotated[
         str, Field(min_length=1, max_length=1024, description="'<root>/<file>' as search returns.")
     ],
-    start_line: Annotated[int | None, Field(ge=1)] = None,
-    end_line: Annotated[int | None, Field(ge=1)] = None,
+    start_line: Annotated[int | None, Field(ge=1, le=MAX_INT)] = None,
+    end_line: Annotated[int | None, Field(ge=1, le=MAX_INT)] = None,
 ) -> DocumentText:
     """Read an indexed document, or lines start_line..end_line of it (1-based, inclusive).
     Only files inside the indexed folders can be read."""

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from abathur_memory.memory.memories import MemoryEntry, PutResult
 from abathur_memory.memory.values import JsonAny
 from abathur_memory.server.context import (
+    MAX_INT,
     Cursor,
     JsonObject,
     JsonValue,
@@ -89,7 +90,11 @@ async def memory_put(
     metadata: JsonObject | None = None,
     expected_version: Annotated[
         int | None,
-        Field(ge=0, description="Compare-and-set: the version you read (0: must not exist)."),
+        Field(
+            ge=0,
+            le=MAX_INT,
+            description="Compare-and-set: the version you read (0: must not exist).",
+        ),
     ] = None,
 ) -> MemoryPutResult:
     """Save a memory under (namespace, key). Each change becomes a new version; saving the
@@ -105,7 +110,9 @@ async def memory_get(
     ctx: Context,
     namespace: Namespace,
     key: Key,
-    version: Annotated[int | None, Field(ge=1, description="A specific version.")] = None,
+    version: Annotated[
+        int | None, Field(ge=1, le=MAX_INT, description="A specific version.")
+    ] = None,
     as_of: Annotated[
         str | None,
         Field(max_length=64, description="ISO 8601 time: the version live at that moment."),
@@ -126,7 +133,8 @@ async def memory_delete(
     namespace: Namespace,
     key: Key,
     expected_version: Annotated[
-        int | None, Field(ge=1, description="Only delete if this version is still live.")
+        int | None,
+        Field(ge=1, le=MAX_INT, description="Only delete if this version is still live."),
     ] = None,
 ) -> MemoryDeleted:
     """Delete a memory (soft: its history stays readable and memory_restore can undo it)."""
@@ -141,12 +149,13 @@ async def memory_restore(ctx: Context, namespace: Namespace, key: Key) -> Memory
 
 async def memory_list(
     ctx: Context,
-    prefix: Prefix,
+    prefix: Prefix | None = None,
     memory_type: MemoryType | None = None,
     limit: Annotated[int, Field(ge=1, le=1000)] = 50,
     cursor: Cursor = None,
 ) -> MemoryList:
-    """List the live memories under a namespace prefix (latest versions, by namespace, key)."""
+    """List the live memories under a namespace prefix (latest versions, by namespace, key);
+    without a prefix, every memory you may read."""
     page = await services_of(ctx).memories.list(prefix, memory_type, limit, cursor)
     return MemoryList(
         entries=[MemoryRecord.of(e) for e in page.entries], next_cursor=page.next_cursor

@@ -9,7 +9,7 @@ from mcp.server.mcpserver.tools.base import Tool
 from pydantic import BaseModel, Field
 
 from abathur_memory.memory.sessions import Session, SessionEvent
-from abathur_memory.server.context import Cursor, JsonObject, JsonValue, services_of
+from abathur_memory.server.context import MAX_INT, Cursor, JsonObject, JsonValue, services_of
 from abathur_memory.server.registry import READ_ONLY, strict_tool, writes
 
 Status = Literal["created", "active", "paused", "terminated", "archived"]
@@ -74,7 +74,8 @@ async def session_get(
     ctx: Context,
     session_id: SessionId,
     events_after: Annotated[
-        int, Field(ge=-1, description="Return events after this seq; -1: the latest ones.")
+        int,
+        Field(ge=-1, le=MAX_INT, description="Return events after this seq; -1: the latest ones."),
     ] = -1,
     events_limit: Annotated[int, Field(ge=0, le=1000)] = 50,
 ) -> SessionDetail:
@@ -97,7 +98,9 @@ async def session_append(
     ] = None,
     expected_seq: Annotated[
         int | None,
-        Field(ge=0, description="Reject the append unless the last seq is still this one."),
+        Field(
+            ge=0, le=MAX_INT, description="Reject the append unless the last seq is still this one."
+        ),
     ] = None,
 ) -> Appended:
     """Append an event to a session's log (optionally updating its state in the same step)."""

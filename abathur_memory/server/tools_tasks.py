@@ -8,11 +8,13 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools.base import Tool
 from pydantic import BaseModel, Field
 
+from abathur_memory.memory.checkpoints import Checkpoint
 from abathur_memory.memory.tasks import Task
-from abathur_memory.server.context import Cursor, JsonObject, JsonValue, services_of
+from abathur_memory.server.context import MAX_INT, Cursor, JsonObject, JsonValue, services_of
 from abathur_memory.server.registry import READ_ONLY, strict_tool, writes
 
 Status = Literal["pending", "running", "completed", "failed", "cancelled"]
+UpdateStatus = Literal["completed", "failed", "cancelled", "pending"]
 TaskId = Annotated[str, Field(min_length=1, max_length=256, description="The task id.")]
 AgentType = Annotated[str, Field(min_length=1, max_length=64)]
 
@@ -66,7 +68,7 @@ async def task_get(ctx: Context, task_id: TaskId) -> Task:
 async def task_update(
     ctx: Context,
     task_id: TaskId,
-    status: Status | None = None,
+    status: UpdateStatus | None = None,
     result: JsonValue = None,
     error: Annotated[str | None, Field(max_length=10_000)] = None,
 ) -> Task:
@@ -101,6 +103,28 @@ async def task_claim(
     return Claimed(task=await services_of(ctx).tasks.claim(agent_type, claimant))
 
 
+Iteration = Annotated[int, Field(ge=0, le=MAX_INT, description="Which step of the work.")]
+
+
+async def checkpoint_save(
+    ctx: Context, task_id: TaskId, iteration: Iteration, state: JsonValue
+) -> Checkpoint:
+    """Save the state of a task of yours at an iteration (overwriting that iteration), so
+    the work can resume from it after an interruption."""
+    return await services_of(ctx).checkpoints.save(task_id, iteration, state)
+
+
+async def checkpoint_get(
+    ctx: Context,
+    task_id: TaskId,
+    iteration: Annotated[
+        int | None, Field(ge=0, le=MAX_INT, description="Omit for the latest checkpoint.")
+    ] = None,
+) -> Checkpoint:
+    """Read a task's checkpoint: the latest, or the one at an iteration."""
+    return await services_of(ctx).checkpoints.load(task_id, iteration)
+
+
 def tools() -> list[Tool]:
     return [
         strict_tool(task_create, title="Queue a task", annotations=writes()),
@@ -108,4 +132,8 @@ def tools() -> list[Tool]:
         strict_tool(task_update, title="Update a task", annotations=writes()),
         strict_tool(task_list, title="List tasks", annotations=READ_ONLY),
         strict_tool(task_claim, title="Claim the next task", annotations=writes()),
+        strict_tool(
+            checkpoint_save, title="Save a task checkpoint", annotations=writes(idempotent=True)
+        ),
+        strict_tool(checkpoint_get, title="Read a task checkpoint", annotations=READ_ONLY),
     ]

@@ -59,8 +59,9 @@ def backup(
 ) -> BackupResult:
     """Copy ``db_path`` to ``dest`` and verify the copy.
 
-    ``dest`` is a file name when it ends in ``.db``/``.sqlite``/``.gz``; otherwise it is a
-    directory (created if needed) that receives ``<db-stem>-<UTC timestamp>.db[.gz]``.
+    ``dest`` is a file name when it ends in ``.db``/``.sqlite``/``.gz`` (a ``.gz`` name is
+    always compressed); otherwise it is a directory (created if needed) that receives
+    ``<db-stem>-<UTC timestamp>.db[.gz]``.
 
     ``keep_days`` prunes, in directory mode only, this database's own timestamped backups
     older than that many days; other files in the directory are never touched.
@@ -68,6 +69,8 @@ def backup(
     db_path = _existing_database(db_path)
     now = now or datetime.now(UTC)
     directory_mode = dest.is_dir() or not dest.name.endswith(FILE_SUFFIXES)
+    if not directory_mode and dest.name.endswith(".gz"):
+        compress = True  # a .gz name gets gzip, with or without --gzip
     if directory_mode:
         dest.mkdir(parents=True, exist_ok=True)
         suffix = ".db.gz" if compress else ".db"

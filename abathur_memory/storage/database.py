@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import random
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -43,6 +44,7 @@ def check_database_path(path: Path, *, create: bool, create_dirs: bool = False) 
     if path.is_dir():
         raise InvalidInput(f"{path} is a directory, not a database file")
     if path.exists():
+        _check_existing(path)
         return
     if not create:
         raise NotFound(f"no database at {path} (create one with `abathur-memory init --db {path}`)")
@@ -58,6 +60,18 @@ def check_database_path(path: Path, *, create: bool, create_dirs: bool = False) 
             raise Unavailable(
                 f"cannot create the directory {path.parent}: {exc.strerror}"
             ) from None
+
+
+def _check_existing(path: Path) -> None:
+    try:
+        with path.open("rb") as fh:
+            header = fh.read(16)
+    except OSError as exc:
+        raise Unavailable(f"cannot open {path}: {exc.strerror}") from None
+    if header and header != b"SQLite format 3\x00":
+        raise InvalidInput(f"cannot open {path}: it is not a SQLite database")
+    if header:
+        runner.check_existing_file(path)
 
 
 class _WorkerConnection(aiosqlite.Connection):
@@ -105,6 +119,8 @@ class Database:
         self._write_retries = write_retries
         self._busy_timeout_ms = busy_timeout_ms
         self._closed = False
+        self._identity = _file_identity(path)
+        self._replaced: str | None = None  # why writes are refused, once the file moved
 
     @classmethod
     async def open(
@@ -149,11 +165,16 @@ class Database:
         if self._closed:
             return
         self._closed = True
+        replaced = self._replaced is not None or (
+            self._identity is not None and _file_identity(self.path) != self._identity
+        )
         try:
-            await self._writer.run(_optimize)
+            # A file replaced under us: write nothing more, and empty our WAL (the -wal file
+            # at the path), which SQLite would otherwise replay into the file now there.
+            await self._writer.run(_truncate_wal if replaced else _optimize)
         except Exception:  # closing must not fail because of a busy optimizer
-            log.debug("PRAGMA optimize skipped", exc_info=True)
-        for conn in [self._writer, *self._readers]:
+            log.debug("closing work skipped", exc_info=True)
+        for conn in [*self._readers, self._writer]:
             await conn.close()
 
     async def __aenter__(self) -> Database:
@@ -168,9 +189,29 @@ class Database:
         """Run ``fn(conn, *args, **kwargs)`` in one ``BEGIN IMMEDIATE`` transaction on the
         writer."""
         self._check_open()
+        if self._replaced is not None:
+            raise Unavailable(self._replaced)
         if kwargs:
             fn = functools.partial(fn, **kwargs)
-        return await self._with_retries(self._writer, _in_write_transaction, (fn, *args))
+        return await self._with_retries(
+            self._writer, _in_write_transaction, (fn, self._check_identity, *args)
+        )
+
+    def _check_identity(self) -> None:
+        """Before a write commits: is the file at our path still the one we have open?
+
+        A database deleted or replaced under a running server (``rm``, ``mv other.db
+        live.db``) would otherwise keep acknowledging writes into a file nobody can open
+        again. One ``stat`` per write transaction.
+        """
+        if self._identity is None or _file_identity(self.path) == self._identity:
+            return
+        self._replaced = (
+            f"the database file {self.path} was deleted or replaced while this process had it "
+            "open; writes are refused so none is lost (restart to open the file now there)"
+        )
+        log.error("%s", self._replaced)
+        raise Unavailable(self._replaced)
 
     async def execute_write(self, sql: str, params: Params = ()) -> int:
         """One write statement in its own transaction; returns the number of rows changed."""
@@ -241,10 +282,13 @@ class Database:
             raise Unavailable("the database is closed")
 
 
-def _in_write_transaction(conn: driver.Connection, fn: Callable[..., T], *args: Any) -> T:
+def _in_write_transaction(
+    conn: driver.Connection, fn: Callable[..., T], check: Callable[[], None], *args: Any
+) -> T:
     conn.execute("BEGIN IMMEDIATE")
     try:
         result = fn(conn, *args)
+        check()
         conn.execute("COMMIT")
     except BaseException:
         if conn.in_transaction:
@@ -262,6 +306,14 @@ def _in_read_transaction(conn: driver.Connection, fn: Callable[..., T], *args: A
             conn.execute("COMMIT")
 
 
+def _file_identity(path: Path) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino)
+
+
 def _fetchall(conn: driver.Connection, sql: str, params: Params) -> list[driver.Row]:
     return conn.execute(sql, params).fetchall()
 
@@ -272,6 +324,10 @@ def _fetchone(conn: driver.Connection, sql: str, params: Params) -> driver.Row |
 
 def _optimize(conn: driver.Connection) -> None:
     conn.execute("PRAGMA optimize")
+
+
+def _truncate_wal(conn: driver.Connection) -> None:
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
 def _environment_error(exc: driver.DatabaseError, path: Path) -> AbathurError | None:

@@ -123,10 +123,10 @@ def _connect_read_only_file(
     raise last
 
 
-def connect_plain(path: str | Path) -> sqlite.Connection:
-    """A bare connection (no PRAGMAs, no extensions) for files that may be damaged or foreign:
-    verifying backups, salvaging, writing backup copies."""
-    conn = sqlite.connect(str(path), isolation_level=None)
+def connect_plain(path: str | Path, *, uri: bool = False) -> sqlite.Connection:
+    """A bare connection (no PRAGMAs) for files that may be damaged or foreign: verifying
+    backups, salvaging, writing backup copies."""
+    conn = sqlite.connect(str(path), isolation_level=None, uri=uri)
     conn.row_factory = sqlite.Row
     return conn
 

@@ -1,4 +1,4 @@
-"""Lifecycle maintenance, agents and checkpoints."""
+"""Lifecycle maintenance and checkpoints."""
 
 from __future__ import annotations
 
@@ -67,26 +67,6 @@ async def test_the_policy_is_data(services, as_principal):
         await services.lifecycle.run()
 
 
-async def test_agents_register_heartbeat_and_link(services):
-    agents = services.agents
-    session = await services.sessions.create()
-    agent = await agents.register("writer", specialization="docs", model="m1")
-    assert agent.state == "idle" and agent.last_heartbeat_at
-    busy = await agents.heartbeat(agent.id, state="busy", resource_usage={"tokens": 10})
-    assert busy.state == "busy" and busy.resource_usage == {"tokens": 10}
-    linked = await agents.link(agent.id, session.id)
-    assert linked.session_id == session.id
-    assert [a.id for a in await agents.list(session_id=session.id)] == [agent.id]
-    done = await agents.heartbeat(agent.id, state="terminated")
-    assert done.terminated_at
-    with pytest.raises(NotFound):
-        await agents.heartbeat("ghost")
-    with pytest.raises(NotFound):
-        await agents.link(agent.id, "ghost-session")
-    with pytest.raises(InvalidInput):
-        await agents.heartbeat(agent.id, state="asleep")
-
-
 async def test_checkpoints_save_and_load(services):
     cp = services.checkpoints
     task = await services.tasks.create("loop")
@@ -102,3 +82,19 @@ async def test_checkpoints_save_and_load(services):
         await cp.save("ghost", 0, {})
     with pytest.raises(InvalidInput):
         await cp.save(task.id, -1, {})
+
+
+async def test_checkpoints_follow_the_task_ownership_rule(services, as_principal):
+    task = await services.tasks.create("mine")
+    await services.checkpoints.save(task.id, 0, {"step": 1})
+    bob = as_principal(user="bob")
+    with pytest.raises(NotFound, match="no task"):
+        await bob.checkpoints.save(task.id, 1, {"step": "stolen"})
+    with pytest.raises(NotFound, match="no task"):
+        await bob.checkpoints.load(task.id)
+    await bob.recorder.flush()
+    rows = await services.db.fetchall(
+        "SELECT actor, action_type FROM audit WHERE result = 'denied' ORDER BY id"
+    )
+    assert [tuple(r) for r in rows] == [("user:bob", "task_denied")]
+    assert (await services.checkpoints.load(task.id)).state == {"step": 1}
