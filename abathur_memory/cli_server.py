@@ -138,7 +138,13 @@ async def _live_tokens(settings: Settings) -> int:
 
 @cli.group()
 def tokens() -> None:
-    """Bearer tokens for `serve --transport streamable-http`: each acts as one principal."""
+    """Bearer tokens for `serve --transport streamable-http`: each acts as one principal.
+
+    \b
+      tokens create NAME [--user U] [--app A] [--project P] [--admin] [--json]
+      tokens list [--all] [--json]
+      tokens revoke ID_OR_NAME
+    """
 
 
 def _token_row(info: TokenInfo) -> dict[str, Any]:

@@ -52,14 +52,20 @@ async def test_constraint_errors_reach_the_caller_and_change_nothing(db):
     assert await _metric_count(db) == 0
 
 
-async def test_read_function_sees_one_snapshot(db):
+async def test_read_function_sees_one_snapshot(db, db_path):
     def two_counts(conn):
         first = conn.execute("SELECT count(*) FROM metrics").fetchone()[0]
+        other = driver.connect(db_path)  # another writer commits between the two reads
+        try:
+            other.execute(INSERT_METRIC, ("concurrent", 2.0))
+        finally:
+            other.close()
         second = conn.execute("SELECT count(*) FROM metrics").fetchone()[0]
         return first, second
 
     await db.execute_write(INSERT_METRIC, ("m", 1.0))
-    assert await db.read(two_counts) == (1, 1)
+    assert await db.read(two_counts) == (1, 1)  # one snapshot: the commit is not seen
+    assert await _metric_count(db) == 2  # it did commit
 
 
 async def test_readers_cannot_write(db):

@@ -77,9 +77,9 @@ async def test_tools_have_schemas_and_truthful_annotations(db_path):
     assert put["properties"]["memory_type"]["enum"] == ["semantic", "episodic", "procedural"]
 
 
-async def test_memory_tools_end_to_end(db_path):
+async def test_memory_tools_end_to_end(any_db_path):
     ns = "user:alice:prefs"
-    async with connected(db_path) as client:
+    async with connected(any_db_path) as client:
         put = await call(client, "memory_put", namespace=ns, key="theme", value={"mode": "light"})
         assert put == {**put, "version": 1, "created": True, "unchanged": False}
         again = await call(client, "memory_put", namespace=ns, key="theme", value={"mode": "light"})
@@ -116,8 +116,8 @@ async def test_memory_tools_end_to_end(db_path):
         assert app["value"]["episodic_ttl_days"] == 90
 
 
-async def test_session_tools_end_to_end(db_path):
-    async with connected(db_path) as client:
+async def test_session_tools_end_to_end(any_db_path):
+    async with connected(any_db_path) as client:
         s = await call(client, "session_create", state={"step": 0}, metadata={"k": "v"})
         assert (s["status"], s["user_id"], s["project_id"]) == ("created", "alice", "website")
         a1 = await call(
@@ -154,8 +154,8 @@ async def test_session_tools_end_to_end(db_path):
         await call(client, "memory_put", namespace=f"session:{s['id']}:scratch", key="k", value=1)
 
 
-async def test_task_tools_end_to_end(db_path):
-    async with connected(db_path) as client:
+async def test_task_tools_end_to_end(any_db_path):
+    async with connected(any_db_path) as client:
         first = await call(client, "task_create", prompt="collect sources", priority=3)
         second = await call(
             client,
@@ -181,8 +181,8 @@ async def test_task_tools_end_to_end(db_path):
         assert [t["id"] for t in listed["tasks"]] == [second["id"]]
 
 
-async def test_resources(db_path):
-    async with connected(db_path) as client:
+async def test_resources(any_db_path):
+    async with connected(any_db_path) as client:
         await call(client, "memory_put", namespace="user:alice:notes", key="n1", value="remember")
         s = await call(client, "session_create")
         memory = await client.read_resource("memory://user:alice:notes/n1")

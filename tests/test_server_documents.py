@@ -18,9 +18,9 @@ async def call(client, tool, **args):
     return result.structured_content
 
 
-async def test_index_search_read_and_status(db_path, tmp_path):
+async def test_index_search_read_and_status(any_db_path, tmp_path):
     root = write_tree(tmp_path / "notes")
-    async with connected(db_path, docs=[str(root)]) as client:
+    async with connected(any_db_path, docs=[str(root)]) as client:
         await call(client, "index_refresh")  # (serve --docs also indexes them in the background)
         status = await call(client, "index_status")
         assert status["roots"][0]["by_status"]["synced"] == 3, status
@@ -84,8 +84,8 @@ async def _caught_up(client, **args):
     raise AssertionError("the memory index never caught up")
 
 
-async def test_memory_search_tool(db_path):
-    async with connected(db_path) as client:
+async def test_memory_search_tool(any_db_path):
+    async with connected(any_db_path) as client:
         await call(
             client,
             "memory_put",
@@ -121,27 +121,31 @@ async def test_memory_search_tool(db_path):
         ("memory_search", {"query": "?!"}, "invalid_input: query has no words"),
     ],
 )
-async def test_bad_input(db_path, tmp_path, tool, arguments, expected):
+async def test_bad_input(any_db_path, tmp_path, tool, arguments, expected):
     root = write_tree(tmp_path / "notes")
-    async with connected(db_path, docs=[str(root)]) as client:
+    async with connected(any_db_path, docs=[str(root)]) as client:
         await call(client, "index_refresh")
-        before = snapshot(db_path)
+        before = snapshot(any_db_path)
         result = await client.call_tool(tool, arguments)
         denied = expected.startswith("forbidden")  # every denial of every tool is audited
         if denied:
-            await wait_for_audit(db_path, int(before["audit"]) + 1)
+            await wait_for_audit(any_db_path, int(before["audit"]) + 1)
         else:
             await asyncio.sleep(0.2)
-        after = snapshot(db_path)
+        after = snapshot(any_db_path)
     assert result.is_error and expected in text_of(result), text_of(result)
     assert int(after.pop("audit")) - int(before.pop("audit")) == (1 if denied else 0)
     assert after == before
 
 
 @pytest.mark.slow
-async def test_a_paragraph_written_into_a_watched_folder_is_found_seconds_later(db_path, tmp_path):
+async def test_a_paragraph_written_into_a_watched_folder_is_found_seconds_later(
+    any_db_path, tmp_path
+):
     root = write_tree(tmp_path / "watched")
-    async with connected(db_path, docs=[str(root)], watch=True, watch_debounce_ms=200) as client:
+    async with connected(
+        any_db_path, docs=[str(root)], watch=True, watch_debounce_ms=200
+    ) as client:
         deadline = time.monotonic() + 30
         while (await call(client, "index_status"))["roots"][0]["by_status"]["synced"] < 3:
             assert time.monotonic() < deadline, "initial indexing did not finish"

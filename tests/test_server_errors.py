@@ -220,20 +220,20 @@ CASES = [
     CASES,
     ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)],
 )
-async def test_bad_input(db_path, tool, arguments, expected, denied):
-    async with connected(db_path) as client:
+async def test_bad_input(any_db_path, tool, arguments, expected, denied):
+    async with connected(any_db_path) as client:
         ids = await _prepared(client)
         placeholders = {f"{{{name}}}": value for name, value in ids.items()}
         arguments = {
             k: placeholders.get(v, v) if isinstance(v, str) else v for k, v in arguments.items()
         }
-        before = snapshot(db_path)
+        before = snapshot(any_db_path)
         result = await client.call_tool(tool, arguments)
         if denied:  # the audit row is written just after the answer, off the caller's path
-            await wait_for_audit(db_path, int(before["audit"]) + 1)
+            await wait_for_audit(any_db_path, int(before["audit"]) + 1)
         else:
             await asyncio.sleep(0.2)  # time for a wrongly queued audit row to show
-        after = snapshot(db_path)
+        after = snapshot(any_db_path)
     message = text_of(result)
     assert result.is_error, message
     assert expected.format(**ids) in message

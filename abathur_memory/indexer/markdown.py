@@ -376,9 +376,11 @@ def _split_lines(
     """Greedy runs of whole lines whose (wrapped) text fits the limit."""
     parts: list[_Block] = []
     while start < stop:
-        end = start + _longest_fit(
-            stop - start, lambda n, at=start: count(wrap(_text(lines, at, at + n))) <= limit
-        )
+
+        def fits(n: int, at: int = start) -> bool:
+            return count(wrap(_text(lines, at, at + n))) <= limit
+
+        end = start + _longest_fit(stop - start, fits)
         text = wrap(_text(lines, start, end))
         tokens = count(text)
         if tokens > limit:  # one line alone is too long
@@ -428,10 +430,11 @@ def _split_line(
             add(word[:cut])
             word = word[cut:]
         words[first] = word  # what is left of a giant word may share a piece with the next
-        taken = _longest_fit(
-            len(words) - first,
-            lambda n, at=first: count(wrap(" ".join(words[at : at + n]))) <= limit,
-        )
+
+        def fits(n: int, at: int = first) -> bool:
+            return count(wrap(" ".join(words[at : at + n]))) <= limit
+
+        taken = _longest_fit(len(words) - first, fits)
         add(" ".join(words[first : first + taken]))
         first += taken
     return pieces

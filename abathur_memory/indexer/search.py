@@ -321,7 +321,8 @@ def _filter_sql(
 ) -> tuple[str, list[Any]]:
     """A condition on ``d`` (document_index) for the filters and the roots ``principal``
     may see; ``"1"`` when nothing is excluded (so the fast unfiltered paths apply)."""
-    clauses, params = ["1"], []
+    clauses: list[str] = ["1"]
+    params: list[Any] = []
     every = roots_mod.list_roots(conn)
     visible = roots_mod.list_roots(conn, principal)
     if len(visible) < len(every):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -64,7 +65,7 @@ def write_document(
         f" indexed_at = {timestamps.SQL_NOW}",
         (space.id, document_id, content_hash, len(parsed.chunks)),
     )
-    metadata = {"front_matter": parsed.front_matter}
+    metadata: dict[str, Any] = {"front_matter": parsed.front_matter}
     if parsed.front_matter_error:
         metadata["front_matter_error"] = parsed.front_matter_error
     synced = space.status == "active"

@@ -183,6 +183,7 @@ class IndexWorker:
         space = await self.target_space()
         state = Progress()
         remaining = await self.db.fetchone(_REMAINING.format(scope=scope), {"space": space.id})
+        assert remaining is not None  # an aggregate without GROUP BY always returns one row
         state.documents_total, state.bytes_total = remaining[0], remaining[1]
         if progress:
             progress(state)
@@ -198,6 +199,7 @@ class IndexWorker:
             if progress:
                 progress(state)
         held = await self.db.fetchone(_HELD_ELSEWHERE.format(scope=scope), {"owner": self.owner})
+        assert held is not None  # an aggregate without GROUP BY always returns one row
         state.held_elsewhere = held[0]
         if space.status == "building":
             await self._finish_rebuild(space)

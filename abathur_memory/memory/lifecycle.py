@@ -96,8 +96,8 @@ class LifecycleService:
             return report
         while batch := await self.db.write(_expire_batch, memory_cutoff):
             report.expired_memories.extend(batch)
-        while batch := await self.db.write(_archive_batch, session_cutoff):
-            report.archived_sessions.extend(batch)
+        while archived := await self.db.write(_archive_batch, session_cutoff):
+            report.archived_sessions.extend(archived)
         if report.expired_memories or report.archived_sessions:
             log.info(
                 "lifecycle: expired %d episodic memories, archived %d sessions",

@@ -8,6 +8,7 @@ A put whose value, type and metadata equal the live version's creates nothing ne
 
 from __future__ import annotations
 
+import builtins
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -515,7 +516,7 @@ class MemoryService:
         at = timestamps.parse_user_time(as_of) if as_of is not None else None
         if version is not None:
             sql = "SELECT * FROM memory_entries WHERE namespace = ? AND key = ? AND version = ?"
-            params: tuple[Any, ...] = (namespace, key, version)
+            params: tuple[Any, ...] | dict[str, Any] = (namespace, key, version)
         elif at is not None:
             sql = (
                 "SELECT * FROM memory_entries WHERE namespace = ? AND key = ? AND created_at <= ?"
@@ -588,7 +589,7 @@ class MemoryService:
 
     def _readable_page(
         self, memory_type: str | None, after_namespace: str, after_key: str, limit: int
-    ) -> tuple[str, list[Any]]:
+    ) -> tuple[str, builtins.list[Any]]:
         where, params = readable_sql(self.guard.policy.principal, None, "m.namespace")
         sql = (
             "SELECT m.* FROM memory_entries AS m"
@@ -624,7 +625,9 @@ class MemoryService:
         self._changed()
         return outcome
 
-    async def _check_write(self, segments: list[str], namespace: str, key: str | None) -> None:
+    async def _check_write(
+        self, segments: builtins.list[str], namespace: str, key: str | None
+    ) -> None:
         if not self.guard.needs_lookup(segments):
             rule = self.guard.denial(segments, Access.WRITE)
             if rule is not None:
@@ -632,13 +635,13 @@ class MemoryService:
 
     async def _read(
         self,
-        segments: list[str],
+        segments: builtins.list[str],
         namespace: str,
         key: str | None,
         attempted: str,
         sql: str,
         params: Any,
-    ) -> list[driver.Row]:
+    ) -> builtins.list[driver.Row]:
         """Policy-checked read: one thread hop (the ownership lookup rides along)."""
         if not self.guard.needs_lookup(segments):
             rule = self.guard.denial(segments, Access.READ)
@@ -659,7 +662,7 @@ class MemoryService:
 
     async def _read_one(
         self,
-        segments: list[str],
+        segments: builtins.list[str],
         namespace: str,
         key: str | None,
         attempted: str,

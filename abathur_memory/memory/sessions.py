@@ -107,7 +107,7 @@ class Session(BaseModel):
         )
 
     def as_dict(self, *, with_events: bool = True) -> dict[str, Any]:
-        data = {
+        data: dict[str, Any] = {
             "id": self.id,
             "app_name": self.app_name,
             "user_id": self.user_id,

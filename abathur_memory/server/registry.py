@@ -21,6 +21,7 @@ from typing import Any
 
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.mcpserver.tools.base import Tool
+from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase
 from mcp_types import ToolAnnotations
 from pydantic import ConfigDict, ValidationError
 
@@ -29,15 +30,15 @@ from abathur_memory.memory.denials import Denial
 
 log = logging.getLogger(__name__)
 
-READ_ONLY = ToolAnnotations(readOnlyHint=True, idempotentHint=True, openWorldHint=False)
+READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
 
 
 def writes(*, destructive: bool = False, idempotent: bool = False) -> ToolAnnotations:
     return ToolAnnotations(
-        readOnlyHint=False,
-        destructiveHint=destructive,
-        idempotentHint=idempotent,
-        openWorldHint=False,
+        read_only_hint=False,
+        destructive_hint=destructive,
+        idempotent_hint=idempotent,
+        open_world_hint=False,
     )
 
 
@@ -111,7 +112,7 @@ def strict_tool(
         structured_output=True,
     )
     loose = tool.fn_metadata.arg_model
-    strict = type(
+    strict: type[ArgModelBase] = type(
         loose.__name__,
         (loose,),
         {"model_config": ConfigDict(extra="forbid", arbitrary_types_allowed=True)},

@@ -27,7 +27,7 @@ from abathur_memory.server.registry import READ_ONLY, strict_tool, writes
 M = TypeVar("M", bound=BaseModel)
 
 
-def _copy_fields(model: type[M], source: BaseModel) -> M:
+def _copy_fields(model: type[M], source: object) -> M:
     """The output model's fields taken from an already validated service object."""
     return model.model_construct(**{name: getattr(source, name) for name in model.model_fields})
 
@@ -37,8 +37,12 @@ class MemoryPutResult(BaseModel):
     key: str
     version: int = Field(description="The version now live.")
     memory_type: str
-    created: bool = Field(description="True when this call wrote a new version.")
-    unchanged: bool = Field(description="True when the value equalled the live one: no write.")
+    created: bool = Field(
+        description="True when this call wrote a new version (the first one, or a change)."
+    )
+    unchanged: bool = Field(
+        description="True when the value equalled the live one: nothing was written."
+    )
     updated_at: str
 
     @classmethod
@@ -47,7 +51,7 @@ class MemoryPutResult(BaseModel):
 
 
 class MemoryRecord(BaseModel):
-    """A memory as an agent needs it (memory_history adds who made each version and when)."""
+    """A memory: its value, and who wrote it when."""
 
     namespace: str
     key: str
@@ -56,6 +60,9 @@ class MemoryRecord(BaseModel):
     memory_type: str
     metadata: dict[str, Any]
     is_deleted: bool = Field(description="True only for an old version read after a delete.")
+    created_by: str | None = Field(description="Who wrote this version.")
+    updated_by: str | None = Field(description="Who last changed it (a delete, say).")
+    created_at: str = Field(description="When this version was written.")
     updated_at: str
 
     @classmethod

@@ -90,7 +90,10 @@ async def _open_worker(path: Path, busy_timeout_ms: int, read_only: bool) -> _Wo
         driver.connect, path, busy_timeout_ms=busy_timeout_ms, read_only=read_only
     )
     try:
-        return await _WorkerConnection(lambda: raw, iter_chunk_size=256)
+        # aiosqlite types awaiting a connection as giving a plain Connection; it gives itself.
+        conn = _WorkerConnection(lambda: raw, iter_chunk_size=256)
+        await conn
+        return conn
     except BaseException:
         raw.close()
         raise

@@ -44,12 +44,15 @@ class OllamaEmbedder(EmbedderBase):
         max_tokens: int | None = None,
     ) -> None:
         known = KNOWN_MODELS.get(model.split(":")[0])
-        if known is None and (dim is None or max_tokens is None):
+        if known is not None:
+            known_dim, known_ctx, doc_prefix, query_prefix = known
+        elif dim is not None and max_tokens is not None:
+            known_dim, known_ctx, doc_prefix, query_prefix = dim, max_tokens, "", ""
+        else:
             raise InvalidInput(
                 f"unknown Ollama embedding model {model!r}: give its dimension and context "
                 f"length (ollama_dim, ollama_max_tokens); known: {', '.join(KNOWN_MODELS)}"
             )
-        known_dim, known_ctx, doc_prefix, query_prefix = known or (dim, max_tokens, "", "")
         self.identity = EmbeddingIdentity(
             "ollama", model, dim or known_dim, max_tokens or known_ctx, doc_prefix, query_prefix
         )
