@@ -23,10 +23,11 @@ from rich.table import Table
 from abathur_memory import __version__
 from abathur_memory.config import Settings, default_db_path, load_settings
 from abathur_memory.errors import AbathurError
-from abathur_memory.schema import runner
-from abathur_memory.storage import backup as backups
-from abathur_memory.storage import driver, salvage
-from abathur_memory.storage.database import check_database_path
+from abathur_memory.ops import backup as backups
+from abathur_memory.ops import salvage
+from abathur_memory.store.sqlite import driver
+from abathur_memory.store.sqlite import migrate as runner
+from abathur_memory.store.sqlite.database import check_database_path
 
 F = TypeVar("F", bound=Callable[..., Any])
 

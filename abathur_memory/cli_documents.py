@@ -30,7 +30,7 @@ from abathur_memory.indexer.roots import VISIBILITIES, Root
 from abathur_memory.indexer.search import MODES, Filters
 from abathur_memory.indexer.worker import Progress as WorkProgress
 from abathur_memory.memory.namespaces import Principal
-from abathur_memory.storage.database import Database
+from abathur_memory.store.sqlite.database import Database
 
 
 @contextlib.asynccontextmanager

@@ -23,9 +23,9 @@ from abathur_memory.config import Settings, default_db_path
 from abathur_memory.errors import Unavailable
 from abathur_memory.memory.namespaces import Principal
 from abathur_memory.memory.tokens import TokenInfo, TokenService
-from abathur_memory.schema import runner
-from abathur_memory.storage import driver
-from abathur_memory.storage.database import Database
+from abathur_memory.store.sqlite import driver
+from abathur_memory.store.sqlite import migrate as runner
+from abathur_memory.store.sqlite.database import Database
 
 
 @cli.command()

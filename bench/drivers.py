@@ -244,7 +244,7 @@ def _knn_with_limit(conn: Any) -> bool:
 
 
 def prepare(candidate: Candidate, path: str) -> Any:
-    from abathur_memory.schema import runner
+    from abathur_memory.store.sqlite import migrate as runner
 
     conn = candidate.connect(path)
     for pragma in SEED_PRAGMAS:
@@ -303,7 +303,7 @@ def bench_commits(conn: Any, tag: str) -> float:
 
 
 def run_sync(candidate: Candidate, rows: list, warmup: list, timed: list, run: int) -> dict:
-    from abathur_memory.schema import hot_queries
+    from abathur_memory.store.sqlite import queries as hot_queries
 
     with tempfile.TemporaryDirectory(prefix=f"bench-{candidate.name}-") as tmp:
         conn = prepare(candidate, str(Path(tmp) / "bench.db"))
@@ -321,8 +321,8 @@ def run_sync(candidate: Candidate, rows: list, warmup: list, timed: list, run: i
 
 def populate_project_db(path: Path, rows: list[tuple[str, str, str]]) -> None:
     """A database made the project's way: driver.connect + runner.migrate, then the rows."""
-    from abathur_memory.schema import runner
-    from abathur_memory.storage import driver
+    from abathur_memory.store.sqlite import driver
+    from abathur_memory.store.sqlite import migrate as runner
 
     conn = driver.connect(path)
     try:
@@ -387,9 +387,9 @@ async def async_section(path: Path, warmup: list, timed: list, run: int) -> dict
     """
     import aiosqlite
 
-    from abathur_memory.schema import hot_queries
-    from abathur_memory.storage import driver
-    from abathur_memory.storage.database import Database
+    from abathur_memory.store.sqlite import driver
+    from abathur_memory.store.sqlite import queries as hot_queries
+    from abathur_memory.store.sqlite.database import Database
 
     sql = hot_queries.MEMORY_GET_LATEST
 

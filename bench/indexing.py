@@ -341,8 +341,8 @@ def build_search_index(
     """Files on disk, and their chunks, FTS rows and vectors written the indexer's way."""
     from abathur_memory.indexer import roots, spaces, store
     from abathur_memory.indexer.markdown import Chunk, ParsedDocument
-    from abathur_memory.schema import runner
-    from abathur_memory.storage import driver, vectors
+    from abathur_memory.store.sqlite import driver, vectors
+    from abathur_memory.store.sqlite import migrate as runner
 
     started = time.perf_counter()
     root_dir = tmp / "corpus"
@@ -455,8 +455,8 @@ async def measure_search(
     from abathur_memory.indexer.documents import DocumentService
     from abathur_memory.indexer.search import CANDIDATES, fts_match, fts_terms
     from abathur_memory.indexer.spaces import active_space
-    from abathur_memory.storage import driver
-    from abathur_memory.storage.database import Database
+    from abathur_memory.store.sqlite import driver
+    from abathur_memory.store.sqlite.database import Database
 
     words = [w for doc in corpus_docs() for w in doc["text"].split()]
     texts = chunk_texts(words, sizes.chunks)
@@ -910,7 +910,7 @@ async def measure_real_model(tmp: Path, sizes: Sizes) -> dict[str, Any]:
     from abathur_memory.indexer.embedders.embedded import EmbeddedEmbedder
     from abathur_memory.indexer.markdown import ChunkingPolicy
     from abathur_memory.indexer.watcher import Watcher
-    from abathur_memory.storage.database import Database
+    from abathur_memory.store.sqlite.database import Database
 
     root = tmp / "rust-book"
     selected = real_subset(sizes.real_subset)
@@ -1078,7 +1078,7 @@ async def child_index(root: Path, db_path: Path) -> dict[str, Any]:
     every tenth of the files."""
     from abathur_memory.indexer.documents import DocumentService
     from abathur_memory.indexer.embedders.fake import FakeEmbedder
-    from abathur_memory.storage.database import Database
+    from abathur_memory.store.sqlite.database import Database
 
     files = sum(1 for _ in root.rglob("*.md"))
     db = await Database.open(db_path)
@@ -1132,7 +1132,7 @@ async def measure_files(tmp: Path, sizes: Sizes) -> dict[str, Any]:
     from abathur_memory.indexer import scan
     from abathur_memory.indexer.documents import DocumentService
     from abathur_memory.indexer.embedders.fake import FakeEmbedder
-    from abathur_memory.storage.database import Database
+    from abathur_memory.store.sqlite.database import Database
 
     root = tmp / "notes"
     started = time.perf_counter()

@@ -34,7 +34,7 @@ from abathur_memory.indexer import vector_index
 from abathur_memory.indexer.documents import DocumentService
 from abathur_memory.indexer.search import fts_terms
 from abathur_memory.indexer.spaces import active_space
-from abathur_memory.storage.database import Database
+from abathur_memory.store.sqlite.database import Database
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 POOL = 300  # candidates per list, so that 100 distinct documents can come out

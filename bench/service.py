@@ -138,8 +138,8 @@ def changed_value(i: int, rev: int) -> dict[str, Any]:
 
 def build_database(path: Path, sizes: Sizes) -> dict[str, Any]:
     """The file every section runs on (sessions are added by the services later)."""
-    from abathur_memory.schema import runner
-    from abathur_memory.storage import driver
+    from abathur_memory.store.sqlite import driver
+    from abathur_memory.store.sqlite import migrate as runner
 
     started = time.perf_counter()
     conn = driver.connect(path)
@@ -173,7 +173,7 @@ def build_database(path: Path, sizes: Sizes) -> dict[str, Any]:
 def populate_events(path: Path, session_id: str, count: int) -> float:
     """``count`` events straight into session_events (and sessions.last_seq), in one
     transaction on a raw connection: the fast way to a long log."""
-    from abathur_memory.storage import driver
+    from abathur_memory.store.sqlite import driver
 
     started = time.perf_counter()
     conn = driver.connect(path)
@@ -305,8 +305,8 @@ class Bench:
 
         from abathur_memory.config import load_settings
         from abathur_memory.memory.services import Services
-        from abathur_memory.storage import driver
-        from abathur_memory.storage.database import Database
+        from abathur_memory.store.sqlite import driver
+        from abathur_memory.store.sqlite.database import Database
 
         path = self.path
         self.settings = load_settings(db=path, user=USER, project=PROJECT)
@@ -333,7 +333,7 @@ class Bench:
     # 1 + 2 ---------------------------------------------------------------------------------
 
     async def reads(self) -> dict[str, Any]:
-        from abathur_memory.schema.hot_queries import MEMORY_GET_LATEST as sql
+        from abathur_memory.store.sqlite.queries import MEMORY_GET_LATEST as sql
 
         s, sync, floor, db, db1 = self.sizes, self.sync, self.floor, self.services.db, self.db1
         memories = self.services.memories
@@ -384,10 +384,10 @@ class Bench:
 
     def get_breakdown(self) -> dict[str, float]:
         """Where a memories.get spends its time outside the thread hop (sync parts, µs)."""
-        from abathur_memory.memory import values
+        from abathur_memory.core import values
         from abathur_memory.memory.memories import MemoryEntry
         from abathur_memory.memory.namespaces import Access, parse
-        from abathur_memory.schema.hot_queries import MEMORY_GET_LATEST
+        from abathur_memory.store.sqlite.queries import MEMORY_GET_LATEST
 
         guard = self.services.memories.guard
         picks = self.picks(2_000)
@@ -506,7 +506,7 @@ class Bench:
     # 5 -------------------------------------------------------------------------------------
 
     async def listing(self) -> dict[str, Any]:
-        from abathur_memory.schema.hot_queries import MEMORY_LIST_PAGE as sql
+        from abathur_memory.store.sqlite.queries import MEMORY_LIST_PAGE as sql
 
         s, sync, floor, memories = self.sizes, self.sync, self.floor, self.services.memories
         params = {
@@ -1026,7 +1026,7 @@ def main(argv: list[str] | None = None) -> int:
     import mcp as mcp_package
 
     from abathur_memory import __version__
-    from abathur_memory.storage import driver
+    from abathur_memory.store.sqlite import driver
 
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-service-") as tmp:

@@ -88,8 +88,8 @@ from drivers import machine
 from indexing import MIX, Mixture, einsum_scores, exact_top, load, profile, project_revision
 
 from abathur_memory.indexer import store, vector_index
-from abathur_memory.schema import runner
-from abathur_memory.storage import driver, vectors
+from abathur_memory.store.sqlite import driver, vectors
+from abathur_memory.store.sqlite import migrate as runner
 
 SEED = 20261124
 DIM = 384

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from abathur_memory.schema import runner
-from abathur_memory.storage import driver
-from abathur_memory.storage.database import Database
+from abathur_memory.store.sqlite import driver
+from abathur_memory.store.sqlite import migrate as runner
+from abathur_memory.store.sqlite.database import Database
 
 
 @pytest.fixture

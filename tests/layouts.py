@@ -16,8 +16,8 @@ import numpy as np
 
 from abathur_memory.indexer.embedders.fake import FakeEmbedder
 from abathur_memory.indexer.store import binary_code
-from abathur_memory.schema import runner
-from abathur_memory.storage import driver, vectors
+from abathur_memory.store.sqlite import driver, vectors
+from abathur_memory.store.sqlite import migrate as runner
 
 LEGACY_DDL = """
 CREATE TABLE tasks (
@@ -94,7 +94,7 @@ OLD_DOCUMENT = "# Old notes\n\nThe lighthouse keeper logs every passing ship.\n"
 
 def build_before_memory_search(path: Path, root: Path) -> Path:
     """Migrations 1-5 and one document of ``root`` indexed into a first-release space."""
-    from abathur_memory.schema import space_tables
+    from abathur_memory.store.sqlite import space_tables
 
     root.mkdir(parents=True, exist_ok=True)
     (root / "old.md").write_text(OLD_DOCUMENT)

@@ -12,7 +12,7 @@ from mcp import Client
 
 from abathur_memory.config import load_settings
 from abathur_memory.server.app import create_server
-from abathur_memory.storage import driver
+from abathur_memory.store.sqlite import driver
 
 TABLES = (
     "memory_entries",

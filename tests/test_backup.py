@@ -13,8 +13,10 @@ import pytest
 from cli_helpers import run_cli
 
 from abathur_memory.errors import Conflict, InvalidInput, NotFound
-from abathur_memory.schema import runner, validation
-from abathur_memory.storage import backup, driver, salvage
+from abathur_memory.ops import backup, salvage
+from abathur_memory.store.sqlite import checks as validation
+from abathur_memory.store.sqlite import driver
+from abathur_memory.store.sqlite import migrate as runner
 
 
 def _make_db(path: Path, rows: int = 0) -> None:

@@ -8,7 +8,7 @@ import sys
 from cli_helpers import run_cli
 
 from abathur_memory import __version__
-from abathur_memory.storage import driver
+from abathur_memory.store.sqlite import driver
 
 
 def test_help_lists_the_commands(capsys):

@@ -13,7 +13,7 @@ import pytest
 from indexing_helpers import write_tree
 from mcp import Client, StdioServerParameters
 
-from abathur_memory.storage import driver
+from abathur_memory.store.sqlite import driver
 
 pytestmark = pytest.mark.slow
 

@@ -6,7 +6,7 @@ import pytest
 from cli_helpers import run_cli
 from indexing_helpers import write_tree
 
-from abathur_memory.storage import driver
+from abathur_memory.store.sqlite import driver
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from abathur_memory.errors import InvalidInput, Unavailable
-from abathur_memory.storage import driver
-from abathur_memory.storage.database import Database
+from abathur_memory.store.sqlite import driver
+from abathur_memory.store.sqlite.database import Database
 
 pytestmark = pytest.mark.anyio
 

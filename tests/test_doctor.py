@@ -16,8 +16,9 @@ from indexing_helpers import write_tree
 
 from abathur_memory.memory.namespaces import Principal
 from abathur_memory.memory.services import Services
-from abathur_memory.storage import driver, salvage
-from abathur_memory.storage.database import Database
+from abathur_memory.ops import salvage
+from abathur_memory.store.sqlite import driver
+from abathur_memory.store.sqlite.database import Database
 
 ROOT = Path(__file__).resolve().parent.parent
 

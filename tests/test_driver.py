@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from abathur_memory.errors import InvalidInput
-from abathur_memory.storage import driver, vectors
+from abathur_memory.store.sqlite import driver, vectors
 
 
 def test_connect_has_fts5_and_jsonb_and_loads_no_extension(db_path):

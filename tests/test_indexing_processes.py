@@ -15,7 +15,7 @@ from indexing_helpers import FlakyEmbedder, write_tree
 
 from abathur_memory.indexer.documents import DocumentService
 from abathur_memory.indexer.watcher import Watcher
-from abathur_memory.storage import driver
+from abathur_memory.store.sqlite import driver
 
 pytestmark = pytest.mark.slow
 

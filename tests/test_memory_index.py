@@ -12,7 +12,7 @@ from cli_helpers import run_cli
 from mcp_helpers import connected, text_of
 
 from abathur_memory.indexer import memory_index
-from abathur_memory.storage import driver
+from abathur_memory.store.sqlite import driver
 
 pytestmark = pytest.mark.anyio
 
@@ -148,7 +148,7 @@ def test_doctor_finds_memories_missing_from_the_keyword_index(capsys, tmp_path):
     async def put_and_index():
         from abathur_memory.memory.namespaces import Principal
         from abathur_memory.memory.services import Services
-        from abathur_memory.storage.database import Database
+        from abathur_memory.store.sqlite.database import Database
 
         db = await Database.open(db_path)
         try:

@@ -10,8 +10,9 @@ import layouts
 import pytest
 
 from abathur_memory.errors import InvalidInput, Unavailable
-from abathur_memory.schema import legacy, runner, validation
-from abathur_memory.storage import driver
+from abathur_memory.store.sqlite import checks as validation
+from abathur_memory.store.sqlite import driver, legacy
+from abathur_memory.store.sqlite import migrate as runner
 
 SEED_TABLES = set(legacy.SEED_TABLES)
 

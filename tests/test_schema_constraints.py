@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from abathur_memory.storage import driver
+from abathur_memory.store.sqlite import driver
 
 MEMORY = (
     "INSERT INTO memory_entries (namespace, key, value, memory_type, version, metadata)"

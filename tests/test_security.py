@@ -10,7 +10,7 @@ import pytest
 from indexing_helpers import write_tree
 from mcp_helpers import connected, text_of, wait_for_audit
 
-from abathur_memory.storage import driver
+from abathur_memory.store.sqlite import driver
 
 pytestmark = pytest.mark.anyio
 

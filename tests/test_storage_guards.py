@@ -12,7 +12,7 @@ import time
 import pytest
 from mcp_helpers import connected, text_of
 
-from abathur_memory.storage import driver
+from abathur_memory.store.sqlite import driver
 
 pytestmark = pytest.mark.anyio
 

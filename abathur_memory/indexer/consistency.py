@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from abathur_memory.indexer import memory_index, spaces
-from abathur_memory.schema.validation import Check
-from abathur_memory.storage import driver
+from abathur_memory.store.sqlite import driver
+from abathur_memory.store.sqlite.checks import Check
 
 
 @dataclass

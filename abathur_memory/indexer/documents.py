@@ -22,9 +22,9 @@ from abathur_memory.indexer.search import Filters, SearchEngine, SearchResult
 from abathur_memory.indexer.vector_index import VectorIndex
 from abathur_memory.indexer.worker import IndexWorker, Progress, ProgressCallback
 from abathur_memory.memory.namespaces import Principal
-from abathur_memory.schema import hot_queries
-from abathur_memory.storage import driver, timestamps
-from abathur_memory.storage.database import Database
+from abathur_memory.store.sqlite import driver, timestamps
+from abathur_memory.store.sqlite import queries as hot_queries
+from abathur_memory.store.sqlite.database import Database
 
 MAX_DOCUMENT_LINES = 5000
 HEARTBEAT_STALE_S = 120

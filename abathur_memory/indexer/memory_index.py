@@ -21,14 +21,14 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from abathur_memory.core.values import decode
 from abathur_memory.errors import AbathurError
 from abathur_memory.indexer import spaces, store
 from abathur_memory.indexer.embedders.base import Embedder, EmbeddingIdentity
 from abathur_memory.indexer.spaces import Space, bump_generation
-from abathur_memory.memory.values import decode
-from abathur_memory.schema import hot_queries
-from abathur_memory.storage import driver, timestamps
-from abathur_memory.storage.database import Database
+from abathur_memory.store.sqlite import driver, timestamps
+from abathur_memory.store.sqlite import queries as hot_queries
+from abathur_memory.store.sqlite.database import Database
 
 log = logging.getLogger(__name__)
 

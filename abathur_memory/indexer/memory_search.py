@@ -28,8 +28,8 @@ from abathur_memory.indexer.spaces import Space
 from abathur_memory.memory.access import AccessGuard, readable_sql
 from abathur_memory.memory.memories import MemoryEntry
 from abathur_memory.memory.namespaces import Access, Principal, validate_prefix
-from abathur_memory.storage import driver
-from abathur_memory.storage.database import Database
+from abathur_memory.store.sqlite import driver
+from abathur_memory.store.sqlite.database import Database
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from abathur_memory.errors import InvalidInput, NotFound
 from abathur_memory.memory.namespaces import Principal
-from abathur_memory.storage import driver
+from abathur_memory.store.sqlite import driver
 
 _NAME = re.compile(r"[^A-Za-z0-9._-]+")
 VISIBILITIES = ("private", "project", "all")

@@ -26,8 +26,8 @@ from abathur_memory.indexer import vector_index
 from abathur_memory.indexer.embedders.base import Embedder
 from abathur_memory.indexer.spaces import Space, active_space
 from abathur_memory.memory.namespaces import Principal
-from abathur_memory.storage import driver
-from abathur_memory.storage.database import Database
+from abathur_memory.store.sqlite import driver
+from abathur_memory.store.sqlite.database import Database
 
 log = logging.getLogger(__name__)
 

@@ -20,8 +20,7 @@ import logging
 from dataclasses import dataclass
 
 from abathur_memory.indexer.embedders.base import EmbeddingIdentity
-from abathur_memory.schema import space_tables
-from abathur_memory.storage import driver, timestamps
+from abathur_memory.store.sqlite import driver, space_tables, timestamps
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import numpy.typing as npt
 
 from abathur_memory.indexer.markdown import Chunk, ParsedDocument
 from abathur_memory.indexer.spaces import Space, bump_generation
-from abathur_memory.storage import driver, timestamps, vectors
+from abathur_memory.store.sqlite import driver, timestamps, vectors
 
 
 def binary_code(vector: npt.NDArray[np.float32]) -> bytes:

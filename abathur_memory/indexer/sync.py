@@ -18,8 +18,8 @@ from pathlib import Path
 from abathur_memory.errors import AbathurError, NotFound
 from abathur_memory.indexer import safe_files, scan
 from abathur_memory.indexer.roots import Root
-from abathur_memory.storage import driver, timestamps
-from abathur_memory.storage.database import Database
+from abathur_memory.store.sqlite import driver, timestamps
+from abathur_memory.store.sqlite.database import Database
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 
 from abathur_memory.indexer.spaces import Space
-from abathur_memory.storage import driver, vectors
+from abathur_memory.store.sqlite import driver, vectors
 
 COARSE_CANDIDATES = 400  # at least; 1% of the vectors on large spaces (see candidates())
 MAX_COARSE_CANDIDATES = 2000

@@ -36,7 +36,7 @@ from abathur_memory.errors import AbathurError
 from abathur_memory.indexer.documents import DocumentService
 from abathur_memory.indexer.roots import Root
 from abathur_memory.indexer.scan import is_markdown
-from abathur_memory.storage import timestamps
+from abathur_memory.store.sqlite import timestamps
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from abathur_memory.indexer import markdown, safe_files, scan, spaces, store
 from abathur_memory.indexer.embedders.base import Embedder
 from abathur_memory.indexer.liveness import pid_alive
 from abathur_memory.indexer.markdown import ChunkingPolicy, ParsedDocument
-from abathur_memory.storage import driver, timestamps
-from abathur_memory.storage.database import Database
+from abathur_memory.store.sqlite import driver, timestamps
+from abathur_memory.store.sqlite.database import Database
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from typing import Any, NoReturn
 from abathur_memory.errors import Forbidden
 from abathur_memory.memory.denials import Denial, DenialRecorder
 from abathur_memory.memory.namespaces import Access, NamespacePolicy, Principal
-from abathur_memory.storage import driver
-from abathur_memory.storage.database import Database
+from abathur_memory.store.sqlite import driver
+from abathur_memory.store.sqlite.database import Database
 
 
 class AccessGuard:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from abathur_memory.storage import driver
+from abathur_memory.store.sqlite import driver
 
 # memory_operation_type values allowed by the schema.
 OPERATIONS = ("create", "update", "delete", "consolidate", "publish")

@@ -12,12 +12,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from abathur_memory.core import values
 from abathur_memory.errors import NotFound
-from abathur_memory.memory import values
 from abathur_memory.memory.denials import Denial, DenialRecorder
 from abathur_memory.memory.namespaces import Principal
-from abathur_memory.storage import driver, timestamps
-from abathur_memory.storage.database import Database
+from abathur_memory.store.sqlite import driver, timestamps
+from abathur_memory.store.sqlite.database import Database
 
 MAX_STATE_BYTES = 4 * 1024 * 1024
 

@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass
 
 from abathur_memory.errors import AbathurError
-from abathur_memory.storage import driver
-from abathur_memory.storage.database import Database
+from abathur_memory.store.sqlite import driver
+from abathur_memory.store.sqlite.database import Database
 
 log = logging.getLogger(__name__)
 

@@ -15,8 +15,8 @@ from typing import Any
 
 from abathur_memory.errors import InvalidInput
 from abathur_memory.memory import audit
-from abathur_memory.storage import driver, timestamps
-from abathur_memory.storage.database import Database
+from abathur_memory.store.sqlite import driver, timestamps
+from abathur_memory.store.sqlite.database import Database
 
 log = logging.getLogger(__name__)
 

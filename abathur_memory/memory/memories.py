@@ -16,13 +16,14 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from abathur_memory.core import cursors, values
 from abathur_memory.errors import Conflict, InvalidInput, NotFound
-from abathur_memory.memory import audit, cursors, values
+from abathur_memory.memory import audit
 from abathur_memory.memory.access import AccessGuard, readable_sql
 from abathur_memory.memory.namespaces import SCOPES, Access, clean, parse, validate_prefix
-from abathur_memory.schema import hot_queries
-from abathur_memory.storage import driver, timestamps
-from abathur_memory.storage.database import Database
+from abathur_memory.store.sqlite import driver, timestamps
+from abathur_memory.store.sqlite import queries as hot_queries
+from abathur_memory.store.sqlite.database import Database
 
 T = TypeVar("T")
 

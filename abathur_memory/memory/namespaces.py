@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from abathur_memory.core.principal import Principal
+from abathur_memory.core.values import visible_text
 from abathur_memory.errors import InvalidInput
-from abathur_memory.memory.values import visible_text
 
 SCOPES = ("app", "user", "project", "session", "temp")
 MAX_NAMESPACE_LENGTH = 512
@@ -30,25 +30,6 @@ _SEGMENT = re.compile(r"^[^\s:\x00-\x1f\x7f]+$")
 class Access(Enum):
     READ = "read"
     WRITE = "write"
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who the server acts for."""
-
-    user: str
-    app: str = "abathur"
-    project: str | None = None
-    admin: bool = False
-
-    @property
-    def actor(self) -> str:
-        """How this principal is named in audit rows and created_by columns."""
-        return f"user:{self.user}"
-
-    def may_use_session(self, user_id: str, app_name: str) -> bool:
-        """Sessions belong to their (user, app); an admin may use any."""
-        return self.admin or (user_id == self.user and app_name == self.app)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -13,7 +13,7 @@ from abathur_memory.memory.memories import MemoryService
 from abathur_memory.memory.namespaces import NamespacePolicy, Principal
 from abathur_memory.memory.sessions import SessionService
 from abathur_memory.memory.tasks import TaskService
-from abathur_memory.storage.database import Database
+from abathur_memory.store.sqlite.database import Database
 
 
 @dataclass

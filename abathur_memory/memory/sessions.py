@@ -16,13 +16,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from abathur_memory.core import cursors, values
 from abathur_memory.errors import Conflict, Forbidden, InvalidInput, NotFound
-from abathur_memory.memory import cursors, values
 from abathur_memory.memory.access import audited
 from abathur_memory.memory.denials import Denial, DenialRecorder
 from abathur_memory.memory.namespaces import Principal
-from abathur_memory.storage import driver, timestamps
-from abathur_memory.storage.database import Database
+from abathur_memory.store.sqlite import driver, timestamps
+from abathur_memory.store.sqlite.database import Database
 
 STATUSES = ("created", "active", "paused", "terminated", "archived")
 TRANSITIONS = {

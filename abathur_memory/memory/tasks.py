@@ -17,13 +17,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from abathur_memory.core import cursors, values
 from abathur_memory.errors import Conflict, InvalidInput, NotFound
-from abathur_memory.memory import cursors, values
 from abathur_memory.memory.access import owns_session
 from abathur_memory.memory.denials import Denial, DenialRecorder
 from abathur_memory.memory.namespaces import Principal
-from abathur_memory.storage import driver, timestamps
-from abathur_memory.storage.database import Database
+from abathur_memory.store.sqlite import driver, timestamps
+from abathur_memory.store.sqlite.database import Database
 
 STATUSES = ("pending", "running", "completed", "failed", "cancelled")
 FINAL = ("completed", "cancelled")

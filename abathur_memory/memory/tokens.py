@@ -14,11 +14,11 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
+from abathur_memory.core import values
 from abathur_memory.errors import Conflict, NotFound
-from abathur_memory.memory import values
 from abathur_memory.memory.namespaces import Principal
-from abathur_memory.storage import driver, timestamps
-from abathur_memory.storage.database import Database
+from abathur_memory.store.sqlite import driver, timestamps
+from abathur_memory.store.sqlite.database import Database
 
 PREFIX = "abm_"
 

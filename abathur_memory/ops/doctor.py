@@ -12,9 +12,10 @@ from pathlib import Path
 
 from abathur_memory.errors import InvalidInput, NotFound, ReadOnly
 from abathur_memory.indexer import consistency
-from abathur_memory.schema import runner, validation
-from abathur_memory.storage import backup as backups
-from abathur_memory.storage import driver
+from abathur_memory.ops import backup as backups
+from abathur_memory.store.sqlite import checks as validation
+from abathur_memory.store.sqlite import driver
+from abathur_memory.store.sqlite import migrate as runner
 
 
 @dataclass

@@ -15,8 +15,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from abathur_memory.schema import validation
-from abathur_memory.storage import driver
+from abathur_memory.store.sqlite import checks as validation
+from abathur_memory.store.sqlite import driver
 
 
 @dataclass

@@ -10,12 +10,12 @@ from mcp.server.mcpserver import Context
 from pydantic import Field
 
 from abathur_memory.config import Settings
+from abathur_memory.core.values import JsonAny
 from abathur_memory.errors import Unavailable
 from abathur_memory.indexer.documents import DocumentService
 from abathur_memory.indexer.memory_search import MemorySearch
 from abathur_memory.memory.namespaces import Principal
 from abathur_memory.memory.services import Services
-from abathur_memory.memory.values import JsonAny
 from abathur_memory.server.auth import principal_of
 
 

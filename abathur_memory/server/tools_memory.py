@@ -8,8 +8,8 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools.base import Tool
 from pydantic import BaseModel, Field
 
+from abathur_memory.core.values import JsonAny
 from abathur_memory.memory.memories import MemoryEntry, PutResult
-from abathur_memory.memory.values import JsonAny
 from abathur_memory.server.context import (
     MAX_INT,
     Cursor,

@@ -14,9 +14,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from abathur_memory.schema import hot_queries, runner
-from abathur_memory.schema.legacy import SEED_TABLES
-from abathur_memory.storage import driver
+from abathur_memory.store.sqlite import driver
+from abathur_memory.store.sqlite import migrate as runner
+from abathur_memory.store.sqlite import queries as hot_queries
+from abathur_memory.store.sqlite.legacy import SEED_TABLES
 
 WAL_WARN_BYTES = 100 * 1024 * 1024  # seed 001 §7.2: the WAL should stay under 100 MB
 RECOVER_HINT = (

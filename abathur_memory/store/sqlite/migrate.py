@@ -17,8 +17,7 @@ from importlib import resources
 from pathlib import Path
 
 from abathur_memory.errors import InvalidInput, Unavailable
-from abathur_memory.schema import legacy, space_tables
-from abathur_memory.storage import driver
+from abathur_memory.store.sqlite import driver, legacy, space_tables
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +51,7 @@ class Migration:
 def load_migrations() -> tuple[Migration, ...]:
     """All migrations shipped with the package, in version order."""
     found = []
-    for entry in resources.files("abathur_memory.schema").joinpath("migrations").iterdir():
+    for entry in resources.files("abathur_memory.store.sqlite").joinpath("migrations").iterdir():
         match = _FILE_NAME.match(entry.name)
         if match:
             found.append(Migration(int(match[1]), match[2], entry.read_text(encoding="utf-8")))

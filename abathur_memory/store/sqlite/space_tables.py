@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from abathur_memory.storage import driver
+from abathur_memory.store.sqlite import driver
 
 FTS_TOKENIZER = "porter unicode61 remove_diacritics 2"
 

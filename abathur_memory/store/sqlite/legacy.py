@@ -14,7 +14,7 @@ import logging
 import re
 
 from abathur_memory.errors import InvalidInput
-from abathur_memory.storage import driver
+from abathur_memory.store.sqlite import driver
 
 log = logging.getLogger(__name__)
 

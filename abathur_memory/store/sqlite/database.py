@@ -1,7 +1,7 @@
 """The async database: one writer connection, a small pool of readers (datasette's layering).
 
 Every connection is an aiosqlite worker thread around a ``sqlean`` connection made by
-:func:`abathur_memory.storage.driver.connect`. Work is handed to a thread as a plain function
+:func:`abathur_memory.store.sqlite.driver.connect`. Work is handed to a thread as a plain function
 of the connection, so a whole transaction (or a multi-statement read) costs one thread hop
 instead of one per statement.
 
@@ -25,8 +25,8 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from abathur_memory.errors import AbathurError, InvalidInput, NotFound, ReadOnly, Unavailable
-from abathur_memory.schema import runner
-from abathur_memory.storage import driver
+from abathur_memory.store.sqlite import driver
+from abathur_memory.store.sqlite import migrate as runner
 
 log = logging.getLogger(__name__)
 

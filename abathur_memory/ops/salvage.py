@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from abathur_memory.errors import Conflict, InvalidInput, NotFound, Unavailable
-from abathur_memory.schema import runner
-from abathur_memory.storage import driver
-from abathur_memory.storage.backup import verify_database
+from abathur_memory.ops.backup import verify_database
+from abathur_memory.store.sqlite import driver
+from abathur_memory.store.sqlite import migrate as runner
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from abathur_memory.errors import Conflict, InvalidInput, NotFound, Unavailable
-from abathur_memory.schema import runner
-from abathur_memory.storage import driver
+from abathur_memory.store.sqlite import driver
+from abathur_memory.store.sqlite import migrate as runner
 
 log = logging.getLogger(__name__)
 

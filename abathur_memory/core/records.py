@@ -1,0 +1,224 @@
+"""The records the stores return and the services, tools and commands pass on.
+
+One model per thing stored, in the shape callers see it: JSON decoded, times in ISO 8601
+with a ``Z``. Both storage backends build exactly these, so a tool answers the same on
+SQLite and on PostgreSQL. Rendering is ``model_dump()``: there are no hand-written copies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from abathur_memory.core.principal import Principal
+from abathur_memory.core.values import JsonAny
+
+MEMORY_TYPES = ("semantic", "episodic", "procedural")
+
+
+class MemoryEntry(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    namespace: str
+    key: str
+    version: int
+    value: JsonAny
+    memory_type: str
+    metadata: dict[str, Any]
+    is_deleted: bool
+    created_by: str | None
+    updated_by: str | None
+    created_at: str
+    updated_at: str
+
+
+@dataclass(frozen=True)
+class PreparedPut:
+    """A put checked and encoded by the service: what a store writes."""
+
+    namespace: str
+    key: str
+    value_text: str  # JSON
+    memory_type: str
+    metadata_text: str | None  # JSON object; None keeps the live version's metadata
+    expected_version: int | None
+
+
+@dataclass(frozen=True)
+class PutResult:
+    """What a put did. Cheap to build: batches return thousands."""
+
+    namespace: str
+    key: str
+    version: int
+    memory_type: str
+    created: bool  # a new version was written
+    unchanged: bool  # the value equalled the live version: nothing was written
+    updated_at: str
+
+
+@dataclass
+class MemoryPage:
+    entries: list[MemoryEntry] = field(default_factory=list)
+    next_cursor: str | None = None
+
+
+@dataclass(frozen=True)
+class ExpiredMemory:
+    namespace: str
+    key: str
+    version: int
+
+
+class SessionEvent(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    seq: int
+    event_type: str
+    actor: str
+    content: JsonAny
+    state_delta: dict[str, Any] | None
+    created_at: str
+
+
+class Session(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    app_name: str
+    user_id: str
+    project_id: str | None
+    status: str
+    state: dict[str, Any]
+    metadata: dict[str, Any]
+    last_seq: int = Field(description="Sequence number of the last event (0: none yet).")
+    created_at: str
+    last_update_time: str
+    terminated_at: str | None
+    archived_at: str | None
+
+
+class SessionWithEvents(Session):
+    events: list[SessionEvent] = Field(default_factory=list)
+
+
+@dataclass
+class SessionPage:
+    sessions: list[Session]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class SessionChange:
+    """What a session update writes (decided by the service from the current session)."""
+
+    status: str | None = None  # a new status
+    state_text: str | None = None  # JSON object
+    merge: bool = True  # merge state_text into the state (RFC 7396), or replace it
+    stamp: str | None = None  # 'terminated_at' or 'archived_at' to set to now
+
+
+@dataclass(frozen=True)
+class NewEvent:
+    event_type: str
+    actor: str
+    content_text: str
+    delta_text: str | None
+
+
+class Task(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    prompt: str
+    agent_type: str
+    priority: int
+    status: str
+    input: dict[str, Any]
+    result: JsonAny
+    error: str | None
+    retry_count: int
+    max_retries: int
+    timeout_seconds: int
+    dependencies: list[str]
+    parent_task_id: str | None
+    session_id: str | None
+    created_by: str | None
+    claimed_by: str | None
+    submitted_at: str
+    started_at: str | None
+    completed_at: str | None
+    last_updated_at: str
+
+
+@dataclass(frozen=True)
+class NewTask:
+    id: str
+    prompt: str
+    agent_type: str
+    priority: int
+    input_text: str
+    max_retries: int
+    timeout_seconds: int
+    created_by: str
+    parent_task_id: str | None
+    dependencies: list[str]
+    session_id: str | None
+
+
+@dataclass(frozen=True)
+class TaskChange:
+    """What a task update writes (decided by the service from the current task)."""
+
+    status: str
+    result_text: str | None = None
+    error: str | None = None
+    completed: bool = False  # set completed_at
+    requeued: bool = False  # retry_count + 1, claimed_by and started_at cleared
+
+
+@dataclass
+class TaskPage:
+    tasks: list[Task]
+    next_cursor: str | None
+
+
+class Checkpoint(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    task_id: str
+    iteration: int
+    state: JsonAny
+    session_id: str | None
+    created_at: str
+
+
+class TokenInfo(BaseModel):
+    id: str
+    name: str
+    user: str
+    app: str
+    project: str | None
+    admin: bool
+    created_at: str
+    revoked_at: str | None
+
+    @property
+    def principal(self) -> Principal:
+        return Principal(user=self.user, app=self.app, project=self.project, admin=self.admin)
+
+
+@dataclass(frozen=True)
+class Denial:
+    """A denied operation, for the audit table."""
+
+    actor: str
+    action: str  # memory_denied | session_denied | task_denied | document_denied | ...
+    attempted: str  # what was tried: read, write, search, create, list, ...
+    target: str  # a namespace, a session or task id, a document path
+    rule: str  # the rule that said no
+    namespace: str | None = None  # memory namespace (for audit.memory_namespace)
+    key: str | None = None

@@ -1,1 +1,0 @@
-"""Storage layer: the SQLite driver, the async database (one writer, many readers), backups."""
