@@ -46,8 +46,20 @@ class Settings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
-    db: Path = Field(default_factory=default_db_path, description="SQLite database file")
+    db: str = Field(
+        default_factory=lambda: str(default_db_path()),
+        min_length=1,
+        description="SQLite database file (a path or sqlite:///path) or a postgresql:// URL",
+    )
     busy_timeout_ms: int = Field(5000, ge=0, le=600_000, description="SQLite busy_timeout")
+    pg_pool_min: int = Field(1, ge=0, le=256, description="PostgreSQL: connections kept open")
+    pg_pool_max: int = Field(10, ge=1, le=256, description="PostgreSQL: most connections")
+    pg_statement_timeout_ms: int = Field(
+        30_000, ge=0, le=3_600_000, description="PostgreSQL: statement_timeout (0: none)"
+    )
+    pg_lock_timeout_ms: int = Field(
+        10_000, ge=0, le=3_600_000, description="PostgreSQL: lock_timeout (0: none)"
+    )
     write_retries: int = Field(3, ge=0, le=20, description="retries after busy_timeout expires")
     readers: int = Field(4, ge=1, le=64, description="read connections per process")
     user: str = Field(default_factory=_login_name, min_length=1, max_length=128)
@@ -86,6 +98,39 @@ class Settings(BaseModel):
     maintenance_interval_hours: float = Field(
         24.0, ge=0, le=24 * 365, description="lifecycle maintenance period in serve (0: off)"
     )
+
+    @field_validator("db", mode="before")
+    @classmethod
+    def _db_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, Path) else value
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.db.startswith(("postgresql://", "postgres://"))
+
+    @property
+    def db_path(self) -> Path:
+        """The SQLite file (InvalidInput for a PostgreSQL URL)."""
+        if self.is_postgres:
+            raise InvalidInput(
+                "this command works on a SQLite database file; --db is a PostgreSQL URL"
+            )
+        if self.db.startswith("sqlite:///"):
+            return Path(self.db.removeprefix("sqlite://"))
+        return Path(self.db).expanduser()
+
+    @property
+    def db_label(self) -> str:
+        """The database as it may be shown: a path, or a URL without its password."""
+        if not self.is_postgres:
+            return str(self.db_path)
+        from urllib.parse import urlsplit, urlunsplit
+
+        parts = urlsplit(self.db)
+        if parts.password is None:
+            return self.db
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
 
     @field_validator("disabled_tools", "docs", "exclude", mode="before")
     @classmethod

@@ -6,10 +6,13 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from acting import Acting
 
 from abathur_memory.store.sqlite import driver
 from abathur_memory.store.sqlite import migrate as runner
 from abathur_memory.store.sqlite.database import Database
+
+pytest_plugins = ["pg_fixtures"]
 
 
 @pytest.fixture
@@ -33,37 +36,58 @@ def conn(db_path: Path) -> Iterator[driver.Connection]:
         connection.close()
 
 
+def settings_for(db_path: Path, **overrides):
+    from abathur_memory.config import load_settings
+
+    options = {
+        "user": "alice",
+        "app": "abathur",
+        "project": "website",
+        "embedder": "fake",
+        "busy_timeout_ms": 200,
+        "write_retries": 1,
+        "readers": 2,
+        "max_value_bytes": 64 * 1024,
+        "maintenance_interval_hours": 0,
+        **overrides,
+    }
+    return load_settings(db=str(db_path), **options)
+
+
 @pytest.fixture
-async def db(db_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(db_path, readers=2, busy_timeout_ms=200, write_retries=1)
-    try:
-        yield database
-    finally:
-        await database.close()
+async def runtime(db_path: Path):
+    """The composition root over a fresh database (fake embedder), as the server builds it."""
+    from abathur_memory.runtime import open_runtime
+
+    async with open_runtime(settings_for(db_path)) as opened:
+        yield opened
+
+
+@pytest.fixture
+async def db(runtime) -> AsyncIterator[Database]:
+    """The runtime's SQLite database (migrated)."""
+    yield runtime.store.db
 
 
 @pytest.fixture
 def principal():
-    from abathur_memory.memory.namespaces import Principal
+    from abathur_memory.core.principal import Principal
 
     return Principal(user="alice", app="abathur", project="website")
 
 
 @pytest.fixture
-async def services(db, principal):
-    from abathur_memory.memory.services import Services
-
-    return Services.over(db, principal, max_value_bytes=64 * 1024)
+async def services(runtime, principal):
+    return Acting(runtime, principal)
 
 
 @pytest.fixture
-async def as_principal(db):
-    """Services for another principal on the same database: ``as_principal(user=...)``."""
-    from abathur_memory.memory.namespaces import Principal
-    from abathur_memory.memory.services import Services
+async def as_principal(runtime):
+    """The services acting for another principal: ``as_principal(user=...)``."""
+    from abathur_memory.core.principal import Principal
 
     def make(**fields):
-        return Services.over(db, Principal(**fields), max_value_bytes=64 * 1024)
+        return Acting(runtime, Principal(**fields))
 
     return make
 

@@ -36,7 +36,7 @@ async def connected(db_path: Path, **settings: Any) -> AsyncIterator[Client]:
         "maintenance_interval_hours": 0,
         **settings,
     }
-    server = create_server(load_settings(db=db_path, **options))
+    server = create_server(load_settings(db=str(db_path), **options))
     async with Client(server) as client:
         yield client
 

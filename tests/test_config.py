@@ -20,8 +20,8 @@ def clean_env(monkeypatch, tmp_path):
 
 def test_defaults():
     settings = config.load_settings()
-    assert settings.db == config.default_db_path()
-    assert settings.db.name == "abathur.db"
+    assert settings.db_path == config.default_db_path()
+    assert settings.db_path.name == "abathur.db"
     assert settings.busy_timeout_ms == 5000
     assert settings.app == "abathur"
     assert settings.user
@@ -66,4 +66,4 @@ def test_broken_or_missing_config_file(monkeypatch, tmp_path):
 
 
 def test_db_override_is_a_path():
-    assert config.load_settings(db="x/y.db").db == Path("x/y.db")
+    assert config.load_settings(db="x/y.db").db_path == Path("x/y.db")

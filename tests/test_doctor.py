@@ -11,14 +11,13 @@ from pathlib import Path
 
 import layouts
 import pytest
+from acting import open_acting
 from cli_helpers import run_cli
+from conftest import settings_for
 from indexing_helpers import write_tree
 
-from abathur_memory.memory.namespaces import Principal
-from abathur_memory.memory.services import Services
 from abathur_memory.ops import salvage
 from abathur_memory.store.sqlite import driver
-from abathur_memory.store.sqlite.database import Database
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,11 +26,9 @@ def _services(db_path: Path, work) -> None:
     """Run ``work(services)`` on the database and close it (PRAGMA optimize runs on close)."""
 
     async def run():
-        db = await Database.open(db_path)
-        try:
-            await work(Services.over(db, Principal(user="alice"), max_value_bytes=1 << 20))
-        finally:
-            await db.close()
+        settings = settings_for(db_path, max_value_bytes=1 << 20)
+        async with open_acting(settings) as services:
+            await work(services)
 
     asyncio.run(run())
 

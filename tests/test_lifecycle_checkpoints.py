@@ -30,7 +30,8 @@ async def test_maintenance_expires_old_episodic_memories_and_archives_old_sessio
     await db.execute_write("UPDATE sessions SET terminated_at = ? WHERE id = ?", (OLD, s_old.id))
 
     plan = await services.lifecycle.run(dry_run=True)
-    assert plan.expired_memories == [{"namespace": "user:alice:log", "key": "old", "version": 1}]
+    expired = [e.model_dump() for e in plan.expired_memories]
+    assert expired == [{"namespace": "user:alice:log", "key": "old", "version": 1}]
     assert plan.archived_sessions == [s_old.id]
     await m.get("user:alice:log", "old")  # a dry run changes nothing
 

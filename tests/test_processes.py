@@ -9,12 +9,12 @@ from pathlib import Path
 
 import anyio
 import pytest
+from acting import open_acting
 from mcp import Client, StdioServerParameters
 from mcp_helpers import text_of
 
 from abathur_memory.config import load_settings
 from abathur_memory.errors import Conflict
-from abathur_memory.memory.services import Services
 
 pytestmark = pytest.mark.slow
 
@@ -49,9 +49,8 @@ def _cas_worker(args: tuple[str, int, int]) -> list[int]:
 
     async def work() -> list[int]:
         settings = load_settings(db=db, user="alice", readers=1)
-        services = await Services.open(settings)
         won = []
-        try:
+        async with open_acting(settings) as services:
             while len(won) < rounds:
                 try:
                     current = await services.memories.get("user:alice:shared", "counter")
@@ -67,9 +66,7 @@ def _cas_worker(args: tuple[str, int, int]) -> list[int]:
                     )
                 except Conflict:
                     continue  # somebody else won this round: re-read and retry
-                won.append(result.entry.version)
-        finally:
-            await services.close()
+                won.append(result.version)
         return won
 
     return asyncio.run(work())
@@ -84,13 +81,10 @@ def test_eight_processes_compare_and_set_without_lost_updates(db_path):
     assert versions == list(range(1, rounds * workers + 1))  # every version issued once
 
     async def final():
-        services = await Services.open(load_settings(db=db_path, user="alice"))
-        try:
+        async with open_acting(load_settings(db=str(db_path), user="alice")) as services:
             entry = await services.memories.get("user:alice:shared", "counter")
             history = await services.memories.history("user:alice:shared", "counter")
             return entry, history
-        finally:
-            await services.close()
 
     entry, history = asyncio.run(final())
     assert entry.value["count"] == rounds * workers  # no update lost
@@ -101,13 +95,10 @@ def _claimer(args: tuple[str, str]) -> list[str]:
     db, name = args
 
     async def work() -> list[str]:
-        services = await Services.open(load_settings(db=db, user="alice", readers=1))
         got = []
-        try:
+        async with open_acting(load_settings(db=db, user="alice", readers=1)) as services:
             while (task := await services.tasks.claim(claimant=name)) is not None:
                 got.append(task.id)
-        finally:
-            await services.close()
         return got
 
     return asyncio.run(work())
@@ -115,11 +106,8 @@ def _claimer(args: tuple[str, str]) -> list[str]:
 
 def test_two_claimer_processes_never_get_the_same_task(db_path):
     async def seed() -> set[str]:
-        services = await Services.open(load_settings(db=db_path, user="alice"))
-        try:
+        async with open_acting(load_settings(db=str(db_path), user="alice")) as services:
             return {(await services.tasks.create(f"t{i}")).id for i in range(120)}
-        finally:
-            await services.close()
 
     created = asyncio.run(seed())
     ctx = multiprocessing.get_context("spawn")

@@ -119,6 +119,7 @@ class SessionChange:
     state_text: str | None = None  # JSON object
     merge: bool = True  # merge state_text into the state (RFC 7396), or replace it
     stamp: str | None = None  # 'terminated_at' or 'archived_at' to set to now
+    max_state_bytes: int | None = None  # the merged state must fit (checked before commit)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from abathur_memory.core.records import MemoryEntry
 from abathur_memory.errors import InvalidInput, Unavailable
 from abathur_memory.indexer import memory_index, vector_index
 from abathur_memory.indexer.embedders.base import Embedder
@@ -25,11 +26,12 @@ from abathur_memory.indexer.search import (
     snippet,
 )
 from abathur_memory.indexer.spaces import Space
-from abathur_memory.memory.access import AccessGuard, readable_sql
-from abathur_memory.memory.memories import MemoryEntry
+from abathur_memory.memory.access import AccessGuard
 from abathur_memory.memory.namespaces import Access, Principal, validate_prefix
 from abathur_memory.store.sqlite import driver
+from abathur_memory.store.sqlite import rows as sqlite_rows
 from abathur_memory.store.sqlite.database import Database
+from abathur_memory.store.sqlite.readable import readable_sql
 
 log = logging.getLogger(__name__)
 
@@ -76,20 +78,22 @@ class MemorySearch:
         db: Database,
         embedder: Embedder | None,
         cache: vector_index.VectorIndex,
+        guard: AccessGuard,
     ) -> None:
         self.db = db
         self.embedder = embedder
         self.cache = cache
+        self.guard = guard
 
     async def search(
         self,
-        guard: AccessGuard,
+        principal: Principal,
         query: str,
         prefix: str | None = None,
         k: int = 10,
         mode: str = "hybrid",
     ) -> MemorySearchResult:
-        """Search what ``guard``'s principal may read."""
+        """Search what ``principal`` may read."""
         query = check_query(query)
         if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= 100:
             raise InvalidInput("k must be between 1 and 100")
@@ -97,13 +101,10 @@ class MemorySearch:
             raise InvalidInput(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
         if prefix is not None:
             segments = validate_prefix(prefix)
-            rule = await self.db.read(lambda conn: guard.denial_in(conn, segments, Access.READ))
-            if rule is not None:
-                await guard.refuse(prefix, "search", rule)
+            await self.guard.check(principal, prefix, segments, Access.READ, "search")
         vector, degraded = None, None
         if mode != "keyword":
             vector, degraded = await self._query_vector(query)
-        principal = guard.policy.principal
         return await self.db.read(
             self._search_snapshot, principal, query, vector, degraded, prefix, k, mode
         )
@@ -214,7 +215,7 @@ class MemorySearch:
             sem = semantic_rank.get(entry_id)
             hits.append(
                 MemoryHit(
-                    entry=MemoryEntry.from_row(row),
+                    entry=sqlite_rows.memory(row),
                     score=score,
                     keyword_rank=keyword_rank.get(entry_id),
                     semantic_rank=sem[0] if sem else None,

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import threading
 import time
 from dataclasses import dataclass
 
+from abathur_memory.core.principal import Principal
+from abathur_memory.core.records import Denial
 from abathur_memory.errors import AbathurError
-from abathur_memory.store.sqlite import driver
-from abathur_memory.store.sqlite.database import Database
+from abathur_memory.store.protocols import AuditStore
 
 log = logging.getLogger(__name__)
 
@@ -27,17 +27,6 @@ FLUSH_DELAY_S = 0.05  # a burst of denials within this is written in one transac
 FOLD_WINDOW_S = 60.0
 RETRY_S = 1.0
 MAX_QUEUED = 10_000  # distinct denials held while the database stays locked
-
-
-@dataclass(frozen=True)
-class Denial:
-    actor: str
-    action: str  # memory_denied | session_denied | task_denied | document_denied | ...
-    attempted: str  # what was tried: read, write, search, create, list, ...
-    target: str  # a namespace, a session or task id, a document path
-    rule: str  # the rule that said no
-    namespace: str | None = None  # memory namespace (for audit.memory_namespace)
-    key: str | None = None
 
 
 @dataclass
@@ -49,8 +38,8 @@ class _Written:
 class DenialRecorder:
     """Thread-safe: services decide on ownership inside database threads and record there."""
 
-    def __init__(self, db: Database) -> None:
-        self.db = db
+    def __init__(self, audit: AuditStore) -> None:
+        self.audit = audit
         self._queued: dict[Denial, int] = {}
         self._written: dict[Denial, _Written] = {}
         self._flush_task: asyncio.Task[None] | None = None
@@ -74,6 +63,11 @@ class DenialRecorder:
                 self._loop.call_soon_threadsafe(self._schedule)
             return
         self._schedule()
+
+    def record_document_denial(
+        self, principal: Principal, attempted: str, target: str, rule: str
+    ) -> None:
+        self.record(Denial(principal.actor, "document_denied", attempted, target, rule))
 
     def _schedule(self) -> None:
         if self._flush_task is not None and not self._flush_task.done():
@@ -101,7 +95,7 @@ class DenialRecorder:
         now = time.monotonic()
         recent = {d: w.audit_id for d, w in self._written.items() if now - w.at < FOLD_WINDOW_S}
         try:
-            ids = await self.db.write(_write_denials, batch, recent)
+            ids = await self.audit.write_denials(batch, recent)
         except BaseException:
             with self._lock:  # put them back for the next attempt
                 for denial, count in batch.items():
@@ -118,36 +112,3 @@ class DenialRecorder:
                 await self._flush_task
         with contextlib.suppress(AbathurError):
             await self.flush()
-
-
-def _write_denials(
-    conn: driver.Connection, batch: dict[Denial, int], recent: dict[Denial, int]
-) -> dict[Denial, int]:
-    written: dict[Denial, int] = {}
-    for denial, count in batch.items():
-        previous = recent.get(denial)
-        if previous is not None:
-            updated = conn.execute(
-                "UPDATE audit SET action_data = json_set(action_data, '$.count',"
-                " json_extract(action_data, '$.count') + ?),"
-                " timestamp = strftime('%Y-%m-%d %H:%M:%f', 'now') WHERE id = ? RETURNING id",
-                (count, previous),
-            ).fetchone()
-            if updated is not None:
-                written[denial] = previous
-                continue
-        data = {
-            "attempted": denial.attempted,
-            "target": denial.target,
-            "rule": denial.rule,
-            "count": count,
-        }
-        if denial.key is not None:
-            data["key"] = denial.key
-        audit_id = conn.execute(
-            "INSERT INTO audit (action_type, action_data, result, memory_namespace, actor)"
-            " VALUES (?, ?, 'denied', ?, ?) RETURNING id",
-            (denial.action, json.dumps(data, ensure_ascii=False), denial.namespace, denial.actor),
-        ).fetchone()[0]
-        written[denial] = audit_id
-    return written

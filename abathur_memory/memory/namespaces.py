@@ -1,8 +1,8 @@
-"""Namespaces and the policy that decides what the server's principal may read and write.
+"""Namespaces and the policy that decides what a principal may read and write.
 
 A namespace is ``<scope>:<id>[:<more>...]`` with scope one of ``app``, ``user``,
-``project``, ``session``, ``temp``. The server runs as one principal (app, user, project);
-by default it may:
+``project``, ``session``, ``temp``. Each call acts for one principal (app, user, project),
+passed with the call; by default it may:
 
 - read and write ``user:<own user>:…``, ``project:<own project>:…``, ``temp:…`` and
   ``session:<id>:…`` of sessions it owns;
@@ -81,40 +81,40 @@ def validate_prefix(prefix: str) -> list[str]:
     return parse(prefix)
 
 
-class NamespacePolicy:
-    """Decides access; ``session_owner`` answers whether the principal owns a session."""
-
-    def __init__(self, principal: Principal) -> None:
-        self.principal = principal
-
-    def rule_for(
-        self, segments: list[str], access: Access, *, owns_session: bool | None = None
-    ) -> str | None:
-        """None if allowed, else the name of the rule that denies it."""
-        p = self.principal
-        if p.admin:
-            return None
-        scope, ident = segments[0], segments[1] if len(segments) > 1 else None
-        if scope == "temp":
-            return None
-        if scope == "user":
-            return None if ident == p.user else "other users' namespaces are private"
-        if scope == "project":
-            if p.project is None:
-                return "no project is configured for this server (set ABATHUR_PROJECT)"
-            return None if ident == p.project else "only this server's project is accessible"
-        if scope == "session":
-            if ident is None:
-                return "listing all sessions' memories needs admin"
-            return None if owns_session else "session namespaces belong to the session's owner"
-        if scope == "app":
-            if ident != p.app:
-                return "only this server's app namespace is readable"
-            return None if access is Access.READ else "app namespaces are read-only (admin only)"
-        return "unknown scope"  # pragma: no cover - parse() rejects it first
-
-    def session_id_of(self, segments: list[str]) -> str | None:
-        """The session id a ``session:`` namespace names (needs an ownership lookup)."""
-        if segments[0] == "session" and len(segments) > 1 and not self.principal.admin:
-            return segments[1]
+def rule_for(
+    principal: Principal,
+    segments: list[str],
+    access: Access,
+    *,
+    owns_session: bool | None = None,
+) -> str | None:
+    """None if ``principal`` may have ``access``, else the name of the rule that denies it.
+    A ``session:<id>`` namespace needs ``owns_session`` (who owns a session is stored)."""
+    p = principal
+    if p.admin:
         return None
+    scope, ident = segments[0], segments[1] if len(segments) > 1 else None
+    if scope == "temp":
+        return None
+    if scope == "user":
+        return None if ident == p.user else "other users' namespaces are private"
+    if scope == "project":
+        if p.project is None:
+            return "no project is configured for this principal (set ABATHUR_PROJECT)"
+        return None if ident == p.project else "only the principal's own project is accessible"
+    if scope == "session":
+        if ident is None:
+            return "listing all sessions' memories needs admin"
+        return None if owns_session else "session namespaces belong to the session's owner"
+    if scope == "app":
+        if ident != p.app:
+            return "only the principal's own app namespace is readable"
+        return None if access is Access.READ else "app namespaces are read-only (admin only)"
+    return "unknown scope"  # pragma: no cover - parse() rejects it first
+
+
+def session_id_of(principal: Principal, segments: list[str]) -> str | None:
+    """The session id a ``session:`` namespace names, when its owner decides (not admin)."""
+    if segments[0] == "session" and len(segments) > 1 and not principal.admin:
+        return segments[1]
+    return None

@@ -1,71 +1,34 @@
-"""What the lifespan opens once and every tool call uses, and the argument types tools share."""
+"""Who a tool call acts for, on which runtime, and the argument types tools share."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 from mcp.server.mcpserver import Context
 from pydantic import Field
 
-from abathur_memory.config import Settings
+from abathur_memory.core.principal import Principal
 from abathur_memory.core.values import JsonAny
 from abathur_memory.errors import Unavailable
-from abathur_memory.indexer.documents import DocumentService
-from abathur_memory.indexer.memory_search import MemorySearch
-from abathur_memory.memory.namespaces import Principal
-from abathur_memory.memory.services import Services
+from abathur_memory.runtime import Runtime
 from abathur_memory.server.auth import principal_of
 
 
-@dataclass
-class AppContext:
-    settings: Settings
-    services: Services  # bound to the server's own principal (stdio, CLI)
-    documents: DocumentService | None = None
-    memory_search: MemorySearch | None = None
-    on_memory_change: list[Callable[[], None]] = field(default_factory=list)
-    _by_principal: dict[Principal, Services] = field(default_factory=dict)
-
-    def services_for(self, principal: Principal) -> Services:
-        """Services acting for ``principal`` over the one open database (made once each)."""
-        if principal == self.services.principal:
-            return self.services
-        found = self._by_principal.get(principal)
-        if found is None:
-            found = Services.over(
-                self.services.db,
-                principal,
-                max_value_bytes=self.settings.max_value_bytes,
-                recorder=self.services.recorder,
-            )
-            found.memories.on_change.extend(self.on_memory_change)
-            self._by_principal[principal] = found
-        return found
-
-
-def app_of(ctx: Context) -> AppContext:
-    app = ctx.request_context.lifespan_context
-    if not isinstance(app, AppContext):  # pragma: no cover - the lifespan always sets it
+def runtime_of(ctx: Context) -> Runtime:
+    runtime = ctx.request_context.lifespan_context
+    if not isinstance(runtime, Runtime):  # pragma: no cover - the lifespan always sets it
         raise Unavailable("the server is not initialised")
-    return app
+    return runtime
 
 
 def principal_for(ctx: Context) -> Principal:
     """The token's principal over HTTP; the server's own on stdio."""
-    return principal_of(ctx.request_context, app_of(ctx).services.principal)
+    return principal_of(ctx.request_context, runtime_of(ctx).principal)
 
 
-def services_of(ctx: Context) -> Services:
-    return app_of(ctx).services_for(principal_for(ctx))
-
-
-def memory_search_of(ctx: Context) -> MemorySearch:
-    search = app_of(ctx).memory_search
-    if search is None:  # pragma: no cover - the tool is only offered with the memory group
-        raise Unavailable("memory tools are not enabled on this server")
-    return search
+def acting(ctx: Context) -> tuple[Runtime, Principal]:
+    """The runtime and who this call acts for: what every tool starts with."""
+    return runtime_of(ctx), principal_for(ctx)
 
 
 # -- argument types (limits become the JSON schema clients see) --------------------------

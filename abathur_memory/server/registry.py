@@ -25,8 +25,8 @@ from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase
 from mcp_types import ToolAnnotations
 from pydantic import ConfigDict, ValidationError
 
+from abathur_memory.core.records import Denial
 from abathur_memory.errors import AbathurError, Forbidden
-from abathur_memory.memory.denials import Denial
 
 log = logging.getLogger(__name__)
 
@@ -79,15 +79,15 @@ class AbathurTool(Tool):
 
 
 def _audit_denial(context: Any, tool: str, exc: Forbidden) -> None:
-    from abathur_memory.server.context import app_of, principal_for
+    from abathur_memory.server.context import principal_for, runtime_of
 
     try:
-        app = app_of(context)
+        runtime = runtime_of(context)
         principal = principal_for(context)
     except AbathurError:  # pragma: no cover - no lifespan: nothing to audit into
         return
     action = tool.split("_", 1)[0] + "_denied"
-    app.services.recorder.record(Denial(principal.actor, action, tool, tool, str(exc)))
+    runtime.recorder.record(Denial(principal.actor, action, tool, tool, str(exc)))
 
 
 def _one_paragraph_per_line(doc: str) -> str:

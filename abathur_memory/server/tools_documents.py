@@ -8,10 +8,9 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools.base import Tool
 from pydantic import BaseModel, Field
 
-from abathur_memory.errors import Unavailable
 from abathur_memory.indexer.documents import DocumentService, DocumentText
 from abathur_memory.indexer.search import Filters, Hit
-from abathur_memory.server.context import MAX_INT, AppContext, principal_for
+from abathur_memory.server.context import MAX_INT, principal_for, runtime_of
 from abathur_memory.server.registry import READ_ONLY, strict_tool, writes
 
 Mode = Literal["hybrid", "keyword", "semantic"]
@@ -20,10 +19,7 @@ K = Annotated[int, Field(ge=1, le=100, description="How many results.")]
 
 
 def documents_of(ctx: Context) -> DocumentService:
-    app = ctx.request_context.lifespan_context
-    if not isinstance(app, AppContext) or app.documents is None:  # pragma: no cover
-        raise Unavailable("document tools are not enabled on this server")
-    return app.documents
+    return runtime_of(ctx).documents
 
 
 class DocumentResults(BaseModel):

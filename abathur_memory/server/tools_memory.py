@@ -8,8 +8,8 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools.base import Tool
 from pydantic import BaseModel, Field
 
+from abathur_memory.core.records import MemoryEntry, PutResult
 from abathur_memory.core.values import JsonAny
-from abathur_memory.memory.memories import MemoryEntry, PutResult
 from abathur_memory.server.context import (
     MAX_INT,
     Cursor,
@@ -19,8 +19,7 @@ from abathur_memory.server.context import (
     MemoryType,
     Namespace,
     Prefix,
-    memory_search_of,
-    services_of,
+    acting,
 )
 from abathur_memory.server.registry import READ_ONLY, strict_tool, writes
 
@@ -107,8 +106,9 @@ async def memory_put(
     """Save a memory under (namespace, key). Each change becomes a new version; saving the
     value that is already live writes nothing. Use expected_version to avoid overwriting a
     change made by another agent since you read it. metadata omitted keeps the current one."""
-    result = await services_of(ctx).memories.put(
-        namespace, key, value, memory_type, metadata, expected_version
+    runtime, principal = acting(ctx)
+    result = await runtime.memories.put(
+        principal, namespace, key, value, memory_type, metadata, expected_version
     )
     return MemoryPutResult.of(result)
 
@@ -126,12 +126,14 @@ async def memory_get(
     ] = None,
 ) -> MemoryRecord:
     """Recall one memory: the latest live version, a given version, or as it was at a time."""
-    return MemoryRecord.of(await services_of(ctx).memories.get(namespace, key, version, as_of))
+    runtime, principal = acting(ctx)
+    return MemoryRecord.of(await runtime.memories.get(principal, namespace, key, version, as_of))
 
 
 async def memory_history(ctx: Context, namespace: Namespace, key: Key) -> MemoryHistory:
     """All versions of one memory, oldest first, including deleted ones (flagged)."""
-    versions = await services_of(ctx).memories.history(namespace, key)
+    runtime, principal = acting(ctx)
+    versions = await runtime.memories.history(principal, namespace, key)
     return MemoryHistory(namespace=namespace, key=key, versions=versions)
 
 
@@ -145,13 +147,15 @@ async def memory_delete(
     ] = None,
 ) -> MemoryDeleted:
     """Delete a memory (soft: its history stays readable and memory_restore can undo it)."""
-    entry = await services_of(ctx).memories.delete(namespace, key, expected_version)
+    runtime, principal = acting(ctx)
+    entry = await runtime.memories.delete(principal, namespace, key, expected_version)
     return MemoryDeleted(namespace=namespace, key=key, deleted_version=entry.version)
 
 
 async def memory_restore(ctx: Context, namespace: Namespace, key: Key) -> MemoryPutResult:
     """Undo a delete: the last value comes back as a new version."""
-    return MemoryPutResult.of(await services_of(ctx).memories.restore(namespace, key))
+    runtime, principal = acting(ctx)
+    return MemoryPutResult.of(await runtime.memories.restore(principal, namespace, key))
 
 
 async def memory_list(
@@ -163,7 +167,8 @@ async def memory_list(
 ) -> MemoryList:
     """List the live memories under a namespace prefix (latest versions, by namespace, key);
     without a prefix, every memory you may read."""
-    page = await services_of(ctx).memories.list(prefix, memory_type, limit, cursor)
+    runtime, principal = acting(ctx)
+    page = await runtime.memories.list(principal, prefix, memory_type, limit, cursor)
     return MemoryList(
         entries=[MemoryRecord.of(e) for e in page.entries], next_cursor=page.next_cursor
     )
@@ -206,8 +211,8 @@ async def memory_search(
     mode: Literal["hybrid", "keyword", "semantic"] = "hybrid",
 ) -> MemoryResults:
     """Search your memories by meaning and keywords (only namespaces you may read)."""
-    guard = services_of(ctx).memories.guard
-    result = await memory_search_of(ctx).search(guard, query, prefix, k, mode)
+    runtime, principal = acting(ctx)
+    result = await runtime.memory_search.search(principal, query, prefix, k, mode)
     return MemoryResults(
         query=result.query,
         mode_used=result.mode_used,

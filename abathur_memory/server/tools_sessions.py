@@ -8,39 +8,19 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools.base import Tool
 from pydantic import BaseModel, Field
 
-from abathur_memory.memory.sessions import Session, SessionEvent
-from abathur_memory.server.context import MAX_INT, Cursor, JsonObject, JsonValue, services_of
+from abathur_memory.core.records import Session, SessionWithEvents
+from abathur_memory.server.context import (
+    MAX_INT,
+    Cursor,
+    JsonObject,
+    JsonValue,
+    principal_for,
+    runtime_of,
+)
 from abathur_memory.server.registry import READ_ONLY, strict_tool, writes
 
 Status = Literal["created", "active", "paused", "terminated", "archived"]
 SessionId = Annotated[str, Field(min_length=1, max_length=256, description="The session id.")]
-
-
-class SessionSummary(BaseModel):
-    id: str
-    app_name: str
-    user_id: str
-    project_id: str | None
-    status: str
-    last_seq: int = Field(description="Sequence number of the last event (0: none yet).")
-    state: dict[str, Any]
-    metadata: dict[str, Any]
-    created_at: str
-    last_update_time: str
-    terminated_at: str | None
-    archived_at: str | None
-
-    @classmethod
-    def of(cls, session: Session) -> SessionSummary:
-        return cls(**session.as_dict(with_events=False))
-
-
-class SessionDetail(SessionSummary):
-    events: list[SessionEvent]
-
-    @classmethod
-    def of(cls, session: Session) -> SessionDetail:
-        return cls(**session.as_dict(with_events=False), events=session.events)
 
 
 class Appended(BaseModel):
@@ -52,7 +32,7 @@ class Appended(BaseModel):
 
 
 class SessionList(BaseModel):
-    sessions: list[SessionSummary]
+    sessions: list[Session]
     next_cursor: str | None
 
 
@@ -63,11 +43,13 @@ async def session_create(
     project_id: Annotated[str | None, Field(max_length=128)] = None,
     state: JsonObject | None = None,
     metadata: JsonObject | None = None,
-) -> SessionSummary:
+) -> Session:
     """Start a session (status 'created'; the first event makes it 'active'). app_name,
     user_id and project_id default to this server's own."""
-    session = await services_of(ctx).sessions.create(app_name, user_id, project_id, state, metadata)
-    return SessionSummary.of(session)
+    session = await runtime_of(ctx).sessions.create(
+        principal_for(ctx), app_name, user_id, project_id, state, metadata
+    )
+    return session
 
 
 async def session_get(
@@ -78,12 +60,12 @@ async def session_get(
         Field(ge=-1, le=MAX_INT, description="Return events after this seq; -1: the latest ones."),
     ] = -1,
     events_limit: Annotated[int, Field(ge=0, le=1000)] = 50,
-) -> SessionDetail:
+) -> SessionWithEvents:
     """Read a session: status, state, metadata and a page of its events."""
-    session = await services_of(ctx).sessions.get(
-        session_id, events_after=events_after, events_limit=events_limit
+    session = await runtime_of(ctx).sessions.get(
+        principal_for(ctx), session_id, events_after=events_after, events_limit=events_limit
     )
-    return SessionDetail.of(session)
+    return session
 
 
 async def session_append(
@@ -104,8 +86,8 @@ async def session_append(
     ] = None,
 ) -> Appended:
     """Append an event to a session's log (optionally updating its state in the same step)."""
-    event, session = await services_of(ctx).sessions.append(
-        session_id, event_type, actor, content, state_delta, expected_seq
+    event, session = await runtime_of(ctx).sessions.append(
+        principal_for(ctx), session_id, event_type, actor, content, state_delta, expected_seq
     )
     return Appended(
         session_id=session.id,
@@ -123,15 +105,17 @@ async def session_update_state(
     replace: Annotated[
         bool, Field(description="Replace the whole state instead of merging into it.")
     ] = False,
-) -> SessionSummary:
+) -> Session:
     """Merge keys into a session's state (a null removes a key), or replace it."""
-    session = await services_of(ctx).sessions.update_state(session_id, state, replace=replace)
-    return SessionSummary.of(session)
+    session = await runtime_of(ctx).sessions.update_state(
+        principal_for(ctx), session_id, state, replace=replace
+    )
+    return session
 
 
-async def session_set_status(ctx: Context, session_id: SessionId, status: Status) -> SessionSummary:
+async def session_set_status(ctx: Context, session_id: SessionId, status: Status) -> Session:
     """Move a session along its lifecycle: created → active ⇄ paused → terminated → archived."""
-    return SessionSummary.of(await services_of(ctx).sessions.set_status(session_id, status))
+    return await runtime_of(ctx).sessions.set_status(principal_for(ctx), session_id, status)
 
 
 async def session_list(
@@ -143,12 +127,15 @@ async def session_list(
     cursor: Cursor = None,
 ) -> SessionList:
     """List your sessions, newest first, optionally by status or project (paged)."""
-    page = await services_of(ctx).sessions.list(
-        status=status, project_id=project_id, user_id=user_id, limit=limit, cursor=cursor
+    page = await runtime_of(ctx).sessions.list(
+        principal_for(ctx),
+        status=status,
+        project_id=project_id,
+        user_id=user_id,
+        limit=limit,
+        cursor=cursor,
     )
-    return SessionList(
-        sessions=[SessionSummary.of(s) for s in page.sessions], next_cursor=page.next_cursor
-    )
+    return SessionList(sessions=page.sessions, next_cursor=page.next_cursor)
 
 
 def tools() -> list[Tool]:

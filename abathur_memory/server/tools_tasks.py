@@ -8,9 +8,15 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools.base import Tool
 from pydantic import BaseModel, Field
 
-from abathur_memory.memory.checkpoints import Checkpoint
-from abathur_memory.memory.tasks import Task
-from abathur_memory.server.context import MAX_INT, Cursor, JsonObject, JsonValue, services_of
+from abathur_memory.core.records import Checkpoint, Task
+from abathur_memory.server.context import (
+    MAX_INT,
+    Cursor,
+    JsonObject,
+    JsonValue,
+    principal_for,
+    runtime_of,
+)
 from abathur_memory.server.registry import READ_ONLY, strict_tool, writes
 
 Status = Literal["pending", "running", "completed", "failed", "cancelled"]
@@ -47,7 +53,8 @@ async def task_create(
     ] = 3600,
 ) -> Task:
     """Queue a task for an agent. It can be claimed once all its dependencies completed."""
-    return await services_of(ctx).tasks.create(
+    return await runtime_of(ctx).tasks.create(
+        principal_for(ctx),
         prompt,
         priority,
         agent_type,
@@ -62,7 +69,7 @@ async def task_create(
 
 async def task_get(ctx: Context, task_id: TaskId) -> Task:
     """Read one task: its status, input, result or error, retries and dependencies."""
-    return await services_of(ctx).tasks.get(task_id)
+    return await runtime_of(ctx).tasks.get(principal_for(ctx), task_id)
 
 
 async def task_update(
@@ -75,7 +82,7 @@ async def task_update(
     """Report on a task you claimed: completed (with result), failed (with error), cancelled,
     or pending (give it back, counts a retry). With no status it is a heartbeat that keeps a
     running task from timing out."""
-    return await services_of(ctx).tasks.update(task_id, status, result, error)
+    return await runtime_of(ctx).tasks.update(principal_for(ctx), task_id, status, result, error)
 
 
 async def task_list(
@@ -87,7 +94,9 @@ async def task_list(
     cursor: Cursor = None,
 ) -> TaskList:
     """List your tasks, newest first, optionally by status, agent type or session."""
-    page = await services_of(ctx).tasks.list(status, agent_type, session_id, limit, cursor)
+    page = await runtime_of(ctx).tasks.list(
+        principal_for(ctx), status, agent_type, session_id, limit, cursor
+    )
     return TaskList(tasks=page.tasks, next_cursor=page.next_cursor)
 
 
@@ -100,7 +109,7 @@ async def task_claim(
 ) -> Claimed:
     """Take the most urgent ready task (status becomes running). No two callers ever get the
     same task. Returns {task: null} when nothing is ready."""
-    return Claimed(task=await services_of(ctx).tasks.claim(agent_type, claimant))
+    return Claimed(task=await runtime_of(ctx).tasks.claim(principal_for(ctx), agent_type, claimant))
 
 
 Iteration = Annotated[int, Field(ge=0, le=MAX_INT, description="Which step of the work.")]
@@ -111,7 +120,7 @@ async def checkpoint_save(
 ) -> Checkpoint:
     """Save the state of a task of yours at an iteration (overwriting that iteration), so
     the work can resume from it after an interruption."""
-    return await services_of(ctx).checkpoints.save(task_id, iteration, state)
+    return await runtime_of(ctx).checkpoints.save(principal_for(ctx), task_id, iteration, state)
 
 
 async def checkpoint_get(
@@ -122,7 +131,7 @@ async def checkpoint_get(
     ] = None,
 ) -> Checkpoint:
     """Read a task's checkpoint: the latest, or the one at an iteration."""
-    return await services_of(ctx).checkpoints.load(task_id, iteration)
+    return await runtime_of(ctx).checkpoints.load(principal_for(ctx), task_id, iteration)
 
 
 def tools() -> list[Tool]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from abathur_memory.core.principal import Principal
 from abathur_memory.core.records import (
@@ -149,7 +149,7 @@ class SessionStore(Protocol):
         """Apply what ``decide`` returns for the locked current session (None: no change)."""
         ...
 
-    async def list(
+    async def page(
         self,
         *,
         user_id: str | None,
@@ -176,20 +176,16 @@ class TaskStore(Protocol):
 
     async def get(self, task_id: str) -> Task | None: ...
 
-    async def change(
-        self, task_id: str, decide: Callable[[Task], TaskChange | None]
-    ) -> Task:
+    async def change(self, task_id: str, decide: Callable[[Task], TaskChange | None]) -> Task:
         """Apply what ``decide`` returns for the locked current task (None: heartbeat)."""
         ...
 
-    async def claim(
-        self, agent_type: str | None, owner: str | None, claimant: str
-    ) -> Task | None:
+    async def claim(self, agent_type: str | None, owner: str | None, claimant: str) -> Task | None:
         """Requeue timed-out tasks, then take the most urgent ready one, atomically (two
         claimers never get the same task, across processes and hosts)."""
         ...
 
-    async def list(
+    async def page(
         self,
         *,
         owner: str | None,
@@ -220,7 +216,7 @@ class TokenStore(Protocol):
         """Conflict if a live token has that name."""
         ...
 
-    async def list(self, include_revoked: bool) -> list[TokenInfo]: ...
+    async def all(self, include_revoked: bool) -> list[TokenInfo]: ...
 
     async def revoke(self, id_or_name: str) -> TokenInfo | None: ...
 
@@ -234,13 +230,23 @@ class Store(Protocol):
 
     kind: str  # "sqlite" | "postgres"
     location: str  # a file path, or a URL without its password
-    memories: MemoryStore
-    audit: AuditStore
-    sessions: SessionStore
-    tasks: TaskStore
-    checkpoints: CheckpointStore
-    tokens: TokenStore
-    documents: Any  # DocumentStore (store/protocols_documents.py)
-    search: Any  # SearchStore
+
+    # read-only members, so that an implementation may hold its own subtypes
+    @property
+    def memories(self) -> MemoryStore: ...
+    @property
+    def audit(self) -> AuditStore: ...
+    @property
+    def sessions(self) -> SessionStore: ...
+    @property
+    def tasks(self) -> TaskStore: ...
+    @property
+    def checkpoints(self) -> CheckpointStore: ...
+    @property
+    def tokens(self) -> TokenStore: ...
+
+    async def migrate(self) -> list[int]:
+        """Bring the schema up to date; returns the migrations applied."""
+        ...
 
     async def close(self) -> None: ...

@@ -24,54 +24,14 @@ from typing import Any, TypeVar
 
 import aiosqlite
 
-from abathur_memory.errors import AbathurError, InvalidInput, NotFound, ReadOnly, Unavailable
+from abathur_memory.errors import AbathurError, InvalidInput, ReadOnly, Unavailable
 from abathur_memory.store.sqlite import driver
-from abathur_memory.store.sqlite import migrate as runner
+from abathur_memory.store.sqlite.files import check_database_path
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 Params = Sequence[Any] | dict[str, Any]
-
-
-def check_database_path(path: Path, *, create: bool, create_dirs: bool = False) -> None:
-    """Refuse paths that cannot be (or must not become) a database, with one clear sentence.
-
-    Only commands that create a database may create one, and a missing directory is made
-    only when asked (``create_dirs``): a mistyped ``--db`` must not silently become a new,
-    empty database.
-    """
-    if path.is_dir():
-        raise InvalidInput(f"{path} is a directory, not a database file")
-    if path.exists():
-        _check_existing(path)
-        return
-    if not create:
-        raise NotFound(f"no database at {path} (create one with `abathur-memory init --db {path}`)")
-    if not path.parent.is_dir():
-        if not create_dirs:
-            raise NotFound(
-                f"the directory {path.parent} does not exist: create it first, or use "
-                f"`abathur-memory init --db {path} --create-dirs`"
-            )
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise Unavailable(
-                f"cannot create the directory {path.parent}: {exc.strerror}"
-            ) from None
-
-
-def _check_existing(path: Path) -> None:
-    try:
-        with path.open("rb") as fh:
-            header = fh.read(16)
-    except OSError as exc:
-        raise Unavailable(f"cannot open {path}: {exc.strerror}") from None
-    if header and header != b"SQLite format 3\x00":
-        raise InvalidInput(f"cannot open {path}: it is not a SQLite database")
-    if header:
-        runner.check_existing_file(path)
 
 
 class _WorkerConnection(aiosqlite.Connection):
@@ -133,22 +93,21 @@ class Database:
         readers: int = 4,
         busy_timeout_ms: int = 5000,
         write_retries: int = 3,
-        migrate: bool = True,
         create: bool = True,
+        create_dirs: bool = False,
     ) -> Database:
-        """Open and migrate the database at ``path``; ``create`` makes it when missing (its
-        directory must exist: see :func:`check_database_path`)."""
+        """Open the database at ``path``, checked first: a foreign or damaged file is never
+        written to. ``create`` makes it when missing (``create_dirs``: its directory too).
+        Migrating it is the caller's (the store's)."""
         if str(path) in ("", ":memory:"):
             raise InvalidInput("an on-disk database path is needed (readers share the file)")
         path = Path(path).expanduser()
-        check_database_path(path, create=create)
+        check_database_path(path, create=create, create_dirs=create_dirs)
         opened: list[_WorkerConnection] = []
         try:
             writer = await _open_worker(path, busy_timeout_ms, read_only=False)
             opened.append(writer)
             db = cls(path, writer, [], write_retries=write_retries, busy_timeout_ms=busy_timeout_ms)
-            if migrate:
-                await db._with_retries(writer, runner.migrate, (), what="migrating the schema")
             for _ in range(readers):
                 reader = await _open_worker(path, busy_timeout_ms, read_only=True)
                 opened.append(reader)
@@ -163,6 +122,12 @@ class Database:
                     f"cannot open {path}: {exc}"
                 ) from None
             raise
+
+    async def on_writer(self, fn: Callable[..., T], *args: Any, what: str = "writing") -> T:
+        """Run ``fn(conn, *args)`` on the writer outside a transaction (``fn`` opens its own:
+        migrations, maintenance), with the same busy retries as writes."""
+        self._check_open()
+        return await self._with_retries(self._writer, fn, args, what=what)
 
     async def close(self) -> None:
         if self._closed:

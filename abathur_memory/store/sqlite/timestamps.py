@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from abathur_memory.errors import InvalidInput
-
 # The same expression the migrations use as column defaults.
 SQL_NOW = "strftime('%Y-%m-%d %H:%M:%f', 'now')"
 _FORMAT = "%Y-%m-%d %H:%M:%S.%f"
@@ -28,23 +26,6 @@ def now_db() -> str:
 
 def ago_db(days: float) -> str:
     return to_db(datetime.now(UTC) - timedelta(days=days))
-
-
-def parse_user_time(value: str | datetime) -> str:
-    """Accept ISO 8601 (with or without zone; no zone means UTC) and return the stored format."""
-    if isinstance(value, datetime):
-        return to_db(value)
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidInput("a time must be an ISO 8601 string such as '2026-11-23T10:15:00Z'")
-    text = value.strip()
-    if text.endswith(("Z", "z")):
-        text = text[:-1] + "+00:00"
-    try:
-        return to_db(datetime.fromisoformat(text))
-    except ValueError:
-        raise InvalidInput(
-            f"{value!r} is not an ISO 8601 time such as '2026-11-23T10:15:00Z'"
-        ) from None
 
 
 def to_iso(stored: str | None) -> str | None:

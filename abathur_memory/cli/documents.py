@@ -8,7 +8,6 @@ import json
 import re
 import signal
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import click
@@ -20,38 +19,30 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
 
-from abathur_memory.cli import cli, db_option, err_console, out_console, settings_from
+from abathur_memory.cli.common import (
+    db_option,
+    err_console,
+    out_console,
+    print_rows,
+    settings_from,
+)
 from abathur_memory.config import Settings
+from abathur_memory.core.principal import Principal
 from abathur_memory.indexer.documents import DocumentService
-from abathur_memory.indexer.embedders.factory import make_embedder
 from abathur_memory.indexer.roots import VISIBILITIES, Root
 from abathur_memory.indexer.search import MODES, Filters
 from abathur_memory.indexer.worker import Progress as WorkProgress
-from abathur_memory.memory.namespaces import Principal
-from abathur_memory.store.sqlite.database import Database
+from abathur_memory.runtime import open_runtime
 
 
 @contextlib.asynccontextmanager
 async def document_service(
-    settings: Settings, *, with_embedder: bool = True, create: bool = False
+    settings: Settings, *, create: bool = False
 ) -> AsyncIterator[DocumentService]:
-    """Only `index` and `watch` may create the database (``create``)."""
-    db = await Database.open(
-        settings.db,
-        readers=2,
-        busy_timeout_ms=settings.busy_timeout_ms,
-        write_retries=settings.write_retries,
-        create=create,
-    )
-    embedder = make_embedder(settings) if with_embedder else None
-    try:
-        yield DocumentService(db, embedder, max_file_bytes=settings.max_file_bytes)
-    finally:
-        if embedder is not None:
-            await embedder.close()
-        await db.close()
+    """The runtime's document service. Only `index` and `watch` may create the database."""
+    async with open_runtime(settings, create=create, readers=2) as runtime:
+        yield runtime.documents
 
 
 def operator_principal(settings: Settings) -> Principal:
@@ -85,7 +76,7 @@ VISIBILITY = click.option(
 )
 
 
-@cli.command()
+@click.command()
 @db_option
 @click.argument("dirs", nargs=-1)
 @click.option("--full", is_flag=True, help="Re-read, re-chunk and re-index every document.")
@@ -93,7 +84,7 @@ VISIBILITY = click.option(
 @VISIBILITY
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def index(
-    db: Path | None,
+    db: str | None,
     dirs: tuple[str, ...],
     full: bool,
     exclude: tuple[str, ...],
@@ -187,7 +178,7 @@ async def _index_with_progress(docs: DocumentService, only: Any, full: bool) -> 
         return await docs.index(only, full=full, progress=update)
 
 
-@cli.command()
+@click.command()
 @db_option
 @click.argument("query")
 @click.option("-k", "k", type=click.IntRange(1, 100), default=10, show_default=True)
@@ -204,7 +195,7 @@ async def _index_with_progress(docs: DocumentService, only: Any, full: bool) -> 
 @click.option("--type", "document_type", default=None, help="Only this document type.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 def search(
-    db: Path | None,
+    db: str | None,
     query: str,
     k: int,
     mode: str,
@@ -243,15 +234,15 @@ def search(
         out_console.print(f"   {snippet}", highlight=False)
 
 
-@cli.command()
+@click.command()
 @db_option
 @click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
-def status(db: Path | None, as_json: bool) -> None:
+def status(db: str | None, as_json: bool) -> None:
     """Show the index: roots, documents per state, model, pending work, watchers."""
     settings = settings_from(db)
 
     async def run() -> dict[str, Any]:
-        async with document_service(settings, with_embedder=False) as docs:
+        async with document_service(settings) as docs:
             return await docs.status()
 
     info = asyncio.run(run())
@@ -269,7 +260,7 @@ def status(db: Path | None, as_json: bool) -> None:
         )
         for root in info["roots"]
     ]
-    _print_rows(f"index of {settings.db}", columns, rows)
+    print_rows(f"index of {settings.db_label}", columns, rows)
     out_console.print(
         f"model {info['model'] or '(none yet)'} ({info['dimensions'] or '-'} dims), "
         f"{info['chunks']} chunks, {info['pending']} documents waiting, "
@@ -297,22 +288,7 @@ def status(db: Path | None, as_json: bool) -> None:
         )
 
 
-def _print_rows(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
-    """A table on a terminal; tab-separated lines, never truncated, when piped."""
-    if not out_console.is_terminal:
-        click.echo("\t".join(columns))
-        for row in rows:
-            click.echo("\t".join(row))
-        return
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*(escape(cell) for cell in row))
-    out_console.print(table)
-
-
-@cli.command()
+@click.command()
 @db_option
 @click.option(
     "--remove", "remove", default=None, metavar="NAME", help="Forget this root and its documents."
@@ -339,7 +315,7 @@ def _print_rows(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]
 @click.option("--owner", default=None, help="With --set: the user who owns the root.")
 @click.option("--json", "as_json", is_flag=True, help="Print the roots as JSON.")
 def roots(
-    db: Path | None,
+    db: str | None,
     remove: str | None,
     rename: tuple[str, str] | None,
     set_name: str | None,
@@ -360,7 +336,7 @@ def roots(
         raise click.UsageError("give --exclude or --no-excludes, not both")
 
     async def run() -> list[Root]:
-        async with document_service(settings, with_embedder=False) as docs:
+        async with document_service(settings) as docs:
             if remove is not None:
                 removed = await docs.remove_root(remove)
                 err_console.print(f"forgot root {remove} ({removed} documents)", highlight=False)
@@ -396,7 +372,7 @@ def roots(
             )
         )
         return
-    _print_rows(
+    print_rows(
         "document roots",
         ("root", "path", "owner", "visibility", "excludes"),
         [
@@ -406,13 +382,13 @@ def roots(
     )
 
 
-@cli.command()
+@click.command()
 @db_option
 @click.argument("dirs", nargs=-1)
 @click.option("--exclude", multiple=True, help="Gitignore-style pattern to skip (repeatable).")
 @VISIBILITY
 def watch(
-    db: Path | None, dirs: tuple[str, ...], exclude: tuple[str, ...], visibility: str | None
+    db: str | None, dirs: tuple[str, ...], exclude: tuple[str, ...], visibility: str | None
 ) -> None:
     """Keep folders indexed: index them, then re-index files as they change (Ctrl-C stops)."""
     from abathur_memory.indexer.watcher import Watcher

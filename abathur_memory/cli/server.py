@@ -5,30 +5,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from pathlib import Path
 from typing import Any
 
 import click
 
-from abathur_memory.cli import (
-    _open_for_cli,
-    cli,
+from abathur_memory.cli.common import (
     db_option,
     err_console,
     out_console,
     principal_options,
     settings_from,
 )
-from abathur_memory.config import Settings, default_db_path
-from abathur_memory.errors import Unavailable
-from abathur_memory.memory.namespaces import Principal
-from abathur_memory.memory.tokens import TokenInfo, TokenService
-from abathur_memory.store.sqlite import driver
-from abathur_memory.store.sqlite import migrate as runner
-from abathur_memory.store.sqlite.database import Database
+from abathur_memory.config import Settings
+from abathur_memory.core.records import TokenInfo
+from abathur_memory.memory.tokens import TokenService
+from abathur_memory.runtime import open_runtime, principal_of
 
 
-@cli.command()
+@click.command()
 @db_option
 @principal_options
 @click.option(
@@ -65,7 +59,7 @@ from abathur_memory.store.sqlite.database import Database
     help="Embedding model for search (default: $ABATHUR_EMBEDDER, else embedded).",
 )
 def serve(
-    db: Path | None,
+    db: str | None,
     transport: str,
     port: int,
     docs: tuple[str, ...],
@@ -91,7 +85,7 @@ def serve(
     server = create_server(settings, verifier=verifier, port=port)
     live = asyncio.run(_live_tokens(settings))
     err_console.print(
-        f"serving MCP on http://127.0.0.1:{port}/mcp (database {settings.db}); "
+        f"serving MCP on http://127.0.0.1:{port}/mcp (database {settings.db_label}); "
         + (
             f"{live} token(s) accepted"
             if live
@@ -112,31 +106,26 @@ def serve(
 
 
 def _prepare_database(settings: Settings) -> None:
-    """Create or upgrade the database before the server starts, so a file that cannot be
-    used (damaged, foreign, read-only folder, full disk) is one line and exit 1, not a
+    """Open, create or upgrade the database before the server starts, so a file that cannot
+    be used (damaged, foreign, read-only folder, full disk) is one line and exit 1, not a
     server that fails inside its task group."""
     from abathur_memory.indexer.roots import parse_root_spec, resolve_root_dir
 
     for spec in settings.docs:  # a folder that is not there is a mistake worth stopping for
         resolve_root_dir(parse_root_spec(spec)[1])
-    conn = _open_for_cli(settings.db, create=True, create_dirs=settings.db == default_db_path())
-    try:
-        runner.migrate(conn)
-    except driver.DatabaseError as exc:
-        raise Unavailable(f"cannot use {settings.db}: {exc}") from None
-    finally:
-        conn.close()
+
+    async def check() -> None:
+        async with open_runtime(settings, create=True, readers=1):
+            pass
+
+    asyncio.run(check())
 
 
 async def _live_tokens(settings: Settings) -> int:
-    db = await Database.open(settings.db, readers=1, create=False)
-    try:
-        return len(await TokenService(db).list())
-    finally:
-        await db.close()
+    return len(await _with_tokens(settings, lambda service: service.list()))
 
 
-@cli.group()
+@click.group()
 def tokens() -> None:
     """Bearer tokens for `serve --transport streamable-http`: each acts as one principal.
 
@@ -152,11 +141,9 @@ def _token_row(info: TokenInfo) -> dict[str, Any]:
 
 
 async def _with_tokens(settings: Settings, work: Any) -> Any:
-    db = await Database.open(settings.db, readers=1, create=False)
-    try:
-        return await work(TokenService(db))
-    finally:
-        await db.close()
+    async with open_runtime(settings, create=False, readers=1) as runtime:
+        service: TokenService = runtime.tokens
+        return await work(service)
 
 
 @tokens.command("create")
@@ -164,13 +151,11 @@ async def _with_tokens(settings: Settings, work: Any) -> Any:
 @principal_options
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print the token as JSON.")
-def tokens_create(db: Path | None, name: str, as_json: bool, **principal: Any) -> None:
+def tokens_create(db: str | None, name: str, as_json: bool, **principal: Any) -> None:
     """Create a token named NAME for the principal given by --user/--app/--project/--admin
     (default: this machine's). It is printed once; only its hash is stored."""
     settings = settings_from(db, **principal)
-    who = Principal(
-        user=settings.user, app=settings.app, project=settings.project, admin=settings.admin
-    )
+    who = principal_of(settings)
     made = asyncio.run(_with_tokens(settings, lambda service: service.create(name, who)))
     if as_json:
         click.echo(json.dumps({**_token_row(made.info), "token": made.secret}, indent=2))
@@ -189,7 +174,7 @@ def tokens_create(db: Path | None, name: str, as_json: bool, **principal: Any) -
 @db_option
 @click.option("--all", "include_revoked", is_flag=True, help="Include revoked tokens.")
 @click.option("--json", "as_json", is_flag=True, help="Print the tokens as JSON.")
-def tokens_list(db: Path | None, include_revoked: bool, as_json: bool) -> None:
+def tokens_list(db: str | None, include_revoked: bool, as_json: bool) -> None:
     """List the tokens (never the secrets)."""
     settings = settings_from(db)
     found = asyncio.run(
@@ -211,7 +196,7 @@ def tokens_list(db: Path | None, include_revoked: bool, as_json: bool) -> None:
 @tokens.command("revoke")
 @db_option
 @click.argument("token")
-def tokens_revoke(db: Path | None, token: str) -> None:
+def tokens_revoke(db: str | None, token: str) -> None:
     """Revoke a token by id or name; requests using it fail from now on."""
     settings = settings_from(db)
     info = asyncio.run(_with_tokens(settings, lambda service: service.revoke(token)))

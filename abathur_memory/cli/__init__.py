@@ -1,0 +1,71 @@
+"""The ``abathur-memory`` command line.
+
+Commands are registered explicitly below (no import side effects). Every command takes
+``--db``. Errors print one line on stderr and exit with status 1; usage mistakes exit 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from abathur_memory import __version__
+from abathur_memory.cli import db, documents, server
+from abathur_memory.cli.common import err_console
+from abathur_memory.errors import AbathurError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "-V", "--version", prog_name="abathur-memory")
+def cli() -> None:
+    """abathur-memory: durable, searchable memory for AI agents, served over MCP."""
+
+
+for command in (
+    db.init,
+    db.doctor,
+    db.backup,
+    db.restore,
+    db.maintain,
+    documents.index,
+    documents.search,
+    documents.status,
+    documents.roots,
+    documents.watch,
+    server.serve,
+    server.tokens,
+):
+    cli.add_command(command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the CLI, turning our errors into one-line messages."""
+    try:
+        cli.main(args=argv, prog_name="abathur-memory", standalone_mode=False)
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except AbathurError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BaseExceptionGroup as group:  # a server's task group failing on our error
+        ours = _first_of(group, AbathurError)
+        if ours is None:
+            raise
+        click.echo(f"error: {ours}", err=True)
+        sys.exit(1)
+
+
+def _first_of(group: BaseExceptionGroup, kind: type[AbathurError]) -> AbathurError | None:
+    for exc in group.exceptions:
+        if isinstance(exc, kind):
+            return exc
+        if isinstance(exc, BaseExceptionGroup) and (found := _first_of(exc, kind)) is not None:
+            return found
+    return None

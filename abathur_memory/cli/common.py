@@ -1,0 +1,97 @@
+"""What every command shares: the --db and principal options, the settings, the consoles.
+
+Logs go to stderr; stdout is reserved for results (and, under ``serve``, for the protocol).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from abathur_memory.config import Settings, default_db_path, load_settings
+from abathur_memory.errors import AbathurError
+from abathur_memory.store.sqlite import driver
+from abathur_memory.store.sqlite.files import check_database_path
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+err_console = Console(stderr=True)
+out_console = Console()
+
+
+class DatabaseParam(click.ParamType):
+    """A SQLite file path or a ``postgresql://`` URL; a directory is a usage error, as
+    for any file argument."""
+
+    name = "database"
+    _paths = click.Path(dir_okay=False)
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        text = str(value)
+        if text.startswith(("postgresql://", "postgres://")):
+            return text
+        return str(self._paths.convert(text, param, ctx))
+
+
+def db_option(fn: F) -> F:
+    return click.option(
+        "--db",
+        "db",
+        type=DatabaseParam(),
+        default=None,
+        metavar="PATH|URL",
+        help="Database: a SQLite file (default: $ABATHUR_DB, else the per-user data "
+        "directory) or a postgresql:// URL.",
+    )(fn)
+
+
+def principal_options(fn: F) -> F:
+    """--user/--app/--project/--admin: who the command acts for (the namespace policy)."""
+    fn = click.option("--admin", is_flag=True, default=None, help="Lift the namespace policy.")(fn)
+    fn = click.option("--project", default=None, help="Project (default: $ABATHUR_PROJECT).")(fn)
+    fn = click.option("--app", default=None, help="App name (default: $ABATHUR_APP or abathur).")(
+        fn
+    )
+    return click.option("--user", default=None, help="User (default: $ABATHUR_USER or login).")(fn)
+
+
+def settings_from(db: str | Path | None, **overrides: Any) -> Settings:
+    settings = load_settings(db=None if db is None else str(db), **overrides)
+    logging.basicConfig(
+        level=settings.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return settings
+
+
+def open_sqlite(path: Path, *, create: bool, create_dirs: bool = False) -> driver.Connection:
+    """A plain connection for a one-shot SQLite command, with one-line errors."""
+    check_database_path(path, create=create, create_dirs=create_dirs or path == default_db_path())
+    try:
+        return driver.connect(path)
+    except driver.Error as exc:
+        raise AbathurError(f"cannot open {path}: {exc}") from None
+
+
+def print_rows(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    """A table on a terminal; tab-separated lines, never truncated, when piped."""
+    if not out_console.is_terminal:
+        click.echo("\t".join(columns))
+        for row in rows:
+            click.echo("\t".join(row))
+        return
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*(escape(cell) for cell in row))
+    out_console.print(table)

@@ -1,0 +1,192 @@
+"""The one composition root: settings → store → services → search → background workers.
+
+``serve``, every command and the tests build what they use through :func:`open_runtime`;
+nothing else wires. Every field of :class:`Runtime` is required: a switched-off tool group
+only hides tools, it never leaves a service missing, so no caller checks for ``None``.
+Opening migrates the database (``migrate=False`` leaves an old file as it is, for the
+doctor), and closing stops the background workers before the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from abathur_memory.config import Settings, default_db_path
+from abathur_memory.core.principal import Principal
+from abathur_memory.errors import AbathurError
+from abathur_memory.indexer.documents import DocumentService
+from abathur_memory.indexer.embedders.base import Embedder
+from abathur_memory.indexer.embedders.factory import make_embedder
+from abathur_memory.indexer.memory_index import MemoryIndexer
+from abathur_memory.indexer.memory_search import MemorySearch
+from abathur_memory.indexer.vector_index import VectorIndex
+from abathur_memory.memory.access import AccessGuard
+from abathur_memory.memory.checkpoints import CheckpointService
+from abathur_memory.memory.denials import DenialRecorder
+from abathur_memory.memory.lifecycle import LifecycleService
+from abathur_memory.memory.memories import MemoryService
+from abathur_memory.memory.sessions import SessionService
+from abathur_memory.memory.tasks import TaskService
+from abathur_memory.memory.tokens import TokenService
+from abathur_memory.store.open import open_store
+from abathur_memory.store.protocols import Store
+
+log = logging.getLogger(__name__)
+
+MAINTENANCE_FIRST_DELAY_S = 60
+
+
+def principal_of(settings: Settings) -> Principal:
+    """The configured principal: the server's own on stdio, the commands'."""
+    return Principal(
+        user=settings.user, app=settings.app, project=settings.project, admin=settings.admin
+    )
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: Store
+    principal: Principal  # the configured one (stdio, commands); HTTP requests bring theirs
+    recorder: DenialRecorder
+    guard: AccessGuard
+    memories: MemoryService
+    sessions: SessionService
+    tasks: TaskService
+    checkpoints: CheckpointService
+    tokens: TokenService
+    lifecycle: LifecycleService
+    embedder: Embedder
+    documents: DocumentService
+    memory_search: MemorySearch
+    memory_indexer: MemoryIndexer
+    _workers: list[asyncio.Task[None]] = field(default_factory=list)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def start(self, name: str, work: Callable[[asyncio.Event], Coroutine[Any, Any, None]]) -> None:
+        """Run ``work(stop)`` in the background until the runtime closes."""
+        self._workers.append(asyncio.create_task(work(self._stop), name=name))
+
+    async def start_serving(self) -> None:
+        """The background work of a server: memory indexing, lifecycle maintenance, the
+        document folders (indexed once, or watched)."""
+        self.start("memory-index", self.memory_indexer.run)
+        if self.settings.maintenance_interval_hours > 0:
+            self.start("maintenance", self._maintenance)
+        for spec in self.settings.docs:
+            try:
+                registered = await self.documents.add_root(
+                    spec, tuple(self.settings.exclude), owner=self.principal
+                )
+                for note in registered.notes:
+                    log.warning("%s", note)
+            except AbathurError as exc:
+                log.warning("document root %s skipped: %s", spec, exc)
+        if self.settings.watch:
+            self.start("watch", self._watch)
+        elif self.settings.docs:
+            self.start("index-docs", self._index_once)
+
+    async def _maintenance(self, stop: asyncio.Event) -> None:
+        delay: float = MAINTENANCE_FIRST_DELAY_S  # let start-up and the first calls go first
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            if stop.is_set():
+                return
+            try:
+                await self.lifecycle.run()
+            except Exception as exc:  # a failed round must not stop the next ones
+                log.warning("lifecycle maintenance failed: %s", exc)
+            delay = self.settings.maintenance_interval_hours * 3600
+
+    async def _index_once(self, stop: asyncio.Event) -> None:
+        try:
+            report = await self.documents.index()
+            if report.work:
+                log.info("indexed the document folders: %s", report.work.as_dict())
+        except (AbathurError, OSError) as exc:
+            log.warning("indexing the document folders failed: %s", exc)
+
+    async def _watch(self, stop: asyncio.Event) -> None:
+        from abathur_memory.indexer.watcher import Watcher
+
+        watcher = Watcher(
+            self.documents, debounce_ms=self.settings.watch_debounce_ms, kind="server"
+        )
+        await watcher.run(stop)
+
+    async def close(self) -> None:
+        self._stop.set()
+        for task in self._workers:
+            task.cancel()
+        for task in self._workers:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.recorder.close()
+        await self.embedder.close()
+        await self.store.close()
+
+
+async def build_runtime(settings: Settings, store: Store) -> Runtime:
+    """Every service over an open store (the store stays the caller's to close on error)."""
+    recorder = DenialRecorder(store.audit)
+    guard = AccessGuard(store.sessions, recorder)
+    tasks = TaskService(store.tasks, store.sessions, recorder)
+    embedder = make_embedder(settings)
+    cache = VectorIndex()
+    db = store.db  # type: ignore[attr-defined]  # documents and search: next to move
+    memories = MemoryService(store.memories, guard, max_value_bytes=settings.max_value_bytes)
+    indexer = MemoryIndexer(db, embedder)
+    memories.on_change.append(indexer.wake)
+    documents = DocumentService(db, embedder, max_file_bytes=settings.max_file_bytes, cache=cache)
+    documents.on_denied = recorder.record_document_denial
+    return Runtime(
+        settings=settings,
+        store=store,
+        principal=principal_of(settings),
+        recorder=recorder,
+        guard=guard,
+        memories=memories,
+        sessions=SessionService(store.sessions, recorder),
+        tasks=tasks,
+        checkpoints=CheckpointService(store.checkpoints, tasks),
+        tokens=TokenService(store.tokens),
+        lifecycle=LifecycleService(store.memories, store.sessions),
+        embedder=embedder,
+        documents=documents,
+        memory_search=MemorySearch(db, embedder, cache, guard),
+        memory_indexer=indexer,
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_runtime(
+    settings: Settings, *, create: bool = True, migrate: bool = True, readers: int | None = None
+) -> AsyncIterator[Runtime]:
+    """The runtime for ``settings``: the store opened (``create``: a missing database may be
+    made; only ``init``, ``index``, ``watch`` and ``serve`` ask for that) and migrated."""
+    store = await open_store(
+        settings,
+        create=create,
+        create_dirs=not settings.is_postgres and settings.db_path == default_db_path(),
+        readers=readers,
+    )
+    try:
+        if migrate:
+            applied = await store.migrate()
+            if applied:
+                log.info("applied schema migrations %s", applied)
+        runtime = await build_runtime(settings, store)
+    except BaseException:
+        await store.close()
+        raise
+    try:
+        yield runtime
+    finally:
+        await runtime.close()

@@ -1,0 +1,30 @@
+"""Choosing the backend from the settings: a path (or ``sqlite:///path``) is SQLite, the
+embedded default; a ``postgresql://`` URL is PostgreSQL."""
+
+from __future__ import annotations
+
+from abathur_memory.config import Settings
+from abathur_memory.store.protocols import Store
+
+
+async def open_store(
+    settings: Settings,
+    *,
+    create: bool = True,
+    create_dirs: bool = False,
+    readers: int | None = None,
+) -> Store:
+    if settings.is_postgres:
+        from abathur_memory.store.postgres.store import PostgresStore
+
+        return await PostgresStore.open(settings.db, settings, create=create)
+    from abathur_memory.store.sqlite.store import SqliteStore
+
+    return await SqliteStore.open(
+        settings.db_path,
+        readers=readers or settings.readers,
+        busy_timeout_ms=settings.busy_timeout_ms,
+        write_retries=settings.write_retries,
+        create=create,
+        create_dirs=create_dirs,
+    )

@@ -1,0 +1,46 @@
+"""What a principal may read, as a SQL condition on a namespace column (the namespace
+policy of memory/namespaces.py, expressed for one query so nothing unreadable is ranked)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from abathur_memory.core.principal import Principal
+
+
+def readable_sql(
+    principal: Principal, prefix: str | None, column: str = "k.namespace"
+) -> tuple[str, list[Any]]:
+    """A condition on ``column`` (a namespace) that holds exactly for what the principal
+    may read, optionally within ``prefix`` (on ':' boundaries). Positional parameters."""
+    clauses: list[str] = []
+    params: list[Any] = []
+
+    def subtree(root: str) -> None:
+        clauses.append(f"({column} = ? OR ({column} > ? AND {column} < ?))")
+        params.extend([root, root + ":", root + ";"])
+
+    if principal.admin:
+        clauses.append("1")
+    else:
+        subtree(f"user:{principal.user}")
+        subtree(f"app:{principal.app}")
+        if principal.project:
+            subtree(f"project:{principal.project}")
+        clauses.append(f"({column} > 'temp:' AND {column} < 'temp;')")
+        clauses.append(
+            f"({column} > 'session:' AND {column} < 'session;' AND EXISTS ("
+            " SELECT 1 FROM sessions AS s WHERE s.user_id = ? AND s.app_name = ?"
+            f" AND ({column} = 'session:' || s.id"
+            f"      OR substr({column}, 1, length(s.id) + 9) = 'session:' || s.id || ':')))"
+        )
+        params.extend([principal.user, principal.app])
+    condition = "(" + " OR ".join(clauses) + ")"
+    if prefix is not None:
+        if prefix in ("app", "user", "project", "session", "temp"):
+            condition += f" AND {column} > ? AND {column} < ?"
+            params.extend([prefix + ":", prefix + ";"])
+        else:
+            condition += f" AND ({column} = ? OR ({column} > ? AND {column} < ?))"
+            params.extend([prefix, prefix + ":", prefix + ";"])
+    return condition, params

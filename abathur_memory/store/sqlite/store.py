@@ -1,0 +1,57 @@
+"""The SQLite store: one database file, one writer and a pool of readers (database.py),
+with every group of the storage interface over it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from abathur_memory.store.sqlite import migrate as runner
+from abathur_memory.store.sqlite.database import Database
+from abathur_memory.store.sqlite.memories import SqliteMemoryStore
+from abathur_memory.store.sqlite.sessions import SqliteSessionStore
+from abathur_memory.store.sqlite.tasks import SqliteCheckpointStore, SqliteTaskStore
+from abathur_memory.store.sqlite.tokens import SqliteAuditStore, SqliteTokenStore
+
+
+class SqliteStore:
+    kind = "sqlite"
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.location = str(db.path)
+        self.memories = SqliteMemoryStore(db)
+        self.audit = SqliteAuditStore(db)
+        self.sessions = SqliteSessionStore(db)
+        self.tasks = SqliteTaskStore(db)
+        self.checkpoints = SqliteCheckpointStore(db)
+        self.tokens = SqliteTokenStore(db)
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | Path,
+        *,
+        readers: int = 4,
+        busy_timeout_ms: int = 5000,
+        write_retries: int = 3,
+        create: bool = True,
+        create_dirs: bool = False,
+    ) -> SqliteStore:
+        """Open the file (checked first: a foreign or damaged file is never written to)."""
+        path = Path(path).expanduser()
+        db = await Database.open(
+            path,
+            readers=readers,
+            busy_timeout_ms=busy_timeout_ms,
+            write_retries=write_retries,
+            create=create,
+            create_dirs=create_dirs,
+        )
+        return cls(db)
+
+    async def migrate(self) -> list[int]:
+        """Apply the numbered migrations (and bring per-space tables up to date)."""
+        return await self.db.on_writer(runner.migrate, what="migrating the schema")
+
+    async def close(self) -> None:
+        await self.db.close()
