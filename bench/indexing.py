@@ -83,7 +83,7 @@ import numpy as np
 # bench/ is on sys.path when this file is run as a script: reuse the other benchmarks' helpers.
 from drivers import machine
 
-from abathur_memory.indexer.embedders.base import EmbedderBase
+from abathur_memory.embedders.base import EmbedderBase
 
 SEED = 20261123
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
@@ -330,7 +330,7 @@ class QueryVectorEmbedder(EmbedderBase):
 
 
 def synthetic_identity() -> Any:
-    from abathur_memory.indexer.embedders.base import EmbeddingIdentity
+    from abathur_memory.embedders.base import EmbeddingIdentity
 
     return EmbeddingIdentity("fake", "bench-clustered-384", DIM, 512)
 
@@ -339,9 +339,10 @@ def build_search_index(
     tmp: Path, sizes: Sizes, texts: list[str], matrix: np.ndarray
 ) -> dict[str, Any]:
     """Files on disk, and their chunks, FTS rows and vectors written the indexer's way."""
-    from abathur_memory.indexer import roots, spaces, store
-    from abathur_memory.indexer.markdown import Chunk, ParsedDocument
-    from abathur_memory.store.sqlite import driver, vectors
+    from abathur_memory.documents import roots
+    from abathur_memory.documents.markdown import Chunk, ParsedDocument
+    from abathur_memory.store.sqlite import chunks as store
+    from abathur_memory.store.sqlite import driver, spaces, vectors
     from abathur_memory.store.sqlite import migrate as runner
 
     started = time.perf_counter()
@@ -432,7 +433,7 @@ def build_search_index(
 def keyword_terms(words: list[str], rng: np.random.Generator, n: int) -> dict[str, Any]:
     """The most common non-stopword of the word stream, and pairs of rare words (once or twice
     in the stream, so in a few chunks per cycle of it)."""
-    from abathur_memory.indexer.search import STOPWORDS
+    from abathur_memory.search.documents import STOPWORDS
 
     counts = Counter(w.lower() for w in words)
     common = [
@@ -450,13 +451,12 @@ def keyword_terms(words: list[str], rng: np.random.Generator, n: int) -> dict[st
 async def measure_search(
     tmp: Path, sizes: Sizes, rng: np.random.Generator, chroma: dict[str, Any]
 ) -> dict[str, Any]:
-    from abathur_memory.indexer import search as search_module
-    from abathur_memory.indexer import vector_index
-    from abathur_memory.indexer.documents import DocumentService
-    from abathur_memory.indexer.search import CANDIDATES, fts_match, fts_terms
-    from abathur_memory.indexer.spaces import active_space
-    from abathur_memory.store.sqlite import driver
+    from abathur_memory.documents.service import DocumentService
+    from abathur_memory.search import documents as search_module
+    from abathur_memory.search.documents import CANDIDATES, fts_match, fts_terms
+    from abathur_memory.store.sqlite import driver, vector_index
     from abathur_memory.store.sqlite.database import Database
+    from abathur_memory.store.sqlite.spaces import active_space
 
     words = [w for doc in corpus_docs() for w in doc["text"].split()]
     texts = chunk_texts(words, sizes.chunks)
@@ -686,8 +686,8 @@ def coarse_recall(
     """Mean and min recall@10 of the project's coarse pass (``candidates`` codes) followed by an
     exact re-rank of its candidates, in memory, against exact search. ``exclude[i]`` is a row
     that query i must not find (itself, when documents are used as queries)."""
-    from abathur_memory.indexer import vector_index
-    from abathur_memory.indexer.store import binary_code
+    from abathur_memory.store.sqlite import vector_index
+    from abathur_memory.store.sqlite.chunks import binary_code
 
     words = np.frombuffer(b"".join(binary_code(row) for row in matrix), dtype=np.uint64)
     codes = vector_index.Codes(
@@ -712,8 +712,8 @@ def coarse_recall(
 def recall_sweep(sizes: Sizes) -> list[dict[str, Any]]:
     """Recall@10 of coarse + re-rank, in memory, for vectors whose clusters overlap less or more
     than the default (the cluster weight c of MIX)."""
-    from abathur_memory.indexer import vector_index
-    from abathur_memory.indexer.search import CANDIDATES
+    from abathur_memory.search.documents import CANDIDATES
+    from abathur_memory.store.sqlite import vector_index
 
     coarse_k = max(vector_index.COARSE_CANDIDATES, CANDIDATES)
     out = []
@@ -741,8 +741,8 @@ async def real_recall(quick: bool) -> dict[str, Any]:
     of the corpus as it is of 100,000 vectors (what 100k vectors of such text would see if
     they were as dense around each query) and multiples of it; the neighbour profile of real
     queries and of documents used as queries."""
-    from abathur_memory.indexer import vector_index
-    from abathur_memory.indexer.embedders.embedded import MAX_TOKENS, EmbeddedEmbedder
+    from abathur_memory.embedders.embedded import MAX_TOKENS, EmbeddedEmbedder
+    from abathur_memory.store.sqlite import vector_index
 
     embedder = EmbeddedEmbedder()
     with open(DATA / "vaswani" / "corpus.jsonl", encoding="utf-8") as fh:
@@ -886,7 +886,7 @@ class ShadowEmbedder(EmbedderBase):
 def real_subset(which: str) -> list[str]:
     """rust-book files: everything but the long chapters (nostarch/, src/) for the full run;
     20 files of first-edition/ for --quick."""
-    from abathur_memory.indexer import scan
+    from abathur_memory.documents import scan
 
     files = [f.rel for f in scan.walk(RUST_BOOK).files]
     if which == "quick":
@@ -905,11 +905,11 @@ def watch_text(trial: int) -> tuple[str, str]:
 
 
 async def measure_real_model(tmp: Path, sizes: Sizes) -> dict[str, Any]:
-    from abathur_memory.indexer import markdown
-    from abathur_memory.indexer.documents import DocumentService
-    from abathur_memory.indexer.embedders.embedded import EmbeddedEmbedder
-    from abathur_memory.indexer.markdown import ChunkingPolicy
-    from abathur_memory.indexer.watcher import Watcher
+    from abathur_memory.documents import markdown
+    from abathur_memory.documents.markdown import ChunkingPolicy
+    from abathur_memory.documents.service import DocumentService
+    from abathur_memory.documents.watcher import Watcher
+    from abathur_memory.embedders.embedded import EmbeddedEmbedder
     from abathur_memory.store.sqlite.database import Database
 
     root = tmp / "rust-book"
@@ -1076,8 +1076,8 @@ def generate_files(root: Path, count: int) -> dict[str, Any]:
 async def child_index(root: Path, db_path: Path) -> dict[str, Any]:
     """Run in a fresh process: index ``root`` with FakeEmbedder(dim=64), sampling RSS after
     every tenth of the files."""
-    from abathur_memory.indexer.documents import DocumentService
-    from abathur_memory.indexer.embedders.fake import FakeEmbedder
+    from abathur_memory.documents.service import DocumentService
+    from abathur_memory.embedders.fake import FakeEmbedder
     from abathur_memory.store.sqlite.database import Database
 
     files = sum(1 for _ in root.rglob("*.md"))
@@ -1129,9 +1129,9 @@ def os_walk_floor(root: Path) -> int:
 
 
 async def measure_files(tmp: Path, sizes: Sizes) -> dict[str, Any]:
-    from abathur_memory.indexer import scan
-    from abathur_memory.indexer.documents import DocumentService
-    from abathur_memory.indexer.embedders.fake import FakeEmbedder
+    from abathur_memory.documents import scan
+    from abathur_memory.documents.service import DocumentService
+    from abathur_memory.embedders.fake import FakeEmbedder
     from abathur_memory.store.sqlite.database import Database
 
     root = tmp / "notes"

@@ -30,11 +30,11 @@ from typing import Any
 
 import numpy as np
 
-from abathur_memory.indexer import vector_index
-from abathur_memory.indexer.documents import DocumentService
-from abathur_memory.indexer.search import fts_terms
-from abathur_memory.indexer.spaces import active_space
+from abathur_memory.documents.service import DocumentService
+from abathur_memory.search.documents import fts_terms
+from abathur_memory.store.sqlite import vector_index
 from abathur_memory.store.sqlite.database import Database
+from abathur_memory.store.sqlite.spaces import active_space
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 POOL = 300  # candidates per list, so that 100 distinct documents can come out
@@ -185,7 +185,7 @@ async def evaluate(name: str, args: argparse.Namespace, workdir: Path) -> dict[s
 
 def _candidates(conn: Any, docs: DocumentService, space: Any, query: str, vector: Any) -> tuple:
     """The two ranked candidate lists the engine fuses, with a larger pool for recall@100."""
-    from abathur_memory.indexer.search import _bm25
+    from abathur_memory.search.documents import _bm25
 
     terms = fts_terms(query)
     keyword = _bm25(conn, space, terms, "1", [], POOL) if terms else []
@@ -197,10 +197,10 @@ def _candidates(conn: Any, docs: DocumentService, space: Any, query: str, vector
 
 def _embedder(name: str) -> Any:
     if name == "fake":
-        from abathur_memory.indexer.embedders.fake import FakeEmbedder
+        from abathur_memory.embedders.fake import FakeEmbedder
 
         return FakeEmbedder(dim=256)
-    from abathur_memory.indexer.embedders.embedded import EmbeddedEmbedder
+    from abathur_memory.embedders.embedded import EmbeddedEmbedder
 
     return EmbeddedEmbedder()
 

@@ -87,8 +87,8 @@ import sqlite_vec
 from drivers import machine
 from indexing import MIX, Mixture, einsum_scores, exact_top, load, profile, project_revision
 
-from abathur_memory.indexer import store, vector_index
-from abathur_memory.store.sqlite import driver, vectors
+from abathur_memory.store.sqlite import chunks as store
+from abathur_memory.store.sqlite import driver, vector_index, vectors
 from abathur_memory.store.sqlite import migrate as runner
 
 SEED = 20261124

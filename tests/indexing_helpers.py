@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from abathur_memory.embedders.fake import FakeEmbedder
 from abathur_memory.errors import Unavailable
-from abathur_memory.indexer.embedders.fake import FakeEmbedder
 
 DOCS = {
     "alpha.md": (
@@ -47,3 +47,18 @@ class FlakyEmbedder(FakeEmbedder):
 class DownEmbedder(FakeEmbedder):
     async def embed_query(self, text):
         raise Unavailable("cannot reach Ollama at http://127.0.0.1:9: start it with `ollama serve`")
+
+
+def make_docs(store, embedder, **kwargs):
+    """A DocumentService over ``store`` (or over a SQLite Database, wrapped in its store)
+    with its own retrieval pipeline, as the runtime builds one."""
+    from abathur_memory.documents.service import DocumentService
+    from abathur_memory.search.pipeline import Retrieval
+    from abathur_memory.store.sqlite.database import Database
+    from abathur_memory.store.sqlite.store import SqliteStore
+
+    if isinstance(store, Database):
+        store = SqliteStore(store)
+    return DocumentService(
+        store, embedder, Retrieval(store.search, store.spaces, embedder), **kwargs
+    )

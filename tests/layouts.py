@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from abathur_memory.indexer.embedders.fake import FakeEmbedder
-from abathur_memory.indexer.store import binary_code
+from abathur_memory.embedders.fake import FakeEmbedder
 from abathur_memory.store.sqlite import driver, vectors
 from abathur_memory.store.sqlite import migrate as runner
+from abathur_memory.store.sqlite.chunks import binary_code
 
 LEGACY_DDL = """
 CREATE TABLE tasks (

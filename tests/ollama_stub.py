@@ -11,7 +11,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from abathur_memory.indexer.embedders.fake import FakeEmbedder
+from abathur_memory.embedders.fake import FakeEmbedder
 
 
 class OllamaStub:

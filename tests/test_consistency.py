@@ -73,7 +73,7 @@ def test_a_healthy_index_passes(capsys, indexed_db):
 )
 def test_drift_is_reported_and_repaired(capsys, indexed_db, statements, expected, monkeypatch):
     # The memory index is built on first use; build it so it can be damaged.
-    from abathur_memory.indexer.memory_index import sync_keywords
+    from abathur_memory.store.sqlite.memory_index import sync_keywords
 
     conn = driver.connect(indexed_db)
     conn.execute("BEGIN IMMEDIATE")

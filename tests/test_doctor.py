@@ -291,7 +291,7 @@ def test_doctor_on_a_read_only_copy_says_nothing_false(capsys, indexed_with_memo
 
 
 def test_an_interrupted_full_index_is_reported_as_unfinished(capsys, tmp_path, monkeypatch):
-    from abathur_memory.indexer import worker
+    from abathur_memory.documents import worker
 
     db_path = _after_indexing_twelve_files(capsys, tmp_path, monkeypatch)
     original = worker.IndexWorker._process

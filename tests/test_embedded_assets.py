@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import abathur_memory
-from abathur_memory.indexer.embedders.tokens import bert_tokenizer, tokenizer_file
+from abathur_memory.embedders.tokens import bert_tokenizer, tokenizer_file
 
 PACKAGE_DIR = Path(abathur_memory.__file__).resolve().parent
 PYPROJECT = Path(__file__).parent.parent / "pyproject.toml"
@@ -36,8 +36,8 @@ class RefuseTryaii:
 
 sys.meta_path.insert(0, RefuseTryaii)
 
-from abathur_memory.indexer.embedders.embedded import EmbeddedEmbedder
-from abathur_memory.indexer.embedders.tokens import tokenizer_file
+from abathur_memory.embedders.embedded import EmbeddedEmbedder
+from abathur_memory.embedders.tokens import tokenizer_file
 
 vector = asyncio.run(EmbeddedEmbedder().embed_query("hello world"))
 print(json.dumps({
@@ -50,7 +50,7 @@ print(json.dumps({
 
 EMBED = """
 import asyncio
-from abathur_memory.indexer.embedders.embedded import EmbeddedEmbedder
+from abathur_memory.embedders.embedded import EmbeddedEmbedder
 
 assert len(asyncio.run(EmbeddedEmbedder().embed_query("hello world"))) == 384
 """

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from indexing_helpers import make_docs
 
+from abathur_memory.embedders.embedded import EmbeddedEmbedder
 from abathur_memory.errors import InvalidInput
-from abathur_memory.indexer.documents import DocumentService
-from abathur_memory.indexer.embedders.embedded import EmbeddedEmbedder
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -40,7 +40,7 @@ async def test_nothing_over_the_limit_is_embedded(model):
 
 
 async def test_index_and_search_the_examples(db, model):
-    docs = DocumentService(db, model)
+    docs = make_docs(db, model)
     await docs.add_root(EXAMPLES)
     report = await docs.index()
     assert report.work.documents_done == 5 and report.work.documents_failed == 0

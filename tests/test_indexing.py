@@ -6,12 +6,12 @@ import asyncio
 import os
 
 import pytest
-from indexing_helpers import DOCS, FlakyEmbedder, write_tree
+from indexing_helpers import DOCS, FlakyEmbedder, make_docs, write_tree
 
+from abathur_memory.embedders.fake import FakeEmbedder
 from abathur_memory.errors import InvalidInput, NotFound, Unavailable
-from abathur_memory.indexer import spaces, store
-from abathur_memory.indexer.documents import DocumentService
-from abathur_memory.indexer.embedders.fake import FakeEmbedder
+from abathur_memory.store.sqlite import chunks as store
+from abathur_memory.store.sqlite import spaces
 
 pytestmark = pytest.mark.anyio
 
@@ -28,7 +28,7 @@ def embedder():
 
 @pytest.fixture
 def docs(db, embedder):
-    return DocumentService(db, embedder, max_file_bytes=4096)
+    return make_docs(db, embedder, max_file_bytes=4096)
 
 
 async def _space(db):
@@ -220,7 +220,7 @@ async def test_a_root_that_does_not_exist(docs, tmp_path):
 
 async def test_an_interrupted_run_resumes_without_redoing_work(db, tree):
     flaky = FlakyEmbedder(ok_calls=1, dim=64)
-    first = DocumentService(db, flaky)
+    first = make_docs(db, flaky)
     await first.add_root(tree)
     worker = first.worker()
     worker.batch_documents = 1
@@ -234,7 +234,7 @@ async def test_an_interrupted_run_resumes_without_redoing_work(db, tree):
     )[0]
     assert leased == 0  # leases released on failure
     steady = FakeEmbedder(dim=64)
-    second = DocumentService(db, steady)
+    second = make_docs(db, steady)
     report = await second.index()
     assert report.work.documents_done == 2  # only what was left
     assert (await db.fetchone("SELECT count(*) FROM space_documents"))[0] == 3
@@ -242,16 +242,16 @@ async def test_an_interrupted_run_resumes_without_redoing_work(db, tree):
 
 async def test_a_failed_write_leaves_no_half_document(docs, db, tree, monkeypatch):
     await docs.add_root(tree)
-    real = store.write_document
+    real = store._record_document
     calls = {"n": 0}
 
-    def crash_after_chunks(conn, space, document_id, content_hash, parsed, embedded):
+    def crash_after_chunks(conn, space, document):
         calls["n"] += 1
-        real(conn, space, document_id, content_hash, parsed, embedded)
-        if calls["n"] == 2:
+        real(conn, space, document)
+        if calls["n"] == 2:  # the second document's chunks and vectors are written
             raise RuntimeError("killed mid-write")
 
-    monkeypatch.setattr(store, "write_document", crash_after_chunks)
+    monkeypatch.setattr(store, "_record_document", crash_after_chunks)
     with pytest.raises(RuntimeError):
         await docs.index()
     space = await _space(db)
@@ -259,7 +259,7 @@ async def test_a_failed_write_leaves_no_half_document(docs, db, tree, monkeypatc
     # The batch's transaction rolled back: no chunks, vectors or FTS rows at all.
     assert counts["chunks"] == counts["vectors"] == counts["fts"] == counts["space_documents"] == 0
     assert space is not None
-    monkeypatch.setattr(store, "write_document", real)
+    monkeypatch.setattr(store, "_record_document", real)
     await docs.index()
     assert (await _counts(db))["space_documents"] == 3
 
@@ -268,7 +268,7 @@ async def test_two_workers_never_embed_the_same_document(db, tmp_path):
     files = {f"d{i}.md": f"# Doc {i}\n\nunique words number {i}\n" for i in range(40)}
     root = write_tree(tmp_path / "many", files)
     a, b = FakeEmbedder(dim=64), FakeEmbedder(dim=64)
-    one, two = DocumentService(db, a, worker_owner="a"), DocumentService(db, b, worker_owner="b")
+    one, two = make_docs(db, a, worker_owner="a"), make_docs(db, b, worker_owner="b")
     await one.add_root(root)
     await one.scan()
     w1, w2 = one.worker(), two.worker()
@@ -279,24 +279,24 @@ async def test_two_workers_never_embed_the_same_document(db, tmp_path):
 
 
 async def test_changing_the_model_rebuilds_beside_the_old_index(db, tree):
-    old = DocumentService(db, FakeEmbedder(dim=64, model="old"))
+    old = make_docs(db, FakeEmbedder(dim=64, model="old"))
     await old.add_root(tree)
     await old.index()
     old_space = await _space(db)
     new_embedder = FakeEmbedder(dim=32, model="new")
-    new = DocumentService(db, new_embedder)
+    new = make_docs(db, new_embedder)
     worker = new.worker()
     worker.batch_documents = 1
     space = await worker.target_space()
     assert space.status == "building"
     status = await new.status()
-    assert status["model"] == "fake:old" and status["rebuild"]["model"] == "fake:new"
+    assert status.model == "fake:old" and status.rebuild.model == "fake:new"
     # While building, searches answer from the old index (keywords, with a clear note).
     during = await new.search(None, "fox")
     assert during.results and during.mode_used == "keyword" and "rebuild" in during.degraded
     await worker.run()
     after = await new.status()
-    assert after["model"] == "fake:new" and after["rebuild"] is None and after["dimensions"] == 32
+    assert after.model == "fake:new" and after.rebuild is None and after.dimensions == 32
     tables = {r[0] for r in await db.fetchall("SELECT name FROM sqlite_master")}
     assert not {old_space.chunks, old_space.fts, old_space.vectors} & tables  # old index dropped
     spaces_left = await db.fetchall("SELECT model_id, status FROM embedding_spaces")

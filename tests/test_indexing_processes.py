@@ -11,10 +11,9 @@ import sys
 import time
 
 import pytest
-from indexing_helpers import FlakyEmbedder, write_tree
+from indexing_helpers import FlakyEmbedder, make_docs, write_tree
 
-from abathur_memory.indexer.documents import DocumentService
-from abathur_memory.indexer.watcher import Watcher
+from abathur_memory.documents.watcher import Watcher
 from abathur_memory.store.sqlite import driver
 
 pytestmark = pytest.mark.slow
@@ -93,7 +92,7 @@ def test_watch_stops_cleanly_on_sigterm(db_path, tmp_path):
 async def test_the_watcher_survives_a_failing_model(db, tmp_path):
     root = write_tree(tmp_path / "flaky", {"a.md": "# A\nfirst\n"})
     flaky = FlakyEmbedder(ok_calls=10**6, dim=64)
-    docs = DocumentService(db, flaky)
+    docs = make_docs(db, flaky)
     await docs.add_root(root)
     watcher = Watcher(docs, debounce_ms=50)
     stop = asyncio.Event()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from abathur_memory.indexer.markdown import ChunkingPolicy, parse_markdown
+from abathur_memory.documents.markdown import ChunkingPolicy, parse_markdown
 
 
 def count(text: str) -> int:

@@ -11,7 +11,7 @@ import pytest
 from cli_helpers import run_cli
 from mcp_helpers import connected, text_of
 
-from abathur_memory.indexer import memory_index
+from abathur_memory.search import memory_indexer as memory_index
 from abathur_memory.store.sqlite import driver
 
 pytestmark = pytest.mark.anyio
@@ -151,7 +151,8 @@ def test_doctor_finds_memories_missing_from_the_keyword_index(capsys, tmp_path):
 
         async with open_acting(settings_for(db_path)) as services:
             await services.memories.put("user:alice:n", "z", "firstzebra")
-            await memory_index.MemoryIndexer(services.db, None).catch_up()
+            store = services.runtime.store
+            await memory_index.MemoryIndexer(store.memory_index, store.spaces, None).catch_up()
 
     asyncio.run(put_and_index())
     conn = driver.connect(db_path)

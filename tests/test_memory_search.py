@@ -4,34 +4,21 @@ from __future__ import annotations
 
 import pytest
 
+from abathur_memory.core.memory_text import memory_text
 from abathur_memory.errors import Forbidden, InvalidInput
-from abathur_memory.indexer.embedders.fake import FakeEmbedder
-from abathur_memory.indexer.memory_index import MemoryIndexer, memory_text
-from abathur_memory.indexer.memory_search import MemorySearch
-from abathur_memory.indexer.vector_index import VectorIndex
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def embedder():
-    return FakeEmbedder(dim=64)
-
-
-@pytest.fixture
-def indexer(db, embedder):
-    return MemoryIndexer(db, embedder)
-
-
-@pytest.fixture
-async def searcher(db, services, embedder, indexer):
+async def searcher(services):
     """Searches after the background indexer has caught up (as a server's would)."""
-    search = MemorySearch(db, embedder, VectorIndex(), services.runtime.guard)
+    runtime = services.runtime
 
     class CaughtUp:
         async def search(self, *args, **kwargs):
-            await indexer.catch_up()
-            return await search.search(services.principal, *args, **kwargs)
+            await runtime.memory_indexer.catch_up()
+            return await runtime.memories.search(services.principal, *args, **kwargs)
 
     return CaughtUp()
 
@@ -51,14 +38,14 @@ async def test_finds_by_keyword_and_meaning(searcher, services, as_principal):
     for mode in ("hybrid", "keyword", "semantic"):
         result = await searcher.search("which editor keymap", mode=mode)
         assert result.mode_used == mode
-        assert result.results[0].entry.key == "editor"
-        assert result.results[0].entry.namespace == "user:alice:prefs"
+        assert result.results[0].key == "editor"
+        assert result.results[0].namespace == "user:alice:prefs"
 
 
 async def test_never_returns_what_the_caller_cannot_read(searcher, services, as_principal):
     await _seed(services, as_principal)
     result = await searcher.search("emacs evil mode editor")
-    assert "user:bob:secrets" not in {h.entry.namespace for h in result.results}
+    assert "user:bob:secrets" not in {h.namespace for h in result.results}
     with pytest.raises(Forbidden):
         await searcher.search("emacs", prefix="user:bob")
 
@@ -66,9 +53,9 @@ async def test_never_returns_what_the_caller_cannot_read(searcher, services, as_
 async def test_prefix_narrows_the_search(searcher, services, as_principal):
     await _seed(services, as_principal)
     result = await searcher.search("rust generator", prefix="project:website")
-    assert {h.entry.namespace for h in result.results} == {"project:website:decisions"}
+    assert {h.namespace for h in result.results} == {"project:website:decisions"}
     temp = await searcher.search("coffee", prefix="temp")
-    assert [h.entry.key for h in temp.results] == ["todo"]
+    assert [h.key for h in temp.results] == ["todo"]
 
 
 async def test_follows_updates_and_deletes(searcher, services):
@@ -77,16 +64,16 @@ async def test_follows_updates_and_deletes(searcher, services):
     assert (await searcher.search("lisbon")).results
     await m.put("user:alice:notes", "trip", "visit porto in june")
     result = await searcher.search("lisbon porto", mode="keyword")
-    assert [(h.entry.key, h.entry.version) for h in result.results] == [("trip", 2)]
+    assert [(h.key, h.version) for h in result.results] == [("trip", 2)]
     await m.delete("user:alice:notes", "trip")
-    assert all(h.entry.key != "trip" for h in (await searcher.search("porto")).results)
+    assert all(h.key != "trip" for h in (await searcher.search("porto")).results)
     await m.restore("user:alice:notes", "trip")
-    assert (await searcher.search("porto", mode="keyword")).results[0].entry.version == 3
+    assert (await searcher.search("porto", mode="keyword")).results[0].version == 3
 
 
 async def test_seeded_app_memories_are_searchable(searcher):
     result = await searcher.search("memory lifecycle policies ttl", mode="keyword")
-    assert any(h.entry.key == "memory_lifecycle_policies" for h in result.results)
+    assert any(h.key == "memory_lifecycle_policies" for h in result.results)
 
 
 async def test_session_namespaces_of_the_owner_only(searcher, services, as_principal):
@@ -96,7 +83,7 @@ async def test_session_namespaces_of_the_owner_only(searcher, services, as_princ
     await services.memories.put(f"session:{mine.id}:notes", "k", "shared whiteboard alpha")
     await bob.memories.put(f"session:{bobs.id}:notes", "k", "shared whiteboard beta")
     result = await searcher.search("shared whiteboard", mode="keyword")
-    assert [h.entry.namespace for h in result.results] == [f"session:{mine.id}:notes"]
+    assert [h.namespace for h in result.results] == [f"session:{mine.id}:notes"]
 
 
 async def test_bad_queries(searcher):

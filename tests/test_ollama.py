@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from indexing_helpers import write_tree
+from indexing_helpers import make_docs, write_tree
 from ollama_stub import OllamaStub, unused_port
 
+from abathur_memory.embedders.ollama_embedder import OllamaEmbedder
 from abathur_memory.errors import InvalidInput, Unavailable
-from abathur_memory.indexer.documents import DocumentService
-from abathur_memory.indexer.embedders.ollama_embedder import OllamaEmbedder
 
 pytestmark = pytest.mark.anyio
 
@@ -16,7 +15,7 @@ pytestmark = pytest.mark.anyio
 async def test_index_and_search_with_ollama(db, tmp_path):
     with OllamaStub() as stub:
         embedder = OllamaEmbedder(host=stub.host)
-        docs = DocumentService(db, embedder)
+        docs = make_docs(db, embedder)
         await docs.add_root(write_tree(tmp_path / "docs"))
         report = await docs.index()
         assert report.work.documents_done == 3
@@ -59,11 +58,11 @@ async def test_a_missing_model_says_to_pull_it():
 
 
 async def test_a_server_that_is_down_says_to_start_it(db, tmp_path, monkeypatch):
-    monkeypatch.setattr("abathur_memory.indexer.embedders.ollama_embedder.RETRIES", 1)
+    monkeypatch.setattr("abathur_memory.embedders.ollama_embedder.RETRIES", 1)
     embedder = OllamaEmbedder(host=f"http://127.0.0.1:{unused_port()}")
     with pytest.raises(Unavailable, match="start it with `ollama serve`"):
         await embedder.embed_query("x")
-    docs = DocumentService(db, embedder)
+    docs = make_docs(db, embedder)
     await docs.add_root(write_tree(tmp_path / "docs"))
     with pytest.raises(Unavailable, match="ollama serve"):
         await docs.index()
@@ -71,10 +70,10 @@ async def test_a_server_that_is_down_says_to_start_it(db, tmp_path, monkeypatch)
 
 
 async def test_search_degrades_when_ollama_goes_away(db, tmp_path, monkeypatch):
-    monkeypatch.setattr("abathur_memory.indexer.embedders.ollama_embedder.RETRIES", 0)
+    monkeypatch.setattr("abathur_memory.embedders.ollama_embedder.RETRIES", 0)
     with OllamaStub() as stub:
         embedder = OllamaEmbedder(host=stub.host)
-        docs = DocumentService(db, embedder)
+        docs = make_docs(db, embedder)
         await docs.add_root(write_tree(tmp_path / "docs"))
         await docs.index()
     result = await docs.search(None, "write-ahead logging")  # the stub has stopped

@@ -22,9 +22,9 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
+from abathur_memory.documents import safe_files
+from abathur_memory.documents.scan import hash_file
 from abathur_memory.errors import AbathurError, Forbidden, InvalidInput, NotFound
-from abathur_memory.indexer import safe_files
-from abathur_memory.indexer.scan import hash_file
 
 SECRET = b"TOP-SECRET: this text lives outside the root\n"
 INSIDE = b"# inside\n\nharmless text\n"

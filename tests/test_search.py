@@ -5,19 +5,21 @@ from __future__ import annotations
 import os
 
 import pytest
-from indexing_helpers import DownEmbedder, write_tree
+from indexing_helpers import DownEmbedder, make_docs, write_tree
 
+from abathur_memory.embedders.fake import FakeEmbedder
 from abathur_memory.errors import Forbidden, InvalidInput, NotFound
-from abathur_memory.indexer.documents import DocumentService
-from abathur_memory.indexer.embedders.fake import FakeEmbedder
-from abathur_memory.indexer.search import Filters, fts_terms, fuse, snippet
+from abathur_memory.search.fusion import fuse
+from abathur_memory.search.query import keyword_terms
+from abathur_memory.search.results import Filters
+from abathur_memory.search.snippets import snippet
 
 pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
 async def indexed(db, tmp_path):
-    docs = DocumentService(db, FakeEmbedder(dim=64))
+    docs = make_docs(db, FakeEmbedder(dim=64))
     await docs.add_root(write_tree(tmp_path / "docs"))
     await docs.add_root(
         write_tree(tmp_path / "more", {"extra.md": "# Extra\n\nWrite-ahead logging again.\n"})
@@ -69,7 +71,7 @@ async def test_filters(indexed):
 
 
 async def test_degrades_to_keyword_when_the_model_is_down(db, indexed):
-    down = DocumentService(db, DownEmbedder(dim=64))
+    down = make_docs(db, DownEmbedder(dim=64))
     result = await down.search(None, "write-ahead logging")
     assert result.mode_used == "keyword"
     assert "ollama serve" in result.degraded
@@ -103,7 +105,7 @@ async def test_bad_queries(indexed, query, k, mode, message):
 
 
 async def test_search_before_anything_is_indexed(db):
-    empty = DocumentService(db, FakeEmbedder(dim=64))
+    empty = make_docs(db, FakeEmbedder(dim=64))
     result = await empty.search(None, "anything")
     assert result.results == [] and "nothing is indexed" in result.degraded
 
@@ -141,15 +143,17 @@ async def test_document_get_refuses_paths_outside_the_roots(indexed, tmp_path):
         await indexed.get(None, "docs/alpha.md", 0)
 
 
-def test_fts_terms_drop_stopwords_unless_nothing_is_left():
-    assert fts_terms("How do I restore a deleted memory?") == ["restore", "deleted", "memory"]
-    assert fts_terms("the and of") == ["the", "and", "of"]
-    assert fts_terms('quote " injection') == ["quote", "injection"]
+def test_keyword_terms_drop_stopwords_unless_nothing_is_left():
+    assert keyword_terms("How do I restore a deleted memory?") == ["restore", "deleted", "memory"]
+    assert keyword_terms("the and of") == ["the", "and", "of"]
+    assert keyword_terms('quote " injection') == ["quote", "injection"]
 
 
 def test_rrf_rewards_agreement():
-    fused = fuse([(1, 9.0), (2, 5.0)], [(2, 0.9), (3, 0.8)])
-    assert [cid for cid, _ in fused] == [2, 1, 3]
+    fused = fuse([(1, 9.0), (2, 5.0)], [(2, 0.9), (3, 0.8)], 10)
+    assert [hit.id for hit in fused] == [2, 1, 3]
+    assert (fused[0].keyword_rank, fused[0].semantic_rank) == (2, 1)
+    assert (fused[1].keyword_score, fused[1].semantic_score) == (9.0, None)
 
 
 def test_snippet_highlights_terms():
@@ -159,11 +163,11 @@ def test_snippet_highlights_terms():
 
 
 async def test_very_common_terms_are_dropped_when_rarer_ones_remain(db, tmp_path, monkeypatch):
-    from abathur_memory.indexer import search
+    from abathur_memory.store.sqlite import search
 
     files = {f"d{i}.md": f"# D{i}\n\ncommon words everywhere number {i}\n" for i in range(6)}
     files["special.md"] = "# Special\n\ncommon words and a unicorn\n"
-    docs = DocumentService(db, FakeEmbedder(dim=64))
+    docs = make_docs(db, FakeEmbedder(dim=64))
     await docs.add_root(write_tree(tmp_path / "c", files))
     await docs.index()
     both = await docs.search(None, "common unicorn", mode="keyword", k=20)

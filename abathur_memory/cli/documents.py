@@ -29,11 +29,13 @@ from abathur_memory.cli.common import (
 )
 from abathur_memory.config import Settings
 from abathur_memory.core.principal import Principal
-from abathur_memory.indexer.documents import DocumentService
-from abathur_memory.indexer.roots import VISIBILITIES, Root
-from abathur_memory.indexer.search import MODES, Filters
-from abathur_memory.indexer.worker import Progress as WorkProgress
+from abathur_memory.documents.reports import IndexReport, IndexStatus
+from abathur_memory.documents.roots import VISIBILITIES, Root
+from abathur_memory.documents.service import DocumentService
+from abathur_memory.documents.worker import Progress as WorkProgress
 from abathur_memory.runtime import open_runtime
+from abathur_memory.search.query import MODES
+from abathur_memory.search.results import Filters, SearchResult
 
 
 @contextlib.asynccontextmanager
@@ -98,7 +100,7 @@ def index(
     """
     settings = settings_from(db)
 
-    async def run() -> dict[str, Any]:
+    async def run() -> IndexReport:
         async with document_service(settings, create=True) as docs:
             chosen = await register_roots(
                 docs,
@@ -114,43 +116,46 @@ def index(
                 report = await docs.index(only, full=full)
             else:
                 report = await _index_with_progress(docs, only, full)
-            return report.as_dict()
+            return report
 
     report = asyncio.run(run())
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        click.echo(report.model_dump_json(indent=2))
         return
-    for scan in report["scans"]:
+    for scan in report.scans:
         click.echo(
-            f"{scan['root']}: {scan['files']} files ({scan['new']} new, {scan['changed']} changed,"
-            f" {scan['moved']} moved, {scan['deleted']} deleted)"
+            f"{scan.root}: {scan.files} files ({scan.new} new, {scan.changed} changed,"
+            f" {scan.moved} moved, {scan.deleted} deleted)"
         )
-        if scan["files"] == 0 and not scan["skipped"].get(""):
+        if scan.files == 0 and not scan.skipped.get(""):
             err_console.print(
-                f"[yellow]warning:[/] {escape(scan['root'])} holds no markdown files "
+                f"[yellow]warning:[/] {escape(scan.root)} holds no markdown files "
                 "(.md, .markdown) that are not excluded or ignored",
                 highlight=False,
             )
-        for path, reason in list(scan["skipped"].items())[:10]:
-            click.echo(f"  skipped {path or scan['root']}: {reason}")
-    work = report["work"]
+        for path, reason in list(scan.skipped.items())[:10]:
+            click.echo(f"  skipped {path or scan.root}: {reason}")
+    work = report.work
+    assert work is not None  # an index run always works
     line = (
-        f"indexed {work['documents_done']} documents ({work['chunks_embedded']} chunks embedded,"
-        f" {work['chunks_reused']} reused) in {work['seconds']:.1f}s"
+        f"indexed {work.documents_done} documents ({work.chunks_embedded} chunks embedded,"
+        f" {work.chunks_reused} reused) in {work.seconds:.1f}s"
     )
-    if report["failed_count"]:
-        line += f"; {report['failed_count']} documents could not be indexed (see `status`)"
+    if report.failed_count:
+        line += f"; {report.failed_count} documents could not be indexed (see `status`)"
     click.echo(line)
-    for failure in report["failed"][:10]:
-        click.echo(f"  failed {failure['path']}: {failure['error']}")
-    if work["held_elsewhere"]:
+    for failure in report.failed[:10]:
+        click.echo(f"  failed {failure.path}: {failure.error}")
+    if work.held_elsewhere:
         click.echo(
-            f"another indexer is working on {work['held_elsewhere']} documents of these folders;"
+            f"another indexer is working on {work.held_elsewhere} documents of these folders;"
             " they are indexed when it finishes"
         )
 
 
-async def _index_with_progress(docs: DocumentService, only: Any, full: bool) -> Any:
+async def _index_with_progress(
+    docs: DocumentService, only: list[Root] | None, full: bool
+) -> IndexReport:
     """A bar over the bytes to embed (file counts mislead: the first files may be tiny)."""
     columns = (
         TextColumn("[progress.description]{task.description}"),
@@ -209,29 +214,37 @@ def search(
     settings = settings_from(db)
     filters = Filters(root=root, path_glob=path_glob, tags=list(tags), document_type=document_type)
 
-    async def run() -> dict[str, Any]:
+    async def run() -> SearchResult:
         async with document_service(settings) as docs:
-            return (await docs.search(None, query, k, mode, filters)).as_dict()
+            return await docs.search(None, query, k, mode, filters)
 
     result = asyncio.run(run())
     if as_json:
-        click.echo(json.dumps(result, indent=2, ensure_ascii=False))
+        click.echo(json.dumps(_rounded(result), indent=2, ensure_ascii=False))
         return
-    if result["degraded"]:
-        err_console.print(f"[yellow]note:[/] {result['degraded']}")
-    if not result["results"]:
+    if result.degraded:
+        err_console.print(f"[yellow]note:[/] {result.degraded}")
+    if not result.results:
         click.echo("no results")
         return
-    for rank, hit in enumerate(result["results"], start=1):
-        heading = " > ".join(hit["heading"])
-        flag = "  [changed on disk]" if hit["changed_since_indexed"] else ""
+    for rank, hit in enumerate(result.results, start=1):
+        heading = " > ".join(hit.heading)
+        flag = "  [changed on disk]" if hit.changed_since_indexed else ""
         out_console.print(
-            f"[bold]{rank}. {hit['path']}[/]:{hit['start_line']}-{hit['end_line']}"
-            f"  [dim]{heading}[/]  score {hit['score']:.4f}{flag}",
+            f"[bold]{rank}. {hit.path}[/]:{hit.start_line}-{hit.end_line}"
+            f"  [dim]{heading}[/]  score {hit.score:.4f}{flag}",
             highlight=False,
         )
-        snippet = re.sub(r"\*\*(.+?)\*\*", r"[bold]\1[/bold]", escape(hit["snippet"]))
+        snippet = re.sub(r"\*\*(.+?)\*\*", r"[bold]\1[/bold]", escape(hit.snippet))
         out_console.print(f"   {snippet}", highlight=False)
+
+
+def _rounded(result: SearchResult) -> dict[str, Any]:
+    """The result as JSON, with the timings rounded."""
+    shown = result.model_dump()
+    shown["search_ms"] = round(result.search_ms, 2)
+    shown["embed_ms"] = round(result.embed_ms, 2)
+    return shown
 
 
 @click.command()
@@ -241,49 +254,47 @@ def status(db: str | None, as_json: bool) -> None:
     """Show the index: roots, documents per state, model, pending work, watchers."""
     settings = settings_from(db)
 
-    async def run() -> dict[str, Any]:
+    async def run() -> IndexStatus:
         async with document_service(settings) as docs:
             return await docs.status()
 
     info = asyncio.run(run())
     if as_json:
-        click.echo(json.dumps(info, indent=2))
+        click.echo(info.model_dump_json(indent=2))
         return
     columns = ("root", "path", "documents", "synced", "pending", "stale", "failed", "last scan")
     rows = [
         (
-            root["name"],
-            (root["path"] or "-") + ("" if root["exists"] else " (missing)"),
-            str(root["documents"]),
-            *(str(root["by_status"][s]) for s in ("synced", "pending", "stale", "failed")),
-            root["last_scan_at"] or "never",
+            root.name,
+            (root.path or "-") + ("" if root.exists else " (missing)"),
+            str(root.documents),
+            *(str(root.by_status[s]) for s in ("synced", "pending", "stale", "failed")),
+            root.last_scan_at or "never",
         )
-        for root in info["roots"]
+        for root in info.roots
     ]
     print_rows(f"index of {settings.db_label}", columns, rows)
     out_console.print(
-        f"model {info['model'] or '(none yet)'} ({info['dimensions'] or '-'} dims), "
-        f"{info['chunks']} chunks, {info['pending']} documents waiting, "
-        f"{info['failed_count']} failed, last sync {info['last_sync_at'] or 'never'}",
+        f"model {info.model or '(none yet)'} ({info.dimensions or '-'} dims), "
+        f"{info.chunks} chunks, {info.pending} documents waiting, "
+        f"{info.failed_count} failed, last sync {info.last_sync_at or 'never'}",
         highlight=False,
         soft_wrap=True,
     )
-    if info["rebuild"]:
-        r = info["rebuild"]
+    if info.rebuild:
+        r = info.rebuild
+        out_console.print(f"rebuilding for {r.model}: {r.documents_done}/{r.documents} documents")
+    for failure in info.failed[:10]:
         out_console.print(
-            f"rebuilding for {r['model']}: {r['documents_done']}/{r['documents']} documents"
-        )
-    for failure in info["failed"][:10]:
-        out_console.print(
-            f"[red]failed[/] {escape(failure['path'])}: {escape(str(failure['error']))}",
+            f"[red]failed[/] {escape(failure.path)}: {escape(str(failure.error))}",
             highlight=False,
             soft_wrap=True,
         )
-    for watcher in info["watchers"]:
-        state = "alive" if watcher["alive"] else "[red]not responding[/]"
+    for watcher in info.watchers:
+        state = "alive" if watcher.alive else "[red]not responding[/]"
         out_console.print(
-            f"{watcher['kind']} pid {watcher['pid']} ({', '.join(watcher['roots'])}): {state}, "
-            f"last beat {watcher['seconds_since_beat']}s ago",
+            f"{watcher.kind} pid {watcher.pid} ({', '.join(watcher.roots)}): {state}, "
+            f"last beat {watcher.seconds_since_beat}s ago",
             soft_wrap=True,
         )
 
@@ -391,7 +402,7 @@ def watch(
     db: str | None, dirs: tuple[str, ...], exclude: tuple[str, ...], visibility: str | None
 ) -> None:
     """Keep folders indexed: index them, then re-index files as they change (Ctrl-C stops)."""
-    from abathur_memory.indexer.watcher import Watcher
+    from abathur_memory.documents.watcher import Watcher
 
     settings = settings_from(db)
 

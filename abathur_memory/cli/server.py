@@ -109,7 +109,7 @@ def _prepare_database(settings: Settings) -> None:
     """Open, create or upgrade the database before the server starts, so a file that cannot
     be used (damaged, foreign, read-only folder, full disk) is one line and exit 1, not a
     server that fails inside its task group."""
-    from abathur_memory.indexer.roots import parse_root_spec, resolve_root_dir
+    from abathur_memory.documents.roots import parse_root_spec, resolve_root_dir
 
     for spec in settings.docs:  # a folder that is not there is a mistake worth stopping for
         resolve_root_dir(parse_root_spec(spec)[1])

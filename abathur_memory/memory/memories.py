@@ -24,9 +24,12 @@ from abathur_memory.core.records import (
     PreparedPut,
     PutResult,
 )
+from abathur_memory.core.search import MemoryScope
 from abathur_memory.errors import InvalidInput, NotFound
 from abathur_memory.memory.access import AccessGuard
 from abathur_memory.memory.namespaces import SCOPES, Access, clean, parse, validate_prefix
+from abathur_memory.search.pipeline import Retrieval
+from abathur_memory.search.results import MemorySearchResult
 from abathur_memory.store.protocols import MemoryStore
 
 MAX_LIST_LIMIT = 1000
@@ -48,11 +51,13 @@ class MemoryService:
         self,
         store: MemoryStore,
         guard: AccessGuard,
+        retrieval: Retrieval,
         *,
         max_value_bytes: int = values.DEFAULT_MAX_VALUE_BYTES,
     ) -> None:
         self.store = store
         self.guard = guard
+        self.retrieval = retrieval
         self.max_value_bytes = max_value_bytes
         # Called after every committed change (the memory indexer wakes up on it).
         self.on_change: builtins.list[Callable[[], None]] = []
@@ -223,3 +228,19 @@ class MemoryService:
             last = page.entries[-1]
             page.next_cursor = cursors.encode(last.namespace, last.key)
         return page
+
+    async def search(
+        self,
+        principal: Principal,
+        query: str,
+        prefix: str | None = None,
+        k: int = 10,
+        mode: str = "hybrid",
+    ) -> MemorySearchResult:
+        """Keyword and semantic search over what ``principal`` may read (the policy bounds
+        the candidates in the store, so nothing unreadable is even ranked), optionally
+        within ``prefix`` (itself checked)."""
+        if prefix is not None:
+            segments = validate_prefix(prefix)
+            await self.guard.check(principal, prefix, segments, Access.READ, "search")
+        return await self.retrieval.memories(query, k, mode, MemoryScope(principal, prefix))

@@ -11,10 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from abathur_memory.errors import InvalidInput, NotFound, ReadOnly
-from abathur_memory.indexer import consistency
 from abathur_memory.ops import backup as backups
 from abathur_memory.store.sqlite import checks as validation
-from abathur_memory.store.sqlite import driver
+from abathur_memory.store.sqlite import consistency, driver
 from abathur_memory.store.sqlite import migrate as runner
 
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools.base import Tool
 from pydantic import BaseModel, Field
 
-from abathur_memory.indexer.documents import DocumentService, DocumentText
-from abathur_memory.indexer.search import Filters, Hit
+from abathur_memory.documents.reports import DocumentText, IndexReport, IndexStatus
+from abathur_memory.documents.service import DocumentService
+from abathur_memory.search.results import Filters, Hit
 from abathur_memory.server.context import MAX_INT, principal_for, runtime_of
 from abathur_memory.server.registry import READ_ONLY, strict_tool, writes
 
@@ -28,50 +29,6 @@ class DocumentResults(BaseModel):
     degraded: str | None = Field(description="Why the search ran in a lesser mode, if it did.")
     model: str | None
     results: list[Hit]
-
-
-class RootStatus(BaseModel):
-    name: str
-    path: str | None = Field(description="The folder, shown to the root's owner only.")
-    exists: bool
-    owner: str | None
-    visibility: str = Field(description="private (owner only), project or all.")
-    excludes: list[str]
-    documents: int
-    by_status: dict[str, int]
-    last_scan_at: str | None
-
-
-class WatcherStatus(BaseModel):
-    owner: str
-    kind: str
-    pid: int
-    roots: list[str]
-    alive: bool
-    last_beat_at: str | None
-    seconds_since_beat: float
-    last_event_at: str | None
-    last_indexed_at: str | None
-
-
-class IndexStatus(BaseModel):
-    roots: list[RootStatus]
-    model: str | None = Field(description="Model of the index that answers searches.")
-    dimensions: int | None
-    configured_model: str | None
-    chunks: int
-    pending: int = Field(description="Documents waiting to be (re)indexed.")
-    oldest_pending_since: str | None
-    failed_count: int = Field(description="Documents that could not be indexed.")
-    failed: list[dict[str, Any]] = Field(description="The 20 most recent failures.")
-    last_sync_at: str | None
-    rebuild: dict[str, Any] | None = Field(description="Progress of a rebuild for a new model.")
-    watchers: list[WatcherStatus] = Field(description="A watcher not alive has died or hangs.")
-
-
-class RefreshReport(BaseModel):
-    scans: list[dict[str, Any]]
-    work: dict[str, Any] | None
 
 
 async def document_search(
@@ -118,7 +75,7 @@ async def document_get(
 async def index_status(ctx: Context) -> IndexStatus:
     """The state of the document index: folders, documents per state, model, pending work,
     failures and whether the watcher is alive and keeping up."""
-    return IndexStatus(**await documents_of(ctx).status(principal_for(ctx)))
+    return await documents_of(ctx).status(principal_for(ctx))
 
 
 async def index_refresh(
@@ -127,10 +84,9 @@ async def index_refresh(
         str | None,
         Field(max_length=1024, description="A root name or '<root>/<file>'; omit for all."),
     ] = None,
-) -> RefreshReport:
+) -> IndexReport:
     """Re-scan the indexed folders now and index what changed (a root, one file, or all)."""
-    report = await documents_of(ctx).refresh(principal_for(ctx), path)
-    return RefreshReport(**report.as_dict())
+    return await documents_of(ctx).refresh(principal_for(ctx), path)
 
 
 def tools() -> list[Tool]:

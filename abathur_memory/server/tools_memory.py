@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from abathur_memory.core.records import MemoryEntry, PutResult
 from abathur_memory.core.values import JsonAny
+from abathur_memory.search.results import MemorySearchResult
 from abathur_memory.server.context import (
     MAX_INT,
     Cursor,
@@ -174,32 +175,6 @@ async def memory_list(
     )
 
 
-class MemoryHitOut(BaseModel):
-    namespace: str
-    key: str
-    version: int
-    value: JsonAny
-    memory_type: str
-    metadata: dict[str, Any]
-    score: float
-    keyword_rank: int | None
-    semantic_rank: int | None
-    semantic_score: float | None
-    snippet: str
-    updated_at: str
-
-
-class MemoryResults(BaseModel):
-    query: str
-    mode_used: str = Field(description="hybrid, keyword or semantic: what actually ran.")
-    degraded: str | None = Field(description="Why the search ran in a lesser mode, if it did.")
-    pending: int = Field(
-        description="Memory changes the background indexer has not reached yet (they may be "
-        "missing from the results); 0 when the index is current."
-    )
-    results: list[MemoryHitOut]
-
-
 async def memory_search(
     ctx: Context,
     query: Annotated[str, Field(min_length=1, max_length=2000, description="What to look for.")],
@@ -209,33 +184,10 @@ async def memory_search(
     ] = None,
     k: Annotated[int, Field(ge=1, le=100, description="How many results.")] = 10,
     mode: Literal["hybrid", "keyword", "semantic"] = "hybrid",
-) -> MemoryResults:
+) -> MemorySearchResult:
     """Search your memories by meaning and keywords (only namespaces you may read)."""
     runtime, principal = acting(ctx)
-    result = await runtime.memory_search.search(principal, query, prefix, k, mode)
-    return MemoryResults(
-        query=result.query,
-        mode_used=result.mode_used,
-        degraded=result.degraded,
-        pending=result.pending,
-        results=[
-            MemoryHitOut(
-                namespace=h.entry.namespace,
-                key=h.entry.key,
-                version=h.entry.version,
-                value=h.entry.value,
-                memory_type=h.entry.memory_type,
-                metadata=h.entry.metadata,
-                score=h.score,
-                keyword_rank=h.keyword_rank,
-                semantic_rank=h.semantic_rank,
-                semantic_score=h.semantic_score,
-                snippet=h.snippet,
-                updated_at=h.entry.updated_at,
-            )
-            for h in result.results
-        ],
-    )
+    return await runtime.memories.search(principal, query, prefix, k, mode)
 
 
 def tools() -> list[Tool]:

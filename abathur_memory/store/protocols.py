@@ -15,8 +15,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Protocol
 
+from abathur_memory.core.documents import (
+    ClaimedDocument,
+    DocumentFailure,
+    DocumentState,
+    Heartbeat,
+    IndexCounts,
+    IndexedDocument,
+    IndexedFile,
+    Registered,
+    Root,
+    ScanChanges,
+    Vector,
+    WorkScope,
+)
 from abathur_memory.core.principal import Principal
 from abathur_memory.core.records import (
     Checkpoint,
@@ -35,6 +50,18 @@ from abathur_memory.core.records import (
     TaskChange,
     TokenInfo,
 )
+from abathur_memory.core.search import (
+    CandidateQuery,
+    ChunkRow,
+    DocumentScope,
+    Found,
+    Fuse,
+    MemoryRow,
+    MemoryScope,
+    MemoryVectorPart,
+    UnembeddedMemory,
+)
+from abathur_memory.core.spaces import EmbeddingIdentity, Space
 
 
 class MemoryStore(Protocol):
@@ -225,6 +252,191 @@ class TokenStore(Protocol):
         ...
 
 
+class RootStore(Protocol):
+    """Document roots. Names are unique; a folder is registered once."""
+
+    async def ensure(
+        self,
+        directory: Path,
+        name: str | None,
+        excludes: tuple[str, ...],
+        owner: Principal | None,
+        visibility: str | None,
+    ) -> Registered:
+        """The root of ``directory``, registered if new (a free name derived from ``name`` or
+        the folder's); given excludes or visibility replace the stored ones."""
+        ...
+
+    async def all(self) -> list[Root]:
+        """Every root, by name (visibility is the caller's to apply)."""
+        ...
+
+    async def exists(self, name: str) -> bool: ...
+
+    async def update(
+        self,
+        name: str,
+        *,
+        excludes: tuple[str, ...] | None = None,
+        visibility: str | None = None,
+        owner: str | None = None,
+    ) -> Root: ...
+
+    async def rename(self, old: str, new: str) -> Root:
+        """Rename a root; its documents' names (``<root>/<path>``) follow."""
+        ...
+
+    async def remove(self, name: str) -> int:
+        """Forget a root and everything indexed from it; returns the documents removed."""
+        ...
+
+
+class SpaceStore(Protocol):
+    async def active(self) -> Space | None: ...
+
+    async def building(self) -> Space | None: ...
+
+    async def for_identity(self, identity: EmbeddingIdentity) -> Space:
+        """The space of ``identity``: the active one, the one being built, or a new one
+        (active at once when nothing is indexed, else built beside the active one, every
+        document then marked stale)."""
+        ...
+
+    async def memory_space(self, identity: EmbeddingIdentity) -> Space | None:
+        """The space holding memory vectors of ``identity`` (active or being built)."""
+        ...
+
+    async def ensure_memory_space(self, identity: EmbeddingIdentity) -> Space | None:
+        """That space, created (active) when nothing is indexed yet; None when documents
+        are indexed with another model and no rebuild for this one exists."""
+        ...
+
+
+class DocumentStore(Protocol):
+    """document_index, the chunks and vectors of each space, work leases, heartbeats."""
+
+    async def states(self, root_id: int, file_path: str | None = None) -> list[DocumentState]:
+        """What the index knows of the root's files (or of one of them)."""
+        ...
+
+    async def apply_scan(self, changes: ScanChanges) -> None:
+        """Apply a scan's findings in one transaction and stamp the root's last scan."""
+        ...
+
+    async def indexed_file(self, file_path: str) -> IndexedFile | None: ...
+
+    async def remaining(self, space_id: int, scope: WorkScope) -> tuple[int, int]:
+        """(documents, bytes) the space does not hold the current content of (failed ones
+        excluded)."""
+        ...
+
+    async def claim(
+        self,
+        space_id: int,
+        owner: str,
+        limit: int,
+        scope: WorkScope,
+        dead_owner: Callable[[str], bool],
+    ) -> list[ClaimedDocument]:
+        """Lease up to ``limit`` documents that need work (pending, stale, failed and due)
+        for ``owner``; leases of owners ``dead_owner`` says are gone are freed first."""
+        ...
+
+    async def held_elsewhere(self, owner: str, scope: WorkScope) -> int:
+        """Documents of the scope another owner holds a live lease on."""
+        ...
+
+    async def release(self, document_ids: Sequence[int], owner: str) -> None: ...
+
+    async def delete(self, document_id: int) -> None: ...
+
+    async def mark_failed(self, document_id: int, reason: str, *, transient: bool) -> None:
+        """Record why a document could not be indexed: a transient failure is retried
+        with exponential backoff, a permanent one waits until the file changes."""
+        ...
+
+    async def reusable_vectors(self, space: Space, text_hashes: set[str]) -> dict[str, Vector]:
+        """Vectors the space already holds for these chunk texts."""
+        ...
+
+    async def write(
+        self, space: Space, documents: Sequence[IndexedDocument], vectors: dict[str, Vector]
+    ) -> None:
+        """Replace each document's chunks in ``space`` (vectors by text hash), in one
+        transaction, and tell readers the space changed."""
+        ...
+
+    async def finish_rebuild(self, space: Space) -> bool:
+        """Activate a building space once it holds every document; False if not yet."""
+        ...
+
+    async def forget_space(self, space: Space, root_ids: Sequence[int] | None) -> None:
+        """Have every document (of these roots) re-indexed into ``space``."""
+        ...
+
+    async def failures(self, root_ids: Sequence[int] | None) -> list[DocumentFailure]:
+        """Failed documents of these roots (None: all), newest first."""
+        ...
+
+    async def counts(self, root_ids: Sequence[int]) -> IndexCounts: ...
+
+    async def beat(self, owner: str, kind: str, roots: Sequence[str], *, started: bool) -> None:
+        """Say that an indexing process is alive (and which roots it keeps)."""
+        ...
+
+    async def beat_event(self, owner: str) -> None: ...
+
+    async def beat_indexed(self, owner: str) -> None: ...
+
+    async def forget_beat(self, owner: str) -> None: ...
+
+    async def heartbeats(self) -> list[Heartbeat]: ...
+
+
+class MemoryIndexStore(Protocol):
+    """The keyword index and vectors of live memories, caught up from the audit log."""
+
+    async def behind(self) -> bool:
+        """True when memories changed since the keyword index was brought up to date."""
+        ...
+
+    async def sync_keywords(self) -> int:
+        """Apply the memory changes since the last sync; returns the keys updated."""
+        ...
+
+    async def request_rebuild(self) -> None: ...
+
+    async def unembedded(self, space: Space, limit: int) -> list[UnembeddedMemory]:
+        """Indexed memories the space holds no vector for."""
+        ...
+
+    async def has_stale_vectors(self, space: Space) -> bool: ...
+
+    async def drop_stale_vectors(self, space: Space) -> None:
+        """Drop vectors of memories no longer live."""
+        ...
+
+    async def write_vectors(self, space: Space, parts: Sequence[MemoryVectorPart]) -> None: ...
+
+
+class SearchStore(Protocol):
+    """Candidates for the retrieval pipeline, each search in one read snapshot."""
+
+    async def chunks(
+        self, query: CandidateQuery, scope: DocumentScope, fuse: Fuse
+    ) -> Found[ChunkRow]:
+        """Keyword and vector candidates among the active space's chunks, fused by
+        ``fuse``, with the rows of the fused hits."""
+        ...
+
+    async def memories(
+        self, query: CandidateQuery, scope: MemoryScope, fuse: Fuse
+    ) -> Found[MemoryRow]:
+        """The same over the live memories the scope may read (the space of the query
+        vector's identity); ``pending`` counts changes not indexed yet."""
+        ...
+
+
 class Store(Protocol):
     """One open database: the groups above, and what the runtime needs to manage it."""
 
@@ -244,6 +456,16 @@ class Store(Protocol):
     def checkpoints(self) -> CheckpointStore: ...
     @property
     def tokens(self) -> TokenStore: ...
+    @property
+    def roots(self) -> RootStore: ...
+    @property
+    def spaces(self) -> SpaceStore: ...
+    @property
+    def documents(self) -> DocumentStore: ...
+    @property
+    def memory_index(self) -> MemoryIndexStore: ...
+    @property
+    def search(self) -> SearchStore: ...
 
     async def migrate(self) -> list[int]:
         """Bring the schema up to date; returns the migrations applied."""

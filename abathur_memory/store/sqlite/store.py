@@ -7,10 +7,16 @@ from pathlib import Path
 
 from abathur_memory.store.sqlite import migrate as runner
 from abathur_memory.store.sqlite.database import Database
+from abathur_memory.store.sqlite.documents import SqliteDocumentStore
 from abathur_memory.store.sqlite.memories import SqliteMemoryStore
+from abathur_memory.store.sqlite.memory_index import SqliteMemoryIndexStore
+from abathur_memory.store.sqlite.roots import SqliteRootStore
+from abathur_memory.store.sqlite.search import SqliteSearchStore
 from abathur_memory.store.sqlite.sessions import SqliteSessionStore
+from abathur_memory.store.sqlite.spaces import SqliteSpaceStore
 from abathur_memory.store.sqlite.tasks import SqliteCheckpointStore, SqliteTaskStore
 from abathur_memory.store.sqlite.tokens import SqliteAuditStore, SqliteTokenStore
+from abathur_memory.store.sqlite.vector_index import VectorIndex
 
 
 class SqliteStore:
@@ -25,6 +31,13 @@ class SqliteStore:
         self.tasks = SqliteTaskStore(db)
         self.checkpoints = SqliteCheckpointStore(db)
         self.tokens = SqliteTokenStore(db)
+        self.roots = SqliteRootStore(db)
+        self.spaces = SqliteSpaceStore(db)
+        self.documents = SqliteDocumentStore(db)
+        self.memory_index = SqliteMemoryIndexStore(db)
+        # The 1-bit codes of each space's vectors, held in memory for the coarse pass.
+        self.vector_cache = VectorIndex()
+        self.search = SqliteSearchStore(db, self.vector_cache)
 
     @classmethod
     async def open(

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import socket
@@ -32,11 +31,10 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
+from abathur_memory.documents.roots import Root
+from abathur_memory.documents.scan import is_markdown
+from abathur_memory.documents.service import DocumentService
 from abathur_memory.errors import AbathurError
-from abathur_memory.indexer.documents import DocumentService
-from abathur_memory.indexer.roots import Root
-from abathur_memory.indexer.scan import is_markdown
-from abathur_memory.store.sqlite import timestamps
 
 log = logging.getLogger(__name__)
 
@@ -129,9 +127,7 @@ class Watcher:
             observer.stop()
             await asyncio.to_thread(observer.join, 5)
             with contextlib.suppress(AbathurError):
-                await self.docs.db.execute_write(
-                    "DELETE FROM indexer_heartbeats WHERE owner = ?", (self.owner,)
-                )
+                await self.docs.store.documents.forget_beat(self.owner)
 
     async def _catch_up(self, roots: list[Root]) -> None:
         """Index whatever changed while nobody was watching."""
@@ -144,32 +140,14 @@ class Watcher:
 
     async def _index(self, roots: list[Root], *, event: bool) -> None:
         if event:
-            await self.docs.db.execute_write(
-                f"UPDATE indexer_heartbeats SET last_event_at = {timestamps.SQL_NOW}"
-                " WHERE owner = ?",
-                (self.owner,),
-            )
+            await self.docs.store.documents.beat_event(self.owner)
         report = await self.docs.index(roots)
         self.indexed_runs += 1
-        await self.docs.db.execute_write(
-            f"UPDATE indexer_heartbeats SET last_indexed_at = {timestamps.SQL_NOW},"
-            f" beat_at = {timestamps.SQL_NOW} WHERE owner = ?",
-            (self.owner,),
-        )
+        await self.docs.store.documents.beat_indexed(self.owner)
         if report.work and (report.work.documents_done or report.work.documents_failed):
-            log.info("re-indexed %s", report.as_dict()["work"])
+            log.info("re-indexed %s", report.work.model_dump())
 
     async def _beat(self, roots: list[Root], *, started: bool = False) -> None:
-        await self.docs.db.execute_write(
-            "INSERT INTO indexer_heartbeats (owner, kind, pid, host, roots)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT(owner) DO UPDATE SET"
-            f" beat_at = {timestamps.SQL_NOW}, roots = excluded.roots"
-            + (f", started_at = {timestamps.SQL_NOW}" if started else ""),
-            (
-                self.owner,
-                self.kind,
-                os.getpid(),
-                socket.gethostname(),
-                json.dumps([r.name for r in roots]),
-            ),
+        await self.docs.store.documents.beat(
+            self.owner, self.kind, [r.name for r in roots], started=started
         )

@@ -1,73 +1,93 @@
-"""Writing one document's chunks, full-text rows and vectors, in the caller's transaction."""
+"""Writing documents' chunks, full-text rows and vectors on SQLite, in the caller's
+transaction; reading back the vectors a space already holds."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
-from abathur_memory.indexer.markdown import Chunk, ParsedDocument
-from abathur_memory.indexer.spaces import Space, bump_generation
+from abathur_memory.core.documents import Chunk, IndexedDocument, Vector
+from abathur_memory.core.spaces import Space
 from abathur_memory.store.sqlite import driver, timestamps, vectors
+from abathur_memory.store.sqlite.spaces import bump_generation
+
+RETRY_BASE_S = 30
+RETRY_MAX_S = 24 * 3600
 
 
-def binary_code(vector: npt.NDArray[np.float32]) -> bytes:
+def binary_code(vector: Vector) -> bytes:
     """One bit per dimension (sign), padded to whole 64-bit words, for the coarse search."""
     bits = np.packbits(np.asarray(vector) > 0)
     padding = (-len(bits)) % 8
     return bits.tobytes() + b"\x00" * padding
 
 
+def encoded(vector: Vector) -> tuple[bytes, bytes]:
+    """The stored pair: float32 bytes and the 1-bit code."""
+    return vectors.encode(vector), binary_code(vector)
+
+
 def reusable_vectors(
     conn: driver.Connection, space: Space, text_hashes: Iterable[str]
-) -> dict[str, tuple[bytes, bytes]]:
-    """Vectors the space already has for these chunk texts: {text_hash: (embedding, code)}."""
+) -> dict[str, Vector]:
+    """Vectors the space already has for these chunk texts: {text_hash: vector}."""
     wanted = sorted(set(text_hashes))
-    found: dict[str, tuple[bytes, bytes]] = {}
+    found: dict[str, Vector] = {}
     for start in range(0, len(wanted), 500):
         batch = wanted[start : start + 500]
         marks = ",".join("?" for _ in batch)
         rows = conn.execute(
-            f"SELECT c.text_hash, v.embedding, v.code FROM {space.chunks} AS c"
+            f"SELECT c.text_hash, v.embedding FROM {space.chunks} AS c"
             f" JOIN {space.vectors} AS v ON v.chunk_id = c.id"
             f" WHERE c.text_hash IN ({marks})",
             batch,
         ).fetchall()
         for row in rows:
-            found.setdefault(row[0], (row[1], row[2]))
+            if row[0] not in found:
+                found[row[0]] = vectors.decode(row[1], space.dim)
     return found
 
 
-def write_document(
+def write_documents(
     conn: driver.Connection,
     space: Space,
-    document_id: int,
-    content_hash: str,
-    parsed: ParsedDocument,
-    embedded: dict[str, tuple[bytes, bytes]],
+    documents: Iterable[IndexedDocument],
+    by_hash: dict[str, Vector],
 ) -> None:
-    """Replace the document's chunks in ``space`` with ``parsed`` (vectors by text hash)."""
-    conn.execute(f"DELETE FROM {space.chunks} WHERE document_id = ?", (document_id,))
-    for chunk in parsed.chunks:
-        embedding, code = embedded[chunk.text_hash]
-        chunk_id = _insert_chunk(conn, space, document_id, chunk)
-        conn.execute(
-            f"INSERT INTO {space.vectors} (chunk_id, embedding, code) VALUES (?, ?, ?)",
-            (chunk_id, embedding, code),
-        )
+    """Replace each document's chunks in ``space`` (vectors by text hash)."""
+    codes: dict[str, tuple[bytes, bytes]] = {}
+    for document in documents:
+        if document.content_changed:  # changed since the scan: record what was read
+            conn.execute(
+                "UPDATE document_index SET content_hash = ?, size_bytes = ?, mtime_ns = ?"
+                " WHERE id = ?",
+                (document.content_hash, document.size_bytes, document.mtime_ns, document.id),
+            )
+        conn.execute(f"DELETE FROM {space.chunks} WHERE document_id = ?", (document.id,))
+        for chunk in document.parsed.chunks:
+            if chunk.text_hash not in codes:
+                codes[chunk.text_hash] = encoded(by_hash[chunk.text_hash])
+            embedding, code = codes[chunk.text_hash]
+            chunk_id = _insert_chunk(conn, space, document.id, chunk)
+            conn.execute(
+                f"INSERT INTO {space.vectors} (chunk_id, embedding, code) VALUES (?, ?, ?)",
+                (chunk_id, embedding, code),
+            )
+        _record_document(conn, space, document)
+    bump_generation(conn, space)
+
+
+def _record_document(conn: driver.Connection, space: Space, document: IndexedDocument) -> None:
+    parsed = document.parsed
     conn.execute(
         "INSERT INTO space_documents (space_id, document_id, content_hash, chunk_count)"
         " VALUES (?, ?, ?, ?) ON CONFLICT (space_id, document_id) DO UPDATE SET"
         " content_hash = excluded.content_hash, chunk_count = excluded.chunk_count,"
         f" indexed_at = {timestamps.SQL_NOW}",
-        (space.id, document_id, content_hash, len(parsed.chunks)),
+        (space.id, document.id, document.content_hash, len(parsed.chunks)),
     )
-    metadata: dict[str, Any] = {"front_matter": parsed.front_matter}
-    if parsed.front_matter_error:
-        metadata["front_matter_error"] = parsed.front_matter_error
     synced = space.status == "active"
     conn.execute(
         "UPDATE document_index SET title = ?, document_type = ?, tags = ?, metadata = ?,"
@@ -81,18 +101,17 @@ def write_document(
             parsed.title,
             parsed.document_type,
             json.dumps(parsed.tags),
-            json.dumps(metadata, ensure_ascii=False),
+            json.dumps(parsed.metadata(), ensure_ascii=False),
             synced,
             len(parsed.chunks),
             synced,
             space.identity.model_id,
             synced,
-            content_hash,
+            document.content_hash,
             synced,
-            document_id,
+            document.id,
         ),
     )
-    bump_generation(conn, space)
 
 
 def _insert_chunk(conn: driver.Connection, space: Space, document_id: int, chunk: Chunk) -> int:
@@ -114,18 +133,10 @@ def _insert_chunk(conn: driver.Connection, space: Space, document_id: int, chunk
     ).fetchone()[0]
 
 
-def encode_rows(matrix: npt.NDArray[np.float32]) -> list[tuple[bytes, bytes]]:
-    return [(vectors.encode(row), binary_code(row)) for row in matrix]
-
-
-RETRY_BASE_S = 30
-RETRY_MAX_S = 24 * 3600
-
-
 def mark_failed(conn: driver.Connection, document_id: int, reason: str, *, transient: bool) -> None:
-    """Record why a document could not be indexed. A transient failure is retried with
-    exponential backoff (30 s, 1 min, 2 min, ... up to a day); a permanent one (the content
-    itself is the problem) waits until the file changes."""
+    """A transient failure is retried with exponential backoff (30 s, 1 min, 2 min, ... up
+    to a day); a permanent one (the content itself is the problem) waits until the file
+    changes."""
     conn.execute(
         "UPDATE document_index SET sync_status = 'failed', attempts = attempts + 1,"
         " lease_owner = NULL, lease_until = NULL,"

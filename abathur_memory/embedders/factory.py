@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from abathur_memory.config import Settings
-from abathur_memory.indexer.embedders.base import Embedder
+from abathur_memory.embedders.base import Embedder
 
 
 def make_embedder(settings: Settings) -> Embedder:
     if settings.embedder == "ollama":
-        from abathur_memory.indexer.embedders.ollama_embedder import OllamaEmbedder
+        from abathur_memory.embedders.ollama_embedder import OllamaEmbedder
 
         return OllamaEmbedder(settings.ollama_model, settings.ollama_host)
     if settings.embedder == "fake":
-        from abathur_memory.indexer.embedders.fake import FakeEmbedder
+        from abathur_memory.embedders.fake import FakeEmbedder
 
         return FakeEmbedder()
-    from abathur_memory.indexer.embedders.embedded import EmbeddedEmbedder
+    from abathur_memory.embedders.embedded import EmbeddedEmbedder
 
     return EmbeddedEmbedder()

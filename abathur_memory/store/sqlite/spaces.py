@@ -1,6 +1,6 @@
-"""Embedding spaces: where the chunks and vectors of one embedding identity live.
+"""Embedding spaces on SQLite: where the chunks and vectors of one embedding identity live.
 
-Each space has its own tables (schema/space_tables.py, versioned), because chunking depends
+Each space has its own tables (space_tables.py, versioned), because chunking depends
 on the model's token limit and the vectors on its dimension:
 
 - ``chunks_s<N>``: one row per chunk (document, heading path, line range, text, hash);
@@ -15,61 +15,32 @@ only once complete, so search never sees an empty or mixed index.
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import dataclass
 
-from abathur_memory.indexer.embedders.base import EmbeddingIdentity
+from abathur_memory.core.spaces import EmbeddingIdentity, Space
 from abathur_memory.store.sqlite import driver, space_tables, timestamps
+from abathur_memory.store.sqlite.database import Database
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Space:
-    id: int
-    identity: EmbeddingIdentity
-    status: str
-    generation: int
-
-    @property
-    def chunks(self) -> str:
-        return f"chunks_s{self.id}"
-
-    @property
-    def fts(self) -> str:
-        return f"chunks_fts_s{self.id}"
-
-    @property
-    def vectors(self) -> str:
-        return f"chunk_vectors_s{self.id}"
-
-    @property
-    def memory_vectors(self) -> str:
-        return f"memory_vectors_s{self.id}"
-
-    @property
-    def dim(self) -> int:
-        return self.identity.dim
-
-    @classmethod
-    def from_row(cls, row: driver.Row) -> Space:
-        return cls(
-            id=row["id"],
-            identity=EmbeddingIdentity(**json.loads(row["identity"])),
-            status=row["status"],
-            generation=row["generation"],
-        )
+def space_from_row(row: driver.Row) -> Space:
+    return Space(
+        id=row["id"],
+        identity=EmbeddingIdentity.from_key(row["identity"]),
+        status=row["status"],
+        generation=row["generation"],
+    )
 
 
 def active_space(conn: driver.Connection) -> Space | None:
     row = conn.execute("SELECT * FROM embedding_spaces WHERE status = 'active'").fetchone()
-    return Space.from_row(row) if row else None
+    return space_from_row(row) if row else None
 
 
 def building_space(conn: driver.Connection) -> Space | None:
     row = conn.execute("SELECT * FROM embedding_spaces WHERE status = 'building'").fetchone()
-    return Space.from_row(row) if row else None
+    return space_from_row(row) if row else None
 
 
 def space_for(conn: driver.Connection, identity: EmbeddingIdentity) -> Space:
@@ -83,7 +54,7 @@ def space_for(conn: driver.Connection, identity: EmbeddingIdentity) -> Space:
         (identity.key(),),
     ).fetchone()
     if row is not None:
-        return Space.from_row(row)
+        return space_from_row(row)
     current = active_space(conn)
     stale_build = building_space(conn)
     if stale_build is not None:  # a build for an identity no longer wanted
@@ -109,7 +80,7 @@ def space_for(conn: driver.Connection, identity: EmbeddingIdentity) -> Space:
             identity.model_id,
         )
     row = conn.execute("SELECT * FROM embedding_spaces WHERE id = ?", (space_id,)).fetchone()
-    return Space.from_row(row)
+    return space_from_row(row)
 
 
 def activate(conn: driver.Connection, space: Space) -> None:
@@ -149,3 +120,45 @@ def _record_meta(conn: driver.Connection, identity: EmbeddingIdentity) -> None:
             f" value = excluded.value, updated_at = {timestamps.SQL_NOW}",
             (key, value),
         )
+
+
+def memory_space(conn: driver.Connection, identity: EmbeddingIdentity) -> Space | None:
+    """The space that holds memory vectors of ``identity`` (active or being built)."""
+    row = conn.execute(
+        "SELECT * FROM embedding_spaces WHERE identity = ? AND status != 'retired'",
+        (identity.key(),),
+    ).fetchone()
+    return space_from_row(row) if row is not None else None
+
+
+def ensure_memory_space(conn: driver.Connection, identity: EmbeddingIdentity) -> Space | None:
+    """The space for ``identity``, created (active) when nothing is indexed yet.
+
+    A database whose documents were indexed with another model keeps that index: memories
+    are embedded for the configured model once a rebuild for it exists (`index` starts one).
+    Runs in a write transaction.
+    """
+    found = memory_space(conn, identity)
+    if found is not None or active_space(conn) is not None:
+        return found
+    return space_for(conn, identity)
+
+
+class SqliteSpaceStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def active(self) -> Space | None:
+        return await self.db.read(active_space)
+
+    async def building(self) -> Space | None:
+        return await self.db.read(building_space)
+
+    async def for_identity(self, identity: EmbeddingIdentity) -> Space:
+        return await self.db.write(space_for, identity)
+
+    async def memory_space(self, identity: EmbeddingIdentity) -> Space | None:
+        return await self.db.read(memory_space, identity)
+
+    async def ensure_memory_space(self, identity: EmbeddingIdentity) -> Space | None:
+        return await self.db.write(ensure_memory_space, identity)

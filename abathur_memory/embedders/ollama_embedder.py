@@ -11,15 +11,15 @@ import numpy as np
 import numpy.typing as npt
 import ollama
 
-from abathur_memory.errors import InvalidInput, Unavailable
-from abathur_memory.indexer.embedders.base import (
+from abathur_memory.embedders.base import (
     EmbedderBase,
     EmbeddingIdentity,
     Matrix,
     normalise,
     refuse_oversized,
 )
-from abathur_memory.indexer.embedders.tokens import BertTokenCounter
+from abathur_memory.embedders.tokens import BertTokenCounter
+from abathur_memory.errors import InvalidInput, Unavailable
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from abathur_memory.indexer import memory_index, spaces
-from abathur_memory.store.sqlite import driver
+from abathur_memory.store.sqlite import driver, memory_index, spaces
 from abathur_memory.store.sqlite.checks import Check
 
 

@@ -1,46 +1,19 @@
 """The embedder protocol and the identity of what an embedder produces.
 
-Vectors of two identities never mix: the identity (provider, model, dimension, prefix
-scheme, token limit, chunker version) names the embedding space a vector belongs to, and a
-change of identity builds a new space beside the old one.
+The identity itself (EmbeddingIdentity) lives in core.spaces, beside the spaces it names.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from dataclasses import asdict, dataclass
 from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
+from abathur_memory.core.spaces import EmbeddingIdentity
 from abathur_memory.errors import InvalidInput
-from abathur_memory.indexer.markdown import CHUNKER_VERSION
 
 Matrix = npt.NDArray[np.float32]
-
-
-@dataclass(frozen=True)
-class EmbeddingIdentity:
-    provider: str  # embedded | ollama | fake
-    model: str
-    dim: int
-    max_tokens: int  # longest input the model takes, special tokens included
-    document_prefix: str = ""
-    query_prefix: str = ""
-    chunker_version: int = CHUNKER_VERSION
-
-    @property
-    def model_id(self) -> str:
-        return f"{self.provider}:{self.model}"
-
-    def key(self) -> str:
-        """Stable text naming this identity (stored with the space)."""
-        return json.dumps(asdict(self), sort_keys=True)
-
-    def digest(self) -> str:
-        return hashlib.sha256(self.key().encode()).hexdigest()[:16]
 
 
 class Embedder(Protocol):

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from abathur_memory.indexer.spaces import Space
+from abathur_memory.core.spaces import Space
 from abathur_memory.store.sqlite import driver, vectors
 
 COARSE_CANDIDATES = 400  # at least; 1% of the vectors on large spaces (see candidates())

@@ -11,56 +11,22 @@ Every chunk knows its heading path and its line range in the original file.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
 from markdown_it import MarkdownIt
 
-CHUNKER_VERSION = 2  # 2: a heading never makes a chunk of its own
+from abathur_memory.core.documents import Chunk, ParsedDocument
+
 TokenCounter = Callable[[str], int]
 
 _FRONT_MATTER_OPEN = "---"
 _FRONT_MATTER_CLOSE = ("---", "...")
 _MAX_FRONT_MATTER_LINES = 500
 _FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})")
-
-
-@dataclass(frozen=True)
-class Chunk:
-    seq: int
-    heading_path: tuple[str, ...]
-    start_line: int  # 1-based, inclusive, lines of the original file
-    end_line: int
-    text: str
-    token_count: int  # of embed_text, as the embedding model counts them
-    context: str = ""  # the heading context embedded with the text (may be shortened)
-
-    @property
-    def heading(self) -> str:
-        return " > ".join(self.heading_path)
-
-    @property
-    def embed_text(self) -> str:
-        """What is embedded: the heading context, then the chunk."""
-        return f"{self.context}\n\n{self.text}" if self.context else self.text
-
-    @property
-    def text_hash(self) -> str:
-        return hashlib.sha256(self.embed_text.encode("utf-8")).hexdigest()
-
-
-@dataclass
-class ParsedDocument:
-    title: str
-    chunks: list[Chunk]
-    front_matter: dict[str, Any] = field(default_factory=dict)
-    front_matter_error: str | None = None
-    tags: list[str] = field(default_factory=list)
-    document_type: str | None = None
 
 
 @dataclass(frozen=True)

@@ -19,15 +19,15 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from abathur_memory.errors import Unavailable
-from abathur_memory.indexer.embedders.base import (
+from abathur_memory.embedders.base import (
     EmbedderBase,
     EmbeddingIdentity,
     Matrix,
     normalise,
     refuse_oversized,
 )
-from abathur_memory.indexer.embedders.tokens import bert_tokenizer, package_file
+from abathur_memory.embedders.tokens import bert_tokenizer, package_file
+from abathur_memory.errors import Unavailable
 
 log = logging.getLogger(__name__)
 

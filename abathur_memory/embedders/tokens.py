@@ -18,7 +18,7 @@ from tokenizers import Tokenizer
 
 from abathur_memory.errors import Unavailable
 
-_TOKENIZER_PACKAGE = "abathur_memory.indexer.embedders"
+_TOKENIZER_PACKAGE = "abathur_memory.embedders"
 _TOKENIZER_FILE = "tokenizer.json"  # in the package's data/ directory
 
 
@@ -34,7 +34,7 @@ def package_file(package: str, relative: str) -> Path:
 
 
 def tokenizer_file() -> Traversable:
-    """The tokenizer.json shipped in this package (abathur_memory.indexer.embedders/data)."""
+    """The tokenizer.json shipped in this package (abathur_memory.embedders/data)."""
     return files(_TOKENIZER_PACKAGE) / "data" / _TOKENIZER_FILE
 
 

@@ -13,7 +13,7 @@ import re
 import numpy as np
 import numpy.typing as npt
 
-from abathur_memory.indexer.embedders.base import (
+from abathur_memory.embedders.base import (
     EmbedderBase,
     EmbeddingIdentity,
     Matrix,

@@ -1,0 +1,119 @@
+"""What the retrieval pipeline asks a store for, and what comes back.
+
+The pipeline (search/pipeline.py) turns a query into keyword terms and a query vector; a
+store turns those into two ranked candidate lists inside one read snapshot, hands them to
+the pipeline's fusion, and reads the rows of the fused top ``k`` in that same snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+from abathur_memory.core.documents import Vector
+from abathur_memory.core.principal import Principal
+from abathur_memory.core.records import MemoryEntry
+from abathur_memory.core.spaces import Space
+
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class CandidateQuery:
+    terms: tuple[str, ...]  # keyword terms (empty: no keyword candidates)
+    vector: Vector | None  # the query vector (None: no semantic candidates)
+    identity: str | None  # EmbeddingIdentity.key() the vector belongs to
+    pool: int  # candidates per list, before fusion
+    k: int  # hits wanted after fusion
+
+
+@dataclass(frozen=True)
+class DocumentScope:
+    """Which chunks may be ranked: visible roots and the caller's filters."""
+
+    root_ids: tuple[int, ...] | None  # None: every root
+    path_matches: Callable[[str], bool] | None = None  # on the path within the root
+    tags: tuple[str, ...] = ()
+    document_type: str | None = None
+
+    @property
+    def narrowed(self) -> bool:
+        return bool(
+            self.root_ids is not None or self.path_matches or self.tags or self.document_type
+        )
+
+
+@dataclass(frozen=True)
+class MemoryScope:
+    """Which memories may be ranked: what ``principal`` may read, within ``prefix``."""
+
+    principal: Principal
+    prefix: str | None = None
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """One fused candidate with the parts of its score."""
+
+    id: int
+    score: float
+    keyword_rank: int | None
+    keyword_score: float | None
+    semantic_rank: int | None
+    semantic_score: float | None
+
+
+# (keyword list, semantic list, k) -> the fused top k; each list is (id, score), best first.
+Fuse = Callable[[list[tuple[int, float]], list[tuple[int, float]], int], list[Ranked]]
+
+
+@dataclass
+class Found(Generic[R]):
+    space: Space | None  # the space searched (None: nothing indexed for it)
+    vector_used: bool  # False when the space does not hold the query vector's identity
+    ranked: list[Ranked] = field(default_factory=list)
+    rows: dict[int, R] = field(default_factory=dict)
+    pending: int = 0  # changes not in the indexes yet (memories)
+
+
+@dataclass(frozen=True)
+class ChunkRow:
+    id: int
+    file_path: str
+    root_name: str
+    root_path: str
+    title: str
+    heading_path: list[str]
+    start_line: int
+    end_line: int
+    text: str
+    document_type: str | None
+    tags: list[str]
+    content_hash: str
+    indexed_hash: str | None  # the content the space's chunks were built from
+    size_bytes: int | None
+    mtime_ns: int | None
+
+
+@dataclass(frozen=True)
+class MemoryRow:
+    entry: MemoryEntry
+    text: str  # the words the keyword index holds for it
+
+
+@dataclass(frozen=True)
+class MemoryVectorPart:
+    """One embedded piece of a memory (long values are split to fit the model)."""
+
+    entry_id: int
+    part: int
+    text: str
+    vector: Vector
+
+
+@dataclass(frozen=True)
+class UnembeddedMemory:
+    entry_id: int
+    key: str
+    text: str

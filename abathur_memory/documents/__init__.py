@@ -1,0 +1,1 @@
+"""Markdown folders: roots, scanning, chunking, the indexing worker and the watcher."""

@@ -1,0 +1,369 @@
+"""The document service: roots, indexing runs, search, reading files back, status.
+
+Who may see which root is decided here (a root hidden from a principal is answered as
+missing, and audited); the store keeps the rows, the retrieval pipeline ranks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
+
+from abathur_memory.core.documents import Registered, Root
+from abathur_memory.core.principal import Principal
+from abathur_memory.core.search import DocumentScope
+from abathur_memory.documents import roots as roots_mod
+from abathur_memory.documents import safe_files, sync
+from abathur_memory.documents.liveness import pid_alive
+from abathur_memory.documents.reports import (
+    DocumentText,
+    Failure,
+    IndexReport,
+    IndexStatus,
+    Rebuild,
+    RootStatus,
+    WatcherStatus,
+)
+from abathur_memory.documents.scan import is_markdown
+from abathur_memory.documents.worker import IndexWorker, ProgressCallback
+from abathur_memory.embedders.base import Embedder
+from abathur_memory.errors import Forbidden, InvalidInput, NotFound
+from abathur_memory.search.paths import path_matcher
+from abathur_memory.search.pipeline import Retrieval
+from abathur_memory.search.results import Filters, SearchResult
+from abathur_memory.store.protocols import Store
+
+MAX_DOCUMENT_LINES = 5000
+HEARTBEAT_STALE_S = 120
+REPORTED_FAILURES = 50
+
+DeniedCallback = Callable[[Principal, str, str, str], None]
+
+
+class DocumentService:
+    def __init__(
+        self,
+        store: Store,
+        embedder: Embedder | None,
+        retrieval: Retrieval,
+        *,
+        max_file_bytes: int = 10 * 1024 * 1024,
+        worker_owner: str | None = None,
+    ) -> None:
+        self.store = store
+        self.embedder = embedder
+        self.retrieval = retrieval
+        self.max_file_bytes = max_file_bytes
+        self._worker_owner = worker_owner
+        self._index_lock = asyncio.Lock()
+        # Called with (principal, action, target, rule) when a hidden root is asked for.
+        self.on_denied: DeniedCallback | None = None
+
+    # -- roots ----------------------------------------------------------------------------
+
+    async def add_root(
+        self,
+        spec: str | Path,
+        excludes: tuple[str, ...] = (),
+        *,
+        owner: Principal | None = None,
+        visibility: str | None = None,
+    ) -> Registered:
+        """Register ``DIR`` or ``NAME=DIR`` for ``owner`` (idempotent)."""
+        name, directory = roots_mod.parse_root_spec(str(spec))
+        path = roots_mod.resolve_root_dir(directory)
+        return await self.store.roots.ensure(path, name, tuple(excludes), owner, visibility)
+
+    async def roots(self, principal: Principal | None = None) -> list[Root]:
+        """The roots ``principal`` may see (None: every root, for the operator's commands)."""
+        return [root for root in await self.store.roots.all() if root.visible_to(principal)]
+
+    async def remove_root(self, name: str) -> int:
+        return await self.store.roots.remove(name)
+
+    async def rename_root(self, old: str, new: str) -> Root:
+        return await self.store.roots.rename(old, new)
+
+    async def update_root(
+        self,
+        name: str,
+        *,
+        excludes: tuple[str, ...] | None = None,
+        visibility: str | None = None,
+        owner: str | None = None,
+    ) -> Root:
+        return await self.store.roots.update(
+            name, excludes=excludes, visibility=visibility, owner=owner
+        )
+
+    # -- indexing -------------------------------------------------------------------------
+
+    def worker(self) -> IndexWorker:
+        if self.embedder is None:
+            raise InvalidInput("no embedding model is configured; indexing needs one")
+        return IndexWorker(
+            self.store, self.embedder, max_file_bytes=self.max_file_bytes, owner=self._worker_owner
+        )
+
+    async def scan(self, only: list[Root] | None = None) -> list[sync.ScanReport]:
+        reports = []
+        for root in only or await self.roots():
+            reports.append(
+                await sync.scan_root(self.store.documents, root, max_file_bytes=self.max_file_bytes)
+            )
+        return reports
+
+    async def index(
+        self,
+        only: list[Root] | None = None,
+        *,
+        full: bool = False,
+        progress: ProgressCallback | None = None,
+        scan_first: bool = True,
+    ) -> IndexReport:
+        """Scan the roots, then embed everything that changed (all of it with ``full``)."""
+        async with self._index_lock:
+            worker = self.worker()
+            space = await worker.target_space()
+            report = IndexReport()
+            if scan_first:
+                report.scans = await self.scan(only)
+            root_ids = [r.id for r in only] if only else None
+            if full:
+                await self.store.documents.forget_space(space, root_ids)
+            work = await worker.run(progress, roots=root_ids)
+            report.work = work.report()
+            failures = await self.store.documents.failures(root_ids)
+            report.failed_count = len(failures)
+            report.failed = [Failure(path=f.path, error=f.error) for f in failures][
+                :REPORTED_FAILURES
+            ]
+            return report
+
+    async def refresh(self, principal: Principal | None, path: str | None = None) -> IndexReport:
+        """Re-scan and index every visible root, one root (``path`` = its name) or exactly one
+        document (``root/file.md``; a file that has gone leaves the index and is reported)."""
+        visible = await self.roots(principal)
+        if path is None:
+            if not visible:
+                return IndexReport()
+            return await self.index(visible)
+        by_name = {r.name: r for r in visible}
+        name, _, rest = _split_document_path(path)
+        root = by_name.get(name)
+        if root is None:
+            await self._deny_hidden_root(principal, name, "refresh")
+            raise NotFound(f"no root named {name!r}; roots: {', '.join(by_name) or '(none)'}")
+        if not rest:
+            return await self.index([root])
+        relative = _safe_relative(rest)
+        async with self._index_lock:
+            worker = self.worker()
+            await worker.target_space()
+            scanned = await sync.scan_file(
+                self.store.documents,
+                root,
+                relative.as_posix(),
+                max_file_bytes=self.max_file_bytes,
+            )
+            work = await worker.run(documents=scanned.document_ids)
+            return IndexReport(scans=[scanned], work=work.report())
+
+    async def _deny_hidden_root(self, principal: Principal | None, name: str, action: str) -> None:
+        """A root that exists but is not visible is answered as missing, and audited."""
+        if self.on_denied is None or principal is None:
+            return
+        if await self.store.roots.exists(name):
+            self.on_denied(
+                principal,
+                action,
+                f"root:{name}",
+                "document roots are private to their owner unless shared",
+            )
+
+    # -- reading --------------------------------------------------------------------------
+
+    async def search(
+        self,
+        principal: Principal | None,
+        query: str,
+        k: int = 10,
+        mode: str = "hybrid",
+        filters: Filters | None = None,
+    ) -> SearchResult:
+        """Search the roots ``principal`` may see (None: all)."""
+        filters = filters or Filters()
+        every = await self.store.roots.all()
+        visible = [root for root in every if root.visible_to(principal)]
+        root_ids: tuple[int, ...] | None = None
+        if len(visible) < len(every):
+            root_ids = tuple(root.id for root in visible)
+        if filters.root is not None:
+            root = next((r for r in visible if r.name == filters.root), None)
+            if root is None:
+                await self._deny_hidden_root(principal, filters.root, "search")
+                names = ", ".join(r.name for r in visible) or "(none)"
+                raise InvalidInput(f"no root named {filters.root!r}; roots: {names}")
+            root_ids = (root.id,)
+        scope = DocumentScope(
+            root_ids=root_ids,
+            path_matches=path_matcher(filters.path_glob) if filters.path_glob else None,
+            tags=tuple(tag.lower() for tag in filters.tags),
+            document_type=filters.document_type or None,
+        )
+        return await self.retrieval.documents(query, k, mode, scope)
+
+    async def get(
+        self,
+        principal: Principal | None,
+        path: str,
+        start_line: int | None = None,
+        end_line: int | None = None,
+    ) -> DocumentText:
+        """A document (or a line range of it) read from disk: only documents the index holds,
+        in roots ``principal`` may see, opened without following any symbolic link."""
+        if not isinstance(path, str) or not path.strip():
+            raise InvalidInput("path must be '<root>/<path within the root>', e.g. notes/todo.md")
+        if start_line is not None and start_line < 1:
+            raise InvalidInput("start_line must be >= 1")
+        if end_line is not None and start_line is not None and end_line < start_line:
+            raise InvalidInput("end_line must be >= start_line")
+        name, _, rest = _split_document_path(path)
+        visible = {r.name: r for r in await self.roots(principal)}
+        root = visible.get(name)
+        if root is None or not rest:
+            if root is None:
+                await self._deny_hidden_root(principal, name, "read")
+            raise NotFound(
+                f"no document {path!r}: paths look like '<root>/<file>', roots: "
+                f"{', '.join(visible) or '(none indexed)'}"
+            )
+        relative = _safe_relative(rest).as_posix()
+        if not is_markdown(relative):
+            raise Forbidden("only markdown documents (.md, .markdown) can be read")
+        document = f"{root.name}/{relative}"
+        indexed = await self.store.documents.indexed_file(document)
+        if indexed is None:
+            # What the index does not hold (excluded, ignored, under .git) is not readable.
+            raise NotFound(f"no document {document} in the index")
+        data, info = await asyncio.to_thread(
+            safe_files.read_in_root, root.path, relative, max_bytes=self.max_file_bytes
+        )
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise InvalidInput(f"{document} is not UTF-8 text") from None
+        lines = text.splitlines()
+        total = len(lines)
+        first = start_line or 1
+        last = min(end_line or total, total)
+        if total and first > total:
+            raise InvalidInput(f"{path} has {total} lines; start_line {first} is past the end")
+        if last - first + 1 > MAX_DOCUMENT_LINES:
+            last = first + MAX_DOCUMENT_LINES - 1
+        changed = (info.st_size, info.st_mtime_ns) != (indexed.size_bytes, indexed.mtime_ns)
+        return DocumentText(
+            path=document,
+            root=root.name,
+            title=indexed.title,
+            start_line=first,
+            end_line=last,
+            total_lines=total,
+            text="\n".join(lines[first - 1 : last]),
+            changed_since_indexed=changed,
+        )
+
+    # -- status ---------------------------------------------------------------------------
+
+    async def status(self, principal: Principal | None = None) -> IndexStatus:
+        """The index as ``principal`` may see it: only visible roots, and a root's folder
+        path only for its owner (and admins)."""
+        visible = await self.roots(principal)
+        counts = await self.store.documents.counts([root.id for root in visible])
+        active = await self.store.spaces.active()
+        building = await self.store.spaces.building()
+        roots = []
+        for root in visible:
+            by_status = counts.by_root.get(root.id, {})
+            roots.append(
+                RootStatus(
+                    name=root.name,
+                    path=str(root.path) if root.owned_by(principal) else None,
+                    exists=root.path.is_dir(),
+                    owner=root.owner,
+                    visibility=root.visibility,
+                    excludes=list(root.excludes),
+                    documents=sum(by_status.values()),
+                    by_status={
+                        s: by_status.get(s, 0) for s in ("pending", "synced", "stale", "failed")
+                    },
+                    last_scan_at=root.last_scan_at,
+                )
+            )
+        rebuild = None
+        if building is not None and counts.rebuild_done is not None:
+            rebuild = Rebuild(
+                model=building.identity.model_id,
+                documents_done=counts.rebuild_done,
+                documents=counts.documents,
+            )
+        names = {root.name for root in visible}
+        return IndexStatus(
+            roots=roots,
+            model=active.identity.model_id if active else None,
+            dimensions=active.dim if active else None,
+            configured_model=self.embedder.model_id if self.embedder else None,
+            chunks=counts.chunks,
+            pending=counts.pending,
+            oldest_pending_since=counts.oldest_pending_since,
+            failed_count=counts.failed_count,
+            failed=[Failure(path=f.path, error=f.error) for f in counts.failed],
+            last_sync_at=counts.last_sync_at,
+            rebuild=rebuild,
+            watchers=[
+                watcher
+                for watcher in await self._watchers()
+                if principal is None or principal.admin or set(watcher.roots) & names
+            ],
+        )
+
+    async def _watchers(self) -> list[WatcherStatus]:
+        return [
+            WatcherStatus(
+                owner=beat.owner,
+                kind=beat.kind,
+                pid=beat.pid,
+                roots=beat.roots,
+                alive=beat.seconds_since_beat < HEARTBEAT_STALE_S
+                and pid_alive(beat.pid, beat.host),
+                last_beat_at=beat.beat_at,
+                seconds_since_beat=round(beat.seconds_since_beat, 1),
+                last_event_at=beat.last_event_at,
+                last_indexed_at=beat.last_indexed_at,
+            )
+            for beat in await self.store.documents.heartbeats()
+        ]
+
+
+def _split_document_path(path: str) -> tuple[str, str, str]:
+    """'<root>/<rest>' into (root, '/', rest); absolute paths are refused first."""
+    if "\x00" in path:
+        raise InvalidInput("a document path cannot contain a NUL character")
+    cleaned = path.replace("\\", "/")
+    if cleaned.startswith("/") or PurePosixPath(cleaned).is_absolute() or Path(path).is_absolute():
+        raise Forbidden("absolute paths are not allowed: give '<root>/<path within the root>'")
+    return cleaned.partition("/")
+
+
+def _safe_relative(rest: str) -> PurePosixPath:
+    if "\x00" in rest:
+        raise InvalidInput("a document path cannot contain a NUL character")
+    if rest.startswith("/") or PurePosixPath(rest).is_absolute():
+        raise Forbidden("absolute paths are not allowed: give '<root>/<path within the root>'")
+    relative = PurePosixPath(rest)
+    if any(part == ".." for part in relative.parts):
+        raise Forbidden("'..' is not allowed in document paths")
+    if any(len(part.encode("utf-8")) > 255 for part in relative.parts):
+        raise InvalidInput("a name in the document path is longer than 255 bytes")
+    return relative

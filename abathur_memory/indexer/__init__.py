@@ -1,1 +1,0 @@
-"""Document indexing: scanning roots, chunking markdown, embedding, storing, searching, watching."""

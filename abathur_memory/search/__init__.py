@@ -1,0 +1,1 @@
+"""One retrieval pipeline for documents and memories: query terms, candidates, fusion, hits."""

@@ -1,0 +1,216 @@
+"""The one retrieval pipeline, under document_search and memory_search.
+
+Read top to bottom, a search is:
+
+1. the query checked, and its keyword terms (stopwords dropped);
+2. the space that would answer, read to decide whether a query vector can be used;
+3. the query vector, embedded outside any transaction (or a reason to answer from keywords);
+4. in one read snapshot of the store: the space again, keyword candidates (BM25 on SQLite,
+   ts_rank_cd on PostgreSQL), vector candidates (exact re-rank of a coarse pass on SQLite,
+   HNSW on PostgreSQL), their reciprocal rank fusion, and the rows of the fused hits;
+5. hits with the parts of their score and a snippet.
+
+Callers bring the scope already decided by policy: the roots a principal may see, or the
+principal whose readable namespaces bound a memory search. Catching the indexes up is the
+background workers' job; nothing here writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+from abathur_memory.core.documents import Vector
+from abathur_memory.core.search import (
+    CandidateQuery,
+    ChunkRow,
+    DocumentScope,
+    MemoryRow,
+    MemoryScope,
+    Ranked,
+)
+from abathur_memory.core.spaces import Space
+from abathur_memory.embedders.base import Embedder
+from abathur_memory.errors import Unavailable
+from abathur_memory.search.fusion import fuse
+from abathur_memory.search.query import Mode, check_k, check_mode, check_query, keyword_terms
+from abathur_memory.search.results import Hit, MemoryHit, MemorySearchResult, SearchResult
+from abathur_memory.search.snippets import snippet
+from abathur_memory.store.protocols import SearchStore, SpaceStore
+
+log = logging.getLogger(__name__)
+
+CANDIDATES = 100  # per list, before fusion
+MEMORY_SNIPPET_CHARS = 200
+NOTHING_INDEXED = "nothing is indexed yet: run `abathur-memory index DIR`"
+NO_MODEL = "no embedding model is configured; answered from keywords"
+MEMORIES_NOT_EMBEDDED = (
+    "memories are not embedded for the configured model yet (the background indexer starts "
+    "with the server); answered from keywords"
+)
+SPACE_CHANGED = "the index was rebuilt for another model during the search; answered from keywords"
+
+
+class Retrieval:
+    def __init__(self, search: SearchStore, spaces: SpaceStore, embedder: Embedder | None):
+        self.search = search
+        self.spaces = spaces
+        self.embedder = embedder
+
+    async def documents(self, query: str, k: int, mode: str, scope: DocumentScope) -> SearchResult:
+        query, k, wanted = check_query(query), check_k(k), check_mode(mode)
+        result = SearchResult(query=query, mode=wanted, mode_used=wanted)
+        space = await self.spaces.active()
+        if space is None:
+            result.degraded = NOTHING_INDEXED
+            result.mode_used = "keyword" if wanted != "semantic" else "semantic"
+            return result
+        result.model = space.identity.model_id
+        vector: Vector | None = None
+        if wanted != "keyword":
+            vector, result.degraded, result.embed_ms = await self._query_vector(query, space)
+        result.mode_used = _mode_used(wanted, vector)
+        started = time.perf_counter()
+        terms = keyword_terms(query)
+        candidates = CandidateQuery(
+            terms=tuple(terms) if result.mode_used != "semantic" else (),
+            vector=vector,
+            identity=self._identity(),
+            pool=max(CANDIDATES, k * 5),
+            k=k,
+        )
+        found = await self.search.chunks(candidates, scope, fuse)
+        if vector is not None and not found.vector_used:
+            result.degraded, result.mode_used = SPACE_CHANGED, "keyword"
+        if found.space is not None:
+            result.model = found.space.identity.model_id
+        result.results = [
+            _document_hit(ranked, found.rows[ranked.id], terms)
+            for ranked in found.ranked
+            if ranked.id in found.rows
+        ]
+        result.search_ms = (time.perf_counter() - started) * 1000
+        return result
+
+    async def memories(
+        self, query: str, k: int, mode: str, scope: MemoryScope
+    ) -> MemorySearchResult:
+        query, k, wanted = check_query(query), check_k(k), check_mode(mode)
+        degraded: str | None = None
+        vector: Vector | None = None
+        if wanted != "keyword":
+            space = None
+            if self.embedder is not None:
+                space = await self.spaces.memory_space(self.embedder.identity)
+            vector, degraded, _ = await self._query_vector(query, space, memories=True)
+        mode_used = _mode_used(wanted, vector)
+        terms = keyword_terms(query)
+        candidates = CandidateQuery(
+            terms=tuple(terms) if mode_used != "semantic" else (),
+            vector=vector,
+            identity=self._identity(),
+            pool=CANDIDATES,
+            k=k,
+        )
+        found = await self.search.memories(candidates, scope, fuse)
+        if vector is not None and not found.vector_used:
+            degraded, mode_used = MEMORIES_NOT_EMBEDDED, "keyword"
+        return MemorySearchResult(
+            query=query,
+            mode_used=mode_used,
+            degraded=degraded,
+            pending=found.pending,
+            results=[
+                _memory_hit(ranked, found.rows[ranked.id], terms)
+                for ranked in found.ranked
+                if ranked.id in found.rows
+            ],
+        )
+
+    def _identity(self) -> str | None:
+        return self.embedder.identity.key() if self.embedder is not None else None
+
+    async def _query_vector(
+        self, query: str, space: Space | None, *, memories: bool = False
+    ) -> tuple[Vector | None, str | None, float]:
+        """The query vector for ``space``, or why there is none; and the time to embed."""
+        embedder = self.embedder
+        if embedder is None:
+            return None, NO_MODEL, 0.0
+        if space is None:
+            return None, MEMORIES_NOT_EMBEDDED if memories else NOTHING_INDEXED, 0.0
+        if embedder.identity.key() != space.identity.key():
+            return (
+                None,
+                f"the index was built with {space.identity.model_id} and the configured model "
+                f"is {embedder.model_id}; semantic search resumes when the rebuild completes "
+                "(answered from keywords)",
+                0.0,
+            )
+        started = time.perf_counter()
+        try:
+            vector = await embedder.embed_query(query)
+        except Unavailable as exc:
+            log.warning("semantic search unavailable: %s", exc)
+            return None, f"the embedding model is unavailable ({exc}); answered from keywords", 0.0
+        return vector, None, (time.perf_counter() - started) * 1000
+
+
+def _mode_used(wanted: Mode, vector: Vector | None) -> str:
+    return "keyword" if vector is None and wanted != "keyword" else wanted
+
+
+def _document_hit(ranked: Ranked, row: ChunkRow, terms: list[str]) -> Hit:
+    return Hit(
+        path=row.file_path,
+        root=row.root_name,
+        title=row.title,
+        heading=row.heading_path,
+        start_line=row.start_line,
+        end_line=row.end_line,
+        snippet=snippet(row.text, terms),
+        score=round(ranked.score, 6),
+        keyword_score=_rounded(ranked.keyword_score),
+        keyword_rank=ranked.keyword_rank,
+        semantic_score=_rounded(ranked.semantic_score),
+        semantic_rank=ranked.semantic_rank,
+        document_type=row.document_type,
+        tags=row.tags,
+        changed_since_indexed=_changed(row),
+        chunk_id=row.id,
+    )
+
+
+def _memory_hit(ranked: Ranked, row: MemoryRow, terms: list[str]) -> MemoryHit:
+    entry = row.entry
+    return MemoryHit(
+        namespace=entry.namespace,
+        key=entry.key,
+        version=entry.version,
+        value=entry.value,
+        memory_type=entry.memory_type,
+        metadata=entry.metadata,
+        score=round(ranked.score, 6),
+        keyword_rank=ranked.keyword_rank,
+        semantic_rank=ranked.semantic_rank,
+        semantic_score=_rounded(ranked.semantic_score),
+        snippet=snippet(row.text, terms, MEMORY_SNIPPET_CHARS),
+        updated_at=entry.updated_at,
+    )
+
+
+def _rounded(score: float | None) -> float | None:
+    return None if score is None else round(score, 4)
+
+
+def _changed(row: ChunkRow) -> bool:
+    """True when the file on disk is not what the chunks were built from."""
+    if row.indexed_hash != row.content_hash:
+        return True
+    path = os.path.join(row.root_path, row.file_path.partition("/")[2])
+    try:
+        info = os.stat(path)
+    except OSError:
+        return True
+    return info.st_size != row.size_bytes or info.st_mtime_ns != row.mtime_ns

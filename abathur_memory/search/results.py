@@ -1,0 +1,86 @@
+"""What a search returns: typed results that the MCP tools and the command line render."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from abathur_memory.core.values import JsonAny
+
+
+@dataclass
+class Filters:
+    """document_search's filters (the roots the caller may see are applied besides)."""
+
+    root: str | None = None
+    path_glob: str | None = None
+    tags: list[str] = field(default_factory=list)
+    document_type: str | None = None
+
+    @property
+    def active(self) -> bool:
+        return bool(self.root or self.path_glob or self.tags or self.document_type)
+
+
+class Hit(BaseModel):
+    """One matching section of a document."""
+
+    path: str = Field(description="'<root>/<path within the root>': pass it to document_get.")
+    root: str
+    title: str
+    heading: list[str] = Field(description="Heading path of the section.")
+    start_line: int
+    end_line: int
+    snippet: str
+    score: float = Field(description="Fused (reciprocal rank) score.")
+    keyword_score: float | None
+    keyword_rank: int | None
+    semantic_score: float | None
+    semantic_rank: int | None
+    document_type: str | None
+    tags: list[str]
+    changed_since_indexed: bool = Field(description="The file changed after it was indexed.")
+    chunk_id: int
+
+
+class SearchResult(BaseModel):
+    query: str
+    mode: str
+    mode_used: str = Field(description="hybrid, keyword or semantic: what actually ran.")
+    degraded: str | None = Field(
+        default=None, description="Why the search ran in a lesser mode, if it did."
+    )
+    model: str | None = None
+    results: list[Hit] = Field(default_factory=list)
+    search_ms: float = 0.0
+    embed_ms: float = 0.0
+
+
+class MemoryHit(BaseModel):
+    """One memory that matched, with the parts of its score."""
+
+    namespace: str
+    key: str
+    version: int
+    value: JsonAny
+    memory_type: str
+    metadata: dict[str, Any]
+    score: float
+    keyword_rank: int | None
+    semantic_rank: int | None
+    semantic_score: float | None
+    snippet: str
+    updated_at: str
+
+
+class MemorySearchResult(BaseModel):
+    query: str
+    mode_used: str = Field(description="hybrid, keyword or semantic: what actually ran.")
+    degraded: str | None = Field(description="Why the search ran in a lesser mode, if it did.")
+    pending: int = Field(
+        description="Memory changes the background indexer has not reached yet (they may be "
+        "missing from the results); 0 when the index is current."
+    )
+    results: list[MemoryHit]

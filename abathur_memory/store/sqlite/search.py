@@ -1,0 +1,289 @@
+"""Candidates for the retrieval pipeline on SQLite: BM25 over FTS5, and vectors by a coarse
+pass on 1-bit codes held in memory followed by exact cosine (vector_index.py).
+
+Each search runs in one read transaction: the space, both candidate lists and the rows of
+the fused hits come from one snapshot, so a rebuild that activates a new space (and drops
+the old one's tables) between two reads cannot break a search.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from abathur_memory.core.search import (
+    CandidateQuery,
+    ChunkRow,
+    DocumentScope,
+    Found,
+    Fuse,
+    MemoryRow,
+    MemoryScope,
+)
+from abathur_memory.core.spaces import Space
+from abathur_memory.store.sqlite import driver, vector_index
+from abathur_memory.store.sqlite import memory_index as sqlite_memory_index
+from abathur_memory.store.sqlite import rows as sqlite_rows
+from abathur_memory.store.sqlite.database import Database
+from abathur_memory.store.sqlite.readable import readable_sql
+from abathur_memory.store.sqlite.spaces import active_space, space_from_row
+
+COMMON_TERM_CHUNKS = 5000  # a term in more chunks than this is dropped if rarer ones remain
+
+
+def fts_match(terms: tuple[str, ...] | list[str]) -> str:
+    """An FTS5 query matching any of the terms, each quoted (no operator injection)."""
+    return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
+
+
+def _space_by_key(conn: driver.Connection, identity: str) -> Space | None:
+    row = conn.execute(
+        "SELECT * FROM embedding_spaces WHERE identity = ? AND status != 'retired'", (identity,)
+    ).fetchone()
+    return space_from_row(row) if row is not None else None
+
+
+# -- documents ----------------------------------------------------------------------------
+
+
+def _document_filter(conn: driver.Connection, scope: DocumentScope) -> tuple[str, list[Any]]:
+    """A condition on ``d`` (document_index); ``"1"`` when nothing is excluded (so the fast
+    unfiltered paths apply)."""
+    clauses: list[str] = ["1"]
+    params: list[Any] = []
+    if scope.root_ids is not None:
+        clauses.append(f"d.root_id IN ({','.join('?' for _ in scope.root_ids) or 'NULL'})")
+        params.extend(scope.root_ids)
+    if scope.path_matches is not None:
+        matches = scope.path_matches
+        ids = [
+            row[0]
+            for row in conn.execute("SELECT id, file_path FROM document_index")
+            if matches(row[1].partition("/")[2])
+        ]
+        clauses.append(f"d.id IN ({','.join('?' for _ in ids) or 'NULL'})")
+        params.extend(ids)
+    for tag in scope.tags:
+        clauses.append("EXISTS (SELECT 1 FROM json_each(d.tags) WHERE value = ?)")
+        params.append(tag)
+    if scope.document_type:
+        clauses.append("d.document_type = ?")
+        params.append(scope.document_type)
+    return " AND ".join(clauses), params
+
+
+def _bm25(
+    conn: driver.Connection,
+    space: Space,
+    terms: tuple[str, ...],
+    where: str,
+    params: list[Any],
+    limit: int,
+) -> list[tuple[int, float]]:
+    kept = _without_common_terms(conn, space, terms)
+    if where == "1":  # no filter: rank in FTS5 alone, join nothing before the LIMIT
+        rows = conn.execute(
+            f"SELECT rowid, bm25({space.fts}, 2.0, 1.0) AS score FROM {space.fts}"
+            f" WHERE {space.fts} MATCH ? ORDER BY score LIMIT ?",
+            [fts_match(kept), limit],
+        ).fetchall()
+    else:
+        rows = conn.execute(
+            f"SELECT f.rowid, bm25({space.fts}, 2.0, 1.0) AS score FROM {space.fts} AS f"
+            f" JOIN {space.chunks} AS c ON c.id = f.rowid"
+            f" JOIN document_index AS d ON d.id = c.document_id"
+            f" WHERE {space.fts} MATCH ? AND {where} ORDER BY score LIMIT ?",
+            [fts_match(kept), *params, limit],
+        ).fetchall()
+    # bm25() is lower-is-better (negative); report it as a positive relevance.
+    return [(row[0], -row[1]) for row in rows]
+
+
+def _without_common_terms(
+    conn: driver.Connection, space: Space, terms: tuple[str, ...]
+) -> tuple[str, ...]:
+    """Drop terms that match more than COMMON_TERM_CHUNKS chunks when rarer ones remain.
+
+    BM25 scores every posting of every OR-ed term, so a term in a third of the chunks costs
+    tens of milliseconds at 100k chunks while its IDF makes it count for almost nothing.
+    Counting stops at the cap, so the check itself stays cheap.
+    """
+    if len(terms) < 2:
+        return terms
+    rare = tuple(
+        term
+        for term in terms
+        if conn.execute(
+            f"SELECT count(*) FROM (SELECT rowid FROM {space.fts} WHERE {space.fts} MATCH ?"
+            " LIMIT ?)",
+            (fts_match([term]), COMMON_TERM_CHUNKS + 1),
+        ).fetchone()[0]
+        <= COMMON_TERM_CHUNKS
+    )
+    return rare or terms
+
+
+def _chunk_rows(conn: driver.Connection, space: Space, ids: list[int]) -> dict[int, ChunkRow]:
+    if not ids:
+        return {}
+    rows = conn.execute(
+        "SELECT c.id, c.heading_path, c.start_line, c.end_line, c.text, d.file_path,"
+        " d.title, d.document_type, d.tags, d.content_hash, d.size_bytes, d.mtime_ns,"
+        " r.name AS root_name, r.path AS root_path, sd.content_hash AS indexed_hash"
+        f" FROM {space.chunks} AS c JOIN document_index AS d ON d.id = c.document_id"
+        " JOIN doc_roots AS r ON r.id = d.root_id"
+        " LEFT JOIN space_documents AS sd ON sd.document_id = d.id AND sd.space_id = ?"
+        f" WHERE c.id IN ({','.join('?' for _ in ids)})",
+        [space.id, *ids],
+    )
+    return {
+        row["id"]: ChunkRow(
+            id=row["id"],
+            file_path=row["file_path"],
+            root_name=row["root_name"],
+            root_path=row["root_path"],
+            title=row["title"],
+            heading_path=json.loads(row["heading_path"]),
+            start_line=row["start_line"],
+            end_line=row["end_line"],
+            text=row["text"],
+            document_type=row["document_type"],
+            tags=json.loads(row["tags"] or "[]"),
+            content_hash=row["content_hash"],
+            indexed_hash=row["indexed_hash"],
+            size_bytes=row["size_bytes"],
+            mtime_ns=row["mtime_ns"],
+        )
+        for row in rows
+    }
+
+
+# -- memories -----------------------------------------------------------------------------
+
+
+def _rerank_entries(
+    conn: driver.Connection, space: Space, vector: Any, candidates: Any, limit: int
+) -> list[tuple[int, float]]:
+    """Exact similarity of candidate parts; each memory scored by its best part."""
+    if len(candidates) == 0:
+        return []
+    id_list = [int(i) for i in candidates]
+    rows = conn.execute(
+        f"SELECT entry_id, embedding FROM {space.memory_vectors}"
+        f" WHERE id IN ({','.join('?' for _ in id_list)})",
+        id_list,
+    ).fetchall()
+    if not rows:
+        return []
+    matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(
+        len(rows), space.dim
+    )
+    scores = matrix @ vector
+    best: dict[int, float] = {}
+    for (entry_id, _), score in zip(rows, scores, strict=True):
+        if score > best.get(entry_id, -2.0):
+            best[entry_id] = float(score)
+    return sorted(best.items(), key=lambda item: -item[1])[:limit]
+
+
+class SqliteSearchStore:
+    def __init__(self, db: Database, cache: vector_index.VectorIndex) -> None:
+        self.db = db
+        self.cache = cache
+
+    async def chunks(
+        self, query: CandidateQuery, scope: DocumentScope, fuse: Fuse
+    ) -> Found[ChunkRow]:
+        return await self.db.read(self._chunks, query, scope, fuse)
+
+    def _chunks(
+        self, conn: driver.Connection, query: CandidateQuery, scope: DocumentScope, fuse: Fuse
+    ) -> Found[ChunkRow]:
+        space = active_space(conn)
+        if space is None:
+            return Found(space=None, vector_used=False)
+        vector = query.vector if query.identity == space.identity.key() else None
+        where, params = _document_filter(conn, scope)
+        keyword: list[tuple[int, float]] = []
+        if query.terms:
+            keyword = _bm25(conn, space, query.terms, where, params, query.pool)
+        semantic: list[tuple[int, float]] = []
+        if vector is not None:
+            allowed = None
+            if where != "1":
+                allowed = np.array(
+                    [
+                        r[0]
+                        for r in conn.execute(
+                            f"SELECT c.id FROM {space.chunks} AS c"
+                            f" JOIN document_index AS d ON d.id = c.document_id WHERE {where}",
+                            params,
+                        )
+                    ],
+                    dtype=np.int64,
+                )
+            codes = self.cache.codes(conn, space)
+            candidates = vector_index.coarse(
+                codes, vector, vector_index.candidates_for(codes, query.pool), allowed
+            )
+            semantic = vector_index.rerank(conn, space, vector, candidates, query.pool)
+        ranked = fuse(keyword, semantic, query.k)
+        rows = _chunk_rows(conn, space, [r.id for r in ranked])
+        return Found(space, vector is not None, ranked, rows)
+
+    async def memories(
+        self, query: CandidateQuery, scope: MemoryScope, fuse: Fuse
+    ) -> Found[MemoryRow]:
+        return await self.db.read(self._memories, query, scope, fuse)
+
+    def _memories(
+        self, conn: driver.Connection, query: CandidateQuery, scope: MemoryScope, fuse: Fuse
+    ) -> Found[MemoryRow]:
+        space = _space_by_key(conn, query.identity) if query.identity else None
+        pending = sqlite_memory_index.changes_behind(conn)
+        if query.identity is not None:
+            pending += sqlite_memory_index.vectors_behind(conn, space)
+        vector = query.vector if space is not None else None
+        where, params = readable_sql(scope.principal, scope.prefix)
+        keyword: list[tuple[int, float]] = []
+        if query.terms:
+            keyword = [
+                (row[0], -row[1])
+                for row in conn.execute(
+                    "SELECT f.rowid, bm25(memory_fts, 0.0, 2.0, 1.0) AS score"
+                    " FROM memory_fts AS f JOIN memory_fts_keys AS k ON k.entry_id = f.rowid"
+                    f" WHERE memory_fts MATCH ? AND {where} ORDER BY score LIMIT ?",
+                    [fts_match(query.terms), *params, query.pool],
+                )
+            ]
+        semantic: list[tuple[int, float]] = []
+        if vector is not None and space is not None:
+            allowed = np.array(
+                [
+                    r[0]
+                    for r in conn.execute(
+                        f"SELECT v.id FROM {space.memory_vectors} AS v"
+                        " JOIN memory_fts_keys AS k ON k.entry_id = v.entry_id"
+                        f" WHERE {where}",
+                        params,
+                    )
+                ],
+                dtype=np.int64,
+            )
+            codes = self.cache.codes(conn, space, space.memory_vectors)
+            candidates = vector_index.coarse(codes, vector, vector_index.COARSE_CANDIDATES, allowed)
+            semantic = _rerank_entries(conn, space, vector, candidates, query.pool)
+        ranked = fuse(keyword, semantic, query.k)
+        ids = [r.id for r in ranked]
+        rows: dict[int, MemoryRow] = {}
+        if ids:
+            for row in conn.execute(
+                "SELECT m.*, f.text AS search_text FROM memory_entries AS m"
+                " JOIN memory_fts AS f ON f.rowid = m.id"
+                f" WHERE m.id IN ({','.join('?' for _ in ids)})",
+                ids,
+            ):
+                rows[row["id"]] = MemoryRow(sqlite_rows.memory(row), row["search_text"])
+        return Found(space, vector is not None, ranked, rows, pending)
