@@ -11,14 +11,14 @@ Everything it generates lives in a temporary directory.
    document (and one markdown file on disk, so the search's freshness check stats real files)
    per 20 chunks. Their vectors are synthetic, 384-dim and clustered (1,000 clusters in 50
    topics, plus a direction shared by all vectors), written with the rows through the
-   indexer's own ``store.write_document``. Queries are real queries of the same collections,
+   indexer's own ``chunks.write_documents``. Queries are real queries of the same collections,
    each paired with a vector drawn near a cluster; the engine gets that vector from an embedder
    whose ``embed_query`` returns it. Interleaved in blocks, per query:
    - ``DocumentService.search`` in hybrid, semantic and keyword mode (``search_ms``: the time
      without the query embedding; target hybrid p50 <= 30 ms);
    - keyword search for one very common term and for two rare terms;
    - floors of the keyword half, on a sync connection: the FTS5 bm25 query alone (MATCH,
-     ORDER BY bm25, LIMIT 100) and the project's ``search._bm25`` (the same joined to the
+     ORDER BY bm25, LIMIT 100) and the project's ``_bm25`` (the same joined to the
      chunk and document rows, as the engine runs it);
    - the vector path alone (``vector_index.coarse`` + ``rerank`` on a sync connection) and its
      coarse pass alone;
@@ -339,10 +339,9 @@ def build_search_index(
     tmp: Path, sizes: Sizes, texts: list[str], matrix: np.ndarray
 ) -> dict[str, Any]:
     """Files on disk, and their chunks, FTS rows and vectors written the indexer's way."""
-    from abathur_memory.documents import roots
-    from abathur_memory.documents.markdown import Chunk, ParsedDocument
+    from abathur_memory.core.documents import Chunk, IndexedDocument, ParsedDocument
     from abathur_memory.store.sqlite import chunks as store
-    from abathur_memory.store.sqlite import driver, spaces, vectors
+    from abathur_memory.store.sqlite import driver, roots, spaces, vectors
     from abathur_memory.store.sqlite import migrate as runner
 
     started = time.perf_counter()
@@ -353,7 +352,7 @@ def build_search_index(
         runner.migrate(conn)
         conn.execute("BEGIN IMMEDIATE")
         root_dir.mkdir(parents=True, exist_ok=True)
-        root = roots.ensure_root(conn, root_dir.resolve(), "corpus")
+        root = roots._ensure(conn, root_dir.resolve(), "corpus", (), None, None).root
         space = spaces.space_for(conn, synthetic_identity())
         documents = (len(texts) + CHUNKS_PER_DOC - 1) // CHUNKS_PER_DOC
         for d in range(documents):
@@ -361,7 +360,7 @@ def build_search_index(
             parts = texts[first : first + CHUNKS_PER_DOC]
             title = " ".join(parts[0].split()[:6]).capitalize()
             lines = [f"# {title}", ""]
-            chunks, embedded = [], {}
+            chunks, embedded = [], {}  # embedded: {text_hash: vector}
             for seq, text in enumerate(parts):
                 lines += [f"## Part {seq + 1}", "", text, ""]
                 heading_path = (title, f"Part {seq + 1}")
@@ -376,7 +375,7 @@ def build_search_index(
                 )
                 chunks.append(chunk)
                 vector = matrix[first + seq]
-                embedded[chunk.text_hash] = (vectors.encode(vector), store.binary_code(vector))
+                embedded[chunk.text_hash] = vector
             rel = f"d{d // 100:03d}/doc{d:05d}.md"
             file = root_dir / rel
             file.parent.mkdir(parents=True, exist_ok=True)
@@ -397,9 +396,15 @@ def build_search_index(
                     info.st_mtime_ns,
                 ),
             ).fetchone()[0]
-            store.write_document(
-                conn, space, doc_id, content_hash, ParsedDocument(title, chunks), embedded
+            document = IndexedDocument(
+                id=doc_id,
+                content_hash=content_hash,
+                size_bytes=info.st_size,
+                mtime_ns=info.st_mtime_ns,
+                content_changed=False,
+                parsed=ParsedDocument(title, chunks),
             )
+            store.write_documents(conn, space, [document], embedded)
             if d % 500 == 499:
                 conn.execute("COMMIT")
                 conn.execute("BEGIN IMMEDIATE")
@@ -433,7 +438,7 @@ def build_search_index(
 def keyword_terms(words: list[str], rng: np.random.Generator, n: int) -> dict[str, Any]:
     """The most common non-stopword of the word stream, and pairs of rare words (once or twice
     in the stream, so in a few chunks per cycle of it)."""
-    from abathur_memory.search.documents import STOPWORDS
+    from abathur_memory.search.query import STOPWORDS
 
     counts = Counter(w.lower() for w in words)
     common = [
@@ -448,15 +453,31 @@ def keyword_terms(words: list[str], rng: np.random.Generator, n: int) -> dict[st
     }
 
 
+async def open_documents(path: Path, embedder: Any) -> tuple[Any, Any]:
+    """The SQLite store on ``path``, migrated, and a DocumentService over it with its own
+    retrieval pipeline, wired as ``runtime.build_runtime`` wires them."""
+    from abathur_memory.documents.service import DocumentService
+    from abathur_memory.search.pipeline import Retrieval
+    from abathur_memory.store.sqlite.store import SqliteStore
+
+    store = await SqliteStore.open(path)
+    try:
+        await store.migrate()
+    except BaseException:
+        await store.close()
+        raise
+    retrieval = Retrieval(store.search, store.spaces, embedder)
+    return store, DocumentService(store, embedder, retrieval)
+
+
 async def measure_search(
     tmp: Path, sizes: Sizes, rng: np.random.Generator, chroma: dict[str, Any]
 ) -> dict[str, Any]:
-    from abathur_memory.documents.service import DocumentService
-    from abathur_memory.search import documents as search_module
-    from abathur_memory.search.documents import CANDIDATES, fts_match, fts_terms
+    from abathur_memory.search.pipeline import CANDIDATES
+    from abathur_memory.search.query import keyword_terms as terms_of
     from abathur_memory.store.sqlite import driver, vector_index
-    from abathur_memory.store.sqlite.database import Database
-    from abathur_memory.store.sqlite.spaces import active_space
+    from abathur_memory.store.sqlite import search as sqlite_search
+    from abathur_memory.store.sqlite.search import fts_match
 
     words = [w for doc in corpus_docs() for w in doc["text"].split()]
     texts = chunk_texts(words, sizes.chunks)
@@ -475,13 +496,14 @@ async def measure_search(
     chroma.update(chroma_info)
 
     embedder = QueryVectorEmbedder(synthetic_identity())
-    db = await Database.open(built["db"])
-    docs = DocumentService(db, embedder)
+    store, docs = await open_documents(built["db"], embedder)
+    # The engine's per-process cache of the 1-bit codes (the store's, shared by its searches).
+    cache = store.vector_cache
     sync = driver.connect(built["db"], read_only=True)
-    space = await db.read(active_space)
+    space = await store.spaces.active()
     pool = max(CANDIDATES, K * 5)
     # The engine's own rule for the coarse pool (it grows with the space).
-    coarse_k = vector_index.candidates_for(docs.cache.codes(sync, space), pool)
+    coarse_k = vector_index.candidates_for(cache.codes(sync, space), pool)
     clock = time.perf_counter
 
     common_matches = sync.execute(
@@ -517,14 +539,14 @@ async def measure_search(
 
     async def vector_path(q: dict) -> float:
         start = clock()
-        codes = docs.cache.codes(sync, space)
+        codes = cache.codes(sync, space)
         candidates = vector_index.coarse(codes, q["vector"], coarse_k, None)
         vector_index.rerank(sync, space, q["vector"], candidates, pool)
         return (clock() - start) * 1000
 
     async def coarse_only(q: dict) -> float:
         start = clock()
-        vector_index.coarse(docs.cache.codes(sync, space), q["vector"], coarse_k, None)
+        vector_index.coarse(cache.codes(sync, space), q["vector"], coarse_k, None)
         return (clock() - start) * 1000
 
     async def numpy_exact(q: dict) -> float:
@@ -543,7 +565,7 @@ async def measure_search(
     )
 
     def match_of(text: str) -> str:
-        return fts_match(fts_terms(text))
+        return fts_match(terms_of(text))
 
     async def fts_floor_query(q: dict) -> float:
         start = clock()
@@ -557,7 +579,7 @@ async def measure_search(
 
     async def bm25_project_sql_query(q: dict) -> float:
         start = clock()
-        search_module._bm25(sync, space, fts_terms(q["text"]), "1", [], pool)
+        sqlite_search._bm25(sync, space, tuple(terms_of(q["text"])), "1", [], pool)
         return (clock() - start) * 1000
 
     async def chroma_query(q: dict) -> float:
@@ -614,7 +636,7 @@ async def measure_search(
         # recall@10 against exact search (outside the timed blocks)
         recall_q, recall_c = mixture.queries(sizes.recall_queries, clusters)
         ours, theirs, engine_same = [], [], 0
-        codes = docs.cache.codes(sync, space)
+        codes = cache.codes(sync, space)
         for i, q in enumerate(recall_q):
             truth = set(ids[exact_top(matrix, q)].tolist())
             got = vector_index.rerank(
@@ -632,10 +654,10 @@ async def measure_search(
         sample = [query_texts[i] for i in rng.integers(0, len(query_texts), 100)]
         count_sql = f"SELECT count(*) FROM {space.fts} WHERE {space.fts} MATCH ?"
         matching = sorted(sync.execute(count_sql, (match_of(t),)).fetchone()[0] for t in sample)
-        query_terms = sorted(len(fts_terms(t)) for t in sample)
+        query_terms = sorted(len(terms_of(t)) for t in sample)
     finally:
         sync.close()
-        await db.close()
+        await store.close()
 
     recall = {
         "queries": len(recall_q),
@@ -712,7 +734,7 @@ def coarse_recall(
 def recall_sweep(sizes: Sizes) -> list[dict[str, Any]]:
     """Recall@10 of coarse + re-rank, in memory, for vectors whose clusters overlap less or more
     than the default (the cluster weight c of MIX)."""
-    from abathur_memory.search.documents import CANDIDATES
+    from abathur_memory.search.pipeline import CANDIDATES
     from abathur_memory.store.sqlite import vector_index
 
     coarse_k = max(vector_index.COARSE_CANDIDATES, CANDIDATES)
@@ -907,10 +929,8 @@ def watch_text(trial: int) -> tuple[str, str]:
 async def measure_real_model(tmp: Path, sizes: Sizes) -> dict[str, Any]:
     from abathur_memory.documents import markdown
     from abathur_memory.documents.markdown import ChunkingPolicy
-    from abathur_memory.documents.service import DocumentService
     from abathur_memory.documents.watcher import Watcher
     from abathur_memory.embedders.embedded import EmbeddedEmbedder
-    from abathur_memory.store.sqlite.database import Database
 
     root = tmp / "rust-book"
     selected = real_subset(sizes.real_subset)
@@ -923,8 +943,7 @@ async def measure_real_model(tmp: Path, sizes: Sizes) -> dict[str, Any]:
     await inner.check()
     await inner.embed_documents(["warm up the model", "and its threads"])
     embedder = ShadowEmbedder(inner)
-    db = await Database.open(tmp / "real.db")
-    docs = DocumentService(db, embedder)
+    store, docs = await open_documents(tmp / "real.db", embedder)
     await docs.add_root(root)
     out: dict[str, Any] = {"load_before": load()}
     try:
@@ -935,11 +954,12 @@ async def measure_real_model(tmp: Path, sizes: Sizes) -> dict[str, Any]:
         embedder.shadow = False
         work = report.work
         check(work is not None and work.documents_failed == 0, "indexing failed")
-        # Progress.elapsed is live: read it now. The peer's embedding ran inside the worker's
-        # embed call, so it is in both the run's seconds and its embed seconds: remove it.
+        # work.seconds is the worker's Progress.elapsed when the run ended. The peer's
+        # embedding ran inside the worker's embed call, so it is in both the run's seconds and
+        # its embed seconds: remove it.
         peer = embedder.peer_s
-        seconds, embed = work.elapsed - peer, work.embed_seconds - peer
-        chunks = (await docs.status())["chunks"]
+        seconds, embed = work.seconds - peer, work.embed_seconds - peer
+        chunks = (await docs.status()).chunks
         out["index"] = {
             "files": len(selected),
             "chunks": chunks,
@@ -951,7 +971,7 @@ async def measure_real_model(tmp: Path, sizes: Sizes) -> dict[str, Any]:
             "overhead": round((seconds - embed) / embed, 4),
             "embed_call_seconds": round(embedder.own_s, 2),
             "index_call_seconds": round(wall - peer, 2),
-            "scan_seconds": round(wall - work.elapsed, 2),
+            "scan_seconds": round(wall - work.seconds, 2),
             "overhead_of_whole_index_call": round((wall - peer - embed) / embed, 4),
             "peer_embed_alone_seconds": round(peer, 2),
             "overhead_vs_peer": round((seconds - peer) / peer, 4),
@@ -973,7 +993,7 @@ async def measure_real_model(tmp: Path, sizes: Sizes) -> dict[str, Any]:
             work = result.work
             done.append(
                 {
-                    "seconds": work.elapsed if work else 0.0,
+                    "seconds": work.seconds if work else 0.0,
                     "embed_seconds": work.embed_seconds if work else 0.0,
                     "documents_done": work.documents_done if work else 0,
                 }
@@ -1043,7 +1063,7 @@ async def measure_real_model(tmp: Path, sizes: Sizes) -> dict[str, Any]:
             "trials": trials,
         }
     finally:
-        await db.close()
+        await store.close()
     out["load_after"] = load()
     return out
 
@@ -1076,13 +1096,10 @@ def generate_files(root: Path, count: int) -> dict[str, Any]:
 async def child_index(root: Path, db_path: Path) -> dict[str, Any]:
     """Run in a fresh process: index ``root`` with FakeEmbedder(dim=64), sampling RSS after
     every tenth of the files."""
-    from abathur_memory.documents.service import DocumentService
     from abathur_memory.embedders.fake import FakeEmbedder
-    from abathur_memory.store.sqlite.database import Database
 
     files = sum(1 for _ in root.rglob("*.md"))
-    db = await Database.open(db_path)
-    docs = DocumentService(db, FakeEmbedder(dim=64))
+    store, docs = await open_documents(db_path, FakeEmbedder(dim=64))
     await docs.add_root(root)
     gc.collect()
     before = {"rss_mb": rss_mb(), "hwm_mb": hwm_mb()}
@@ -1106,15 +1123,15 @@ async def child_index(root: Path, db_path: Path) -> dict[str, Any]:
     try:
         report = await docs.index(progress=progress)
     finally:
-        await db.close()
+        await store.close()
     wall = time.perf_counter() - started
     return {
         "before": before,
         "samples": samples,
         "after": {"rss_mb": rss_mb(), "hwm_mb": hwm_mb()},
         "index_seconds": round(wall, 2),
-        "work": report.work.as_dict() if report.work else None,
-        "scan": [s.as_dict() for s in report.scans],
+        "work": report.work.model_dump() if report.work else None,
+        "scan": [s.model_dump() for s in report.scans],
     }
 
 
@@ -1130,9 +1147,7 @@ def os_walk_floor(root: Path) -> int:
 
 async def measure_files(tmp: Path, sizes: Sizes) -> dict[str, Any]:
     from abathur_memory.documents import scan
-    from abathur_memory.documents.service import DocumentService
     from abathur_memory.embedders.fake import FakeEmbedder
-    from abathur_memory.store.sqlite.database import Database
 
     root = tmp / "notes"
     started = time.perf_counter()
@@ -1150,8 +1165,7 @@ async def measure_files(tmp: Path, sizes: Sizes) -> dict[str, Any]:
     work = memory["work"]
     check(work["documents_done"] == sizes.files, f"child indexed {work}")
 
-    db = await Database.open(db_path)
-    docs = DocumentService(db, FakeEmbedder(dim=64))
+    store, docs = await open_documents(db_path, FakeEmbedder(dim=64))
     clock = time.perf_counter
     reports = []
 
@@ -1185,12 +1199,12 @@ async def measure_files(tmp: Path, sizes: Sizes) -> dict[str, Any]:
         await interleaved(calls, [0], 1)  # warm
         samples = await interleaved(calls, list(range(sizes.rescans)), 1)
     finally:
-        await db.close()
+        await store.close()
     for report in reports:
         scanned = report.scans[0]
         check(
             scanned.unchanged == sizes.files and report.work.documents_done == 0,
-            f"a no-op rescan did work: {report.as_dict()}",
+            f"a no-op rescan did work: {report.model_dump()}",
         )
     return {
         "generated": generated,

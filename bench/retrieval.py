@@ -31,10 +31,11 @@ from typing import Any
 import numpy as np
 
 from abathur_memory.documents.service import DocumentService
-from abathur_memory.search.documents import fts_terms
+from abathur_memory.search.pipeline import Retrieval
+from abathur_memory.search.query import keyword_terms
 from abathur_memory.store.sqlite import vector_index
-from abathur_memory.store.sqlite.database import Database
-from abathur_memory.store.sqlite.spaces import active_space
+from abathur_memory.store.sqlite.search import _bm25
+from abathur_memory.store.sqlite.store import SqliteStore
 
 DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 POOL = 300  # candidates per list, so that 100 distinct documents can come out
@@ -115,14 +116,16 @@ async def evaluate(name: str, args: argparse.Namespace, workdir: Path) -> dict[s
     folder = workdir / name
     folder.mkdir()
     write_markdown(data["corpus"], folder)
-    db = await Database.open(workdir / f"{name}.db")
+    store = await SqliteStore.open(workdir / f"{name}.db")
+    await store.migrate()
+    db = store.db
     embedder = _embedder(args.embedder)
-    docs = DocumentService(db, embedder)
+    docs = DocumentService(store, embedder, Retrieval(store.search, store.spaces, embedder))
     await docs.add_root(folder)
     started = time.perf_counter()
     report = await docs.index()
     index_seconds = time.perf_counter() - started
-    space = await db.read(active_space)
+    space = await store.spaces.active()
     chunk_doc = {
         row[0]: Path(row[1]).stem
         for row in await db.fetchall(
@@ -139,7 +142,7 @@ async def evaluate(name: str, args: argparse.Namespace, workdir: Path) -> dict[s
     for query in data["queries"]:
         vector = await embedder.embed_query(query["text"])
         started = time.perf_counter()
-        keyword, semantic = await db.read(_candidates, docs, space, query["text"], vector)
+        keyword, semantic = await db.read(_candidates, store, space, query["text"], vector)
         search_ms.append((time.perf_counter() - started) * 1000)
         variants = {
             "keyword": [cid for cid, _ in keyword],
@@ -169,7 +172,7 @@ async def evaluate(name: str, args: argparse.Namespace, workdir: Path) -> dict[s
             ),
         }
     await embedder.close()
-    await db.close()
+    await store.close()
     best_single = max(metrics["keyword"]["ndcg@10"], metrics["semantic"]["ndcg@10"])
     return {
         "documents": len(data["corpus"]),
@@ -183,13 +186,11 @@ async def evaluate(name: str, args: argparse.Namespace, workdir: Path) -> dict[s
     }
 
 
-def _candidates(conn: Any, docs: DocumentService, space: Any, query: str, vector: Any) -> tuple:
+def _candidates(conn: Any, store: SqliteStore, space: Any, query: str, vector: Any) -> tuple:
     """The two ranked candidate lists the engine fuses, with a larger pool for recall@100."""
-    from abathur_memory.search.documents import _bm25
-
-    terms = fts_terms(query)
+    terms = tuple(keyword_terms(query))
     keyword = _bm25(conn, space, terms, "1", [], POOL) if terms else []
-    codes = docs.cache.codes(conn, space)
+    codes = store.vector_cache.codes(conn, space)
     candidates = vector_index.coarse(codes, vector, max(vector_index.COARSE_CANDIDATES, POOL), None)
     semantic = vector_index.rerank(conn, space, vector, candidates, POOL)
     return keyword, semantic

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import gc
@@ -293,24 +294,29 @@ def check(ok: bool, what: str) -> None:
 
 
 class Bench:
-    """The open services, a floor aiosqlite connection and a sync connection on one file."""
+    """The open services (the runtime, as the server and the commands build it, without its
+    background workers), a floor aiosqlite connection and a sync connection on one file."""
 
     def __init__(self, path: Path, sizes: Sizes, rng: random.Random) -> None:
         self.path = path
         self.sizes = sizes
         self.rng = rng
+        self._stack = contextlib.AsyncExitStack()
 
     async def open(self) -> None:
         import aiosqlite
 
         from abathur_memory.config import load_settings
-        from abathur_memory.memory.services import Services
+        from abathur_memory.runtime import open_runtime
         from abathur_memory.store.sqlite import driver
         from abathur_memory.store.sqlite.database import Database
 
         path = self.path
         self.settings = load_settings(db=path, user=USER, project=PROJECT)
-        self.services = await Services.open(self.settings)
+        self.runtime = await self._stack.enter_async_context(open_runtime(self.settings))
+        # the services act for the configured principal (user alice), passed with every call
+        self.principal = self.runtime.principal
+        self.db = self.runtime.store.db  # the SQLite store's Database (pool of four readers)
         self.floor = await aiosqlite.Connection(lambda: driver.connect(path), iter_chunk_size=64)
         self.sync = driver.connect(path)
         # diagnostic peer: the project's Database with one reader instead of a pool of four
@@ -320,7 +326,7 @@ class Bench:
         self.sync.close()
         await self.floor.close()
         await self.db1.close()
-        await self.services.close()
+        await self._stack.aclose()
 
     def picks(self, count: int) -> list[dict[str, str]]:
         s = self.sizes
@@ -335,8 +341,8 @@ class Bench:
     async def reads(self) -> dict[str, Any]:
         from abathur_memory.store.sqlite.queries import MEMORY_GET_LATEST as sql
 
-        s, sync, floor, db, db1 = self.sizes, self.sync, self.floor, self.services.db, self.db1
-        memories = self.services.memories
+        s, sync, floor, db, db1 = self.sizes, self.sync, self.floor, self.db, self.db1
+        memories, principal = self.runtime.memories, self.principal
 
         async def sync_get(p: dict) -> None:
             check(sync.execute(sql, p).fetchone() is not None, f"no row for {p}")
@@ -354,7 +360,7 @@ class Bench:
             check(await db.fetchone(sql, p) is not None, f"no row for {p}")
 
         async def service_get(p: dict) -> None:
-            entry = await memories.get(p["namespace"], p["key"])
+            entry = await memories.get(principal, p["namespace"], p["key"])
             check(entry.key == p["key"], f"wrong entry for {p}")
 
         # diagnostics: where the service's time over the floor goes
@@ -385,19 +391,20 @@ class Bench:
     def get_breakdown(self) -> dict[str, float]:
         """Where a memories.get spends its time outside the thread hop (sync parts, µs)."""
         from abathur_memory.core import values
-        from abathur_memory.memory.memories import MemoryEntry
-        from abathur_memory.memory.namespaces import Access, parse
+        from abathur_memory.memory.namespaces import Access, parse, rule_for, session_id_of
         from abathur_memory.store.sqlite.queries import MEMORY_GET_LATEST
+        from abathur_memory.store.sqlite.rows import memory as entry_from_row
 
-        guard = self.services.memories.guard
+        principal = self.principal
         picks = self.picks(2_000)
         rows = [self.sync.execute(MEMORY_GET_LATEST, p).fetchone() for p in picks]
 
         def validate(p: dict) -> None:
+            # what AccessGuard.check decides without the database (not a session namespace)
             segments = parse(p["namespace"])
             values.check_identifier(p["key"], what="key")
-            if not guard.needs_lookup(segments):
-                guard.denial(segments, Access.READ)
+            if session_id_of(principal, segments) is None:
+                rule_for(principal, segments, Access.READ)
 
         def median_us(fn: Callable[[Any], Any], items: list) -> float:
             clock = time.perf_counter_ns
@@ -408,17 +415,17 @@ class Bench:
                 samples.append(clock() - start)
             return round(statistics.median(samples) / 1000, 2)
 
-        median_us(MemoryEntry.from_row, rows)  # warm-up
+        median_us(entry_from_row, rows)  # warm-up
         return {
             "validate_and_policy_us": median_us(validate, picks),
-            "entry_from_row_us": median_us(MemoryEntry.from_row, rows),
+            "entry_from_row_us": median_us(entry_from_row, rows),
         }
 
     # 1 + 3 ---------------------------------------------------------------------------------
 
     async def writes(self, run: int) -> dict[str, Any]:
-        s, sync, floor, db = self.sizes, self.sync, self.floor, self.services.db
-        memories = self.services.memories
+        s, sync, floor, db = self.sizes, self.sync, self.floor, self.db
+        memories, principal = self.runtime.memories, self.principal
         total = s.warmup_commits + s.commits
 
         def insert_params(tag: str, j: int) -> tuple:
@@ -445,8 +452,8 @@ class Bench:
             await db.execute_write(INSERT_SQL, db_params[j])
 
         async def service_put(j: int) -> None:
-            put = await memories.put(*put_args[j])
-            check(put.created and put.entry.version >= 2, f"put {put_args[j][:2]} wrote nothing")
+            put = await memories.put(principal, *put_args[j])
+            check(put.created and put.version >= 2, f"put {put_args[j][:2]} wrote nothing")
 
         calls = {
             "aiosqlite_insert": aiosqlite_insert,
@@ -467,7 +474,7 @@ class Bench:
     async def batch(self, run: int) -> dict[str, Any]:
         from abathur_memory.memory.memories import PutRequest
 
-        s, sync, memories = self.sizes, self.sync, self.services.memories
+        s, sync, memories, principal = self.sizes, self.sync, self.runtime.memories, self.principal
 
         def keys(tag: str) -> list[tuple[str, str]]:
             return [(f"user:{USER}:{tag}{run}:n{j % 10}", f"b{j}") for j in range(s.batch)]
@@ -482,7 +489,7 @@ class Bench:
         async def service() -> int:
             gc.collect()
             start = time.perf_counter_ns()
-            results = await memories.put_many(requests)
+            results = await memories.put_many(principal, requests)
             elapsed = time.perf_counter_ns() - start
             check(len(results) == s.batch and all(r.created for r in results), "put_many")
             return elapsed
@@ -508,7 +515,8 @@ class Bench:
     async def listing(self) -> dict[str, Any]:
         from abathur_memory.store.sqlite.queries import MEMORY_LIST_PAGE as sql
 
-        s, sync, floor, memories = self.sizes, self.sync, self.floor, self.services.memories
+        s, sync, floor, memories = self.sizes, self.sync, self.floor, self.runtime.memories
+        principal = self.principal
         params = {
             "prefix": LIST_PREFIX,
             "memory_type": None,
@@ -518,7 +526,7 @@ class Bench:
         }
 
         async def service_list(_: int) -> None:
-            page = await memories.list(LIST_PREFIX, limit=s.list_keys)
+            page = await memories.list(principal, LIST_PREFIX, limit=s.list_keys)
             check(len(page.entries) == s.list_keys, f"listed {len(page.entries)}")
             check(page.next_cursor is None, "a second page")
 
@@ -544,38 +552,41 @@ class Bench:
     # 6 + 7 ---------------------------------------------------------------------------------
 
     async def create_big_session(self) -> dict[str, Any]:
-        session = await self.services.sessions.create(metadata={"bench": "long log"})
+        sessions, principal = self.runtime.sessions, self.principal
+        session = await sessions.create(principal, metadata={"bench": "long log"})
         seconds = populate_events(self.path, session.id, self.sizes.session_events)
         self.big = session.id
-        got = await self.services.sessions.get(self.big, events_limit=1)
+        got = await sessions.get(principal, self.big, events_limit=1)
         check(got.last_seq == self.sizes.session_events, "the long session is not populated")
         return {"events": got.last_seq, "seconds": seconds}
 
     async def small_sessions_for(self, run: int) -> list[str]:
         """Fresh sessions with ``small_events`` events each, made through the service."""
-        s, sessions = self.sizes, self.services.sessions
+        s, sessions, principal = self.sizes, self.runtime.sessions, self.principal
         ids = []
         for n in range(s.small_sessions):
-            session = await sessions.create(metadata={"bench": f"run {run} small {n}"})
+            session = await sessions.create(principal, metadata={"bench": f"run {run} small {n}"})
             for e in range(s.small_events):
-                await sessions.append(session.id, "message", "agent", {"text": f"seed {e}"})
+                await sessions.append(
+                    principal, session.id, "message", "agent", {"text": f"seed {e}"}
+                )
             ids.append(session.id)
         return ids
 
     async def appends(self, small: list[str]) -> dict[str, Any]:
-        s, sessions = self.sizes, self.services.sessions
+        s, sessions, principal = self.sizes, self.runtime.sessions, self.principal
         before_small = s.small_events
-        before_big = (await sessions.get(self.big, events_limit=0)).last_seq
+        before_big = (await sessions.get(principal, self.big, events_limit=0)).last_seq
 
         def args(j: int) -> tuple:
             return ("message", "agent", {"role": "user", "text": f"message {j}"}, {"turn": j})
 
         async def small_append(j: int) -> None:
-            event, _ = await sessions.append(small[j % len(small)], *args(j))
+            event, _ = await sessions.append(principal, small[j % len(small)], *args(j))
             check(event.seq > s.small_events, "small append")
 
         async def big_append(j: int) -> None:
-            event, _ = await sessions.append(self.big, *args(j))
+            event, _ = await sessions.append(principal, self.big, *args(j))
             check(event.seq > s.session_events, "big append")
 
         calls = {"append_small": small_append, "append_big": big_append}
@@ -592,14 +603,15 @@ class Bench:
         return out
 
     async def session_reads(self, small: list[str]) -> dict[str, Any]:
-        s, floor, sessions = self.sizes, self.floor, self.services.sessions
+        s, floor, sessions = self.sizes, self.floor, self.runtime.sessions
+        principal = self.principal
 
         async def get_big(_: int) -> None:
-            got = await sessions.get(self.big)
+            got = await sessions.get(principal, self.big)
             check(len(got.events) == 50, "big session events")
 
         async def get_small(j: int) -> None:
-            got = await sessions.get(small[j % len(small)])
+            got = await sessions.get(principal, small[j % len(small)])
             check(len(got.events) >= s.small_events, "small session events")
 
         async def floor_row(j: int) -> None:
@@ -621,12 +633,12 @@ class Bench:
         check(len(group) == s.concurrent, "not enough sessions for the concurrent reads")
 
         async def gather_service(_: int) -> None:
-            got = await asyncio.gather(*(sessions.get(sid) for sid in group))
+            got = await asyncio.gather(*(sessions.get(principal, sid) for sid in group))
             check(all(g.id == sid for g, sid in zip(got, group, strict=True)), "gather")
 
         async def sequential_service(_: int) -> None:
             for sid in group:
-                await sessions.get(sid)
+                await sessions.get(principal, sid)
 
         async def gather_floor(_: int) -> None:
             await asyncio.gather(*(floor.execute_fetchall(SESSION_ROW_SQL, (i,)) for i in group))

@@ -12,8 +12,10 @@ shared direction, 50 topics, n / 100 clusters, noise; rowids 1..n) and ``--queri
 vectors drawn near the same clusters (never inserted; as noisy as the points). k = 10.
 
 Each approach gets its own database file (so its size on disk is its own), written through
-``storage.driver.connect`` (sqlean + sqlite-vec + the seed PRAGMAs) in one transaction; the
-query connection is a ``driver.connect`` on the plain table's file with the others ATTACHed.
+``connect`` (the project's ``driver.connect``: sqlean + the seed PRAGMAs, then sqlite-vec
+loaded, as ``driver.connect`` itself did until the project dropped sqlite-vec) in one
+transaction; the query connection is a ``connect`` on the plain table's file with the others
+ATTACHed.
 
 Query paths (all timed end to end, Python call to top-10 ids):
 
@@ -56,10 +58,10 @@ Also measured: encode + insert time of the n vectors and the file size of each t
 time ``vector_index._load`` takes to read the codes (once per process and space), and the
 cost of the extension itself: ``--opens`` connection opens (and closes) of a migrated project
 database with ``sqlean.connect`` alone, with ``sqlite_vec.load`` added, and through
-``driver.connect`` (which also applies the PRAGMAs), interleaved in blocks of 100 (the load
-also with another connection holding the library, as the project's pooled ones do); plus the
-first ``sqlite_vec.load`` in a fresh process (the shared library's dlopen) and the import of
-the ``sqlite_vec`` package, in child processes.
+``driver.connect`` (which also applies the PRAGMAs; it no longer loads sqlite-vec),
+interleaved in blocks of 100 (the load also with another connection holding the library, as
+the project's pooled ones do); plus the first ``sqlite_vec.load`` in a fresh process (the
+shared library's dlopen) and the import of the ``sqlite_vec`` package, in child processes.
 """
 
 from __future__ import annotations
@@ -141,6 +143,19 @@ def checkpoint(conn: driver.Connection) -> None:
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
+def connect(path: str | Path) -> driver.Connection:
+    """``driver.connect`` with sqlite-vec loaded (the driver itself no longer loads it)."""
+    conn = driver.connect(path)
+    try:
+        conn.enable_load_extension(True)
+        sqlite_vec.load(conn)
+        conn.enable_load_extension(False)
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
 # -- building the tables ------------------------------------------------------------------
 
 
@@ -155,7 +170,7 @@ class Table:
 
 def build(tmp: Path, table: Table) -> dict[str, Any]:
     path = tmp / f"{table.name}.db"
-    conn = driver.connect(path)
+    conn = connect(path)
     try:
         conn.execute(table.ddl)
         gc.collect()
@@ -176,10 +191,10 @@ def build_all(
     n = len(matrix)
     out: dict[str, Any] = {}
 
-    # The project's table: the indexer's own encoding (store.encode_rows), then the insert.
+    # The project's table: the indexer's own encoding (chunks.encoded), then the insert.
     gc.collect()
     started = time.perf_counter()
-    encoded = store.encode_rows(matrix)
+    encoded = [store.encoded(row) for row in matrix]
     encode_s = time.perf_counter() - started
     plain = Table(
         "plain",
@@ -558,7 +573,7 @@ def measure(args: argparse.Namespace, n: int) -> dict[str, Any]:
         builds, attached = build_all(tmp, matrix, roots, int8_scale, not args.no_extras)
         build_s = time.perf_counter() - t
 
-        conn = driver.connect(tmp / "plain.db")
+        conn = connect(tmp / "plain.db")
         try:
             for schema in attached:
                 conn.execute(f"ATTACH DATABASE ? AS {schema}", (str(tmp / f"{schema}.db"),))
@@ -657,9 +672,10 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     load_start = load()
-    versions_conn = driver.connect(":memory:")
+    versions_conn = connect(":memory:")
     try:
         versions = driver.extension_versions(versions_conn)
+        versions["sqlite_vec"] = versions_conn.execute("SELECT vec_version()").fetchone()[0]
     finally:
         versions_conn.close()
     sizes = {}
