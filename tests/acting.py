@@ -34,7 +34,13 @@ class Acting:
     def __init__(self, runtime, principal) -> None:
         self.runtime = runtime
         self.principal = principal
-        self.db = runtime.store.db
+        self.db = getattr(runtime.store, "db", None)  # SQLite's Database, for SQLite tests
+
+    @property
+    def raw(self):
+        from backends import Raw
+
+        return Raw(self.runtime.store)
 
     def __getattr__(self, name):
         service = getattr(self.runtime, name)

@@ -36,7 +36,7 @@ def conn(db_path: Path) -> Iterator[driver.Connection]:
         connection.close()
 
 
-def settings_for(db_path: Path, **overrides):
+def settings_for(db_path: Path | str, **overrides):
     from abathur_memory.config import load_settings
 
     options = {
@@ -54,18 +54,55 @@ def settings_for(db_path: Path, **overrides):
     return load_settings(db=str(db_path), **options)
 
 
+BACKENDS = ("sqlite", "postgres")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that uses a runtime (and so the services) runs on both backends, unless
+    it reads SQLite's own file through the ``db`` fixture (then it is about SQLite)."""
+    if "backend" in metafunc.fixturenames:
+        wanted = ("sqlite",) if "db" in metafunc.fixturenames else BACKENDS
+        metafunc.parametrize("backend", wanted, indirect=True)
+
+
 @pytest.fixture
-async def runtime(db_path: Path):
+def backend(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def db_url(backend: str, db_path: Path, request: pytest.FixtureRequest) -> str:
+    """A fresh database on the test's backend: a SQLite file, or a new PostgreSQL schema."""
+    if backend == "postgres":
+        return request.getfixturevalue("pg_url")
+    return str(db_path)
+
+
+@pytest.fixture
+async def runtime(db_url: str):
     """The composition root over a fresh database (fake embedder), as the server builds it."""
     from abathur_memory.runtime import open_runtime
 
-    async with open_runtime(settings_for(db_path)) as opened:
+    async with open_runtime(settings_for(db_url)) as opened:
         yield opened
 
 
 @pytest.fixture
+async def store(runtime):
+    return runtime.store
+
+
+@pytest.fixture
+async def raw(runtime):
+    """Plain SQL on the runtime's database, either backend (tests/backends.py)."""
+    from backends import Raw
+
+    return Raw(runtime.store)
+
+
+@pytest.fixture
 async def db(runtime) -> AsyncIterator[Database]:
-    """The runtime's SQLite database (migrated)."""
+    """The runtime's SQLite database (migrated): tests of SQLite itself."""
     yield runtime.store.db
 
 

@@ -39,12 +39,12 @@ async def test_nothing_over_the_limit_is_embedded(model):
         await model.embed_documents(["word " * 400])
 
 
-async def test_index_and_search_the_examples(db, model):
-    docs = make_docs(db, model)
+async def test_index_and_search_the_examples(store, raw, model):
+    docs = make_docs(store, model)
     await docs.add_root(EXAMPLES)
     report = await docs.index()
     assert report.work.documents_done == 5 and report.work.documents_failed == 0
-    chunks = await db.fetchall("SELECT token_count FROM chunks_s1")
+    chunks = await raw.fetchall("SELECT token_count FROM chunks_s1")
     assert chunks and all(row[0] <= 256 for row in chunks)
     for query, expected in [
         ("how do I undo a deleted memory", "docs/guides/versions.md"),

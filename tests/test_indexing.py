@@ -6,12 +6,13 @@ import asyncio
 import os
 
 import pytest
+from backends import json_text, json_value, table_names
 from indexing_helpers import DOCS, FlakyEmbedder, make_docs, write_tree
 
 from abathur_memory.embedders.fake import FakeEmbedder
 from abathur_memory.errors import InvalidInput, NotFound, Unavailable
-from abathur_memory.store.sqlite import chunks as store
-from abathur_memory.store.sqlite import spaces
+from abathur_memory.store.postgres import documents as postgres_documents
+from abathur_memory.store.sqlite import chunks as sqlite_chunks
 
 pytestmark = pytest.mark.anyio
 
@@ -27,35 +28,47 @@ def embedder():
 
 
 @pytest.fixture
-def docs(db, embedder):
-    return make_docs(db, embedder, max_file_bytes=4096)
+def docs(store, embedder):
+    return make_docs(store, embedder, max_file_bytes=4096)
 
 
-async def _space(db):
-    return await db.read(spaces.active_space)
+async def _space(raw):
+    return await raw.store.spaces.active()
 
 
-async def _counts(db):
-    space = await _space(db)
-    return {
-        table: (await db.fetchone(f"SELECT count(*) FROM {name}"))[0]
-        for table, name in (
-            ("chunks", space.chunks),
-            ("fts", space.fts),
-            ("vectors", space.vectors),
-            ("space_documents", "space_documents"),
-            ("documents", "document_index"),
+async def _counts(raw):
+    """Rows per part of the index. On PostgreSQL a chunk row holds its keyword vector and
+    its embedding; on SQLite they are rows of their own tables."""
+    space = await _space(raw)
+    if raw.postgres:
+        parts = (
+            ("chunks", f"SELECT count(*) FROM {space.chunks}"),
+            ("fts", f"SELECT count(*) FROM {space.chunks} WHERE tsv IS NOT NULL"),
+            ("vectors", f"SELECT count(*) FROM {space.chunks} WHERE embedding IS NOT NULL"),
         )
-    }
+    else:
+        parts = tuple(
+            (name, f"SELECT count(*) FROM {table}")
+            for name, table in (
+                ("chunks", space.chunks),
+                ("fts", space.fts),
+                ("vectors", space.vectors),
+            )
+        )
+    parts += (
+        ("space_documents", "SELECT count(*) FROM space_documents"),
+        ("documents", "SELECT count(*) FROM document_index"),
+    )
+    return {name: (await raw.fetchone(sql))[0] for name, sql in parts}
 
 
-async def test_index_a_tree(docs, db, tree, embedder):
+async def test_index_a_tree(docs, raw, tree, embedder):
     root = (await docs.add_root(tree)).root
     assert root.name == "docs"
     report = await docs.index()
     assert report.scans[0].new == 3
     assert report.work.documents_done == 3
-    rows = await db.fetchall(
+    rows = await raw.fetchall(
         "SELECT file_path, title, sync_status, chunk_count, embedding_model, document_type, tags"
         " FROM document_index ORDER BY file_path"
     )
@@ -65,12 +78,12 @@ async def test_index_a_tree(docs, db, tree, embedder):
         ("docs/notes/gamma.markdown", "synced"),
     ]
     beta = rows[1]
-    assert (beta["title"], beta["document_type"], beta["tags"]) == (
+    assert (beta["title"], beta["document_type"], json_value(beta["tags"])) == (
         "Beta notes",
         "design",
-        '["db", "sqlite"]',
+        ["db", "sqlite"],
     )
-    counts = await _counts(db)
+    counts = await _counts(raw)
     assert (
         counts["chunks"]
         == counts["fts"]
@@ -78,7 +91,7 @@ async def test_index_a_tree(docs, db, tree, embedder):
         == sum(r["chunk_count"] for r in rows)
     )
     assert {r["embedding_model"] for r in rows} == {"fake:hash-v1"}
-    meta = dict(await db.fetchall("SELECT key, value FROM meta"))
+    meta = dict(await raw.fetchall("SELECT key, value FROM meta"))
     assert meta["embedding_model"] == "fake:hash-v1" and meta["embedding_dim"] == "64"
 
 
@@ -92,7 +105,7 @@ async def test_a_noop_rescan_reads_and_embeds_nothing(docs, tree, embedder):
     assert embedder.embedded_texts == embedded
 
 
-async def test_a_changed_file_is_reembedded_keeping_unchanged_chunks(docs, db, tree, embedder):
+async def test_a_changed_file_is_reembedded_keeping_unchanged_chunks(docs, raw, tree, embedder):
     await docs.add_root(tree)
     await docs.index()
     before = embedder.embedded_texts
@@ -104,7 +117,7 @@ async def test_a_changed_file_is_reembedded_keeping_unchanged_chunks(docs, db, t
     assert report.work.chunks_reused >= 1
     assert embedder.embedded_texts == before + 1
     status = (
-        await db.fetchone(
+        await raw.fetchone(
             "SELECT sync_status FROM document_index WHERE file_path = 'docs/alpha.md'"
         )
     )[0]
@@ -113,7 +126,7 @@ async def test_a_changed_file_is_reembedded_keeping_unchanged_chunks(docs, db, t
     assert hits.results[0].path == "docs/alpha.md"
 
 
-async def test_a_moved_file_keeps_its_vectors(docs, db, tree, embedder):
+async def test_a_moved_file_keeps_its_vectors(docs, raw, tree, embedder):
     await docs.add_root(tree)
     await docs.index()
     before = embedder.embedded_texts
@@ -122,20 +135,20 @@ async def test_a_moved_file_keeps_its_vectors(docs, db, tree, embedder):
     report = await docs.index()
     assert report.scans[0].moved == 1 and report.scans[0].deleted == 0
     assert embedder.embedded_texts == before
-    paths = [r[0] for r in await db.fetchall("SELECT file_path FROM document_index ORDER BY 1")]
+    paths = [r[0] for r in await raw.fetchall("SELECT file_path FROM document_index ORDER BY 1")]
     assert "docs/archive/beta-2024.md" in paths and "docs/notes/beta.md" not in paths
     result = await docs.search(None, "write-ahead logging")
     assert result.results[0].path == "docs/archive/beta-2024.md"
 
 
-async def test_a_deleted_file_leaves_every_table(docs, db, tree):
+async def test_a_deleted_file_leaves_every_table(docs, raw, tree):
     await docs.add_root(tree)
     await docs.index()
-    before = await _counts(db)
+    before = await _counts(raw)
     (tree / "notes" / "gamma.markdown").unlink()
     report = await docs.index()
     assert report.scans[0].deleted == 1
-    after = await _counts(db)
+    after = await _counts(raw)
     assert after["documents"] == before["documents"] - 1
     assert after["chunks"] == after["fts"] == after["vectors"] < before["chunks"]
     assert after["space_documents"] == 2
@@ -145,7 +158,7 @@ async def test_a_deleted_file_leaves_every_table(docs, db, tree):
     )
 
 
-async def test_gitignore_excludes_and_other_files(docs, db, tmp_path):
+async def test_gitignore_excludes_and_other_files(docs, raw, tmp_path):
     root = write_tree(
         tmp_path / "repo",
         {
@@ -163,12 +176,12 @@ async def test_gitignore_excludes_and_other_files(docs, db, tmp_path):
     os.symlink(root / "keep.md", root / "link.md")
     await docs.add_root(root, excludes=("drafts/",))
     report = await docs.index()
-    paths = sorted(r[0] for r in await db.fetchall("SELECT file_path FROM document_index"))
+    paths = sorted(r[0] for r in await raw.fetchall("SELECT file_path FROM document_index"))
     assert paths == ["repo/keep.md", "repo/sub/open.md"]
     assert report.scans[0].skipped["link.md"] == "symbolic link (not followed)"
 
 
-async def test_symlink_loops_do_not_hang_the_scan(docs, db, tmp_path):
+async def test_symlink_loops_do_not_hang_the_scan(docs, raw, tmp_path):
     root = write_tree(tmp_path / "loop", {"a.md": "# A\ntext\n"})
     os.symlink(root, root / "again")
     await docs.add_root(root)
@@ -176,7 +189,7 @@ async def test_symlink_loops_do_not_hang_the_scan(docs, db, tmp_path):
     assert report.scans[0].files == 1
 
 
-async def test_bad_files_are_recorded_not_fatal(docs, db, tmp_path):
+async def test_bad_files_are_recorded_not_fatal(docs, raw, tmp_path):
     root = write_tree(tmp_path / "bad", {"good.md": "# Good\nfine\n", "empty.md": ""})
     (root / "binary.md").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00" * 10)
     (root / "latin1.md").write_bytes("# Caf\xe9\n".encode("latin-1"))
@@ -185,8 +198,8 @@ async def test_bad_files_are_recorded_not_fatal(docs, db, tmp_path):
     report = await docs.index()
     rows = {
         r["file_path"]: (r["sync_status"], r["error"])
-        for r in await db.fetchall(
-            "SELECT file_path, sync_status, json_extract(metadata, '$.error') AS error"
+        for r in await raw.fetchall(
+            f"SELECT file_path, sync_status, {json_text(raw, 'metadata', 'error')} AS error"
             " FROM document_index"
         )
     }
@@ -197,13 +210,13 @@ async def test_bad_files_are_recorded_not_fatal(docs, db, tmp_path):
     assert rows["bad/huge.md"][0] == "failed" and "limit" in rows["bad/huge.md"][1]
     assert report.scans[0].failed == 1  # the size cap is known from the scan already
     # No half-written documents: failed ones have no chunks.
-    space = await _space(db)
-    ids = [r[0] for r in await db.fetchall(f"SELECT DISTINCT document_id FROM {space.chunks}")]
+    space = await _space(raw)
+    ids = [r[0] for r in await raw.fetchall(f"SELECT DISTINCT document_id FROM {space.chunks}")]
     assert len(ids) == 1
     # Fixing a file makes it indexable again.
     (root / "latin1.md").write_text("# Café\nnow UTF-8\n")
     await docs.index()
-    status = await db.fetchone(
+    status = await raw.fetchone(
         "SELECT sync_status FROM document_index WHERE file_path = 'bad/latin1.md'"
     )
     assert status[0] == "synced"
@@ -218,57 +231,65 @@ async def test_a_root_that_does_not_exist(docs, tmp_path):
         await docs.add_root(file)
 
 
-async def test_an_interrupted_run_resumes_without_redoing_work(db, tree):
+async def test_an_interrupted_run_resumes_without_redoing_work(raw, tree):
     flaky = FlakyEmbedder(ok_calls=1, dim=64)
-    first = make_docs(db, flaky)
+    first = make_docs(raw.store, flaky)
     await first.add_root(tree)
     worker = first.worker()
     worker.batch_documents = 1
     await first.scan()
     with pytest.raises(Unavailable):
         await worker.run()
-    done = (await db.fetchone("SELECT count(*) FROM space_documents"))[0]
+    done = (await raw.fetchone("SELECT count(*) FROM space_documents"))[0]
     assert done == 1
     leased = (
-        await db.fetchone("SELECT count(*) FROM document_index WHERE lease_owner IS NOT NULL")
+        await raw.fetchone("SELECT count(*) FROM document_index WHERE lease_owner IS NOT NULL")
     )[0]
     assert leased == 0  # leases released on failure
     steady = FakeEmbedder(dim=64)
-    second = make_docs(db, steady)
+    second = make_docs(raw.store, steady)
     report = await second.index()
     assert report.work.documents_done == 2  # only what was left
-    assert (await db.fetchone("SELECT count(*) FROM space_documents"))[0] == 3
+    assert (await raw.fetchone("SELECT count(*) FROM space_documents"))[0] == 3
 
 
-async def test_a_failed_write_leaves_no_half_document(docs, db, tree, monkeypatch):
+async def test_a_failed_write_leaves_no_half_document(docs, raw, tree, monkeypatch):
     await docs.add_root(tree)
-    real = store._record_document
-    calls = {"n": 0}
+    if raw.postgres:  # the last statement of the batch's transaction fails
+        target, name = postgres_documents.spaces, "bump_generation"
 
-    def crash_after_chunks(conn, space, document):
-        calls["n"] += 1
-        real(conn, space, document)
-        if calls["n"] == 2:  # the second document's chunks and vectors are written
+        async def crash(conn, space):
             raise RuntimeError("killed mid-write")
 
-    monkeypatch.setattr(store, "_record_document", crash_after_chunks)
-    with pytest.raises(RuntimeError):
-        await docs.index()
-    space = await _space(db)
-    counts = await _counts(db)
+    else:  # the second document's record fails, its chunks and vectors written
+        target, name = sqlite_chunks, "_record_document"
+        real = sqlite_chunks._record_document
+        calls = {"n": 0}
+
+        def crash(conn, space, document):
+            calls["n"] += 1
+            real(conn, space, document)
+            if calls["n"] == 2:
+                raise RuntimeError("killed mid-write")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(target, name, crash)
+        with pytest.raises(RuntimeError):
+            await docs.index()
+    space = await _space(raw)
+    counts = await _counts(raw)
     # The batch's transaction rolled back: no chunks, vectors or FTS rows at all.
     assert counts["chunks"] == counts["vectors"] == counts["fts"] == counts["space_documents"] == 0
     assert space is not None
-    monkeypatch.setattr(store, "_record_document", real)
     await docs.index()
-    assert (await _counts(db))["space_documents"] == 3
+    assert (await _counts(raw))["space_documents"] == 3
 
 
-async def test_two_workers_never_embed_the_same_document(db, tmp_path):
+async def test_two_workers_never_embed_the_same_document(raw, tmp_path):
     files = {f"d{i}.md": f"# Doc {i}\n\nunique words number {i}\n" for i in range(40)}
     root = write_tree(tmp_path / "many", files)
     a, b = FakeEmbedder(dim=64), FakeEmbedder(dim=64)
-    one, two = make_docs(db, a, worker_owner="a"), make_docs(db, b, worker_owner="b")
+    one, two = make_docs(raw.store, a, worker_owner="a"), make_docs(raw.store, b, worker_owner="b")
     await one.add_root(root)
     await one.scan()
     w1, w2 = one.worker(), two.worker()
@@ -278,13 +299,13 @@ async def test_two_workers_never_embed_the_same_document(db, tmp_path):
     assert a.embedded_texts + b.embedded_texts == 40
 
 
-async def test_changing_the_model_rebuilds_beside_the_old_index(db, tree):
-    old = make_docs(db, FakeEmbedder(dim=64, model="old"))
+async def test_changing_the_model_rebuilds_beside_the_old_index(raw, tree):
+    old = make_docs(raw.store, FakeEmbedder(dim=64, model="old"))
     await old.add_root(tree)
     await old.index()
-    old_space = await _space(db)
+    old_space = await _space(raw)
     new_embedder = FakeEmbedder(dim=32, model="new")
-    new = make_docs(db, new_embedder)
+    new = make_docs(raw.store, new_embedder)
     worker = new.worker()
     worker.batch_documents = 1
     space = await worker.target_space()
@@ -297,17 +318,19 @@ async def test_changing_the_model_rebuilds_beside_the_old_index(db, tree):
     await worker.run()
     after = await new.status()
     assert after.model == "fake:new" and after.rebuild is None and after.dimensions == 32
-    tables = {r[0] for r in await db.fetchall("SELECT name FROM sqlite_master")}
+    tables = await table_names(raw)
     assert not {old_space.chunks, old_space.fts, old_space.vectors} & tables  # old index dropped
-    spaces_left = await db.fetchall("SELECT model_id, status FROM embedding_spaces")
+    spaces_left = await raw.fetchall("SELECT model_id, status FROM embedding_spaces")
     assert [tuple(r) for r in spaces_left] == [("fake:new", "active")]
     result = await new.search(None, "fox")
     assert result.mode_used == "hybrid" and result.results[0].path == "docs/alpha.md"
-    synced = await db.fetchall("SELECT DISTINCT sync_status, embedding_model FROM document_index")
+    synced = await raw.fetchall("SELECT DISTINCT sync_status, embedding_model FROM document_index")
     assert [tuple(r) for r in synced] == [("synced", "fake:new")]
 
 
-async def test_an_unreadable_file_is_recorded_and_the_rest_indexed(docs, db, tmp_path, monkeypatch):
+async def test_an_unreadable_file_is_recorded_and_the_rest_indexed(
+    docs, raw, tmp_path, monkeypatch
+):
     """Permission denied is recorded as the document's failure; the run goes on. Root reads
     any file whatever its mode, so the OS refusal is also simulated where chmod cannot."""
     import errno
@@ -327,29 +350,29 @@ async def test_an_unreadable_file_is_recorded_and_the_rest_indexed(docs, db, tmp
     report = await docs.index()
     rows = {
         r["file_path"]: (r["sync_status"], r["error"], r["chunk_count"])
-        for r in await db.fetchall(
-            "SELECT file_path, sync_status, json_extract(metadata, '$.error') AS error,"
+        for r in await raw.fetchall(
+            f"SELECT file_path, sync_status, {json_text(raw, 'metadata', 'error')} AS error,"
             " chunk_count FROM document_index"
         )
     }
     assert rows["perm/good.md"] == ("synced", None, 1)
     assert rows["perm/locked.md"] == ("failed", "cannot read locked.md: Permission denied", 0)
     assert report.scans[0].failed == 1
-    space = await _space(db)
-    assert (await db.fetchone(f"SELECT count(DISTINCT document_id) FROM {space.chunks}"))[0] == 1
+    space = await _space(raw)
+    assert (await raw.fetchone(f"SELECT count(DISTINCT document_id) FROM {space.chunks}"))[0] == 1
 
     # Readable again and changed: the next run indexes it.
     monkeypatch.setattr(os, "open", real_open)
     locked.chmod(0o644)
     locked.write_text("# L\nreadable now\n")
     await docs.index()
-    status = await db.fetchone(
+    status = await raw.fetchone(
         "SELECT sync_status FROM document_index WHERE file_path = 'perm/locked.md'"
     )
     assert status[0] == "synced"
 
 
-async def test_a_file_unreadable_when_the_worker_reads_it(docs, db, tmp_path, monkeypatch):
+async def test_a_file_unreadable_when_the_worker_reads_it(docs, raw, tmp_path, monkeypatch):
     """Readable at the scan, refused when read for chunking: failed, to be retried later."""
     import errno
     from pathlib import Path
@@ -366,8 +389,9 @@ async def test_a_file_unreadable_when_the_worker_reads_it(docs, db, tmp_path, mo
     await docs.scan()  # readable at the scan
     monkeypatch.setattr(os, "open", refusing)
     report = await docs.index()
-    row = await db.fetchone(
-        "SELECT sync_status, json_extract(metadata, '$.error'), chunk_count FROM document_index"
+    row = await raw.fetchone(
+        f"SELECT sync_status, {json_text(raw, 'metadata', 'error')}, chunk_count"
+        " FROM document_index"
         " WHERE file_path = 'late/locked.md'"
     )
     assert tuple(row) == ("failed", "cannot read locked.md: Permission denied", 0)

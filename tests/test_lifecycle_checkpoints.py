@@ -11,23 +11,24 @@ pytestmark = pytest.mark.anyio
 OLD = "2001-01-01 00:00:00.000"
 
 
-async def test_maintenance_expires_old_episodic_memories_and_archives_old_sessions(services, db):
+async def test_maintenance_expires_old_episodic_memories_and_archives_old_sessions(services, raw):
     m = services.memories
     await m.put("user:alice:log", "old", "yesterday's chat", memory_type="episodic")
     await m.put("user:alice:log", "fresh", "today's chat", memory_type="episodic")
     await m.put("user:alice:facts", "old-fact", "kept", memory_type="semantic")
     await m.put("user:alice:log", "renewed", "v1", memory_type="episodic")
-    await db.execute_write(
+    await raw.execute_write(
         "UPDATE memory_entries SET updated_at = ?, created_at = ? WHERE key IN ('old', 'old-fact')",
         (OLD, OLD),
     )
-    await db.execute_write("UPDATE memory_entries SET updated_at = ? WHERE key = 'renewed'", (OLD,))
+    renewed = "UPDATE memory_entries SET updated_at = ? WHERE key = 'renewed'"
+    await raw.execute_write(renewed, (OLD,))
     await m.put("user:alice:log", "renewed", "v2", memory_type="episodic")  # new version: fresh
     s_old = await services.sessions.create()
     s_new = await services.sessions.create()
     for s in (s_old, s_new):
         await services.sessions.set_status(s.id, "terminated")
-    await db.execute_write("UPDATE sessions SET terminated_at = ? WHERE id = ?", (OLD, s_old.id))
+    await raw.execute_write("UPDATE sessions SET terminated_at = ? WHERE id = ?", (OLD, s_old.id))
 
     plan = await services.lifecycle.run(dry_run=True)
     expired = [e.model_dump() for e in plan.expired_memories]
@@ -45,7 +46,7 @@ async def test_maintenance_expires_old_episodic_memories_and_archives_old_sessio
     await m.get("user:alice:facts", "old-fact")
     assert (await services.sessions.get(s_old.id)).status == "archived"
     assert (await services.sessions.get(s_new.id)).status == "terminated"
-    audit = await db.fetchone(
+    audit = await raw.fetchone(
         "SELECT actor, memory_operation_type, action_type FROM audit"
         " WHERE action_type = 'memory_expire'"
     )
@@ -94,7 +95,7 @@ async def test_checkpoints_follow_the_task_ownership_rule(services, as_principal
     with pytest.raises(NotFound, match="no task"):
         await bob.checkpoints.load(task.id)
     await bob.recorder.flush()
-    rows = await services.db.fetchall(
+    rows = await services.raw.fetchall(
         "SELECT actor, action_type FROM audit WHERE result = 'denied' ORDER BY id"
     )
     assert [tuple(r) for r in rows] == [("user:bob", "task_denied")]

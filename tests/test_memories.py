@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
 
 import pytest
+from backends import json_value
 
 from abathur_memory.errors import Conflict, Forbidden, InvalidInput, NotFound
 from abathur_memory.memory.memories import PutRequest
@@ -15,8 +15,8 @@ pytestmark = pytest.mark.anyio
 NS = "user:alice:prefs"
 
 
-async def _audit(db, namespace=NS):
-    rows = await db.fetchall(
+async def _audit(raw, namespace=NS):
+    rows = await raw.fetchall(
         "SELECT action_type, memory_operation_type, memory_entry_id, actor, result, action_data"
         " FROM audit WHERE memory_namespace = ? ORDER BY id",
         (namespace,),
@@ -24,9 +24,9 @@ async def _audit(db, namespace=NS):
     return [dict(r) for r in rows]
 
 
-async def _rows(db, namespace=NS):
+async def _rows(raw, namespace=NS):
     return (
-        await db.fetchone("SELECT count(*) FROM memory_entries WHERE namespace = ?", (namespace,))
+        await raw.fetchone("SELECT count(*) FROM memory_entries WHERE namespace = ?", (namespace,))
     )[0]
 
 
@@ -49,12 +49,12 @@ async def test_any_json_value_round_trips(services):
         assert (await services.memories.get(NS, f"k{i}")).value == value
 
 
-async def test_an_identical_put_creates_no_new_version(services, db):
+async def test_an_identical_put_creates_no_new_version(services, raw):
     m = services.memories
     await m.put(NS, "k", {"a": 1, "b": [1, 2]}, metadata={"m": 1})
     again = await m.put(NS, "k", {"b": [1, 2], "a": 1})  # same value, other key order
     assert (again.version, again.created, again.unchanged) == (1, False, True)
-    assert await _rows(db) == 1
+    assert await _rows(raw) == 1
     # Type and value are compared exactly: 1 is not true, 1 is not 1.0.
     assert (await m.put(NS, "n", 1)).version == 1
     assert (await m.put(NS, "n", True)).version == 2
@@ -63,7 +63,7 @@ async def test_an_identical_put_creates_no_new_version(services, db):
     assert (await m.put(NS, "k", {"a": 1, "b": [1, 2]}, memory_type="episodic")).created
 
 
-async def test_compare_and_set(services, db):
+async def test_compare_and_set(services, raw):
     m = services.memories
     await m.put(NS, "k", "v1", expected_version=0)
     with pytest.raises(Conflict, match="is at version 1, not 0"):
@@ -74,10 +74,10 @@ async def test_compare_and_set(services, db):
     with pytest.raises(Conflict, match="does not exist"):
         await m.put(NS, "other", "x", expected_version=3)
     assert (await m.get(NS, "k")).value == "v2"
-    assert await _rows(db) == 2
+    assert await _rows(raw) == 2
 
 
-async def test_delete_is_soft_and_numbering_continues(services, db):
+async def test_delete_is_soft_and_numbering_continues(services, raw):
     m = services.memories
     await m.put(NS, "k", "v1")
     await m.put(NS, "k", "v2")
@@ -116,15 +116,15 @@ async def test_restore_brings_back_the_last_value_as_a_new_version(services):
         await m.restore(NS, "never")
 
 
-async def test_as_of_reads_the_past(services, db):
+async def test_as_of_reads_the_past(services, raw):
     m = services.memories
     await m.put(NS, "k", "old")
     await asyncio.sleep(0.01)
-    middle = (await db.fetchone("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"))[0]
+    middle = await raw.now_iso()
     await asyncio.sleep(0.01)
     await m.put(NS, "k", "new")
     await asyncio.sleep(0.01)
-    before_delete = (await db.fetchone("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"))[0]
+    before_delete = await raw.now_iso()
     await asyncio.sleep(0.01)
     await m.delete(NS, "k")
     assert (await m.get(NS, "k", as_of=middle)).value == "old"
@@ -139,14 +139,14 @@ async def test_as_of_reads_the_past(services, db):
         await m.get(NS, "k", version=1, as_of=middle)
 
 
-async def test_every_change_is_audited_in_its_transaction(services, db):
+async def test_every_change_is_audited_in_its_transaction(services, raw):
     m = services.memories
     await m.put(NS, "k", "v1")
     await m.put(NS, "k", "v2")
     await m.put(NS, "k", "v2")  # unchanged: no audit row
     await m.delete(NS, "k")
     await m.restore(NS, "k")
-    rows = await _audit(db)
+    rows = await _audit(raw)
     assert [(r["action_type"], r["memory_operation_type"]) for r in rows] == [
         ("memory_put", "create"),
         ("memory_put", "update"),
@@ -155,7 +155,7 @@ async def test_every_change_is_audited_in_its_transaction(services, db):
     ]
     assert {r["actor"] for r in rows} == {"user:alice"}
     assert all(r["memory_entry_id"] for r in rows)
-    assert json.loads(rows[1]["action_data"]) == {"key": "k", "version": 2}
+    assert json_value(rows[1]["action_data"]) == {"key": "k", "version": 2}
 
 
 async def test_listing_uses_colon_boundaries_and_pages(services):
@@ -203,7 +203,7 @@ async def test_percent_and_underscore_in_prefixes_are_literal(services):
     assert [e.value for e in (await m.list("user:alice:a_b")).entries] == [3]
 
 
-async def test_batched_puts_are_one_transaction(services, db):
+async def test_batched_puts_are_one_transaction(services, raw):
     m = services.memories
     requests = [PutRequest(NS, f"k{i}", i) for i in range(50)]
     results = await m.put_many(requests)
@@ -213,7 +213,7 @@ async def test_batched_puts_are_one_transaction(services, db):
         await m.put_many(bad)
     with pytest.raises(NotFound):
         await m.get(NS, "good")  # rolled back with the failing one
-    assert await _rows(db) == 50
+    assert await _rows(raw) == 50
 
 
 @pytest.mark.parametrize(
@@ -239,13 +239,13 @@ async def test_batched_puts_are_one_transaction(services, db):
         (lambda m: m.list("user:alice", memory_type="x"), InvalidInput, "memory_type"),
     ],
 )
-async def test_bad_input_is_refused_and_changes_nothing(services, db, call, error, message):
-    before = (await db.fetchone("SELECT count(*) FROM memory_entries"))[0]
-    audit_before = (await db.fetchone("SELECT count(*) FROM audit"))[0]
+async def test_bad_input_is_refused_and_changes_nothing(services, raw, call, error, message):
+    before = (await raw.fetchone("SELECT count(*) FROM memory_entries"))[0]
+    audit_before = (await raw.fetchone("SELECT count(*) FROM audit"))[0]
     with pytest.raises(error, match=message):
         await call(services.memories)
-    assert (await db.fetchone("SELECT count(*) FROM memory_entries"))[0] == before
-    assert (await db.fetchone("SELECT count(*) FROM audit"))[0] == audit_before
+    assert (await raw.fetchone("SELECT count(*) FROM memory_entries"))[0] == before
+    assert (await raw.fetchone("SELECT count(*) FROM audit"))[0] == audit_before
 
 
 @pytest.mark.parametrize(
@@ -260,7 +260,7 @@ async def test_bad_input_is_refused_and_changes_nothing(services, db, call, erro
         ("app:otherapp:config", False, False),
     ],
 )
-async def test_namespace_policy(services, db, namespace, allowed_read, allowed_write):
+async def test_namespace_policy(services, raw, namespace, allowed_read, allowed_write):
     m = services.memories
     if allowed_write:
         await m.put(namespace, "k", 1)
@@ -268,9 +268,9 @@ async def test_namespace_policy(services, db, namespace, allowed_read, allowed_w
         with pytest.raises(Forbidden, match="denied"):
             await m.put(namespace, "k", 1)
         await services.recorder.flush()  # denials are audited off the caller's path
-        denied = await _audit(db, namespace)
+        denied = await _audit(raw, namespace)
         assert denied[-1]["result"] == "denied"
-        assert json.loads(denied[-1]["action_data"])["attempted"] == "write"
+        assert json_value(denied[-1]["action_data"])["attempted"] == "write"
     if allowed_read:
         await m.list(namespace)
     else:
@@ -289,7 +289,7 @@ async def test_seeded_app_memories_are_readable_not_writable(services):
         await services.memories.delete("app:abathur:config", "memory_lifecycle_policies")
 
 
-async def test_session_namespaces_belong_to_the_session_owner(services, as_principal, db):
+async def test_session_namespaces_belong_to_the_session_owner(services, as_principal, raw):
     mine = await services.sessions.create()
     bob = as_principal(user="bob")
     bobs = await bob.sessions.create()

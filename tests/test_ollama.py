@@ -12,10 +12,10 @@ from abathur_memory.errors import InvalidInput, Unavailable
 pytestmark = pytest.mark.anyio
 
 
-async def test_index_and_search_with_ollama(db, tmp_path):
+async def test_index_and_search_with_ollama(store, tmp_path):
     with OllamaStub() as stub:
         embedder = OllamaEmbedder(host=stub.host)
-        docs = make_docs(db, embedder)
+        docs = make_docs(store, embedder)
         await docs.add_root(write_tree(tmp_path / "docs"))
         report = await docs.index()
         assert report.work.documents_done == 3
@@ -57,23 +57,23 @@ async def test_a_missing_model_says_to_pull_it():
         await embedder.close()
 
 
-async def test_a_server_that_is_down_says_to_start_it(db, tmp_path, monkeypatch):
+async def test_a_server_that_is_down_says_to_start_it(store, tmp_path, monkeypatch):
     monkeypatch.setattr("abathur_memory.embedders.ollama_embedder.RETRIES", 1)
     embedder = OllamaEmbedder(host=f"http://127.0.0.1:{unused_port()}")
     with pytest.raises(Unavailable, match="start it with `ollama serve`"):
         await embedder.embed_query("x")
-    docs = make_docs(db, embedder)
+    docs = make_docs(store, embedder)
     await docs.add_root(write_tree(tmp_path / "docs"))
     with pytest.raises(Unavailable, match="ollama serve"):
         await docs.index()
     await embedder.close()
 
 
-async def test_search_degrades_when_ollama_goes_away(db, tmp_path, monkeypatch):
+async def test_search_degrades_when_ollama_goes_away(store, tmp_path, monkeypatch):
     monkeypatch.setattr("abathur_memory.embedders.ollama_embedder.RETRIES", 0)
     with OllamaStub() as stub:
         embedder = OllamaEmbedder(host=stub.host)
-        docs = make_docs(db, embedder)
+        docs = make_docs(store, embedder)
         await docs.add_root(write_tree(tmp_path / "docs"))
         await docs.index()
     result = await docs.search(None, "write-ahead logging")  # the stub has stopped

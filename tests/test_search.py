@@ -18,8 +18,8 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-async def indexed(db, tmp_path):
-    docs = make_docs(db, FakeEmbedder(dim=64))
+async def indexed(store, tmp_path):
+    docs = make_docs(store, FakeEmbedder(dim=64))
     await docs.add_root(write_tree(tmp_path / "docs"))
     await docs.add_root(
         write_tree(tmp_path / "more", {"extra.md": "# Extra\n\nWrite-ahead logging again.\n"})
@@ -70,8 +70,8 @@ async def test_filters(indexed):
         await indexed.search(None, "x", filters=Filters(root="nope"))
 
 
-async def test_degrades_to_keyword_when_the_model_is_down(db, indexed):
-    down = make_docs(db, DownEmbedder(dim=64))
+async def test_degrades_to_keyword_when_the_model_is_down(store, indexed):
+    down = make_docs(store, DownEmbedder(dim=64))
     result = await down.search(None, "write-ahead logging")
     assert result.mode_used == "keyword"
     assert "ollama serve" in result.degraded
@@ -104,8 +104,8 @@ async def test_bad_queries(indexed, query, k, mode, message):
         await indexed.search(None, query, k=k, mode=mode)
 
 
-async def test_search_before_anything_is_indexed(db):
-    empty = make_docs(db, FakeEmbedder(dim=64))
+async def test_search_before_anything_is_indexed(store):
+    empty = make_docs(store, FakeEmbedder(dim=64))
     result = await empty.search(None, "anything")
     assert result.results == [] and "nothing is indexed" in result.degraded
 
@@ -162,12 +162,15 @@ def test_snippet_highlights_terms():
     assert "**restore**" in out and out.startswith("… ") and out.endswith(" …")
 
 
-async def test_very_common_terms_are_dropped_when_rarer_ones_remain(db, tmp_path, monkeypatch):
-    from abathur_memory.store.sqlite import search
+async def test_very_common_terms_are_dropped_when_rarer_ones_remain(store, tmp_path, monkeypatch):
+    from abathur_memory.store.postgres import search as postgres_search
+    from abathur_memory.store.sqlite import search as sqlite_search
+
+    search = postgres_search if store.kind == "postgres" else sqlite_search
 
     files = {f"d{i}.md": f"# D{i}\n\ncommon words everywhere number {i}\n" for i in range(6)}
     files["special.md"] = "# Special\n\ncommon words and a unicorn\n"
-    docs = make_docs(db, FakeEmbedder(dim=64))
+    docs = make_docs(store, FakeEmbedder(dim=64))
     await docs.add_root(write_tree(tmp_path / "c", files))
     await docs.index()
     both = await docs.search(None, "common unicorn", mode="keyword", k=20)

@@ -38,7 +38,7 @@ async def test_append_numbers_events_and_merges_state(services):
     assert got.events[1].state_delta == {"b": {"c": 2}, "drop": None}
 
 
-async def test_expected_seq_rejects_a_stale_view(services, db):
+async def test_expected_seq_rejects_a_stale_view(services, raw):
     s = await services.sessions.create()
     await services.sessions.append(s.id, "m", "u", 1, expected_seq=0)
     with pytest.raises(Conflict, match="at seq 1, not 0"):
@@ -154,10 +154,10 @@ async def test_other_users_sessions_look_missing(services, as_principal):
         (lambda s, sid: s.list(cursor="###"), InvalidInput, "cursor"),
     ],
 )
-async def test_bad_input_changes_nothing(services, db, call, error, message):
+async def test_bad_input_changes_nothing(services, raw, call, error, message):
     s = await services.sessions.create(state={"keep": 1})
-    snapshot = dict(await db.fetchone("SELECT * FROM sessions WHERE id = ?", (s.id,)))
+    snapshot = dict(await raw.fetchone("SELECT * FROM sessions WHERE id = ?", (s.id,)))
     with pytest.raises(error, match=message):
         await call(services.sessions, s.id)
-    assert dict(await db.fetchone("SELECT * FROM sessions WHERE id = ?", (s.id,))) == snapshot
-    assert (await db.fetchone("SELECT count(*) FROM session_events"))[0] == 0
+    assert dict(await raw.fetchone("SELECT * FROM sessions WHERE id = ?", (s.id,))) == snapshot
+    assert (await raw.fetchone("SELECT count(*) FROM session_events"))[0] == 0

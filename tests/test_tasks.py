@@ -57,16 +57,16 @@ async def test_two_claimers_never_get_the_same_task(services):
     assert len(got) == 30 and len(set(got)) == 30
 
 
-async def test_timed_out_task_is_reclaimable_and_retries_are_counted(services, db):
+async def test_timed_out_task_is_reclaimable_and_retries_are_counted(services, raw):
     t = await services.tasks.create("slow", timeout_seconds=1, max_retries=1)
     await services.tasks.claim()
     # Pretend the worker went quiet long ago.
-    await db.execute_write(
+    await raw.execute_write(
         "UPDATE tasks SET last_updated_at = '2000-01-01 00:00:00.000' WHERE id = ?", (t.id,)
     )
     again = await services.tasks.claim()
     assert again.id == t.id and again.retry_count == 1
-    await db.execute_write(
+    await raw.execute_write(
         "UPDATE tasks SET last_updated_at = '2000-01-01 00:00:00.000' WHERE id = ?", (t.id,)
     )
     assert await services.tasks.claim() is None  # retries used up
@@ -75,7 +75,7 @@ async def test_timed_out_task_is_reclaimable_and_retries_are_counted(services, d
     assert "timed out" in final.error
 
 
-async def test_a_heartbeat_update_keeps_a_task_alive(services, db):
+async def test_a_heartbeat_update_keeps_a_task_alive(services, raw):
     t = await services.tasks.create("busy", timeout_seconds=3600)
     await services.tasks.claim()
     beat = await services.tasks.update(t.id)
@@ -139,19 +139,19 @@ async def test_tasks_are_private_to_their_creator(services, as_principal):
         ({"prompt": "x", "agent_type": ""}, InvalidInput, "agent_type"),
     ],
 )
-async def test_bad_input_creates_nothing(services, db, kwargs, error, message):
+async def test_bad_input_creates_nothing(services, raw, kwargs, error, message):
     with pytest.raises(error, match=message):
         await services.tasks.create(**kwargs)
-    assert (await db.fetchone("SELECT count(*) FROM tasks"))[0] == 0
+    assert (await raw.fetchone("SELECT count(*) FROM tasks"))[0] == 0
 
 
-async def test_bad_updates_change_nothing(services, db):
+async def test_bad_updates_change_nothing(services, raw):
     t = await services.tasks.create("x")
-    before = dict(await db.fetchone("SELECT * FROM tasks WHERE id = ?", (t.id,)))
+    before = dict(await raw.fetchone("SELECT * FROM tasks WHERE id = ?", (t.id,)))
     with pytest.raises(InvalidInput, match="status"):
         await services.tasks.update(t.id, status="exploded")
     with pytest.raises(InvalidInput, match="NaN"):
         await services.tasks.update(t.id, result=float("nan"))
     with pytest.raises(NotFound):
         await services.tasks.update("ghost", status="cancelled")
-    assert dict(await db.fetchone("SELECT * FROM tasks WHERE id = ?", (t.id,))) == before
+    assert dict(await raw.fetchone("SELECT * FROM tasks WHERE id = ?", (t.id,))) == before

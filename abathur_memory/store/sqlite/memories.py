@@ -18,6 +18,7 @@ from abathur_memory.core import values
 from abathur_memory.core.principal import Principal
 from abathur_memory.core.records import ExpiredMemory, MemoryEntry, PreparedPut, PutResult
 from abathur_memory.errors import Conflict, NotFound
+from abathur_memory.store.shared import check_expected
 from abathur_memory.store.sqlite import audit_rows, rows, timestamps
 from abathur_memory.store.sqlite.database import Database
 from abathur_memory.store.sqlite.driver import Connection
@@ -113,20 +114,6 @@ def _insert_versions(
     last = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'memory_entries'").fetchone()
     if last is None or last[0] != first_id + len(new_rows) - 1:  # pragma: no cover - invariant
         raise RuntimeError("memory_entries ids were not consecutive; nothing was written")
-
-
-def check_expected(put: PreparedPut, live_version: int) -> None:
-    """Compare-and-set: the caller's view of the version, or Conflict (shared by stores)."""
-    if put.expected_version is None or put.expected_version == live_version:
-        return
-    if live_version:
-        raise Conflict(
-            f"{put.namespace}/{put.key} is at version {live_version}, not "
-            f"{put.expected_version}: re-read it and retry"
-        )
-    raise Conflict(
-        f"{put.namespace}/{put.key} does not exist (expected version {put.expected_version})"
-    )
 
 
 class SqliteMemoryStore:

@@ -18,7 +18,8 @@ from abathur_memory.core.records import (
     SessionEvent,
     SessionWithEvents,
 )
-from abathur_memory.errors import Conflict, InvalidInput, NotFound
+from abathur_memory.errors import Conflict, NotFound
+from abathur_memory.store.shared import check_state_size
 from abathur_memory.store.sqlite import rows, timestamps
 from abathur_memory.store.sqlite.database import Database
 from abathur_memory.store.sqlite.driver import Connection, IntegrityError
@@ -29,12 +30,6 @@ WHERE status = 'terminated' AND terminated_at < :cutoff
 ORDER BY terminated_at
 LIMIT :limit
 """
-
-
-def check_state_size(state_text: str, limit: int) -> None:
-    size = len(state_text.encode("utf-8"))
-    if size > limit:
-        raise InvalidInput(f"the merged state would be {size:,} bytes; the limit is {limit:,}")
 
 
 class SqliteSessionStore:

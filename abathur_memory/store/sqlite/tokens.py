@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 from abathur_memory.core.principal import Principal
 from abathur_memory.core.records import Denial, TokenInfo
 from abathur_memory.errors import Conflict
+from abathur_memory.store.shared import denial_data
 from abathur_memory.store.sqlite import rows, timestamps
 from abathur_memory.store.sqlite.database import Database
 from abathur_memory.store.sqlite.driver import Connection
@@ -102,13 +101,3 @@ def _write_denials(
     return written
 
 
-def denial_data(denial: Denial, count: int) -> str:
-    data: dict[str, object] = {
-        "attempted": denial.attempted,
-        "target": denial.target,
-        "rule": denial.rule,
-        "count": count,
-    }
-    if denial.key is not None:
-        data["key"] = denial.key
-    return json.dumps(data, ensure_ascii=False)

@@ -1,0 +1,241 @@
+"""The connection pool, and the one way work runs on it: retried, with typed errors.
+
+Connections are autocommit. A read is one statement. A write is one of:
+
+- :meth:`Database.pipelined`: the statements of a pipeline up to its sync run in one
+  implicit transaction (the extended query protocol's), so locks taken by an early statement
+  hold until the end, a failure rolls everything back, and the whole write costs one network
+  round trip (plus one per read whose rows the work needs before writing). The rule that
+  keeps it atomic: exactly one statement writes, and it is queued last; whatever raises
+  before it has written nothing.
+- :meth:`Database.transaction`: ``conn.transaction()`` for work that writes with several
+  statements, or must roll back after looking at what it wrote.
+
+Serialization failures, deadlocks and lock waits past ``lock_timeout`` are retried with
+jittered backoff up to ``write_retries`` times, then reported as Unavailable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from pgvector.psycopg import register_vector_async
+from psycopg import AsyncConnection, AsyncCursor
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import TupleRow
+from psycopg_pool import AsyncConnectionPool
+
+from abathur_memory.config import Settings
+from abathur_memory.errors import InvalidInput, NotFound, Unavailable
+from abathur_memory.store.postgres.failures import RETRYABLE, message_of, translate
+from abathur_memory.store.postgres.times import IsoTimestampLoader
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Conn = AsyncConnection[TupleRow]
+Params = Sequence[Any] | dict[str, Any] | None
+Queued = AsyncCursor[TupleRow] | list[TupleRow]
+
+CONNECT_TIMEOUT_S = 10
+INIT_HINT = "run `abathur-memory init --db URL` first"
+
+
+def redact(url: str) -> str:
+    """``url`` as it may be shown: without its password (in the authority or the query)."""
+    try:
+        return _redact(url)
+    except (ValueError, psycopg.ProgrammingError):
+        return "the database URL"
+
+
+def _redact(url: str) -> str:
+    if "://" not in url:
+        params = conninfo_to_dict(url)
+        if "password" not in params:
+            return url
+        params["password"] = "***"
+        return make_conninfo("", **params)
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    if parts.password is None and all(k != "password" for k, _ in query):
+        return url
+    netloc = parts.netloc
+    if parts.password is not None:
+        netloc = netloc.replace(f":{parts.password}@", ":***@", 1)
+    hidden = [(k, "***" if k == "password" else v) for k, v in query]
+    query_text = urlencode(hidden, safe="/:,=", quote_via=quote)
+    return urlunsplit(parts._replace(netloc=netloc, query=query_text))
+
+
+def _connect_kwargs(url: str) -> dict[str, Any]:
+    """Connection options the URL does not set (the URL's own always win)."""
+    try:
+        given = conninfo_to_dict(url)
+    except psycopg.ProgrammingError as exc:
+        reason = message_of(exc).replace(url, "…")  # libpq quotes it, password and all
+        raise InvalidInput(f"the database URL is not valid: {reason}") from None
+    extra: dict[str, Any] = {"autocommit": True}
+    if "connect_timeout" not in given:
+        extra["connect_timeout"] = CONNECT_TIMEOUT_S
+    if "application_name" not in given:
+        extra["application_name"] = "abathur-memory"
+    return extra
+
+
+def _configure(settings: Settings) -> Callable[[Conn], Awaitable[None]]:
+    """Every pooled connection: timeouts from the settings, UTC, ISO dates, times read as
+    the records' text, and pgvector's types once the extension exists."""
+
+    async def configure(conn: Conn) -> None:
+        cur = await conn.execute(
+            "SELECT set_config('statement_timeout', %s, false),"
+            " set_config('lock_timeout', %s, false),"
+            " set_config('TimeZone', 'UTC', false), set_config('DateStyle', 'ISO', false),"
+            " to_regtype('vector') IS NOT NULL",
+            (str(settings.pg_statement_timeout_ms), str(settings.pg_lock_timeout_ms)),
+        )
+        row = await cur.fetchone()
+        conn.adapters.register_loader("timestamptz", IsoTimestampLoader)
+        if row is not None and row[4]:
+            await register_vector_async(conn)
+
+    return configure
+
+
+async def _probe(url: str, label: str, kwargs: dict[str, Any], create: bool) -> None:
+    """Connect once before the pool does, so a bad address or a missing database is
+    reported as such (a pool only retries in the background); with ``create=False`` the
+    database must have been initialised."""
+    try:
+        conn = await AsyncConnection.connect(url, **kwargs)
+    except psycopg.OperationalError as exc:
+        text = message_of(exc)
+        if "does not exist" in text and "database" in text:
+            raise NotFound(
+                f"the PostgreSQL database of {label} does not exist: create it "
+                f"(createdb, or CREATE DATABASE), then {INIT_HINT}"
+            ) from None
+        raise Unavailable(f"cannot connect to PostgreSQL at {label}: {text}") from None
+    try:
+        cur = await conn.execute(
+            "SELECT current_schema(), current_setting('search_path'),"
+            " to_regclass('schema_migrations') IS NOT NULL"
+        )
+        row = await cur.fetchone()
+    except psycopg.Error as exc:
+        raise translate(exc, label) from None
+    finally:
+        await conn.close()
+    schema, search_path, initialised = row if row is not None else (None, "", False)
+    if schema is None:
+        raise NotFound(
+            f"no schema of the search_path ({search_path}) exists in {label}: create it "
+            f"(CREATE SCHEMA) or fix the URL's options, then {INIT_HINT}"
+        )
+    if not create and not initialised:
+        raise NotFound(
+            f"the database {label} has no abathur-memory tables (schema {schema}): {INIT_HINT}"
+        )
+
+
+class Database:
+    """One PostgreSQL database opened for async use: ``await Database.open(url, settings)``."""
+
+    def __init__(self, pool: AsyncConnectionPool[Conn], label: str, *, retries: int) -> None:
+        self.pool = pool
+        self.label = label
+        self._retries = retries
+
+    @classmethod
+    async def open(cls, url: str, settings: Settings, *, create: bool = True) -> Database:
+        kwargs = _connect_kwargs(url)
+        label = redact(url)
+        await _probe(url, label, kwargs, create)
+        pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
+            url,
+            connection_class=AsyncConnection[TupleRow],
+            kwargs=kwargs,
+            min_size=min(settings.pg_pool_min, settings.pg_pool_max),
+            max_size=settings.pg_pool_max,
+            configure=_configure(settings),
+            name="abathur-memory",
+            open=False,
+        )
+        try:
+            await pool.open(wait=True, timeout=CONNECT_TIMEOUT_S * 3)
+        except psycopg.Error as exc:
+            await pool.close()
+            raise translate(exc, label) from None
+        return cls(pool, label, retries=settings.write_retries)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+    async def run(self, work: Callable[[Conn], Awaitable[T]], *, what: str = "writing") -> T:
+        """``work(conn)`` on a pooled connection, retried when the failure was timing."""
+        attempt = 0
+        while True:
+            try:
+                async with self.pool.connection() as conn:
+                    return await work(conn)
+            except RETRYABLE as exc:
+                if attempt >= self._retries:
+                    raise Unavailable(
+                        f"the database {self.label} is busy ({message_of(exc)}), "
+                        f"{attempt + 1} times, while {what}; try again"
+                    ) from None
+                attempt += 1
+                delay = min(2.0, 0.05 * 2**attempt) * (0.5 + random.random())
+                log.info("database busy while %s; retry %d in %.2fs", what, attempt, delay)
+                await asyncio.sleep(delay)
+            except (psycopg.Error, UnicodeEncodeError) as exc:
+                raise translate(exc, self.label) from None
+
+    async def fetchone(
+        self, sql: str, params: Params = None, *, what: str = "reading"
+    ) -> TupleRow | None:
+        """One statement (a read, or a write that is a single statement)."""
+
+        async def one(conn: Conn) -> TupleRow | None:
+            return await (await conn.execute(sql, params)).fetchone()
+
+        return await self.run(one, what=what)
+
+    async def fetchall(
+        self, sql: str, params: Params = None, *, what: str = "reading"
+    ) -> list[TupleRow]:
+        async def every(conn: Conn) -> list[TupleRow]:
+            return await (await conn.execute(sql, params)).fetchall()
+
+        return await self.run(every, what=what)
+
+    async def pipelined(
+        self, queue: Callable[[Conn], Awaitable[Queued]], *, what: str = "writing"
+    ) -> list[TupleRow]:
+        """``queue(conn)`` in one pipeline, one implicit transaction (see the module
+        docstring for its rule); returns the rows of the cursor it returns, read after the
+        sync has committed (or the rows it returns when it decided not to write)."""
+
+        async def work(conn: Conn) -> list[TupleRow]:
+            async with conn.pipeline():
+                queued = await queue(conn)
+            return queued if isinstance(queued, list) else await queued.fetchall()
+
+        return await self.run(work, what=what)
+
+    async def transaction(self, fn: Callable[[Conn], Awaitable[T]], *, what: str = "writing") -> T:
+        """``fn(conn)`` inside ``conn.transaction()`` (in a pipeline, to save round trips):
+        committed when it returns, rolled back when it raises."""
+
+        async def work(conn: Conn) -> T:
+            async with conn.pipeline(), conn.transaction():
+                return await fn(conn)
+
+        return await self.run(work, what=what)

@@ -1,0 +1,190 @@
+"""Document roots on PostgreSQL (the rules are SQLite's, store/sqlite/roots.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from abathur_memory.core.documents import Registered, Root, check_visibility, clean_root_name
+from abathur_memory.core.principal import Principal
+from abathur_memory.errors import InvalidInput, NotFound
+from abathur_memory.store.postgres.connection import Conn, Database
+
+_COLUMNS = "id, name, path, excludes, last_scan_at, owner, project, visibility"
+_LOCK = (
+    "SELECT pg_advisory_xact_lock(hashtextextended('abathur-memory roots ' || current_schema(), 0))"
+)
+
+
+def root_of(row: Sequence[Any]) -> Root:
+    return Root(
+        id=row[0],
+        name=row[1],
+        path=Path(row[2]),
+        excludes=tuple(row[3]),
+        last_scan_at=row[4],
+        owner=row[5],
+        project=row[6],
+        visibility=row[7],
+    )
+
+
+async def all_roots(conn: Conn) -> list[Root]:
+    rows = await (await conn.execute(f"SELECT {_COLUMNS} FROM doc_roots ORDER BY name")).fetchall()
+    return [root_of(row) for row in rows]
+
+
+async def _get(conn: Conn, name: str) -> Root:
+    row = await (
+        await conn.execute(f"SELECT {_COLUMNS} FROM doc_roots WHERE name = %s", (name,))
+    ).fetchone()
+    if row is None:
+        raise NotFound(f"no root named {name!r}")
+    return root_of(row)
+
+
+async def _ensure(
+    conn: Conn,
+    directory: Path,
+    name: str | None,
+    excludes: tuple[str, ...],
+    owner: Principal | None,
+    visibility: str | None,
+) -> Registered:
+    await conn.execute(_LOCK)  # two servers registering one folder make one root
+    row = await (
+        await conn.execute(f"SELECT {_COLUMNS} FROM doc_roots WHERE path = %s", (str(directory),))
+    ).fetchone()
+    if row is not None:
+        root = root_of(row)
+        notes = []
+        if name is not None and clean_root_name(name) != root.name:
+            notes.append(
+                f"{directory} is already indexed as {root.name!r}; the name {name!r} was not "
+                f"used (`abathur-memory roots --rename {root.name} {name}` renames it)"
+            )
+        if excludes and root.excludes != tuple(excludes):
+            root = await _update(conn, root.name, excludes=excludes)
+        if visibility is not None and visibility != root.visibility:
+            root = await _update(conn, root.name, visibility=visibility)
+        return Registered(root, notes)
+    wanted = clean_root_name(name or directory.name or "root")
+    taken = {r[0] for r in await (await conn.execute("SELECT name FROM doc_roots")).fetchall()}
+    if name is not None and wanted in taken:
+        raise InvalidInput(f"a root named {wanted!r} already exists; choose another name")
+    final, n = wanted, 2
+    while final in taken:
+        final, n = f"{wanted}-{n}", n + 1
+    visibility = check_visibility(visibility or "private", owner.project if owner else None)
+    row = await (
+        await conn.execute(
+            "INSERT INTO doc_roots (name, path, excludes, owner, project, visibility)"
+            f" VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
+            (
+                final,
+                str(directory),
+                Jsonb(list(excludes)),
+                owner.user if owner else None,
+                owner.project if owner else None,
+                visibility if owner else "all",
+            ),
+        )
+    ).fetchone()
+    assert row is not None
+    return Registered(root_of(row))
+
+
+async def _update(
+    conn: Conn,
+    name: str,
+    *,
+    excludes: tuple[str, ...] | None = None,
+    visibility: str | None = None,
+    owner: str | None = None,
+) -> Root:
+    root = await _get(conn, name)
+    if excludes is not None:
+        await conn.execute(
+            "UPDATE doc_roots SET excludes = %s WHERE id = %s", (Jsonb(list(excludes)), root.id)
+        )
+    if owner is not None:
+        await conn.execute("UPDATE doc_roots SET owner = %s WHERE id = %s", (owner, root.id))
+    if visibility is not None:
+        check_visibility(visibility, root.project)
+        await conn.execute(
+            "UPDATE doc_roots SET visibility = %s WHERE id = %s", (visibility, root.id)
+        )
+    return await _get(conn, name)
+
+
+async def _rename(conn: Conn, old: str, new: str) -> Root:
+    root = await _get(conn, old)
+    cleaned = clean_root_name(new)
+    if cleaned != new:
+        raise InvalidInput(f"a root name is letters, digits, '.', '_' and '-'; try {cleaned!r}")
+    taken = await (await conn.execute("SELECT 1 FROM doc_roots WHERE name = %s", (new,))).fetchone()
+    if taken:
+        raise InvalidInput(f"a root named {new!r} already exists")
+    await conn.execute("UPDATE doc_roots SET name = %s WHERE id = %s", (new, root.id))
+    await conn.execute(
+        "UPDATE document_index SET file_path = %s || substr(file_path, %s) WHERE root_id = %s",
+        (new + "/", len(old) + 2, root.id),
+    )
+    return await _get(conn, new)
+
+
+async def _remove(conn: Conn, name: str) -> int:
+    root = await _get(conn, name)
+    cur = await conn.execute("DELETE FROM document_index WHERE root_id = %s", (root.id,))
+    await conn.execute("DELETE FROM doc_roots WHERE id = %s", (root.id,))
+    return cur.rowcount
+
+
+class PostgresRootStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def ensure(
+        self,
+        directory: Path,
+        name: str | None,
+        excludes: tuple[str, ...],
+        owner: Principal | None,
+        visibility: str | None,
+    ) -> Registered:
+        return await self.db.transaction(
+            lambda conn: _ensure(conn, directory, name, excludes, owner, visibility),
+            what="registering a root",
+        )
+
+    async def all(self) -> list[Root]:
+        return await self.db.run(all_roots, what="reading the roots")
+
+    async def exists(self, name: str) -> bool:
+        return (
+            await self.db.fetchone("SELECT 1 FROM doc_roots WHERE name = %s", (name,)) is not None
+        )
+
+    async def update(
+        self,
+        name: str,
+        *,
+        excludes: tuple[str, ...] | None = None,
+        visibility: str | None = None,
+        owner: str | None = None,
+    ) -> Root:
+        return await self.db.transaction(
+            lambda conn: _update(conn, name, excludes=excludes, visibility=visibility, owner=owner),
+            what="changing a root",
+        )
+
+    async def rename(self, old: str, new: str) -> Root:
+        return await self.db.transaction(
+            lambda conn: _rename(conn, old, new), what="renaming a root"
+        )
+
+    async def remove(self, name: str) -> int:
+        return await self.db.transaction(lambda conn: _remove(conn, name), what="removing a root")

@@ -1,0 +1,297 @@
+"""Candidates for the retrieval pipeline on PostgreSQL: ``ts_rank_cd`` over a GIN-indexed
+tsvector for keywords, pgvector's HNSW (cosine) for vectors.
+
+Each search is one ``REPEATABLE READ READ ONLY`` transaction: the space, both candidate
+lists and the rows of the fused hits come from one snapshot. Its first read of
+``embedding_spaces`` holds a share lock on that table until it ends, and activating a
+rebuilt space locks it exclusively before dropping the old tables, so a search never looks
+for a table that went away under it.
+
+Keyword queries are the pipeline's terms OR-ed, each quoted, through
+``websearch_to_tsquery`` (english stemming, as SQLite's porter tokenizer): no operator in a
+query can reach the parser. With filters, HNSW scans iteratively (pgvector 0.8) until enough
+rows pass them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from abathur_memory.core.records import MemoryEntry
+from abathur_memory.core.search import (
+    CandidateQuery,
+    ChunkRow,
+    DocumentScope,
+    Found,
+    Fuse,
+    MemoryRow,
+    MemoryScope,
+)
+from abathur_memory.core.spaces import Space
+from abathur_memory.store.postgres import memory_index, rows
+from abathur_memory.store.postgres.connection import Conn, Database
+from abathur_memory.store.postgres.readable import readable_sql
+from abathur_memory.store.postgres.spaces import active_space, space_by_key
+
+COMMON_TERM_CHUNKS = 5000  # a term in more chunks than this is dropped if rarer ones remain
+# Heading (A) counts twice the text (B), as SQLite's bm25 weights (2.0, 1.0); D, C unused.
+RANK_WEIGHTS = "{0.1, 0.2, 0.5, 1.0}"
+EF_SEARCH_MIN = 100
+
+
+def web_query(terms: Sequence[str]) -> str:
+    """The terms for websearch_to_tsquery: each quoted, OR-ed."""
+    return " or ".join('"' + term.replace('"', " ") + '"' for term in terms)
+
+
+async def _snapshot(conn: Conn, pool: int) -> None:
+    await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    ef = max(EF_SEARCH_MIN, pool)
+    await conn.execute(f"SET LOCAL hnsw.ef_search = {int(ef)}".encode())
+
+
+# -- documents ----------------------------------------------------------------------------
+
+
+async def _document_filter(conn: Conn, scope: DocumentScope) -> tuple[str, list[Any]]:
+    """A condition on ``d`` (document_index); ``"true"`` when nothing is excluded."""
+    clauses: list[str] = ["true"]
+    params: list[Any] = []
+    if scope.root_ids is not None:
+        clauses.append("d.root_id = ANY(%s)")
+        params.append(list(scope.root_ids))
+    if scope.path_matches is not None:
+        matches = scope.path_matches
+        paths = await (await conn.execute("SELECT id, file_path FROM document_index")).fetchall()
+        clauses.append("d.id = ANY(%s)")
+        params.append([row[0] for row in paths if matches(row[1].partition("/")[2])])
+    for tag in scope.tags:
+        clauses.append("d.tags @> jsonb_build_array(%s::text)")
+        params.append(tag)
+    if scope.document_type:
+        clauses.append("d.document_type = %s")
+        params.append(scope.document_type)
+    return " AND ".join(clauses), params
+
+
+async def _without_common_terms(
+    conn: Conn, space: Space, terms: tuple[str, ...]
+) -> tuple[str, ...]:
+    """Terms matching more than COMMON_TERM_CHUNKS chunks are dropped when rarer ones
+    remain (as on SQLite: they cost the most and count for the least)."""
+    if len(terms) < 2:
+        return terms
+    rare = []
+    for term in terms:
+        row = await (
+            await conn.execute(
+                f"SELECT count(*) FROM (SELECT 1 FROM {space.chunks}"
+                " WHERE tsv @@ websearch_to_tsquery('english', %s) LIMIT %s) AS n",
+                (web_query([term]), COMMON_TERM_CHUNKS + 1),
+            )
+        ).fetchone()
+        if row is not None and row[0] <= COMMON_TERM_CHUNKS:
+            rare.append(term)
+    return tuple(rare) or terms
+
+
+async def _chunk_keywords(
+    conn: Conn, space: Space, terms: tuple[str, ...], where: str, params: list[Any], limit: int
+) -> list[tuple[int, float]]:
+    kept = await _without_common_terms(conn, space, terms)
+    query = web_query(kept)
+    if where == "true":
+        sql = (
+            f"SELECT c.id, ts_rank_cd('{RANK_WEIGHTS}', c.tsv, q) AS score"
+            f" FROM {space.chunks} AS c, websearch_to_tsquery('english', %s) AS q"
+            " WHERE c.tsv @@ q ORDER BY score DESC, c.id LIMIT %s"
+        )
+        found = await (await conn.execute(sql, (query, limit))).fetchall()
+    else:
+        sql = (
+            f"SELECT c.id, ts_rank_cd('{RANK_WEIGHTS}', c.tsv, q) AS score"
+            f" FROM {space.chunks} AS c JOIN document_index AS d ON d.id = c.document_id,"
+            " websearch_to_tsquery('english', %s) AS q"
+            f" WHERE c.tsv @@ q AND {where} ORDER BY score DESC, c.id LIMIT %s"
+        )
+        found = await (await conn.execute(sql, [query, *params, limit])).fetchall()
+    return [(row[0], float(row[1])) for row in found]
+
+
+async def _chunk_vectors(
+    conn: Conn, space: Space, vector: Any, where: str, params: list[Any], limit: int
+) -> list[tuple[int, float]]:
+    if where == "true":
+        sql = (
+            f"SELECT c.id, 1 - (c.embedding <=> %s) AS score FROM {space.chunks} AS c"
+            " ORDER BY c.embedding <=> %s LIMIT %s"
+        )
+        found = await (await conn.execute(sql, (vector, vector, limit))).fetchall()
+    else:
+        await conn.execute(b"SET LOCAL hnsw.iterative_scan = relaxed_order")
+        sql = (
+            f"SELECT c.id, 1 - (c.embedding <=> %s) AS score FROM {space.chunks} AS c"
+            f" JOIN document_index AS d ON d.id = c.document_id WHERE {where}"
+            " ORDER BY c.embedding <=> %s LIMIT %s"
+        )
+        found = await (await conn.execute(sql, [vector, *params, vector, limit])).fetchall()
+    ranked = [(row[0], float(row[1])) for row in found]
+    ranked.sort(key=lambda item: -item[1])  # relaxed order: nearly sorted
+    return ranked
+
+
+async def _chunk_rows(conn: Conn, space: Space, ids: list[int]) -> dict[int, ChunkRow]:
+    if not ids:
+        return {}
+    found = await (
+        await conn.execute(
+            "SELECT c.id, d.file_path, r.name, r.path, d.title, c.heading_path, c.start_line,"
+            " c.end_line, c.text, d.document_type, d.tags, d.content_hash,"
+            " sd.content_hash, d.size_bytes, d.mtime_ns"
+            f" FROM {space.chunks} AS c JOIN document_index AS d ON d.id = c.document_id"
+            " JOIN doc_roots AS r ON r.id = d.root_id"
+            " LEFT JOIN space_documents AS sd ON sd.document_id = d.id AND sd.space_id = %s"
+            " WHERE c.id = ANY(%s)",
+            (space.id, ids),
+        )
+    ).fetchall()
+    return {
+        row[0]: ChunkRow(
+            id=row[0],
+            file_path=row[1],
+            root_name=row[2],
+            root_path=row[3],
+            title=row[4],
+            heading_path=list(row[5]),
+            start_line=row[6],
+            end_line=row[7],
+            text=row[8],
+            document_type=row[9],
+            tags=list(row[10] or []),
+            content_hash=row[11],
+            indexed_hash=row[12],
+            size_bytes=row[13],
+            mtime_ns=row[14],
+        )
+        for row in found
+    }
+
+
+# -- memories -----------------------------------------------------------------------------
+
+
+async def _memory_keywords(
+    conn: Conn, terms: tuple[str, ...], where: str, params: list[Any], limit: int
+) -> list[tuple[int, float]]:
+    found = await (
+        await conn.execute(
+            f"SELECT k.entry_id, ts_rank_cd('{RANK_WEIGHTS}', k.tsv, q) AS score"
+            " FROM memory_search_index AS k, websearch_to_tsquery('english', %s) AS q"
+            f" WHERE k.tsv @@ q AND {where} ORDER BY score DESC, k.entry_id LIMIT %s",
+            [web_query(terms), *params, limit],
+        )
+    ).fetchall()
+    return [(row[0], float(row[1])) for row in found]
+
+
+async def _memory_vectors(
+    conn: Conn, space: Space, vector: Any, where: str, params: list[Any], limit: int
+) -> list[tuple[int, float]]:
+    """Nearest parts among readable memories; each memory scored by its best part."""
+    await conn.execute(b"SET LOCAL hnsw.iterative_scan = relaxed_order")
+    found = await (
+        await conn.execute(
+            f"SELECT v.entry_id, 1 - (v.embedding <=> %s) AS score FROM {space.memory_vectors}"
+            " AS v JOIN memory_search_index AS k ON k.entry_id = v.entry_id"
+            f" WHERE {where} ORDER BY v.embedding <=> %s LIMIT %s",
+            [vector, *params, vector, limit * 2],
+        )
+    ).fetchall()
+    best: dict[int, float] = {}
+    for entry_id, score in found:
+        if float(score) > best.get(entry_id, -2.0):
+            best[entry_id] = float(score)
+    return sorted(best.items(), key=lambda item: -item[1])[:limit]
+
+
+async def _memory_rows(conn: Conn, ids: list[int]) -> dict[int, MemoryRow]:
+    if not ids:
+        return {}
+    found = await (
+        await conn.execute(
+            f"SELECT {rows.columns(rows.MEMORY, 'm')}, k.text FROM memory_entries AS m"
+            " JOIN memory_search_index AS k ON k.entry_id = m.id WHERE m.id = ANY(%s)",
+            (ids,),
+        )
+    ).fetchall()
+    out: dict[int, MemoryRow] = {}
+    for row in found:
+        entry: MemoryEntry = rows.memory(row[:-1])
+        out[entry.id] = MemoryRow(entry, row[-1])
+    return out
+
+
+class PostgresSearchStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def chunks(
+        self, query: CandidateQuery, scope: DocumentScope, fuse: Fuse
+    ) -> Found[ChunkRow]:
+        async def work(conn: Conn) -> Found[ChunkRow]:
+            async with conn.transaction():
+                await _snapshot(conn, query.pool)
+                space = await active_space(conn)
+                if space is None:
+                    return Found(space=None, vector_used=False)
+                vector = query.vector if query.identity == space.identity.key() else None
+                where, params = await _document_filter(conn, scope)
+                keyword: list[tuple[int, float]] = []
+                if query.terms:
+                    keyword = await _chunk_keywords(
+                        conn, space, query.terms, where, params, query.pool
+                    )
+                semantic: list[tuple[int, float]] = []
+                if vector is not None:
+                    semantic = await _chunk_vectors(
+                        conn, space, _as_vector(vector), where, params, query.pool
+                    )
+                ranked = fuse(keyword, semantic, query.k)
+                found_rows = await _chunk_rows(conn, space, [r.id for r in ranked])
+                return Found(space, vector is not None, ranked, found_rows)
+
+        return await self.db.run(work, what="searching documents")
+
+    async def memories(
+        self, query: CandidateQuery, scope: MemoryScope, fuse: Fuse
+    ) -> Found[MemoryRow]:
+        async def work(conn: Conn) -> Found[MemoryRow]:
+            async with conn.transaction():
+                await _snapshot(conn, query.pool)
+                space = await space_by_key(conn, query.identity) if query.identity else None
+                pending = await memory_index.changes_behind(conn)
+                if query.identity is not None:
+                    pending += await memory_index.vectors_behind(conn, space)
+                vector = query.vector if space is not None else None
+                where, params = readable_sql(scope.principal, scope.prefix)
+                keyword: list[tuple[int, float]] = []
+                if query.terms:
+                    keyword = await _memory_keywords(conn, query.terms, where, params, query.pool)
+                semantic: list[tuple[int, float]] = []
+                if vector is not None and space is not None:
+                    semantic = await _memory_vectors(
+                        conn, space, _as_vector(vector), where, params, query.pool
+                    )
+                ranked = fuse(keyword, semantic, query.k)
+                found_rows = await _memory_rows(conn, [r.id for r in ranked])
+                return Found(space, vector is not None, ranked, found_rows, pending)
+
+        return await self.db.run(work, what="searching memories")
+
+
+def _as_vector(vector: Any) -> Any:
+    """A query vector as pgvector's adapter takes it."""
+    return np.asarray(vector, dtype=np.float32)

@@ -1,0 +1,58 @@
+"""The PostgreSQL store: one database (the schema first on the URL's search_path) through a
+connection pool (connection.py), with every group of the storage interface over it."""
+
+from __future__ import annotations
+
+from abathur_memory.config import Settings
+from abathur_memory.store.postgres import migrate as runner
+from abathur_memory.store.postgres import space_tables
+from abathur_memory.store.postgres.connection import Conn, Database
+from abathur_memory.store.postgres.documents import PostgresDocumentStore
+from abathur_memory.store.postgres.memory_index import PostgresMemoryIndexStore
+from abathur_memory.store.postgres.roots import PostgresRootStore
+from abathur_memory.store.postgres.search import PostgresSearchStore
+from abathur_memory.store.postgres.spaces import PostgresSpaceStore
+from abathur_memory.store.postgres.memories import PostgresMemoryStore
+from abathur_memory.store.postgres.sessions import PostgresSessionStore
+from abathur_memory.store.postgres.tasks import PostgresCheckpointStore, PostgresTaskStore
+from abathur_memory.store.postgres.tokens import PostgresAuditStore, PostgresTokenStore
+
+
+class PostgresStore:
+    kind = "postgres"
+
+    def __init__(self, db: Database) -> None:
+        self.database = db
+        self.location = db.label
+        self.memories = PostgresMemoryStore(db)
+        self.audit = PostgresAuditStore(db)
+        self.sessions = PostgresSessionStore(db)
+        self.tasks = PostgresTaskStore(db)
+        self.checkpoints = PostgresCheckpointStore(db)
+        self.tokens = PostgresTokenStore(db)
+        self.roots = PostgresRootStore(db)
+        self.spaces = PostgresSpaceStore(db)
+        self.documents = PostgresDocumentStore(db)
+        self.memory_index = PostgresMemoryIndexStore(db)
+        self.search = PostgresSearchStore(db)
+
+    @classmethod
+    async def open(cls, url: str, settings: Settings, *, create: bool = True) -> PostgresStore:
+        """Connect (checked first: Unavailable when the server cannot be reached, NotFound
+        when the database, or with ``create=False`` its tables, are missing)."""
+        return cls(await Database.open(url, settings, create=create))
+
+    async def migrate(self) -> list[int]:
+        """Apply the numbered migrations (creating the vector extension when missing), then
+        bring every embedding space's tables up to date."""
+        applied = await runner.migrate(self.database)
+
+        async def ensure(conn: Conn) -> list[int]:
+            async with conn.transaction():
+                return await space_tables.ensure_all(conn)
+
+        await self.database.run(ensure, what="upgrading the embedding spaces' tables")
+        return applied
+
+    async def close(self) -> None:
+        await self.database.close()

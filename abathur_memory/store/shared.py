@@ -1,0 +1,41 @@
+"""What both storage backends decide the same way, with the same messages: a lost
+compare-and-set, a session state over its size, the audit data of a denial."""
+
+from __future__ import annotations
+
+import json
+
+from abathur_memory.core.records import Denial, PreparedPut
+from abathur_memory.errors import Conflict, InvalidInput
+
+
+def check_expected(put: PreparedPut, live_version: int) -> None:
+    """Compare-and-set: the caller's view of the version, or Conflict (shared by stores)."""
+    if put.expected_version is None or put.expected_version == live_version:
+        return
+    if live_version:
+        raise Conflict(
+            f"{put.namespace}/{put.key} is at version {live_version}, not "
+            f"{put.expected_version}: re-read it and retry"
+        )
+    raise Conflict(
+        f"{put.namespace}/{put.key} does not exist (expected version {put.expected_version})"
+    )
+
+
+def check_state_size(state_text: str, limit: int) -> None:
+    size = len(state_text.encode("utf-8"))
+    if size > limit:
+        raise InvalidInput(f"the merged state would be {size:,} bytes; the limit is {limit:,}")
+
+
+def denial_data(denial: Denial, count: int) -> str:
+    data: dict[str, object] = {
+        "attempted": denial.attempted,
+        "target": denial.target,
+        "rule": denial.rule,
+        "count": count,
+    }
+    if denial.key is not None:
+        data["key"] = denial.key
+    return json.dumps(data, ensure_ascii=False)
