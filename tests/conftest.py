@@ -129,15 +129,29 @@ async def as_principal(runtime):
     return make
 
 
-@pytest.fixture(params=["fresh", "upgraded"])
-def any_db_path(request, tmp_path: Path) -> Path:
-    """A database path that is either new or an upgrade of the oldest supported layout.
+@pytest.fixture(params=["fresh", "upgraded", "postgres"])
+def any_db_path(request, tmp_path: Path) -> Path | str:
+    """A database that is a new SQLite file, an upgrade of the oldest supported SQLite
+    layout, or a new PostgreSQL schema (a URL).
 
-    Tests of where features meet run on both: most defects so far lived in upgraded files.
+    Tests of where features meet run on all three: most defects so far lived in upgraded
+    files, and the second backend must give the same answers.
     """
+    if request.param == "postgres":
+        return request.getfixturevalue("pg_url")
+    return _sqlite_layout(request.param, tmp_path)
+
+
+@pytest.fixture(params=["fresh", "upgraded"])
+def any_sqlite_path(request, tmp_path: Path) -> Path:
+    """A SQLite file, new or upgraded: for tests of the file itself."""
+    return _sqlite_layout(request.param, tmp_path)
+
+
+def _sqlite_layout(kind: str, tmp_path: Path) -> Path:
     import layouts
 
     path = tmp_path / "abathur.db"
-    if request.param == "upgraded":
+    if kind == "upgraded":
         layouts.build_legacy(path)
     return path

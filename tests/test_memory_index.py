@@ -9,18 +9,12 @@ import time
 import layouts
 import pytest
 from cli_helpers import run_cli
-from mcp_helpers import connected, text_of
+from mcp_helpers import call, connected
 
 from abathur_memory.search import memory_indexer as memory_index
 from abathur_memory.store.sqlite import driver
 
 pytestmark = pytest.mark.anyio
-
-
-async def call(client, tool, **args):
-    result = await client.call_tool(tool, args)
-    assert not result.is_error, text_of(result)
-    return result.structured_content
 
 
 async def search_until(client, query, predicate, *, timeout=15.0, **args):

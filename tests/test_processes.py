@@ -19,11 +19,11 @@ from abathur_memory.errors import Conflict
 pytestmark = pytest.mark.slow
 
 
-def test_stdio_server_subprocess(db_path):
+def test_stdio_server_subprocess(db_url, backend, db_path):
     async def run() -> None:
         params = StdioServerParameters(
             command=sys.executable,
-            args=["-m", "abathur_memory", "serve", "--db", str(db_path), "--user", "alice"],
+            args=["-m", "abathur_memory", "serve", "--db", db_url, "--user", "alice"],
             env={"ABATHUR_LOG_LEVEL": "INFO", "PATH": "/usr/bin:/bin"},
         )
         async with Client(params) as client:
@@ -40,7 +40,7 @@ def test_stdio_server_subprocess(db_path):
             assert "forbidden" in text_of(denied)
 
     anyio.run(run)
-    assert db_path.exists()
+    assert db_path.exists() == (backend == "sqlite")
 
 
 def _cas_worker(args: tuple[str, int, int]) -> list[int]:
@@ -72,16 +72,16 @@ def _cas_worker(args: tuple[str, int, int]) -> list[int]:
     return asyncio.run(work())
 
 
-def test_eight_processes_compare_and_set_without_lost_updates(db_path):
+def test_eight_processes_compare_and_set_without_lost_updates(db_url):
     rounds, workers = 15, 8
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(workers) as pool:
-        results = pool.map(_cas_worker, [(str(db_path), w, rounds) for w in range(workers)])
+        results = pool.map(_cas_worker, [(db_url, w, rounds) for w in range(workers)])
     versions = sorted(v for won in results for v in won)
     assert versions == list(range(1, rounds * workers + 1))  # every version issued once
 
     async def final():
-        async with open_acting(load_settings(db=str(db_path), user="alice")) as services:
+        async with open_acting(load_settings(db=db_url, user="alice")) as services:
             entry = await services.memories.get("user:alice:shared", "counter")
             history = await services.memories.history("user:alice:shared", "counter")
             return entry, history
@@ -104,15 +104,15 @@ def _claimer(args: tuple[str, str]) -> list[str]:
     return asyncio.run(work())
 
 
-def test_two_claimer_processes_never_get_the_same_task(db_path):
+def test_two_claimer_processes_never_get_the_same_task(db_url):
     async def seed() -> set[str]:
-        async with open_acting(load_settings(db=str(db_path), user="alice")) as services:
+        async with open_acting(load_settings(db=db_url, user="alice")) as services:
             return {(await services.tasks.create(f"t{i}")).id for i in range(120)}
 
     created = asyncio.run(seed())
     ctx = multiprocessing.get_context("spawn")
     with ctx.Pool(2) as pool:
-        first, second = pool.map(_claimer, [(str(db_path), "a"), (str(db_path), "b")])
+        first, second = pool.map(_claimer, [(db_url, "a"), (db_url, "b")])
     assert not set(first) & set(second)
     assert set(first) | set(second) == created
     assert len(first) + len(second) == len(created)

@@ -7,6 +7,7 @@ import os
 import threading
 
 import pytest
+from backends import json_text, sync_sql
 from indexing_helpers import write_tree
 from mcp_helpers import connected, text_of, wait_for_audit
 
@@ -46,19 +47,16 @@ async def test_document_roots_are_private_to_their_owner(any_db_path, tmp_path):
         text = await refused(alice, "index_refresh", path="bob-notes")
         assert text.startswith("not_found: ")
         await wait_for_audit(any_db_path, 3)
-    conn = driver.connect(any_db_path)
-    try:
+    with sync_sql(any_db_path) as conn:
+        target = json_text(conn, "action_data", "target")
         denied = conn.execute(
-            "SELECT action_type, json_extract(action_data, '$.target') FROM audit"
+            f"SELECT action_type, {target} FROM audit"
             " WHERE result = 'denied' AND actor = 'user:alice'"
         ).fetchall()
-    finally:
-        conn.close()
     assert {tuple(r) for r in denied} == {("document_denied", "root:bob-notes")}
     # Shared with everyone, bob's root is searchable by alice, but its path stays bob's.
-    conn = driver.connect(any_db_path)
-    conn.execute("UPDATE doc_roots SET visibility = 'all' WHERE name = 'bob-notes'")
-    conn.close()
+    with sync_sql(any_db_path) as conn:
+        conn.execute("UPDATE doc_roots SET visibility = 'all' WHERE name = 'bob-notes'")
     async with connected(any_db_path, user="alice") as alice:
         assert (await ok(alice, "document_search", query="secret plan"))["results"]
         assert (await ok(alice, "index_status"))["roots"][0]["path"] is None

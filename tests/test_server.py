@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
-from mcp_helpers import connected, text_of
+from mcp_helpers import call, connected
 
 pytestmark = pytest.mark.anyio
 
@@ -51,12 +51,6 @@ READ_ONLY = {
     "document_get",
     "index_status",
 }
-
-
-async def call(client, tool, **args):
-    result = await client.call_tool(tool, args)
-    assert not result.is_error, text_of(result)
-    return result.structured_content
 
 
 async def test_tools_have_schemas_and_truthful_annotations(db_path):

@@ -7,15 +7,9 @@ import time
 
 import pytest
 from indexing_helpers import write_tree
-from mcp_helpers import connected, snapshot, text_of, wait_for_audit
+from mcp_helpers import call, connected, snapshot, text_of, wait_for_audit
 
 pytestmark = pytest.mark.anyio
-
-
-async def call(client, tool, **args):
-    result = await client.call_tool(tool, args)
-    assert not result.is_error, text_of(result)
-    return result.structured_content
 
 
 async def test_index_search_read_and_status(any_db_path, tmp_path):

@@ -24,29 +24,29 @@ async def put(client, key, value="v"):
     return result.is_error, text_of(result)
 
 
-async def test_writes_are_refused_once_the_file_is_deleted(any_db_path):
-    async with connected(any_db_path) as client:
+async def test_writes_are_refused_once_the_file_is_deleted(any_sqlite_path):
+    async with connected(any_sqlite_path) as client:
         error, _ = await put(client, "before")
         assert not error
         for suffix in ("", "-wal", "-shm"):
-            if os.path.exists(f"{any_db_path}{suffix}"):
-                os.remove(f"{any_db_path}{suffix}")
+            if os.path.exists(f"{any_sqlite_path}{suffix}"):
+                os.remove(f"{any_sqlite_path}{suffix}")
         for n in range(5):  # every later write is refused, none acknowledged
             error, text = await put(client, f"after{n}")
             assert error and text.startswith("unavailable: the database file"), text
             assert "deleted or replaced" in text
 
 
-async def test_writes_are_refused_once_the_file_is_replaced(tmp_path, any_db_path):
+async def test_writes_are_refused_once_the_file_is_replaced(tmp_path, any_sqlite_path):
     other = tmp_path / "other.db"
     async with connected(other) as client:
         assert not (await put(client, "other"))[0]
-    async with connected(any_db_path) as client:
+    async with connected(any_sqlite_path) as client:
         assert not (await put(client, "live"))[0]
-        shutil.move(other, any_db_path)  # mv other.db live.db
+        shutil.move(other, any_sqlite_path)  # mv other.db live.db
         error, text = await put(client, "lost?")
         assert error and "deleted or replaced" in text, text
-    conn = driver.connect(any_db_path)
+    conn = driver.connect(any_sqlite_path)
     try:  # nothing was written into the file now at the path
         keys = {
             r[0]

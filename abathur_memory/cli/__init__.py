@@ -11,7 +11,7 @@ import sys
 import click
 
 from abathur_memory import __version__
-from abathur_memory.cli import db, documents, server
+from abathur_memory.cli import db, documents, migrate, server
 from abathur_memory.cli.common import err_console
 from abathur_memory.errors import AbathurError
 
@@ -28,6 +28,7 @@ for command in (
     db.backup,
     db.restore,
     db.maintain,
+    migrate.migrate,
     documents.index,
     documents.search,
     documents.status,

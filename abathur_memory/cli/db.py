@@ -36,6 +36,9 @@ from abathur_memory.store.sqlite import migrate as runner
 def init(db: str | None, create_dirs: bool, as_json: bool) -> None:
     """Create the database, or upgrade an older one in place."""
     settings = settings_from(db)
+    if settings.is_postgres:
+        _init_postgres(settings, as_json)
+        return
     path = settings.db_path
     existed = path.exists()
     conn = open_sqlite(path, create=True, create_dirs=create_dirs)
@@ -49,6 +52,25 @@ def init(db: str | None, create_dirs: bool, as_json: bool) -> None:
         click.echo(json.dumps({"database": str(path), "action": action, "schema_version": version}))
         return
     click.echo(f"{path}: {action} (schema version {version})")
+
+
+def _init_postgres(settings: Settings, as_json: bool) -> None:
+    """The tables in the URL's schema (the database must exist: PostgreSQL makes those)."""
+    from abathur_memory.store.postgres import migrate as pg_runner
+
+    async def run() -> list[int]:
+        async with open_runtime(settings, create=True, migrate=False) as runtime:
+            return await runtime.store.migrate()
+
+    applied = asyncio.run(run())
+    version = max(m.version for m in pg_runner.load_migrations())
+    action = "created" if 1 in applied else ("upgraded" if applied else "up to date")
+    if as_json:
+        click.echo(
+            json.dumps({"database": settings.db_label, "action": action, "schema_version": version})
+        )
+        return
+    click.echo(f"{settings.db_label}: {action} (schema version {version})")
 
 
 @click.command()
@@ -73,19 +95,23 @@ def doctor(db: str | None, as_json: bool, repair: bool, recover_to: Path | None)
     Exits with status 1 when any check fails (warnings do not fail). It never creates a
     database; a read-only file is checked without being written.
     """
-    from abathur_memory.ops import doctor as doctor_ops
 
     settings = settings_from(db)
     if recover_to is not None:
+        if settings.is_postgres:
+            raise click.UsageError(
+                "--recover salvages a damaged SQLite file; a PostgreSQL server recovers from "
+                "its own WAL (restore a base backup or a pg_dump instead)"
+            )
         _recover(settings.db_path, recover_to, as_json)
         return
-    report = doctor_ops.examine(settings.db_path, repair=repair)
+    report = _examine(settings, repair=repair)
     for line in report.repaired:
         err_console.print(line, highlight=False)
     if report.reindex:
         _reindex(settings)
         err_console.print(f"re-indexed {len(report.reindex)} documents")
-        report = doctor_ops.examine(settings.db_path)
+        report = _examine(settings)
     if as_json:
         click.echo(
             json.dumps(
@@ -124,6 +150,17 @@ def doctor(db: str | None, as_json: bool, repair: bool, recover_to: Path | None)
         out_console.print(summary)
     if not report.ok:
         sys.exit(1)
+
+
+def _examine(settings: Settings, *, repair: bool = False) -> Any:
+    """doctor's report for either backend."""
+    if settings.is_postgres:
+        from abathur_memory.ops import postgres as postgres_ops
+
+        return asyncio.run(postgres_ops.examine(settings, repair=repair))
+    from abathur_memory.ops import doctor as doctor_ops
+
+    return doctor_ops.examine(settings.db_path, repair=repair)
 
 
 def _reindex(settings: Settings) -> None:
@@ -184,6 +221,7 @@ def backup(db: str | None, dest: Path, compress: bool, keep_days: int | None) ->
     timestamped copies (<name>-<UTC time>.db[.gz]).
     """
     settings = settings_from(db)
+    _sqlite_only(settings, "backup")
     result = backups.backup(settings.db_path, dest, compress=compress, keep_days=keep_days)
     click.echo(f"backed up {settings.db_path} to {result.path} ({result.size} bytes, verified)")
     for path in result.pruned:
@@ -199,6 +237,7 @@ def restore(db: str | None, src: Path) -> None:
     The database being replaced is kept beside it as <name>.before-restore-<time>.db.
     """
     settings = settings_from(db)
+    _sqlite_only(settings, "restore")
     result = backups.restore(src, settings.db_path)
     click.echo(f"restored {settings.db_path} from {src}")
     if result.previous_copy:
@@ -226,11 +265,15 @@ def maintain(db: str | None, dry_run: bool, as_json: bool) -> None:
             return (await runtime.lifecycle.run(dry_run=dry_run)).model_dump()
 
     report = asyncio.run(lifecycle())
-    conn = open_sqlite(settings.db_path, create=False)
-    try:
-        steps = maintenance.run(conn, settings.db_path, dry_run=dry_run)
-    finally:
-        conn.close()
+    steps: list[Any]
+    if settings.is_postgres:
+        steps = asyncio.run(_maintain_postgres(settings, dry_run))
+    else:
+        conn = open_sqlite(settings.db_path, create=False)
+        try:
+            steps = maintenance.run(conn, settings.db_path, dry_run=dry_run)
+        finally:
+            conn.close()
     report["database"] = [vars(step) for step in steps]
     if as_json:
         click.echo(json.dumps(report, indent=2))
@@ -251,3 +294,23 @@ def maintain(db: str | None, dry_run: bool, as_json: bool) -> None:
         click.echo(f"  {session_id}")
     for step in steps:
         click.echo(f"{step.name}: {step.detail}")
+
+
+async def _maintain_postgres(settings: Settings, dry_run: bool) -> list[Any]:
+    from abathur_memory.ops import postgres as postgres_ops
+    from abathur_memory.store.postgres.store import PostgresStore
+
+    store = await PostgresStore.open(settings.db, settings, create=False)
+    try:
+        return await postgres_ops.maintain(store, dry_run=dry_run)
+    finally:
+        await store.close()
+
+
+def _sqlite_only(settings: Settings, command: str) -> None:
+    if settings.is_postgres:
+        raise click.UsageError(
+            f"`{command}` copies a SQLite file; back up PostgreSQL with its own tools "
+            "(`pg_dump -Fc`, then `pg_restore`), or copy it into SQLite with "
+            "`abathur-memory migrate --to FILE.db`"
+        )

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from abathur_memory.core.records import Denial, PreparedPut
-from abathur_memory.errors import Conflict, InvalidInput
+from abathur_memory.errors import Conflict, InvalidInput, Unavailable
 
 
 def check_expected(put: PreparedPut, live_version: int) -> None:
@@ -39,3 +39,14 @@ def denial_data(denial: Denial, count: int) -> str:
     if denial.key is not None:
         data["key"] = denial.key
     return json.dumps(data, ensure_ascii=False)
+
+
+def check_copy_state(state: str | None, label: str) -> None:
+    """A database that `abathur-memory migrate` is filling (or failed to fill) is not served:
+    it is missing rows, or holds rows that differ from the source."""
+    if state is None or state == "complete":
+        return
+    raise Unavailable(
+        f"{label} is an unfinished copy made by `abathur-memory migrate` ({state}): run the "
+        "same migrate command again to finish it, or point --db at another database"
+    )

@@ -9,6 +9,7 @@ import socket
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 from psycopg.types.json import Jsonb
 
 from abathur_memory.core.documents import (
@@ -382,6 +383,13 @@ async def _execute(db: Database, sql: str, params: Sequence[Any] | None = None) 
     await db.run(one)
 
 
+def _array(value: Any) -> Vector:
+    """pgvector's Vector as the float32 array the protocol speaks."""
+    if hasattr(value, "to_numpy"):
+        value = value.to_numpy()
+    return np.asarray(value, dtype=np.float32)
+
+
 class PostgresDocumentStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -468,7 +476,7 @@ class PostgresDocumentStore:
             " WHERE text_hash = ANY(%s)",
             (sorted(text_hashes),),
         )
-        return {row[0]: row[1] for row in rows}
+        return {row[0]: _array(row[1]) for row in rows}
 
     async def write(
         self, space: Space, documents: Sequence[IndexedDocument], vectors: dict[str, Vector]

@@ -8,14 +8,15 @@ from abathur_memory.store.postgres import migrate as runner
 from abathur_memory.store.postgres import space_tables
 from abathur_memory.store.postgres.connection import Conn, Database
 from abathur_memory.store.postgres.documents import PostgresDocumentStore
+from abathur_memory.store.postgres.memories import PostgresMemoryStore
 from abathur_memory.store.postgres.memory_index import PostgresMemoryIndexStore
 from abathur_memory.store.postgres.roots import PostgresRootStore
 from abathur_memory.store.postgres.search import PostgresSearchStore
-from abathur_memory.store.postgres.spaces import PostgresSpaceStore
-from abathur_memory.store.postgres.memories import PostgresMemoryStore
 from abathur_memory.store.postgres.sessions import PostgresSessionStore
+from abathur_memory.store.postgres.spaces import PostgresSpaceStore
 from abathur_memory.store.postgres.tasks import PostgresCheckpointStore, PostgresTaskStore
 from abathur_memory.store.postgres.tokens import PostgresAuditStore, PostgresTokenStore
+from abathur_memory.store.shared import check_copy_state
 
 
 class PostgresStore:
@@ -37,10 +38,24 @@ class PostgresStore:
         self.search = PostgresSearchStore(db)
 
     @classmethod
-    async def open(cls, url: str, settings: Settings, *, create: bool = True) -> PostgresStore:
+    async def open(
+        cls, url: str, settings: Settings, *, create: bool = True, allow_incomplete: bool = False
+    ) -> PostgresStore:
         """Connect (checked first: Unavailable when the server cannot be reached, NotFound
-        when the database, or with ``create=False`` its tables, are missing)."""
-        return cls(await Database.open(url, settings, create=create))
+        when the database, or with ``create=False`` its tables, are missing; Unavailable for
+        an unfinished copy unless ``allow_incomplete``)."""
+        db = await Database.open(url, settings, create=create)
+        if not allow_incomplete:
+            try:
+                row = await db.fetchone(
+                    "SELECT CASE WHEN to_regclass('meta') IS NOT NULL THEN"
+                    " (SELECT value FROM meta WHERE key = 'migration_state') END"
+                )
+                check_copy_state(None if row is None else row[0], db.label)
+            except BaseException:
+                await db.close()
+                raise
+        return cls(db)
 
     async def migrate(self) -> list[int]:
         """Apply the numbered migrations (creating the vector extension when missing), then

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from abathur_memory.store.shared import check_copy_state
 from abathur_memory.store.sqlite import migrate as runner
 from abathur_memory.store.sqlite.database import Database
 from abathur_memory.store.sqlite.documents import SqliteDocumentStore
@@ -49,6 +50,7 @@ class SqliteStore:
         write_retries: int = 3,
         create: bool = True,
         create_dirs: bool = False,
+        allow_incomplete: bool = False,
     ) -> SqliteStore:
         """Open the file (checked first: a foreign or damaged file is never written to)."""
         path = Path(path).expanduser()
@@ -60,6 +62,17 @@ class SqliteStore:
             create=create,
             create_dirs=create_dirs,
         )
+        if not allow_incomplete:
+            try:
+                row = (
+                    await db.fetchone("SELECT value FROM meta WHERE key = 'migration_state'")
+                    if await db.fetchone("SELECT 1 FROM sqlite_master WHERE name = 'meta'")
+                    else None
+                )
+                check_copy_state(None if row is None else str(row[0]), str(path))
+            except BaseException:
+                await db.close()
+                raise
         return cls(db)
 
     async def migrate(self) -> list[int]:

@@ -99,5 +99,3 @@ def _write_denials(
             (denial.action, denial_data(denial, count), denial.namespace, denial.actor),
         ).fetchone()[0]
     return written
-
-

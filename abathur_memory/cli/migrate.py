@@ -1,0 +1,118 @@
+"""`migrate`: copy the database into another backend (SQLite to PostgreSQL, or back)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from abathur_memory.cli.common import db_option, err_console, out_console, settings_from
+from abathur_memory.ops import migration
+
+
+@click.command()
+@db_option
+@click.option(
+    "--to",
+    "target",
+    required=True,
+    metavar="URL|PATH",
+    help="The database to copy into: a postgresql:// URL (its schema must be empty or hold an "
+    "unfinished copy of this one) or a new SQLite file.",
+)
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Count what would be copied and check the target; write nothing.",
+)
+@click.option(
+    "--batch-rows",
+    type=click.IntRange(1, 100_000),
+    default=migration.BATCH_ROWS,
+    show_default=True,
+    help="Rows per transaction on the target.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+def migrate(db: str | None, target: str, dry_run: bool, batch_rows: int, as_json: bool) -> None:
+    """Copy every table of --db into --to, then validate row counts and checksums.
+
+    Memories with their history, sessions with their events, tasks, checkpoints, audit,
+    tokens, document roots, documents with their chunks and vectors (nothing is re-embedded).
+    Run it again after an interruption: it resumes. Until the copy is complete and valid the
+    target refuses to be served. Stop the servers writing to --db first: what they write
+    during the copy is not carried.
+    """
+    settings = settings_from(db)
+    if as_json or not err_console.is_terminal:
+        report = migration.copy(
+            settings.db, target, settings, dry_run=dry_run, batch_rows=batch_rows
+        )
+    else:
+        columns = (
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=err_console, transient=True) as bar:
+            task = bar.add_task("copying", total=None)
+
+            def update(phase: str, done: int, total: int) -> None:
+                bar.update(task, description=phase, completed=done, total=total)
+
+            report = migration.copy(
+                settings.db,
+                target,
+                settings,
+                dry_run=dry_run,
+                progress=update,
+                batch_rows=batch_rows,
+            )
+    if as_json:
+        click.echo(json.dumps(report.as_json(), indent=2))
+    else:
+        _print(report)
+    if not report.ok:
+        sys.exit(1)
+
+
+def _print(report: migration.MigrationReport) -> None:
+    title = f"{report.source} -> {report.target}" + (" (dry run)" if report.dry_run else "")
+    table = Table(title=title)
+    table.add_column("table")
+    table.add_column("rows", justify="right")
+    if not report.dry_run:
+        table.add_column("copied", justify="right")
+        table.add_column("checksum")
+        table.add_column("")
+    for check in report.tables:
+        if report.dry_run:
+            table.add_row(check.table, str(check.source_rows))
+            continue
+        mark = "[green]✓[/]" if check.ok else "[red]✗[/]"
+        same = check.source_checksum == check.target_checksum
+        digest = (
+            (check.source_checksum or "")
+            if same
+            else (f"{check.source_checksum} != {check.target_checksum}")
+        )
+        table.add_row(check.table, str(check.source_rows), str(check.target_rows), digest, mark)
+    out_console.print(table)
+    if report.dry_run:
+        out_console.print(
+            f"{sum(t.source_rows for t in report.tables)} rows would be copied; {report.state}"
+        )
+    elif report.ok:
+        resumed = " (resumed)" if report.resumed else ""
+        out_console.print(
+            f"[green]copied and validated[/]{resumed}: {report.copied_rows} rows in "
+            f"{report.seconds:.1f}s; serve it with --db {report.target}",
+            soft_wrap=True,
+        )
+    else:
+        out_console.print(
+            f"[red]{report.state}[/]: the target refuses to be served", soft_wrap=True
+        )

@@ -1,0 +1,520 @@
+"""Both backends as `migrate` sees them: tables of canonical rows (copy_tables.py) that can
+be counted, read in key order from a position, and written a batch per transaction with the
+copy's progress in the same transaction (so an interrupted copy resumes where it stopped).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from abathur_memory.config import Settings
+from abathur_memory.errors import InvalidInput, NotFound, Unavailable
+from abathur_memory.ops.copy_tables import (
+    BOOL,
+    BYTES,
+    JSON,
+    TIME,
+    VECTOR,
+    Table,
+    parse_time,
+    space_tables,
+    time_text,
+)
+from abathur_memory.store.sqlite import driver
+from abathur_memory.store.sqlite import migrate as sqlite_runner
+from abathur_memory.store.sqlite import space_tables as sqlite_space_tables
+from abathur_memory.store.sqlite.chunks import encoded
+
+# Tables whose rows a fresh database already holds (the seeded application memories):
+# cleared before a copy into it.
+DATA_TABLES = (
+    "space_documents",
+    "document_index",
+    "doc_roots",
+    "checkpoints",
+    "state",
+    "agents",
+    "session_events",
+    "tasks",
+    "sessions",
+    "audit",
+    "metrics",
+    "api_tokens",
+    "memory_entries",
+    "embedding_spaces",
+)
+
+
+# meta rows of the data (the embedding model, say), not of the database itself.
+CLEAR_META = (
+    "DELETE FROM meta WHERE key NOT IN"
+    " ('schema_version', 'memory_index_audit_id', 'memory_index_snapshot')"
+    " AND substr(key, 1, 9) != 'migration'"
+)
+
+
+class Endpoint(Protocol):
+    label: str
+    kind: str
+
+    def begin_snapshot(self) -> None: ...
+    def end_snapshot(self) -> None: ...
+    def spaces(self) -> list[tuple[int, int]]: ...
+    def count(self, table: Table) -> int: ...
+    def read(
+        self, table: Table, after: Sequence[Any] | None, limit: int
+    ) -> list[tuple[Any, ...]]: ...
+    def write(self, table: Table, rows: list[tuple[Any, ...]], progress: str) -> None: ...
+    def meta(self, key: str) -> str | None: ...
+    def set_meta(self, key: str, value: str) -> None: ...
+    def holds_user_data(self) -> bool: ...
+    def clear(self) -> None: ...
+    def create_space(self, space_id: int, dim: int) -> None: ...
+    def finish_tasks(self, parents: list[tuple[str, str]]) -> None: ...
+    def finish(self) -> None: ...
+    def close(self) -> None: ...
+
+
+def _where(table: Table, after: Sequence[Any] | None, mark: str) -> tuple[str, list[Any]]:
+    clauses = [table.where] if table.where else []
+    params: list[Any] = []
+    if after is not None:
+        keys = ", ".join(table.key)
+        marks = ", ".join(mark for _ in table.key)
+        clauses.append(f"({keys}) > ({marks})")
+        params.extend(after)
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+# -- SQLite -----------------------------------------------------------------------------
+
+
+class SqliteEndpoint:
+    kind = "sqlite"
+
+    def __init__(self, path: Path, *, target: bool) -> None:
+        self.label = str(path)
+        if not target:
+            if not path.exists():
+                raise NotFound(f"no database at {path}")
+            self.conn = driver.connect(path, read_only=True)
+            if sqlite_runner.current_version(self.conn) < sqlite_runner.latest_version():
+                self.conn.close()
+                raise InvalidInput(
+                    f"{path} has an older schema: upgrade it first with "
+                    f"`abathur-memory init --db {path}`"
+                )
+            return
+        if path.exists() and path.stat().st_size and not _is_sqlite(path):
+            raise InvalidInput(f"{path} exists and is not a SQLite database")
+        if not path.parent.is_dir():
+            raise NotFound(f"the directory {path.parent} does not exist")
+        self.conn = driver.connect(path)
+        sqlite_runner.migrate(self.conn)
+
+    def begin_snapshot(self) -> None:
+        """Read everything from one snapshot (writers may go on; they are not copied)."""
+        self.conn.execute("BEGIN")
+        self.conn.execute("SELECT count(*) FROM meta").fetchone()
+
+    def end_snapshot(self) -> None:
+        self.conn.execute("COMMIT")
+
+    def spaces(self) -> list[tuple[int, int]]:
+        return [
+            (row[0], row[1])
+            for row in self.conn.execute(
+                "SELECT id, dim FROM embedding_spaces WHERE status != 'retired' ORDER BY id"
+            )
+        ]
+
+    def _source(self, table: Table) -> tuple[str, str]:
+        """The SELECT list and FROM clause of ``table`` on SQLite."""
+        if table.name.startswith("chunks_s"):
+            vectors = f"chunk_vectors_s{table.space_id}"
+            names = [f"c.{c.name}" for c in table.columns if c.kind != VECTOR] + ["v.embedding"]
+            return ", ".join(names), f"{table.name} AS c JOIN {vectors} AS v ON v.chunk_id = c.id"
+        names = [c.sqlite or c.name for c in table.columns]
+        return ", ".join(f'"{n}"' if n != "rowid" else n for n in names), table.name
+
+    def count(self, table: Table) -> int:
+        _, source = self._source(table)
+        where, params = _where(table, None, "?")
+        return int(self.conn.execute(f"SELECT count(*) FROM {source}{where}", params).fetchone()[0])
+
+    def read(self, table: Table, after: Sequence[Any] | None, limit: int) -> list[tuple[Any, ...]]:
+        select, source = self._source(table)
+        key = table.key
+        if table.name.startswith("chunks_s"):
+            key = tuple(f"c.{k}" for k in key)
+        ordered = Table(table.name, table.columns, key, where=table.where)
+        where, params = _where(ordered, after, "?")
+        rows = self.conn.execute(
+            f"SELECT {select} FROM {source}{where} ORDER BY {', '.join(key)} LIMIT ?",
+            [*params, limit],
+        ).fetchall()
+        return [_from_sqlite(table, row) for row in rows]
+
+    def write(self, table: Table, rows: list[tuple[Any, ...]], progress: str) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.execute("PRAGMA defer_foreign_keys = ON")
+            if table.name.startswith("chunks_s"):
+                self._write_chunks(table, rows)
+            else:
+                names = [c.sqlite or c.name for c in table.columns]
+                if table.name.startswith("memory_vectors_s"):
+                    names.append("code")
+                columns = ", ".join(f'"{n}"' if n != "rowid" else n for n in names)
+                marks = ", ".join("?" for _ in names)
+                self.conn.executemany(
+                    f"INSERT INTO {table.name} ({columns}) VALUES ({marks})",
+                    [_to_sqlite(table, row) for row in rows],
+                )
+            self._set_meta("migration_progress", progress)
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+
+    def _write_chunks(self, table: Table, rows: list[tuple[Any, ...]]) -> None:
+        names = [c.name for c in table.columns if c.kind != VECTOR]
+        marks = ", ".join("?" for _ in names)
+        for row in rows:
+            values = _to_sqlite(table, row)
+            embedding = row[-1]
+            self.conn.execute(
+                f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({marks})", values[:-1]
+            )
+            blob, code = encoded(np.asarray(embedding, dtype=np.float32))
+            self.conn.execute(
+                f"INSERT INTO chunk_vectors_s{table.space_id} (chunk_id, embedding, code)"
+                " VALUES (?, ?, ?)",
+                (row[0], blob, code),
+            )
+
+    def meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET"
+            " value = excluded.value",
+            (key, value),
+        )
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._set_meta(key, value)
+
+    def holds_user_data(self) -> bool:
+        return _holds_user_data(lambda sql: self.conn.execute(sql).fetchone()[0])
+
+    def clear(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            for space_id, _ in self.spaces():
+                for name in sqlite_space_tables.table_names(space_id):
+                    self.conn.execute(f"DROP TABLE IF EXISTS {name}")
+            for name in DATA_TABLES:
+                self.conn.execute(f"DELETE FROM {name}")
+            self.conn.execute(CLEAR_META)
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+
+    def create_space(self, space_id: int, dim: int) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+        sqlite_space_tables.create(self.conn, space_id)
+        self.conn.execute("COMMIT")
+
+    def finish_tasks(self, parents: list[tuple[str, str]]) -> None:
+        """Nothing to do: SQLite checks the parents at commit (defer_foreign_keys)."""
+
+    def finish(self) -> None:
+        """The memory keyword index is derived: rebuilt from the copied memories."""
+        self.set_meta("memory_index_audit_id", "-1")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _is_sqlite(path: Path) -> bool:
+    with path.open("rb") as fh:
+        return fh.read(16) == b"SQLite format 3\x00"
+
+
+def _from_sqlite(table: Table, row: Sequence[Any]) -> tuple[Any, ...]:
+    values: list[Any] = []
+    for column, value in zip(table.columns, row, strict=True):
+        if value is None:
+            values.append(None)
+        elif column.kind == JSON:
+            values.append(json.loads(value))
+        elif column.kind == TIME:
+            values.append(parse_time(value))
+        elif column.kind == BOOL:
+            values.append(bool(value))
+        elif column.kind == VECTOR:
+            values.append(np.frombuffer(value, dtype="<f4").astype(np.float32))
+        elif column.kind == BYTES:
+            values.append(bytes(value))
+        else:
+            values.append(value)
+    return tuple(values)
+
+
+def _to_sqlite(table: Table, row: Sequence[Any]) -> tuple[Any, ...]:
+    values: list[Any] = []
+    for column, value in zip(table.columns, row, strict=True):
+        if value is None:
+            values.append(None)
+        elif column.kind == JSON:
+            values.append(json.dumps(value, ensure_ascii=False))
+        elif column.kind == TIME:
+            values.append(time_text(value))
+        elif column.kind == BOOL:
+            values.append(1 if value else 0)
+        elif column.kind == VECTOR:  # the float32 bytes, and (memory vectors) the 1-bit code
+            blob, code = encoded(np.asarray(value, dtype=np.float32))
+            values.extend([blob, code] if table.name.startswith("memory_vectors_s") else [blob])
+        else:
+            values.append(value)
+    return tuple(values)
+
+
+def _holds_user_data(scalar: Any) -> bool:
+    """Anything besides the seeded application memories."""
+    checks = (
+        "SELECT count(*) FROM memory_entries WHERE created_by IS DISTINCT FROM 'system'",
+        "SELECT count(*) FROM sessions",
+        "SELECT count(*) FROM tasks",
+        "SELECT count(*) FROM document_index",
+        "SELECT count(*) FROM api_tokens",
+    )
+    return any(scalar(sql) for sql in checks)
+
+
+# -- PostgreSQL -------------------------------------------------------------------------
+
+
+class PostgresEndpoint:
+    kind = "postgres"
+
+    def __init__(self, url: str, settings: Settings, *, target: bool) -> None:
+        import psycopg
+        from pgvector.psycopg import register_vector
+
+        from abathur_memory.store.postgres.connection import redact
+
+        self.label = redact(url)
+        try:
+            self.conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+        except psycopg.OperationalError as exc:
+            raise Unavailable(f"cannot connect to PostgreSQL at {self.label}: {exc}") from None
+        self.conn.execute("SET TimeZone = 'UTC'")
+        self.conn.execute(
+            "SELECT set_config('statement_timeout', %s, false)",
+            (str(settings.pg_statement_timeout_ms * 10),),
+        )
+        if target:
+            self._migrate(url, settings)
+        register_vector(self.conn)
+        self._hnsw_pending: list[tuple[int, int]] = []
+
+    def begin_snapshot(self) -> None:
+        self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+
+    def end_snapshot(self) -> None:
+        self.conn.execute("COMMIT")
+
+    @staticmethod
+    def _migrate(url: str, settings: Settings) -> None:
+        """The schema, through the store (its migrations create the vector extension)."""
+        import asyncio
+
+        from abathur_memory.store.postgres.store import PostgresStore
+
+        async def run() -> None:
+            store = await PostgresStore.open(url, settings, create=True, allow_incomplete=True)
+            try:
+                await store.migrate()
+            finally:
+                await store.close()
+
+        asyncio.run(run())
+
+    def spaces(self) -> list[tuple[int, int]]:
+        return [
+            (row[0], row[1])
+            for row in self.conn.execute(
+                "SELECT id, dim FROM embedding_spaces WHERE status != 'retired' ORDER BY id"
+            ).fetchall()
+        ]
+
+    def count(self, table: Table) -> int:
+        where, params = _where(table, None, "%s")
+        row = self.conn.execute(f"SELECT count(*) FROM {table.name}{where}", params).fetchone()
+        return int(row[0]) if row else 0
+
+    def read(self, table: Table, after: Sequence[Any] | None, limit: int) -> list[tuple[Any, ...]]:
+        where, params = _where(table, after, "%s")
+        columns = ", ".join(f'"{c.name}"' for c in table.columns)
+        rows = self.conn.execute(
+            f"SELECT {columns} FROM {table.name}{where} ORDER BY {', '.join(table.key)} LIMIT %s",
+            [*params, limit],
+        ).fetchall()
+        return [_from_postgres(table, row) for row in rows]
+
+    def write(self, table: Table, rows: list[tuple[Any, ...]], progress: str) -> None:
+        columns = ", ".join(f'"{c.name}"' for c in table.columns)
+        with self.conn.transaction():
+            with self.conn.cursor() as cur:
+                if table.name == "tasks":
+                    # A parent may come after its child in key order: parents are set by
+                    # finish_tasks once every task exists.
+                    rows = [_without_parent(table, row) for row in rows]
+                with cur.copy(f"COPY {table.name} ({columns}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(_to_postgres(table, row))
+            self._set_meta("migration_progress", progress)
+
+    def finish_tasks(self, parents: list[tuple[str, str]]) -> None:
+        if not parents:
+            return
+        with self.conn.transaction(), self.conn.cursor() as cur:
+            cur.executemany(
+                "UPDATE tasks SET parent_task_id = %s WHERE id = %s",
+                [(parent, child) for child, parent in parents],
+            )
+
+    def meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = %s", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def _set_meta(self, key: str, value: str) -> None:
+        self.conn.execute(
+            "INSERT INTO meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET"
+            " value = excluded.value",
+            (key, value),
+        )
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._set_meta(key, value)
+
+    def holds_user_data(self) -> bool:
+        def scalar(sql: str) -> Any:
+            row = self.conn.execute(sql).fetchone()
+            return row[0] if row else 0
+
+        return _holds_user_data(scalar)
+
+    def clear(self) -> None:
+        from abathur_memory.store.postgres import space_tables as pg_space_tables
+
+        with self.conn.transaction():
+            for space_id, _ in self.spaces():
+                for name in pg_space_tables.table_names(space_id):
+                    self.conn.execute(f"DROP TABLE IF EXISTS {name}".encode())
+            self.conn.execute(f"TRUNCATE {', '.join(DATA_TABLES)} CASCADE".encode())
+            self.conn.execute(CLEAR_META.encode())
+
+    def create_space(self, space_id: int, dim: int) -> None:
+        from abathur_memory.store.postgres.space_tables import HNSW_MAX_DIM, LATEST, STEPS
+
+        with self.conn.transaction():
+            for step in STEPS:
+                for statement in step(space_id, dim):
+                    # The vector index is built once, after the copy (much faster).
+                    if "USING hnsw" in statement:
+                        continue
+                    self.conn.execute(statement.encode())
+            self.conn.execute(
+                "UPDATE embedding_spaces SET ddl_version = %s WHERE id = %s", (LATEST, space_id)
+            )
+        if dim <= HNSW_MAX_DIM:
+            self._hnsw_pending.append((space_id, dim))
+
+    def finish(self) -> None:
+        """Sequences past the copied ids, the vector indexes built, and the memory keyword
+        index rebuilt from the copied memories (it is derived)."""
+        from abathur_memory.store.postgres.space_tables import HNSW, HNSW_MAX_DIM
+
+        for table in _identity_tables(self.spaces()):
+            name, column = table.name, table.identity
+            self.conn.execute(
+                f"SELECT setval(pg_get_serial_sequence('{name}', '{column}'),"
+                f" COALESCE((SELECT max({column}) FROM {name}), 0) + 1, false)".encode()
+            )
+        for space_id, dim in self.spaces():
+            if dim > HNSW_MAX_DIM:
+                continue
+            for name in (f"chunks_s{space_id}", f"memory_vectors_s{space_id}"):
+                self.conn.execute(
+                    f"CREATE INDEX IF NOT EXISTS {name}_embedding ON {name} ".encode()
+                    + HNSW.format(column="embedding").encode()
+                )
+        self._set_meta("memory_index_snapshot", "rebuild")
+        self.conn.execute("ANALYZE")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _identity_tables(spaces: list[tuple[int, int]]) -> list[Table]:
+    from abathur_memory.ops.copy_tables import BASE_TABLES
+
+    tables = [t for t in BASE_TABLES if t.identity]
+    for space_id, dim in spaces:
+        tables.extend(space_tables(space_id, dim))
+    return tables
+
+
+def _without_parent(table: Table, row: tuple[Any, ...]) -> tuple[Any, ...]:
+    index = table.column_names().index("parent_task_id")
+    return (*row[:index], None, *row[index + 1 :])
+
+
+def _from_postgres(table: Table, row: Sequence[Any]) -> tuple[Any, ...]:
+    values: list[Any] = []
+    for column, value in zip(table.columns, row, strict=True):
+        if value is None:
+            values.append(None)
+        elif column.kind == TIME:
+            values.append(parse_time(value))
+        elif column.kind == VECTOR:
+            values.append(as_array(value))
+        elif column.kind == BYTES:
+            values.append(bytes(value))
+        else:
+            values.append(value)
+    return tuple(values)
+
+
+def as_array(value: Any) -> np.ndarray[Any, np.dtype[np.float32]]:
+    """A pgvector value (its Vector type, or an array) as float32."""
+    if hasattr(value, "to_numpy"):
+        value = value.to_numpy()
+    return np.asarray(value, dtype=np.float32)
+
+
+def _to_postgres(table: Table, row: Sequence[Any]) -> tuple[Any, ...]:
+    from psycopg.types.json import Jsonb
+
+    values: list[Any] = []
+    for column, value in zip(table.columns, row, strict=True):
+        if value is None:
+            values.append(None)
+        elif column.kind == JSON:
+            values.append(Jsonb(value))
+        elif column.kind == VECTOR:
+            values.append(np.asarray(value, dtype=np.float32))
+        else:
+            values.append(value)
+    return tuple(values)

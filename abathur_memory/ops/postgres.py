@@ -1,0 +1,422 @@
+"""The operations room on PostgreSQL: doctor's checks and repairs, and regular maintenance.
+
+The checks are SQLite's where they apply (schema version, indexes, the consistency of
+documents, chunks, vectors and the memory index) and PostgreSQL's own where they differ
+(the pgvector extension, invalid indexes, the server's timeouts). File checks (integrity,
+PRAGMAs, query plans on a file, the WAL) have no counterpart: the server owns its files.
+Backups are the server's too (pg_dump, or base backups with WAL archiving).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from abathur_memory.config import Settings
+from abathur_memory.core.spaces import Space
+from abathur_memory.store.postgres import migrate as runner
+from abathur_memory.store.postgres import space_tables
+from abathur_memory.store.postgres.connection import Conn, Database
+from abathur_memory.store.postgres.spaces import active_space, building_space
+from abathur_memory.store.postgres.store import PostgresStore
+from abathur_memory.store.sqlite.checks import Check
+
+MIN_PGVECTOR = (0, 8, 0)  # iterative index scans for filtered vector search
+_INDEX_NAME = re.compile(r"CREATE\s+(?:UNIQUE\s+)?INDEX\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)", re.I)
+
+
+@dataclass
+class PostgresReport:
+    database: str
+    checks: list[Check]
+    read_only: bool = False
+    repaired: list[str] = field(default_factory=list)
+    reindex: set[int] = field(default_factory=set)
+
+    @property
+    def ok(self) -> bool:
+        return all(check.ok for check in self.checks)
+
+
+async def examine(settings: Settings, *, repair: bool = False) -> PostgresReport:
+    """Check the database of ``settings`` (never creating it); ``repair`` first fixes what
+    can be fixed in place: derived data only."""
+    store = await PostgresStore.open(settings.db, settings, create=False)
+    try:
+        db = store.database
+        report = PostgresReport(db.label, [])
+        if repair:
+            await _repair(store, report)
+        for check in (_server, _extension, _schema, _indexes, _spaces, _consistency):
+            try:
+                report.checks.extend(await db.run(check, what="checking the database"))
+            except Exception as exc:  # every check reports; none ends the examination
+                report.checks.append(Check(check.__name__.strip("_"), False, f"failed: {exc}"))
+        return report
+    finally:
+        await store.close()
+
+
+async def _rows(conn: Conn, sql: str, params: Any = None) -> list[Any]:
+    return await (await conn.execute(sql, params)).fetchall()
+
+
+async def _value(conn: Conn, sql: str, params: Any = None) -> Any:
+    row = await (await conn.execute(sql, params)).fetchone()
+    return None if row is None else row[0]
+
+
+async def _server(conn: Conn) -> list[Check]:
+    version = await _value(conn, "SHOW server_version")
+    timeouts = await _rows(
+        conn,
+        "SELECT current_setting('statement_timeout'), current_setting('lock_timeout'),"
+        " pg_is_in_recovery()",
+    )
+    statement, lock, standby = timeouts[0]
+    detail = f"PostgreSQL {version}; statement_timeout {statement}, lock_timeout {lock}"
+    if standby:
+        return [
+            Check(
+                "server",
+                False,
+                detail + "; this is a standby (read-only): point --db at the primary",
+            )
+        ]
+    return [Check("server", True, detail)]
+
+
+async def _extension(conn: Conn) -> list[Check]:
+    version = await _value(conn, "SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+    if version is None:
+        return [
+            Check(
+                "pgvector",
+                False,
+                "the vector extension is not installed in this database "
+                "(`CREATE EXTENSION vector;` as a superuser)",
+            )
+        ]
+    parts = tuple(int(p) for p in re.findall(r"\d+", str(version))[:3])
+    if parts < MIN_PGVECTOR:
+        return [
+            Check(
+                "pgvector",
+                True,
+                f"vector {version}: filtered vector search needs 0.8 "
+                "for iterative index scans (upgrade it)",
+                warning=True,
+            )
+        ]
+    return [Check("pgvector", True, f"vector {version}")]
+
+
+async def _schema(conn: Conn) -> list[Check]:
+    shipped = {m.version: m for m in runner.load_migrations()}
+    rows = await _rows(conn, "SELECT version, checksum FROM schema_migrations ORDER BY version")
+    applied = {version: checksum for version, checksum in rows}
+    missing = sorted(set(shipped) - set(applied))
+    newer = sorted(set(applied) - set(shipped))
+    changed = sorted(v for v, c in applied.items() if v in shipped and shipped[v].checksum != c)
+    if newer:
+        return [Check("schema version", False, f"migrations {newer} are newer than this release")]
+    if missing:
+        return [
+            Check(
+                "schema version",
+                False,
+                f"migrations {missing} are not applied "
+                "(`abathur-memory init` or `doctor --repair` applies them)",
+            )
+        ]
+    if changed:
+        return [
+            Check(
+                "schema version",
+                False,
+                f"migrations {changed} differ from the files shipped with this release",
+            )
+        ]
+    return [Check("schema version", True, f"version {max(shipped)}, {len(shipped)} migrations")]
+
+
+def _expected_indexes(spaces: list[Space]) -> set[str]:
+    names = {name for m in runner.load_migrations() for name in _INDEX_NAME.findall(m.sql)}
+    for space in spaces:
+        for statement in space_tables.STEPS[0](space.id, space.dim):
+            names.update(_INDEX_NAME.findall(statement))
+    return names
+
+
+async def _live_spaces(conn: Conn) -> list[Space]:
+    return [s for s in (await active_space(conn), await building_space(conn)) if s is not None]
+
+
+async def _indexes(conn: Conn) -> list[Check]:
+    present = {
+        row[0]: row[1]
+        for row in await _rows(
+            conn,
+            "SELECT c.relname, i.indisvalid FROM pg_index AS i"
+            " JOIN pg_class AS c ON c.oid = i.indexrelid"
+            " JOIN pg_namespace AS n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = current_schema()",
+        )
+    }
+    expected = _expected_indexes(await _live_spaces(conn))
+    missing = sorted(expected - set(present))
+    invalid = sorted(name for name, valid in present.items() if not valid)
+    problems = []
+    if missing:
+        problems.append(f"missing: {', '.join(missing)}")
+    if invalid:
+        problems.append(f"invalid (a failed CREATE INDEX CONCURRENTLY?): {', '.join(invalid)}")
+    if problems:
+        return [Check("indexes", False, "; ".join(problems) + " (`doctor --repair` rebuilds them)")]
+    return [Check("indexes", True, f"all {len(expected)} named indexes present and valid")]
+
+
+async def _spaces(conn: Conn) -> list[Check]:
+    rows = await _rows(conn, "SELECT id, status, ddl_version FROM embedding_spaces ORDER BY id")
+    tables = {
+        row[0]
+        for row in await _rows(
+            conn, "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+        )
+    }
+    problems = []
+    for space_id, status, version in rows:
+        gone = [t for t in space_tables.table_names(space_id) if t not in tables]
+        if gone:
+            problems.append(f"space {space_id} ({status}) lacks {', '.join(gone)}")
+        elif version < space_tables.LATEST:
+            problems.append(f"space {space_id} is at table version {version}")
+    if problems:
+        return [Check("embedding spaces", False, "; ".join(problems))]
+    return [Check("embedding spaces", True, f"{len(rows)} spaces, tables current")]
+
+
+@dataclass
+class Drift:
+    documents: set[int] = field(default_factory=set)
+    memory_index_broken: bool = False
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+async def find_drift(conn: Conn) -> Drift:
+    drift = Drift()
+    space = await active_space(conn)
+    if space is not None:
+        miscounted = await _rows(
+            conn,
+            "SELECT d.id FROM document_index AS d"
+            " JOIN space_documents AS sd ON sd.document_id = d.id AND sd.space_id = %s"
+            f" WHERE sd.chunk_count != (SELECT count(*) FROM {space.chunks} AS c"
+            "                          WHERE c.document_id = d.id)"
+            "    OR (d.sync_status = 'synced' AND d.chunk_count != sd.chunk_count)",
+            (space.id,),
+        )
+        if miscounted:
+            drift.problems.append(f"{len(miscounted)} documents' chunk counts disagree")
+            drift.documents.update(r[0] for r in miscounted)
+        unbacked = await _rows(
+            conn,
+            "SELECT d.id FROM document_index AS d WHERE d.sync_status = 'synced'"
+            " AND NOT EXISTS (SELECT 1 FROM space_documents AS sd WHERE sd.document_id = d.id"
+            "                 AND sd.space_id = %s AND sd.content_hash = d.content_hash)",
+            (space.id,),
+        )
+        if unbacked:
+            drift.problems.append(f"{len(unbacked)} documents marked synced are not indexed")
+            drift.documents.update(r[0] for r in unbacked)
+        stray = await _rows(
+            conn,
+            f"SELECT DISTINCT c.document_id, d.sync_status FROM {space.chunks} AS c"
+            " JOIN document_index AS d ON d.id = c.document_id WHERE NOT EXISTS"
+            " (SELECT 1 FROM space_documents AS sd WHERE sd.document_id = c.document_id"
+            "  AND sd.space_id = %s)",
+            (space.id,),
+        )
+        waiting = [r[0] for r in stray if r[1] in ("pending", "stale")]
+        broken = [r[0] for r in stray if r[1] not in ("pending", "stale")]
+        if waiting:
+            drift.notes.append(
+                f"{len(waiting)} documents are waiting to be re-indexed (an unfinished run: "
+                "`abathur-memory index` finishes it)"
+            )
+        if broken:
+            drift.problems.append(f"{len(broken)} documents have chunks but no index record")
+            drift.documents.update(broken)
+    wrong = await _value(
+        conn,
+        "SELECT count(*) FROM memory_search_index AS k"
+        " LEFT JOIN memory_entries AS m ON m.id = k.entry_id"
+        " WHERE m.id IS NULL OR m.is_deleted",
+    )
+    if wrong:
+        drift.memory_index_broken = True
+        drift.problems.append(f"{wrong} memory index entries point at missing or deleted memories")
+    snapshot = await _value(conn, "SELECT value FROM meta WHERE key = 'memory_index_snapshot'")
+    if snapshot not in (None, "rebuild"):
+        # Live memories whose last change the index has applied must be in it, at their
+        # latest version (changes after its snapshot are the indexer's next round).
+        missing, outdated = (
+            await _rows(
+                conn,
+                "SELECT count(*) FILTER (WHERE k.entry_id IS NULL),"
+                " count(*) FILTER (WHERE k.entry_id IS NOT NULL AND k.entry_id != m.id)"
+                " FROM (SELECT DISTINCT ON (namespace, key) id, namespace, key, is_deleted"
+                "       FROM memory_entries ORDER BY namespace, key, version DESC) AS m"
+                " LEFT JOIN memory_search_index AS k ON k.namespace = m.namespace"
+                "   AND k.key = m.key"
+                " WHERE NOT m.is_deleted AND NOT EXISTS (SELECT 1 FROM audit AS a"
+                "   WHERE a.memory_entry_id = m.id AND a.memory_operation_type IS NOT NULL"
+                "   AND NOT pg_visible_in_snapshot(a.tx, %s::pg_snapshot))",
+                (snapshot,),
+            )
+        )[0]
+        if missing:
+            drift.memory_index_broken = True
+            drift.problems.append(f"{missing} live memories are missing from the keyword index")
+        if outdated:
+            drift.memory_index_broken = True
+            drift.problems.append(f"{outdated} memories are indexed with an old version")
+    return drift
+
+
+async def _consistency(conn: Conn) -> list[Check]:
+    drift = await find_drift(conn)
+    ok = not drift.problems
+    if ok:
+        detail = "documents, chunks, full-text and vectors agree; memory index consistent"
+        if drift.notes:
+            detail += "; " + "; ".join(drift.notes)
+    else:
+        detail = (
+            "; ".join(drift.problems)
+            + " (`abathur-memory doctor --repair` re-indexes what disagrees)"
+            + ("; " + "; ".join(drift.notes) if drift.notes else "")
+        )
+    return [Check("index consistency", ok, detail, warning=ok and bool(drift.notes))]
+
+
+async def _repair(store: PostgresStore, report: PostgresReport) -> None:
+    """Derived data only: memories, sessions and tasks are never touched."""
+    db = store.database
+    applied = await store.migrate()
+    if applied:
+        report.repaired.append(f"applied the missing schema migrations {applied}")
+
+    async def fix(conn: Conn) -> None:
+        async with conn.transaction():
+            drift = await find_drift(conn)
+            space = await active_space(conn)
+            if space is not None and drift.documents:
+                ids = sorted(drift.documents)
+                await conn.execute(
+                    f"DELETE FROM {space.chunks} WHERE document_id = ANY(%s)", (ids,)
+                )
+                await conn.execute(
+                    "DELETE FROM space_documents WHERE space_id = %s AND document_id = ANY(%s)",
+                    (space.id, ids),
+                )
+                await conn.execute(
+                    "UPDATE document_index SET sync_status = 'stale', chunk_count = 0"
+                    " WHERE id = ANY(%s)",
+                    (ids,),
+                )
+                report.reindex.update(ids)
+                report.repaired.append(f"marked {len(ids)} documents for re-indexing")
+            if drift.memory_index_broken:
+                await conn.execute(
+                    "UPDATE meta SET value = 'rebuild' WHERE key = 'memory_index_snapshot'"
+                )
+                report.repaired.append("rebuilding the memory keyword index")
+
+    await db.run(fix, what="repairing")
+    if any("memory keyword index" in line for line in report.repaired):
+        await store.memory_index.sync_keywords()
+    await _rebuild_indexes(db, report)
+
+
+async def _rebuild_indexes(db: Database, report: PostgresReport) -> None:
+    async def invalid(conn: Conn) -> list[str]:
+        return [
+            row[0]
+            for row in await _rows(
+                conn,
+                "SELECT c.relname FROM pg_index AS i JOIN pg_class AS c ON c.oid = i.indexrelid"
+                " JOIN pg_namespace AS n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = current_schema() AND NOT i.indisvalid",
+            )
+        ]
+
+    for name in await db.run(invalid):
+
+        async def reindex(conn: Conn, name: str = name) -> None:
+            await conn.execute(f'REINDEX INDEX "{name}"'.encode())
+
+        await db.run(reindex, what=f"rebuilding the index {name}")
+        report.repaired.append(f"rebuilt the index {name}")
+
+
+# -- maintenance --------------------------------------------------------------------------
+
+
+@dataclass
+class Step:
+    name: str
+    done: bool
+    detail: str
+
+
+STALE_FRACTION = 0.1  # changed rows since the last ANALYZE, relative to the live rows
+DEAD_FRACTION = 0.2  # dead rows relative to the live rows before a VACUUM is worth it
+
+
+async def maintain(store: PostgresStore, *, dry_run: bool = False) -> list[Step]:
+    """Statistics (ANALYZE the tables that changed), free space (VACUUM the tables with
+    many dead rows; autovacuum does the same on its own schedule)."""
+    db = store.database
+
+    async def stats(conn: Conn) -> list[Any]:
+        return await _rows(
+            conn,
+            "SELECT relname, n_live_tup, n_dead_tup, n_mod_since_analyze,"
+            " COALESCE(last_analyze, last_autoanalyze) IS NULL"
+            " FROM pg_stat_user_tables WHERE schemaname = current_schema() ORDER BY relname",
+        )
+
+    tables = await db.run(stats)
+    stale = [
+        name
+        for name, live, _, modified, never in tables
+        if (never and live) or modified > max(50, STALE_FRACTION * live)
+    ]
+    bloated = [name for name, live, dead, _, _ in tables if dead > max(1000, DEAD_FRACTION * live)]
+    for names, verb in ((stale, "ANALYZE"), (bloated, "VACUUM")):
+        if dry_run:
+            continue
+        for name in names:
+
+            async def run(conn: Conn, name: str = name, verb: str = verb) -> None:
+                await conn.execute(f'{verb} "{name}"'.encode())
+
+            await db.run(run, what=f"{verb} {name}")
+    would = "would run" if dry_run else "ran"
+    return [
+        Step(
+            "statistics",
+            bool(stale) and not dry_run,
+            f"{would} ANALYZE on {', '.join(stale)}" if stale else "statistics are current",
+        ),
+        Step(
+            "free space",
+            bool(bloated) and not dry_run,
+            f"{would} VACUUM on {', '.join(bloated)}"
+            if bloated
+            else "no table has many dead rows (autovacuum keeps up)",
+        ),
+    ]

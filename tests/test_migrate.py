@@ -1,0 +1,210 @@
+"""`abathur-memory migrate`: a real indexed database (the Rust book, plus memories with their
+history, sessions with events, tasks, checkpoints and tokens) copied into PostgreSQL and back,
+validated, served with the same answers; resumed after an interruption; a copy that does not
+validate is refused."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from backends import sync_sql
+from cli_helpers import run_cli
+from mcp_helpers import call, connected
+
+from abathur_memory.config import load_settings
+from abathur_memory.errors import InvalidInput, Unavailable
+from abathur_memory.ops import migration
+from abathur_memory.ops.copy_endpoints import PostgresEndpoint, SqliteEndpoint
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+
+RUST_BOOK = Path(__file__).resolve().parents[2] / "shared" / "data" / "markdown" / "rust-book"
+QUERIES = (
+    "how do I borrow a value mutably",
+    "trait objects and dynamic dispatch",
+    "cargo workspace dependencies",
+    "error handling with the question mark operator",
+)
+
+
+def _settings(db: str | Path):
+    return load_settings(db=str(db), user="alice", embedder="fake", maintenance_interval_hours=0)
+
+
+async def _fill(db: Path) -> dict[str, str]:
+    """The source: the book indexed, and every kind of row the memory side writes."""
+    from acting import open_acting
+
+    async with open_acting(_settings(db)) as services:
+        runtime = services.runtime
+        await runtime.documents.add_root(RUST_BOOK)
+        report = await runtime.documents.index()
+        assert report.work.documents_done > 400
+        for n in range(3):
+            await services.memories.put("user:alice:notes", "plan", {"step": n, "text": "ship"})
+        await services.memories.put("user:alice:notes", "gone", "temporary")
+        await services.memories.delete("user:alice:notes", "gone")
+        session = await services.sessions.create(state={"mood": "calm"})
+        await services.sessions.set_status(session.id, "active")
+        await services.sessions.append(session.id, "message", "user", "hello", state_delta={"n": 1})
+        parent = await services.tasks.create("parent task")
+        child = await services.tasks.create("child task", parent_task_id=parent.id)
+        await services.checkpoints.save(parent.id, 0, {"progress": 0.5})
+        await runtime.tokens.create("ci", runtime.principal)
+        await runtime.memory_indexer.catch_up()  # memory vectors exist, and are carried
+        return {"session": session.id, "parent": parent.id, "child": child.id}
+
+
+async def _answers(db: str | Path, ids: dict[str, str]) -> dict[str, object]:
+    """What a server on the database answers to the same calls (search keys hold a ':')."""
+    out: dict[str, object] = {}
+    async with connected(db) as client:
+        for query in QUERIES:
+            for mode in ("keyword", "hybrid"):
+                found = await call(client, "document_search", query=query, mode=mode, k=5)
+                out[f"{mode}:{query}"] = [(h["path"], h["heading"]) for h in found["results"]]
+        memory = await call(client, "memory_get", namespace="user:alice:notes", key="plan")
+        out["memory"] = (memory["value"], memory["version"])
+        history = await call(client, "memory_history", namespace="user:alice:notes", key="plan")
+        out["history"] = [v["value"] for v in history["versions"]]
+        session = await call(client, "session_get", session_id=ids["session"])
+        out["session"] = (session["state"], [e["content"] for e in session["events"]])
+        child = await call(client, "task_get", task_id=ids["child"])
+        out["child"] = child["parent_task_id"]
+    return out
+
+
+async def test_the_rust_book_goes_to_postgresql_and_back_with_the_same_answers(
+    tmp_path, pg_url, capsys
+):
+    async def cli(*args):  # the commands run their own event loop: off this one
+        return await asyncio.to_thread(run_cli, capsys, *args)
+
+    source = tmp_path / "source.db"
+    ids = await _fill(source)
+    before = await _answers(source, ids)
+
+    dry = await cli("migrate", "--db", str(source), "--to", pg_url, "--dry-run", "--json")
+    assert dry.code == 0, dry.err
+    assert dry.json()["dry_run"] is True
+    with sync_sql(pg_url) as conn:  # a dry run writes nothing: not even the tables
+        assert conn.scalar("SELECT to_regclass('memory_entries')") is None
+
+    copied = await cli("migrate", "--db", str(source), "--to", pg_url, "--json")
+    assert copied.code == 0, copied.err
+    report = copied.json()
+    assert report["ok"] and report["state"] == "complete"
+    tables = {t["table"]: t for t in report["tables"]}
+    assert all(t["ok"] for t in tables.values())
+    assert tables["chunks_s1"]["source_rows"] > 1000  # nothing re-embedded: the vectors came
+    assert tables["memory_vectors_s1"]["target_rows"] > 0
+    assert tables["memory_entries"]["target_rows"] == 3 + 3 + 1  # seeds, three versions, one
+    assert tables["session_events"]["target_rows"] == 1
+    assert tables["api_tokens"]["target_rows"] == 1
+    on_postgres = await _answers(pg_url, ids)
+    # What was stored reads back the same. Searches rank with each backend's own keyword
+    # scoring (BM25 on SQLite, ts_rank_cd on PostgreSQL), so only their hits are compared
+    # here: every query finds sections; the way back below must reproduce them exactly.
+    searches = [key for key in before if ":" in key]
+    assert {k: v for k, v in on_postgres.items() if k not in searches} == {
+        k: v for k, v in before.items() if k not in searches
+    }
+    assert all(len(on_postgres[key]) == 5 for key in searches)
+    assert (await cli("doctor", "--db", pg_url)).code == 0
+
+    back = tmp_path / "back.db"
+    returned = await cli("migrate", "--db", pg_url, "--to", str(back), "--json")
+    assert returned.code == 0 and returned.json()["state"] == "complete", returned.err
+    assert await _answers(back, ids) == before
+    assert (await cli("doctor", "--db", str(back))).code == 0
+
+
+def _small_source(tmp_path: Path) -> Path:
+    import asyncio
+
+    from acting import open_acting
+
+    source = tmp_path / "small.db"
+
+    async def fill() -> None:
+        async with open_acting(_settings(source)) as services:
+            for n in range(25):
+                await services.memories.put("user:alice:bulk", f"k{n}", {"n": n})
+
+    asyncio.run(fill())
+    return source
+
+
+def test_an_interrupted_copy_is_refused_then_resumed(tmp_path, pg_url, monkeypatch, capsys):
+    source = _small_source(tmp_path)
+    real_write = PostgresEndpoint.write
+    calls = {"n": 0}
+
+    def dies_midway(self, table, rows, progress):
+        calls["n"] += 1
+        if calls["n"] == 5:
+            raise KeyboardInterrupt  # Ctrl-C in the middle of the copy
+        real_write(self, table, rows, progress)
+
+    monkeypatch.setattr(PostgresEndpoint, "write", dies_midway)
+    with pytest.raises(KeyboardInterrupt):
+        migration.copy(str(source), pg_url, _settings(source), batch_rows=4)
+    monkeypatch.setattr(PostgresEndpoint, "write", real_write)
+    served = run_cli(capsys, "status", "--db", pg_url)
+    assert served.code == 1 and "unfinished copy" in served.err
+    with sync_sql(pg_url) as conn:
+        copied_before = conn.scalar("SELECT count(*) FROM memory_entries")
+    assert 0 < copied_before < 28
+    report = migration.copy(str(source), pg_url, _settings(source), batch_rows=4)
+    assert report.resumed and report.state == "complete"
+    assert report.copied_rows < sum(t.source_rows for t in report.tables)  # not started over
+    assert {t.table: t.target_rows for t in report.tables}["memory_entries"] == 28
+    assert run_cli(capsys, "status", "--db", pg_url).code == 0
+
+
+def test_a_copy_that_does_not_validate_leaves_the_target_unusable(tmp_path, pg_url, monkeypatch):
+    source = _small_source(tmp_path)
+    real_finish = PostgresEndpoint.finish
+
+    def tampered(self):
+        real_finish(self)
+        self.conn.execute("UPDATE memory_entries SET value = '\"changed\"' WHERE key = 'k7'")
+
+    monkeypatch.setattr(PostgresEndpoint, "finish", tampered)
+    report = migration.copy(str(source), pg_url, _settings(source))
+    assert not report.ok and report.state.startswith("failed: memory_entries")
+    with pytest.raises(Unavailable, match="unfinished copy made by `abathur-memory migrate`"):
+        import asyncio
+
+        from abathur_memory.runtime import open_runtime
+
+        async def serve() -> None:
+            async with open_runtime(_settings(pg_url)):
+                pass
+
+        asyncio.run(serve())
+
+
+def test_a_target_with_data_is_refused_and_left_alone(tmp_path, capsys):
+    source = _small_source(tmp_path)
+    (tmp_path / "other").mkdir()
+    other = _small_source(tmp_path / "other")
+    with pytest.raises(InvalidInput, match="already holds memories"):
+        migration.copy(str(source), str(other), _settings(source))
+    with sync_sql(other) as conn:
+        assert conn.scalar("SELECT count(*) FROM memory_entries") == 28
+    same = run_cli(capsys, "migrate", "--db", str(source), "--to", str(source))
+    assert same.code == 1 and "the same database" in same.err
+    missing = run_cli(capsys, "migrate", "--db", str(tmp_path / "nope.db"), "--to", "x.db")
+    assert missing.code == 1 and "no database at" in missing.err
+
+
+def test_sqlite_endpoint_refuses_an_old_schema(tmp_path):
+    import layouts
+
+    old = tmp_path / "old.db"
+    layouts.build_legacy(old)
+    with pytest.raises(InvalidInput, match="older schema"):
+        SqliteEndpoint(old, target=False)
