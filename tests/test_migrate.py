@@ -154,6 +154,9 @@ def test_an_interrupted_copy_is_refused_then_resumed(tmp_path, pg_url, monkeypat
     monkeypatch.setattr(PostgresEndpoint, "write", real_write)
     served = run_cli(capsys, "status", "--db", pg_url)
     assert served.code == 1 and "unfinished copy" in served.err
+    doctor = run_cli(capsys, "doctor", "--json", "--db", pg_url)
+    checks = {c["name"]: c for c in doctor.json()["checks"]}
+    assert doctor.code == 1 and not checks["copy state"]["ok"]
     with sync_sql(pg_url) as conn:
         copied_before = conn.scalar("SELECT count(*) FROM memory_entries")
     assert 0 < copied_before < 28

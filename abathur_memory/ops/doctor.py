@@ -53,7 +53,31 @@ def _consistency(conn: driver.Connection, _: Path) -> list[validation.Check]:
     return consistency.check(conn)
 
 
-EXTRA_CHECKS = (("index consistency", _consistency),)
+def _copy_state(conn: driver.Connection, _: Path) -> list[validation.Check]:
+    """A database `migrate` is still filling, or failed to fill, is refused by the server."""
+    has_meta = conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'meta'").fetchone()
+    row = (
+        conn.execute("SELECT value FROM meta WHERE key = 'migration_state'").fetchone()
+        if has_meta
+        else None
+    )
+    return [copy_state_check(None if row is None else str(row[0]))]
+
+
+def copy_state_check(state: str | None) -> validation.Check:
+    if state is None:
+        return validation.Check("copy state", True, "not a copy made by `migrate`")
+    if state == "complete":
+        return validation.Check("copy state", True, "a complete, validated copy")
+    return validation.Check(
+        "copy state",
+        False,
+        f"an unfinished copy made by `abathur-memory migrate` ({state}): servers refuse it; "
+        "run the same migrate command again to finish it",
+    )
+
+
+EXTRA_CHECKS = (("index consistency", _consistency), ("copy state", _copy_state))
 
 
 def examine(path: Path, *, repair: bool = False) -> DoctorReport:

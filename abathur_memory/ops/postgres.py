@@ -15,6 +15,7 @@ from typing import Any
 
 from abathur_memory.config import Settings
 from abathur_memory.core.spaces import Space
+from abathur_memory.ops.doctor import copy_state_check
 from abathur_memory.store.postgres import migrate as runner
 from abathur_memory.store.postgres import space_tables
 from abathur_memory.store.postgres.connection import Conn, Database
@@ -42,13 +43,13 @@ class PostgresReport:
 async def examine(settings: Settings, *, repair: bool = False) -> PostgresReport:
     """Check the database of ``settings`` (never creating it); ``repair`` first fixes what
     can be fixed in place: derived data only."""
-    store = await PostgresStore.open(settings.db, settings, create=False)
+    store = await PostgresStore.open(settings.db, settings, create=False, allow_incomplete=True)
     try:
         db = store.database
         report = PostgresReport(db.label, [])
         if repair:
             await _repair(store, report)
-        for check in (_server, _extension, _schema, _indexes, _spaces, _consistency):
+        for check in (_server, _extension, _schema, _indexes, _spaces, _consistency, _copy):
             try:
                 report.checks.extend(await db.run(check, what="checking the database"))
             except Exception as exc:  # every check reports; none ends the examination
@@ -300,6 +301,13 @@ async def _consistency(conn: Conn) -> list[Check]:
             + ("; " + "; ".join(drift.notes) if drift.notes else "")
         )
     return [Check("index consistency", ok, detail, warning=ok and bool(drift.notes))]
+
+
+async def _copy(conn: Conn) -> list[Check]:
+    if not await _value(conn, "SELECT to_regclass('meta') IS NOT NULL"):
+        return [copy_state_check(None)]
+    state = await _value(conn, "SELECT value FROM meta WHERE key = 'migration_state'")
+    return [copy_state_check(state)]
 
 
 async def _repair(store: PostgresStore, report: PostgresReport) -> None:

@@ -19,6 +19,15 @@ from abathur_memory.store.postgres.tokens import PostgresAuditStore, PostgresTok
 from abathur_memory.store.shared import check_copy_state
 
 
+async def copy_state(db: Database) -> str | None:
+    """``meta.migration_state``: set while `migrate` fills this database (None otherwise)."""
+    has_meta = await db.fetchone("SELECT to_regclass('meta') IS NOT NULL")
+    if not has_meta or not has_meta[0]:
+        return None
+    row = await db.fetchone("SELECT value FROM meta WHERE key = 'migration_state'")
+    return None if row is None else str(row[0])
+
+
 class PostgresStore:
     kind = "postgres"
 
@@ -47,11 +56,7 @@ class PostgresStore:
         db = await Database.open(url, settings, create=create)
         if not allow_incomplete:
             try:
-                row = await db.fetchone(
-                    "SELECT CASE WHEN to_regclass('meta') IS NOT NULL THEN"
-                    " (SELECT value FROM meta WHERE key = 'migration_state') END"
-                )
-                check_copy_state(None if row is None else row[0], db.label)
+                check_copy_state(await copy_state(db), db.label)
             except BaseException:
                 await db.close()
                 raise
