@@ -36,13 +36,28 @@ key ``turn-00001``... in namespace ``user:alice:chat``.
    started through this file (``--child-serve``), with the indexer's steps wrapped to record
    timestamps to a file: each catch-up round (keywords applied, memories embedded), each
    embedding call (texts, seconds), each wait for the writer; these are summarised in the
-   JSON. The wrapper changes no behaviour, only adds ``perf_counter`` calls.
+   JSON (split at the last put: how fast the server embedded during the burst and after it).
+   The wrapper changes no behaviour, only adds ``perf_counter`` calls.
+4. ``--diagnose`` adds the experiments behind the diagnosis: the traced variant once more with
+   onnxruntime's intra-op spinning turned off in the server (``BENCH_ORT_NO_SPIN``: the
+   wrapper adds ``session.intra_op.allow_spinning = 0`` to the session options; an experiment,
+   not the project's setting), and the model alone on 1,280 of the texts: the string as
+   indexed against the key once and the chat text alone, the in-call batch, and a competing
+   process taking a half or a quarter of a core, with spinning on and off and one thread.
+
+Each model run and MCP variant records the 1-minute load average at its start and end: it
+counts this run's own work too (about 2 while the model or the server embeds), so well above
+2 means other processes shared the 2 cores and the numbers of that part are slowed.
+
+Example: ``python bench/memory_index.py --trace --diagnose --out bench/results/memory_index.json``
+(about 13 minutes on 2 cores).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -538,20 +553,66 @@ def make_turns(count: int, seed: int = SEED) -> list[Turn]:
     return turns
 
 
-def embedded_texts(turns: list[Turn], embedder: Any) -> list[list[str]]:
-    """Per memory, the parts ``sync_vectors`` embeds (``_parts(f"{key}: {fts text}")``)."""
-    from abathur_memory.indexer.memory_index import _parts, memory_text
+@dataclasses.dataclass(frozen=True)
+class Api:
+    """The project's pieces this benchmark uses, wherever the package keeps them (the memory
+    indexer moved from ``indexer/memory_index.py`` to ``search/memory_indexer.py``)."""
 
-    return [_parts(embedder, f"{t.key}: {memory_text(t.key, t.value)}") for t in turns]
+    indexer: Any  # the module with MemoryIndexer, EMBED_BATCH, POLL_S
+    parts: Any  # (embedder, text) -> the pieces sync_vectors embeds
+    memory_text: Any  # (key, value) -> the keyword text of a memory
+    embedded: Any  # the module of EmbeddedEmbedder
+    package_file: Any
+    driver: Any
+    database: Any  # the module of Database
+    audit_batch: int | None
+
+
+def api() -> Api:
+    import importlib
+
+    def first(*names: str) -> Any:
+        for name in names:
+            try:
+                return importlib.import_module(name)
+            except ImportError:
+                continue
+        raise ImportError(f"none of {names}")
+
+    indexer = first("abathur_memory.search.memory_indexer", "abathur_memory.indexer.memory_index")
+    text_module = first("abathur_memory.core.memory_text", indexer.__name__)
+    embedded = first(
+        "abathur_memory.embedders.embedded", "abathur_memory.indexer.embedders.embedded"
+    )
+    tokens = first("abathur_memory.embedders.tokens", "abathur_memory.indexer.embedders.tokens")
+    driver = first("abathur_memory.store.sqlite.driver", "abathur_memory.storage.driver")
+    database = first("abathur_memory.store.sqlite.database", "abathur_memory.storage.database")
+    keyword_store = first("abathur_memory.store.sqlite.memory_index", indexer.__name__)
+    return Api(
+        indexer=indexer,
+        parts=getattr(indexer, "memory_parts", None) or indexer._parts,
+        memory_text=text_module.memory_text,
+        embedded=embedded,
+        package_file=tokens.package_file,
+        driver=driver,
+        database=database,
+        audit_batch=getattr(keyword_store, "AUDIT_BATCH", None),
+    )
+
+
+def embedded_texts(turns: list[Turn], embedder: Any) -> list[list[str]]:
+    """Per memory, the parts ``sync_vectors`` embeds (``parts(f"{key}: {fts text}")``)."""
+    a = api()
+    return [a.parts(embedder, f"{t.key}: {a.memory_text(t.key, t.value)}") for t in turns]
 
 
 # -- 1. the model alone -------------------------------------------------------------------
 
 
 async def measure_model(embedder: Any, parts: list[list[str]], *, load: bool) -> dict[str, Any]:
-    from abathur_memory.indexer.memory_index import EMBED_BATCH
+    EMBED_BATCH = api().indexer.EMBED_BATCH
 
-    out: dict[str, Any] = {}
+    out: dict[str, Any] = {"loadavg_1m_start": round(os.getloadavg()[0], 2)}
     if load:
         started = time.perf_counter()
         await embedder.check()
@@ -579,6 +640,7 @@ async def measure_model(embedder: Any, parts: list[list[str]], *, load: bool) ->
         batch_ms_max=round(max(batches) * 1000, 1),
         cpu_s=round(cpu, 2),
         cpu_per_wall=round(cpu / seconds, 2),
+        loadavg_1m_end=round(os.getloadavg()[0], 2),
     )
     return out
 
@@ -590,10 +652,8 @@ def _server_pids() -> list[int]:
     """Children of this process (the stdio server the client spawned)."""
     pids: list[int] = []
     for task in Path(f"/proc/{os.getpid()}/task").iterdir():
-        try:
+        with contextlib.suppress(OSError):
             pids += [int(p) for p in (task / "children").read_text().split()]
-        except OSError:
-            pass
     return pids
 
 
@@ -629,7 +689,7 @@ class Sampler:
         self._conn: Any = None
 
     def _counts(self) -> dict[str, int] | None:
-        from abathur_memory.store.sqlite import driver
+        driver = api().driver
 
         if self._conn is None:
             if not self.db_path.exists():
@@ -671,10 +731,8 @@ class Sampler:
                     "bench_cpu": round(time.process_time(), 2),
                 }
             )
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), SAMPLE_S)
-            except TimeoutError:
-                pass
 
     def stop(self) -> None:
         self._stop.set()
@@ -698,20 +756,27 @@ async def measure_mcp(
     variant: str,
     model_seconds: float,
     trace_file: Path | None = None,
+    no_spin: bool = False,
 ) -> dict[str, Any]:
     from mcp import Client, StdioServerParameters
 
-    db = tmp / f"bench-{variant}{'-traced' if trace_file else ''}.db"
+    db = tmp / f"bench-{variant}{'-traced' if trace_file else ''}{'-nospin' if no_spin else ''}.db"
     serve = ["serve", "--db", str(db), "--user", USER]
+    # The client passes on only a few safe variables; PYTHONPATH goes along when set (to run a
+    # copy of the package), so the server imports what this process imports.
+    pythonpath = os.environ.get("PYTHONPATH")
     if trace_file is None:
         args = ["-m", "abathur_memory", *serve]
-        env = None
+        env = {"PYTHONPATH": pythonpath} if pythonpath else None
     else:
         args = [str(HERE), "--child-serve", str(trace_file), *serve]
-        env = {"PYTHONPATH": str(HERE.parent.parent)}
+        env = {"PYTHONPATH": pythonpath or str(HERE.parent.parent)}
+        if no_spin:
+            env["BENCH_ORT_NO_SPIN"] = "1"
     params = StdioServerParameters(command=sys.executable, args=args, env=env)
     query_turn = turns[len(turns) // 2]
-    query = " ".join(query_turn.value["text"].split()[:6]).strip("?.,;:")
+    query = query_turn.value["text"]
+    loadavg_start = round(os.getloadavg()[0], 2)
     connect_started = time.perf_counter()
     async with Client(params) as client:
         connect_s = time.perf_counter() - connect_started
@@ -744,6 +809,7 @@ async def measure_mcp(
             for turn in turns:
                 await put(turn)
         last_put = time.perf_counter()
+        last_put_wall = time.time()
 
         polls: list[dict[str, Any]] = []
         searchable = None
@@ -791,6 +857,8 @@ async def measure_mcp(
     out: dict[str, Any] = {
         "variant": variant,
         "server": " ".join(["python", *args]),
+        "loadavg_1m_start": loadavg_start,
+        "loadavg_1m_end": round(os.getloadavg()[0], 2),
         "connect_s": round(connect_s, 3),
         "puts": len(turns),
         "burst_s": round(burst_s, 3),
@@ -821,7 +889,8 @@ async def measure_mcp(
         out["server_cpu_s"] = {k: round(v, 2) for k, v in server_cpu_end.items()}
     out["bench_process_cpu_s"] = round(time.process_time(), 2)
     if trace_file is not None:
-        out["trace"] = summarise_trace(trace_file, t_offset=None)
+        out["trace"] = summarise_trace(trace_file, last_put_wall, burst_s)
+        out["trace"]["onnxruntime_intra_op_spinning"] = not no_spin
     return out
 
 
@@ -830,7 +899,7 @@ async def paraphrase_hits(client: Any, turns: list[Turn], sizes: Sizes) -> dict[
     rng = random.Random(SEED + 7)
     picked = rng.sample(turns, min(sizes.paraphrases, len(turns)))
     out: dict[str, Any] = {}
-    examples = []
+    examples: list[dict[str, Any]] = []
     for mode in ("semantic", "hybrid", "keyword"):
         hit1 = hit5 = 0
         for turn in picked:
@@ -940,10 +1009,7 @@ def child_serve(trace_file: Path, cli_args: list[str]) -> None:
     """
     import functools
 
-    from abathur_memory.indexer import memory_index
-    from abathur_memory.indexer.embedders import embedded
-    from abathur_memory.store.sqlite import database
-
+    a = api()
     sink = trace_file.open("a", buffering=1, encoding="utf-8")
     t0 = time.perf_counter()
 
@@ -952,9 +1018,37 @@ def child_serve(trace_file: Path, cli_args: list[str]) -> None:
         sink.write("\n")
 
     emit("start", wall=time.time())
-    original_catch_up = memory_index.MemoryIndexer.catch_up
+    original_catch_up = a.indexer.MemoryIndexer.catch_up
+
+    def hook_keywords(indexer: Any) -> None:
+        """Time the keyword sync, however this version reaches it: a method of the indexer's
+        store (``self.index.sync_keywords()``), or a module function run in a write."""
+        index = getattr(indexer, "index", None)
+        if index is not None and hasattr(index, "sync_keywords"):
+            original = index.sync_keywords
+
+            async def sync_keywords() -> int:
+                s = time.perf_counter()
+                n = await original()
+                emit("keywords", s=round(time.perf_counter() - s, 4), n=n)
+                return n
+
+            index.sync_keywords = sync_keywords
+        elif hasattr(a.indexer, "sync_keywords"):
+            original_fn = a.indexer.sync_keywords
+
+            def sync_keywords_fn(conn: Any) -> int:
+                s = time.perf_counter()
+                n = original_fn(conn)
+                emit("keywords", s=round(time.perf_counter() - s, 4), n=n)
+                return n
+
+            a.indexer.sync_keywords = sync_keywords_fn
 
     async def catch_up(self: Any) -> Any:
+        if not getattr(self, "_bench_hooked", False):
+            self._bench_hooked = True
+            hook_keywords(self)
         s = time.perf_counter()
         done = await original_catch_up(self)
         emit(
@@ -965,19 +1059,9 @@ def child_serve(trace_file: Path, cli_args: list[str]) -> None:
         )
         return done
 
-    memory_index.MemoryIndexer.catch_up = catch_up  # type: ignore[method-assign]
+    a.indexer.MemoryIndexer.catch_up = catch_up
 
-    original_sync_keywords = memory_index.sync_keywords
-
-    def sync_keywords(conn: Any) -> int:
-        s = time.perf_counter()
-        n = original_sync_keywords(conn)
-        emit("keywords", s=round(time.perf_counter() - s, 4), n=n)
-        return n
-
-    memory_index.sync_keywords = sync_keywords
-
-    original_embed = embedded.EmbeddedEmbedder.embed_documents
+    original_embed = a.embedded.EmbeddedEmbedder.embed_documents
 
     async def embed_documents(self: Any, texts: list[str]) -> Any:
         s = time.perf_counter()
@@ -985,9 +1069,9 @@ def child_serve(trace_file: Path, cli_args: list[str]) -> None:
         emit("embed", s=round(time.perf_counter() - s, 4), n=len(texts))
         return out
 
-    embedded.EmbeddedEmbedder.embed_documents = embed_documents  # type: ignore[method-assign]
+    a.embedded.EmbeddedEmbedder.embed_documents = embed_documents
 
-    original_write = database.Database.write
+    original_write = a.database.Database.write
 
     @functools.wraps(original_write)
     async def write(self: Any, fn: Any, *args: Any, **kwargs: Any) -> Any:
@@ -1000,9 +1084,9 @@ def child_serve(trace_file: Path, cli_args: list[str]) -> None:
             if indexer:
                 emit("iwrite", s=round(time.perf_counter() - s, 4), fn=getattr(fn, "__name__", "?"))
 
-    database.Database.write = write  # type: ignore[method-assign]
+    a.database.Database.write = write
 
-    original_fetchall = database.Database.fetchall
+    original_fetchall = a.database.Database.fetchall
 
     async def fetchall(self: Any, sql: str, params: Any = ()) -> Any:
         task = asyncio.current_task()
@@ -1012,16 +1096,36 @@ def child_serve(trace_file: Path, cli_args: list[str]) -> None:
             emit("ifetch", s=round(time.perf_counter() - s, 4), n=len(rows))
         return rows
 
-    database.Database.fetchall = fetchall  # type: ignore[method-assign]
+    a.database.Database.fetchall = fetchall
 
-    from abathur_memory.cli import main as cli_main
+    if os.environ.get("BENCH_ORT_NO_SPIN") == "1":
+        # The experiment (not the project's setting): onnxruntime's intra-op threads sleep
+        # instead of spinning when they run out of work.
+        import onnxruntime
 
+        original_session = onnxruntime.InferenceSession
+
+        def session(path: Any, options: Any = None, *a: Any, **kw: Any) -> Any:
+            if options is not None:
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+            emit("no_spin")
+            return original_session(path, options, *a, **kw)
+
+        onnxruntime.InferenceSession = session
+
+    import runpy
+
+    # Exactly what `python -m abathur_memory serve ...` runs, in this patched process.
     sys.argv = ["abathur-memory", *cli_args]
-    cli_main()
+    runpy.run_module("abathur_memory", run_name="__main__", alter_sys=True)
 
 
-def summarise_trace(trace_file: Path, t_offset: float | None) -> dict[str, Any]:
-    events = [json.loads(line) for line in trace_file.read_text().splitlines() if line.strip()]
+def summarise_trace(trace_file: Path, last_put_wall: float, burst_s: float) -> dict[str, Any]:
+    lines = trace_file.read_text().splitlines()
+    # The file may hold earlier runs: take the events after the last "start".
+    starts = [i for i, line in enumerate(lines) if line.startswith('{"k": "start"')]
+    events = [json.loads(line) for line in lines[starts[-1] if starts else 0 :] if line.strip()]
+    start_wall = events[0]["wall"] if events and events[0]["k"] == "start" else None
     rounds = [e for e in events if e["k"] == "round"]
     embeds = [e for e in events if e["k"] == "embed"]
     keywords = [e for e in events if e["k"] == "keywords"]
@@ -1063,6 +1167,28 @@ def summarise_trace(trace_file: Path, t_offset: float | None) -> dict[str, Any]:
         out["embed_ms_per_text_batches_ge_32"] = (
             round(statistics.median(big) * 1000, 2) if big else None
         )
+        if start_wall is not None:
+            cut = last_put_wall - start_wall  # the last put, on the trace's clock
+            during = [e for e in embeds if e["t"] <= cut]
+            after = [e for e in embeds if e["t"] > cut]
+            for name, group in (("during_burst", during), ("after_burst", after)):
+                n = sum(e["n"] for e in group)
+                busy = sum(e["s"] for e in group)
+                out[f"embed_{name}"] = {
+                    "calls": len(group),
+                    "texts": n,
+                    "embed_s": round(busy, 2),
+                    "texts_per_embed_s": round(n / busy, 1) if busy else None,
+                }
+            first_t = next(
+                (e["t"] - e["s"] for e in events if e["k"] in ("keywords", "embed")), None
+            )
+            if first_t is not None and during:
+                # share of the burst's wall time the indexer spent inside embed_documents
+                window = cut - first_t
+                out["embed_busy_share_during_burst"] = (
+                    round(sum(e["s"] for e in during) / window, 3) if window > 0 else None
+                )
         out["embed_ms_per_text_batches_lt_8"] = (
             round(statistics.median(small) * 1000, 2) if small else None
         )
@@ -1090,11 +1216,9 @@ def _size_hist(values: list[int]) -> dict[str, int]:
 # -- run ----------------------------------------------------------------------------------
 
 
-async def run(sizes: Sizes, variants: list[str], trace: bool) -> dict[str, Any]:
-    from abathur_memory.indexer.embedders.embedded import EmbeddedEmbedder
-
+async def run(sizes: Sizes, variants: list[str], trace: bool, diagnose: bool) -> dict[str, Any]:
     turns = make_turns(sizes.turns)
-    embedder = EmbeddedEmbedder()
+    embedder = api().embedded.EmbeddedEmbedder()
     parts = embedded_texts(turns, embedder)
     words = [len(t.value["text"].split()) for t in turns]
     tokens = [embedder.count_tokens(p) for ps in parts for p in ps]
@@ -1130,6 +1254,17 @@ async def run(sizes: Sizes, variants: list[str], trace: bool) -> dict[str, Any]:
                 model_seconds=model_seconds,
                 trace_file=trace_file,
             )
+        if diagnose:
+            trace_file = Path(os.environ.get("BENCH_TRACE_FILE") or tmp / "trace.jsonl")
+            results["sequential_traced_no_spin"] = await measure_mcp(
+                tmp,
+                turns,
+                sizes,
+                variant="sequential",
+                model_seconds=model_seconds,
+                trace_file=trace_file,
+                no_spin=True,
+            )
     model_after = await measure_model(embedder, parts, load=False)
     await embedder.close()
     floor = (model_before["seconds"] + model_after["seconds"]) / 2
@@ -1149,7 +1284,125 @@ async def run(sizes: Sizes, variants: list[str], trace: bool) -> dict[str, Any]:
         "after": model_after,
         "load_s": model_before["load_s"],
     }
-    return {"data": data, "model": model, "mcp": results}
+    out = {"data": data, "model": model, "mcp": results}
+    if diagnose:
+        out["diagnosis"] = await diagnose_model(turns[: min(len(turns), 1280)])
+    return out
+
+
+LOAD_SCRIPT = """
+import time
+busy, idle = {busy}, {idle}
+while True:
+    t = time.perf_counter()
+    while time.perf_counter() - t < busy:
+        pass
+    time.sleep(idle)
+"""
+
+
+async def diagnose_model(turns: list[Turn]) -> dict[str, Any]:
+    """The model alone, on the same texts, in the conditions the indexer meets in a burst:
+
+    - the embedded string (key twice and the JSON field names: ``_parts(f"{key}: {text}")``)
+      against the key once and the chat text alone;
+    - the embedder's in-call batch (embedded.BATCH) 1..64;
+    - a competing process taking about half a core (2 ms busy, 2 ms asleep, like the put
+      path's main thread and the client), and a quarter of a core (1 ms busy, 3 ms asleep),
+      with onnxruntime's intra-op threads spinning (its default, the project's setting) and
+      not spinning (``session.intra_op.allow_spinning = 0``), and with one intra-op thread.
+    Rates are texts/s over the same texts, after a warm-up batch, the better of two passes.
+    """
+    import subprocess
+
+    import onnxruntime
+
+    a = api()
+    embedded = a.embedded
+    EmbeddedEmbedder = embedded.EmbeddedEmbedder
+    package_file = a.package_file
+    EMBED_BATCH = a.indexer.EMBED_BATCH
+    memory_text = a.memory_text
+
+    def make(threads: int, spin: bool) -> Any:
+        e = EmbeddedEmbedder(threads=threads)
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        if not spin:
+            options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        path = package_file(embedded.MODEL_PACKAGE, embedded.MODEL_FILE)
+        e._session = onnxruntime.InferenceSession(
+            str(path), options, providers=["CPUExecutionProvider"]
+        )
+        return e
+
+    async def rate(e: Any, texts: list[str]) -> dict[str, float]:
+        """The better of two passes (a shared host's noise only ever slows a pass down)."""
+        await e.embed_documents(texts[:EMBED_BATCH])
+        best: dict[str, float] = {}
+        for _ in range(2):
+            c = time.process_time()
+            t = time.perf_counter()
+            for i in range(0, len(texts), EMBED_BATCH):
+                await e.embed_documents(texts[i : i + EMBED_BATCH])
+            wall = time.perf_counter() - t
+            if not best or len(texts) / wall > best["texts_per_s"]:
+                best = {
+                    "texts_per_s": round(len(texts) / wall, 1),
+                    "cpu_per_wall": round((time.process_time() - c) / wall, 2),
+                }
+        return best
+
+    default = make(2, True)
+    strings = {
+        "as_indexed": [f"{t.key}: {memory_text(t.key, t.value)}" for t in turns],
+        "key_once": [f"{t.key}: {t.value['text']}" for t in turns],
+        "text_only": [t.value["text"] for t in turns],
+    }
+    out: dict[str, Any] = {"texts": len(turns), "embedded_strings": {}}
+    for name, texts in strings.items():
+        tokens = statistics.median(default.count_tokens(x) for x in texts)
+        out["embedded_strings"][name] = {"tokens_p50": tokens, **await rate(default, texts)}
+    texts = strings["as_indexed"]
+    saved = embedded.BATCH
+    out["in_call_batch"] = {}
+    try:
+        for batch in (1, 4, 16, 64):
+            embedded.BATCH = batch
+            out["in_call_batch"][str(batch)] = (await rate(default, texts))["texts_per_s"]
+    finally:
+        embedded.BATCH = saved
+    configs = {
+        "2_threads_spinning": (2, True),
+        "2_threads_no_spin": (2, False),
+        "1_thread": (1, True),
+    }
+    sessions = {name: (default if c == (2, True) else make(*c)) for name, c in configs.items()}
+    out["competing_load"] = {}
+    for load, duty in (
+        ("none", None),
+        ("half_core", (0.002, 0.002)),
+        ("quarter_core", (0.001, 0.003)),
+    ):
+        proc = None
+        if duty is not None:
+            proc = subprocess.Popen(
+                [sys.executable, "-c", LOAD_SCRIPT.format(busy=duty[0], idle=duty[1])]
+            )
+            await asyncio.sleep(0.5)
+        try:
+            out["competing_load"][load] = {
+                name: await rate(e, texts) for name, e in sessions.items()
+            }
+        finally:
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+    for e in {id(e): e for e in sessions.values()}.values():
+        await e.close()
+    return out
 
 
 def verdict(out: dict[str, Any]) -> dict[str, Any]:
@@ -1184,6 +1437,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--trace", action="store_true", help="add a sequential run with the indexer timed"
     )
+    parser.add_argument(
+        "--diagnose",
+        action="store_true",
+        help="add a traced run with onnxruntime's spinning off, and the model under load",
+    )
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     if args.turns is not None:
@@ -1197,25 +1455,29 @@ def main(argv: list[str] | None = None) -> int:
     import mcp as mcp_package  # noqa: F401
     import onnxruntime
 
+    import abathur_memory
     from abathur_memory import __version__
-    from abathur_memory.indexer import memory_index
+
+    a = api()
 
     started = time.perf_counter()
-    measured = asyncio.run(run(sizes, variants, args.trace))
+    measured = asyncio.run(run(sizes, variants, args.trace, args.diagnose))
     out: dict[str, Any] = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "versions": {
             "abathur_memory": __version__,
+            "abathur_memory_path": str(Path(abathur_memory.__file__).parent),
             "mcp": _dist_version("mcp"),
             "onnxruntime": onnxruntime.__version__,
         },
         "quick": args.quick,
         "sizes": dataclasses.asdict(sizes),
         "indexer": {
-            "EMBED_BATCH": memory_index.EMBED_BATCH,
-            "AUDIT_BATCH": memory_index.AUDIT_BATCH,
-            "POLL_S": memory_index.POLL_S,
+            "module": a.indexer.__name__,
+            "EMBED_BATCH": a.indexer.EMBED_BATCH,
+            "AUDIT_BATCH": a.audit_batch,
+            "POLL_S": a.indexer.POLL_S,
         },
         "requirement": (
             "a burst of 6,000 short memories put over MCP searchable semantically within "
