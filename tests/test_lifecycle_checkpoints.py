@@ -84,6 +84,9 @@ async def test_checkpoints_save_and_load(services):
         await cp.save("ghost", 0, {})
     with pytest.raises(InvalidInput):
         await cp.save(task.id, -1, {})
+    with pytest.raises(NotFound, match="session"):
+        await cp.save(task.id, 2, {}, session_id="no-such-session")
+    assert await cp.iterations(task.id) == [0, 1]
 
 
 async def test_checkpoints_follow_the_task_ownership_rule(services, as_principal):
