@@ -162,11 +162,14 @@ def test_snippet_highlights_terms():
     assert "**restore**" in out and out.startswith("… ") and out.endswith(" …")
 
 
-async def test_very_common_terms_are_dropped_when_rarer_ones_remain(store, tmp_path, monkeypatch):
-    from abathur_memory.store.postgres import search as postgres_search
+async def test_very_common_terms_are_dropped_when_rarer_ones_remain(
+    store, raw, tmp_path, monkeypatch
+):
+    """SQLite drops a term found in more than COMMON_TERM_CHUNKS chunks when rarer ones remain;
+    PostgreSQL finds the rows by the rarest terms within CANDIDATE_ROWS estimated rows (from
+    ANALYZE's lexeme frequencies) and ranks them against every term."""
+    from abathur_memory.store.postgres import keywords
     from abathur_memory.store.sqlite import search as sqlite_search
-
-    search = postgres_search if store.kind == "postgres" else sqlite_search
 
     files = {f"d{i}.md": f"# D{i}\n\ncommon words everywhere number {i}\n" for i in range(6)}
     files["special.md"] = "# Special\n\ncommon words and a unicorn\n"
@@ -175,7 +178,12 @@ async def test_very_common_terms_are_dropped_when_rarer_ones_remain(store, tmp_p
     await docs.index()
     both = await docs.search(None, "common unicorn", mode="keyword", k=20)
     assert len(both.results) == 7  # every chunk matches "common"
-    monkeypatch.setattr(search, "COMMON_TERM_CHUNKS", 3)
+    if store.kind == "postgres":
+        await raw.execute_write("ANALYZE")
+        monkeypatch.setattr(keywords, "_cache", {})
+        monkeypatch.setattr(keywords, "CANDIDATE_ROWS", 3)
+    else:
+        monkeypatch.setattr(sqlite_search, "COMMON_TERM_CHUNKS", 3)
     pruned = await docs.search(None, "common unicorn", mode="keyword", k=20)
     assert [h.path for h in pruned.results] == ["c/special.md"]
     only_common = await docs.search(None, "common", mode="keyword", k=20)

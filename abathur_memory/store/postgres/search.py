@@ -9,8 +9,9 @@ for a table that went away under it.
 
 Keyword queries are the pipeline's terms OR-ed, each quoted, through
 ``websearch_to_tsquery`` (english stemming, as SQLite's porter tokenizer): no operator in a
-query can reach the parser. With filters, HNSW scans iteratively (pgvector 0.8) until enough
-rows pass them.
+query can reach the parser. The rows are found by the query's rarest terms and ranked
+against all of them (keywords.py says why). With filters, HNSW scans iteratively
+(pgvector 0.8) until enough rows pass them.
 """
 
 from __future__ import annotations
@@ -33,10 +34,10 @@ from abathur_memory.core.search import (
 from abathur_memory.core.spaces import Space
 from abathur_memory.store.postgres import memory_index, rows
 from abathur_memory.store.postgres.connection import Conn, Database
+from abathur_memory.store.postgres.keywords import scanned_terms
 from abathur_memory.store.postgres.readable import readable_sql
 from abathur_memory.store.postgres.spaces import active_space, space_by_key
 
-COMMON_TERM_CHUNKS = 5000  # a term in more chunks than this is dropped if rarer ones remain
 # Heading (A) counts twice the text (B), as SQLite's bm25 weights (2.0, 1.0); D, C unused.
 RANK_WEIGHTS = "{0.1, 0.2, 0.5, 1.0}"
 EF_SEARCH_MIN = 100
@@ -77,47 +78,28 @@ async def _document_filter(conn: Conn, scope: DocumentScope) -> tuple[str, list[
     return " AND ".join(clauses), params
 
 
-async def _without_common_terms(
-    conn: Conn, space: Space, terms: tuple[str, ...]
-) -> tuple[str, ...]:
-    """Terms matching more than COMMON_TERM_CHUNKS chunks are dropped when rarer ones
-    remain (as on SQLite: they cost the most and count for the least)."""
-    if len(terms) < 2:
-        return terms
-    rare = []
-    for term in terms:
-        row = await (
-            await conn.execute(
-                f"SELECT count(*) FROM (SELECT 1 FROM {space.chunks}"
-                " WHERE tsv @@ websearch_to_tsquery('english', %s) LIMIT %s) AS n",
-                (web_query([term]), COMMON_TERM_CHUNKS + 1),
-            )
-        ).fetchone()
-        if row is not None and row[0] <= COMMON_TERM_CHUNKS:
-            rare.append(term)
-    return tuple(rare) or terms
-
-
 async def _chunk_keywords(
     conn: Conn, space: Space, terms: tuple[str, ...], where: str, params: list[Any], limit: int
 ) -> list[tuple[int, float]]:
-    kept = await _without_common_terms(conn, space, terms)
-    query = web_query(kept)
+    scanned = await scanned_terms(conn, space.chunks, terms)
+    if not scanned:
+        return []
+    rank = f"ts_rank_cd('{RANK_WEIGHTS}', c.tsv, q)"
+    queries = "websearch_to_tsquery('english', %s) AS r, websearch_to_tsquery('english', %s) AS q"
     if where == "true":
         sql = (
-            f"SELECT c.id, ts_rank_cd('{RANK_WEIGHTS}', c.tsv, q) AS score"
-            f" FROM {space.chunks} AS c, websearch_to_tsquery('english', %s) AS q"
-            " WHERE c.tsv @@ q ORDER BY score DESC, c.id LIMIT %s"
+            f"SELECT c.id, {rank} AS score FROM {space.chunks} AS c, {queries}"
+            " WHERE c.tsv @@ r ORDER BY score DESC, c.id LIMIT %s"
         )
-        found = await (await conn.execute(sql, (query, limit))).fetchall()
+        args: list[Any] = [web_query(scanned), web_query(terms), limit]
     else:
         sql = (
-            f"SELECT c.id, ts_rank_cd('{RANK_WEIGHTS}', c.tsv, q) AS score"
+            f"SELECT c.id, {rank} AS score"
             f" FROM {space.chunks} AS c JOIN document_index AS d ON d.id = c.document_id,"
-            " websearch_to_tsquery('english', %s) AS q"
-            f" WHERE c.tsv @@ q AND {where} ORDER BY score DESC, c.id LIMIT %s"
+            f" {queries} WHERE c.tsv @@ r AND {where} ORDER BY score DESC, c.id LIMIT %s"
         )
-        found = await (await conn.execute(sql, [query, *params, limit])).fetchall()
+        args = [web_query(scanned), web_query(terms), *params, limit]
+    found = await (await conn.execute(sql, args)).fetchall()
     return [(row[0], float(row[1])) for row in found]
 
 
@@ -186,12 +168,16 @@ async def _chunk_rows(conn: Conn, space: Space, ids: list[int]) -> dict[int, Chu
 async def _memory_keywords(
     conn: Conn, terms: tuple[str, ...], where: str, params: list[Any], limit: int
 ) -> list[tuple[int, float]]:
+    scanned = await scanned_terms(conn, "memory_search_index", terms)
+    if not scanned:
+        return []
     found = await (
         await conn.execute(
             f"SELECT k.entry_id, ts_rank_cd('{RANK_WEIGHTS}', k.tsv, q) AS score"
-            " FROM memory_search_index AS k, websearch_to_tsquery('english', %s) AS q"
-            f" WHERE k.tsv @@ q AND {where} ORDER BY score DESC, k.entry_id LIMIT %s",
-            [web_query(terms), *params, limit],
+            " FROM memory_search_index AS k, websearch_to_tsquery('english', %s) AS r,"
+            " websearch_to_tsquery('english', %s) AS q"
+            f" WHERE k.tsv @@ r AND {where} ORDER BY score DESC, k.entry_id LIMIT %s",
+            [web_query(scanned), web_query(terms), *params, limit],
         )
     ).fetchall()
     return [(row[0], float(row[1])) for row in found]

@@ -183,9 +183,12 @@ class SqliteCheckpointStore:
             task = conn.execute("SELECT session_id FROM tasks WHERE id = ?", (task_id,)).fetchone()
             if task is None:
                 raise NotFound(f"no task {task_id!r}")
-            if session_id and not conn.execute(
-                "SELECT 1 FROM sessions WHERE id = ?", (session_id,)
-            ).fetchone():
+            if (
+                session_id
+                and not conn.execute(
+                    "SELECT 1 FROM sessions WHERE id = ?", (session_id,)
+                ).fetchone()
+            ):
                 raise NotFound(f"no session {session_id!r}")
             row = conn.execute(
                 "INSERT INTO checkpoints (task_id, iteration, state, created_at, session_id)"
