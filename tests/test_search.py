@@ -180,7 +180,7 @@ async def test_very_common_terms_are_dropped_when_rarer_ones_remain(
     assert len(both.results) == 7  # every chunk matches "common"
     if store.kind == "postgres":
         await raw.execute_write("ANALYZE")
-        monkeypatch.setattr(keywords, "_cache", {})
+        store.search.term_stats.clear()  # read before ANALYZE: none yet
         monkeypatch.setattr(keywords, "CANDIDATE_ROWS", 3)
     else:
         monkeypatch.setattr(sqlite_search, "COMMON_TERM_CHUNKS", 3)
@@ -188,3 +188,20 @@ async def test_very_common_terms_are_dropped_when_rarer_ones_remain(
     assert [h.path for h in pruned.results] == ["c/special.md"]
     only_common = await docs.search(None, "common", mode="keyword", k=20)
     assert len(only_common.results) == 7  # nothing rarer: the term is kept
+
+
+async def test_a_rare_term_outranks_a_common_term_repeated(store, raw, tmp_path):
+    """Keyword scores weigh a term by how rare it is (BM25 on SQLite; on PostgreSQL the sum of
+    each term's IDF times its ts_rank): one mention of the rare term beats six of a term that
+    every document holds. Without the IDF (plain ts_rank_cd), the repeated term wins."""
+    files = {f"d{i}.md": f"# Note {i}\n\napple orchard notes for week {i}\n" for i in range(12)}
+    files["apples.md"] = "# Fruit\n\napple apple apple apple apple apple\n"
+    files["zebra.md"] = "# Animal\n\nthe zebra stood still\n"
+    docs = make_docs(store, FakeEmbedder(dim=64))
+    await docs.add_root(write_tree(tmp_path / "c", files))
+    await docs.index()
+    if store.kind == "postgres":
+        await raw.execute_write("ANALYZE")
+        store.search.term_stats.clear()
+    found = await docs.search(None, "apple zebra", mode="keyword", k=5)
+    assert [h.path for h in found.results][:2] == ["c/zebra.md", "c/apples.md"]

