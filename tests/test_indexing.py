@@ -396,3 +396,39 @@ async def test_a_file_unreadable_when_the_worker_reads_it(docs, raw, tmp_path, m
     )
     assert tuple(row) == ("failed", "cannot read locked.md: Permission denied", 0)
     assert report.work.documents_done == 1 and report.work.documents_failed == 1
+
+
+async def test_progress_counts_bytes_and_another_indexers_documents_are_reported(
+    store, embedder, tmp_path
+):
+    """The time estimate counts bytes (files differ in size; the first may be tiny), and a run
+    that finds documents leased by another indexer says how many, instead of "0 indexed"."""
+    import asyncio
+
+    from abathur_memory.documents.worker import IndexWorker
+
+    sizes = {f"f{i:02d}.md": "# T\n\n" + "word " * (10 + 400 * (i % 3)) for i in range(12)}
+    docs = make_docs(store, embedder)
+    await docs.add_root(write_tree(tmp_path / "d", sizes))
+    await docs.scan()  # the documents are known and pending; nobody has embedded them
+    entered, release = asyncio.Event(), asyncio.Event()
+
+    class Blocking(FakeEmbedder):
+        async def embed_documents(self, texts):
+            entered.set()
+            await release.wait()
+            return await super().embed_documents(texts)
+
+    holder = IndexWorker(store, Blocking(dim=64), batch_documents=2, owner="other-host:1:a")
+    held = asyncio.create_task(holder.run())
+    await asyncio.wait_for(entered.wait(), 10)  # it holds its first two documents
+    states = []
+    ours = IndexWorker(store, embedder, owner="this-host:2:b")
+    done = await ours.run(lambda state: states.append((state.bytes_done, state.bytes_total)))
+    release.set()
+    await held
+    assert done.documents_done == 10 and done.held_elsewhere == 2
+    total = states[0][1]
+    assert total == sum(len(text.encode()) for text in sizes.values())
+    assert states[-1][0] < total  # the two held documents' bytes were never ours
+    assert [b for b, _ in states] == sorted(b for b, _ in states)
