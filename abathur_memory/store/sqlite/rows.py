@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from abathur_memory.core.records import (
     Checkpoint,
@@ -37,7 +38,8 @@ def memory(row: Row) -> MemoryEntry:
 
 
 def event(row: Row) -> SessionEvent:
-    return SessionEvent(
+    # Rows come from our own schema (CHECKed): construct without re-validating, as memory().
+    return SessionEvent.model_construct(
         seq=row["seq"],
         event_type=row["event_type"],
         actor=row["actor"],
@@ -47,7 +49,7 @@ def event(row: Row) -> SessionEvent:
     )
 
 
-def _session_fields(row: Row) -> dict[str, object]:
+def _session_fields(row: Row) -> dict[str, Any]:
     return {
         "id": row["id"],
         "app_name": row["app_name"],
@@ -65,11 +67,11 @@ def _session_fields(row: Row) -> dict[str, object]:
 
 
 def session(row: Row) -> Session:
-    return Session.model_validate(_session_fields(row))
+    return Session.model_construct(**_session_fields(row))
 
 
 def session_with_events(row: Row, events: list[SessionEvent]) -> SessionWithEvents:
-    return SessionWithEvents.model_validate({**_session_fields(row), "events": events})
+    return SessionWithEvents.model_construct(**_session_fields(row), events=events)
 
 
 def task(row: Row) -> Task:
