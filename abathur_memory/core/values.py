@@ -31,7 +31,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def encode_json(value: Any, *, what: str, max_bytes: int) -> str:
-    """Serialise ``value`` as JSON text, refusing NaN/infinity, non-JSON types and oversize."""
+    """Serialise ``value`` as JSON text, refusing NaN/infinity, non-JSON types, text that is
+    not valid Unicode (lone surrogates: no backend can store them) and oversize."""
     try:
         text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     except ValueError:
@@ -40,7 +41,13 @@ def encode_json(value: Any, *, what: str, max_bytes: int) -> str:
         raise InvalidInput(f"{what} is not JSON: {exc}") from None
     except RecursionError:
         raise InvalidInput(f"{what} is nested too deeply") from None
-    size = len(text.encode("utf-8"))
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError as exc:  # a lone surrogate ("\ud800" in the JSON it came in)
+        char = exc.object[exc.start]
+        raise InvalidInput(
+            f"{what} contains U+{ord(char):04X}, a lone surrogate, which is not valid Unicode"
+        ) from None
     if size > max_bytes:
         raise InvalidInput(f"{what} is {size:,} bytes of JSON; the limit is {max_bytes:,} bytes")
     return text
