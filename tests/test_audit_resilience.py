@@ -281,3 +281,19 @@ async def test_an_explicit_flush_cancelled_after_commit_is_written_once(runtime,
     await recorder.close()
     rows = await denied_rows(raw)
     assert len(rows) == 1 and json_value(rows[0][1])["count"] == 2
+
+
+def test_a_name_with_undecodable_bytes_is_one_line_of_invalid_input(tmp_path):
+    """A command-line argument's undecodable bytes arrive as lone surrogates."""
+    import os
+    import subprocess
+    import sys
+
+    db = str(tmp_path / "t.db")
+    command = [sys.executable, "-m", "abathur_memory", "tokens", "create"]
+    assert subprocess.run([*command[:3], "init", "--db", db], capture_output=True).returncode == 0
+    name = os.fsencode("laptop") + b"\xff\xfe"
+    made = subprocess.run([*command, name, "--db", db], capture_output=True, text=True)
+    assert made.returncode == 1, made.stderr
+    assert made.stderr.startswith("error: token name contains U+DCFF, a lone surrogate")
+    assert made.stderr.count("\n") == 1 and "Traceback" not in made.stderr

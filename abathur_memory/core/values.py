@@ -93,11 +93,17 @@ def check_identifier(value: Any, *, what: str, max_length: int = MAX_KEY_LENGTH)
 def visible_text(value: str, *, what: str) -> str:
     """``value`` in NFC; refuses format characters (Unicode category Cf: zero-width spaces,
     joiners, byte-order marks, direction overrides), which make two different names print
-    the same."""
+    the same, and lone surrogates (undecodable bytes of a command-line argument), which no
+    backend can store."""
     if value.isascii():  # the common case: no format characters, already NFC
         return value
     for char in value:
-        if unicodedata.category(char) == "Cf":
+        category = unicodedata.category(char)
+        if category == "Cs":  # undecodable bytes (surrogateescape) or a lone surrogate
+            raise InvalidInput(
+                f"{what} contains U+{ord(char):04X}, a lone surrogate, which is not valid Unicode"
+            )
+        if category == "Cf":
             raise InvalidInput(
                 f"{what} contains the invisible character U+{ord(char):04X} "
                 f"({unicodedata.name(char, 'format character').lower()}); remove it"
