@@ -54,6 +54,9 @@ class Settings(BaseModel):
     busy_timeout_ms: int = Field(5000, ge=0, le=600_000, description="SQLite busy_timeout")
     pg_pool_min: int = Field(1, ge=0, le=256, description="PostgreSQL: connections kept open")
     pg_pool_max: int = Field(10, ge=1, le=256, description="PostgreSQL: most connections")
+    pg_pool_timeout_s: float = Field(
+        30.0, gt=0, le=600, description="PostgreSQL: longest wait for a pooled connection"
+    )
     pg_statement_timeout_ms: int = Field(
         30_000, ge=0, le=3_600_000, description="PostgreSQL: statement_timeout (0: none)"
     )

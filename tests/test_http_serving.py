@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import socket
 import threading
 import time
@@ -248,6 +249,34 @@ def test_with_a_verifier_requests_need_the_right_bearer_token() -> None:
         refused = post()
         assert refused.headers["www-authenticate"].startswith("Bearer ")
         assert post(Authorization=f"Bearer {TOKEN}").status_code == 200
+
+
+class DownVerifier:
+    """A verifier whose database is down."""
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        raise Unavailable("lost the connection to PostgreSQL at postgresql://db-host/prod: gone")
+
+
+def test_a_token_check_that_cannot_reach_the_database_is_503_not_500(caplog) -> None:
+    with caplog.at_level(logging.INFO), serving(DownVerifier()) as port:
+        url = f"http://{HOST}:{port}/mcp"
+        headers = {**MCP_HEADERS, "Authorization": f"Bearer {TOKEN}"}
+        replies = [httpx.post(url, content=INITIALIZE, headers=headers) for _ in range(3)]
+        missing = httpx.post(url, content=INITIALIZE, headers=MCP_HEADERS)
+    for reply in replies:
+        assert reply.status_code == 503, reply.text
+        assert reply.headers["content-type"] == "application/json"
+        assert reply.headers["retry-after"]
+        body = reply.json()
+        assert body["error"] == "unavailable"
+        assert body["error_description"].startswith("unavailable: ")
+        assert "db-host" not in reply.text and "Traceback" not in reply.text
+    assert missing.status_code == 401  # no token: nothing to check, still 401
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not [r for r in caplog.records if r.exc_info]
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and "db-host" in warned[0], warned  # one line, not one per request
 
 
 @pytest.mark.anyio

@@ -31,7 +31,8 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def encode_json(value: Any, *, what: str, max_bytes: int) -> str:
-    """Serialise ``value`` as JSON text, refusing NaN/infinity, non-JSON types and oversize."""
+    """Serialise ``value`` as JSON text, refusing NaN/infinity, non-JSON types, text that is
+    not valid Unicode (lone surrogates: no backend can store them) and oversize."""
     try:
         text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     except ValueError:
@@ -40,7 +41,13 @@ def encode_json(value: Any, *, what: str, max_bytes: int) -> str:
         raise InvalidInput(f"{what} is not JSON: {exc}") from None
     except RecursionError:
         raise InvalidInput(f"{what} is nested too deeply") from None
-    size = len(text.encode("utf-8"))
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError as exc:  # a lone surrogate ("\ud800" in the JSON it came in)
+        char = exc.object[exc.start]
+        raise InvalidInput(
+            f"{what} contains U+{ord(char):04X}, a lone surrogate, which is not valid Unicode"
+        ) from None
     if size > max_bytes:
         raise InvalidInput(f"{what} is {size:,} bytes of JSON; the limit is {max_bytes:,} bytes")
     return text
@@ -86,11 +93,17 @@ def check_identifier(value: Any, *, what: str, max_length: int = MAX_KEY_LENGTH)
 def visible_text(value: str, *, what: str) -> str:
     """``value`` in NFC; refuses format characters (Unicode category Cf: zero-width spaces,
     joiners, byte-order marks, direction overrides), which make two different names print
-    the same."""
+    the same, and lone surrogates (undecodable bytes of a command-line argument), which no
+    backend can store."""
     if value.isascii():  # the common case: no format characters, already NFC
         return value
     for char in value:
-        if unicodedata.category(char) == "Cf":
+        category = unicodedata.category(char)
+        if category == "Cs":  # undecodable bytes (surrogateescape) or a lone surrogate
+            raise InvalidInput(
+                f"{what} contains U+{ord(char):04X}, a lone surrogate, which is not valid Unicode"
+            )
+        if category == "Cf":
             raise InvalidInput(
                 f"{what} contains the invisible character U+{ord(char):04X} "
                 f"({unicodedata.name(char, 'format character').lower()}); remove it"

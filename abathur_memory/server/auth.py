@@ -2,22 +2,40 @@
 
 Tokens live in the database (memory/tokens.py). The verifier is handed to MCPServer, whose
 bearer middleware answers 401 for a missing or unknown token; a tool then reads the
-principal from the verified token of its own HTTP request.
+principal from the verified token of its own HTTP request. A refused token is counted and
+logged (a short prefix of its SHA-256, never the token), at most once per
+``REFUSED_WARNING_EVERY_S`` with the count of the others; a check that could not reach the
+database raises Unavailable, which server/http.py answers with 503.
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from typing import Any
 
 from mcp.server.auth.middleware.auth_context import get_access_token
 from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
 from mcp.server.auth.provider import AccessToken, TokenVerifier
 
+from abathur_memory.core.throttle import Throttle
 from abathur_memory.errors import Unavailable
 from abathur_memory.memory.namespaces import Principal
-from abathur_memory.memory.tokens import TokenService
+from abathur_memory.memory.tokens import TokenService, digest
+
+log = logging.getLogger(__name__)
 
 SCOPE = "abathur-memory"
+REFUSED_WARNING_EVERY_S = 10.0
+
+
+@dataclass
+class AuthCounters:
+    """Bearer checks since the server started (for logs and metrics)."""
+
+    accepted: int = 0
+    refused: int = 0  # a token was sent, and it is unknown, malformed or revoked
+    unavailable: int = 0  # the database could not be asked
 
 
 class DatabaseTokenVerifier(TokenVerifier):
@@ -29,13 +47,22 @@ class DatabaseTokenVerifier(TokenVerifier):
 
     def __init__(self) -> None:
         self.tokens: TokenService | None = None
+        self.counters = AuthCounters()
+        self._refused_warning = Throttle(REFUSED_WARNING_EVERY_S)
 
     async def verify_token(self, token: str) -> AccessToken | None:
         if self.tokens is None:
+            self.counters.unavailable += 1
             raise Unavailable("the server is starting; try again")
-        info = await self.tokens.verify(token)
+        try:
+            info = await self.tokens.verify(token)
+        except Unavailable:
+            self.counters.unavailable += 1
+            raise
         if info is None:
+            self._refused(token)
             return None
+        self.counters.accepted += 1
         return AccessToken(
             token=token,
             client_id=info.id,
@@ -49,6 +76,16 @@ class DatabaseTokenVerifier(TokenVerifier):
                 "token_name": info.name,
             },
         )
+
+    def _refused(self, token: str) -> None:
+        self.counters.refused += 1
+        held = self._refused_warning.ready()
+        if held is not None:
+            log.warning(
+                "refused a bearer token (sha256 %s...)%s",
+                digest(token)[:8],
+                f"; {held} more refused since the last warning" if held else "",
+            )
 
 
 def principal_of(request_context: Any, default: Principal) -> Principal:

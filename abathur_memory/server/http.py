@@ -18,11 +18,17 @@ from typing import Any
 
 import h11
 import uvicorn
-from mcp.server.auth.provider import TokenVerifier
+from mcp.server.auth.provider import AccessToken, TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver import MCPServer
+from starlette.applications import Starlette
+from starlette.authentication import AuthenticationError
+from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.requests import HTTPConnection
+from starlette.responses import JSONResponse, Response
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from abathur_memory.core.throttle import Throttle
 from abathur_memory.errors import InvalidInput, Unavailable
 
 log = logging.getLogger(__name__)
@@ -31,6 +37,10 @@ log = logging.getLogger(__name__)
 # (None) waits forever, and a client's SSE GET stream only ends when the app's lifespan does,
 # which uvicorn shuts down after that wait.
 SHUTDOWN_GRACE_S = 5
+
+TOKEN_CHECK_UNAVAILABLE = "the token cannot be checked now (the database is unavailable); try again"
+RETRY_AFTER_S = "5"
+UNAVAILABLE_WARNING_EVERY_S = 10.0
 
 
 def bind_socket(host: str, port: int) -> socket.socket:
@@ -68,6 +78,52 @@ def _bind_failure(host: str, port: int, exc: OSError) -> str:
     return f"cannot listen on port {port} on {host}: {exc.strerror or exc}"
 
 
+class TokenCheckUnavailable(AuthenticationError):
+    """The token could not be checked (the database is down): answered with 503."""
+
+
+class UnavailableAsAuthError(TokenVerifier):
+    """Wraps a verifier so that its Unavailable reaches the client as a 503, not a 500.
+
+    Starlette's AuthenticationMiddleware only turns an ``AuthenticationError`` into a
+    response (through its ``on_error``); anything else escapes to the server-error
+    middleware, which answers 500 and logs a traceback. The client is not authenticated,
+    so it gets a generic sentence; the server's log gets the reason, one warning line at
+    most every ``UNAVAILABLE_WARNING_EVERY_S``.
+    """
+
+    def __init__(self, inner: TokenVerifier) -> None:
+        self.inner = inner
+        self._warning = Throttle(UNAVAILABLE_WARNING_EVERY_S)
+
+    async def verify_token(self, token: str) -> AccessToken | None:
+        try:
+            return await self.inner.verify_token(token)
+        except Unavailable as exc:
+            if (held := self._warning.ready()) is not None:
+                more = f" ({held} more since the last warning)" if held else ""
+                log.warning("cannot check a bearer token: %s%s", exc, more)
+            raise TokenCheckUnavailable(TOKEN_CHECK_UNAVAILABLE) from None
+
+
+def auth_error_response(conn: HTTPConnection, exc: AuthenticationError) -> Response:
+    """``on_error`` of the bearer middleware: 503 in the 401's JSON shape when the token
+    could not be checked, Starlette's own 400 for any other authentication error."""
+    if isinstance(exc, TokenCheckUnavailable):
+        body = {"error": "unavailable", "error_description": f"unavailable: {exc}"}
+        return JSONResponse(body, status_code=503, headers={"Retry-After": RETRY_AFTER_S})
+    return AuthenticationMiddleware.default_on_error(conn, exc)
+
+
+def answer_unavailable_with_503(app: Starlette) -> None:
+    """Give the SDK's bearer middleware in ``app`` our ``on_error`` (it has none)."""
+    found = [m for m in app.user_middleware if m.cls is AuthenticationMiddleware]
+    if not found:
+        raise RuntimeError("the MCP SDK no longer installs its bearer middleware as expected")
+    for middleware in found:
+        middleware.kwargs["on_error"] = auth_error_response
+
+
 def auth_kwargs(verifier: TokenVerifier | None, host: str, port: int) -> dict[str, Any]:
     """``MCPServer(...)`` keyword arguments that require a bearer token on ``/mcp``.
 
@@ -82,7 +138,7 @@ def auth_kwargs(verifier: TokenVerifier | None, host: str, port: int) -> dict[st
         return {}
     origin = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     settings = AuthSettings.model_validate({"issuer_url": origin, "resource_server_url": None})
-    return {"token_verifier": verifier, "auth": settings}
+    return {"token_verifier": UnavailableAsAuthError(verifier), "auth": settings}
 
 
 class DeadlineH11Protocol(H11Protocol):
@@ -167,8 +223,11 @@ def make_uvicorn_server(
         (DeadlineH11Protocol,),
         {"header_timeout": header_timeout, "body_timeout": body_timeout},
     )
+    app = server.streamable_http_app(host=host)
+    if server.settings.auth is not None:
+        answer_unavailable_with_503(app)
     config = uvicorn.Config(
-        server.streamable_http_app(host=host),
+        app,
         http=protocol,
         ws="none",
         lifespan="on",

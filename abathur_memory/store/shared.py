@@ -1,10 +1,11 @@
 """What both storage backends decide the same way, with the same messages: a lost
-compare-and-set, a session state over its size, the audit data of a denial."""
+compare-and-set, a session state over its size, the audit row of a denial."""
 
 from __future__ import annotations
 
 import json
 
+from abathur_memory.core.audit_text import storable_denial
 from abathur_memory.core.records import Denial, PreparedPut
 from abathur_memory.errors import Conflict, InvalidInput, Unavailable
 
@@ -29,7 +30,11 @@ def check_state_size(state_text: str, limit: int) -> None:
         raise InvalidInput(f"the merged state would be {size:,} bytes; the limit is {limit:,}")
 
 
-def denial_data(denial: Denial, count: int) -> str:
+def denial_row(denial: Denial, count: int) -> tuple[str, str, str | None, str]:
+    """The audit columns of a denial (action_type, action_data JSON, memory_namespace,
+    actor), every field made storable first: a denial's text is the caller's and must
+    never stop its row from being written (core/audit_text.py)."""
+    denial = storable_denial(denial)
     data: dict[str, object] = {
         "attempted": denial.attempted,
         "target": denial.target,
@@ -38,7 +43,7 @@ def denial_data(denial: Denial, count: int) -> str:
     }
     if denial.key is not None:
         data["key"] = denial.key
-    return json.dumps(data, ensure_ascii=False)
+    return denial.action, json.dumps(data, ensure_ascii=False), denial.namespace, denial.actor
 
 
 def check_copy_state(state: str | None, label: str) -> None:

@@ -33,7 +33,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from abathur_memory.config import Settings
 from abathur_memory.errors import InvalidInput, NotFound, Unavailable
-from abathur_memory.store.postgres.failures import RETRYABLE, message_of, translate
+from abathur_memory.store.postgres.breaker import CircuitBreaker
+from abathur_memory.store.postgres.failures import RETRYABLE, lost_the_server, message_of, translate
 from abathur_memory.store.postgres.times import IsoTimestampLoader
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ Params = Sequence[Any] | dict[str, Any] | None
 Queued = AsyncCursor[TupleRow] | list[TupleRow]
 
 CONNECT_TIMEOUT_S = 10
+PROBE_CONNECT_TIMEOUT_S = 2  # libpq's smallest
 INIT_HINT = "run `abathur-memory init --db URL` first"
 
 
@@ -148,10 +150,29 @@ async def _probe(url: str, label: str, kwargs: dict[str, Any], create: bool) -> 
 class Database:
     """One PostgreSQL database opened for async use: ``await Database.open(url, settings)``."""
 
-    def __init__(self, pool: AsyncConnectionPool[Conn], label: str, *, retries: int) -> None:
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[Conn],
+        label: str,
+        *,
+        retries: int,
+        url: str,
+        connect_kwargs: dict[str, Any],
+    ) -> None:
         self.pool = pool
         self.label = label
         self._retries = retries
+        self._url = url
+        self._probe_kwargs = {**connect_kwargs, "connect_timeout": PROBE_CONNECT_TIMEOUT_S}
+        self.breaker = CircuitBreaker(label, self._probe_server, pool.check)
+
+    async def _probe_server(self) -> None:
+        """Connect once, outside the pool (which may be waiting out its own backoff)."""
+        conn = await AsyncConnection.connect(self._url, **self._probe_kwargs)
+        try:
+            await conn.execute("SELECT 1")
+        finally:
+            await conn.close()
 
     @classmethod
     async def open(cls, url: str, settings: Settings, *, create: bool = True) -> Database:
@@ -165,6 +186,7 @@ class Database:
             min_size=min(settings.pg_pool_min, settings.pg_pool_max),
             max_size=settings.pg_pool_max,
             configure=_configure(settings),
+            timeout=settings.pg_pool_timeout_s,
             name="abathur-memory",
             open=False,
         )
@@ -173,15 +195,18 @@ class Database:
         except psycopg.Error as exc:
             await pool.close()
             raise translate(exc, label) from None
-        return cls(pool, label, retries=settings.write_retries)
+        return cls(pool, label, retries=settings.write_retries, url=url, connect_kwargs=kwargs)
 
     async def close(self) -> None:
+        await self.breaker.close()
         await self.pool.close()
 
     async def run(self, work: Callable[[Conn], Awaitable[T]], *, what: str = "writing") -> T:
         """``work(conn)`` on a pooled connection, retried when the failure was timing."""
         attempt = 0
         while True:
+            if not self.pool.closed:  # a closed pool says so itself
+                await self.breaker.check()
             try:
                 async with self.pool.connection() as conn:
                     return await work(conn)
@@ -196,6 +221,8 @@ class Database:
                 log.info("database busy while %s; retry %d in %.2fs", what, attempt, delay)
                 await asyncio.sleep(delay)
             except (psycopg.Error, UnicodeEncodeError) as exc:
+                if lost_the_server(exc):
+                    self.breaker.failed()
                 raise translate(exc, self.label) from None
 
     async def fetchone(

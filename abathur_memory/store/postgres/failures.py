@@ -20,6 +20,21 @@ from abathur_memory.errors import (
 )
 
 RETRYABLE = (errors.SerializationFailure, errors.DeadlockDetected, errors.LockNotAvailable)
+# The server going away: admin_shutdown, crash_shutdown, cannot_connect_now.
+_SERVER_GONE = ("57P01", "57P02", "57P03")
+
+
+def lost_the_server(exc: BaseException) -> bool:
+    """Whether ``exc`` says the connection to the server failed, rather than a statement
+    (a timeout, a lock, bad data): the circuit breaker then checks on the server."""
+    if isinstance(exc, PoolClosed):
+        return False  # closed by us
+    if isinstance(exc, PoolTimeout | psycopg.InterfaceError):
+        return True
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    sqlstate = exc.sqlstate
+    return sqlstate is None or sqlstate.startswith("08") or sqlstate in _SERVER_GONE
 
 
 def message_of(exc: BaseException) -> str:

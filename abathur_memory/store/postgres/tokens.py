@@ -12,7 +12,7 @@ from abathur_memory.errors import Conflict
 from abathur_memory.store.postgres import rows
 from abathur_memory.store.postgres.connection import Conn, Database
 from abathur_memory.store.postgres.times import SQL_NOW
-from abathur_memory.store.shared import denial_data
+from abathur_memory.store.shared import denial_row
 
 _LIVE_NAME = "idx_api_tokens_live_name"  # migrations/0001: one live token per name
 
@@ -104,7 +104,7 @@ class PostgresAuditStore:
                 written.update((d, recent[d]) for d, found in still if found is not None)
             fresh = [d for d in batch if d not in written]
             if fresh:
-                params = [(d.action, denial_data(d, batch[d]), d.namespace, d.actor) for d in fresh]
+                params = [denial_row(d, batch[d]) for d in fresh]
                 ids = await _each_id(conn, _INSERT_DENIAL, params)
                 written.update((d, i) for d, i in zip(fresh, ids, strict=True) if i is not None)
             return {d: written[d] for d in batch}

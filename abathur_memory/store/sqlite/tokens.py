@@ -5,7 +5,7 @@ from __future__ import annotations
 from abathur_memory.core.principal import Principal
 from abathur_memory.core.records import Denial, TokenInfo
 from abathur_memory.errors import Conflict
-from abathur_memory.store.shared import denial_data
+from abathur_memory.store.shared import denial_row
 from abathur_memory.store.sqlite import rows, timestamps
 from abathur_memory.store.sqlite.database import Database
 from abathur_memory.store.sqlite.driver import Connection
@@ -96,6 +96,6 @@ def _write_denials(
         written[denial] = conn.execute(
             "INSERT INTO audit (action_type, action_data, result, memory_namespace, actor)"
             " VALUES (?, ?, 'denied', ?, ?) RETURNING id",
-            (denial.action, denial_data(denial, count), denial.namespace, denial.actor),
+            denial_row(denial, count),
         ).fetchone()[0]
     return written
