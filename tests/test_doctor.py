@@ -143,7 +143,11 @@ def test_stale_statistics_are_a_warning_that_maintain_refreshes(capsys, tmp_path
     assert maintained.code == 0, maintained.err
     steps = {s["name"]: s for s in maintained.json()["database"]}
     assert set(steps) == {"statistics", "free space", "wal"}
-    assert "ANALYZE" in steps["statistics"]["detail"] and steps["statistics"]["done"]
+    # The lifecycle step opens the database first, which drops the 1-row statistics, and
+    # PRAGMA optimize at its close records them at the real size; or the statistics step
+    # runs ANALYZE itself. Either way the statistics step ran and the plan is right after.
+    assert steps["statistics"]["done"], steps["statistics"]
+    assert "ANALYZE" in steps["statistics"]["detail"] or "optimize" in steps["statistics"]["detail"]
     code, checks = _doctor(capsys, db_path)
     assert code == 0
     assert not checks["plan: active sessions"]["warning"], checks["plan: active sessions"]

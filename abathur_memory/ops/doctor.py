@@ -13,7 +13,7 @@ from pathlib import Path
 from abathur_memory.errors import InvalidInput, NotFound, ReadOnly
 from abathur_memory.ops import backup as backups
 from abathur_memory.store.sqlite import checks as validation
-from abathur_memory.store.sqlite import consistency, driver
+from abathur_memory.store.sqlite import consistency, driver, statistics
 from abathur_memory.store.sqlite import migrate as runner
 
 
@@ -115,6 +115,7 @@ def _repair(conn: driver.Connection, report: DoctorReport) -> None:
     stale = validation.stale_statistics(conn)
     if stale:
         conn.execute("ANALYZE")
+        statistics.drop_small(conn)
         report.repaired.append(f"refreshed the statistics of {', '.join(stale)} (ANALYZE)")
     wal = Path(f"{report.database}-wal")
     if wal.exists() and wal.stat().st_size > validation.WAL_WARN_BYTES:

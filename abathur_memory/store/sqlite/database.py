@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from abathur_memory.errors import AbathurError, InvalidInput, ReadOnly, Unavailable
-from abathur_memory.store.sqlite import driver
+from abathur_memory.store.sqlite import driver, statistics
 from abathur_memory.store.sqlite.files import check_database_path
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,8 @@ class Database:
         try:
             writer = await _open_worker(path, busy_timeout_ms, read_only=False)
             opened.append(writer)
+            # Before the readers open, so that they load what is left.
+            await writer.run(statistics.drop_small_if_possible)
             db = cls(path, writer, [], write_retries=write_retries, busy_timeout_ms=busy_timeout_ms)
             for _ in range(readers):
                 reader = await _open_worker(path, busy_timeout_ms, read_only=True)
@@ -292,6 +294,7 @@ def _fetchone(conn: driver.Connection, sql: str, params: Params) -> driver.Row |
 
 def _optimize(conn: driver.Connection) -> None:
     conn.execute("PRAGMA optimize")
+    statistics.drop_small_if_possible(conn)  # what optimize records for a new, small file
 
 
 def _truncate_wal(conn: driver.Connection) -> None:
