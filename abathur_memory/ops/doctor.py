@@ -48,8 +48,8 @@ def open_existing(path: Path) -> tuple[driver.Connection, bool]:
 
 
 def _consistency(conn: driver.Connection, _: Path) -> list[validation.Check]:
-    if runner.current_version(conn) < runner.latest_version():
-        return []  # the schema check already says to upgrade
+    if runner.current_version(conn) != runner.latest_version():
+        return []  # the schema check already says to upgrade (this database or abathur-memory)
     return consistency.check(conn)
 
 
@@ -87,6 +87,7 @@ def examine(path: Path, *, repair: bool = False) -> DoctorReport:
         if repair:
             if read_only:
                 raise ReadOnly(f"{path} is read-only: it can be checked but not repaired")
+            runner.refuse_newer(conn)  # an older abathur-memory must not rewrite newer data
             _repair(conn, report)
         report.checks = validation.run_checks(conn, path, EXTRA_CHECKS)
         return report

@@ -153,6 +153,13 @@ def _check_schema_version(conn: driver.Connection, _: Path) -> list[Check]:
     meta = (
         dict(conn.execute("SELECT key, value FROM meta").fetchall()) if _has(conn, "meta") else {}
     )
+    newer = runner.newer_versions(conn)
+    if newer:  # what every other command refuses (migrate._refuse_newer)
+        detail = (
+            f"this database was written by a newer abathur-memory (schema {max(newer)}; "
+            f"this one knows {latest}): upgrade abathur-memory"
+        )
+        return [Check("schema version", False, detail)]
     detail = f"schema version {current} of {latest}"
     if missing:
         detail += f"; migrations {missing} not applied (run `abathur-memory init` to upgrade)"

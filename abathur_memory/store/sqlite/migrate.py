@@ -165,6 +165,15 @@ def _migrate_locked(conn: driver.Connection) -> list[int]:
     return applied
 
 
+def newer_versions(conn: driver.Connection) -> list[int]:
+    """Recorded schema versions this abathur-memory does not know (a newer one wrote them)."""
+    return sorted(set(applied_versions(conn)) - {m.version for m in load_migrations()})
+
+
+def refuse_newer(conn: driver.Connection) -> None:
+    _refuse_newer(set(applied_versions(conn)))
+
+
 def _refuse_newer(done: set[int]) -> None:
     newer = done - {m.version for m in load_migrations()}
     if newer:
