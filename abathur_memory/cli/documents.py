@@ -283,7 +283,14 @@ def status(db: str | None, as_json: bool) -> None:
     )
     if info.rebuild:
         r = info.rebuild
-        out_console.print(f"rebuilding for {r.model}: {r.documents_done}/{r.documents} documents")
+        why = f" ({r.reason})" if r.reason else ""
+        out_console.print(
+            f"rebuilding for {r.model}{why}: {r.documents_done}/{r.documents} documents",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if info.rebuild_needed:
+        out_console.print(f"rebuild needed: {info.rebuild_needed}", highlight=False, soft_wrap=True)
     for failure in info.failed[:10]:
         out_console.print(
             f"[red]failed[/] {escape(failure.path)}: {escape(str(failure.error))}",
