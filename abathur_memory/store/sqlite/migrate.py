@@ -112,7 +112,8 @@ def migrate(conn: driver.Connection) -> list[int]:
             applied = _migrate_locked(conn)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite ends it itself on some errors (a full disk)
+                conn.execute("ROLLBACK")
             raise
     finally:
         if may_adopt:
