@@ -188,17 +188,29 @@ def check_existing_file(path: Path) -> None:
     """Before anything writes to an existing file (even the switch to WAL mode): it must be
     readable and ours (or empty, or an older abathur layout). Opened read-only."""
     try:
-        conn = driver.connect_plain(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        conn = driver.connect(path, file_read_only=True)  # a read-only folder works too
     except driver.Error as exc:
-        raise Unavailable(f"cannot open {path}: {exc}") from None
+        raise _unreadable(path, exc) from None
     try:
         _refuse_foreign_database(conn)
     except driver.DatabaseError as exc:
-        raise Unavailable(
-            f"the database {path} is damaged ({exc}); `abathur-memory doctor` says more"
-        ) from None
+        raise _unreadable(path, exc) from None
     finally:
         conn.close()
+
+
+def _unreadable(path: Path, exc: driver.Error) -> Unavailable:
+    """Damaged only when SQLite says so (SQLITE_CORRUPT, SQLITE_NOTADB); otherwise the file
+    could not be opened, which says nothing about its content."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    damaged = (code is not None and code & 0xFF in (11, 26)) or any(
+        word in str(exc).lower() for word in ("malformed", "not a database")
+    )
+    if damaged:
+        return Unavailable(
+            f"the database {path} is damaged ({exc}); `abathur-memory doctor` says more"
+        )
+    return Unavailable(f"cannot open {path}: {exc}")
 
 
 def _refuse_foreign_database(conn: driver.Connection) -> None:
