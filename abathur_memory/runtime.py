@@ -90,6 +90,11 @@ class Runtime:
             self.start("watch", self._watch)
         elif self.settings.docs:
             self.start("index-docs", self._index_once)
+        else:
+            needed = await self.documents.rebuild_needed()
+            if needed is not None:  # e.g. a database of an older release: rebuild it now
+                log.warning("%s", needed)
+                self.start("index-docs", self._index_once)
 
     async def _maintenance(self, stop: asyncio.Event) -> None:
         delay: float = MAINTENANCE_FIRST_DELAY_S  # let start-up and the first calls go first

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -110,7 +111,8 @@ def build_before_memory_search(path: Path, root: Path) -> Path:
                 (migration.version, migration.name, migration.checksum),
             )
         embedder = FakeEmbedder()
-        identity = embedder.identity
+        # The first release cut chunks with chunker version 1 (core/spaces.CHUNKER_VERSION).
+        identity = dataclasses.replace(embedder.identity, chunker_version=1)
         conn.execute(
             "INSERT INTO embedding_spaces (id, identity, model_id, dim, status, activated_at)"
             " VALUES (1, ?, ?, ?, 'active', '2025-06-01 00:00:00')",

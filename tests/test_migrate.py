@@ -1,5 +1,6 @@
 """`abathur-memory migrate`: a real indexed database (the Rust book from ../shared/data when
-it is there, else the repository's own markdown copied 36 times; plus memories with their
+it is there, else the repository's own markdown copied 36 times with notes on the queries'
+topics; plus memories with their
 history, sessions with events, tasks, checkpoints and tokens) copied into PostgreSQL and
 back, validated, served with the same answers; resumed after an interruption; a copy that does not
 validate is refused."""
@@ -7,7 +8,6 @@ validate is refused."""
 from __future__ import annotations
 
 import asyncio
-import os
 from pathlib import Path
 
 import pytest
@@ -36,10 +36,33 @@ def _settings(db: str | Path):
     return load_settings(db=str(db), user="alice", embedder="fake", maintenance_interval_hours=0)
 
 
-def _corpus(tmp_path: Path) -> Path:
-    """The Rust book (478 files) when the evaluation data is present; otherwise a corpus
-    of the same order made from the repository's own docs, so the test runs everywhere."""
-    if RUST_BOOK.is_dir() and os.environ.get("ABATHUR_TEST_CORPUS") != "generated":
+# What the generated corpus says on each query's topic: every word of the query, so that
+# PostgreSQL's keyword search (all terms must match) finds as many sections as SQLite's.
+_TOPICS = {
+    QUERIES[0]: "To borrow a value mutably, take `&mut value`: one mutable borrow at a time.",
+    QUERIES[1]: "Trait objects (`dyn Trait`) use dynamic dispatch through a vtable.",
+    QUERIES[2]: "A cargo workspace shares one lock file; its members list their dependencies.",
+    QUERIES[3]: "Error handling with the question mark operator returns the error early.",
+}
+
+
+def _topic_notes(copy: int) -> str:
+    """Sections on the queries' topics, of a length that differs from copy to copy (so
+    no two copies rank as a tie)."""
+    parts = [f"# Rust notes {copy}\n"]
+    for n, (query, text) in enumerate(_TOPICS.items()):
+        filler = " ".join(f"Remark {copy}.{n}.{k} on the same subject." for k in range(copy % 7))
+        parts.append(f"## {query.capitalize()} ({copy})\n\n{text} {filler}\n")
+    return "\n".join(parts)
+
+
+def _corpus(kind: str, tmp_path: Path) -> Path:
+    """The Rust book (478 files) from the evaluation data, or a corpus of the same order
+    made from the repository's own docs and notes on the queries' topics, which runs
+    everywhere (a bare clone has no ../shared)."""
+    if kind == "rust-book":
+        if not RUST_BOOK.is_dir():
+            pytest.skip(f"the evaluation data is not here ({RUST_BOOK})")
         return RUST_BOOK
     sources = sorted(
         [REPO / "README.md", *(REPO / "docs").glob("*.md"), *(REPO / "examples").rglob("*.md")]
@@ -50,6 +73,7 @@ def _corpus(tmp_path: Path) -> Path:
             target = root / f"c{copy:02d}" / source.relative_to(REPO)
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_text(source.read_text() + f"\n\n## Copy {copy}\n\nCopy number {copy}.\n")
+        (root / f"c{copy:02d}" / "rust-notes.md").write_text(_topic_notes(copy))
     return root
 
 
@@ -96,14 +120,15 @@ async def _answers(db: str | Path, ids: dict[str, str]) -> dict[str, object]:
     return out
 
 
+@pytest.mark.parametrize("corpus", ["generated", "rust-book"])
 async def test_an_indexed_database_goes_to_postgresql_and_back_with_the_same_answers(
-    tmp_path, pg_url, capsys
+    tmp_path, pg_url, capsys, corpus
 ):
     async def cli(*args):  # the commands run their own event loop: off this one
         return await asyncio.to_thread(run_cli, capsys, *args)
 
     source = tmp_path / "source.db"
-    ids = await _fill(source, _corpus(tmp_path))
+    ids = await _fill(source, _corpus(corpus, tmp_path))
     before = await _answers(source, ids)
 
     dry = await cli("migrate", "--db", str(source), "--to", pg_url, "--dry-run", "--json")

@@ -6,14 +6,18 @@ Commands are registered explicitly below (no import side effects). Every command
 
 from __future__ import annotations
 
+import logging
 import sys
+from typing import NoReturn
 
 import click
 
 from abathur_memory import __version__
 from abathur_memory.cli import db, documents, migrate, server
-from abathur_memory.cli.common import err_console
+from abathur_memory.cli.common import err_console, one_line
 from abathur_memory.errors import AbathurError
+
+log = logging.getLogger(__name__)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -41,7 +45,8 @@ for command in (
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: run the CLI, turning our errors into one-line messages."""
+    """Console-script entry point: run the CLI; every error is one ``error:`` line on
+    stderr (an unexpected one too: its traceback is logged at DEBUG, ABATHUR_LOG_LEVEL)."""
     try:
         cli.main(args=argv, prog_name="abathur-memory", standalone_mode=False)
     except click.exceptions.Abort:
@@ -51,16 +56,27 @@ def main(argv: list[str] | None = None) -> None:
         exc.show()
         sys.exit(exc.exit_code)
     except AbathurError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+        _fail(str(exc))
     except KeyboardInterrupt:
         sys.exit(130)
     except BaseExceptionGroup as group:  # a server's task group failing on our error
         ours = _first_of(group, AbathurError)
         if ours is None:
-            raise
-        click.echo(f"error: {ours}", err=True)
-        sys.exit(1)
+            _unexpected(group)
+        _fail(str(ours))
+    except Exception as exc:  # a library's error (a PostgreSQL driver's, the OS's): one line
+        _unexpected(exc)
+
+
+def _fail(message: str) -> NoReturn:
+    click.echo(f"error: {one_line(message)}", err=True)
+    sys.exit(1)
+
+
+def _unexpected(exc: BaseException) -> NoReturn:
+    log.debug("unexpected error", exc_info=exc)
+    detail = str(exc) or "no message"
+    _fail(f"{type(exc).__name__}: {detail}")
 
 
 def _first_of(group: BaseExceptionGroup, kind: type[AbathurError]) -> AbathurError | None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -23,8 +23,10 @@ from abathur_memory.store.sqlite.files import check_database_path
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-err_console = Console(stderr=True)
-out_console = Console()
+# soft_wrap: a line is never cut at the console width (80 columns when piped); a terminal
+# wraps long lines itself, and a pipe gets every line whole.
+err_console = Console(stderr=True, soft_wrap=True)
+out_console = Console(soft_wrap=True)
 
 
 class DatabaseParam(click.ParamType):
@@ -82,16 +84,30 @@ def open_sqlite(path: Path, *, create: bool, create_dirs: bool = False) -> drive
         raise AbathurError(f"cannot open {path}: {exc}") from None
 
 
-def print_rows(title: str, columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
-    """A table on a terminal; tab-separated lines, never truncated, when piped."""
+def print_rows(
+    title: str,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    *,
+    styles: Sequence[str | None] | None = None,
+) -> None:
+    """Every command's tables: drawn on a terminal; piped, tab-separated lines under a
+    header line, never wrapped or truncated (a tab or newline inside a cell becomes a
+    space). ``styles`` colours whole rows on a terminal."""
     if not out_console.is_terminal:
         click.echo("\t".join(columns))
         for row in rows:
-            click.echo("\t".join(row))
+            click.echo("\t".join(" ".join(cell.split()) for cell in row))
         return
     table = Table(title=title)
     for column in columns:
         table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*(escape(cell) for cell in row))
+    for n, row in enumerate(rows):
+        style = styles[n] if styles is not None else None
+        table.add_row(*(escape(cell) for cell in row), style=style)
     out_console.print(table)
+
+
+def one_line(message: str) -> str:
+    """An error message as one line: what SQLite or a server says may span several."""
+    return "; ".join(part.strip() for part in message.splitlines() if part.strip())

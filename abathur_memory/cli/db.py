@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.markup import escape
-from rich.table import Table
 
 from abathur_memory import __version__
 from abathur_memory.cli.common import (
@@ -18,6 +16,7 @@ from abathur_memory.cli.common import (
     err_console,
     open_sqlite,
     out_console,
+    print_rows,
     settings_from,
 )
 from abathur_memory.config import Settings
@@ -126,18 +125,15 @@ def doctor(db: str | None, as_json: bool, repair: bool, recover_to: Path | None)
             )
         )
     else:
-        table = Table(title=f"abathur-memory doctor — {settings.db_label}", show_lines=False)
-        table.add_column("", width=2)
-        table.add_column("check")
-        table.add_column("detail", overflow="fold")
-        for check in report.checks:
-            mark = (
-                "[red]✗[/]"
-                if not check.ok
-                else ("[yellow]![/]" if check.warning else "[green]✓[/]")
-            )
-            table.add_row(mark, check.name, escape(check.detail))
-        out_console.print(table)
+        print_rows(
+            f"abathur-memory doctor — {settings.db_label}",
+            ("ok", "check", "detail"),
+            [(_mark(check), check.name, check.detail) for check in report.checks],
+            styles=[
+                "red" if not check.ok else ("yellow" if check.warning else None)
+                for check in report.checks
+            ],
+        )
         failed = sum(not c.ok for c in report.checks)
         warned = sum(c.ok and c.warning for c in report.checks)
         summary = (
@@ -150,6 +146,10 @@ def doctor(db: str | None, as_json: bool, repair: bool, recover_to: Path | None)
         out_console.print(summary)
     if not report.ok:
         sys.exit(1)
+
+
+def _mark(check: Any) -> str:
+    return "✗" if not check.ok else ("!" if check.warning else "✓")
 
 
 def _examine(settings: Settings, *, repair: bool = False) -> Any:

@@ -112,7 +112,7 @@ def index(
             if not await docs.roots():
                 raise click.UsageError("no folders to index: give one, e.g. `index ~/notes`")
             only = chosen if dirs else None
-            if as_json:
+            if as_json or not err_console.is_terminal:  # a bar only where it can redraw
                 report = await docs.index(only, full=full)
             else:
                 report = await _index_with_progress(docs, only, full)
@@ -231,8 +231,8 @@ def search(
         heading = " > ".join(hit.heading)
         flag = "  [changed on disk]" if hit.changed_since_indexed else ""
         out_console.print(
-            f"[bold]{rank}. {hit.path}[/]:{hit.start_line}-{hit.end_line}"
-            f"  [dim]{heading}[/]  score {hit.score:.4f}{flag}",
+            f"[bold]{rank}. {escape(hit.path)}[/]:{hit.start_line}-{hit.end_line}"
+            f"  [dim]{escape(heading)}[/]  score {hit.score:.4f}{flag}",
             highlight=False,
         )
         snippet = re.sub(r"\*\*(.+?)\*\*", r"[bold]\1[/bold]", escape(hit.snippet))
@@ -283,7 +283,14 @@ def status(db: str | None, as_json: bool) -> None:
     )
     if info.rebuild:
         r = info.rebuild
-        out_console.print(f"rebuilding for {r.model}: {r.documents_done}/{r.documents} documents")
+        why = f" ({r.reason})" if r.reason else ""
+        out_console.print(
+            f"rebuilding for {r.model}{why}: {r.documents_done}/{r.documents} documents",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if info.rebuild_needed:
+        out_console.print(f"rebuild needed: {info.rebuild_needed}", highlight=False, soft_wrap=True)
     for failure in info.failed[:10]:
         out_console.print(
             f"[red]failed[/] {escape(failure.path)}: {escape(str(failure.error))}",

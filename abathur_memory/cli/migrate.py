@@ -7,9 +7,14 @@ import sys
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from abathur_memory.cli.common import db_option, err_console, out_console, settings_from
+from abathur_memory.cli.common import (
+    db_option,
+    err_console,
+    out_console,
+    print_rows,
+    settings_from,
+)
 from abathur_memory.ops import migration
 
 
@@ -81,26 +86,25 @@ def migrate(db: str | None, target: str, dry_run: bool, batch_rows: int, as_json
 
 def _print(report: migration.MigrationReport) -> None:
     title = f"{report.source} -> {report.target}" + (" (dry run)" if report.dry_run else "")
-    table = Table(title=title)
-    table.add_column("table")
-    table.add_column("rows", justify="right")
-    if not report.dry_run:
-        table.add_column("copied", justify="right")
-        table.add_column("checksum")
-        table.add_column("")
-    for check in report.tables:
-        if report.dry_run:
-            table.add_row(check.table, str(check.source_rows))
-            continue
-        mark = "[green]✓[/]" if check.ok else "[red]✗[/]"
-        same = check.source_checksum == check.target_checksum
-        digest = (
-            (check.source_checksum or "")
-            if same
-            else (f"{check.source_checksum} != {check.target_checksum}")
+    if report.dry_run:
+        print_rows(title, ("table", "rows"), [(c.table, str(c.source_rows)) for c in report.tables])
+    else:
+        rows = []
+        for check in report.tables:
+            same = check.source_checksum == check.target_checksum
+            digest = (
+                (check.source_checksum or "")
+                if same
+                else (f"{check.source_checksum} != {check.target_checksum}")
+            )
+            mark = "✓" if check.ok else "✗"
+            rows.append((check.table, str(check.source_rows), str(check.target_rows), digest, mark))
+        print_rows(
+            title,
+            ("table", "rows", "copied", "checksum", "ok"),
+            rows,
+            styles=[None if check.ok else "red" for check in report.tables],
         )
-        table.add_row(check.table, str(check.source_rows), str(check.target_rows), digest, mark)
-    out_console.print(table)
     if report.dry_run:
         out_console.print(
             f"{sum(t.source_rows for t in report.tables)} rows would be copied; {report.state}"

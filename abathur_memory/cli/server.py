@@ -12,8 +12,8 @@ import click
 from abathur_memory.cli.common import (
     db_option,
     err_console,
-    out_console,
     principal_options,
+    print_rows,
     settings_from,
 )
 from abathur_memory.config import Settings
@@ -183,14 +183,23 @@ def tokens_list(db: str | None, include_revoked: bool, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([_token_row(t) for t in found], indent=2))
         return
-    for info in found:
-        flags = (" admin" if info.admin else "") + (" REVOKED" if info.revoked_at else "")
-        out_console.print(
-            f"{info.id}\t{info.name}\tuser={info.user} app={info.app}"
-            f" project={info.project or '-'}{flags}\tcreated {info.created_at}",
-            highlight=False,
-            soft_wrap=True,
-        )
+    print_rows(
+        "tokens",
+        ("id", "name", "user", "app", "project", "admin", "created", "revoked"),
+        [
+            (
+                info.id,
+                info.name,
+                info.user,
+                info.app,
+                info.project or "-",
+                "yes" if info.admin else "no",
+                str(info.created_at),
+                str(info.revoked_at) if info.revoked_at else "-",
+            )
+            for info in found
+        ],
+    )
 
 
 @tokens.command("revoke")

@@ -42,6 +42,47 @@ class EmbeddingIdentity:
     def from_key(cls, key: str) -> EmbeddingIdentity:
         return cls(**json.loads(key))
 
+    def differences(self, other: EmbeddingIdentity) -> list[str]:
+        """What differs from ``other``, as "field: mine -> other's" (empty: the same)."""
+        mine, theirs = asdict(self), asdict(other)
+        return [
+            f"{name.replace('_', ' ')} {mine[name]!r} -> {theirs[name]!r}"
+            for name in mine
+            if mine[name] != theirs[name]
+        ]
+
+    def same_vectors(self, other: EmbeddingIdentity) -> bool:
+        """Whether vectors of ``other`` can be compared with vectors of this identity: the
+        same model, dimension and prefixes. The chunker version and the token limit decide
+        how documents are cut, not what a vector means: a change of those re-chunks the
+        documents but keeps every vector of an unchanged text, and queries keep working."""
+        return all(getattr(self, name) == getattr(other, name) for name in VECTOR_FIELDS)
+
+
+# What a vector depends on (EmbeddingIdentity.same_vectors).
+VECTOR_FIELDS = ("provider", "model", "dim", "document_prefix", "query_prefix")
+
+
+def same_vectors(key: str | None, identity: EmbeddingIdentity) -> bool:
+    """``same_vectors`` for an identity given by its key (as search queries carry it)."""
+    return key is not None and (
+        key == identity.key() or EmbeddingIdentity.from_key(key).same_vectors(identity)
+    )
+
+
+def memory_space_of(spaces: list[Space], identity: EmbeddingIdentity) -> Space | None:
+    """Of the live spaces, the one whose memory vectors serve ``identity``: its own, else
+    the active space when its vectors are the same (an upgrade that only re-chunks
+    documents keeps the memory vectors)."""
+    live = [space for space in spaces if space.status != "retired"]
+    for space in live:
+        if space.identity.key() == identity.key():
+            return space
+    for space in live:
+        if space.status == "active" and space.identity.same_vectors(identity):
+            return space
+    return None
+
 
 @dataclass(frozen=True)
 class Space:

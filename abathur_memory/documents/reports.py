@@ -73,6 +73,9 @@ class Rebuild(BaseModel):
     model: str
     documents_done: int
     documents: int
+    reason: str | None = Field(
+        default=None, description="What differs from the index being replaced."
+    )
 
 
 class IndexStatus(BaseModel):
@@ -87,4 +90,8 @@ class IndexStatus(BaseModel):
     failed: list[Failure] = Field(description="The 20 most recent failures.")
     last_sync_at: str | None
     rebuild: Rebuild | None = Field(description="Progress of a rebuild for a new model.")
+    rebuild_needed: str | None = Field(
+        default=None,
+        description="Why the index must be rebuilt for the configured model, until it starts.",
+    )
     watchers: list[WatcherStatus] = Field(description="A watcher not alive has died or hangs.")

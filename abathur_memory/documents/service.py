@@ -13,6 +13,7 @@ from pathlib import Path, PurePosixPath
 from abathur_memory.core.documents import Registered, Root
 from abathur_memory.core.principal import Principal
 from abathur_memory.core.search import DocumentScope
+from abathur_memory.core.spaces import Space
 from abathur_memory.documents import roots as roots_mod
 from abathur_memory.documents import safe_files, sync
 from abathur_memory.documents.liveness import pid_alive
@@ -307,6 +308,9 @@ class DocumentService:
                 model=building.identity.model_id,
                 documents_done=counts.rebuild_done,
                 documents=counts.documents,
+                reason="; ".join(active.identity.differences(building.identity))
+                if active is not None
+                else None,
             )
         names = {root.name for root in visible}
         return IndexStatus(
@@ -321,11 +325,40 @@ class DocumentService:
             failed=[Failure(path=f.path, error=f.error) for f in counts.failed],
             last_sync_at=counts.last_sync_at,
             rebuild=rebuild,
+            rebuild_needed=self._rebuild_needed(active, building) if visible else None,
             watchers=[
                 watcher
                 for watcher in await self._watchers()
                 if principal is None or principal.admin or set(watcher.roots) & names
             ],
+        )
+
+    async def rebuild_needed(self) -> str | None:
+        """Why the index must be rebuilt for the configured model (None: it need not, or
+        the rebuild is under way, or there is nothing to index)."""
+        if not await self.roots():
+            return None
+        return self._rebuild_needed(
+            await self.store.spaces.active(), await self.store.spaces.building()
+        )
+
+    def _rebuild_needed(self, active: Space | None, building: Space | None) -> str | None:
+        if self.embedder is None or active is None:
+            return None
+        wanted = self.embedder.identity
+        if active.identity.key() == wanted.key():
+            return None
+        if building is not None and building.identity.key() == wanted.key():
+            return None  # under way: `rebuild` says how far
+        differs = "; ".join(active.identity.differences(wanted))
+        keeps = (
+            "semantic search keeps working meanwhile"
+            if active.identity.same_vectors(wanted)
+            else "search answers from keywords until it is done"
+        )
+        return (
+            f"the index of {active.identity.model_id} differs from the configured one "
+            f"({differs}): `serve` or `index` rebuilds it; {keeps}"
         )
 
     async def _watchers(self) -> list[WatcherStatus]:

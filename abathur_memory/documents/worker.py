@@ -193,6 +193,13 @@ class IndexWorker:
         parsed_chunks = [c for item in ready if item.parsed for c in item.parsed.chunks]
         hashes = {c.text_hash for c in parsed_chunks}
         known = await self.documents.reusable_vectors(space, hashes)
+        if space.status == "building" and len(known) < len(hashes):
+            # A rebuild that only re-chunks (same vectors, another chunker): the texts that
+            # did not change keep the vectors the active space has for them.
+            active = await self.store.spaces.active()
+            if active is not None and active.identity.same_vectors(space.identity):
+                found = await self.documents.reusable_vectors(active, hashes - known.keys())
+                known.update(found)
         missing: dict[str, str] = {}
         for chunk in parsed_chunks:
             if chunk.text_hash not in known:

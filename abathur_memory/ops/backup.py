@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from abathur_memory.errors import Conflict, InvalidInput, NotFound, Unavailable
+from abathur_memory.ops import disk_full
 from abathur_memory.store.sqlite import driver
 from abathur_memory.store.sqlite import migrate as runner
 
@@ -84,7 +85,12 @@ def backup(
     if target.exists():
         raise Conflict(f"{target} already exists; choose another name or a directory")
 
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".abathur-backup-") as tmp:
+    # Written in a temporary folder beside the target, which goes with whatever was
+    # half written (a full disk included) before the error is reported.
+    with (
+        disk_full.reported(target, "the partial backup was removed"),
+        tempfile.TemporaryDirectory(dir=target.parent, prefix=".abathur-backup-") as tmp,
+    ):
         snapshot = Path(tmp) / "snapshot.db"
         _snapshot(db_path, snapshot)
         problem = verify_database(snapshot)
@@ -108,14 +114,26 @@ def restore(src: Path, db_path: Path, *, now: datetime | None = None) -> Restore
         raise NotFound(f"no backup file at {src}")
     now = now or datetime.now(UTC)
     db_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=db_path.parent, prefix=".abathur-restore-") as tmp:
+    previous = None
+    if db_path.exists():
+        previous = db_path.with_name(f"{db_path.stem}.before-restore-{now.strftime(_STAMP)}.db")
+    made: list[Path] = []  # what this restore wrote beside the database, so far
+
+    def remove_made() -> None:
+        for path in made:
+            disk_full.remove_database_files(path)
+
+    untouched = "the database was left as it was and the partial copies were removed"
+    with (
+        disk_full.reported(db_path, untouched, remove_made),
+        tempfile.TemporaryDirectory(dir=db_path.parent, prefix=".abathur-restore-") as tmp,
+    ):
         candidate = _private_copy(src, Path(tmp))
         problem = verify_database(candidate, require_abathur=True)
         if problem:
             raise InvalidInput(f"refusing to restore {src}: {problem}; nothing was replaced")
-        previous = None
-        if db_path.exists():
-            previous = db_path.with_name(f"{db_path.stem}.before-restore-{now.strftime(_STAMP)}.db")
+        if previous is not None:
+            made.append(previous)
             _snapshot(db_path, previous)
         source = driver.connect_plain(candidate)
         try:
@@ -123,8 +141,15 @@ def restore(src: Path, db_path: Path, *, now: datetime | None = None) -> Restore
             try:
                 # Writing through SQLite (not replacing the file) keeps processes that have
                 # the database open consistent: they see the restored content on next read.
+                # A failure rolls the database back: it is left as it was.
                 source.backup(target)
-                runner.migrate(target)
+                made.clear()  # restored: the copy of what it was is all that is left of it
+                not_upgraded = (
+                    f"the backup was restored but not upgraded (run `abathur-memory init --db "
+                    f"{db_path}` once there is space)"
+                )
+                with disk_full.reported(db_path, not_upgraded):
+                    runner.migrate(target)
             finally:
                 target.close()
         finally:
@@ -199,6 +224,8 @@ def _private_copy(src: Path, tmp: Path) -> Path:
         with gzip.open(src, "rb") if compressed else src.open("rb") as fh, out.open("wb") as dst:
             shutil.copyfileobj(fh, dst, 1024 * 1024)
     except (OSError, EOFError, zlib.error) as exc:
+        if disk_full.is_disk_full(exc):
+            raise  # writing the copy failed, not reading the backup
         kind = "gzip file" if compressed else "file"
         raise InvalidInput(f"refusing to restore {src}: cannot read the {kind} ({exc})") from None
     return out

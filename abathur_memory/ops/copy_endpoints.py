@@ -115,7 +115,11 @@ class SqliteEndpoint:
         if not path.parent.is_dir():
             raise NotFound(f"the directory {path.parent} does not exist")
         self.conn = driver.connect(path)
-        sqlite_runner.migrate(self.conn)
+        try:
+            sqlite_runner.migrate(self.conn)
+        except BaseException:
+            self.conn.close()
+            raise
 
     def begin_snapshot(self) -> None:
         """Read everything from one snapshot (writers may go on; they are not copied)."""
@@ -179,7 +183,8 @@ class SqliteEndpoint:
             self._set_meta("migration_progress", progress)
             self.conn.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            if self.conn.in_transaction:  # SQLite ends it itself on a full disk
+                self.conn.execute("ROLLBACK")
             raise
 
     def _write_chunks(self, table: Table, rows: list[tuple[Any, ...]]) -> None:
@@ -226,7 +231,8 @@ class SqliteEndpoint:
             self.conn.execute(CLEAR_META)
             self.conn.execute("COMMIT")
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            if self.conn.in_transaction:  # SQLite ends it itself on a full disk
+                self.conn.execute("ROLLBACK")
             raise
 
     def create_space(self, space_id: int, dim: int) -> None:

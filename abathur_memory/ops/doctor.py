@@ -13,7 +13,7 @@ from pathlib import Path
 from abathur_memory.errors import InvalidInput, NotFound, ReadOnly
 from abathur_memory.ops import backup as backups
 from abathur_memory.store.sqlite import checks as validation
-from abathur_memory.store.sqlite import consistency, driver
+from abathur_memory.store.sqlite import consistency, driver, statistics
 from abathur_memory.store.sqlite import migrate as runner
 
 
@@ -48,8 +48,8 @@ def open_existing(path: Path) -> tuple[driver.Connection, bool]:
 
 
 def _consistency(conn: driver.Connection, _: Path) -> list[validation.Check]:
-    if runner.current_version(conn) < runner.latest_version():
-        return []  # the schema check already says to upgrade
+    if runner.current_version(conn) != runner.latest_version():
+        return []  # the schema check already says to upgrade (this database or abathur-memory)
     return consistency.check(conn)
 
 
@@ -87,6 +87,7 @@ def examine(path: Path, *, repair: bool = False) -> DoctorReport:
         if repair:
             if read_only:
                 raise ReadOnly(f"{path} is read-only: it can be checked but not repaired")
+            runner.refuse_newer(conn)  # an older abathur-memory must not rewrite newer data
             _repair(conn, report)
         report.checks = validation.run_checks(conn, path, EXTRA_CHECKS)
         return report
@@ -115,6 +116,7 @@ def _repair(conn: driver.Connection, report: DoctorReport) -> None:
     stale = validation.stale_statistics(conn)
     if stale:
         conn.execute("ANALYZE")
+        statistics.drop_small(conn)
         report.repaired.append(f"refreshed the statistics of {', '.join(stale)} (ANALYZE)")
     wal = Path(f"{report.database}-wal")
     if wal.exists() and wal.stat().st_size > validation.WAL_WARN_BYTES:

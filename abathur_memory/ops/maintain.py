@@ -1,7 +1,8 @@
 """Regular database maintenance (seed 001 §7.1): statistics, free space, the WAL.
 
 - statistics: ``PRAGMA optimize`` (which re-analyzes what changed), or a full ``ANALYZE``
-  when the statistics of a hot table describe a tenth of its rows or fewer;
+  when the statistics of a hot table describe a tenth of its rows or fewer; either way the
+  statistics of small tables are dropped (store/sqlite/statistics.py says why);
 - free space: ``VACUUM`` once a quarter of the file (and at least 1 MiB) is free pages;
 - the WAL: a ``TRUNCATE`` checkpoint, which writes it back and empties it (it cannot finish
   while another process reads an old snapshot, and then says so).
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from abathur_memory.store.sqlite import checks as validation
-from abathur_memory.store.sqlite import driver
+from abathur_memory.store.sqlite import driver, statistics
 
 
 @dataclass
@@ -41,12 +42,14 @@ def _statistics(conn: driver.Connection, dry_run: bool) -> Step:
     if stale:
         if not dry_run:
             conn.execute("ANALYZE")
+            statistics.drop_small(conn)
         verb = "would run" if dry_run else "ran"
         return Step(
             "statistics", not dry_run, f"{verb} ANALYZE: {', '.join(stale)} had stale statistics"
         )
     if not dry_run:
         conn.execute("PRAGMA optimize")
+        statistics.drop_small(conn)
     return Step(
         "statistics",
         not dry_run,

@@ -13,6 +13,7 @@ marked (``meta.migration_state``) and the stores refuse to serve it, saying why.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from typing import Any
 
 from abathur_memory.config import Settings
 from abathur_memory.errors import InvalidInput
+from abathur_memory.ops import disk_full
 from abathur_memory.ops.copy_endpoints import Endpoint, PostgresEndpoint, SqliteEndpoint
 from abathur_memory.ops.copy_tables import BASE_TABLES, Checksum, Table, space_tables
 
@@ -120,34 +122,63 @@ def copy(
             report.state = _dry_run_state(target_spec, settings)
             report.seconds = time.monotonic() - started
             return report
-        target = open_endpoint(target_spec, settings, target=True)
-        try:
-            report.target = target.label
-            report.resumed = _start(source, target)
-            positions: dict[str, Any] = json.loads(target.meta(PROGRESS_KEY) or "{}")
-            total = sum(counts.values())
-            done = sum(counts[n] for n, p in positions.items() if p == "done" and n in counts)
-            for table in tables:
-                done, copied = _copy_table(
-                    source, target, table, positions, batch_rows, progress, done, total
-                )
-                report.copied_rows += copied
-            _finish(source, target, positions)
-            _validate(source, target, tables, report, progress)
-            failed = [t.table for t in report.tables if not t.ok]
-            report.state = (
-                "complete"
-                if not failed
-                else f"failed: {', '.join(failed)} differ from the source (counts or checksums)"
-            )
-            target.set_meta(STATE_KEY, report.state)
-        finally:
-            target.close()
+        with _full_disk_reported(target_spec):
+            _copy_into(source, target_spec, settings, tables, counts, report, batch_rows, progress)
         source.end_snapshot()
     finally:
         source.close()
     report.seconds = time.monotonic() - started
     return report
+
+
+def _full_disk_reported(target_spec: str) -> contextlib.AbstractContextManager[None]:
+    """A SQLite target on a full disk: one line; a file this copy created is removed (one
+    that existed before holds an earlier run's progress and is kept for resuming)."""
+    if target_spec.startswith(("postgresql://", "postgres://")):
+        return contextlib.nullcontext()
+    path = Path(target_spec.removeprefix("sqlite://")).expanduser()
+    if path.exists():
+        return disk_full.reported(
+            path, "the unfinished copy was kept: free some space and run the same command to resume"
+        )
+    return disk_full.reported(
+        path, "the partial copy was removed", lambda: disk_full.remove_database_files(path)
+    )
+
+
+def _copy_into(
+    source: Endpoint,
+    target_spec: str,
+    settings: Settings,
+    tables: list[Table],
+    counts: dict[str, int],
+    report: MigrationReport,
+    batch_rows: int,
+    progress: Progress | None,
+) -> None:
+    target = open_endpoint(target_spec, settings, target=True)
+    try:
+        report.target = target.label
+        report.resumed = _start(source, target)
+        positions: dict[str, Any] = json.loads(target.meta(PROGRESS_KEY) or "{}")
+        total = sum(counts.values())
+        done = sum(counts[n] for n, p in positions.items() if p == "done" and n in counts)
+        for table in tables:
+            done, copied = _copy_table(
+                source, target, table, positions, batch_rows, progress, done, total
+            )
+            report.copied_rows += copied
+        _finish(source, target, positions)
+        _validate(source, target, tables, report, progress)
+        failed = [t.table for t in report.tables if not t.ok]
+        report.state = (
+            "complete"
+            if not failed
+            else f"failed: {', '.join(failed)} differ from the source (counts or checksums)"
+        )
+        target.set_meta(STATE_KEY, report.state)
+    finally:
+        target.close()
 
 
 def _same(a: str, b: str) -> bool:

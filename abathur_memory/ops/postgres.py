@@ -121,7 +121,11 @@ async def _schema(conn: Conn) -> list[Check]:
     newer = sorted(set(applied) - set(shipped))
     changed = sorted(v for v, c in applied.items() if v in shipped and shipped[v].checksum != c)
     if newer:
-        return [Check("schema version", False, f"migrations {newer} are newer than this release")]
+        detail = (
+            f"this database was written by a newer abathur-memory (schema {max(newer)}; "
+            f"this one knows {max(shipped)}): upgrade abathur-memory"
+        )
+        return [Check("schema version", False, detail)]
     if missing:
         return [
             Check(

@@ -140,12 +140,13 @@ class Retrieval:
             return None, NO_MODEL, 0.0
         if space is None:
             return None, MEMORIES_NOT_EMBEDDED if memories else NOTHING_INDEXED, 0.0
-        if embedder.identity.key() != space.identity.key():
+        if not space.identity.same_vectors(embedder.identity):
+            differs = "; ".join(space.identity.differences(embedder.identity))
             return (
                 None,
-                f"the index was built with {space.identity.model_id} and the configured model "
-                f"is {embedder.model_id}; semantic search resumes when the rebuild completes "
-                "(answered from keywords)",
+                f"the index was built for other vectors than the configured model's "
+                f"({space.identity.model_id} -> {embedder.model_id}: {differs}); semantic "
+                "search resumes when the rebuild completes (answered from keywords)",
                 0.0,
             )
         started = time.perf_counter()

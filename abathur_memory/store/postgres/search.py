@@ -30,11 +30,11 @@ from abathur_memory.core.search import (
     MemoryRow,
     MemoryScope,
 )
-from abathur_memory.core.spaces import Space
+from abathur_memory.core.spaces import EmbeddingIdentity, Space, same_vectors
 from abathur_memory.store.postgres import keywords, memory_index, rows
 from abathur_memory.store.postgres.connection import Conn, Database
 from abathur_memory.store.postgres.readable import readable_sql
-from abathur_memory.store.postgres.spaces import active_space, space_by_key
+from abathur_memory.store.postgres.spaces import active_space, memory_space
 
 # HNSW's search breadth. On clustered vectors (bench/two_backends.py, 100k x 384, m=16,
 # ef_construction=64) recall@10 was 0.966 at 100 with 5 of 200 queries finding none of
@@ -240,7 +240,7 @@ class PostgresSearchStore:
                 space = await active_space(conn)
                 if space is None:
                     return Found(space=None, vector_used=False)
-                vector = query.vector if query.identity == space.identity.key() else None
+                vector = query.vector if same_vectors(query.identity, space.identity) else None
                 where, params = await _document_filter(conn, scope)
                 keyword: list[tuple[int, float]] = []
                 if query.terms:
@@ -264,7 +264,11 @@ class PostgresSearchStore:
         async def work(conn: Conn) -> Found[MemoryRow]:
             async with conn.transaction():
                 await _snapshot(conn, query.pool)
-                space = await space_by_key(conn, query.identity) if query.identity else None
+                space = (
+                    await memory_space(conn, EmbeddingIdentity.from_key(query.identity))
+                    if query.identity
+                    else None
+                )
                 pending = await memory_index.changes_behind(conn)
                 if query.identity is not None:
                     pending += await memory_index.vectors_behind(conn, space)

@@ -13,7 +13,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from abathur_memory.core.spaces import EmbeddingIdentity, Space
+from abathur_memory.core.spaces import EmbeddingIdentity, Space, memory_space_of
 from abathur_memory.store.postgres import space_tables
 from abathur_memory.store.postgres.connection import Conn, Database
 from abathur_memory.store.postgres.times import SQL_NOW
@@ -51,8 +51,23 @@ async def building_space(conn: Conn) -> Space | None:
     return await _one(conn, "status = 'building'")
 
 
+async def live_spaces(conn: Conn) -> list[Space]:
+    rows = await (
+        await conn.execute(f"SELECT {_COLUMNS} FROM embedding_spaces WHERE status != 'retired'")
+    ).fetchall()
+    return [space_of(row) for row in rows]
+
+
 async def space_by_key(conn: Conn, identity: str) -> Space | None:
-    return await _one(conn, "identity = %s AND status != 'retired'", (identity,))
+    """The live space of exactly this identity (compared parsed: a key stored by an older
+    release may spell the same identity differently)."""
+    key = EmbeddingIdentity.from_key(identity).key()
+    return next((s for s in await live_spaces(conn) if s.identity.key() == key), None)
+
+
+async def memory_space(conn: Conn, identity: EmbeddingIdentity) -> Space | None:
+    """The space that holds memory vectors of ``identity`` (core.spaces.memory_space_of)."""
+    return memory_space_of(await live_spaces(conn), identity)
 
 
 async def space_for(conn: Conn, identity: EmbeddingIdentity) -> Space:
@@ -88,11 +103,16 @@ async def space_for(conn: Conn, identity: EmbeddingIdentity) -> Space:
         await conn.execute(
             "UPDATE document_index SET sync_status = 'stale' WHERE sync_status = 'synced'"
         )
+        if current.identity.same_vectors(identity):  # the memories' vectors stay right
+            await conn.execute(
+                f"INSERT INTO {space.memory_vectors} (entry_id, part, text_hash, embedding)"
+                f" SELECT entry_id, part, text_hash, embedding FROM {current.memory_vectors}"
+            )
         log.warning(
-            "the embedding identity changed (%s -> %s): rebuilding the index; the old one "
+            "the embedding identity changed (%s: %s): rebuilding the index; the old one "
             "answers searches until the new one is complete",
-            current.identity.model_id,
             identity.model_id,
+            "; ".join(current.identity.differences(identity)),
         )
     return space
 
@@ -156,14 +176,14 @@ class PostgresSpaceStore:
 
     async def memory_space(self, identity: EmbeddingIdentity) -> Space | None:
         async def work(conn: Conn) -> Space | None:
-            return await space_by_key(conn, identity.key())
+            return await memory_space(conn, identity)
 
         return await self.db.run(work, what="reading the embedding spaces")
 
     async def ensure_memory_space(self, identity: EmbeddingIdentity) -> Space | None:
         async def work(conn: Conn) -> Space | None:
             async with conn.transaction():
-                found = await space_by_key(conn, identity.key())
+                found = await memory_space(conn, identity)
                 if found is not None or await active_space(conn) is not None:
                     return found
                 return await space_for(conn, identity)

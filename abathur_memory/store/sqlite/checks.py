@@ -153,6 +153,13 @@ def _check_schema_version(conn: driver.Connection, _: Path) -> list[Check]:
     meta = (
         dict(conn.execute("SELECT key, value FROM meta").fetchall()) if _has(conn, "meta") else {}
     )
+    newer = runner.newer_versions(conn)
+    if newer:  # what every other command refuses (migrate._refuse_newer)
+        detail = (
+            f"this database was written by a newer abathur-memory (schema {max(newer)}; "
+            f"this one knows {latest}): upgrade abathur-memory"
+        )
+        return [Check("schema version", False, detail)]
     detail = f"schema version {current} of {latest}"
     if missing:
         detail += f"; migrations {missing} not applied (run `abathur-memory init` to upgrade)"
@@ -205,7 +212,7 @@ def _check_indexes(conn: driver.Connection, _: Path) -> list[Check]:
     return [Check("indexes", ok, detail)]
 
 
-def _check_pragmas(conn: driver.Connection, _: Path) -> list[Check]:
+def _check_pragmas(conn: driver.Connection, path: Path) -> list[Check]:
     expected = {
         "journal_mode": "wal",
         "synchronous": 1,
@@ -214,6 +221,9 @@ def _check_pragmas(conn: driver.Connection, _: Path) -> list[Check]:
         "wal_autocheckpoint": driver.SEED_PRAGMAS["wal_autocheckpoint"],
     }
     actual = {name: conn.execute(f"PRAGMA {name}").fetchone()[0] for name in expected}
+    if actual["journal_mode"] != "wal" and driver.file_is_wal(path):
+        # Read-only and opened immutable (no -shm could be made): the file is in WAL mode.
+        actual["journal_mode"] = "wal"
     wrong = [f"{k}={actual[k]} (want {v})" for k, v in expected.items() if actual[k] != v]
     detail = ", ".join(f"{k}={v}" for k, v in actual.items())
     return [Check("pragmas", not wrong, detail if not wrong else "; ".join(wrong))]

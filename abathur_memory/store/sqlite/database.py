@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 import aiosqlite
 
 from abathur_memory.errors import AbathurError, InvalidInput, ReadOnly, Unavailable
-from abathur_memory.store.sqlite import driver
+from abathur_memory.store.sqlite import driver, statistics
 from abathur_memory.store.sqlite.files import check_database_path
 
 log = logging.getLogger(__name__)
@@ -43,11 +43,19 @@ class _WorkerConnection(aiosqlite.Connection):
         return await self._execute(lambda: fn(self._conn, *args))
 
 
-async def _open_worker(path: Path, busy_timeout_ms: int, read_only: bool) -> _WorkerConnection:
+async def _open_worker(
+    path: Path, busy_timeout_ms: int, read_only: bool, file_read_only: bool = False
+) -> _WorkerConnection:
     # Connect first (off the event loop), then hand the open connection to aiosqlite: a file
     # that cannot be opened then fails here, not inside aiosqlite's worker thread.
     raw = await asyncio.to_thread(
-        driver.connect, path, busy_timeout_ms=busy_timeout_ms, read_only=read_only
+        functools.partial(
+            driver.connect,
+            path,
+            busy_timeout_ms=busy_timeout_ms,
+            read_only=read_only,
+            file_read_only=file_read_only,
+        )
     )
     try:
         # aiosqlite types awaiting a connection as giving a plain Connection; it gives itself.
@@ -84,6 +92,7 @@ class Database:
         self._closed = False
         self._identity = _file_identity(path)
         self._replaced: str | None = None  # why writes are refused, once the file moved
+        self.read_only: str | None = None  # why writes are refused: a read-only file or folder
 
     @classmethod
     async def open(
@@ -103,13 +112,22 @@ class Database:
             raise InvalidInput("an on-disk database path is needed (readers share the file)")
         path = Path(path).expanduser()
         check_database_path(path, create=create, create_dirs=create_dirs)
+        read_only = _read_only_reason(path)
         opened: list[_WorkerConnection] = []
         try:
-            writer = await _open_worker(path, busy_timeout_ms, read_only=False)
+            writer = await _open_worker(
+                path, busy_timeout_ms, read_only=False, file_read_only=read_only is not None
+            )
             opened.append(writer)
+            if read_only is None:
+                # Before the readers open, so that they load what is left.
+                await writer.run(statistics.drop_small_if_possible)
             db = cls(path, writer, [], write_retries=write_retries, busy_timeout_ms=busy_timeout_ms)
+            db.read_only = read_only
             for _ in range(readers):
-                reader = await _open_worker(path, busy_timeout_ms, read_only=True)
+                reader = await _open_worker(
+                    path, busy_timeout_ms, read_only=True, file_read_only=read_only is not None
+                )
                 opened.append(reader)
                 db._readers.append(reader)
                 db._idle.put_nowait(reader)
@@ -139,7 +157,8 @@ class Database:
         try:
             # A file replaced under us: write nothing more, and empty our WAL (the -wal file
             # at the path), which SQLite would otherwise replay into the file now there.
-            await self._writer.run(_truncate_wal if replaced else _optimize)
+            if self.read_only is None:
+                await self._writer.run(_truncate_wal if replaced else _optimize)
         except Exception:  # closing must not fail because of a busy optimizer
             log.debug("closing work skipped", exc_info=True)
         for conn in [*self._readers, self._writer]:
@@ -157,6 +176,8 @@ class Database:
         """Run ``fn(conn, *args, **kwargs)`` in one ``BEGIN IMMEDIATE`` transaction on the
         writer."""
         self._check_open()
+        if self.read_only is not None:
+            raise ReadOnly(self.read_only)
         if self._replaced is not None:
             raise Unavailable(self._replaced)
         if kwargs:
@@ -274,6 +295,21 @@ def _in_read_transaction(conn: driver.Connection, fn: Callable[..., T], *args: A
             conn.execute("COMMIT")
 
 
+def _read_only_reason(path: Path) -> str | None:
+    """Why this process cannot write the existing database at ``path`` (None: it can).
+
+    Such a file is served read-only: reads work, writes answer ``read_only``. SQLite in WAL
+    mode also needs to create ``-shm`` beside the file, so a read-only folder counts too.
+    """
+    if not path.exists() or driver.writable(path):
+        return None
+    if not os.access(path.parent, os.W_OK):
+        where = f"the folder {path.parent} is not writable (a read-only folder or mount)"
+    else:
+        where = "the file is not writable"
+    return f"the database {path} is read-only: {where}; it can be read but not written"
+
+
 def _file_identity(path: Path) -> tuple[int, int] | None:
     try:
         info = os.stat(path)
@@ -292,6 +328,7 @@ def _fetchone(conn: driver.Connection, sql: str, params: Params) -> driver.Row |
 
 def _optimize(conn: driver.Connection) -> None:
     conn.execute("PRAGMA optimize")
+    statistics.drop_small_if_possible(conn)  # what optimize records for a new, small file
 
 
 def _truncate_wal(conn: driver.Connection) -> None:

@@ -102,10 +102,18 @@ def connect(
 def _connect_read_only_file(
     path: Path, busy_timeout_ms: int, check_same_thread: bool
 ) -> sqlite.Connection:
-    """``mode=ro``; a WAL file in a folder where no -shm can be made needs ``immutable``."""
+    """``mode=ro``; a WAL file in a folder where no -shm can be made needs ``immutable``,
+    which is safe only while no -wal file holds changes (``immutable`` would not read them)."""
     uri = path.resolve().as_uri()
     last: Exception | None = None
     for options in ("mode=ro", "mode=ro&immutable=1"):
+        if "immutable" in options and _pending_wal(path):
+            raise Unavailable(
+                f"cannot read {path}: the folder {path.parent} is not writable, and "
+                f"{path.name}-wal holds changes not yet in the database; SQLite in WAL mode "
+                f"needs to create {path.name}-shm beside it to read them (open it once where "
+                "the folder is writable, or copy the database with its -wal file elsewhere)"
+            )
         conn = sqlite.connect(
             f"{uri}?{options}",
             uri=True,
@@ -121,6 +129,24 @@ def _connect_read_only_file(
             last = exc
     assert last is not None
     raise last
+
+
+def _pending_wal(path: Path) -> bool:
+    try:
+        return Path(f"{path}-wal").stat().st_size > 0
+    except OSError:
+        return False
+
+
+def file_is_wal(path: str | Path) -> bool:
+    """Whether the file's header says WAL mode (bytes 18-19 are 2): what a connection opened
+    ``immutable`` cannot report, since it then never uses the WAL."""
+    try:
+        with Path(path).open("rb") as fh:
+            header = fh.read(20)
+    except OSError:
+        return False
+    return len(header) == 20 and header[18] == 2 and header[19] == 2
 
 
 def connect_plain(path: str | Path, *, uri: bool = False) -> sqlite.Connection:

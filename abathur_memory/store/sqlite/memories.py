@@ -30,11 +30,13 @@ _LATEST_ANY = (
     " updated_at FROM memory_entries WHERE namespace = ? AND key = ?"
     " ORDER BY version DESC LIMIT 1"
 )
+# CROSS JOIN pins the order: one index lookup per wanted key. Left to the planner, statistics
+# of a tiny memory_entries made it scan the table once per key (issue 13).
 _LATEST_MANY = """
 SELECT m.id, m.version, m.value, m.memory_type, m.metadata, m.is_deleted, m.created_by,
        m.created_at, m.updated_at, m.namespace, m.key
 FROM json_each(?) AS wanted
-JOIN memory_entries AS m
+CROSS JOIN memory_entries AS m
   ON m.namespace = wanted.value ->> 0 AND m.key = wanted.value ->> 1
  AND m.version = (SELECT MAX(v.version) FROM memory_entries AS v
                   WHERE v.namespace = wanted.value ->> 0 AND v.key = wanted.value ->> 1)

@@ -112,7 +112,8 @@ def migrate(conn: driver.Connection) -> list[int]:
             applied = _migrate_locked(conn)
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite ends it itself on some errors (a full disk)
+                conn.execute("ROLLBACK")
             raise
     finally:
         if may_adopt:
@@ -165,6 +166,15 @@ def _migrate_locked(conn: driver.Connection) -> list[int]:
     return applied
 
 
+def newer_versions(conn: driver.Connection) -> list[int]:
+    """Recorded schema versions this abathur-memory does not know (a newer one wrote them)."""
+    return sorted(set(applied_versions(conn)) - {m.version for m in load_migrations()})
+
+
+def refuse_newer(conn: driver.Connection) -> None:
+    _refuse_newer(set(applied_versions(conn)))
+
+
 def _refuse_newer(done: set[int]) -> None:
     newer = done - {m.version for m in load_migrations()}
     if newer:
@@ -178,17 +188,29 @@ def check_existing_file(path: Path) -> None:
     """Before anything writes to an existing file (even the switch to WAL mode): it must be
     readable and ours (or empty, or an older abathur layout). Opened read-only."""
     try:
-        conn = driver.connect_plain(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        conn = driver.connect(path, file_read_only=True)  # a read-only folder works too
     except driver.Error as exc:
-        raise Unavailable(f"cannot open {path}: {exc}") from None
+        raise _unreadable(path, exc) from None
     try:
         _refuse_foreign_database(conn)
     except driver.DatabaseError as exc:
-        raise Unavailable(
-            f"the database {path} is damaged ({exc}); `abathur-memory doctor` says more"
-        ) from None
+        raise _unreadable(path, exc) from None
     finally:
         conn.close()
+
+
+def _unreadable(path: Path, exc: driver.Error) -> Unavailable:
+    """Damaged only when SQLite says so (SQLITE_CORRUPT, SQLITE_NOTADB); otherwise the file
+    could not be opened, which says nothing about its content."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    damaged = (code is not None and code & 0xFF in (11, 26)) or any(
+        word in str(exc).lower() for word in ("malformed", "not a database")
+    )
+    if damaged:
+        return Unavailable(
+            f"the database {path} is damaged ({exc}); `abathur-memory doctor` says more"
+        )
+    return Unavailable(f"cannot open {path}: {exc}")
 
 
 def _refuse_foreign_database(conn: driver.Connection) -> None:

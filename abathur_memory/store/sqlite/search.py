@@ -22,13 +22,13 @@ from abathur_memory.core.search import (
     MemoryRow,
     MemoryScope,
 )
-from abathur_memory.core.spaces import Space
+from abathur_memory.core.spaces import EmbeddingIdentity, Space, same_vectors
 from abathur_memory.store.sqlite import driver, vector_index
 from abathur_memory.store.sqlite import memory_index as sqlite_memory_index
 from abathur_memory.store.sqlite import rows as sqlite_rows
 from abathur_memory.store.sqlite.database import Database
 from abathur_memory.store.sqlite.readable import readable_sql
-from abathur_memory.store.sqlite.spaces import active_space, space_from_row
+from abathur_memory.store.sqlite.spaces import active_space, memory_space
 
 COMMON_TERM_CHUNKS = 5000  # a term in more chunks than this is dropped if rarer ones remain
 
@@ -38,11 +38,8 @@ def fts_match(terms: tuple[str, ...] | list[str]) -> str:
     return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
 
 
-def _space_by_key(conn: driver.Connection, identity: str) -> Space | None:
-    row = conn.execute(
-        "SELECT * FROM embedding_spaces WHERE identity = ? AND status != 'retired'", (identity,)
-    ).fetchone()
-    return space_from_row(row) if row is not None else None
+def _memory_space(conn: driver.Connection, identity: str) -> Space | None:
+    return memory_space(conn, EmbeddingIdentity.from_key(identity))
 
 
 # -- documents ----------------------------------------------------------------------------
@@ -204,7 +201,7 @@ class SqliteSearchStore:
         space = active_space(conn)
         if space is None:
             return Found(space=None, vector_used=False)
-        vector = query.vector if query.identity == space.identity.key() else None
+        vector = query.vector if same_vectors(query.identity, space.identity) else None
         where, params = _document_filter(conn, scope)
         keyword: list[tuple[int, float]] = []
         if query.terms:
@@ -241,7 +238,7 @@ class SqliteSearchStore:
     def _memories(
         self, conn: driver.Connection, query: CandidateQuery, scope: MemoryScope, fuse: Fuse
     ) -> Found[MemoryRow]:
-        space = _space_by_key(conn, query.identity) if query.identity else None
+        space = _memory_space(conn, query.identity) if query.identity else None
         pending = sqlite_memory_index.changes_behind(conn)
         if query.identity is not None:
             pending += sqlite_memory_index.vectors_behind(conn, space)

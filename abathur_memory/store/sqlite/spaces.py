@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 
-from abathur_memory.core.spaces import EmbeddingIdentity, Space
+from abathur_memory.core.spaces import EmbeddingIdentity, Space, memory_space_of
 from abathur_memory.store.sqlite import driver, space_tables, timestamps
 from abathur_memory.store.sqlite.database import Database
 
@@ -49,12 +49,9 @@ def space_for(conn: driver.Connection, identity: EmbeddingIdentity) -> Space:
     Called inside a write transaction. With no active space the new space is active at
     once (nothing to keep answering); otherwise it is built beside the active one.
     """
-    row = conn.execute(
-        "SELECT * FROM embedding_spaces WHERE identity = ? AND status != 'retired'",
-        (identity.key(),),
-    ).fetchone()
-    if row is not None:
-        return space_from_row(row)
+    found = _live_space(conn, identity)
+    if found is not None:
+        return found
     current = active_space(conn)
     stale_build = building_space(conn)
     if stale_build is not None:  # a build for an identity no longer wanted
@@ -73,11 +70,17 @@ def space_for(conn: driver.Connection, identity: EmbeddingIdentity) -> Space:
     if current is not None:
         # Every document must be rebuilt for the new identity.
         conn.execute("UPDATE document_index SET sync_status = 'stale' WHERE sync_status = 'synced'")
+        if current.identity.same_vectors(identity):  # the memories' vectors stay right
+            conn.execute(
+                f"INSERT INTO memory_vectors_s{space_id} (entry_id, part, text_hash, embedding,"
+                f" code) SELECT entry_id, part, text_hash, embedding, code FROM"
+                f" {current.memory_vectors}"
+            )
         log.warning(
-            "the embedding identity changed (%s -> %s): rebuilding the index; the old one "
+            "the embedding identity changed (%s: %s): rebuilding the index; the old one "
             "answers searches until the new one is complete",
-            current.identity.model_id,
             identity.model_id,
+            "; ".join(current.identity.differences(identity)),
         )
     row = conn.execute("SELECT * FROM embedding_spaces WHERE id = ?", (space_id,)).fetchone()
     return space_from_row(row)
@@ -122,13 +125,21 @@ def _record_meta(conn: driver.Connection, identity: EmbeddingIdentity) -> None:
         )
 
 
+def live_spaces(conn: driver.Connection) -> list[Space]:
+    rows = conn.execute("SELECT * FROM embedding_spaces WHERE status != 'retired'").fetchall()
+    return [space_from_row(row) for row in rows]
+
+
+def _live_space(conn: driver.Connection, identity: EmbeddingIdentity) -> Space | None:
+    """The live space of exactly ``identity`` (compared parsed: a key stored by an older
+    release may spell the same identity differently)."""
+    key = identity.key()
+    return next((space for space in live_spaces(conn) if space.identity.key() == key), None)
+
+
 def memory_space(conn: driver.Connection, identity: EmbeddingIdentity) -> Space | None:
-    """The space that holds memory vectors of ``identity`` (active or being built)."""
-    row = conn.execute(
-        "SELECT * FROM embedding_spaces WHERE identity = ? AND status != 'retired'",
-        (identity.key(),),
-    ).fetchone()
-    return space_from_row(row) if row is not None else None
+    """The space that holds memory vectors of ``identity`` (core.spaces.memory_space_of)."""
+    return memory_space_of(live_spaces(conn), identity)
 
 
 def ensure_memory_space(conn: driver.Connection, identity: EmbeddingIdentity) -> Space | None:
