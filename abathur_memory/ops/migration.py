@@ -92,6 +92,9 @@ Progress = Callable[[str, int, int], None]  # (phase or table, rows done, rows t
 def open_endpoint(spec: str, settings: Settings, *, target: bool) -> Endpoint:
     """A database named by a path (SQLite) or a postgresql:// URL."""
     if spec.startswith(("postgresql://", "postgres://")):
+        from abathur_memory.store.postgres import require_driver
+
+        require_driver()
         return PostgresEndpoint(spec, settings, target=target)
     path = Path(spec.removeprefix("sqlite://")).expanduser()
     return SqliteEndpoint(path, target=target)
@@ -174,6 +177,9 @@ def _tables(source: Endpoint) -> list[Table]:
 def _dry_run_state(target_spec: str, settings: Settings) -> str:
     """What a copy would find at the target, without writing to it."""
     if target_spec.startswith(("postgresql://", "postgres://")):
+        from abathur_memory.store.postgres import require_driver
+
+        require_driver()
         import psycopg
 
         from abathur_memory.store.postgres.connection import redact
