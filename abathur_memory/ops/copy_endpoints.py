@@ -317,12 +317,13 @@ class PostgresEndpoint:
 
     def __init__(self, url: str, settings: Settings, *, target: bool) -> None:
         import psycopg
-        from pgvector.psycopg import register_vector
 
-        from abathur_memory.store.postgres.connection import redact
+        from abathur_memory.store.postgres import placement
+        from abathur_memory.store.postgres.connection import redact, register_vector
 
         self.label = redact(url)
         self._lock: psycopg.Connection[Any] | None = None
+        self.vector_schema: str | None = None
         try:
             self.conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
         except psycopg.OperationalError as exc:
@@ -336,7 +337,12 @@ class PostgresEndpoint:
             if target:
                 self._lock = self._claim(url)
                 self._migrate(url, settings)
-            register_vector(self.conn)
+            row = self.conn.execute(placement.PROBE, (list(placement.our_tables()),)).fetchone()
+            where = placement.placement_of(row)
+            placement.check(where, self.label)  # (the target's store checked it too)
+            self.vector_schema = where.vector_schema
+            if self.vector_schema is not None:
+                register_vector(self.conn, self.vector_schema)
         except BaseException:
             self.close()
             raise
@@ -465,7 +471,7 @@ class PostgresEndpoint:
 
         with self.conn.transaction():
             for step in STEPS:
-                for statement in step(space_id, dim):
+                for statement in step(space_id, dim, self.vector_schema):
                     # The vector index is built once, after the copy (much faster).
                     if "USING hnsw" in statement:
                         continue
@@ -479,7 +485,7 @@ class PostgresEndpoint:
     def finish(self) -> None:
         """Sequences past the copied ids, the vector indexes built, and the memory keyword
         index rebuilt from the copied memories (it is derived)."""
-        from abathur_memory.store.postgres.space_tables import HNSW, HNSW_MAX_DIM
+        from abathur_memory.store.postgres.space_tables import HNSW_MAX_DIM, hnsw
 
         for table in _identity_tables(self.spaces()):
             name, column = table.name, table.identity
@@ -493,7 +499,7 @@ class PostgresEndpoint:
             for name in (f"chunks_s{space_id}", f"memory_vectors_s{space_id}"):
                 self.conn.execute(
                     f"CREATE INDEX IF NOT EXISTS {name}_embedding ON {name} ".encode()
-                    + HNSW.format(column="embedding").encode()
+                    + hnsw("embedding", self.vector_schema).encode()
                 )
         self._set_meta("memory_index_snapshot", "rebuild")
         self.conn.execute("ANALYZE")

@@ -182,11 +182,18 @@ def _dry_run_state(target_spec: str, settings: Settings) -> str:
         require_driver()
         import psycopg
 
+        from abathur_memory.store.postgres import placement
         from abathur_memory.store.postgres.connection import redact
 
         try:
             with psycopg.connect(target_spec, connect_timeout=10) as conn:
-                has_meta = conn.execute("SELECT to_regclass('meta') IS NOT NULL").fetchone()
+                tables = list(placement.our_tables())
+                problem = placement.placement_of(
+                    conn.execute(placement.PROBE, (tables,)).fetchone()
+                ).problem()
+                if problem is not None:
+                    return f"the target would be refused: {problem}"
+                has_meta = conn.execute(placement.OWN_TABLE, ("meta",)).fetchone()
                 if not has_meta or not has_meta[0]:
                     return "the target is reachable and holds no abathur-memory tables yet"
                 row = conn.execute("SELECT value FROM meta WHERE key = %s", (STATE_KEY,)).fetchone()

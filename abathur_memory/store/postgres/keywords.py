@@ -68,7 +68,8 @@ async def term_stats(conn: Conn, table: str, cache: StatsCache) -> TermStats | N
     row = await (
         await conn.execute(
             "SELECT s.most_common_elems::text::text[], s.most_common_elem_freqs,"
-            " (SELECT c.reltuples FROM pg_class AS c WHERE c.oid = to_regclass(%s))"
+            " (SELECT c.reltuples FROM pg_class AS c"
+            "  WHERE c.oid = to_regclass(quote_ident(current_schema()) || '.' || %s))"
             " FROM pg_stats AS s WHERE s.schemaname = current_schema()"
             " AND s.tablename = %s AND s.attname = 'tsv'",
             (table, table),

@@ -31,7 +31,7 @@ from abathur_memory.core.search import (
     MemoryScope,
 )
 from abathur_memory.core.spaces import Space
-from abathur_memory.store.postgres import keywords, memory_index, rows
+from abathur_memory.store.postgres import keywords, memory_index, placement, rows
 from abathur_memory.store.postgres.connection import Conn, Database
 from abathur_memory.store.postgres.readable import readable_sql
 from abathur_memory.store.postgres.spaces import active_space, space_by_key
@@ -105,20 +105,21 @@ async def _chunk_keywords(
 
 
 async def _chunk_vectors(
-    conn: Conn, space: Space, vector: Any, where: str, params: list[Any], limit: int
+    conn: Conn, space: Space, vector: Any, where: str, params: list[Any], limit: int, near: str
 ) -> list[tuple[int, float]]:
+    """``near``: pgvector's cosine distance operator, qualified (placement.py)."""
     if where == "true":
         sql = (
-            f"SELECT c.id, 1 - (c.embedding <=> %s) AS score FROM {space.chunks} AS c"
-            " ORDER BY c.embedding <=> %s LIMIT %s"
+            f"SELECT c.id, 1 - (c.embedding {near} %s) AS score FROM {space.chunks} AS c"
+            f" ORDER BY c.embedding {near} %s LIMIT %s"
         )
         found = await (await conn.execute(sql, (vector, vector, limit))).fetchall()
     else:
         await conn.execute(b"SET LOCAL hnsw.iterative_scan = relaxed_order")
         sql = (
-            f"SELECT c.id, 1 - (c.embedding <=> %s) AS score FROM {space.chunks} AS c"
+            f"SELECT c.id, 1 - (c.embedding {near} %s) AS score FROM {space.chunks} AS c"
             f" JOIN document_index AS d ON d.id = c.document_id WHERE {where}"
-            " ORDER BY c.embedding <=> %s LIMIT %s"
+            f" ORDER BY c.embedding {near} %s LIMIT %s"
         )
         found = await (await conn.execute(sql, [vector, *params, vector, limit])).fetchall()
     ranked = [(row[0], float(row[1])) for row in found]
@@ -190,15 +191,15 @@ async def _memory_keywords(
 
 
 async def _memory_vectors(
-    conn: Conn, space: Space, vector: Any, where: str, params: list[Any], limit: int
+    conn: Conn, space: Space, vector: Any, where: str, params: list[Any], limit: int, near: str
 ) -> list[tuple[int, float]]:
     """Nearest parts among readable memories; each memory scored by its best part."""
     await conn.execute(b"SET LOCAL hnsw.iterative_scan = relaxed_order")
     found = await (
         await conn.execute(
-            f"SELECT v.entry_id, 1 - (v.embedding <=> %s) AS score FROM {space.memory_vectors}"
+            f"SELECT v.entry_id, 1 - (v.embedding {near} %s) AS score FROM {space.memory_vectors}"
             " AS v JOIN memory_search_index AS k ON k.entry_id = v.entry_id"
-            f" WHERE {where} ORDER BY v.embedding <=> %s LIMIT %s",
+            f" WHERE {where} ORDER BY v.embedding {near} %s LIMIT %s",
             [vector, *params, vector, limit * 2],
         )
     ).fetchall()
@@ -231,6 +232,9 @@ class PostgresSearchStore:
         self.db = db
         self.term_stats: keywords.StatsCache = {}  # of this database's tables
 
+    def _near(self) -> str:
+        return placement.cosine_distance(self.db.vector_schema)
+
     async def chunks(
         self, query: CandidateQuery, scope: DocumentScope, fuse: Fuse
     ) -> Found[ChunkRow]:
@@ -250,7 +254,7 @@ class PostgresSearchStore:
                 semantic: list[tuple[int, float]] = []
                 if vector is not None:
                     semantic = await _chunk_vectors(
-                        conn, space, _as_vector(vector), where, params, query.pool
+                        conn, space, _as_vector(vector), where, params, query.pool, self._near()
                     )
                 ranked = fuse(keyword, semantic, query.k)
                 found_rows = await _chunk_rows(conn, space, [r.id for r in ranked])
@@ -278,7 +282,7 @@ class PostgresSearchStore:
                 semantic: list[tuple[int, float]] = []
                 if vector is not None and space is not None:
                     semantic = await _memory_vectors(
-                        conn, space, _as_vector(vector), where, params, query.pool
+                        conn, space, _as_vector(vector), where, params, query.pool, self._near()
                     )
                 ranked = fuse(keyword, semantic, query.k)
                 found_rows = await _memory_rows(conn, [r.id for r in ranked])
