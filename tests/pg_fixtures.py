@@ -38,7 +38,8 @@ def pg_admin_uri() -> Iterator[str]:
 
 @pytest.fixture
 def pg_url(pg_admin_uri: str) -> Iterator[str]:
-    """A URL whose search_path is a new, empty schema: a fresh database for one test."""
+    """A URL whose search_path is a new, empty schema alone: a fresh database for one test
+    (pgvector stays in ``public``, off the path, as in docs/postgres.md's schema per tenant)."""
     name = f"t_{uuid.uuid4().hex[:16]}"
-    yield pg_server.fresh_schema(pg_admin_uri, name)
+    yield pg_server.fresh_schema(pg_admin_uri, name, with_public=False)
     pg_server.drop_schema(pg_admin_uri, name)

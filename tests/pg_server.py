@@ -13,8 +13,8 @@ Not a test module: the helpers a fixture uses.
 - ``fresh_database(admin_uri, name)`` / ``drop_database(admin_uri, name)``: an empty database
   with ``vector``, cloned from a template (40-100 ms here, up to hundreds on a busy disk).
 - ``fresh_schema(uri, name)`` / ``drop_schema(uri, name)``: a new schema in the database of
-  ``uri``, and a URI whose ``search_path`` is ``name, public`` (``vector`` lives in ``public``);
-  about 10 ms, the cheaper way to isolate tests.
+  ``uri``, and a URI whose ``search_path`` is ``name, public`` (``vector`` lives in ``public``),
+  or ``name`` alone with ``with_public=False``; about 10 ms, the cheaper way to isolate tests.
 
 The cluster is made for tests only: ``fsync``, ``synchronous_commit`` and ``full_page_writes`` are
 off (a crash of the machine loses it), authentication is ``trust``, the locale is ``C.UTF-8``
@@ -417,18 +417,20 @@ def drop_database(admin_uri: str, name: str) -> None:
         )
 
 
-def fresh_schema(uri: str, name: str) -> str:
+def fresh_schema(uri: str, name: str, *, with_public: bool = True) -> str:
     """``CREATE SCHEMA name`` in the database of ``uri``; returns ``uri`` with
     ``options=-c search_path=name,public`` so unqualified names land in the new schema and the
-    ``vector`` type (in ``public``) still resolves. Any ``options`` already in ``uri`` are
-    replaced."""
+    ``vector`` type (in ``public``) still resolves; or, without ``with_public``,
+    ``search_path=name`` alone (abathur-memory finds pgvector in its own schema). Any
+    ``options`` already in ``uri`` are replaced."""
     import psycopg
     from psycopg import sql
 
     _check_name(name)
     with psycopg.connect(uri, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
-    return _with(uri, options=f"-c search_path={name},public")
+    path = f"{name},public" if with_public else name
+    return _with(uri, options=f"-c search_path={path}")
 
 
 def drop_schema(uri: str, name: str) -> None:

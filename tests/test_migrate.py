@@ -256,3 +256,56 @@ def test_sqlite_endpoint_refuses_an_old_schema(tmp_path):
     layouts.build_legacy(old)
     with pytest.raises(InvalidInput, match="older schema"):
         SqliteEndpoint(old, target=False)
+
+
+def test_two_copies_into_one_postgresql_target_one_waits_its_turn(tmp_path, pg_url, capsys):
+    """A second `migrate` into a target that a first one is filling stops with one line
+    before it writes; the first finishes and validates."""
+    import subprocess
+    import sys
+    import threading
+
+    source = _small_source(tmp_path)
+    copying, release = threading.Event(), threading.Event()
+    outcome: dict[str, object] = {}
+
+    def paused(phase: str, done: int, total: int) -> None:
+        copying.set()  # the first copy holds the target, mid-way
+        assert release.wait(120)
+
+    def first() -> None:
+        try:
+            outcome["report"] = migration.copy(
+                str(source), pg_url, _settings(source), progress=paused, batch_rows=4
+            )
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    runner = threading.Thread(target=first)
+    runner.start()
+    try:
+        assert copying.wait(60)
+        command = ["migrate", "--db", str(source), "--to", pg_url, "--json"]
+        second = subprocess.run(
+            [sys.executable, "-m", "abathur_memory", *command],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert second.returncode == 1, second.stdout + second.stderr
+        lines = second.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: another `abathur-memory migrate`")
+        assert "is copying into" in lines[0] and "Traceback" not in second.stderr
+        with pytest.raises(Unavailable, match="another `abathur-memory migrate` is copying"):
+            migration.copy(str(source), pg_url, _settings(source))
+    finally:
+        release.set()
+        runner.join(120)
+    assert "error" not in outcome, outcome.get("error")
+    report = outcome["report"]
+    assert isinstance(report, migration.MigrationReport)
+    assert report.ok and not report.resumed and report.state == "complete"
+    assert {t.table: t.target_rows for t in report.tables}["memory_entries"] == 28
+    assert run_cli(capsys, "doctor", "--db", pg_url).code == 0
+    again = run_cli(capsys, "migrate", "--db", str(source), "--to", pg_url)
+    assert again.code == 1 and "already a complete, validated copy" in again.err

@@ -167,7 +167,8 @@ async def test_very_common_terms_are_dropped_when_rarer_ones_remain(
 ):
     """SQLite drops a term found in more than COMMON_TERM_CHUNKS chunks when rarer ones remain;
     PostgreSQL finds the rows by the rarest terms within CANDIDATE_ROWS estimated rows (from
-    ANALYZE's lexeme frequencies) and ranks them against every term."""
+    ANALYZE's lexeme frequencies) and ranks them against every term, and when those are too
+    few, scans every term but one estimated in more than COMMON_ROWS rows, as SQLite."""
     from abathur_memory.store.postgres import keywords
     from abathur_memory.store.sqlite import search as sqlite_search
 
@@ -182,6 +183,9 @@ async def test_very_common_terms_are_dropped_when_rarer_ones_remain(
         await raw.execute_write("ANALYZE")
         store.search.term_stats.clear()  # read before ANALYZE: none yet
         monkeypatch.setattr(keywords, "CANDIDATE_ROWS", 3)
+        short = await docs.search(None, "common unicorn", mode="keyword", k=20)
+        assert len(short.results) == 7  # the rarest term alone found too few: every term
+        monkeypatch.setattr(keywords, "COMMON_ROWS", 3)
     else:
         monkeypatch.setattr(sqlite_search, "COMMON_TERM_CHUNKS", 3)
     pruned = await docs.search(None, "common unicorn", mode="keyword", k=20)

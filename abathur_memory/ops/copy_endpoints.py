@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
@@ -30,6 +30,9 @@ from abathur_memory.store.sqlite import migrate as sqlite_runner
 from abathur_memory.store.sqlite import space_tables as sqlite_space_tables
 from abathur_memory.store.sqlite.chunks import encoded
 
+if TYPE_CHECKING:
+    import psycopg
+
 # Tables whose rows a fresh database already holds (the seeded application memories):
 # cleared before a copy into it.
 DATA_TABLES = (
@@ -49,6 +52,11 @@ DATA_TABLES = (
     "embedding_spaces",
 )
 
+
+# One copy at a time into a target schema: a session-level lock, named after the schema.
+COPY_LOCK = (
+    "SELECT pg_try_advisory_lock(hashtextextended('abathur-memory copy ' || current_schema(), 0))"
+)
 
 # meta rows of the data (the embedding model, say), not of the database itself.
 CLEAR_META = (
@@ -315,24 +323,57 @@ class PostgresEndpoint:
 
     def __init__(self, url: str, settings: Settings, *, target: bool) -> None:
         import psycopg
-        from pgvector.psycopg import register_vector
 
-        from abathur_memory.store.postgres.connection import redact
+        from abathur_memory.store.postgres import placement
+        from abathur_memory.store.postgres.connection import redact, register_vector
 
         self.label = redact(url)
+        self._lock: psycopg.Connection[Any] | None = None
+        self.vector_schema: str | None = None
         try:
             self.conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
         except psycopg.OperationalError as exc:
             raise Unavailable(f"cannot connect to PostgreSQL at {self.label}: {exc}") from None
-        self.conn.execute("SET TimeZone = 'UTC'")
-        self.conn.execute(
-            "SELECT set_config('statement_timeout', %s, false)",
-            (str(settings.pg_statement_timeout_ms * 10),),
-        )
-        if target:
-            self._migrate(url, settings)
-        register_vector(self.conn)
+        try:
+            self.conn.execute("SET TimeZone = 'UTC'")
+            self.conn.execute(
+                "SELECT set_config('statement_timeout', %s, false)",
+                (str(settings.pg_statement_timeout_ms * 10),),
+            )
+            if target:
+                self._lock = self._claim(url)
+                self._migrate(url, settings)
+            row = self.conn.execute(placement.PROBE, (list(placement.our_tables()),)).fetchone()
+            where = placement.placement_of(row)
+            placement.check(where, self.label)  # (the target's store checked it too)
+            self.vector_schema = where.vector_schema
+            if self.vector_schema is not None:
+                register_vector(self.conn, self.vector_schema)
+        except BaseException:
+            self.close()
+            raise
         self._hnsw_pending: list[tuple[int, int]] = []
+
+    def _claim(self, url: str) -> psycopg.Connection[Any] | None:
+        """The copy's lock on the target schema, held by a connection of its own until
+        ``close``: a second `migrate` into the same target stops here, before it writes."""
+        import psycopg
+
+        try:
+            conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+        except psycopg.OperationalError as exc:
+            raise Unavailable(f"cannot connect to PostgreSQL at {self.label}: {exc}") from None
+        row = conn.execute(COPY_LOCK).fetchone()
+        if row is None or row[0] is None:  # no schema to copy into: the store says so next
+            conn.close()
+            return None
+        if not row[0]:
+            conn.close()
+            raise Unavailable(
+                f"another `abathur-memory migrate` is copying into {self.label} right now: "
+                "wait for it to finish (run this again after an interruption and it resumes)"
+            )
+        return conn
 
     def begin_snapshot(self) -> None:
         self.conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -436,7 +477,7 @@ class PostgresEndpoint:
 
         with self.conn.transaction():
             for step in STEPS:
-                for statement in step(space_id, dim):
+                for statement in step(space_id, dim, self.vector_schema):
                     # The vector index is built once, after the copy (much faster).
                     if "USING hnsw" in statement:
                         continue
@@ -450,7 +491,7 @@ class PostgresEndpoint:
     def finish(self) -> None:
         """Sequences past the copied ids, the vector indexes built, and the memory keyword
         index rebuilt from the copied memories (it is derived)."""
-        from abathur_memory.store.postgres.space_tables import HNSW, HNSW_MAX_DIM
+        from abathur_memory.store.postgres.space_tables import HNSW_MAX_DIM, hnsw
 
         for table in _identity_tables(self.spaces()):
             name, column = table.name, table.identity
@@ -464,13 +505,17 @@ class PostgresEndpoint:
             for name in (f"chunks_s{space_id}", f"memory_vectors_s{space_id}"):
                 self.conn.execute(
                     f"CREATE INDEX IF NOT EXISTS {name}_embedding ON {name} ".encode()
-                    + HNSW.format(column="embedding").encode()
+                    + hnsw("embedding", self.vector_schema).encode()
                 )
         self._set_meta("memory_index_snapshot", "rebuild")
         self.conn.execute("ANALYZE")
 
     def close(self) -> None:
-        self.conn.close()
+        if getattr(self, "conn", None) is not None:
+            self.conn.close()
+        if self._lock is not None:
+            self._lock.close()  # ends the session: the copy's lock is released
+            self._lock = None
 
 
 def _identity_tables(spaces: list[tuple[int, int]]) -> list[Table]:

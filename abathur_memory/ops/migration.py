@@ -94,6 +94,9 @@ Progress = Callable[[str, int, int], None]  # (phase or table, rows done, rows t
 def open_endpoint(spec: str, settings: Settings, *, target: bool) -> Endpoint:
     """A database named by a path (SQLite) or a postgresql:// URL."""
     if spec.startswith(("postgresql://", "postgres://")):
+        from abathur_memory.store.postgres import require_driver
+
+        require_driver()
         return PostgresEndpoint(spec, settings, target=target)
     path = Path(spec.removeprefix("sqlite://")).expanduser()
     return SqliteEndpoint(path, target=target)
@@ -205,13 +208,23 @@ def _tables(source: Endpoint) -> list[Table]:
 def _dry_run_state(target_spec: str, settings: Settings) -> str:
     """What a copy would find at the target, without writing to it."""
     if target_spec.startswith(("postgresql://", "postgres://")):
+        from abathur_memory.store.postgres import require_driver
+
+        require_driver()
         import psycopg
 
+        from abathur_memory.store.postgres import placement
         from abathur_memory.store.postgres.connection import redact
 
         try:
             with psycopg.connect(target_spec, connect_timeout=10) as conn:
-                has_meta = conn.execute("SELECT to_regclass('meta') IS NOT NULL").fetchone()
+                tables = list(placement.our_tables())
+                problem = placement.placement_of(
+                    conn.execute(placement.PROBE, (tables,)).fetchone()
+                ).problem()
+                if problem is not None:
+                    return f"the target would be refused: {problem}"
+                has_meta = conn.execute(placement.OWN_TABLE, ("meta",)).fetchone()
                 if not has_meta or not has_meta[0]:
                     return "the target is reachable and holds no abathur-memory tables yet"
                 row = conn.execute("SELECT value FROM meta WHERE key = %s", (STATE_KEY,)).fetchone()

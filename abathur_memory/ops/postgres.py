@@ -17,7 +17,7 @@ from abathur_memory.config import Settings
 from abathur_memory.core.spaces import Space
 from abathur_memory.ops.doctor import copy_state_check
 from abathur_memory.store.postgres import migrate as runner
-from abathur_memory.store.postgres import space_tables
+from abathur_memory.store.postgres import placement, space_tables
 from abathur_memory.store.postgres.connection import Conn, Database
 from abathur_memory.store.postgres.spaces import active_space, building_space
 from abathur_memory.store.postgres.store import PostgresStore
@@ -43,13 +43,20 @@ class PostgresReport:
 async def examine(settings: Settings, *, repair: bool = False) -> PostgresReport:
     """Check the database of ``settings`` (never creating it); ``repair`` first fixes what
     can be fixed in place: derived data only."""
-    store = await PostgresStore.open(settings.db, settings, create=False, allow_incomplete=True)
+    store = await PostgresStore.open(
+        settings.db, settings, create=False, allow_incomplete=True, check_path=False
+    )
     try:
         db = store.database
         report = PostgresReport(db.label, [])
+        where = db.placement
+        if where is not None and where.problem() is not None:
+            report.checks.append(Check("search path", False, str(where.problem())))
+            return report  # every other check would read through that path: none is run
         if repair:
             await _repair(store, report)
-        for check in (_server, _extension, _schema, _indexes, _spaces, _consistency, _copy):
+        checks = (_server, _extension, _placement, _schema, _indexes, _spaces, _consistency, _copy)
+        for check in checks:
             try:
                 report.checks.extend(await db.run(check, what="checking the database"))
             except Exception as exc:  # every check reports; none ends the examination
@@ -113,6 +120,23 @@ async def _extension(conn: Conn) -> list[Check]:
     return [Check("pgvector", True, f"vector {version}")]
 
 
+async def _placement(conn: Conn) -> list[Check]:
+    """Where the tables are, where pgvector is (usable from here), and that no later schema
+    of the search_path holds tables of ours (placement.py)."""
+    where = placement.placement_of(
+        (await _rows(conn, placement.PROBE, (list(placement.our_tables()),)))[0]
+    )
+    problem = where.problem()
+    if problem is not None:
+        return [Check("search path", False, problem)]
+    if where.vector_schema is not None and not await _value(
+        conn, "SELECT has_schema_privilege(%s, 'USAGE')", (where.vector_schema,)
+    ):
+        detail = f"{where.detail()}; this user may not use schema {where.vector_schema}"
+        return [Check("search path", False, detail + " (GRANT USAGE ON SCHEMA ... TO ...)")]
+    return [Check("search path", True, where.detail())]
+
+
 async def _schema(conn: Conn) -> list[Check]:
     shipped = {m.version: m for m in runner.load_migrations()}
     rows = await _rows(conn, "SELECT version, checksum FROM schema_migrations ORDER BY version")
@@ -149,7 +173,7 @@ async def _schema(conn: Conn) -> list[Check]:
 def _expected_indexes(spaces: list[Space]) -> set[str]:
     names = {name for m in runner.load_migrations() for name in _INDEX_NAME.findall(m.sql)}
     for space in spaces:
-        for statement in space_tables.STEPS[0](space.id, space.dim):
+        for statement in space_tables.STEPS[0](space.id, space.dim, None):
             names.update(_INDEX_NAME.findall(statement))
     return names
 
@@ -308,7 +332,7 @@ async def _consistency(conn: Conn) -> list[Check]:
 
 
 async def _copy(conn: Conn) -> list[Check]:
-    if not await _value(conn, "SELECT to_regclass('meta') IS NOT NULL"):
+    if not await _value(conn, placement.OWN_TABLE, ("meta",)):
         return [copy_state_check(None)]
     state = await _value(conn, "SELECT value FROM meta WHERE key = 'migration_state'")
     return [copy_state_check(state)]

@@ -15,6 +15,9 @@ async def open_store(
     readers: int | None = None,
 ) -> Store:
     if settings.is_postgres:
+        from abathur_memory.store.postgres import require_driver
+
+        require_driver()
         from abathur_memory.store.postgres.store import PostgresStore
 
         return await PostgresStore.open(settings.db, settings, create=create)

@@ -25,16 +25,19 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
-from pgvector.psycopg import register_vector_async
+from pgvector.psycopg.vector import register_vector_info
 from psycopg import AsyncConnection, AsyncCursor
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import TupleRow
+from psycopg.types import TypeInfo
 from psycopg_pool import AsyncConnectionPool
 
 from abathur_memory.config import Settings
 from abathur_memory.errors import InvalidInput, NotFound, Unavailable
+from abathur_memory.store.postgres import placement
 from abathur_memory.store.postgres.breaker import CircuitBreaker
 from abathur_memory.store.postgres.failures import RETRYABLE, lost_the_server, message_of, translate
+from abathur_memory.store.postgres.placement import Placement
 from abathur_memory.store.postgres.times import IsoTimestampLoader
 
 log = logging.getLogger(__name__)
@@ -93,28 +96,43 @@ def _connect_kwargs(url: str) -> dict[str, Any]:
 
 def _configure(settings: Settings) -> Callable[[Conn], Awaitable[None]]:
     """Every pooled connection: timeouts from the settings, UTC, ISO dates, times read as
-    the records' text, and pgvector's types once the extension exists."""
+    the records' text, and pgvector's types once the extension exists (found in its own
+    schema, whether or not the search_path names it)."""
 
     async def configure(conn: Conn) -> None:
         cur = await conn.execute(
             "SELECT set_config('statement_timeout', %s, false),"
             " set_config('lock_timeout', %s, false),"
             " set_config('TimeZone', 'UTC', false), set_config('DateStyle', 'ISO', false),"
-            " to_regtype('vector') IS NOT NULL",
+            f" ({placement.VECTOR_SCHEMA})",
             (str(settings.pg_statement_timeout_ms), str(settings.pg_lock_timeout_ms)),
         )
         row = await cur.fetchone()
         conn.adapters.register_loader("timestamptz", IsoTimestampLoader)
-        if row is not None and row[4]:
-            await register_vector_async(conn)
+        if row is not None and row[4] is not None:
+            await register_vector_async(conn, row[4])
 
     return configure
 
 
-async def _probe(url: str, label: str, kwargs: dict[str, Any], create: bool) -> None:
+async def register_vector_async(conn: Conn, schema: str) -> None:
+    """pgvector's adapters (numpy arrays in, Vector out) for the type in ``schema``."""
+    info = await TypeInfo.fetch(conn, placement.vector_type_name(schema))
+    register_vector_info(conn, info)
+
+
+def register_vector(conn: psycopg.Connection[Any], schema: str) -> None:
+    """The same for a synchronous connection (migrate's)."""
+    register_vector_info(conn, TypeInfo.fetch(conn, placement.vector_type_name(schema)))
+
+
+async def _probe(
+    url: str, label: str, kwargs: dict[str, Any], create: bool, check_path: bool
+) -> Placement:
     """Connect once before the pool does, so a bad address or a missing database is
     reported as such (a pool only retries in the background); with ``create=False`` the
-    database must have been initialised."""
+    database must have been initialised. With ``check_path``, a search_path that reaches
+    another schema's tables of ours is refused (placement.py)."""
     try:
         conn = await AsyncConnection.connect(url, **kwargs)
     except psycopg.OperationalError as exc:
@@ -126,25 +144,29 @@ async def _probe(url: str, label: str, kwargs: dict[str, Any], create: bool) -> 
             ) from None
         raise Unavailable(f"cannot connect to PostgreSQL at {label}: {text}") from None
     try:
-        cur = await conn.execute(
-            "SELECT current_schema(), current_setting('search_path'),"
-            " to_regclass('schema_migrations') IS NOT NULL"
-        )
+        cur = await conn.execute(placement.PROBE, (list(placement.our_tables()),))
         row = await cur.fetchone()
     except psycopg.Error as exc:
         raise translate(exc, label) from None
     finally:
         await conn.close()
-    schema, search_path, initialised = row if row is not None else (None, "", False)
-    if schema is None:
+    assert row is not None
+    found = placement.placement_of(row)
+    if found.schema is None:
         raise NotFound(
-            f"no schema of the search_path ({search_path}) exists in {label}: create it "
+            f"no schema of the search_path ({found.search_path}) exists in {label}: create it "
             f"(CREATE SCHEMA) or fix the URL's options, then {INIT_HINT}"
         )
-    if not create and not initialised:
+    if check_path:
+        placement.check(found, label)
+    elif found.problem() is not None:
+        return found  # the caller (doctor) reports the path, which matters more
+    if not create and not found.initialised:
         raise NotFound(
-            f"the database {label} has no abathur-memory tables (schema {schema}): {INIT_HINT}"
+            f"the database {label} has no abathur-memory tables (schema {found.schema}): "
+            f"{INIT_HINT}"
         )
+    return found
 
 
 class Database:
@@ -158,6 +180,7 @@ class Database:
         retries: int,
         url: str,
         connect_kwargs: dict[str, Any],
+        placement: Placement | None = None,
     ) -> None:
         self.pool = pool
         self.label = label
@@ -165,6 +188,9 @@ class Database:
         self._url = url
         self._probe_kwargs = {**connect_kwargs, "connect_timeout": PROBE_CONNECT_TIMEOUT_S}
         self.breaker = CircuitBreaker(label, self._probe_server, pool.check)
+        self.placement = placement
+        # pgvector's schema, for its qualified names (None until the extension exists).
+        self.vector_schema = placement.vector_schema if placement is not None else None
 
     async def _probe_server(self) -> None:
         """Connect once, outside the pool (which may be waiting out its own backoff)."""
@@ -175,10 +201,12 @@ class Database:
             await conn.close()
 
     @classmethod
-    async def open(cls, url: str, settings: Settings, *, create: bool = True) -> Database:
+    async def open(
+        cls, url: str, settings: Settings, *, create: bool = True, check_path: bool = True
+    ) -> Database:
         kwargs = _connect_kwargs(url)
         label = redact(url)
-        await _probe(url, label, kwargs, create)
+        found = await _probe(url, label, kwargs, create, check_path)
         pool: AsyncConnectionPool[Conn] = AsyncConnectionPool(
             url,
             connection_class=AsyncConnection[TupleRow],
@@ -195,7 +223,14 @@ class Database:
         except psycopg.Error as exc:
             await pool.close()
             raise translate(exc, label) from None
-        return cls(pool, label, retries=settings.write_retries, url=url, connect_kwargs=kwargs)
+        return cls(
+            pool,
+            label,
+            retries=settings.write_retries,
+            url=url,
+            connect_kwargs=kwargs,
+            placement=found,
+        )
 
     async def close(self) -> None:
         await self.breaker.close()

@@ -25,6 +25,14 @@ column holds the most frequent lexemes (1,000 at the default statistics target) 
 frequencies; a lexeme not among them is at most as common as the least frequent one listed.
 Without statistics (a table never analyzed, such as a new small one) every term is scanned
 and weighs the same. The statistics are cached per table for STATS_TTL_S: they only guide.
+
+Those statistics are the whole table's, not what the caller may see: in a big shared
+database the rarest terms can all sit in rows the caller's filter excludes (another
+owner's root, another user's memories), and a small corpus can hold its matches in the
+terms left out. So a pruned scan that finds fewer rows than the caller wants is run again
+over every term (``KeywordPlan.every``): the rows holding only the common terms then rank
+after the others, as on SQLite. Like SQLite's, that full scan leaves out a term estimated
+in more than COMMON_ROWS rows while rarer ones remain.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from typing import Any
 from abathur_memory.store.postgres.connection import Conn
 
 CANDIDATE_ROWS = 300  # estimated rows ranked per query
+COMMON_ROWS = 5000  # a term in more rows than this is left out when rarer ones remain
 PAIR_TERMS = 4  # pairs are formed among this many of the next rarest terms
 STATS_TTL_S = 300.0
 # Heading (A) counts twice the text (B), as SQLite's bm25 weights (2.0, 1.0); D, C unused.
@@ -68,7 +77,8 @@ async def term_stats(conn: Conn, table: str, cache: StatsCache) -> TermStats | N
     row = await (
         await conn.execute(
             "SELECT s.most_common_elems::text::text[], s.most_common_elem_freqs,"
-            " (SELECT c.reltuples FROM pg_class AS c WHERE c.oid = to_regclass(%s))"
+            " (SELECT c.reltuples FROM pg_class AS c"
+            "  WHERE c.oid = to_regclass(quote_ident(current_schema()) || '.' || %s))"
             " FROM pg_stats AS s WHERE s.schemaname = current_schema()"
             " AND s.tablename = %s AND s.attname = 'tsv'",
             (table, table),
@@ -102,6 +112,12 @@ async def lexemes_of(conn: Conn, terms: Sequence[str]) -> dict[str, list[str]]:
 class KeywordPlan:
     scan: str  # websearch_to_tsquery text: the rows to rank (terms and pairs, OR-ed)
     weights: tuple[tuple[str, float], ...]  # (one term's websearch text, its IDF)
+    every: str = ""  # the scan over every term (but the commonest): when ``scan`` finds too few
+
+    @property
+    def pruned(self) -> bool:
+        """``scan`` leaves out rows that ``every`` would rank."""
+        return bool(self.every) and self.every != self.scan
 
     def score_sql(self, column: str) -> tuple[str, list[Any]]:
         """The score expression over ``column`` (a tsvector) and its parameters."""
@@ -130,7 +146,8 @@ async def plan(
     stats = await term_stats(conn, table, cache)
     if stats is None:
         weights = tuple((quoted([t]), 1.0) for t in kept)
-        return KeywordPlan(" or ".join(quoted([t]) for t in kept), weights)
+        every = " or ".join(quoted([t]) for t in kept)
+        return KeywordPlan(every, weights, every)
     estimate = {term: stats.estimate(lexemes[term]) for term in kept}
     rows_total = max(stats.rows, 1.0)
     order = sorted(kept, key=lambda t: (estimate[t], t))
@@ -156,4 +173,9 @@ async def plan(
         (quoted([t]), math.log(1 + (rows_total - estimate[t] + 0.5) / (estimate[t] + 0.5)))
         for t in kept
     )
-    return KeywordPlan(" or ".join(quoted(group) for group in scan), weights)
+    full = [t for t in order if estimate[t] <= COMMON_ROWS] or order
+    return KeywordPlan(
+        " or ".join(quoted(group) for group in scan),
+        weights,
+        " or ".join(quoted([t]) for t in full),
+    )

@@ -8,7 +8,10 @@ not visible in that snapshot are exactly the changes left to apply. ``'rebuild'`
 the index must be rebuilt from the live memories (a new or migrated database, a repair).
 
 One indexer works at a time per database: the others find the advisory lock taken and
-leave the round to it.
+leave the round to it. The round's snapshot is taken after the lock (READ COMMITTED, the lock
+in its own statement): a snapshot taken by the locking statement itself could predate the
+commit of the indexer that held the lock a moment before, and redo its work (a duplicate
+key in ``memory_search_index``).
 """
 
 from __future__ import annotations
@@ -64,6 +67,16 @@ async def _set_snapshot(conn: Conn, value: str) -> None:
         "INSERT INTO meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET"
         f" value = excluded.value, updated_at = {SQL_NOW}",
         (SNAPSHOT_KEY, value),
+    )
+
+
+async def _advance_snapshot(conn: Conn, applied: str, value: str) -> None:
+    """``value`` as the applied snapshot unless it changed since it was read as ``applied``
+    (a rebuild requested meanwhile stays requested)."""
+    await conn.execute(
+        "INSERT INTO meta (key, value) VALUES (%(key)s, %(value)s) ON CONFLICT (key) DO UPDATE"
+        f" SET value = excluded.value, updated_at = {SQL_NOW} WHERE meta.value = %(applied)s",
+        {"key": SNAPSHOT_KEY, "value": value, "applied": applied},
     )
 
 
@@ -146,11 +159,15 @@ async def _rebuild(conn: Conn) -> int:
 
 
 async def sync_keywords(conn: Conn) -> int:
-    """Apply what changed since the applied snapshot, in one REPEATABLE READ transaction
-    whose own snapshot becomes the new one. Returns the keys updated (0 when another
-    indexer holds the lock)."""
+    """Apply what changed since the applied snapshot, in one transaction holding the
+    indexer's lock; the snapshot current once the lock is held becomes the new one. Returns
+    the keys updated (0 when another indexer holds the lock).
+
+    READ COMMITTED: every statement after the lock sees at least that snapshot, so what it
+    holds is applied; what committed later may be applied too, and is applied again (to the
+    same result) next round."""
     async with conn.transaction():
-        await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        await conn.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
         locked = await (await conn.execute(_TRY_LOCK)).fetchone()
         if not locked or not locked[0]:
             return 0
@@ -164,7 +181,7 @@ async def sync_keywords(conn: Conn) -> int:
             updated = 0
             for namespace, key in changed:
                 updated += await _refresh_key(conn, namespace, key)
-        await _set_snapshot(conn, str(now[0]))
+        await _advance_snapshot(conn, applied, str(now[0]))
         return updated
 
 

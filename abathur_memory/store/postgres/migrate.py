@@ -20,6 +20,7 @@ from psycopg import errors
 from abathur_memory.errors import Unavailable
 from abathur_memory.store.postgres.connection import Conn, Database
 from abathur_memory.store.postgres.failures import message_of
+from abathur_memory.store.postgres.placement import OWN_TABLE, VECTOR_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +110,7 @@ async def _current_schema(conn: Conn) -> str:
 
 async def _applied(conn: Conn) -> set[int]:
     """The versions recorded (none before the first migration); refuses a newer schema."""
-    row = await (
-        await conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
-    ).fetchone()
+    row = await (await conn.execute(OWN_TABLE, ("schema_migrations",))).fetchone()
     if row is None or not row[0]:
         return set()
     done = {
@@ -159,9 +158,15 @@ async def ensure_vector(db: Database) -> bool:
     if created:
         log.info("created the PostgreSQL extension vector in %s", db.label)
         await db.pool.drain()
+    db.vector_schema = await db.run(vector_schema, what="finding the vector extension")
     return created
 
 
+async def vector_schema(conn: Conn) -> str | None:
+    """The schema pgvector was created in (None: not in this database)."""
+    row = await (await conn.execute(VECTOR_SCHEMA)).fetchone()
+    return None if row is None else str(row[0])
+
+
 async def _has_vector(conn: Conn) -> bool:
-    found = await conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'")
-    return await found.fetchone() is not None
+    return await vector_schema(conn) is not None

@@ -9,8 +9,9 @@ for a table that went away under it.
 
 Keyword queries are the pipeline's terms, each quoted, through ``websearch_to_tsquery``
 (english stemming, as SQLite's porter tokenizer): no operator in a query can reach the
-parser. The rows are found by the query's rarest terms and pairs of terms, and scored by
-the sum of each term's IDF times its ``ts_rank`` (keywords.py says why). With filters,
+parser. The rows are found by the query's rarest terms and pairs of terms (by every term
+when those find fewer rows than the caller wants), and scored by the sum of each term's IDF
+times its ``ts_rank`` (keywords.py says why). With filters,
 HNSW scans iteratively (pgvector 0.8) until enough rows pass them.
 """
 
@@ -31,7 +32,7 @@ from abathur_memory.core.search import (
     MemoryScope,
 )
 from abathur_memory.core.spaces import EmbeddingIdentity, Space, same_vectors
-from abathur_memory.store.postgres import keywords, memory_index, rows
+from abathur_memory.store.postgres import keywords, memory_index, placement, rows
 from abathur_memory.store.postgres.connection import Conn, Database
 from abathur_memory.store.postgres.readable import readable_sql
 from abathur_memory.store.postgres.spaces import active_space, memory_space
@@ -80,16 +81,37 @@ async def _document_filter(conn: Conn, scope: DocumentScope) -> tuple[str, list[
     return " AND ".join(clauses), params
 
 
+async def _ranked(
+    conn: Conn,
+    sql: str,
+    planned: keywords.KeywordPlan,
+    score_params: list[Any],
+    params: list[Any],
+    query: CandidateQuery,
+) -> list[tuple[int, float]]:
+    """``sql`` (parameters: the score's, the scan, the filter's, the limit) over the plan's
+    scan; again over every term when that found fewer than the caller wants: the rarest
+    terms of the whole table need not be in what the caller may see (keywords.py)."""
+
+    async def run(scan: str) -> list[tuple[int, float]]:
+        args = [*score_params, scan, *params, query.pool]
+        return [(row[0], float(row[1])) for row in await (await conn.execute(sql, args)).fetchall()]
+
+    found = await run(planned.scan)
+    if len(found) < query.k and planned.pruned:
+        found = await run(planned.every)
+    return found
+
+
 async def _chunk_keywords(
     conn: Conn,
     space: Space,
-    terms: tuple[str, ...],
+    query: CandidateQuery,
     where: str,
     params: list[Any],
-    limit: int,
     stats: keywords.StatsCache,
 ) -> list[tuple[int, float]]:
-    planned = await keywords.plan(conn, space.chunks, terms, stats)
+    planned = await keywords.plan(conn, space.chunks, query.terms, stats)
     if planned is None:
         return []
     score, score_params = planned.score_sql("c.tsv")
@@ -99,26 +121,25 @@ async def _chunk_keywords(
         " websearch_to_tsquery('english', %s) AS r"
         f" WHERE c.tsv @@ r AND {where} ORDER BY score DESC, c.id LIMIT %s"
     )
-    args = [*score_params, planned.scan, *params, limit]
-    found = await (await conn.execute(sql, args)).fetchall()
-    return [(row[0], float(row[1])) for row in found]
+    return await _ranked(conn, sql, planned, score_params, params, query)
 
 
 async def _chunk_vectors(
-    conn: Conn, space: Space, vector: Any, where: str, params: list[Any], limit: int
+    conn: Conn, space: Space, vector: Any, where: str, params: list[Any], limit: int, near: str
 ) -> list[tuple[int, float]]:
+    """``near``: pgvector's cosine distance operator, qualified (placement.py)."""
     if where == "true":
         sql = (
-            f"SELECT c.id, 1 - (c.embedding <=> %s) AS score FROM {space.chunks} AS c"
-            " ORDER BY c.embedding <=> %s LIMIT %s"
+            f"SELECT c.id, 1 - (c.embedding {near} %s) AS score FROM {space.chunks} AS c"
+            f" ORDER BY c.embedding {near} %s LIMIT %s"
         )
         found = await (await conn.execute(sql, (vector, vector, limit))).fetchall()
     else:
         await conn.execute(b"SET LOCAL hnsw.iterative_scan = relaxed_order")
         sql = (
-            f"SELECT c.id, 1 - (c.embedding <=> %s) AS score FROM {space.chunks} AS c"
+            f"SELECT c.id, 1 - (c.embedding {near} %s) AS score FROM {space.chunks} AS c"
             f" JOIN document_index AS d ON d.id = c.document_id WHERE {where}"
-            " ORDER BY c.embedding <=> %s LIMIT %s"
+            f" ORDER BY c.embedding {near} %s LIMIT %s"
         )
         found = await (await conn.execute(sql, [vector, *params, vector, limit])).fetchall()
     ranked = [(row[0], float(row[1])) for row in found]
@@ -168,37 +189,33 @@ async def _chunk_rows(conn: Conn, space: Space, ids: list[int]) -> dict[int, Chu
 
 async def _memory_keywords(
     conn: Conn,
-    terms: tuple[str, ...],
+    query: CandidateQuery,
     where: str,
     params: list[Any],
-    limit: int,
     stats: keywords.StatsCache,
 ) -> list[tuple[int, float]]:
-    planned = await keywords.plan(conn, "memory_search_index", terms, stats)
+    planned = await keywords.plan(conn, "memory_search_index", query.terms, stats)
     if planned is None:
         return []
     score, score_params = planned.score_sql("k.tsv")
-    found = await (
-        await conn.execute(
-            f"SELECT k.entry_id, {score} AS score"
-            " FROM memory_search_index AS k, websearch_to_tsquery('english', %s) AS r"
-            f" WHERE k.tsv @@ r AND {where} ORDER BY score DESC, k.entry_id LIMIT %s",
-            [*score_params, planned.scan, *params, limit],
-        )
-    ).fetchall()
-    return [(row[0], float(row[1])) for row in found]
+    sql = (
+        f"SELECT k.entry_id, {score} AS score"
+        " FROM memory_search_index AS k, websearch_to_tsquery('english', %s) AS r"
+        f" WHERE k.tsv @@ r AND {where} ORDER BY score DESC, k.entry_id LIMIT %s"
+    )
+    return await _ranked(conn, sql, planned, score_params, params, query)
 
 
 async def _memory_vectors(
-    conn: Conn, space: Space, vector: Any, where: str, params: list[Any], limit: int
+    conn: Conn, space: Space, vector: Any, where: str, params: list[Any], limit: int, near: str
 ) -> list[tuple[int, float]]:
     """Nearest parts among readable memories; each memory scored by its best part."""
     await conn.execute(b"SET LOCAL hnsw.iterative_scan = relaxed_order")
     found = await (
         await conn.execute(
-            f"SELECT v.entry_id, 1 - (v.embedding <=> %s) AS score FROM {space.memory_vectors}"
+            f"SELECT v.entry_id, 1 - (v.embedding {near} %s) AS score FROM {space.memory_vectors}"
             " AS v JOIN memory_search_index AS k ON k.entry_id = v.entry_id"
-            f" WHERE {where} ORDER BY v.embedding <=> %s LIMIT %s",
+            f" WHERE {where} ORDER BY v.embedding {near} %s LIMIT %s",
             [vector, *params, vector, limit * 2],
         )
     ).fetchall()
@@ -231,6 +248,9 @@ class PostgresSearchStore:
         self.db = db
         self.term_stats: keywords.StatsCache = {}  # of this database's tables
 
+    def _near(self) -> str:
+        return placement.cosine_distance(self.db.vector_schema)
+
     async def chunks(
         self, query: CandidateQuery, scope: DocumentScope, fuse: Fuse
     ) -> Found[ChunkRow]:
@@ -245,12 +265,12 @@ class PostgresSearchStore:
                 keyword: list[tuple[int, float]] = []
                 if query.terms:
                     keyword = await _chunk_keywords(
-                        conn, space, query.terms, where, params, query.pool, self.term_stats
+                        conn, space, query, where, params, self.term_stats
                     )
                 semantic: list[tuple[int, float]] = []
                 if vector is not None:
                     semantic = await _chunk_vectors(
-                        conn, space, _as_vector(vector), where, params, query.pool
+                        conn, space, _as_vector(vector), where, params, query.pool, self._near()
                     )
                 ranked = fuse(keyword, semantic, query.k)
                 found_rows = await _chunk_rows(conn, space, [r.id for r in ranked])
@@ -276,13 +296,11 @@ class PostgresSearchStore:
                 where, params = readable_sql(scope.principal, scope.prefix)
                 keyword: list[tuple[int, float]] = []
                 if query.terms:
-                    keyword = await _memory_keywords(
-                        conn, query.terms, where, params, query.pool, self.term_stats
-                    )
+                    keyword = await _memory_keywords(conn, query, where, params, self.term_stats)
                 semantic: list[tuple[int, float]] = []
                 if vector is not None and space is not None:
                     semantic = await _memory_vectors(
-                        conn, space, _as_vector(vector), where, params, query.pool
+                        conn, space, _as_vector(vector), where, params, query.pool, self._near()
                     )
                 ranked = fuse(keyword, semantic, query.k)
                 found_rows = await _memory_rows(conn, [r.id for r in ranked])

@@ -1,5 +1,6 @@
-"""The PostgreSQL store: one database (the schema first on the URL's search_path) through a
-connection pool (connection.py), with every group of the storage interface over it."""
+"""The PostgreSQL store: one database (the schema first on the URL's search_path, see
+placement.py) through a connection pool (connection.py), with every group of the storage
+interface over it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from abathur_memory.store.postgres.connection import Conn, Database
 from abathur_memory.store.postgres.documents import PostgresDocumentStore
 from abathur_memory.store.postgres.memories import PostgresMemoryStore
 from abathur_memory.store.postgres.memory_index import PostgresMemoryIndexStore
+from abathur_memory.store.postgres.placement import OWN_TABLE
 from abathur_memory.store.postgres.roots import PostgresRootStore
 from abathur_memory.store.postgres.search import PostgresSearchStore
 from abathur_memory.store.postgres.sessions import PostgresSessionStore
@@ -21,7 +23,7 @@ from abathur_memory.store.shared import check_copy_state
 
 async def copy_state(db: Database) -> str | None:
     """``meta.migration_state``: set while `migrate` fills this database (None otherwise)."""
-    has_meta = await db.fetchone("SELECT to_regclass('meta') IS NOT NULL")
+    has_meta = await db.fetchone(OWN_TABLE, ("meta",))
     if not has_meta or not has_meta[0]:
         return None
     row = await db.fetchone("SELECT value FROM meta WHERE key = 'migration_state'")
@@ -48,12 +50,19 @@ class PostgresStore:
 
     @classmethod
     async def open(
-        cls, url: str, settings: Settings, *, create: bool = True, allow_incomplete: bool = False
+        cls,
+        url: str,
+        settings: Settings,
+        *,
+        create: bool = True,
+        allow_incomplete: bool = False,
+        check_path: bool = True,
     ) -> PostgresStore:
         """Connect (checked first: Unavailable when the server cannot be reached, NotFound
         when the database, or with ``create=False`` its tables, are missing; Unavailable for
-        an unfinished copy unless ``allow_incomplete``)."""
-        db = await Database.open(url, settings, create=create)
+        an unfinished copy unless ``allow_incomplete``; InvalidInput for a search_path that
+        reaches another schema's tables unless not ``check_path``: doctor reports it)."""
+        db = await Database.open(url, settings, create=create, check_path=check_path)
         if not allow_incomplete:
             try:
                 check_copy_state(await copy_state(db), db.label)
