@@ -18,11 +18,11 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from adapter_fixtures import memory  # noqa: F401
+from adapter_fixtures import memory_fixture  # noqa: F401
 
 pytest.importorskip("langgraph")
 
-from langgraph.store.base import (  # noqa: E402
+from langgraph.store.base import (
     GetOp,
     InvalidNamespaceError,
     ListNamespacesOp,
@@ -31,8 +31,8 @@ from langgraph.store.base import (  # noqa: E402
     SearchOp,
 )
 
-from abathur_memory.adapters.langgraph import AbathurStore  # noqa: E402
-from abathur_memory.errors import Forbidden, InvalidInput  # noqa: E402
+from abathur_memory.adapters.langgraph import AbathurStore
+from abathur_memory.errors import Forbidden, InvalidInput
 
 pytestmark = pytest.mark.anyio
 

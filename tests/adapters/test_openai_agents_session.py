@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from adapter_fixtures import memory  # noqa: F401
+from adapter_fixtures import memory_fixture  # noqa: F401
 
 agents = pytest.importorskip("agents")
 
