@@ -36,6 +36,10 @@ ALLOWED: dict[str, set[str]] = {
         "runtime",
         "version",
     },
+    # the Python API: the runtime as a library, bound to a principal
+    "api": {"errors", "core", "config", "search", "memory", "runtime", "version"},
+    # the framework adapters, built on the Python API
+    "adapters": {"errors", "core", "search", "memory", "api"},
     "cli": {
         "errors",
         "core",
