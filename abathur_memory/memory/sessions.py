@@ -89,7 +89,11 @@ class SessionService:
                     "sessions for another user or app"
                 )
             )
-        new_id = values.check_identifier(session_id or str(uuid.uuid4()), what="session_id")
+        new_id = (
+            str(uuid.uuid4())
+            if session_id is None
+            else values.check_id(session_id, what="session_id", made_by="session_create")
+        )
         state_text = values.encode_object(state, what="state", max_bytes=MAX_STATE_BYTES)
         metadata_text = values.encode_object(metadata, what="metadata")
         return await self.store.create(
@@ -106,7 +110,7 @@ class SessionService:
     ) -> SessionWithEvents:
         """The session with up to ``events_limit`` events after sequence ``events_after``
         (``events_after=-1``: the last ``events_limit`` events)."""
-        session_id = values.check_identifier(session_id, what="session_id")
+        session_id = values.check_id(session_id, what="session_id", made_by="session_create")
         if not isinstance(events_limit, int) or not 0 <= events_limit <= MAX_EVENTS_PAGE:
             raise InvalidInput(f"events_limit must be between 0 and {MAX_EVENTS_PAGE}")
         if (
@@ -134,7 +138,7 @@ class SessionService:
         limit: int = 100,
     ) -> builtins.list[SessionEvent]:
         """Events with start_seq <= seq <= end_seq, in order."""
-        session_id = values.check_identifier(session_id, what="session_id")
+        session_id = values.check_id(session_id, what="session_id", made_by="session_create")
         if not isinstance(limit, int) or not 1 <= limit <= MAX_EVENTS_PAGE:
             raise InvalidInput(f"limit must be between 1 and {MAX_EVENTS_PAGE}")
         if start_seq < 1 or (end_seq is not None and end_seq < start_seq):
@@ -153,7 +157,7 @@ class SessionService:
         expected_seq: int | None = None,
     ) -> tuple[SessionEvent, Session]:
         """Append one event; returns it and the session after the append."""
-        session_id = values.check_identifier(session_id, what="session_id")
+        session_id = values.check_id(session_id, what="session_id", made_by="session_create")
         event = NewEvent(
             values.check_identifier(event_type, what="event_type", max_length=64),
             values.check_identifier(actor, what="actor", max_length=128),
@@ -190,7 +194,7 @@ class SessionService:
         replace: bool = False,
     ) -> Session:
         """Merge ``state`` into the session state (or replace it entirely)."""
-        session_id = values.check_identifier(session_id, what="session_id")
+        session_id = values.check_id(session_id, what="session_id", made_by="session_create")
         state_text = values.encode_object(state, what="state", max_bytes=MAX_STATE_BYTES)
         await self._owned(principal, session_id, "update")
 
@@ -204,7 +208,7 @@ class SessionService:
         return await self.store.change(session_id, decide)
 
     async def set_status(self, principal: Principal, session_id: str, status: str) -> Session:
-        session_id = values.check_identifier(session_id, what="session_id")
+        session_id = values.check_id(session_id, what="session_id", made_by="session_create")
         if status not in STATUSES:
             raise InvalidInput(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
         await self._owned(principal, session_id, "update")

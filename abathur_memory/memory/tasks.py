@@ -90,16 +90,18 @@ class TaskService:
         deps = list(dependencies or [])
         if len(deps) > MAX_DEPENDENCIES:
             raise InvalidInput(f"at most {MAX_DEPENDENCIES} dependencies")
-        deps = [values.check_identifier(dep, what="dependency id") for dep in deps]
+        deps = [values.check_id(dep, what="a dependency", made_by="task_create") for dep in deps]
         if len(set(deps)) != len(deps):
             raise InvalidInput("dependencies contain the same task twice")
         # Owners never change, so checking them before the insert leaves no race.
         await self.owned(principal, deps, "depend on", "dependency")
         if parent_task_id is not None:
-            parent_task_id = values.check_identifier(parent_task_id, what="parent_task_id")
+            parent_task_id = values.check_id(
+                parent_task_id, what="parent_task_id", made_by="task_create"
+            )
             await self.owned(principal, [parent_task_id], "use as parent", "parent task")
         if session_id is not None:
-            session_id = values.check_identifier(session_id, what="session_id")
+            session_id = values.check_id(session_id, what="session_id", made_by="session_create")
             owner = await self.sessions.owner(session_id)
             if owner is not None and not principal.may_use_session(*owner):
                 self._deny(principal, "link", session_id, "sessions belong to their owner")
@@ -123,7 +125,7 @@ class TaskService:
         )
 
     async def get(self, principal: Principal, task_id: str) -> Task:
-        task_id = values.check_identifier(task_id, what="task_id")
+        task_id = values.check_id(task_id, what="task_id", made_by="task_create")
         await self.owned(principal, [task_id], "read")
         task = await self.store.get(task_id)
         if task is None:  # pragma: no cover - tasks are never deleted
@@ -139,7 +141,7 @@ class TaskService:
         error: str | None = None,
     ) -> Task:
         """Change status (along TRANSITIONS), record a result or error, or just heartbeat."""
-        task_id = values.check_identifier(task_id, what="task_id")
+        task_id = values.check_id(task_id, what="task_id", made_by="task_create")
         if status is not None and status not in STATUSES:
             raise InvalidInput(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
         result_text = (
@@ -202,6 +204,8 @@ class TaskService:
             raise InvalidInput(f"status must be one of {', '.join(STATUSES)}")
         if not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
             raise InvalidInput(f"limit must be between 1 and {MAX_LIST_LIMIT}")
+        if session_id is not None:
+            session_id = values.check_id(session_id, what="session_id", made_by="session_create")
         before = cursors.decode(cursor, start=("", ""))
         page, position = await self.store.page(
             owner=owner_filter(principal),
