@@ -40,10 +40,7 @@ Namespace = Annotated[
     Field(
         min_length=3,
         max_length=512,
-        description=(
-            "Hierarchical namespace '<scope>:<id>[:<more>...]', scope one of app, user, "
-            "project, session, temp; e.g. 'user:alice:preferences', 'project:website:decisions'."
-        ),
+        description="'<scope>:<id>[:...]', scope app|user|project|session|temp, e.g. 'user:alice:prefs'",
     ),
 ]
 Prefix = Annotated[
@@ -59,9 +56,7 @@ Prefix = Annotated[
     ),
 ]
 Key = Annotated[str, Field(min_length=1, max_length=256, description="Key within the namespace.")]
-JsonValue = Annotated[
-    JsonAny, Field(description="Any JSON value: object, array, string, number, boolean or null.")
-]
+JsonValue = JsonAny  # its schema lists the six JSON types: a description would repeat it
 JsonObject = dict[str, Any]
 MemoryType = Literal["semantic", "episodic", "procedural"]
 Cursor = Annotated[
