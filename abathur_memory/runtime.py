@@ -18,6 +18,7 @@ from typing import Any
 
 from abathur_memory.config import Settings, default_db_path
 from abathur_memory.core.principal import Principal
+from abathur_memory.core.replies import Bounds
 from abathur_memory.documents.service import DocumentService
 from abathur_memory.embedders.base import Embedder
 from abathur_memory.embedders.factory import make_embedder
@@ -136,15 +137,18 @@ async def build_runtime(settings: Settings, store: Store) -> Runtime:
     """Every service over an open store (the store stays the caller's to close on error)."""
     recorder = DenialRecorder(store.audit)
     guard = AccessGuard(store.sessions, recorder)
-    tasks = TaskService(store.tasks, store.sessions, recorder)
+    bounds = Bounds(settings.max_reply_bytes, settings.max_listed_value_bytes)
+    tasks = TaskService(store.tasks, store.sessions, recorder, bounds=bounds)
     embedder = make_embedder(settings)
-    retrieval = Retrieval(store.search, store.spaces, embedder)
+    retrieval = Retrieval(store.search, store.spaces, embedder, bounds=bounds)
     memories = MemoryService(
-        store.memories, guard, retrieval, max_value_bytes=settings.max_value_bytes
+        store.memories, guard, retrieval, max_value_bytes=settings.max_value_bytes, bounds=bounds
     )
     indexer = MemoryIndexer(store.memory_index, store.spaces, embedder)
     memories.on_change.append(indexer.wake)
-    documents = DocumentService(store, embedder, retrieval, max_file_bytes=settings.max_file_bytes)
+    documents = DocumentService(
+        store, embedder, retrieval, max_file_bytes=settings.max_file_bytes, bounds=bounds
+    )
     documents.on_denied = recorder.record_document_denial
     return Runtime(
         settings=settings,
@@ -153,7 +157,7 @@ async def build_runtime(settings: Settings, store: Store) -> Runtime:
         recorder=recorder,
         guard=guard,
         memories=memories,
-        sessions=SessionService(store.sessions, recorder),
+        sessions=SessionService(store.sessions, recorder, bounds=bounds),
         tasks=tasks,
         checkpoints=CheckpointService(store.checkpoints, tasks),
         tokens=TokenService(store.tokens),

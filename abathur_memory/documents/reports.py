@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from abathur_memory.core.records import truncated_marker
+from abathur_memory.core.replies import absent
 from abathur_memory.documents.sync import ScanReport
 
 
@@ -43,6 +45,13 @@ class DocumentText(BaseModel):
     total_lines: int
     text: str
     changed_since_indexed: bool
+    next_start_line: int | None = Field(
+        default=None,
+        exclude_if=absent,
+        description="The text stops before the lines asked for (a line or byte bound): "
+        "read on from here.",
+    )
+    truncated: dict[str, int] | None = truncated_marker()
 
 
 class RootStatus(BaseModel):

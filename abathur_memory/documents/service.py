@@ -12,6 +12,7 @@ from pathlib import Path, PurePosixPath
 
 from abathur_memory.core.documents import Registered, Root
 from abathur_memory.core.principal import Principal
+from abathur_memory.core.replies import DEFAULT_BOUNDS, Bounds, cut_text, fitting
 from abathur_memory.core.search import DocumentScope
 from abathur_memory.documents import roots as roots_mod
 from abathur_memory.documents import safe_files, sync
@@ -50,11 +51,13 @@ class DocumentService:
         *,
         max_file_bytes: int = 10 * 1024 * 1024,
         worker_owner: str | None = None,
+        bounds: Bounds = DEFAULT_BOUNDS,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.retrieval = retrieval
         self.max_file_bytes = max_file_bytes
+        self.bounds = bounds
         self._worker_owner = worker_owner
         self._index_lock = asyncio.Lock()
         # Called with (principal, action, target, rule) when a hidden root is asked for.
@@ -136,9 +139,7 @@ class DocumentService:
             report.work = work.report()
             failures = await self.store.documents.failures(root_ids)
             report.failed_count = len(failures)
-            report.failed = [Failure(path=f.path, error=f.error) for f in failures][
-                :REPORTED_FAILURES
-            ]
+            report.failed = [self._failure(f.path, f.error) for f in failures][:REPORTED_FAILURES]
             return report
 
     async def refresh(self, principal: Principal | None, path: str | None = None) -> IndexReport:
@@ -260,8 +261,16 @@ class DocumentService:
         last = min(end_line or total, total)
         if total and first > total:
             raise InvalidInput(f"{path} has {total} lines; start_line {first} is past the end")
+        wanted = last
         if last - first + 1 > MAX_DOCUMENT_LINES:
             last = first + MAX_DOCUMENT_LINES - 1
+        chosen = lines[first - 1 : last]
+        kept = fitting(chosen, self.bounds.reply_bytes, _line_bytes)
+        chosen, cut = chosen[:kept], None
+        if len(chosen) == 1 and _line_bytes(chosen[0]) > self.bounds.reply_bytes:
+            cut = {"text": _line_bytes(chosen[0]) - 1}  # one line longer than a reply
+            chosen = [cut_text(chosen[0], self.bounds.reply_bytes)]
+        last = first + len(chosen) - 1 if chosen else last
         changed = (info.st_size, info.st_mtime_ns) != (indexed.size_bytes, indexed.mtime_ns)
         return DocumentText(
             path=document,
@@ -270,8 +279,16 @@ class DocumentService:
             start_line=first,
             end_line=last,
             total_lines=total,
-            text="\n".join(lines[first - 1 : last]),
+            text="\n".join(chosen),
             changed_since_indexed=changed,
+            next_start_line=last + 1 if last < wanted else None,
+            truncated=cut,
+        )
+
+    def _failure(self, path: str, error: str | None) -> Failure:
+        """A failure as status reports it: a long error message cut (core/replies.py)."""
+        return Failure(
+            path=path, error=None if error is None else cut_text(error, self.bounds.field_bytes)
         )
 
     # -- status ---------------------------------------------------------------------------
@@ -318,7 +335,7 @@ class DocumentService:
             pending=counts.pending,
             oldest_pending_since=counts.oldest_pending_since,
             failed_count=counts.failed_count,
-            failed=[Failure(path=f.path, error=f.error) for f in counts.failed],
+            failed=[self._failure(f.path, f.error) for f in counts.failed],
             last_sync_at=counts.last_sync_at,
             rebuild=rebuild,
             watchers=[
@@ -367,3 +384,8 @@ def _safe_relative(rest: str) -> PurePosixPath:
     if any(len(part.encode("utf-8")) > 255 for part in relative.parts):
         raise InvalidInput("a name in the document path is longer than 255 bytes")
     return relative
+
+
+def _line_bytes(line: str) -> int:
+    """A line's share of document_get's text, its newline included."""
+    return len(line.encode("utf-8")) + 1

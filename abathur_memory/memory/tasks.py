@@ -18,6 +18,7 @@ from typing import Any
 from abathur_memory.core import cursors, values
 from abathur_memory.core.principal import Principal
 from abathur_memory.core.records import Denial, NewTask, Task, TaskChange, TaskPage
+from abathur_memory.core.replies import DEFAULT_BOUNDS, Bounds
 from abathur_memory.errors import Conflict, InvalidInput, NotFound
 from abathur_memory.memory.denials import DenialRecorder
 from abathur_memory.store.protocols import SessionStore, TaskStore
@@ -44,10 +45,18 @@ def owner_filter(principal: Principal) -> str | None:
 
 
 class TaskService:
-    def __init__(self, store: TaskStore, sessions: SessionStore, recorder: DenialRecorder) -> None:
+    def __init__(
+        self,
+        store: TaskStore,
+        sessions: SessionStore,
+        recorder: DenialRecorder,
+        *,
+        bounds: Bounds = DEFAULT_BOUNDS,
+    ) -> None:
         self.store = store
         self.sessions = sessions
         self.recorder = recorder
+        self.bounds = bounds
 
     def _deny(self, principal: Principal, attempted: str, target: str, rule: str) -> None:
         self.recorder.record(Denial(principal.actor, "task_denied", attempted, target, rule))
@@ -199,7 +208,8 @@ class TaskService:
         limit: int = 50,
         cursor: str | None = None,
     ) -> TaskPage:
-        """Tasks newest first, filtered."""
+        """Tasks newest first, filtered; long prompts, inputs and results cut, and the page
+        ended before it passes the reply bound (core/replies.py)."""
         if status is not None and status not in STATUSES:
             raise InvalidInput(f"status must be one of {', '.join(STATUSES)}")
         if not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
@@ -214,5 +224,6 @@ class TaskService:
             session_id=session_id,
             before=(before[0], before[1]),
             limit=limit,
+            bounds=self.bounds,
         )
         return TaskPage(page, None if position is None else cursors.encode(*position))

@@ -40,7 +40,9 @@ Namespace = Annotated[
     Field(
         min_length=3,
         max_length=512,
-        description="'<scope>:<id>[:...]', scope app|user|project|session|temp, e.g. 'user:alice:prefs'",
+        description=(
+            "'<scope>:<id>[:...]', scope app|user|project|session|temp, e.g. 'user:alice:prefs'"
+        ),
     ),
 ]
 Prefix = Annotated[
