@@ -94,6 +94,13 @@ class Settings(BaseModel):
     embedder: Literal["embedded", "ollama", "fake"] = Field(
         "embedded", description="embedded (offline default), ollama, or fake (tests)"
     )
+    embedder_idle_unload_s: float = Field(
+        300.0,
+        ge=0,
+        le=7 * 24 * 3600,
+        description="embedded model: free its memory after this many seconds unused "
+        "(it loads again at the next embedding; 0: keep it loaded)",
+    )
     ollama_host: str = Field("http://127.0.0.1:11434", min_length=1)
     ollama_model: str = Field("nomic-embed-text", min_length=1)
     max_file_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)

@@ -76,6 +76,8 @@ class Runtime:
         """The background work of a server: memory indexing, lifecycle maintenance, the
         document folders (indexed once, or watched)."""
         self.start("memory-index", self.memory_indexer.run)
+        if self.settings.embedder_idle_unload_s > 0:
+            self.start("embedder-idle", self._unload_idle_model)
         if self.settings.maintenance_interval_hours > 0:
             self.start("maintenance", self._maintenance)
         for spec in self.settings.docs:
@@ -104,6 +106,16 @@ class Runtime:
             except Exception as exc:  # a failed round must not stop the next ones
                 log.warning("lifecycle maintenance failed: %s", exc)
             delay = self.settings.maintenance_interval_hours * 3600
+
+    async def _unload_idle_model(self, stop: asyncio.Event) -> None:
+        """Free the embedding model once it has been idle for embedder_idle_unload_s (the
+        embedder decides, under its lock, so an embedding in progress keeps it)."""
+        period = min(60.0, max(0.05, self.settings.embedder_idle_unload_s / 4))
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), period)
+            if not stop.is_set() and self.embedder.loaded:
+                await asyncio.to_thread(self.embedder.unload_if_idle)
 
     async def _index_once(self, stop: asyncio.Event) -> None:
         try:
