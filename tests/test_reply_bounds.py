@@ -203,3 +203,19 @@ async def test_a_listing_never_holds_the_long_values_in_memory(db_url):
         assert len(page.entries) == 24 and all(e.truncated for e in page.entries)
         history = await runtime.memories.history_page(alice, "user:alice:m", "k3")
     assert history.entries[0].truncated == {"value": len(json.dumps(big(3, 512 * 1024)))}
+
+
+async def test_index_refresh_keeps_its_counts_and_as_many_names_as_fit(db_url, tmp_path):
+    files = {f"notes/{'long-folder-name-' * 4}{n:04d}.md": f"# Note {n}\n" for n in range(400)}
+    root = write_tree(tmp_path / "many", files)
+    async with connected(db_url, docs=[str(root)], **BOUNDED) as client:
+        await call(client, "index_refresh")  # (serve also indexes them in the background)
+        status = await call(client, "index_status")
+        assert status["roots"][0]["documents"] == 400, status["roots"]
+        for rel in files:
+            (root / rel).unlink()
+        report = await call(client, "index_refresh")
+    assert size(report) <= REPLY + SLACK
+    [scan] = report["scans"]
+    assert scan["deleted"] == 400  # the count is whole
+    assert 0 < len(scan["removed"]) < 400 and len(scan["removed"]) + report["omitted"] == 400

@@ -32,6 +32,12 @@ class IndexReport(BaseModel):
     failed_count: int = 0
     # After the run, over the roots it covered (the 50 newest): what `status` says too.
     failed: list[Failure] = Field(default_factory=list)
+    omitted: int | None = Field(
+        default=None,
+        exclude_if=absent,
+        description="Names of removed or skipped files left out to keep the reply within the "
+        "byte bound (each scan's counts are whole).",
+    )
 
 
 class DocumentText(BaseModel):

@@ -12,7 +12,7 @@ from pathlib import Path, PurePosixPath
 
 from abathur_memory.core.documents import Registered, Root
 from abathur_memory.core.principal import Principal
-from abathur_memory.core.replies import DEFAULT_BOUNDS, Bounds, cut_text, fitting
+from abathur_memory.core.replies import DEFAULT_BOUNDS, Bounds, cut_text, fitting, json_size
 from abathur_memory.core.search import DocumentScope
 from abathur_memory.documents import roots as roots_mod
 from abathur_memory.documents import safe_files, sync
@@ -149,7 +149,7 @@ class DocumentService:
         if path is None:
             if not visible:
                 return IndexReport()
-            return await self.index(visible)
+            return self._bounded(await self.index(visible))
         by_name = {r.name: r for r in visible}
         name, _, rest = _split_document_path(path)
         root = by_name.get(name)
@@ -157,7 +157,7 @@ class DocumentService:
             await self._deny_hidden_root(principal, name, "refresh")
             raise NotFound(f"no root named {name!r}; roots: {', '.join(by_name) or '(none)'}")
         if not rest:
-            return await self.index([root])
+            return self._bounded(await self.index([root]))
         relative = _safe_relative(rest)
         async with self._index_lock:
             worker = self.worker()
@@ -284,6 +284,27 @@ class DocumentService:
             next_start_line=last + 1 if last < wanted else None,
             truncated=cut,
         )
+
+    def _bounded(self, report: IndexReport) -> IndexReport:
+        """A refresh's report within the reply bound: a scan that removed or skipped
+        thousands of files keeps its counts, and as many of their names as fit."""
+        bare = [scan.model_copy(update={"removed": [], "skipped": {}}) for scan in report.scans]
+        room = self.bounds.reply_bytes - json_size(report.model_copy(update={"scans": bare}))
+        omitted = 0
+        for scan, kept in zip(report.scans, bare, strict=True):
+            for file in scan.removed:
+                if (room := room - json_size(file) - 1) >= 0:
+                    kept.removed.append(file)
+                else:
+                    omitted += 1
+            for file, reason in scan.skipped.items():
+                if (room := room - json_size(file) - json_size(reason) - 2) >= 0:
+                    kept.skipped[file] = reason
+                else:
+                    omitted += 1
+        if not omitted:
+            return report
+        return report.model_copy(update={"scans": bare, "omitted": omitted})
 
     def _failure(self, path: str, error: str | None) -> Failure:
         """A failure as status reports it: a long error message cut (core/replies.py)."""
