@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from abathur_memory.errors import InvalidInput
 
@@ -70,6 +70,20 @@ class Settings(BaseModel):
     project: str | None = Field(None, min_length=1, max_length=128)
     admin: bool = Field(False, description="lift the namespace policy (read/write everything)")
     max_value_bytes: int = Field(1024 * 1024, ge=1024, le=64 * 1024 * 1024)
+    max_reply_bytes: int = Field(
+        1024 * 1024,
+        ge=16 * 1024,
+        le=256 * 1024 * 1024,
+        description="about the most JSON one list or search reply carries; a longer page "
+        "ends early with next_cursor",
+    )
+    max_listed_value_bytes: int = Field(
+        4096,
+        ge=64,
+        le=16 * 1024 * 1024,
+        description="listings and search hits cut a longer value (marked in truncated); "
+        "the get tools return it whole",
+    )
     log_level: str = Field("WARNING", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
     disabled_tools: list[Literal["memory", "sessions", "tasks", "documents"]] = Field(
         default_factory=list, description="tool groups the MCP server does not offer"
@@ -82,6 +96,13 @@ class Settings(BaseModel):
     )
     embedder: Literal["embedded", "ollama", "fake"] = Field(
         "embedded", description="embedded (offline default), ollama, or fake (tests)"
+    )
+    embedder_idle_unload_s: float = Field(
+        300.0,
+        ge=0,
+        le=7 * 24 * 3600,
+        description="embedded model: free its memory after this many seconds unused "
+        "(it loads again at the next embedding; 0: keep it loaded)",
     )
     ollama_host: str = Field("http://127.0.0.1:11434", min_length=1)
     ollama_model: str = Field("nomic-embed-text", min_length=1)
@@ -101,6 +122,12 @@ class Settings(BaseModel):
     maintenance_interval_hours: float = Field(
         24.0, ge=0, le=24 * 365, description="lifecycle maintenance period in serve (0: off)"
     )
+
+    @model_validator(mode="after")
+    def _listed_within_reply(self) -> Settings:
+        if self.max_listed_value_bytes > self.max_reply_bytes:
+            raise ValueError("max_listed_value_bytes cannot be larger than max_reply_bytes")
+        return self
 
     @field_validator("db", mode="before")
     @classmethod

@@ -18,6 +18,7 @@ from typing import Any
 
 from abathur_memory.config import Settings, default_db_path
 from abathur_memory.core.principal import Principal
+from abathur_memory.core.replies import Bounds
 from abathur_memory.documents.service import DocumentService
 from abathur_memory.embedders.base import Embedder
 from abathur_memory.embedders.factory import make_embedder
@@ -75,6 +76,8 @@ class Runtime:
         """The background work of a server: memory indexing, lifecycle maintenance, the
         document folders (indexed once, or watched)."""
         self.start("memory-index", self.memory_indexer.run)
+        if self.settings.embedder_idle_unload_s > 0:
+            self.start("embedder-idle", self._unload_idle_model)
         if self.settings.maintenance_interval_hours > 0:
             self.start("maintenance", self._maintenance)
         for spec in self.settings.docs:
@@ -109,6 +112,16 @@ class Runtime:
                 log.warning("lifecycle maintenance failed: %s", exc)
             delay = self.settings.maintenance_interval_hours * 3600
 
+    async def _unload_idle_model(self, stop: asyncio.Event) -> None:
+        """Free the embedding model once it has been idle for embedder_idle_unload_s (the
+        embedder decides, under its lock, so an embedding in progress keeps it)."""
+        period = min(60.0, max(0.05, self.settings.embedder_idle_unload_s / 4))
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), period)
+            if not stop.is_set() and self.embedder.loaded:
+                await asyncio.to_thread(self.embedder.unload_if_idle)
+
     async def _index_once(self, stop: asyncio.Event) -> None:
         try:
             report = await self.documents.index()
@@ -141,15 +154,18 @@ async def build_runtime(settings: Settings, store: Store) -> Runtime:
     """Every service over an open store (the store stays the caller's to close on error)."""
     recorder = DenialRecorder(store.audit)
     guard = AccessGuard(store.sessions, recorder)
-    tasks = TaskService(store.tasks, store.sessions, recorder)
+    bounds = Bounds(settings.max_reply_bytes, settings.max_listed_value_bytes)
+    tasks = TaskService(store.tasks, store.sessions, recorder, bounds=bounds)
     embedder = make_embedder(settings)
-    retrieval = Retrieval(store.search, store.spaces, embedder)
+    retrieval = Retrieval(store.search, store.spaces, embedder, bounds=bounds)
     memories = MemoryService(
-        store.memories, guard, retrieval, max_value_bytes=settings.max_value_bytes
+        store.memories, guard, retrieval, max_value_bytes=settings.max_value_bytes, bounds=bounds
     )
     indexer = MemoryIndexer(store.memory_index, store.spaces, embedder)
     memories.on_change.append(indexer.wake)
-    documents = DocumentService(store, embedder, retrieval, max_file_bytes=settings.max_file_bytes)
+    documents = DocumentService(
+        store, embedder, retrieval, max_file_bytes=settings.max_file_bytes, bounds=bounds
+    )
     documents.on_denied = recorder.record_document_denial
     return Runtime(
         settings=settings,
@@ -158,7 +174,7 @@ async def build_runtime(settings: Settings, store: Store) -> Runtime:
         recorder=recorder,
         guard=guard,
         memories=memories,
-        sessions=SessionService(store.sessions, recorder),
+        sessions=SessionService(store.sessions, recorder, bounds=bounds),
         tasks=tasks,
         checkpoints=CheckpointService(store.checkpoints, tasks),
         tokens=TokenService(store.tokens),

@@ -90,6 +90,16 @@ def test_serve_with_a_missing_docs_folder_is_one_line(tmp_path):
     assert proc.stderr.count("\n") == 1 and "does not exist" in proc.stderr, proc.stderr
 
 
+@pytest.mark.parametrize("port", [["--port", "9000"], ["--port=8765"]], ids=["other", "default"])
+def test_serve_port_with_stdio_is_a_usage_error(tmp_path, port):
+    """stdio listens on no port: a --port there would be silently ignored (the user then
+    waits for a server that never answers on it), so it is refused before anything opens."""
+    proc = _serve(tmp_path / "x.db", *port)
+    assert proc.returncode == 2, proc.stderr
+    assert "--port applies to --transport streamable-http" in proc.stderr
+    assert not (tmp_path / "x.db").exists()
+
+
 @pytest.mark.anyio
 async def test_serve_docs_watch_and_embedder_as_the_readme_configures_it(tmp_path):
     notes = write_tree(tmp_path / "notes")

@@ -6,6 +6,8 @@ import pytest
 
 from abathur_memory.errors import InvalidInput, NotFound
 
+MISSING = "00000000-0000-4000-8000-000000000000"  # a well-formed id that names nothing
+
 pytestmark = pytest.mark.anyio
 
 OLD = "2001-01-01 00:00:00.000"
@@ -81,10 +83,14 @@ async def test_checkpoints_save_and_load(services):
     with pytest.raises(NotFound):
         await cp.load(task.id, 7)
     with pytest.raises(NotFound):
+        await cp.save(MISSING, 0, {})
+    with pytest.raises(InvalidInput, match="task_id must be an id as task_create returns it"):
         await cp.save("ghost", 0, {})
     with pytest.raises(InvalidInput):
         await cp.save(task.id, -1, {})
     with pytest.raises(NotFound, match="session"):
+        await cp.save(task.id, 2, {}, session_id=MISSING)
+    with pytest.raises(InvalidInput, match="session_id must be an id"):
         await cp.save(task.id, 2, {}, session_id="no-such-session")
     assert await cp.iterations(task.id) == [0, 1]
 

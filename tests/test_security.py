@@ -150,7 +150,8 @@ async def test_denied_sessions_and_tasks_are_audited(db_path):
         assert (await refused(alice, "session_list", user_id="bob")).startswith("forbidden: ")
         assert (await refused(alice, "session_create", user_id="bob")).startswith("forbidden: ")
         # Missing ids are not denials: nothing to audit.
-        assert (await refused(alice, "task_get", task_id="ghost")).startswith("not_found: ")
+        missing = "00000000-0000-4000-8000-000000000000"
+        assert (await refused(alice, "task_get", task_id=missing)).startswith("not_found: ")
         await wait_for_audit(db_path, 7)
     conn = driver.connect(db_path)
     try:

@@ -12,6 +12,7 @@ pytestmark = pytest.mark.anyio
 
 NS = "user:alice:prefs"
 BIG = "x" * (1024 * 1024 + 10)
+MISSING = "00000000-0000-4000-8000-000000000000"  # well formed, names nothing: not_found
 
 
 async def _prepared(client):
@@ -27,6 +28,40 @@ async def _prepared(client):
     t = (await client.call_tool("task_create", {"prompt": "p"})).structured_content
     return {"session": s["id"], "terminated": done["id"], "task": t["id"]}
 
+
+# An id that is not a UUID cannot name a session or a task: invalid input, on every tool that
+# takes one, never not_found.
+SESSION_ID = "invalid_input: session_id must be an id as session_create returns it"
+TASK_ID = "invalid_input: task_id must be an id as task_create returns it"
+MALFORMED_IDS = [
+    (tool, {**arguments, key: bad}, expected, False)
+    for bad in ("ghost", "{session}x", "x{task}", "../etc/passwd")
+    for tool, arguments, key, expected in (
+        ("session_get", {}, "session_id", SESSION_ID),
+        (
+            "session_append",
+            {"event_type": "m", "actor": "u", "content": 1},
+            "session_id",
+            SESSION_ID,
+        ),
+        ("session_update_state", {"state": {}}, "session_id", SESSION_ID),
+        ("session_set_status", {"status": "paused"}, "session_id", SESSION_ID),
+        ("task_get", {}, "task_id", TASK_ID),
+        ("task_update", {"status": "cancelled"}, "task_id", TASK_ID),
+        ("checkpoint_save", {"iteration": 0, "state": 1}, "task_id", TASK_ID),
+        ("checkpoint_get", {}, "task_id", TASK_ID),
+        ("task_create", {"prompt": "p"}, "session_id", SESSION_ID),
+        ("task_create", {"prompt": "p"}, "parent_task_id", "invalid_input: parent_task_id must"),
+        ("task_list", {}, "session_id", SESSION_ID),
+    )
+] + [
+    (
+        "task_create",
+        {"prompt": "p", "dependencies": ["{task}", "ghost"]},
+        "invalid_input: a dependency must be an id as task_create returns it",
+        False,
+    ),
+]
 
 # (tool, arguments (ids filled in from _prepared), expected text, denied: a denial is audited)
 CASES = [
@@ -129,7 +164,7 @@ CASES = [
     ("session_create", {"state": [1, 2]}, "valid dictionary", False),
     ("session_create", {"user_id": "bob"}, "forbidden: this server acts for user 'alice'", True),
     ("session_create", {"state": {"a": 1}, "extra": True}, "Extra inputs", False),
-    ("session_get", {"session_id": "ghost"}, "not_found: no session 'ghost'", False),
+    ("session_get", {"session_id": MISSING}, f"not_found: no session '{MISSING}'", False),
     ("session_get", {"session_id": "{session}", "events_limit": 5000}, "less than or equal", False),
     (
         "session_append",
@@ -167,7 +202,7 @@ CASES = [
         "valid dictionary",
         False,
     ),
-    ("session_update_state", {"session_id": "ghost", "state": {}}, "not_found", False),
+    ("session_update_state", {"session_id": MISSING, "state": {}}, "not_found", False),
     (
         "session_set_status",
         {"session_id": "{session}", "status": "asleep"},
@@ -194,13 +229,18 @@ CASES = [
     ("task_create", {"prompt": "p", "priority": 11}, "less than or equal to 10", False),
     (
         "task_create",
-        {"prompt": "p", "dependencies": ["ghost"]},
-        "not_found: no dependency 'ghost'",
+        {"prompt": "p", "dependencies": [MISSING]},
+        f"not_found: no dependency '{MISSING}'",
         False,
     ),
-    ("task_create", {"prompt": "p", "session_id": "ghost"}, "not_found: no session 'ghost'", False),
+    (
+        "task_create",
+        {"prompt": "p", "session_id": MISSING},
+        f"not_found: no session '{MISSING}'",
+        False,
+    ),
     ("task_create", {"prompt": "p", "input": "not an object"}, "valid dictionary", False),
-    ("task_get", {"task_id": "ghost"}, "not_found: no task 'ghost'", False),
+    ("task_get", {"task_id": MISSING}, f"not_found: no task '{MISSING}'", False),
     (
         "task_update",
         {"task_id": "{task}", "status": "completed"},
@@ -208,11 +248,31 @@ CASES = [
         False,
     ),
     ("task_update", {"task_id": "{task}", "status": "exploded"}, "Input should be", False),
-    ("task_update", {"task_id": "ghost", "status": "cancelled"}, "not_found", False),
+    ("task_update", {"task_id": MISSING, "status": "cancelled"}, "not_found", False),
     ("task_list", {"limit": 1000}, "less than or equal to 200", False),
     ("task_claim", {"agent_type": ""}, "invalid_input: agent_type", False),
     ("task_claim", {"agent": "x"}, "Extra inputs", False),
+    ("checkpoint_get", {"task_id": "{task}"}, "not_found: task '{task}' has no checkpoint", False),
+    (
+        "checkpoint_get",
+        {"task_id": "{task}", "iteration": 3},
+        "not_found: task '{task}' has no checkpoint at iteration 3",
+        False,
+    ),
+    ("checkpoint_get", {"task_id": MISSING}, f"not_found: no task '{MISSING}'", False),
+    *MALFORMED_IDS,
 ]
+
+
+def _filled(value, ids):
+    """``value`` with ``{session}``, ``{task}``, ... replaced by the prepared ids."""
+    if isinstance(value, str):
+        for name, filled in ids.items():
+            value = value.replace(f"{{{name}}}", filled)
+        return value
+    if isinstance(value, list):
+        return [_filled(item, ids) for item in value]
+    return value
 
 
 @pytest.mark.parametrize(
@@ -223,10 +283,7 @@ CASES = [
 async def test_bad_input(any_db_path, tool, arguments, expected, denied):
     async with connected(any_db_path) as client:
         ids = await _prepared(client)
-        placeholders = {f"{{{name}}}": value for name, value in ids.items()}
-        arguments = {
-            k: placeholders.get(v, v) if isinstance(v, str) else v for k, v in arguments.items()
-        }
+        arguments = {k: _filled(v, ids) for k, v in arguments.items()}
         before = snapshot(any_db_path)
         result = await client.call_tool(tool, arguments)
         if denied:  # the audit row is written just after the answer, off the caller's path

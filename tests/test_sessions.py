@@ -8,6 +8,8 @@ import pytest
 
 from abathur_memory.errors import Conflict, Forbidden, InvalidInput, NotFound
 
+MISSING = "00000000-0000-4000-8000-000000000000"  # a well-formed id that names nothing
+
 pytestmark = pytest.mark.anyio
 
 
@@ -146,7 +148,9 @@ async def test_other_users_sessions_look_missing(services, as_principal):
         (lambda s, sid: s.append(sid, "", "u", 1), InvalidInput, "event_type"),
         (lambda s, sid: s.append(sid, "m", "u", 1, state_delta=[1]), InvalidInput, "JSON object"),
         (lambda s, sid: s.append(sid, "m", "u", float("inf")), InvalidInput, "NaN"),
-        (lambda s, sid: s.append("nope", "m", "u", 1), NotFound, "no session"),
+        (lambda s, sid: s.append(MISSING, "m", "u", 1), NotFound, "no session"),
+        (lambda s, sid: s.append("nope", "m", "u", 1), InvalidInput, "session_id must be an id"),
+        (lambda s, sid: s.get(sid + "x"), InvalidInput, "session_id must be an id"),
         (lambda s, sid: s.update_state(sid, "not a dict"), InvalidInput, "JSON object"),
         (lambda s, sid: s.create(state={"x": float("nan")}), InvalidInput, "NaN"),
         (lambda s, sid: s.get(sid, events_limit=5000), InvalidInput, "events_limit"),

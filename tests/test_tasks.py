@@ -8,6 +8,8 @@ import pytest
 
 from abathur_memory.errors import Conflict, InvalidInput, NotFound
 
+MISSING = "00000000-0000-4000-8000-000000000000"  # a well-formed id that names nothing
+
 pytestmark = pytest.mark.anyio
 
 
@@ -131,10 +133,13 @@ async def test_tasks_are_private_to_their_creator(services, as_principal):
         ({"prompt": "x", "priority": 11}, InvalidInput, "priority"),
         ({"prompt": "x", "priority": True}, InvalidInput, "priority"),
         ({"prompt": "x", "input": [1]}, InvalidInput, "input must be a JSON object"),
-        ({"prompt": "x", "dependencies": ["ghost"]}, NotFound, "no dependency"),
-        ({"prompt": "x", "dependencies": ["a", "a"]}, InvalidInput, "twice"),
-        ({"prompt": "x", "session_id": "ghost"}, NotFound, "no session"),
-        ({"prompt": "x", "parent_task_id": "ghost"}, NotFound, "no parent task"),
+        ({"prompt": "x", "dependencies": [MISSING]}, NotFound, "no dependency"),
+        ({"prompt": "x", "dependencies": ["ghost"]}, InvalidInput, "a dependency must be an id"),
+        ({"prompt": "x", "dependencies": [MISSING, MISSING]}, InvalidInput, "twice"),
+        ({"prompt": "x", "session_id": MISSING}, NotFound, "no session"),
+        ({"prompt": "x", "session_id": "ghost"}, InvalidInput, "session_id must be an id"),
+        ({"prompt": "x", "parent_task_id": MISSING}, NotFound, "no parent task"),
+        ({"prompt": "x", "parent_task_id": "ghost"}, InvalidInput, "parent_task_id must be"),
         ({"prompt": "x", "timeout_seconds": 0}, InvalidInput, "timeout_seconds"),
         ({"prompt": "x", "agent_type": ""}, InvalidInput, "agent_type"),
     ],
@@ -153,5 +158,7 @@ async def test_bad_updates_change_nothing(services, raw):
     with pytest.raises(InvalidInput, match="NaN"):
         await services.tasks.update(t.id, result=float("nan"))
     with pytest.raises(NotFound):
+        await services.tasks.update(MISSING, status="cancelled")
+    with pytest.raises(InvalidInput, match="task_id must be an id as task_create returns it"):
         await services.tasks.update("ghost", status="cancelled")
     assert dict(await raw.fetchone("SELECT * FROM tasks WHERE id = ?", (t.id,))) == before

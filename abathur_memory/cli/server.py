@@ -38,7 +38,7 @@ from abathur_memory.runtime import open_runtime, principal_of
     type=click.IntRange(1, 65535),
     default=8765,
     show_default=True,
-    help="Port for streamable-http (always bound to 127.0.0.1).",
+    help="Port for streamable-http (always bound to 127.0.0.1); an error with stdio.",
 )
 @click.option(
     "--docs",
@@ -70,6 +70,9 @@ def serve(
     """Serve the MCP tools (memories, sessions, tasks, documents) over stdio or HTTP."""
     from abathur_memory.server.app import create_server
 
+    if transport == "stdio" and _given(click.get_current_context(), "port"):
+        # Ignoring it would leave the user waiting for a port nobody listens on.
+        raise click.UsageError("--port applies to --transport streamable-http, not to stdio")
     settings = settings_from(
         db, docs=list(docs) or None, watch=watch, embedder=embedder, **principal
     )
@@ -103,6 +106,11 @@ def serve(
                 keep_alive_timeout=settings.http_keep_alive_s,
             )
         )
+
+
+def _given(ctx: click.Context, name: str) -> bool:
+    """Whether the user wrote the option (its default does not count)."""
+    return ctx.get_parameter_source(name) not in (None, click.core.ParameterSource.DEFAULT)
 
 
 def _prepare_database(settings: Settings) -> None:

@@ -13,9 +13,19 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from abathur_memory.core.principal import Principal
+from abathur_memory.core.replies import absent
 from abathur_memory.core.values import JsonAny
 
 MEMORY_TYPES = ("semantic", "episodic", "procedural")
+
+
+def truncated_marker() -> Any:
+    """``truncated``: present only in listings that cut a long field (core/replies.py)."""
+    return Field(
+        default=None,
+        exclude_if=absent,
+        description="Fields cut in this listing: {field: full size in bytes}.",
+    )
 
 
 class MemoryEntry(BaseModel):
@@ -33,6 +43,7 @@ class MemoryEntry(BaseModel):
     updated_by: str | None
     created_at: str
     updated_at: str
+    truncated: dict[str, int] | None = truncated_marker()
 
 
 @dataclass(frozen=True)
@@ -82,6 +93,7 @@ class SessionEvent(BaseModel):
     content: JsonAny
     state_delta: dict[str, Any] | None
     created_at: str
+    truncated: dict[str, int] | None = truncated_marker()
 
 
 class Session(BaseModel):
@@ -99,6 +111,7 @@ class Session(BaseModel):
     last_update_time: str
     terminated_at: str | None
     archived_at: str | None
+    truncated: dict[str, int] | None = truncated_marker()
 
 
 class SessionWithEvents(Session):
@@ -153,6 +166,7 @@ class Task(BaseModel):
     started_at: str | None
     completed_at: str | None
     last_updated_at: str
+    truncated: dict[str, int] | None = truncated_marker()
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,12 @@ class CandidateQuery:
     identity: str | None  # EmbeddingIdentity.key() the vector belongs to
     pool: int  # candidates per list, before fusion
     k: int  # hits wanted after fusion
+    cut: int | None = None  # memory hits: longer values are cut (core/replies.py)
+
+
+# The beginning of a hit's indexed text that its snippet is taken from: a memory's text
+# can be as large as its value, and k of them are read per search.
+SNIPPET_SOURCE_CHARS = 65_536
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ DEFAULT_MAX_VALUE_BYTES = 1024 * 1024
 MAX_METADATA_BYTES = 64 * 1024
 MAX_KEY_LENGTH = 256
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 def encode_json(value: Any, *, what: str, max_bytes: int) -> str:
@@ -87,6 +88,23 @@ def check_identifier(value: Any, *, what: str, max_length: int = MAX_KEY_LENGTH)
         raise InvalidInput(f"{what} is longer than {max_length} characters")
     if _CONTROL.search(value):
         raise InvalidInput(f"{what} must not contain control characters")
+    return value
+
+
+def check_id(value: Any, *, what: str, made_by: str) -> str:
+    """Session and task ids: the UUID text that ``made_by`` returned. Anything else cannot
+    name a session or task, so it is invalid input (a mistake to correct), not "not found"
+    (a session or task that may have existed)."""
+    if not isinstance(value, str) or not _UUID.fullmatch(value):
+        shown = (
+            repr(value[:60] + ("..." if len(value) > 60 else ""))
+            if isinstance(value, str)
+            else type(value).__name__
+        )
+        raise InvalidInput(
+            f"{what} must be an id as {made_by} returns it (a UUID such as "
+            f"0f8e2c1a-5b7d-4c3e-9a21-6d4f8b2e7c90), not {shown}"
+        )
     return value
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from abathur_memory.core.records import truncated_marker
+from abathur_memory.core.replies import absent
 from abathur_memory.documents.sync import ScanReport
 
 
@@ -30,6 +32,12 @@ class IndexReport(BaseModel):
     failed_count: int = 0
     # After the run, over the roots it covered (the 50 newest): what `status` says too.
     failed: list[Failure] = Field(default_factory=list)
+    omitted: int | None = Field(
+        default=None,
+        exclude_if=absent,
+        description="Names of removed or skipped files left out to keep the reply within the "
+        "byte bound (each scan's counts are whole).",
+    )
 
 
 class DocumentText(BaseModel):
@@ -43,6 +51,13 @@ class DocumentText(BaseModel):
     total_lines: int
     text: str
     changed_since_indexed: bool
+    next_start_line: int | None = Field(
+        default=None,
+        exclude_if=absent,
+        description="The text stops before the lines asked for (a line or byte bound): "
+        "read on from here.",
+    )
+    truncated: dict[str, int] | None = truncated_marker()
 
 
 class RootStatus(BaseModel):

@@ -12,6 +12,7 @@ from pathlib import Path, PurePosixPath
 
 from abathur_memory.core.documents import Registered, Root
 from abathur_memory.core.principal import Principal
+from abathur_memory.core.replies import DEFAULT_BOUNDS, Bounds, cut_text, fitting, json_size
 from abathur_memory.core.search import DocumentScope
 from abathur_memory.core.spaces import Space
 from abathur_memory.documents import roots as roots_mod
@@ -51,11 +52,13 @@ class DocumentService:
         *,
         max_file_bytes: int = 10 * 1024 * 1024,
         worker_owner: str | None = None,
+        bounds: Bounds = DEFAULT_BOUNDS,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.retrieval = retrieval
         self.max_file_bytes = max_file_bytes
+        self.bounds = bounds
         self._worker_owner = worker_owner
         self._index_lock = asyncio.Lock()
         # Called with (principal, action, target, rule) when a hidden root is asked for.
@@ -137,9 +140,7 @@ class DocumentService:
             report.work = work.report()
             failures = await self.store.documents.failures(root_ids)
             report.failed_count = len(failures)
-            report.failed = [Failure(path=f.path, error=f.error) for f in failures][
-                :REPORTED_FAILURES
-            ]
+            report.failed = [self._failure(f.path, f.error) for f in failures][:REPORTED_FAILURES]
             return report
 
     async def refresh(self, principal: Principal | None, path: str | None = None) -> IndexReport:
@@ -149,7 +150,7 @@ class DocumentService:
         if path is None:
             if not visible:
                 return IndexReport()
-            return await self.index(visible)
+            return self._bounded(await self.index(visible))
         by_name = {r.name: r for r in visible}
         name, _, rest = _split_document_path(path)
         root = by_name.get(name)
@@ -157,7 +158,7 @@ class DocumentService:
             await self._deny_hidden_root(principal, name, "refresh")
             raise NotFound(f"no root named {name!r}; roots: {', '.join(by_name) or '(none)'}")
         if not rest:
-            return await self.index([root])
+            return self._bounded(await self.index([root]))
         relative = _safe_relative(rest)
         async with self._index_lock:
             worker = self.worker()
@@ -261,8 +262,16 @@ class DocumentService:
         last = min(end_line or total, total)
         if total and first > total:
             raise InvalidInput(f"{path} has {total} lines; start_line {first} is past the end")
+        wanted = last
         if last - first + 1 > MAX_DOCUMENT_LINES:
             last = first + MAX_DOCUMENT_LINES - 1
+        chosen = lines[first - 1 : last]
+        kept = fitting(chosen, self.bounds.reply_bytes, _line_bytes)
+        chosen, cut = chosen[:kept], None
+        if len(chosen) == 1 and _line_bytes(chosen[0]) > self.bounds.reply_bytes:
+            cut = {"text": _line_bytes(chosen[0]) - 1}  # one line longer than a reply
+            chosen = [cut_text(chosen[0], self.bounds.reply_bytes)]
+        last = first + len(chosen) - 1 if chosen else last
         changed = (info.st_size, info.st_mtime_ns) != (indexed.size_bytes, indexed.mtime_ns)
         return DocumentText(
             path=document,
@@ -271,8 +280,37 @@ class DocumentService:
             start_line=first,
             end_line=last,
             total_lines=total,
-            text="\n".join(lines[first - 1 : last]),
+            text="\n".join(chosen),
             changed_since_indexed=changed,
+            next_start_line=last + 1 if last < wanted else None,
+            truncated=cut,
+        )
+
+    def _bounded(self, report: IndexReport) -> IndexReport:
+        """A refresh's report within the reply bound: a scan that removed or skipped
+        thousands of files keeps its counts, and as many of their names as fit."""
+        bare = [scan.model_copy(update={"removed": [], "skipped": {}}) for scan in report.scans]
+        room = self.bounds.reply_bytes - json_size(report.model_copy(update={"scans": bare}))
+        omitted = 0
+        for scan, kept in zip(report.scans, bare, strict=True):
+            for file in scan.removed:
+                if (room := room - json_size(file) - 1) >= 0:
+                    kept.removed.append(file)
+                else:
+                    omitted += 1
+            for file, reason in scan.skipped.items():
+                if (room := room - json_size(file) - json_size(reason) - 2) >= 0:
+                    kept.skipped[file] = reason
+                else:
+                    omitted += 1
+        if not omitted:
+            return report
+        return report.model_copy(update={"scans": bare, "omitted": omitted})
+
+    def _failure(self, path: str, error: str | None) -> Failure:
+        """A failure as status reports it: a long error message cut (core/replies.py)."""
+        return Failure(
+            path=path, error=None if error is None else cut_text(error, self.bounds.field_bytes)
         )
 
     # -- status ---------------------------------------------------------------------------
@@ -322,7 +360,7 @@ class DocumentService:
             pending=counts.pending,
             oldest_pending_since=counts.oldest_pending_since,
             failed_count=counts.failed_count,
-            failed=[Failure(path=f.path, error=f.error) for f in counts.failed],
+            failed=[self._failure(f.path, f.error) for f in counts.failed],
             last_sync_at=counts.last_sync_at,
             rebuild=rebuild,
             rebuild_needed=self._rebuild_needed(active, building) if visible else None,
@@ -400,3 +438,8 @@ def _safe_relative(rest: str) -> PurePosixPath:
     if any(len(part.encode("utf-8")) > 255 for part in relative.parts):
         raise InvalidInput("a name in the document path is longer than 255 bytes")
     return relative
+
+
+def _line_bytes(line: str) -> int:
+    """A line's share of document_get's text, its newline included."""
+    return len(line.encode("utf-8")) + 1

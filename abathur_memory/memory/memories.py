@@ -24,6 +24,7 @@ from abathur_memory.core.records import (
     PreparedPut,
     PutResult,
 )
+from abathur_memory.core.replies import DEFAULT_BOUNDS, Bounds, fitting
 from abathur_memory.core.search import MemoryScope
 from abathur_memory.errors import InvalidInput, NotFound
 from abathur_memory.memory.access import AccessGuard
@@ -33,6 +34,7 @@ from abathur_memory.search.results import MemorySearchResult
 from abathur_memory.store.protocols import MemoryStore
 
 MAX_LIST_LIMIT = 1000
+MAX_HISTORY_LIMIT = 1000
 MAX_BATCH = 10_000
 
 
@@ -54,11 +56,13 @@ class MemoryService:
         retrieval: Retrieval,
         *,
         max_value_bytes: int = values.DEFAULT_MAX_VALUE_BYTES,
+        bounds: Bounds = DEFAULT_BOUNDS,
     ) -> None:
         self.store = store
         self.guard = guard
         self.retrieval = retrieval
         self.max_value_bytes = max_value_bytes
+        self.bounds = bounds
         # Called after every committed change (the memory indexer wakes up on it).
         self.on_change: builtins.list[Callable[[], None]] = []
 
@@ -188,7 +192,7 @@ class MemoryService:
     async def history(
         self, principal: Principal, namespace: str, key: str
     ) -> builtins.list[MemoryEntry]:
-        """Every version, oldest first, deleted ones included (flagged)."""
+        """Every version, oldest first, deleted ones included (flagged), values whole."""
         namespace = clean(namespace)
         key = values.check_identifier(key, what="key")
         await self.guard.check(
@@ -199,6 +203,37 @@ class MemoryService:
             raise NotFound(f"no memory {namespace}/{key} has ever existed")
         return versions
 
+    async def history_page(
+        self,
+        principal: Principal,
+        namespace: str,
+        key: str,
+        limit: int = MAX_HISTORY_LIMIT,
+        cursor: str | None = None,
+    ) -> MemoryPage:
+        """A page of the versions, oldest first, for a reply: long values cut and the page
+        ended before it passes the reply bound (core/replies.py)."""
+        namespace = clean(namespace)
+        key = values.check_identifier(key, what="key")
+        if not isinstance(limit, int) or not 1 <= limit <= MAX_HISTORY_LIMIT:
+            raise InvalidInput(f"limit must be between 1 and {MAX_HISTORY_LIMIT}")
+        (after,) = cursors.decode(cursor, start=("0",))
+        if not after.isdigit():
+            raise InvalidInput("cursor is not one this server issued (pass next_cursor back as is)")
+        await self.guard.check(
+            principal, namespace, parse(namespace), Access.READ, "read history", key
+        )
+        found = await self.store.history(
+            namespace, key, after_version=int(after), limit=limit + 1, cut=self.bounds.field_bytes
+        )
+        if not found and cursor is None:
+            raise NotFound(f"no memory {namespace}/{key} has ever existed")
+        kept = fitting(found[:limit], self.bounds.reply_bytes)
+        page = MemoryPage(found[:kept])
+        if len(found) > kept:
+            page.next_cursor = cursors.encode(str(page.entries[-1].version))
+        return page
+
     async def list(
         self,
         principal: Principal,
@@ -208,23 +243,28 @@ class MemoryService:
         cursor: str | None = None,
     ) -> MemoryPage:
         """Latest live entries under ``prefix`` (on ':' boundaries), by namespace then key;
-        with no prefix, everything ``principal`` may read."""
+        with no prefix, everything ``principal`` may read. Long values are cut, and the page
+        ends before it passes the reply bound (core/replies.py)."""
         if memory_type is not None and memory_type not in MEMORY_TYPES:
             raise InvalidInput(f"memory_type must be one of {', '.join(MEMORY_TYPES)}")
         if not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
             raise InvalidInput(f"limit must be between 1 and {MAX_LIST_LIMIT}")
         after = cursors.decode(cursor, start=("", ""))
         position = (after[0], after[1])
+        cut = self.bounds.field_bytes
         if prefix is None:
-            found = await self.store.list_readable(principal, memory_type, position, limit + 1)
+            found = await self.store.list_readable(
+                principal, memory_type, position, limit + 1, cut=cut
+            )
         else:
             if prefix not in SCOPES:
                 prefix = clean(prefix)
             segments = validate_prefix(prefix)
             await self.guard.check(principal, prefix, segments, Access.READ, "list")
-            found = await self.store.list_prefix(prefix, memory_type, position, limit + 1)
-        page = MemoryPage(found[:limit])
-        if len(found) > limit:
+            found = await self.store.list_prefix(prefix, memory_type, position, limit + 1, cut=cut)
+        kept = fitting(found[:limit], self.bounds.reply_bytes)
+        page = MemoryPage(found[:kept])
+        if len(found) > kept:
             last = page.entries[-1]
             page.next_cursor = cursors.encode(last.namespace, last.key)
         return page

@@ -25,6 +25,7 @@ from abathur_memory.core.records import (
     SessionPage,
     SessionWithEvents,
 )
+from abathur_memory.core.replies import DEFAULT_BOUNDS, Bounds, fitting, json_size
 from abathur_memory.errors import Conflict, Forbidden, InvalidInput, NotFound
 from abathur_memory.memory.access import audited
 from abathur_memory.memory.denials import DenialRecorder
@@ -47,9 +48,12 @@ NOT_YOURS = "sessions belong to the user and app that created them"
 
 
 class SessionService:
-    def __init__(self, store: SessionStore, recorder: DenialRecorder) -> None:
+    def __init__(
+        self, store: SessionStore, recorder: DenialRecorder, *, bounds: Bounds = DEFAULT_BOUNDS
+    ) -> None:
         self.store = store
         self.recorder = recorder
+        self.bounds = bounds
 
     def _deny(self, principal: Principal, attempted: str, target: str, rule: str) -> None:
         self.recorder.record(Denial(principal.actor, "session_denied", attempted, target, rule))
@@ -89,7 +93,11 @@ class SessionService:
                     "sessions for another user or app"
                 )
             )
-        new_id = values.check_identifier(session_id or str(uuid.uuid4()), what="session_id")
+        new_id = (
+            str(uuid.uuid4())
+            if session_id is None
+            else values.check_id(session_id, what="session_id", made_by="session_create")
+        )
         state_text = values.encode_object(state, what="state", max_bytes=MAX_STATE_BYTES)
         metadata_text = values.encode_object(metadata, what="metadata")
         return await self.store.create(
@@ -106,7 +114,7 @@ class SessionService:
     ) -> SessionWithEvents:
         """The session with up to ``events_limit`` events after sequence ``events_after``
         (``events_after=-1``: the last ``events_limit`` events)."""
-        session_id = values.check_identifier(session_id, what="session_id")
+        session_id = values.check_id(session_id, what="session_id", made_by="session_create")
         if not isinstance(events_limit, int) or not 0 <= events_limit <= MAX_EVENTS_PAGE:
             raise InvalidInput(f"events_limit must be between 0 and {MAX_EVENTS_PAGE}")
         if (
@@ -117,13 +125,32 @@ class SessionService:
             raise InvalidInput("events_after must be a sequence number >= 0 (or -1 for the latest)")
         # One read: the owner is checked on the row that comes back (a separate read for
         # the owner was one more thread hop per call, as the code before the layers had not).
-        session = await self.store.get(session_id, events_after, events_limit)
+        # A page of one event is the way to read a long event whole: it is not cut.
+        cut = None if events_limit == 1 else self.bounds.field_bytes
+        session = await self.store.get(session_id, events_after, events_limit, cut=cut)
         if session is not None and not principal.may_use_session(session.user_id, session.app_name):
             self._deny(principal, "read", session_id, NOT_YOURS)
             session = None
         if session is None:
             raise NotFound(f"no session {session_id!r}")
-        return session
+        return self._bounded(session, latest=events_after == -1)
+
+    def _bounded(self, session: SessionWithEvents, *, latest: bool) -> SessionWithEvents:
+        """The session with as many of its events as fit the reply bound (at least one):
+        the newest ones for the latest page, else the first ones (the caller goes on with
+        events_after = the last seq it got)."""
+        events = session.events
+        if len(events) < 2:
+            return session
+        room = self.bounds.reply_bytes - json_size(session.model_copy(update={"events": []}))
+        if latest:
+            kept = fitting(events[::-1], room)
+            fitted = events[len(events) - kept :]
+        else:
+            fitted = events[: fitting(events, room)]
+        if len(fitted) == len(events):
+            return session
+        return session.model_copy(update={"events": fitted})
 
     async def events(
         self,
@@ -134,7 +161,7 @@ class SessionService:
         limit: int = 100,
     ) -> builtins.list[SessionEvent]:
         """Events with start_seq <= seq <= end_seq, in order."""
-        session_id = values.check_identifier(session_id, what="session_id")
+        session_id = values.check_id(session_id, what="session_id", made_by="session_create")
         if not isinstance(limit, int) or not 1 <= limit <= MAX_EVENTS_PAGE:
             raise InvalidInput(f"limit must be between 1 and {MAX_EVENTS_PAGE}")
         if start_seq < 1 or (end_seq is not None and end_seq < start_seq):
@@ -153,7 +180,7 @@ class SessionService:
         expected_seq: int | None = None,
     ) -> tuple[SessionEvent, Session]:
         """Append one event; returns it and the session after the append."""
-        session_id = values.check_identifier(session_id, what="session_id")
+        session_id = values.check_id(session_id, what="session_id", made_by="session_create")
         event = NewEvent(
             values.check_identifier(event_type, what="event_type", max_length=64),
             values.check_identifier(actor, what="actor", max_length=128),
@@ -190,7 +217,7 @@ class SessionService:
         replace: bool = False,
     ) -> Session:
         """Merge ``state`` into the session state (or replace it entirely)."""
-        session_id = values.check_identifier(session_id, what="session_id")
+        session_id = values.check_id(session_id, what="session_id", made_by="session_create")
         state_text = values.encode_object(state, what="state", max_bytes=MAX_STATE_BYTES)
         await self._owned(principal, session_id, "update")
 
@@ -204,7 +231,7 @@ class SessionService:
         return await self.store.change(session_id, decide)
 
     async def set_status(self, principal: Principal, session_id: str, status: str) -> Session:
-        session_id = values.check_identifier(session_id, what="session_id")
+        session_id = values.check_id(session_id, what="session_id", made_by="session_create")
         if status not in STATUSES:
             raise InvalidInput(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
         await self._owned(principal, session_id, "update")
@@ -250,5 +277,6 @@ class SessionService:
             project_id=project_id,
             before=(before[0], before[1]),
             limit=limit,
+            bounds=self.bounds,
         )
         return SessionPage(page, None if position is None else cursors.encode(*position))

@@ -18,6 +18,7 @@ from typing import Any
 from abathur_memory.core import cursors, values
 from abathur_memory.core.principal import Principal
 from abathur_memory.core.records import Denial, NewTask, Task, TaskChange, TaskPage
+from abathur_memory.core.replies import DEFAULT_BOUNDS, Bounds
 from abathur_memory.errors import Conflict, InvalidInput, NotFound
 from abathur_memory.memory.denials import DenialRecorder
 from abathur_memory.store.protocols import SessionStore, TaskStore
@@ -44,10 +45,18 @@ def owner_filter(principal: Principal) -> str | None:
 
 
 class TaskService:
-    def __init__(self, store: TaskStore, sessions: SessionStore, recorder: DenialRecorder) -> None:
+    def __init__(
+        self,
+        store: TaskStore,
+        sessions: SessionStore,
+        recorder: DenialRecorder,
+        *,
+        bounds: Bounds = DEFAULT_BOUNDS,
+    ) -> None:
         self.store = store
         self.sessions = sessions
         self.recorder = recorder
+        self.bounds = bounds
 
     def _deny(self, principal: Principal, attempted: str, target: str, rule: str) -> None:
         self.recorder.record(Denial(principal.actor, "task_denied", attempted, target, rule))
@@ -90,16 +99,18 @@ class TaskService:
         deps = list(dependencies or [])
         if len(deps) > MAX_DEPENDENCIES:
             raise InvalidInput(f"at most {MAX_DEPENDENCIES} dependencies")
-        deps = [values.check_identifier(dep, what="dependency id") for dep in deps]
+        deps = [values.check_id(dep, what="a dependency", made_by="task_create") for dep in deps]
         if len(set(deps)) != len(deps):
             raise InvalidInput("dependencies contain the same task twice")
         # Owners never change, so checking them before the insert leaves no race.
         await self.owned(principal, deps, "depend on", "dependency")
         if parent_task_id is not None:
-            parent_task_id = values.check_identifier(parent_task_id, what="parent_task_id")
+            parent_task_id = values.check_id(
+                parent_task_id, what="parent_task_id", made_by="task_create"
+            )
             await self.owned(principal, [parent_task_id], "use as parent", "parent task")
         if session_id is not None:
-            session_id = values.check_identifier(session_id, what="session_id")
+            session_id = values.check_id(session_id, what="session_id", made_by="session_create")
             owner = await self.sessions.owner(session_id)
             if owner is not None and not principal.may_use_session(*owner):
                 self._deny(principal, "link", session_id, "sessions belong to their owner")
@@ -123,7 +134,7 @@ class TaskService:
         )
 
     async def get(self, principal: Principal, task_id: str) -> Task:
-        task_id = values.check_identifier(task_id, what="task_id")
+        task_id = values.check_id(task_id, what="task_id", made_by="task_create")
         await self.owned(principal, [task_id], "read")
         task = await self.store.get(task_id)
         if task is None:  # pragma: no cover - tasks are never deleted
@@ -139,7 +150,7 @@ class TaskService:
         error: str | None = None,
     ) -> Task:
         """Change status (along TRANSITIONS), record a result or error, or just heartbeat."""
-        task_id = values.check_identifier(task_id, what="task_id")
+        task_id = values.check_id(task_id, what="task_id", made_by="task_create")
         if status is not None and status not in STATUSES:
             raise InvalidInput(f"status must be one of {', '.join(STATUSES)}, not {status!r}")
         result_text = (
@@ -197,11 +208,14 @@ class TaskService:
         limit: int = 50,
         cursor: str | None = None,
     ) -> TaskPage:
-        """Tasks newest first, filtered."""
+        """Tasks newest first, filtered; long prompts, inputs and results cut, and the page
+        ended before it passes the reply bound (core/replies.py)."""
         if status is not None and status not in STATUSES:
             raise InvalidInput(f"status must be one of {', '.join(STATUSES)}")
         if not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
             raise InvalidInput(f"limit must be between 1 and {MAX_LIST_LIMIT}")
+        if session_id is not None:
+            session_id = values.check_id(session_id, what="session_id", made_by="session_create")
         before = cursors.decode(cursor, start=("", ""))
         page, position = await self.store.page(
             owner=owner_filter(principal),
@@ -210,5 +224,6 @@ class TaskService:
             session_id=session_id,
             before=(before[0], before[1]),
             limit=limit,
+            bounds=self.bounds,
         )
         return TaskPage(page, None if position is None else cursors.encode(*position))

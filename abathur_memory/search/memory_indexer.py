@@ -91,6 +91,11 @@ class MemoryIndexer:
     ``wake()`` is called after this process changes memories, so its own changes are
     indexed at once; changes by other processes are noticed by polling the audit log (a
     read) every ``poll_s`` seconds. Nothing is written while there is nothing to do.
+
+    A model that is not in memory is not loaded for what was already there when the server
+    started (the seeded app memories of a new database, say): vectors are brought up to
+    date once a memory changes after the start, or once the model is loaded anyway (the
+    first semantic search), so an idle server does not hold the model.
     """
 
     def __init__(
@@ -107,22 +112,34 @@ class MemoryIndexer:
         self.poll_s = poll_s
         self._wake = asyncio.Event()
         self.rounds = 0
+        self._caught_up_once = False  # the first round catches up what predates the start
+        self._changed = False  # memories changed since the last vector round
 
     def wake(self) -> None:
+        self._changed = True
         self._wake.set()
 
     async def catch_up(self) -> CatchUp:
-        """One round: keywords first, then vectors of everything indexed."""
+        """One round: keywords first, then vectors of everything indexed (see the class)."""
         done = CatchUp()
         if await self.index.behind():
             done.keywords = await self.index.sync_keywords()
+            if self._caught_up_once and done.keywords:
+                self._changed = True  # another process's changes
+        self._caught_up_once = True
         if self.embedder is None:
             return done
         space = await self.spaces.memory_space(self.embedder.identity)
-        if space is None:
+        if space is None:  # (no model needed: searches then know vectors can be asked for)
             space = await self.spaces.ensure_memory_space(self.embedder.identity)
-        if space is not None:
+        if space is None or not (self._changed or self.embedder.loaded):
+            return done
+        self._changed = False  # a wake() from now on asks for another round
+        try:
             done.embedded = await sync_vectors(self.index, self.embedder, space)
+        except BaseException:
+            self._changed = True  # try again next round
+            raise
         return done
 
     async def run(self, stop: asyncio.Event | None = None) -> None:

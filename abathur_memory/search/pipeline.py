@@ -20,8 +20,10 @@ from __future__ import annotations
 import logging
 import os
 import time
+from typing import TypeVar
 
 from abathur_memory.core.documents import Vector
+from abathur_memory.core.replies import DEFAULT_BOUNDS, Bounds, fitting
 from abathur_memory.core.search import (
     CandidateQuery,
     ChunkRow,
@@ -41,6 +43,8 @@ from abathur_memory.store.protocols import SearchStore, SpaceStore
 
 log = logging.getLogger(__name__)
 
+H = TypeVar("H", Hit, MemoryHit)
+
 CANDIDATES = 100  # per list, before fusion
 MEMORY_SNIPPET_CHARS = 200
 NOTHING_INDEXED = "nothing is indexed yet: run `abathur-memory index DIR`"
@@ -53,10 +57,18 @@ SPACE_CHANGED = "the index was rebuilt for another model during the search; answ
 
 
 class Retrieval:
-    def __init__(self, search: SearchStore, spaces: SpaceStore, embedder: Embedder | None):
+    def __init__(
+        self,
+        search: SearchStore,
+        spaces: SpaceStore,
+        embedder: Embedder | None,
+        *,
+        bounds: Bounds = DEFAULT_BOUNDS,
+    ):
         self.search = search
         self.spaces = spaces
         self.embedder = embedder
+        self.bounds = bounds  # hits fit one reply; memory values are cut (core/replies.py)
 
     async def documents(self, query: str, k: int, mode: str, scope: DocumentScope) -> SearchResult:
         query, k, wanted = check_query(query), check_k(k), check_mode(mode)
@@ -85,11 +97,12 @@ class Retrieval:
             result.degraded, result.mode_used = SPACE_CHANGED, "keyword"
         if found.space is not None:
             result.model = found.space.identity.model_id
-        result.results = [
+        hits = [
             _document_hit(ranked, found.rows[ranked.id], terms)
             for ranked in found.ranked
             if ranked.id in found.rows
         ]
+        result.results, result.omitted = self._fitted(hits)
         result.search_ms = (time.perf_counter() - started) * 1000
         return result
 
@@ -112,21 +125,31 @@ class Retrieval:
             identity=self._identity(),
             pool=CANDIDATES,
             k=k,
+            cut=self.bounds.field_bytes,
         )
         found = await self.search.memories(candidates, scope, fuse)
         if vector is not None and not found.vector_used:
             degraded, mode_used = MEMORIES_NOT_EMBEDDED, "keyword"
+        hits, omitted = self._fitted(
+            [
+                _memory_hit(ranked, found.rows[ranked.id], terms)
+                for ranked in found.ranked
+                if ranked.id in found.rows
+            ]
+        )
         return MemorySearchResult(
             query=query,
             mode_used=mode_used,
             degraded=degraded,
             pending=found.pending,
-            results=[
-                _memory_hit(ranked, found.rows[ranked.id], terms)
-                for ranked in found.ranked
-                if ranked.id in found.rows
-            ],
+            results=hits,
+            omitted=omitted,
         )
+
+    def _fitted(self, hits: list[H]) -> tuple[list[H], int | None]:
+        """The best hits that fit one reply, and how many were left out (None: none)."""
+        kept = fitting(hits, self.bounds.reply_bytes)
+        return hits[:kept], (len(hits) - kept) or None
 
     def _identity(self) -> str | None:
         return self.embedder.identity.key() if self.embedder is not None else None
@@ -198,6 +221,7 @@ def _memory_hit(ranked: Ranked, row: MemoryRow, terms: list[str]) -> MemoryHit:
         semantic_score=_rounded(ranked.semantic_score),
         snippet=snippet(row.text, terms, MEMORY_SNIPPET_CHARS),
         updated_at=entry.updated_at,
+        truncated=entry.truncated,
     )
 
 

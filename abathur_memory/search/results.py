@@ -7,7 +7,11 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from abathur_memory.core.records import truncated_marker
+from abathur_memory.core.replies import absent
 from abathur_memory.core.values import JsonAny
+
+OMITTED = "Hits left out to keep the reply within the server's byte bound (ask for fewer)."
 
 
 @dataclass
@@ -54,6 +58,7 @@ class SearchResult(BaseModel):
     )
     model: str | None = None
     results: list[Hit] = Field(default_factory=list)
+    omitted: int | None = Field(default=None, exclude_if=absent, description=OMITTED)
     search_ms: float = 0.0
     embed_ms: float = 0.0
 
@@ -73,6 +78,7 @@ class MemoryHit(BaseModel):
     semantic_score: float | None
     snippet: str
     updated_at: str
+    truncated: dict[str, int] | None = truncated_marker()
 
 
 class MemorySearchResult(BaseModel):
@@ -84,3 +90,4 @@ class MemorySearchResult(BaseModel):
         "missing from the results); 0 when the index is current."
     )
     results: list[MemoryHit]
+    omitted: int | None = Field(default=None, exclude_if=absent, description=OMITTED)

@@ -136,4 +136,4 @@ async def _resource_call(awaitable: Any) -> Any:
 
 
 def _json(data: Any) -> str:
-    return json.dumps(data, ensure_ascii=False, indent=2)
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))

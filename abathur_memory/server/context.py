@@ -41,8 +41,7 @@ Namespace = Annotated[
         min_length=3,
         max_length=512,
         description=(
-            "Hierarchical namespace '<scope>:<id>[:<more>...]', scope one of app, user, "
-            "project, session, temp; e.g. 'user:alice:preferences', 'project:website:decisions'."
+            "'<scope>:<id>[:...]', scope app|user|project|session|temp, e.g. 'user:alice:prefs'"
         ),
     ),
 ]
@@ -59,9 +58,7 @@ Prefix = Annotated[
     ),
 ]
 Key = Annotated[str, Field(min_length=1, max_length=256, description="Key within the namespace.")]
-JsonValue = Annotated[
-    JsonAny, Field(description="Any JSON value: object, array, string, number, boolean or null.")
-]
+JsonValue = JsonAny  # its schema lists the six JSON types: a description would repeat it
 JsonObject = dict[str, Any]
 MemoryType = Literal["semantic", "episodic", "procedural"]
 Cursor = Annotated[

@@ -19,14 +19,16 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pydantic_core
 from mcp.server.mcpserver.exceptions import ToolError, UnexpectedToolError
 from mcp.server.mcpserver.tools.base import Tool
 from mcp.server.mcpserver.utilities.func_metadata import ArgModelBase
-from mcp_types import ToolAnnotations
-from pydantic import ConfigDict, ValidationError
+from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from abathur_memory.core.records import Denial
 from abathur_memory.errors import AbathurError, Forbidden
+from abathur_memory.server.schemas import lean_input, lean_output
 
 log = logging.getLogger(__name__)
 
@@ -52,15 +54,35 @@ def describe_validation(exc: ValidationError) -> str:
 
 
 class AbathurTool(Tool):
-    """A Tool whose failures follow the error contract above."""
+    """A Tool whose failures follow the error contract above, and whose result's text copy
+    is compact JSON."""
 
     async def run(
         self, arguments: dict[str, Any], context: Any, convert_result: bool = False
     ) -> Any:
         try:
-            return await super().run(arguments, context, convert_result)
+            result = await super().run(arguments, context, convert_result=False)
+            return self._converted(result) if convert_result else result
         except ToolError as exc:
             raise ToolError(self._message(exc, context)) from exc.__cause__
+
+    def _converted(self, result: Any) -> Any:
+        """The structured result, and the same JSON as its text copy.
+
+        MCP asks a tool that returns structured content to send it serialised in a text block
+        too, for clients that read only text. The SDK indents that copy (a quarter larger);
+        an agent reads it on every call, so it is sent compact.
+        """
+        if not isinstance(result, BaseModel):
+            return self.fn_metadata.convert_result(result)
+        try:
+            structured = result.model_dump(mode="json", by_alias=True)
+            text = pydantic_core.to_json(structured).decode()
+        except Exception as exc:  # as the SDK's own conversion: a crash, not the caller's fault
+            raise UnexpectedToolError(f"Error executing tool {self.name}") from exc
+        return CallToolResult(
+            content=[TextContent(type="text", text=text)], structured_content=structured
+        )
 
     def _message(self, exc: ToolError, context: Any) -> str:
         cause = exc.__cause__
@@ -118,5 +140,6 @@ def strict_tool(
         {"model_config": ConfigDict(extra="forbid", arbitrary_types_allowed=True)},
     )
     tool.fn_metadata.arg_model = strict
-    tool.parameters = strict.model_json_schema(by_alias=True)
+    tool.parameters = lean_input(strict.model_json_schema(by_alias=True))
+    tool.fn_metadata.output_schema = lean_output(tool.fn_metadata.output_model)
     return tool

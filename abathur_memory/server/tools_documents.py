@@ -8,9 +8,10 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools.base import Tool
 from pydantic import BaseModel, Field
 
+from abathur_memory.core.replies import absent
 from abathur_memory.documents.reports import DocumentText, IndexReport, IndexStatus
 from abathur_memory.documents.service import DocumentService
-from abathur_memory.search.results import Filters, Hit
+from abathur_memory.search.results import OMITTED, Filters, Hit
 from abathur_memory.server.context import MAX_INT, principal_for, runtime_of
 from abathur_memory.server.registry import READ_ONLY, strict_tool, writes
 
@@ -29,6 +30,7 @@ class DocumentResults(BaseModel):
     degraded: str | None = Field(description="Why the search ran in a lesser mode, if it did.")
     model: str | None
     results: list[Hit]
+    omitted: int | None = Field(default=None, exclude_if=absent, description=OMITTED)
 
 
 async def document_search(
@@ -56,6 +58,7 @@ async def document_search(
         degraded=result.degraded,
         model=result.model,
         results=result.results,
+        omitted=result.omitted,
     )
 
 
@@ -68,7 +71,8 @@ async def document_get(
     end_line: Annotated[int | None, Field(ge=1, le=MAX_INT)] = None,
 ) -> DocumentText:
     """Read an indexed document, or lines start_line..end_line of it (1-based, inclusive).
-    Only files inside the indexed folders can be read."""
+    Only files inside the indexed folders can be read. A long range stops early: go on
+    from next_start_line."""
     return await documents_of(ctx).get(principal_for(ctx), path, start_line, end_line)
 
 

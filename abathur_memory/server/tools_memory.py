@@ -8,7 +8,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools.base import Tool
 from pydantic import BaseModel, Field
 
-from abathur_memory.core.records import MemoryEntry, PutResult
+from abathur_memory.core.records import MemoryEntry, PutResult, truncated_marker
 from abathur_memory.core.values import JsonAny
 from abathur_memory.search.results import MemorySearchResult
 from abathur_memory.server.context import (
@@ -64,6 +64,7 @@ class MemoryRecord(BaseModel):
     updated_by: str | None = Field(description="Who last changed it (a delete, say).")
     created_at: str = Field(description="When this version was written.")
     updated_at: str
+    truncated: dict[str, int] | None = truncated_marker()  # set in listings only
 
     @classmethod
     def of(cls, entry: MemoryEntry) -> MemoryRecord:
@@ -74,6 +75,7 @@ class MemoryHistory(BaseModel):
     namespace: str
     key: str
     versions: list[MemoryEntry] = Field(description="Every version, oldest first.")
+    next_cursor: str | None = Field(description="Pass back as cursor for the next page.")
 
 
 class MemoryDeleted(BaseModel):
@@ -131,11 +133,20 @@ async def memory_get(
     return MemoryRecord.of(await runtime.memories.get(principal, namespace, key, version, as_of))
 
 
-async def memory_history(ctx: Context, namespace: Namespace, key: Key) -> MemoryHistory:
-    """All versions of one memory, oldest first, including deleted ones (flagged)."""
+async def memory_history(
+    ctx: Context,
+    namespace: Namespace,
+    key: Key,
+    limit: Annotated[int, Field(ge=1, le=1000)] = 1000,
+    cursor: Cursor = None,
+) -> MemoryHistory:
+    """All versions of one memory, oldest first, including deleted ones (flagged). Long
+    values are cut (see truncated): memory_get with a version reads one whole."""
     runtime, principal = acting(ctx)
-    versions = await runtime.memories.history(principal, namespace, key)
-    return MemoryHistory(namespace=namespace, key=key, versions=versions)
+    page = await runtime.memories.history_page(principal, namespace, key, limit, cursor)
+    return MemoryHistory(
+        namespace=namespace, key=key, versions=page.entries, next_cursor=page.next_cursor
+    )
 
 
 async def memory_delete(
@@ -167,7 +178,8 @@ async def memory_list(
     cursor: Cursor = None,
 ) -> MemoryList:
     """List the live memories under a namespace prefix (latest versions, by namespace, key);
-    without a prefix, every memory you may read."""
+    without a prefix, every memory you may read. Long values are cut (see truncated):
+    memory_get reads one whole."""
     runtime, principal = acting(ctx)
     page = await runtime.memories.list(principal, prefix, memory_type, limit, cursor)
     return MemoryList(
@@ -185,7 +197,8 @@ async def memory_search(
     k: Annotated[int, Field(ge=1, le=100, description="How many results.")] = 10,
     mode: Literal["hybrid", "keyword", "semantic"] = "hybrid",
 ) -> MemorySearchResult:
-    """Search your memories by meaning and keywords (only namespaces you may read)."""
+    """Search your memories by meaning and keywords (only namespaces you may read). Long
+    values are cut as memory_list cuts them."""
     runtime, principal = acting(ctx)
     return await runtime.memories.search(principal, query, prefix, k, mode)
 

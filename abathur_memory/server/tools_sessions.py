@@ -61,7 +61,8 @@ async def session_get(
     ] = -1,
     events_limit: Annotated[int, Field(ge=0, le=1000)] = 50,
 ) -> SessionWithEvents:
-    """Read a session: status, state, metadata and a page of its events."""
+    """Read a session: status, state, metadata and a page of its events (long ones cut, see
+    truncated; events_limit=1 reads one whole)."""
     session = await runtime_of(ctx).sessions.get(
         principal_for(ctx), session_id, events_after=events_after, events_limit=events_limit
     )
@@ -126,7 +127,8 @@ async def session_list(
     limit: Annotated[int, Field(ge=1, le=200)] = 20,
     cursor: Cursor = None,
 ) -> SessionList:
-    """List your sessions, newest first, optionally by status or project (paged)."""
+    """List your sessions, newest first, optionally by status or project (paged). A long
+    state is left out (see truncated): session_get reads it."""
     page = await runtime_of(ctx).sessions.list(
         principal_for(ctx),
         status=status,

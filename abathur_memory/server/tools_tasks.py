@@ -93,7 +93,8 @@ async def task_list(
     limit: Annotated[int, Field(ge=1, le=200)] = 50,
     cursor: Cursor = None,
 ) -> TaskList:
-    """List your tasks, newest first, optionally by status, agent type or session."""
+    """List your tasks, newest first, optionally by status, agent type or session. Long
+    prompts, inputs and results are cut (see truncated): task_get reads one whole."""
     page = await runtime_of(ctx).tasks.list(
         principal_for(ctx), status, agent_type, session_id, limit, cursor
     )

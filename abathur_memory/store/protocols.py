@@ -50,6 +50,7 @@ from abathur_memory.core.records import (
     TaskChange,
     TokenInfo,
 )
+from abathur_memory.core.replies import Bounds
 from abathur_memory.core.search import (
     CandidateQuery,
     ChunkRow,
@@ -83,17 +84,41 @@ class MemoryStore(Protocol):
         """The version live at ``at`` (None if it did not exist or was deleted then)."""
         ...
 
-    async def history(self, namespace: str, key: str) -> list[MemoryEntry]: ...
+    async def history(
+        self,
+        namespace: str,
+        key: str,
+        *,
+        after_version: int = 0,
+        limit: int | None = None,
+        cut: int | None = None,
+    ) -> list[MemoryEntry]:
+        """Versions after ``after_version``, oldest first (at most ``limit``); with ``cut``,
+        values longer than ``cut`` bytes are cut as core/replies.py says, in SQL."""
+        ...
 
     async def list_prefix(
-        self, prefix: str, memory_type: str | None, after: tuple[str, str], limit: int
+        self,
+        prefix: str,
+        memory_type: str | None,
+        after: tuple[str, str],
+        limit: int,
+        *,
+        cut: int | None = None,
     ) -> list[MemoryEntry]:
         """Latest live entries under ``prefix`` on ':' boundaries (a bare scope lists the
-        scope), by (namespace, key), after the cursor position ``after``."""
+        scope), by (namespace, key), after the cursor position ``after``; ``cut`` as for
+        history."""
         ...
 
     async def list_readable(
-        self, principal: Principal, memory_type: str | None, after: tuple[str, str], limit: int
+        self,
+        principal: Principal,
+        memory_type: str | None,
+        after: tuple[str, str],
+        limit: int,
+        *,
+        cut: int | None = None,
     ) -> list[MemoryEntry]:
         """Like list_prefix over every namespace ``principal`` may read."""
         ...
@@ -149,10 +174,11 @@ class SessionStore(Protocol):
         ...
 
     async def get(
-        self, session_id: str, events_after: int, events_limit: int
+        self, session_id: str, events_after: int, events_limit: int, *, cut: int | None = None
     ) -> SessionWithEvents | None:
         """The session and a page of its events, in one snapshot (``events_after=-1``: the
-        last ``events_limit`` events)."""
+        last ``events_limit`` events); with ``cut``, the events' long fields are cut as
+        core/replies.py says, in SQL."""
         ...
 
     async def events(
@@ -185,8 +211,11 @@ class SessionStore(Protocol):
         project_id: str | None,
         before: tuple[str, str],
         limit: int,
+        bounds: Bounds | None = None,
     ) -> tuple[list[Session], tuple[str, str] | None]:
-        """Newest first; returns the page and the cursor position after its last row."""
+        """Newest first; returns the page and the cursor position after its last row. With
+        ``bounds``, long states are cut and the page ends before it passes the reply bound
+        (core/replies.py)."""
         ...
 
     async def terminated_before(self, cutoff: datetime, limit: int | None) -> list[str]: ...
@@ -221,7 +250,10 @@ class TaskStore(Protocol):
         session_id: str | None,
         before: tuple[str, str],
         limit: int,
-    ) -> tuple[list[Task], tuple[str, str] | None]: ...
+        bounds: Bounds | None = None,
+    ) -> tuple[list[Task], tuple[str, str] | None]:
+        """Newest first; ``bounds`` as for SessionStore.page (prompt, input, result cut)."""
+        ...
 
 
 class CheckpointStore(Protocol):

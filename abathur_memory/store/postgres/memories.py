@@ -110,8 +110,9 @@ WITH candidates AS (
 SELECT namespace, key, version FROM still ORDER BY ord
 """
 
-_LIST_PAGE = f"""
-SELECT {rows.columns(rows.MEMORY, "m")} FROM memory_entries AS m
+# {columns}: rows.listed(...) for the page's cut of long values.
+_LIST_PAGE = """
+SELECT {columns} FROM memory_entries AS m
 WHERE m.namespace >= %(prefix)s AND m.namespace < %(prefix)s || ';'
   AND (m.namespace = %(prefix)s
        OR substr(m.namespace, 1, length(%(prefix)s) + 1) = %(prefix)s || ':')
@@ -211,16 +212,31 @@ class PostgresMemoryStore:
             return None
         return rows.memory(row)
 
-    async def history(self, namespace: str, key: str) -> list[MemoryEntry]:
+    async def history(
+        self,
+        namespace: str,
+        key: str,
+        *,
+        after_version: int = 0,
+        limit: int | None = None,
+        cut: int | None = None,
+    ) -> list[MemoryEntry]:
         found = await self.db.fetchall(
-            f"SELECT {rows.MEMORY} FROM memory_entries WHERE namespace = %s AND key = %s"
-            " ORDER BY version",
-            (namespace, key),
+            f"SELECT {_listed(cut)} FROM memory_entries AS m"
+            " WHERE m.namespace = %s AND m.key = %s AND m.version > %s"
+            " ORDER BY m.version LIMIT %s",
+            (namespace, key, after_version, limit),
         )
-        return [rows.memory(r) for r in found]
+        return [rows.memory(r, _limit(cut)) for r in found]
 
     async def list_prefix(
-        self, prefix: str, memory_type: str | None, after: tuple[str, str], limit: int
+        self,
+        prefix: str,
+        memory_type: str | None,
+        after: tuple[str, str],
+        limit: int,
+        *,
+        cut: int | None = None,
     ) -> list[MemoryEntry]:
         params = {
             "prefix": prefix,
@@ -229,14 +245,21 @@ class PostgresMemoryStore:
             "after_key": after[1],
             "limit": limit,
         }
-        return [rows.memory(r) for r in await self.db.fetchall(_LIST_PAGE, params)]
+        found = await self.db.fetchall(_LIST_PAGE.format(columns=_listed(cut)), params)
+        return [rows.memory(r, _limit(cut)) for r in found]
 
     async def list_readable(
-        self, principal: Principal, memory_type: str | None, after: tuple[str, str], limit: int
+        self,
+        principal: Principal,
+        memory_type: str | None,
+        after: tuple[str, str],
+        limit: int,
+        *,
+        cut: int | None = None,
     ) -> list[MemoryEntry]:
         where, params = readable_sql(principal, None, "m.namespace")
         sql = (
-            f"SELECT {rows.columns(rows.MEMORY, 'm')} FROM memory_entries AS m"
+            f"SELECT {_listed(cut)} FROM memory_entries AS m"
             " WHERE (m.namespace, m.key) > (%s, %s) AND NOT m.is_deleted"
             " AND (%s::text IS NULL OR m.memory_type = %s)"
             " AND m.version = (SELECT max(v.version) FROM memory_entries AS v"
@@ -246,10 +269,19 @@ class PostgresMemoryStore:
         found = await self.db.fetchall(
             sql, [after[0], after[1], memory_type, memory_type, *params, limit]
         )
-        return [rows.memory(r) for r in found]
+        return [rows.memory(r, _limit(cut)) for r in found]
 
     async def expired_episodic(
         self, cutoff: datetime, limit: int | None
     ) -> builtins.list[ExpiredMemory]:
         found = await self.db.fetchall(_EXPIRED, {"cutoff": at_ms(cutoff), "limit": limit})
         return [ExpiredMemory(r[1], r[2], r[3]) for r in found]
+
+
+def _listed(cut: int | None) -> str:
+    """The memory columns of a listing, the value cut to ``cut`` bytes (core/replies.py)."""
+    return rows.listed(rows.MEMORY, ("value",), cut, "m")
+
+
+def _limit(cut: int | None) -> int:
+    return rows.NO_CUT if cut is None else cut

@@ -16,6 +16,7 @@ from abathur_memory.core.records import (
     Task,
     TokenInfo,
 )
+from abathur_memory.core.replies import cut_text
 
 Row = Sequence[Any]
 
@@ -43,14 +44,61 @@ def columns(names: str, alias: str) -> str:
     return ", ".join(f"{alias}.{name.strip()}" for name in names.split(","))
 
 
-def memory(row: Row) -> MemoryEntry:
+# -- listings: long columns cut in SQL (core/replies.py) ---------------------------------
+
+NO_CUT = 2**31 - 1  # no value is that long (PostgreSQL: left() takes an int)
+TEXT_COLUMNS = ("prompt",)  # the other cut columns are jsonb
+
+
+def cut_expression(column: str, limit: int | None) -> str:
+    """``column`` as a listing reads it: whole when its text is at most ``limit`` bytes,
+    else its first ``limit`` characters (jsonb: as a JSON string), so PostgreSQL never sends
+    the rest. Sizes are of the text form (jsonb prints ', ' and ': ')."""
+    n = NO_CUT if limit is None else int(limit)
+    if column.rsplit(".", 1)[-1] in TEXT_COLUMNS:
+        return f"CASE WHEN octet_length({column}) <= {n} THEN {column} ELSE left({column}, {n}) END"
+    return (
+        f"CASE WHEN octet_length({column}::text) <= {n} THEN {column}"
+        f" ELSE to_jsonb(left({column}::text, {n})) END"
+    )
+
+
+def listed(names: str, cut_columns: tuple[str, ...], limit: int | None, alias: str = "") -> str:
+    """The columns ``names`` for a listing: those in ``cut_columns`` cut (cut_expression),
+    then the full size in bytes of each of them, in the order of ``cut_columns``."""
+    qualified = [f"{alias}.{n.strip()}" if alias else n.strip() for n in names.split(",")]
+    chosen = [
+        cut_expression(q, limit) if q.rsplit(".", 1)[-1] in cut_columns else q for q in qualified
+    ]
+    prefix = f"{alias}." if alias else ""
+    sizes = [f"octet_length({prefix}{c}::text)" for c in cut_columns]
+    return ", ".join(chosen + sizes)
+
+
+def _cut(
+    value: Any, size: int | None, limit: int, marks: dict[str, int], field: str, empty: Any = ...
+) -> Any:
+    """A value selected with cut_expression(): itself, or (longer than ``limit``) the
+    beginning of its text (``empty`` instead for a field that must stay an object), with its
+    full size noted in ``marks``."""
+    if value is None or size is None or size <= limit:
+        return value
+    marks[field] = size
+    return cut_text(value, limit) if empty is ... else empty
+
+
+def memory(row: Row, limit: int | None = None) -> MemoryEntry:
+    """A memory; with ``limit``, a row of listed(MEMORY, ("value",), limit)."""
+    marks: dict[str, int] = {}
+    value = row[4] if limit is None else _cut(row[4], row[12], limit, marks, "value")
     # Rows come from our own schema (CHECKed): construct without re-validating, as SQLite.
     return MemoryEntry.model_construct(
+        truncated=marks or None,
         id=row[0],
         namespace=row[1],
         key=row[2],
         version=row[3],
-        value=row[4],
+        value=value,
         memory_type=row[5],
         metadata=row[6],
         is_deleted=row[7],
@@ -61,25 +109,36 @@ def memory(row: Row) -> MemoryEntry:
     )
 
 
-def event(row: Row) -> SessionEvent:
+def event(row: Row, limit: int | None = None) -> SessionEvent:
+    """An event; with ``limit``, a row of listed(EVENT, ("content", "state_delta"), limit)
+    (a delta too long to list is left out: it must stay an object)."""
+    marks: dict[str, int] = {}
+    content, delta = row[3], row[4]
+    if limit is not None:
+        content = _cut(content, row[6], limit, marks, "content")
+        delta = _cut(delta, row[7], limit, marks, "state_delta", None)
     return SessionEvent(
+        truncated=marks or None,
         seq=row[0],
         event_type=row[1],
         actor=row[2],
-        content=row[3],
-        state_delta=row[4],
+        content=content,
+        state_delta=delta,
         created_at=row[5],
     )
 
 
-def _session_fields(row: Row) -> dict[str, object]:
+def _session_fields(row: Row, limit: int | None = None) -> dict[str, object]:
+    marks: dict[str, int] = {}
+    state = row[5] if limit is None else _cut(row[5], row[12], limit, marks, "state", {})
     return {
+        "truncated": marks or None,
         "id": row[0],
         "app_name": row[1],
         "user_id": row[2],
         "project_id": row[3],
         "status": row[4],
-        "state": row[5],
+        "state": state,
         "metadata": row[6],
         "last_seq": row[7],
         "created_at": row[8],
@@ -89,23 +148,36 @@ def _session_fields(row: Row) -> dict[str, object]:
     }
 
 
-def session(row: Row) -> Session:
-    return Session.model_validate(_session_fields(row))
+def session(row: Row, limit: int | None = None) -> Session:
+    """A session; with ``limit``, a row of listed(SESSION, ("state",), limit)."""
+    return Session.model_validate(_session_fields(row, limit))
 
 
 def session_with_events(row: Row, events: list[SessionEvent]) -> SessionWithEvents:
     return SessionWithEvents.model_validate({**_session_fields(row), "events": events})
 
 
-def task(row: Row) -> Task:
+TASK_CUT = ("prompt", "input_data", "result_data")
+
+
+def task(row: Row, limit: int | None = None) -> Task:
+    """A task; with ``limit``, a row of listed(TASK, TASK_CUT, limit) (an input too long to
+    list is left out: it must stay an object)."""
+    marks: dict[str, int] = {}
+    prompt, input_value, result = row[1], row[5], row[6]
+    if limit is not None:
+        prompt = _cut(prompt, row[20], limit, marks, "prompt")
+        input_value = _cut(input_value, row[21], limit, marks, "input", {})
+        result = _cut(result, row[22], limit, marks, "result")
     return Task(
+        truncated=marks or None,
         id=row[0],
-        prompt=row[1],
+        prompt=prompt,
         agent_type=row[2],
         priority=row[3],
         status=row[4],
-        input=row[5],
-        result=row[6],
+        input=input_value,
+        result=result,
         error=row[7],
         retry_count=row[8],
         max_retries=row[9],

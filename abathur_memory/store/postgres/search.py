@@ -23,6 +23,7 @@ import numpy as np
 
 from abathur_memory.core.records import MemoryEntry
 from abathur_memory.core.search import (
+    SNIPPET_SOURCE_CHARS,
     CandidateQuery,
     ChunkRow,
     DocumentScope,
@@ -226,19 +227,21 @@ async def _memory_vectors(
     return sorted(best.items(), key=lambda item: -item[1])[:limit]
 
 
-async def _memory_rows(conn: Conn, ids: list[int]) -> dict[int, MemoryRow]:
+async def _memory_rows(conn: Conn, ids: list[int], cut: int | None) -> dict[int, MemoryRow]:
+    """The hits' rows, their values cut as a listing cuts them (core/replies.py)."""
     if not ids:
         return {}
     found = await (
         await conn.execute(
-            f"SELECT {rows.columns(rows.MEMORY, 'm')}, k.text FROM memory_entries AS m"
+            f"SELECT {rows.listed(rows.MEMORY, ('value',), cut, 'm')},"
+            f" left(k.text, {SNIPPET_SOURCE_CHARS}) FROM memory_entries AS m"
             " JOIN memory_search_index AS k ON k.entry_id = m.id WHERE m.id = ANY(%s)",
             (ids,),
         )
     ).fetchall()
     out: dict[int, MemoryRow] = {}
     for row in found:
-        entry: MemoryEntry = rows.memory(row[:-1])
+        entry: MemoryEntry = rows.memory(row[:-1], rows.NO_CUT if cut is None else cut)
         out[entry.id] = MemoryRow(entry, row[-1])
     return out
 
@@ -303,7 +306,7 @@ class PostgresSearchStore:
                         conn, space, _as_vector(vector), where, params, query.pool, self._near()
                     )
                 ranked = fuse(keyword, semantic, query.k)
-                found_rows = await _memory_rows(conn, [r.id for r in ranked])
+                found_rows = await _memory_rows(conn, [r.id for r in ranked], query.cut)
                 return Found(space, vector is not None, ranked, found_rows, pending)
 
         return await self.db.run(work, what="searching memories")

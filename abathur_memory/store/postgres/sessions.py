@@ -24,6 +24,7 @@ from abathur_memory.core.records import (
     SessionEvent,
     SessionWithEvents,
 )
+from abathur_memory.core.replies import Bounds, fitting
 from abathur_memory.errors import Conflict, NotFound
 from abathur_memory.store.postgres import rows
 from abathur_memory.store.postgres.connection import Conn, Database, Queued
@@ -39,12 +40,11 @@ from abathur_memory.store.shared import check_state_size
 
 _LOCKED = f"SELECT {rows.SESSION} FROM sessions WHERE id = %s FOR NO KEY UPDATE"
 
-# The session and a page of its events in one statement, so in one snapshot.
+# The session and a page of its events in one statement, so in one snapshot; {events}:
+# the event columns, long ones cut (_event_columns).
 _WITH_EVENTS = f"""
 SELECT {rows.columns(rows.SESSION, "s")}, (
-    SELECT COALESCE(jsonb_agg(jsonb_build_array(e.seq, e.event_type, e.actor, e.content,
-                                                e.state_delta, {sql_iso("e.created_at")})
-                              ORDER BY e.seq), '[]')
+    SELECT COALESCE(jsonb_agg(jsonb_build_array({{events}}) ORDER BY e.seq), '[]')
     FROM (SELECT * FROM session_events AS e
           WHERE e.session_id = s.id
             AND e.seq > CASE WHEN %(after)s = -1 THEN greatest(s.last_seq - %(limit)s, 0)
@@ -53,6 +53,17 @@ SELECT {rows.columns(rows.SESSION, "s")}, (
 )
 FROM sessions AS s WHERE s.id = %(id)s
 """
+
+
+def _event_columns(cut: int | None) -> str:
+    """An event inside jsonb_build_array, as rows.event reads it: long content and delta
+    cut, created_at as its ISO text, then the full sizes of content and delta."""
+    return (
+        f"e.seq, e.event_type, e.actor, {rows.cut_expression('e.content', cut)},"
+        f" {rows.cut_expression('e.state_delta', cut)}, {sql_iso('e.created_at')},"
+        " octet_length(e.content::text), octet_length(e.state_delta::text)"
+    )
+
 
 _APPEND = f"""
 WITH added AS (
@@ -128,24 +139,16 @@ class PostgresSessionStore:
         return None if row is None else (row[0], row[1])
 
     async def get(
-        self, session_id: str, events_after: int, events_limit: int
+        self, session_id: str, events_after: int, events_limit: int, *, cut: int | None = None
     ) -> SessionWithEvents | None:
         row = await self.db.fetchone(
-            _WITH_EVENTS, {"id": session_id, "after": events_after, "limit": events_limit}
+            _WITH_EVENTS.format(events=_event_columns(cut)),
+            {"id": session_id, "after": events_after, "limit": events_limit},
         )
         if row is None:
             return None
-        events = [
-            SessionEvent(
-                seq=e[0],
-                event_type=e[1],
-                actor=e[2],
-                content=e[3],
-                state_delta=e[4],
-                created_at=e[5],
-            )
-            for e in row[-1]
-        ]
+        limit = rows.NO_CUT if cut is None else cut
+        events = [rows.event(e, limit) for e in row[-1]]
         return rows.session_with_events(row, events)
 
     async def events(
@@ -227,6 +230,7 @@ class PostgresSessionStore:
         project_id: str | None,
         before: tuple[str, str],
         limit: int,
+        bounds: Bounds | None = None,
     ) -> tuple[builtins.list[Session], tuple[str, str] | None]:
         # row_id breaks ties between sessions created in the same millisecond.
         clauses = ["(created_at, row_id) < (%s::timestamptz, %s::bigint)"]
@@ -240,17 +244,20 @@ class PostgresSessionStore:
             if value is not None:
                 clauses.append(f"{column} = %s")
                 params.append(value)
+        cut = None if bounds is None else bounds.field_bytes
         found = await self.db.fetchall(
-            f"SELECT {rows.SESSION}, row_id FROM sessions WHERE {' AND '.join(clauses)}"
-            " ORDER BY created_at DESC, row_id DESC LIMIT %s",
+            f"SELECT row_id, {rows.listed(rows.SESSION, ('state',), cut)} FROM sessions"
+            f" WHERE {' AND '.join(clauses)} ORDER BY created_at DESC, row_id DESC LIMIT %s",
             [*params, limit + 1],
         )
-        page = [rows.session(r) for r in found[:limit]]
+        limited = rows.NO_CUT if cut is None else cut
+        candidates = [rows.session(r[1:], limited) for r in found[:limit]]
+        kept = len(candidates) if bounds is None else fitting(candidates, bounds.reply_bytes)
         cursor = None
-        if len(found) > limit:
-            last = found[limit - 1]
-            cursor = (cursor_text(last[8]), str(last[-1]))
-        return page, cursor
+        if len(found) > kept:
+            last = found[kept - 1]
+            cursor = (cursor_text(last[9]), str(last[0]))
+        return candidates[:kept], cursor
 
     async def terminated_before(self, cutoff: datetime, limit: int | None) -> builtins.list[str]:
         found = await self.db.fetchall(_OLD_TERMINATED, {"cutoff": at_ms(cutoff), "limit": limit})

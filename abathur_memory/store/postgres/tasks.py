@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from abathur_memory.core.records import Checkpoint, NewTask, Task, TaskChange
+from abathur_memory.core.replies import Bounds, fitting
 from abathur_memory.errors import NotFound
 from abathur_memory.store.postgres import rows
 from abathur_memory.store.postgres.connection import Conn, Database, Queued
@@ -163,6 +164,7 @@ class PostgresTaskStore:
         session_id: str | None,
         before: tuple[str, str],
         limit: int,
+        bounds: Bounds | None = None,
     ) -> tuple[builtins.list[Task], tuple[str, str] | None]:
         # row_id breaks ties between tasks submitted in the same millisecond.
         clauses = ["(submitted_at, row_id) < (%s::timestamptz, %s::bigint)"]
@@ -176,17 +178,20 @@ class PostgresTaskStore:
             if value is not None:
                 clauses.append(f"{column} = %s")
                 params.append(value)
+        cut = None if bounds is None else bounds.field_bytes
         found = await self.db.fetchall(
-            f"SELECT {rows.TASK}, row_id FROM tasks WHERE {' AND '.join(clauses)}"
-            " ORDER BY submitted_at DESC, row_id DESC LIMIT %s",
+            f"SELECT row_id, {rows.listed(rows.TASK, rows.TASK_CUT, cut)} FROM tasks"
+            f" WHERE {' AND '.join(clauses)} ORDER BY submitted_at DESC, row_id DESC LIMIT %s",
             [*params, limit + 1],
         )
-        page = [rows.task(r) for r in found[:limit]]
+        limited = rows.NO_CUT if cut is None else cut
+        candidates = [rows.task(r[1:], limited) for r in found[:limit]]
+        kept = len(candidates) if bounds is None else fitting(candidates, bounds.reply_bytes)
         cursor = None
-        if len(found) > limit:
-            last = found[limit - 1]
-            cursor = (cursor_text(last[16]), str(last[-1]))
-        return page, cursor
+        if len(found) > kept:
+            last = found[kept - 1]
+            cursor = (cursor_text(last[17]), str(last[0]))
+        return candidates[:kept], cursor
 
 
 class PostgresCheckpointStore:

@@ -255,31 +255,55 @@ class SqliteMemoryStore:
             return None
         return rows.memory(row)
 
-    async def history(self, namespace: str, key: str) -> list[MemoryEntry]:
+    async def history(
+        self,
+        namespace: str,
+        key: str,
+        *,
+        after_version: int = 0,
+        limit: int | None = None,
+        cut: int | None = None,
+    ) -> list[MemoryEntry]:
         found = await self.db.fetchall(
-            "SELECT * FROM memory_entries WHERE namespace = ? AND key = ? ORDER BY version",
-            (namespace, key),
+            f"SELECT {rows.listed_memory_columns(cut)} FROM memory_entries AS m"
+            " WHERE m.namespace = ? AND m.key = ? AND m.version > ? ORDER BY m.version LIMIT ?",
+            (namespace, key, after_version, -1 if limit is None else limit),
         )
-        return [rows.memory(r) for r in found]
+        return [rows.memory(r, rows.NO_CUT if cut is None else cut) for r in found]
 
     async def list_prefix(
-        self, prefix: str, memory_type: str | None, after: tuple[str, str], limit: int
+        self,
+        prefix: str,
+        memory_type: str | None,
+        after: tuple[str, str],
+        limit: int,
+        *,
+        cut: int | None = None,
     ) -> list[MemoryEntry]:
+        limited = rows.NO_CUT if cut is None else cut
         params = {
             "prefix": prefix,
             "memory_type": memory_type,
             "after_namespace": after[0],
             "after_key": after[1],
             "limit": limit,
+            "cut": limited,
         }
-        return [rows.memory(r) for r in await self.db.fetchall(MEMORY_LIST_PAGE, params)]
+        found = await self.db.fetchall(MEMORY_LIST_PAGE, params)
+        return [rows.memory(r, limited) for r in found]
 
     async def list_readable(
-        self, principal: Principal, memory_type: str | None, after: tuple[str, str], limit: int
+        self,
+        principal: Principal,
+        memory_type: str | None,
+        after: tuple[str, str],
+        limit: int,
+        *,
+        cut: int | None = None,
     ) -> list[MemoryEntry]:
         where, params = readable_sql(principal, None, "m.namespace")
         sql = (
-            "SELECT m.* FROM memory_entries AS m"
+            f"SELECT {rows.listed_memory_columns(cut)} FROM memory_entries AS m"
             " WHERE (m.namespace, m.key) > (?, ?) AND m.is_deleted = 0"
             " AND (? IS NULL OR m.memory_type = ?)"
             " AND m.version = (SELECT MAX(v.version) FROM memory_entries AS v"
@@ -289,7 +313,7 @@ class SqliteMemoryStore:
         found = await self.db.fetchall(
             sql, [after[0], after[1], memory_type, memory_type, *params, limit]
         )
-        return [rows.memory(r) for r in found]
+        return [rows.memory(r, rows.NO_CUT if cut is None else cut) for r in found]
 
     async def expired_episodic(self, cutoff: datetime, limit: int | None) -> list[ExpiredMemory]:
         found = await self.db.fetchall(

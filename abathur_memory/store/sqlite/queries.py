@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from abathur_memory.store.sqlite import rows
+
 # Latest live version of one key: idx_memory_namespace_key_version answers it directly.
 MEMORY_GET_LATEST = """
 SELECT * FROM memory_entries
@@ -18,9 +20,10 @@ LIMIT 1
 # boundaries: `user:alice` matches `user:alice` and `user:alice:prefs`, never `user:alice2`.
 # The index range is [prefix, prefix || ';') (';' follows ':'), the substr() test drops
 # siblings such as `user:alice2` that fall inside it, and the row-value comparison seeks to
-# the page cursor. Rows come out in index order, so no sort is needed.
-MEMORY_LIST_PAGE = """
-SELECT m.* FROM memory_entries AS m
+# the page cursor. Rows come out in index order, so no sort is needed. Values longer than
+# :cut bytes are cut (rows.cut(): a listing never reads them whole into Python).
+MEMORY_LIST_PAGE = f"""
+SELECT {rows.listed_memory_columns(":cut")} FROM memory_entries AS m
 WHERE m.namespace >= :prefix AND m.namespace < :prefix || ';'
   AND (m.namespace = :prefix OR substr(m.namespace, 1, length(:prefix) + 1) = :prefix || ':')
   AND (m.namespace, m.key) > (:after_namespace, :after_key)
@@ -77,6 +80,7 @@ HOT_QUERIES = (
             "after_namespace": "",
             "after_key": "",
             "limit": 50,
+            "cut": 4096,
         },
         ("idx_memory_namespace_key_version", "sqlite_autoindex_memory_entries_1"),
         "memory_entries",

@@ -14,19 +14,76 @@ from abathur_memory.core.records import (
     Task,
     TokenInfo,
 )
+from abathur_memory.core.replies import cut_text
 from abathur_memory.core.values import decode
 from abathur_memory.store.sqlite.driver import Row
 from abathur_memory.store.sqlite.timestamps import to_iso
 
+# -- listings: long columns cut in SQL (core/replies.py) ---------------------------------
 
-def memory(row: Row) -> MemoryEntry:
+NO_CUT = 2**31 - 1  # longer than any value: nothing is cut
+
+
+def cut(column: str, limit: int | str | None, table: str = "") -> str:
+    """Select ``column`` for a listing: whole when it is at most ``limit`` bytes, else only
+    its first ``limit`` characters (the rest never leaves SQLite), and its full size as
+    ``<column>_bytes`` (octet_length reads the size without the content). ``limit`` is a
+    number, or a named parameter such as ``:cut``."""
+    qualified = f"{table}.{column}" if table else column
+    n = limit if isinstance(limit, str) else NO_CUT if limit is None else int(limit)
+    return (
+        f"CASE WHEN octet_length({qualified}) <= {n} THEN {qualified}"
+        f" ELSE substr({qualified}, 1, {n}) END AS {column},"
+        f" octet_length({qualified}) AS {column}_bytes"
+    )
+
+
+MEMORY_COLUMNS = (
+    "id, namespace, key, version, memory_type, metadata, is_deleted, created_by, updated_by,"
+    " created_at, updated_at"
+)
+
+
+def listed_memory_columns(limit: int | str | None, table: str = "m") -> str:
+    """The columns memory() reads, ``value`` cut for a listing."""
+    plain = ", ".join(f"{table}.{name.strip()}" for name in MEMORY_COLUMNS.split(","))
+    return f"{plain}, {cut('value', limit, table)}"
+
+
+def _cut_json(
+    row: Row,
+    column: str,
+    limit: int,
+    marks: dict[str, int],
+    *,
+    field: str | None = None,
+    empty: Any = ...,
+    decode_json: bool = True,
+) -> Any:
+    """A column selected with cut(): its value; or, longer than ``limit``, the beginning of
+    its text (``empty`` instead for a field that must stay an object), with its full size
+    noted in ``marks`` under ``field``."""
+    text = row[column]
+    if text is None:
+        return None
+    size = row[f"{column}_bytes"]
+    if size > limit:
+        marks[field or column] = size
+        return cut_text(text, limit) if empty is ... else empty
+    return json.loads(text) if decode_json else text
+
+
+def memory(row: Row, limit: int | None = None) -> MemoryEntry:
+    """A memory; with ``limit``, from a listing whose value was selected with cut()."""
+    marks: dict[str, int] = {}
+    value = json.loads(row["value"]) if limit is None else _cut_json(row, "value", limit, marks)
     # Rows come from our own schema (CHECKed): construct without re-validating.
     return MemoryEntry.model_construct(
         id=row["id"],
         namespace=row["namespace"],
         key=row["key"],
         version=row["version"],
-        value=json.loads(row["value"]),
+        value=value,
         memory_type=row["memory_type"],
         metadata=json.loads(row["metadata"] or "{}"),
         is_deleted=bool(row["is_deleted"]),
@@ -34,29 +91,62 @@ def memory(row: Row) -> MemoryEntry:
         updated_by=row["updated_by"],
         created_at=to_iso(row["created_at"]) or "",
         updated_at=to_iso(row["updated_at"]) or "",
+        truncated=marks or None,
     )
 
 
-def event(row: Row) -> SessionEvent:
+EVENT_COLUMNS = "seq, event_type, actor, created_at"
+
+
+def listed_event_columns(limit: int | None) -> str:
+    return f"{EVENT_COLUMNS}, {cut('content', limit)}, {cut('state_delta', limit)}"
+
+
+def event(row: Row, limit: int | None = None) -> SessionEvent:
+    """An event; with ``limit``, from a page whose content and delta were selected with
+    cut() (a delta too long to list is left out: it must stay an object)."""
+    marks: dict[str, int] = {}
+    if limit is None:
+        content, delta = json.loads(row["content"]), decode(row["state_delta"])
+    else:
+        content = _cut_json(row, "content", limit, marks)
+        delta = _cut_json(row, "state_delta", limit, marks, empty=None)
     # Rows come from our own schema (CHECKed): construct without re-validating, as memory().
     return SessionEvent.model_construct(
         seq=row["seq"],
         event_type=row["event_type"],
         actor=row["actor"],
-        content=json.loads(row["content"]),
-        state_delta=decode(row["state_delta"]),
+        content=content,
+        state_delta=delta,
         created_at=to_iso(row["created_at"]) or "",
+        truncated=marks or None,
     )
 
 
-def _session_fields(row: Row) -> dict[str, Any]:
+SESSION_COLUMNS = (
+    "id, app_name, user_id, project_id, status, metadata, last_seq, created_at,"
+    " last_update_time, terminated_at, archived_at"
+)
+
+
+def listed_session_columns(limit: int | None) -> str:
+    return f"{SESSION_COLUMNS}, {cut('state', limit)}"
+
+
+def _session_fields(row: Row, limit: int | None = None) -> dict[str, Any]:
+    marks: dict[str, int] = {}
+    if limit is None:
+        state = json.loads(row["state"])
+    else:  # a state too long to list is left out: it must stay an object
+        state = _cut_json(row, "state", limit, marks, empty={})
     return {
+        "truncated": marks or None,
         "id": row["id"],
         "app_name": row["app_name"],
         "user_id": row["user_id"],
         "project_id": row["project_id"],
         "status": row["status"],
-        "state": json.loads(row["state"]),
+        "state": state,
         "metadata": json.loads(row["metadata"] or "{}"),
         "last_seq": row["last_seq"],
         "created_at": to_iso(row["created_at"]) or "",
@@ -66,23 +156,50 @@ def _session_fields(row: Row) -> dict[str, Any]:
     }
 
 
-def session(row: Row) -> Session:
-    return Session.model_construct(**_session_fields(row))
+def session(row: Row, limit: int | None = None) -> Session:
+    """A session; with ``limit``, from a listing whose state was selected with cut()."""
+    return Session.model_construct(**_session_fields(row, limit))
 
 
 def session_with_events(row: Row, events: list[SessionEvent]) -> SessionWithEvents:
     return SessionWithEvents.model_construct(**_session_fields(row), events=events)
 
 
-def task(row: Row) -> Task:
+TASK_COLUMNS = (
+    "id, agent_type, priority, status, error_message, retry_count, max_retries,"
+    " max_execution_timeout_seconds, dependencies, parent_task_id, session_id, created_by,"
+    " claimed_by, submitted_at, started_at, completed_at, last_updated_at"
+)
+
+
+def listed_task_columns(limit: int | None) -> str:
+    return (
+        f"{TASK_COLUMNS}, {cut('prompt', limit)}, {cut('input_data', limit)},"
+        f" {cut('result_data', limit)}"
+    )
+
+
+def task(row: Row, limit: int | None = None) -> Task:
+    """A task; with ``limit``, from a listing whose prompt, input and result were selected
+    with cut() (an input too long to list is left out: it must stay an object)."""
+    marks: dict[str, int] = {}
+    if limit is None:
+        prompt = row["prompt"]
+        input_value = json.loads(row["input_data"])
+        result = decode(row["result_data"])
+    else:
+        prompt = _cut_json(row, "prompt", limit, marks, decode_json=False)
+        input_value = _cut_json(row, "input_data", limit, marks, field="input", empty={})
+        result = _cut_json(row, "result_data", limit, marks, field="result")
     return Task(
+        truncated=marks or None,
         id=row["id"],
-        prompt=row["prompt"],
+        prompt=prompt,
         agent_type=row["agent_type"],
         priority=row["priority"],
         status=row["status"],
-        input=json.loads(row["input_data"]),
-        result=decode(row["result_data"]),
+        input=input_value,
+        result=result,
         error=row["error_message"],
         retry_count=row["retry_count"] or 0,
         max_retries=row["max_retries"] if row["max_retries"] is not None else 0,

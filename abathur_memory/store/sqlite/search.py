@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from abathur_memory.core.search import (
+    SNIPPET_SOURCE_CHARS,
     CandidateQuery,
     ChunkRow,
     DocumentScope,
@@ -276,11 +277,13 @@ class SqliteSearchStore:
         ids = [r.id for r in ranked]
         rows: dict[int, MemoryRow] = {}
         if ids:
+            cut = sqlite_rows.NO_CUT if query.cut is None else query.cut
             for row in conn.execute(
-                "SELECT m.*, f.text AS search_text FROM memory_entries AS m"
-                " JOIN memory_fts AS f ON f.rowid = m.id"
+                f"SELECT {sqlite_rows.listed_memory_columns(cut)},"
+                f" substr(f.text, 1, {SNIPPET_SOURCE_CHARS}) AS search_text"
+                " FROM memory_entries AS m JOIN memory_fts AS f ON f.rowid = m.id"
                 f" WHERE m.id IN ({','.join('?' for _ in ids)})",
                 ids,
             ):
-                rows[row["id"]] = MemoryRow(sqlite_rows.memory(row), row["search_text"])
+                rows[row["id"]] = MemoryRow(sqlite_rows.memory(row, cut), row["search_text"])
         return Found(space, vector is not None, ranked, rows, pending)

@@ -18,6 +18,7 @@ from abathur_memory.core.records import (
     SessionEvent,
     SessionWithEvents,
 )
+from abathur_memory.core.replies import Bounds, fitting
 from abathur_memory.errors import Conflict, NotFound
 from abathur_memory.store.shared import check_state_size
 from abathur_memory.store.sqlite import rows, timestamps
@@ -65,8 +66,10 @@ class SqliteSessionStore:
         return None if row is None else (row[0], row[1])
 
     async def get(
-        self, session_id: str, events_after: int, events_limit: int
+        self, session_id: str, events_after: int, events_limit: int, *, cut: int | None = None
     ) -> SessionWithEvents | None:
+        limit = rows.NO_CUT if cut is None else cut
+
         def read(conn: Connection) -> SessionWithEvents | None:
             row = conn.execute("SELECT * FROM sessions WHERE id = ?", (session_id,)).fetchone()
             if row is None:
@@ -77,10 +80,10 @@ class SqliteSessionStore:
                     max(row["last_seq"] - events_limit, 0) if events_after == -1 else events_after
                 )
                 events = [
-                    rows.event(r)
+                    rows.event(r, limit)
                     for r in conn.execute(
-                        "SELECT * FROM session_events WHERE session_id = ? AND seq > ?"
-                        " ORDER BY seq LIMIT ?",
+                        f"SELECT {rows.listed_event_columns(cut)} FROM session_events"
+                        " WHERE session_id = ? AND seq > ? ORDER BY seq LIMIT ?",
                         (session_id, start, events_limit),
                     )
                 ]
@@ -174,6 +177,7 @@ class SqliteSessionStore:
         project_id: str | None,
         before: tuple[str, str],
         limit: int,
+        bounds: Bounds | None = None,
     ) -> tuple[builtins.list[Session], tuple[str, str] | None]:
         # rowid breaks ties between sessions created in the same millisecond.
         clauses = ["(created_at, rowid) < (?, CAST(? AS INTEGER))"]
@@ -187,17 +191,19 @@ class SqliteSessionStore:
             if value is not None:
                 clauses.append(f"{column} = ?")
                 params.append(value)
+        cut = None if bounds is None else bounds.field_bytes
         found = await self.db.fetchall(
-            f"SELECT rowid AS row_number, * FROM sessions WHERE {' AND '.join(clauses)}"
-            " ORDER BY created_at DESC, rowid DESC LIMIT ?",
+            f"SELECT rowid AS row_number, {rows.listed_session_columns(cut)} FROM sessions"
+            f" WHERE {' AND '.join(clauses)} ORDER BY created_at DESC, rowid DESC LIMIT ?",
             [*params, limit + 1],
         )
-        page = [rows.session(r) for r in found[:limit]]
+        candidates = [rows.session(r, rows.NO_CUT if cut is None else cut) for r in found[:limit]]
+        kept = len(candidates) if bounds is None else fitting(candidates, bounds.reply_bytes)
         cursor = None
-        if len(found) > limit:
-            last = found[limit - 1]
+        if len(found) > kept:
+            last = found[kept - 1]
             cursor = (last["created_at"], str(last["row_number"]))
-        return page, cursor
+        return candidates[:kept], cursor
 
     async def terminated_before(self, cutoff: datetime, limit: int | None) -> builtins.list[str]:
         found = await self.db.fetchall(

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from abathur_memory.core.records import Checkpoint, NewTask, Task, TaskChange
+from abathur_memory.core.replies import Bounds, fitting
 from abathur_memory.errors import NotFound
 from abathur_memory.store.sqlite import rows, timestamps
 from abathur_memory.store.sqlite.database import Database
@@ -146,6 +147,7 @@ class SqliteTaskStore:
         session_id: str | None,
         before: tuple[str, str],
         limit: int,
+        bounds: Bounds | None = None,
     ) -> tuple[builtins.list[Task], tuple[str, str] | None]:
         # rowid breaks ties between tasks submitted in the same millisecond.
         clauses = ["(submitted_at, rowid) < (?, CAST(? AS INTEGER))"]
@@ -159,17 +161,19 @@ class SqliteTaskStore:
             if value is not None:
                 clauses.append(f"{column} = ?")
                 params.append(value)
+        cut = None if bounds is None else bounds.field_bytes
         found = await self.db.fetchall(
-            f"SELECT rowid AS row_number, * FROM tasks WHERE {' AND '.join(clauses)}"
-            " ORDER BY submitted_at DESC, rowid DESC LIMIT ?",
+            f"SELECT rowid AS row_number, {rows.listed_task_columns(cut)} FROM tasks"
+            f" WHERE {' AND '.join(clauses)} ORDER BY submitted_at DESC, rowid DESC LIMIT ?",
             [*params, limit + 1],
         )
-        page = [rows.task(r) for r in found[:limit]]
+        candidates = [rows.task(r, rows.NO_CUT if cut is None else cut) for r in found[:limit]]
+        kept = len(candidates) if bounds is None else fitting(candidates, bounds.reply_bytes)
         cursor = None
-        if len(found) > limit:
-            last = found[limit - 1]
+        if len(found) > kept:
+            last = found[kept - 1]
             cursor = (last["submitted_at"], str(last["row_number"]))
-        return page, cursor
+        return candidates[:kept], cursor
 
 
 class SqliteCheckpointStore:

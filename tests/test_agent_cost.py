@@ -1,0 +1,57 @@
+"""What the server costs an agent's context: the tools/list it reads at the start of every
+conversation, and the text copy of every result."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from mcp_helpers import call, connected
+from test_server import ALL_TOOLS
+
+pytestmark = pytest.mark.anyio
+
+# tools/list with every group on, measured as below: 54.6 KB (about 14k tokens) before the
+# schemas were made lean, 21 KB after.
+TOOLS_LIST_BUDGET = 24_000
+
+
+def _wire(model) -> str:
+    """A result as the JSON-RPC message carries it (compact, no null fields)."""
+    return json.dumps(
+        model.model_dump(mode="json", by_alias=True, exclude_none=True),
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+
+
+async def test_tools_list_fits_the_budget(db_path):
+    async with connected(db_path, disabled_tools=[]) as client:
+        listed = await client.list_tools()
+    assert {tool.name for tool in listed.tools} == ALL_TOOLS  # every group is on
+    size = len(_wire(listed).encode())
+    assert size < TOOLS_LIST_BUDGET, f"tools/list is {size:,} bytes"
+    for tool in listed.tools:  # lean, yet every tool still says what it takes and returns
+        assert tool.description and tool.input_schema["type"] == "object", tool.name
+        assert tool.output_schema and tool.output_schema.get("required"), tool.name
+        assert "$defs" not in json.dumps(tool.input_schema), tool.name
+
+
+async def test_the_text_copy_is_the_structured_result_as_compact_json(db_path):
+    """MCP asks for the structured result serialised in a text block too; indenting it made
+    every answer a quarter larger."""
+    async with connected(db_path) as client:
+        await call(client, "memory_put", namespace="user:alice:p", key="k", value={"a": [1, 2]})
+        session = await call(client, "session_create", state={"step": 1})
+        for tool, args in (
+            ("memory_get", {"namespace": "user:alice:p", "key": "k"}),
+            ("memory_list", {"prefix": "user:alice"}),
+            ("session_get", {"session_id": session["id"]}),
+            ("task_create", {"prompt": "p"}),
+            ("index_status", {}),
+        ):
+            result = await client.call_tool(tool, args)
+            assert not result.is_error
+            [block] = result.content
+            assert json.loads(block.text) == result.structured_content, tool
+            assert "\n" not in block.text and '": ' not in block.text, block.text[:200]
