@@ -7,6 +7,7 @@ the pipeline's fusion, and reads the rows of the fused top ``k`` in that same sn
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
@@ -18,6 +19,8 @@ from abathur_memory.core.spaces import Space
 
 R = TypeVar("R")
 
+CONTEXT_PART = -1  # the part number of a memory's context vector (core/memory_units.py)
+
 
 @dataclass(frozen=True)
 class CandidateQuery:
@@ -26,6 +29,7 @@ class CandidateQuery:
     identity: str | None  # EmbeddingIdentity.key() the vector belongs to
     pool: int  # candidates per list, before fusion
     k: int  # hits wanted after fusion
+    spans: tuple[tuple[dt.datetime, dt.datetime], ...] = ()  # times the query names (memories)
     cut: int | None = None  # memory hits: longer values are cut (core/replies.py)
 
 
@@ -51,11 +55,29 @@ class DocumentScope:
 
 
 @dataclass(frozen=True)
+class MemoryFilters:
+    """What a memory search keeps, applied inside candidate selection (both lists, both
+    backends), never after the top k: a memory type, a span of the memory's time (its
+    moment: the date its value names, else when it was first stored), metadata equality."""
+
+    memory_type: str | None = None
+    after: dt.datetime | None = None  # inclusive
+    before: dt.datetime | None = None  # exclusive
+    metadata: tuple[tuple[str, str | int | float | bool], ...] = ()
+
+    @property
+    def any(self) -> bool:
+        return bool(self.memory_type or self.after or self.before or self.metadata)
+
+
+@dataclass(frozen=True)
 class MemoryScope:
-    """Which memories may be ranked: what ``principal`` may read, within ``prefix``."""
+    """Which memories may be ranked: what ``principal`` may read, within ``prefix``, kept
+    by ``filters``."""
 
     principal: Principal
     prefix: str | None = None
+    filters: MemoryFilters = MemoryFilters()
 
 
 @dataclass(frozen=True)
@@ -72,6 +94,18 @@ class Ranked:
 
 # (keyword list, semantic list, k) -> the fused top k; each list is (id, score), best first.
 Fuse = Callable[[list[tuple[int, float]], list[tuple[int, float]], int], list[Ranked]]
+# Memories: (keyword, semantic, context vectors, k, the candidates in a time the query
+# names) -> the fused top k.
+MemoryFuse = Callable[
+    [
+        list[tuple[int, float]],
+        list[tuple[int, float]],
+        list[tuple[int, float]],
+        int,
+        frozenset[int],
+    ],
+    list[Ranked],
+]
 
 
 @dataclass
@@ -106,6 +140,7 @@ class ChunkRow:
 class MemoryRow:
     entry: MemoryEntry
     text: str  # the words the keyword index holds for it
+    position: int = 0  # where it sits in its namespace (the id of its first version)
 
 
 @dataclass(frozen=True)

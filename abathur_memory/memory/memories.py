@@ -26,6 +26,7 @@ from abathur_memory.core.records import (
 )
 from abathur_memory.core.replies import DEFAULT_BOUNDS, Bounds, fitting
 from abathur_memory.core.search import MemoryScope
+from abathur_memory.core.search_filters import check_packing, search_filters
 from abathur_memory.errors import InvalidInput, NotFound
 from abathur_memory.memory.access import AccessGuard
 from abathur_memory.memory.namespaces import SCOPES, Access, clean, parse, validate_prefix
@@ -276,11 +277,29 @@ class MemoryService:
         prefix: str | None = None,
         k: int = 10,
         mode: str = "hybrid",
+        *,
+        context: int = 0,
+        max_tokens: int | None = None,
+        memory_type: str | None = None,
+        after: str | None = None,
+        before: str | None = None,
+        metadata: dict[str, Any] | None = None,
     ) -> MemorySearchResult:
         """Keyword and semantic search over what ``principal`` may read (the policy bounds
         the candidates in the store, so nothing unreadable is even ranked), optionally
-        within ``prefix`` (itself checked)."""
+        within ``prefix`` (itself checked) and kept by the filters, which apply inside
+        candidate selection. ``context`` adds each hit's neighbours; ``max_tokens`` packs
+        hits and neighbours into a budget."""
         if prefix is not None:
             segments = validate_prefix(prefix)
             await self.guard.check(principal, prefix, segments, Access.READ, "search")
-        return await self.retrieval.memories(query, k, mode, MemoryScope(principal, prefix))
+        filters = search_filters(memory_type, after, before, metadata)
+        check_packing(context, max_tokens)
+        return await self.retrieval.memories(
+            query,
+            k,
+            mode,
+            MemoryScope(principal, prefix, filters),
+            context=context,
+            max_tokens=max_tokens,
+        )

@@ -23,6 +23,7 @@ from abathur_memory.store.protocols import MemoryIndexStore, SpaceStore
 log = logging.getLogger(__name__)
 
 EMBED_BATCH = 64
+POOL_BATCH = 500  # context vectors pooled per write transaction
 POLL_S = 1.0  # how often another process's memory changes are looked for (one read)
 RETRY_MAX_S = 300.0
 
@@ -76,6 +77,9 @@ async def sync_vectors(
         ]
         await index.write_vectors(space, parts)
         done += len(memories)
+    # Context vectors are pooled from the vectors just written: no model call.
+    while await index.pool_contexts(space, POOL_BATCH):
+        pass
     return done
 
 

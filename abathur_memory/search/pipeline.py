@@ -23,6 +23,7 @@ import time
 from typing import TypeVar
 
 from abathur_memory.core.documents import Vector
+from abathur_memory.core.records import MemoryEntry
 from abathur_memory.core.replies import DEFAULT_BOUNDS, Bounds, fitting
 from abathur_memory.core.search import (
     CandidateQuery,
@@ -33,11 +34,19 @@ from abathur_memory.core.search import (
     Ranked,
 )
 from abathur_memory.core.spaces import Space
+from abathur_memory.core.when import spans_in
 from abathur_memory.embedders.base import Embedder
 from abathur_memory.errors import Unavailable
-from abathur_memory.search.fusion import fuse
+from abathur_memory.search.fusion import fuse, fuse_memories
+from abathur_memory.search.packing import pack
 from abathur_memory.search.query import Mode, check_k, check_mode, check_query, keyword_terms
-from abathur_memory.search.results import Hit, MemoryHit, MemorySearchResult, SearchResult
+from abathur_memory.search.results import (
+    Hit,
+    MemoryHit,
+    MemoryNeighbour,
+    MemorySearchResult,
+    SearchResult,
+)
 from abathur_memory.search.snippets import snippet
 from abathur_memory.store.protocols import SearchStore, SpaceStore
 
@@ -107,7 +116,14 @@ class Retrieval:
         return result
 
     async def memories(
-        self, query: str, k: int, mode: str, scope: MemoryScope
+        self,
+        query: str,
+        k: int,
+        mode: str,
+        scope: MemoryScope,
+        *,
+        context: int = 0,
+        max_tokens: int | None = None,
     ) -> MemorySearchResult:
         query, k, wanted = check_query(query), check_k(k), check_mode(mode)
         degraded: str | None = None
@@ -126,24 +142,36 @@ class Retrieval:
             pool=CANDIDATES,
             k=k,
             cut=self.bounds.field_bytes,
+            spans=tuple((span.start, span.end) for span in spans_in(query)),
         )
-        found = await self.search.memories(candidates, scope, fuse)
+        found = await self.search.memories(candidates, scope, fuse_memories)
         if vector is not None and not found.vector_used:
             degraded, mode_used = MEMORIES_NOT_EMBEDDED, "keyword"
-        hits, omitted = self._fitted(
-            [
-                _memory_hit(ranked, found.rows[ranked.id], terms)
-                for ranked in found.ranked
-                if ranked.id in found.rows
-            ]
-        )
+        rows = [found.rows[ranked.id] for ranked in found.ranked if ranked.id in found.rows]
+        neighbours: dict[int, list[tuple[int, MemoryEntry]]] = {}
+        if context and rows:
+            neighbours = await self.search.memory_neighbours(
+                [(row.entry.id, row.entry.namespace, row.position) for row in rows],
+                context,
+                self.bounds.field_bytes,
+            )
+        hits = [
+            _memory_hit(ranked, found.rows[ranked.id], terms, neighbours, bool(context))
+            for ranked in found.ranked
+            if ranked.id in found.rows
+        ]
+        packed = None
+        if max_tokens is not None:
+            hits, packed = pack(hits, max_tokens)
+        fitted, omitted = self._fitted(hits)
         return MemorySearchResult(
             query=query,
             mode_used=mode_used,
             degraded=degraded,
             pending=found.pending,
-            results=hits,
+            results=fitted,
             omitted=omitted,
+            packed=packed,
         )
 
     def _fitted(self, hits: list[H]) -> tuple[list[H], int | None]:
@@ -206,7 +234,13 @@ def _document_hit(ranked: Ranked, row: ChunkRow, terms: list[str]) -> Hit:
     )
 
 
-def _memory_hit(ranked: Ranked, row: MemoryRow, terms: list[str]) -> MemoryHit:
+def _memory_hit(
+    ranked: Ranked,
+    row: MemoryRow,
+    terms: list[str],
+    neighbours: dict[int, list[tuple[int, MemoryEntry]]],
+    with_context: bool,
+) -> MemoryHit:
     entry = row.entry
     return MemoryHit(
         namespace=entry.namespace,
@@ -222,6 +256,20 @@ def _memory_hit(ranked: Ranked, row: MemoryRow, terms: list[str]) -> MemoryHit:
         snippet=snippet(row.text, terms, MEMORY_SNIPPET_CHARS),
         updated_at=entry.updated_at,
         truncated=entry.truncated,
+        context=[
+            MemoryNeighbour(
+                key=near.key,
+                version=near.version,
+                offset=offset,
+                value=near.value,
+                memory_type=near.memory_type,
+                updated_at=near.updated_at,
+                truncated=near.truncated,
+            )
+            for offset, near in neighbours.get(entry.id, [])
+        ]
+        if with_context
+        else None,
     )
 
 

@@ -63,6 +63,18 @@ class SearchResult(BaseModel):
     embed_ms: float = 0.0
 
 
+class MemoryNeighbour(BaseModel):
+    """A memory stored next to a hit in its namespace (``offset`` -1: just before it)."""
+
+    key: str
+    version: int
+    offset: int
+    value: JsonAny
+    memory_type: str
+    updated_at: str
+    truncated: dict[str, int] | None = truncated_marker()
+
+
 class MemoryHit(BaseModel):
     """One memory that matched, with the parts of its score."""
 
@@ -79,6 +91,21 @@ class MemoryHit(BaseModel):
     snippet: str
     updated_at: str
     truncated: dict[str, int] | None = truncated_marker()
+    context: list[MemoryNeighbour] | None = Field(
+        default=None,
+        exclude_if=absent,
+        description="Its neighbours in stored order (with context=n), nearest kept first "
+        "when packed.",
+    )
+
+
+class Packing(BaseModel):
+    """What max_tokens kept: whole memories, best hits first, never one cut in half."""
+
+    max_tokens: int
+    used_tokens: int
+    hits_left_out: int
+    neighbours_left_out: int
 
 
 class MemorySearchResult(BaseModel):
@@ -91,3 +118,4 @@ class MemorySearchResult(BaseModel):
     )
     results: list[MemoryHit]
     omitted: int | None = Field(default=None, exclude_if=absent, description=OMITTED)
+    packed: Packing | None = Field(default=None, exclude_if=absent)

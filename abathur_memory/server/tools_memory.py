@@ -9,6 +9,7 @@ from mcp.server.mcpserver.tools.base import Tool
 from pydantic import BaseModel, Field
 
 from abathur_memory.core.records import MemoryEntry, PutResult, truncated_marker
+from abathur_memory.core.search_filters import MAX_CONTEXT, MAX_MAX_TOKENS, MIN_MAX_TOKENS
 from abathur_memory.core.values import JsonAny
 from abathur_memory.search.results import MemorySearchResult
 from abathur_memory.server.context import (
@@ -196,11 +197,46 @@ async def memory_search(
     ] = None,
     k: Annotated[int, Field(ge=1, le=100, description="How many results.")] = 10,
     mode: Literal["hybrid", "keyword", "semantic"] = "hybrid",
+    context: Annotated[
+        int, Field(ge=0, le=MAX_CONTEXT, description="Neighbours to return on each side.")
+    ] = 0,
+    max_tokens: Annotated[
+        int | None,
+        Field(
+            ge=MIN_MAX_TOKENS,
+            le=MAX_MAX_TOKENS,
+            description="Pack hits and neighbours, best first, into this many tokens.",
+        ),
+    ] = None,
+    memory_type: MemoryType | None = None,
+    after: Annotated[
+        str | None, Field(max_length=64, description="ISO 8601: memories of this time or later.")
+    ] = None,
+    before: Annotated[
+        str | None, Field(max_length=64, description="ISO 8601: memories before this time.")
+    ] = None,
+    metadata: Annotated[
+        dict[str, str | int | float | bool] | None,
+        Field(description="Only memories whose metadata has these values."),
+    ] = None,
 ) -> MemorySearchResult:
-    """Search your memories by meaning and keywords (only namespaces you may read). Long
-    values are cut as memory_list cuts them."""
+    """Search your memories by meaning and keywords (only namespaces you may read). A
+    memory's time is the date its value names, else when it was first stored. Long values
+    are cut as memory_list cuts them."""
     runtime, principal = acting(ctx)
-    return await runtime.memories.search(principal, query, prefix, k, mode)
+    return await runtime.memories.search(
+        principal,
+        query,
+        prefix,
+        k,
+        mode,
+        context=context,
+        max_tokens=max_tokens,
+        memory_type=memory_type,
+        after=after,
+        before=before,
+        metadata=metadata,
+    )
 
 
 def tools() -> list[Tool]:

@@ -57,6 +57,7 @@ from abathur_memory.core.search import (
     DocumentScope,
     Found,
     Fuse,
+    MemoryFuse,
     MemoryRow,
     MemoryScope,
     MemoryVectorPart,
@@ -450,6 +451,11 @@ class MemoryIndexStore(Protocol):
 
     async def write_vectors(self, space: Space, parts: Sequence[MemoryVectorPart]) -> None: ...
 
+    async def pool_contexts(self, space: Space, limit: int) -> int:
+        """Pool up to ``limit`` missing or stale context vectors from their windows' own
+        vectors (core/memory_units.py); returns how many were written."""
+        ...
+
 
 class SearchStore(Protocol):
     """Candidates for the retrieval pipeline, each search in one read snapshot."""
@@ -462,10 +468,20 @@ class SearchStore(Protocol):
         ...
 
     async def memories(
-        self, query: CandidateQuery, scope: MemoryScope, fuse: Fuse
+        self, query: CandidateQuery, scope: MemoryScope, fuse: MemoryFuse
     ) -> Found[MemoryRow]:
         """The same over the live memories the scope may read (the space of the query
-        vector's identity); ``pending`` counts changes not indexed yet."""
+        vector's identity), with each memory's context vector as a third list and its
+        filters applied inside both candidate lists; ``pending`` counts changes not indexed
+        yet."""
+        ...
+
+    async def memory_neighbours(
+        self, hits: list[tuple[int, str, int]], around: int, cut: int | None
+    ) -> dict[int, list[tuple[int, MemoryEntry]]]:
+        """For each (entry id, namespace, position): up to ``around`` live memories stored
+        before and after it in its namespace, as (offset, entry) in stored order (values
+        cut as listings cut them)."""
         ...
 
 

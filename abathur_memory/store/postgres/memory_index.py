@@ -16,11 +16,17 @@ key in ``memory_search_index``).
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 from collections.abc import Sequence
+from typing import Any
 
+import numpy as np
+
+from abathur_memory.core import memory_units
 from abathur_memory.core.memory_text import memory_text
-from abathur_memory.core.search import MemoryVectorPart, UnembeddedMemory
+from abathur_memory.core.memory_units import CONTEXT_AFTER, CONTEXT_BEFORE, Neighbour
+from abathur_memory.core.search import CONTEXT_PART, MemoryVectorPart, UnembeddedMemory
 from abathur_memory.core.spaces import Space
 from abathur_memory.store.postgres import spaces
 from abathur_memory.store.postgres.connection import Conn, Database
@@ -49,9 +55,13 @@ WHERE a.memory_operation_type IS NOT NULL
   AND NOT pg_visible_in_snapshot(a.tx, %(snapshot)s::pg_snapshot)
 """
 _LATEST_LIVE = """
-SELECT id, value FROM memory_entries
+SELECT id, value, memory_type FROM memory_entries
 WHERE namespace = %s AND key = %s AND NOT is_deleted
 ORDER BY version DESC LIMIT 1
+"""
+_FIRST = """
+SELECT id, created_at FROM memory_entries WHERE namespace = %s AND key = %s
+ORDER BY version LIMIT 1
 """
 
 
@@ -98,64 +108,202 @@ async def vectors_behind(conn: Conn, space: Space | None, cap: int = 10_000) -> 
     """Indexed memories ``space`` has no vector for (all of them with no space yet)."""
     if space is None:
         sql = "SELECT count(*) FROM (SELECT 1 FROM memory_search_index LIMIT %s) AS n"
-    else:
-        sql = f"SELECT count(*) FROM ({_missing_sql(space)}) AS n"
-    row = await (await conn.execute(sql, (cap,))).fetchone()
-    return int(row[0]) if row else 0
+        row = await (await conn.execute(sql, (cap,))).fetchone()
+        return int(row[0]) if row else 0
+    total = 0
+    for source in (_missing_sql(space), _stale_contexts_sql(space)):
+        query = f"SELECT count(*) FROM ({source}) AS n"
+        row = await (await conn.execute(query, (cap,))).fetchone()
+        total += int(row[0]) if row else 0
+    return total
 
 
 def _missing_sql(space: Space) -> str:
     return (
         "SELECT k.entry_id, k.key, k.text FROM memory_search_index AS k"
         f" WHERE NOT EXISTS (SELECT 1 FROM {space.memory_vectors} AS v"
-        "                   WHERE v.entry_id = k.entry_id) ORDER BY k.entry_id LIMIT %s"
+        "                   WHERE v.entry_id = k.entry_id AND v.part >= 0)"
+        " ORDER BY k.entry_id LIMIT %s"
     )
 
 
-async def _refresh_key(conn: Conn, namespace: str, key: str) -> int:
-    """Point the key's index row at its latest live version (or drop it)."""
+def _stale_contexts_sql(space: Space) -> str:
+    """Memories whose context vector is missing or was pooled from another window."""
+    return (
+        "SELECT k.entry_id, k.window_ids, k.window_signature FROM memory_search_index AS k"
+        f" LEFT JOIN {space.memory_vectors} AS v ON v.entry_id = k.entry_id AND v.part = -1"
+        " WHERE k.window_signature IS NOT NULL"
+        " AND (v.entry_id IS NULL OR v.text_hash IS DISTINCT FROM k.window_signature)"
+        " ORDER BY k.entry_id LIMIT %s"
+    )
+
+
+async def _refresh_key(conn: Conn, namespace: str, key: str) -> tuple[bool, int]:
+    """Point the key's index row at its latest live version (or drop it): whether anything
+    changed, and the key's position in its namespace."""
     latest = await (await conn.execute(_LATEST_LIVE, (namespace, key))).fetchone()
     live_id = latest[0] if latest is not None else None
     mapped = await (
         await conn.execute(
-            "SELECT entry_id FROM memory_search_index WHERE namespace = %s AND key = %s",
+            "SELECT entry_id, position FROM memory_search_index WHERE namespace = %s AND key = %s",
             (namespace, key),
         )
     ).fetchone()
     if mapped is not None and mapped[0] == live_id:
-        return 0
+        return False, 0
     await conn.execute(
         "DELETE FROM memory_search_index WHERE namespace = %s AND key = %s", (namespace, key)
     )
     if live_id is None or latest is None:
-        return 0
+        return mapped is not None, int(mapped[1]) if mapped is not None else 0
+    position = await _index(conn, live_id, namespace, key, latest[1], latest[2])
+    return True, position
+
+
+async def _index(
+    conn: Conn, entry_id: int, namespace: str, key: str, value: Any, memory_type: str
+) -> int:
+    """Index one live version (its window is set by the caller); returns its position."""
+    facts = memory_units.placement(value, memory_type)
+    first = await (await conn.execute(_FIRST, (namespace, key))).fetchone()
+    assert first is not None
+    position = int(first[0])
+    moment = facts.moment if facts.moment is not None else _aware(first[1])
     await conn.execute(
-        "INSERT INTO memory_search_index (entry_id, namespace, key, text) VALUES (%s, %s, %s, %s)",
-        (live_id, namespace, key, memory_text(key, latest[1])),
+        "INSERT INTO memory_search_index (entry_id, namespace, key, text, position, moment,"
+        " contextual) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+        (entry_id, namespace, key, memory_text(key, value), position, moment, facts.contextual),
     )
-    return 1
+    return position
+
+
+def _aware(moment: Any) -> dt.datetime | None:
+    """A timestamp as an aware datetime (the connection may load them as ISO text)."""
+    if moment is None or isinstance(moment, dt.datetime):
+        return moment
+    parsed = dt.datetime.fromisoformat(str(moment).replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.UTC)
+
+
+def _day(moment: Any) -> str | None:
+    """The form the window rule compares (its first 10 characters are the day, in UTC)."""
+    aware = _aware(moment)
+    return None if aware is None else aware.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+_NEIGHBOUR_COLUMNS = "entry_id, moment, contextual, position"
+
+
+async def _neighbours(
+    conn: Conn, namespace: str, position: int, side: str, limit: int
+) -> list[Neighbour]:
+    """The nearest live memories before (``<``) or after (``>``) a position, nearest first."""
+    order = "DESC" if side == "<" else "ASC"
+    rows = await (
+        await conn.execute(
+            f"SELECT {_NEIGHBOUR_COLUMNS} FROM memory_search_index"
+            f" WHERE namespace = %s AND position {side} %s ORDER BY position {order} LIMIT %s",
+            (namespace, position, limit),
+        )
+    ).fetchall()
+    return [Neighbour(row[0], _day(row[1]), bool(row[2])) for row in rows]
+
+
+async def _refresh_windows_near(conn: Conn, touched: set[tuple[str, int]]) -> None:
+    """Refresh the window of every live memory a change at ``touched`` may have moved: the
+    memory there and its neighbours on each side."""
+    targets: dict[int, tuple[str, int, str | None, bool]] = {}
+    for namespace, position in touched:
+        rows = await (
+            await conn.execute(
+                f"(SELECT {_NEIGHBOUR_COLUMNS} FROM memory_search_index"
+                " WHERE namespace = %s AND position < %s ORDER BY position DESC LIMIT %s)"
+                " UNION ALL"
+                f" (SELECT {_NEIGHBOUR_COLUMNS} FROM memory_search_index"
+                " WHERE namespace = %s AND position >= %s ORDER BY position LIMIT %s)",
+                (namespace, position, CONTEXT_AFTER, namespace, position, CONTEXT_BEFORE + 1),
+            )
+        ).fetchall()
+        for entry_id, moment, contextual, at in rows:
+            targets[entry_id] = (namespace, int(at), _day(moment), bool(contextual))
+    for entry_id, (namespace, position, moment, contextual) in targets.items():
+        window: list[int] = []
+        if contextual:
+            window = memory_units.window_of(
+                moment,
+                await _neighbours(conn, namespace, position, "<", CONTEXT_BEFORE),
+                await _neighbours(conn, namespace, position, ">", CONTEXT_AFTER),
+            )
+        await _set_window(conn, entry_id, window)
+
+
+async def _set_window(conn: Conn, entry_id: int, window: list[int]) -> None:
+    """Record a memory's window and the words of its neighbours (only when it moved)."""
+    current = await (
+        await conn.execute(
+            "SELECT window_ids FROM memory_search_index WHERE entry_id = %s", (entry_id,)
+        )
+    ).fetchone()
+    if current is not None and list(current[0]) == window:
+        return
+    words = ""
+    if window:
+        rows = await (
+            await conn.execute(
+                "SELECT entry_id, text FROM memory_search_index WHERE entry_id = ANY(%s)",
+                (window,),
+            )
+        ).fetchall()
+        texts = {row[0]: row[1] for row in rows}
+        words = " ".join(texts.get(member, "") for member in window)
+    signature = (
+        hashlib.sha256(memory_units.window_signature(entry_id, window).encode()).hexdigest()
+        if window
+        else None
+    )
+    await conn.execute(
+        "UPDATE memory_search_index SET context = %s, window_ids = %s, window_signature = %s"
+        " WHERE entry_id = %s",
+        (words, window, signature, entry_id),
+    )
 
 
 async def _rebuild(conn: Conn) -> int:
     await conn.execute("DELETE FROM memory_search_index")
     live = await (
         await conn.execute(
-            "SELECT DISTINCT ON (namespace, key) id, namespace, key, value, is_deleted"
-            " FROM memory_entries ORDER BY namespace, key, version DESC"
+            "SELECT DISTINCT ON (namespace, key) id, namespace, key, value, memory_type,"
+            " is_deleted FROM memory_entries ORDER BY namespace, key, version DESC"
         )
     ).fetchall()
-    rows = [
-        (entry_id, namespace, key, memory_text(key, value))
-        for entry_id, namespace, key, value, deleted in live
-        if not deleted
-    ]
-    if rows:
-        await conn.cursor().executemany(
-            "INSERT INTO memory_search_index (entry_id, namespace, key, text)"
-            " VALUES (%s, %s, %s, %s)",
-            rows,
+    count = 0
+    for entry_id, namespace, key, value, memory_type, deleted in live:
+        if not deleted:
+            await _index(conn, entry_id, namespace, key, value, memory_type)
+            count += 1
+    await _rebuild_windows(conn)
+    return count
+
+
+async def _rebuild_windows(conn: Conn) -> None:
+    rows = await (
+        await conn.execute(
+            f"SELECT namespace, {_NEIGHBOUR_COLUMNS} FROM memory_search_index"
+            " ORDER BY namespace, position"
         )
-    return len(rows)
+    ).fetchall()
+    by_namespace: dict[str, list[Neighbour]] = {}
+    for namespace, entry_id, moment, contextual, _ in rows:
+        by_namespace.setdefault(namespace, []).append(
+            Neighbour(entry_id, _day(moment), bool(contextual))
+        )
+    for ordered in by_namespace.values():
+        for index, own in enumerate(ordered):
+            if not own.contextual:
+                continue
+            before = ordered[max(0, index - CONTEXT_BEFORE) : index][::-1]
+            after = ordered[index + 1 : index + 1 + CONTEXT_AFTER]
+            await _set_window(conn, own.entry_id, memory_units.window_of(own.moment, before, after))
 
 
 async def sync_keywords(conn: Conn) -> int:
@@ -179,8 +327,13 @@ async def sync_keywords(conn: Conn) -> int:
         else:
             changed = await (await conn.execute(_CHANGED_KEYS, {"snapshot": applied})).fetchall()
             updated = 0
+            touched: set[tuple[str, int]] = set()
             for namespace, key in changed:
-                updated += await _refresh_key(conn, namespace, key)
+                moved, position = await _refresh_key(conn, namespace, key)
+                if moved:
+                    updated += 1
+                    touched.add((namespace, position))
+            await _refresh_windows_near(conn, touched)
         await _advance_snapshot(conn, applied, str(now[0]))
         return updated
 
@@ -248,3 +401,70 @@ class PostgresMemoryIndexStore:
             await spaces.bump_generation(conn, space)
 
         await self.db.transaction(work, what="writing memory vectors")
+
+    async def pool_contexts(self, space: Space, limit: int) -> int:
+        async def check(conn: Conn) -> bool:
+            return await _contexts_to_pool(conn, space)
+
+        async def pool(conn: Conn) -> int:
+            return await _pool_contexts(conn, space, limit)
+
+        if not await self.db.run(check, what="reading the memory index"):
+            return 0
+        return await self.db.transaction(pool, what="pooling context vectors")
+
+
+async def _contexts_to_pool(conn: Conn, space: Space) -> bool:
+    """Whether any context vector is missing, stale or no longer wanted (a read, so an idle
+    server writes nothing)."""
+    stale = await (await conn.execute(_stale_contexts_sql(space), (1,))).fetchone()
+    if stale is not None:
+        return True
+    orphan = await (
+        await conn.execute(
+            f"SELECT 1 FROM {space.memory_vectors} AS v JOIN memory_search_index AS k"
+            " ON k.entry_id = v.entry_id WHERE v.part = -1 AND k.window_signature IS NULL"
+            " LIMIT 1"
+        )
+    ).fetchone()
+    return orphan is not None
+
+
+async def _pool_contexts(conn: Conn, space: Space, limit: int) -> int:
+    """Pool missing or stale context vectors from the window's own vectors (no model
+    call); a window with a member not embedded yet waits. Returns how many."""
+    await conn.execute(
+        f"DELETE FROM {space.memory_vectors} AS v USING memory_search_index AS k"
+        " WHERE v.entry_id = k.entry_id AND v.part = -1 AND k.window_signature IS NULL"
+    )
+    stale = await (await conn.execute(_stale_contexts_sql(space), (limit,))).fetchall()
+    if not stale:
+        return 0
+    windows = {row[0]: (list(row[1]), row[2]) for row in stale}
+    wanted = sorted({*windows, *(m for window, _ in windows.values() for m in window)})
+    parts: dict[int, list[np.ndarray]] = {}
+    found = await (
+        await conn.execute(
+            f"SELECT entry_id, embedding FROM {space.memory_vectors}"
+            " WHERE part >= 0 AND entry_id = ANY(%s)",
+            (wanted,),
+        )
+    ).fetchall()
+    for entry_id, embedding in found:
+        parts.setdefault(entry_id, []).append(np.asarray(embedding, dtype=np.float32))
+    rows = []
+    for entry_id, (window, signature) in windows.items():
+        members = [entry_id, *window]
+        if any(member not in parts for member in members):
+            continue
+        vector = memory_units.pooled([memory_units.pooled(parts[m]) for m in members])
+        rows.append((entry_id, CONTEXT_PART, signature, vector))
+    if rows:
+        await conn.cursor().executemany(
+            f"INSERT INTO {space.memory_vectors} (entry_id, part, text_hash, embedding)"
+            " VALUES (%s, %s, %s, %s) ON CONFLICT (entry_id, part) DO UPDATE SET"
+            " text_hash = excluded.text_hash, embedding = excluded.embedding",
+            rows,
+        )
+        await spaces.bump_generation(conn, space)
+    return len(rows)

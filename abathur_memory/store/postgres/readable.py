@@ -5,9 +5,11 @@ SQLite does."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from abathur_memory.core.principal import Principal
+from abathur_memory.core.search import MemoryFilters
 
 
 def readable_sql(
@@ -46,3 +48,23 @@ def readable_sql(
             condition += f" AND ({column} = %s OR ({column} > %s AND {column} < %s))"
             params.extend([prefix, prefix + ":", prefix + ";"])
     return condition, params
+
+
+def memory_filter_sql(filters: MemoryFilters) -> tuple[str, list[Any]]:
+    """`` AND ...`` conditions on ``m`` (memory_entries) and ``k`` (memory_search_index) for
+    a search's filters, applied inside candidate selection (SQLite's memory_filter_sql)."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if filters.memory_type is not None:
+        clauses.append("m.memory_type = %s")
+        params.append(filters.memory_type)
+    if filters.after is not None:
+        clauses.append("k.moment >= %s")
+        params.append(filters.after)
+    if filters.before is not None:
+        clauses.append("k.moment < %s")
+        params.append(filters.before)
+    for name, value in filters.metadata:
+        clauses.append("m.metadata @> %s::jsonb")
+        params.append(json.dumps({name: value}))
+    return "".join(f" AND {clause}" for clause in clauses), params

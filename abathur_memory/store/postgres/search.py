@@ -23,19 +23,21 @@ import numpy as np
 
 from abathur_memory.core.records import MemoryEntry
 from abathur_memory.core.search import (
+    CONTEXT_PART,
     SNIPPET_SOURCE_CHARS,
     CandidateQuery,
     ChunkRow,
     DocumentScope,
     Found,
     Fuse,
+    MemoryFuse,
     MemoryRow,
     MemoryScope,
 )
 from abathur_memory.core.spaces import EmbeddingIdentity, Space, same_vectors
 from abathur_memory.store.postgres import keywords, memory_index, placement, rows
 from abathur_memory.store.postgres.connection import Conn, Database
-from abathur_memory.store.postgres.readable import readable_sql
+from abathur_memory.store.postgres.readable import memory_filter_sql, readable_sql
 from abathur_memory.store.postgres.spaces import active_space, memory_space
 
 # HNSW's search breadth. On clustered vectors (bench/two_backends.py, 100k x 384, m=16,
@@ -198,10 +200,11 @@ async def _memory_keywords(
     planned = await keywords.plan(conn, "memory_search_index", query.terms, stats)
     if planned is None:
         return []
-    score, score_params = planned.score_sql("k.tsv")
+    score, score_params = planned.score_sql("k.tsv", keywords.MEMORY_RANK_WEIGHTS)
     sql = (
         f"SELECT k.entry_id, {score} AS score"
-        " FROM memory_search_index AS k, websearch_to_tsquery('english', %s) AS r"
+        " FROM memory_search_index AS k JOIN memory_entries AS m ON m.id = k.entry_id,"
+        " websearch_to_tsquery('english', %s) AS r"
         f" WHERE k.tsv @@ r AND {where} ORDER BY score DESC, k.entry_id LIMIT %s"
     )
     return await _ranked(conn, sql, planned, score_params, params, query)
@@ -209,22 +212,46 @@ async def _memory_keywords(
 
 async def _memory_vectors(
     conn: Conn, space: Space, vector: Any, where: str, params: list[Any], limit: int, near: str
-) -> list[tuple[int, float]]:
-    """Nearest parts among readable memories; each memory scored by its best part."""
+) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+    """Nearest rows among readable memories that pass the filters (HNSW's iterative scan
+    keeps going until enough pass): each memory's own score (its best part) and its context
+    vector's score, each best first."""
     await conn.execute(b"SET LOCAL hnsw.iterative_scan = relaxed_order")
     found = await (
         await conn.execute(
-            f"SELECT v.entry_id, 1 - (v.embedding {near} %s) AS score FROM {space.memory_vectors}"
-            " AS v JOIN memory_search_index AS k ON k.entry_id = v.entry_id"
+            f"SELECT v.entry_id, v.part, 1 - (v.embedding {near} %s) AS score"
+            f" FROM {space.memory_vectors} AS v"
+            " JOIN memory_search_index AS k ON k.entry_id = v.entry_id"
+            " JOIN memory_entries AS m ON m.id = k.entry_id"
             f" WHERE {where} ORDER BY v.embedding {near} %s LIMIT %s",
-            [vector, *params, vector, limit * 2],
+            [vector, *params, vector, limit * 4],
         )
     ).fetchall()
-    best: dict[int, float] = {}
-    for entry_id, score in found:
-        if float(score) > best.get(entry_id, -2.0):
-            best[entry_id] = float(score)
-    return sorted(best.items(), key=lambda item: -item[1])[:limit]
+    own: dict[int, float] = {}
+    around: dict[int, float] = {}
+    for entry_id, part, score in found:
+        if part == CONTEXT_PART:
+            around[entry_id] = float(score)
+        elif float(score) > own.get(entry_id, -2.0):
+            own[entry_id] = float(score)
+    return (
+        sorted(own.items(), key=lambda item: -item[1])[:limit],
+        sorted(around.items(), key=lambda item: -item[1])[:limit],
+    )
+
+
+async def _timely(conn: Conn, ids: set[int], spans: tuple[tuple[Any, Any], ...]) -> frozenset[int]:
+    """The candidates whose moment lies in one of the spans the query names."""
+    if not ids or not spans:
+        return frozenset()
+    within = " OR ".join("(moment >= %s AND moment < %s)" for _ in spans)
+    found = await (
+        await conn.execute(
+            f"SELECT entry_id FROM memory_search_index WHERE entry_id = ANY(%s) AND ({within})",
+            [sorted(ids), *(bound for span in spans for bound in span)],
+        )
+    ).fetchall()
+    return frozenset(row[0] for row in found)
 
 
 async def _memory_rows(conn: Conn, ids: list[int], cut: int | None) -> dict[int, MemoryRow]:
@@ -234,15 +261,40 @@ async def _memory_rows(conn: Conn, ids: list[int], cut: int | None) -> dict[int,
     found = await (
         await conn.execute(
             f"SELECT {rows.listed(rows.MEMORY, ('value',), cut, 'm')},"
-            f" left(k.text, {SNIPPET_SOURCE_CHARS}) FROM memory_entries AS m"
+            f" left(k.text, {SNIPPET_SOURCE_CHARS}), k.position FROM memory_entries AS m"
             " JOIN memory_search_index AS k ON k.entry_id = m.id WHERE m.id = ANY(%s)",
             (ids,),
         )
     ).fetchall()
     out: dict[int, MemoryRow] = {}
     for row in found:
-        entry: MemoryEntry = rows.memory(row[:-1], rows.NO_CUT if cut is None else cut)
-        out[entry.id] = MemoryRow(entry, row[-1])
+        entry: MemoryEntry = rows.memory(row[:-2], rows.NO_CUT if cut is None else cut)
+        out[entry.id] = MemoryRow(entry, row[-2], int(row[-1]))
+    return out
+
+
+async def _memory_neighbours(
+    conn: Conn, hits: list[tuple[int, str, int]], around: int, cut: int | None
+) -> dict[int, list[tuple[int, MemoryEntry]]]:
+    columns = rows.listed(rows.MEMORY, ("value",), cut, "m")
+    out: dict[int, list[tuple[int, MemoryEntry]]] = {}
+    for entry_id, namespace, position in hits:
+        near: list[tuple[int, MemoryEntry]] = []
+        for side, order, sign in (("<", "DESC", -1), (">", "ASC", 1)):
+            found = await (
+                await conn.execute(
+                    f"SELECT {columns} FROM memory_search_index AS k"
+                    " JOIN memory_entries AS m ON m.id = k.entry_id"
+                    f" WHERE k.namespace = %s AND k.position {side} %s"
+                    f" ORDER BY k.position {order} LIMIT %s",
+                    (namespace, position, around),
+                )
+            ).fetchall()
+            near += [
+                (sign * (index + 1), rows.memory(row, rows.NO_CUT if cut is None else cut))
+                for index, row in enumerate(found)
+            ]
+        out[entry_id] = sorted(near, key=lambda item: item[0])
     return out
 
 
@@ -282,7 +334,7 @@ class PostgresSearchStore:
         return await self.db.run(work, what="searching documents")
 
     async def memories(
-        self, query: CandidateQuery, scope: MemoryScope, fuse: Fuse
+        self, query: CandidateQuery, scope: MemoryScope, fuse: MemoryFuse
     ) -> Found[MemoryRow]:
         async def work(conn: Conn) -> Found[MemoryRow]:
             async with conn.transaction():
@@ -297,19 +349,32 @@ class PostgresSearchStore:
                     pending += await memory_index.vectors_behind(conn, space)
                 vector = query.vector if space is not None else None
                 where, params = readable_sql(scope.principal, scope.prefix)
+                narrowed, narrowed_params = memory_filter_sql(scope.filters)
+                where, params = where + narrowed, [*params, *narrowed_params]
                 keyword: list[tuple[int, float]] = []
                 if query.terms:
                     keyword = await _memory_keywords(conn, query, where, params, self.term_stats)
                 semantic: list[tuple[int, float]] = []
+                context: list[tuple[int, float]] = []
                 if vector is not None and space is not None:
-                    semantic = await _memory_vectors(
+                    semantic, context = await _memory_vectors(
                         conn, space, _as_vector(vector), where, params, query.pool, self._near()
                     )
-                ranked = fuse(keyword, semantic, query.k)
+                candidates = {c for c, _ in (*keyword, *semantic, *context)}
+                timely = await _timely(conn, candidates, query.spans)
+                ranked = fuse(keyword, semantic, context, query.k, timely)
                 found_rows = await _memory_rows(conn, [r.id for r in ranked], query.cut)
                 return Found(space, vector is not None, ranked, found_rows, pending)
 
         return await self.db.run(work, what="searching memories")
+
+    async def memory_neighbours(
+        self, hits: list[tuple[int, str, int]], around: int, cut: int | None
+    ) -> dict[int, list[tuple[int, MemoryEntry]]]:
+        async def work(conn: Conn) -> dict[int, list[tuple[int, MemoryEntry]]]:
+            return await _memory_neighbours(conn, hits, around, cut)
+
+        return await self.db.run(work, what="reading memories")
 
 
 def _as_vector(vector: Any) -> Any:

@@ -6,15 +6,25 @@ the last one applied, and the vectors of a space follow the keyword index. The c
 (``meta.memory_index_audit_id``) is the id of the last audit row applied, or ``-1`` when
 the keyword index must be rebuilt from the live memories (a new or upgraded database, or a
 repair).
+
+A memory that is part of a sequence (core/memory_units.py) also carries its *context*: the
+words of its neighbours in the ``context`` column, and a context vector (part -1) pooled
+from the window's vectors. When a key changes, the windows of its neighbours are refreshed
+with it; a context vector whose window changed is pooled again by the vector catch-up.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 
+import numpy as np
+
+from abathur_memory.core import memory_units
 from abathur_memory.core.memory_text import memory_text
-from abathur_memory.core.search import MemoryVectorPart, UnembeddedMemory
+from abathur_memory.core.memory_units import CONTEXT_AFTER, CONTEXT_BEFORE, Neighbour
+from abathur_memory.core.search import CONTEXT_PART, MemoryVectorPart, UnembeddedMemory
 from abathur_memory.core.spaces import Space
 from abathur_memory.core.values import decode
 from abathur_memory.store.sqlite import driver, timestamps
@@ -76,8 +86,13 @@ def sync_keywords(conn: driver.Connection) -> int:
         ).fetchall()
         if not changes:
             break
+        touched: set[tuple[str, int]] = set()
         for address in dict.fromkeys((c[1], c[2]) for c in changes):
-            updated += _refresh_key(conn, *address)
+            changed, position = _refresh_key(conn, *address)
+            if changed:
+                updated += 1
+                touched.add((address[0], position))
+        _refresh_windows_near(conn, touched)
         cursor = changes[-1][0]
     last = conn.execute("SELECT COALESCE(max(id), 0) FROM audit").fetchone()[0]
     _set_cursor(conn, max(cursor, last))
@@ -88,12 +103,14 @@ def _rebuild(conn: driver.Connection) -> int:
     conn.execute("DELETE FROM memory_fts")
     conn.execute("DELETE FROM memory_fts_keys")
     live = conn.execute(
-        "SELECT m.id, m.namespace, m.key, m.value FROM memory_entries AS m"
+        "SELECT m.id, m.namespace, m.key, m.value, m.memory_type FROM memory_entries AS m"
         " WHERE m.is_deleted = 0 AND m.version = (SELECT MAX(v.version) FROM memory_entries"
         " AS v WHERE v.namespace = m.namespace AND v.key = m.key)"
     ).fetchall()
-    for entry_id, namespace, key, value in live:
-        _index(conn, entry_id, namespace, key, value)
+    for entry_id, namespace, key, value, memory_type in live:
+        _index(conn, entry_id, namespace, key, value, memory_type)
+    for (namespace,) in conn.execute("SELECT DISTINCT namespace FROM memory_fts_keys").fetchall():
+        _rebuild_windows(conn, namespace)
     # Everything up to the newest audit row is now reflected (the transaction holds the write
     # lock, so no change can slip in between the read of the live rows and this one).
     last = conn.execute("SELECT COALESCE(max(id), 0) FROM audit").fetchone()[0]
@@ -101,9 +118,12 @@ def _rebuild(conn: driver.Connection) -> int:
     return len(live)
 
 
-def _refresh_key(conn: driver.Connection, namespace: str, key: str) -> int:
+def _refresh_key(conn: driver.Connection, namespace: str, key: str) -> tuple[bool, int]:
+    """Point the key's index row at its latest live version (or drop it): whether anything
+    changed, and the key's position in its namespace."""
     mapped = conn.execute(
-        "SELECT entry_id FROM memory_fts_keys WHERE namespace = ? AND key = ?", (namespace, key)
+        "SELECT entry_id, position FROM memory_fts_keys WHERE namespace = ? AND key = ?",
+        (namespace, key),
     ).fetchone()
     live = conn.execute(
         hot_queries.MEMORY_GET_LATEST, {"namespace": namespace, "key": key}
@@ -113,22 +133,142 @@ def _refresh_key(conn: driver.Connection, namespace: str, key: str) -> int:
         conn.execute(
             "DELETE FROM memory_fts_keys WHERE namespace = ? AND key = ?", (namespace, key)
         )
+        if live is None:
+            return True, int(mapped[1])
         mapped = None
     if live is not None and mapped is None:
-        _index(conn, live["id"], namespace, key, live["value"])
-        return 1
-    return 0
+        position = _index(conn, live["id"], namespace, key, live["value"], live["memory_type"])
+        return True, position
+    return False, 0
 
 
-def _index(conn: driver.Connection, entry_id: int, namespace: str, key: str, value: str) -> None:
+def _index(
+    conn: driver.Connection,
+    entry_id: int,
+    namespace: str,
+    key: str,
+    value: str,
+    memory_type: str,
+) -> int:
+    """Index one live version (its window is set by the caller); returns its position."""
+    decoded = decode(value)
+    facts = memory_units.placement(decoded, memory_type)
+    first = conn.execute(
+        "SELECT id, created_at FROM memory_entries WHERE namespace = ? AND key = ?"
+        " ORDER BY version LIMIT 1",
+        (namespace, key),
+    ).fetchone()
+    position, first_stored = int(first[0]), first[1]
+    moment = timestamps.to_db(facts.moment) if facts.moment is not None else first_stored
     conn.execute(
-        "INSERT INTO memory_fts (rowid, namespace, key, text) VALUES (?, ?, ?, ?)",
-        (entry_id, namespace, key, memory_text(key, decode(value))),
+        "INSERT INTO memory_fts (rowid, namespace, key, text, context) VALUES (?, ?, ?, ?, '')",
+        (entry_id, namespace, key, memory_text(key, decoded)),
     )
     conn.execute(
-        "INSERT INTO memory_fts_keys (namespace, key, entry_id) VALUES (?, ?, ?)",
-        (namespace, key, entry_id),
+        "INSERT INTO memory_fts_keys (namespace, key, entry_id, position, moment, contextual)"
+        " VALUES (?, ?, ?, ?, ?, ?)",
+        (namespace, key, entry_id, position, moment, int(facts.contextual)),
     )
+    return position
+
+
+_NEIGHBOUR_COLUMNS = "entry_id, moment, contextual, position"
+
+
+def _neighbours(
+    conn: driver.Connection, namespace: str, position: int, side: str, limit: int
+) -> list[Neighbour]:
+    """The nearest live memories before (``<``) or after (``>``) a position, nearest first."""
+    order = "DESC" if side == "<" else "ASC"
+    rows = conn.execute(
+        f"SELECT {_NEIGHBOUR_COLUMNS} FROM memory_fts_keys"
+        f" WHERE namespace = ? AND position {side} ? ORDER BY position {order} LIMIT ?",
+        (namespace, position, limit),
+    ).fetchall()
+    return [Neighbour(row[0], row[1], bool(row[2])) for row in rows]
+
+
+def _refresh_windows_near(conn: driver.Connection, touched: set[tuple[str, int]]) -> None:
+    """Refresh the window of every live memory whose window a change at ``touched`` may
+    have moved: the memory there and its neighbours on each side."""
+    targets: dict[int, tuple[str, int, str | None, bool]] = {}
+    for namespace, position in touched:
+        rows = conn.execute(
+            f"SELECT {_NEIGHBOUR_COLUMNS} FROM memory_fts_keys WHERE namespace = ?"
+            " AND position IN (SELECT position FROM memory_fts_keys WHERE namespace = ?"
+            "   AND position < ? ORDER BY position DESC LIMIT ?)"
+            " UNION ALL"
+            f" SELECT {_NEIGHBOUR_COLUMNS} FROM memory_fts_keys WHERE namespace = ?"
+            " AND position IN (SELECT position FROM memory_fts_keys WHERE namespace = ?"
+            "   AND position >= ? ORDER BY position LIMIT ?)",
+            (
+                namespace,
+                namespace,
+                position,
+                CONTEXT_AFTER,
+                namespace,
+                namespace,
+                position,
+                CONTEXT_BEFORE + 1,
+            ),
+        ).fetchall()
+        for entry_id, moment, contextual, at in rows:
+            targets[entry_id] = (namespace, at, moment, bool(contextual))
+    for entry_id, (namespace, position, moment, contextual) in targets.items():
+        window: list[int] = []
+        if contextual:
+            window = memory_units.window_of(
+                moment,
+                _neighbours(conn, namespace, position, "<", CONTEXT_BEFORE),
+                _neighbours(conn, namespace, position, ">", CONTEXT_AFTER),
+            )
+        _set_window(conn, entry_id, window)
+
+
+def _rebuild_windows(conn: driver.Connection, namespace: str) -> None:
+    rows = conn.execute(
+        f"SELECT {_NEIGHBOUR_COLUMNS} FROM memory_fts_keys WHERE namespace = ? ORDER BY position",
+        (namespace,),
+    ).fetchall()
+    ordered = [Neighbour(row[0], row[1], bool(row[2])) for row in rows]
+    for index, own in enumerate(ordered):
+        if not own.contextual:
+            continue
+        before = ordered[max(0, index - CONTEXT_BEFORE) : index][::-1]
+        after = ordered[index + 1 : index + 1 + CONTEXT_AFTER]
+        _set_window(conn, own.entry_id, memory_units.window_of(own.moment, before, after))
+
+
+def _set_window(conn: driver.Connection, entry_id: int, window: list[int]) -> None:
+    """Record a memory's window and the words of its neighbours (only when it moved)."""
+    encoded_window = json.dumps(window)
+    current = conn.execute(
+        "SELECT window_ids FROM memory_fts_keys WHERE entry_id = ?", (entry_id,)
+    ).fetchone()
+    if current is not None and current[0] == encoded_window:
+        return
+    words = ""
+    if window:
+        marks = ",".join("?" * len(window))
+        texts = dict(
+            conn.execute(
+                f"SELECT rowid, text FROM memory_fts WHERE rowid IN ({marks})", window
+            ).fetchall()
+        )
+        words = " ".join(texts.get(member, "") for member in window)
+    conn.execute("UPDATE memory_fts SET context = ? WHERE rowid = ?", (words, entry_id))
+    conn.execute(
+        "UPDATE memory_fts_keys SET window_ids = ?, window_signature = ? WHERE entry_id = ?",
+        (
+            encoded_window,
+            _signature_hash(entry_id, window) if window else None,
+            entry_id,
+        ),
+    )
+
+
+def _signature_hash(entry_id: int, window: list[int]) -> str:
+    return hashlib.sha256(memory_units.window_signature(entry_id, window).encode()).hexdigest()
 
 
 def _set_cursor(conn: driver.Connection, value: int) -> None:
@@ -154,22 +294,91 @@ def _missing_vectors_sql(space: Space) -> str:
         f"SELECT k.entry_id, k.key, f.text FROM memory_fts_keys AS k"
         f" JOIN memory_fts AS f ON f.rowid = k.entry_id"
         f" WHERE NOT EXISTS (SELECT 1 FROM {space.memory_vectors} AS v"
-        f"                   WHERE v.entry_id = k.entry_id) LIMIT ?"
+        f"                   WHERE v.entry_id = k.entry_id AND v.part >= 0) LIMIT ?"
+    )
+
+
+def _stale_contexts_sql(space: Space) -> str:
+    """Memories whose context vector is missing or was pooled from another window."""
+    return (
+        f"SELECT k.entry_id, k.window_ids, k.window_signature FROM memory_fts_keys AS k"
+        f" LEFT JOIN {space.memory_vectors} AS v ON v.entry_id = k.entry_id AND v.part = ?"
+        " WHERE k.window_signature IS NOT NULL"
+        " AND (v.id IS NULL OR v.text_hash != k.window_signature) LIMIT ?"
     )
 
 
 def vectors_behind(conn: driver.Connection, space: Space | None, cap: int = 10_000) -> int:
-    """How many indexed memories ``space`` has no vectors for yet (counted up to ``cap``);
-    with no space yet, every indexed memory."""
+    """How many indexed memories ``space`` has no vectors (or no current context vector)
+    for yet (counted up to ``cap``); with no space yet, every indexed memory."""
     if space is None:
         return int(
             conn.execute(
                 "SELECT count(*) FROM (SELECT 1 FROM memory_fts_keys LIMIT ?)", (cap,)
             ).fetchone()[0]
         )
-    return int(
+    missing = int(
         conn.execute(f"SELECT count(*) FROM ({_missing_vectors_sql(space)})", (cap,)).fetchone()[0]
     )
+    stale = int(
+        conn.execute(
+            f"SELECT count(*) FROM ({_stale_contexts_sql(space)})", (CONTEXT_PART, cap)
+        ).fetchone()[0]
+    )
+    return missing + stale
+
+
+def _contexts_to_pool(conn: driver.Connection, space: Space) -> bool:
+    """Whether any context vector is missing, stale or no longer wanted (a read, so an idle
+    server writes nothing)."""
+    if conn.execute(_stale_contexts_sql(space), (CONTEXT_PART, 1)).fetchone() is not None:
+        return True
+    orphan = conn.execute(
+        f"SELECT 1 FROM {space.memory_vectors} AS v JOIN memory_fts_keys AS k"
+        " ON k.entry_id = v.entry_id WHERE v.part = ? AND k.window_signature IS NULL LIMIT 1",
+        (CONTEXT_PART,),
+    ).fetchone()
+    return orphan is not None
+
+
+def _pool_contexts(conn: driver.Connection, space: Space, limit: int) -> int:
+    """Pool the context vectors that are missing or stale, from the window's own vectors
+    (no model call); a window with a member not embedded yet waits. Returns how many."""
+    conn.execute(
+        f"DELETE FROM {space.memory_vectors} WHERE part = ? AND entry_id IN"
+        " (SELECT entry_id FROM memory_fts_keys WHERE window_signature IS NULL)",
+        (CONTEXT_PART,),
+    )
+    stale = conn.execute(_stale_contexts_sql(space), (CONTEXT_PART, limit)).fetchall()
+    if not stale:
+        return 0
+    windows = {row[0]: (json.loads(row[1]), row[2]) for row in stale}
+    wanted = sorted({*windows, *(m for window, _ in windows.values() for m in window)})
+    parts: dict[int, list[np.ndarray]] = {}
+    for start in range(0, len(wanted), 500):
+        batch = wanted[start : start + 500]
+        for entry_id, blob in conn.execute(
+            f"SELECT entry_id, embedding FROM {space.memory_vectors}"
+            f" WHERE part >= 0 AND entry_id IN ({','.join('?' * len(batch))})",
+            batch,
+        ):
+            parts.setdefault(entry_id, []).append(np.frombuffer(blob, dtype=np.float32))
+    rows = []
+    for entry_id, (window, signature) in windows.items():
+        members = [entry_id, *window]
+        if any(member not in parts for member in members):
+            continue
+        vector = memory_units.pooled([memory_units.pooled(parts[member]) for member in members])
+        embedding, code = encoded(vector)
+        rows.append((entry_id, CONTEXT_PART, signature, embedding, code))
+    if rows:
+        conn.executemany(
+            f"INSERT OR REPLACE INTO {space.memory_vectors}"
+            " (entry_id, part, text_hash, embedding, code) VALUES (?, ?, ?, ?, ?)",
+            rows,
+        )
+        bump_generation(conn, space)
+    return len(rows)
 
 
 def _has_stale_vectors(conn: driver.Connection, space: Space) -> bool:
@@ -235,3 +444,8 @@ class SqliteMemoryIndexStore:
 
     async def write_vectors(self, space: Space, parts: Sequence[MemoryVectorPart]) -> None:
         await self.db.write(_write_vectors, space, parts)
+
+    async def pool_contexts(self, space: Space, limit: int) -> int:
+        if not await self.db.read(_contexts_to_pool, space):
+            return 0
+        return await self.db.write(_pool_contexts, space, limit)

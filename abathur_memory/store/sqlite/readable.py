@@ -6,6 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 from abathur_memory.core.principal import Principal
+from abathur_memory.core.search import MemoryFilters
+from abathur_memory.store.sqlite import timestamps
 
 
 def readable_sql(
@@ -44,3 +46,32 @@ def readable_sql(
             condition += f" AND ({column} = ? OR ({column} > ? AND {column} < ?))"
             params.extend([prefix, prefix + ":", prefix + ";"])
     return condition, params
+
+
+def memory_filter_sql(filters: MemoryFilters) -> tuple[str, list[Any]]:
+    """`` AND ...`` conditions on ``m`` (memory_entries) and ``k`` (memory_fts_keys) for a
+    search's filters, applied inside candidate selection; ``""`` when there are none (the
+    caller then joins nothing more)."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if filters.memory_type is not None:
+        clauses.append("m.memory_type = ?")
+        params.append(filters.memory_type)
+    if filters.after is not None:
+        clauses.append("k.moment >= ?")
+        params.append(timestamps.to_db(filters.after))
+    if filters.before is not None:
+        clauses.append("k.moment < ?")
+        params.append(timestamps.to_db(filters.before))
+    for name, value in filters.metadata:
+        path = '$."' + name.replace('"', '""') + '"'
+        if isinstance(value, bool):
+            clauses.append("json_type(m.metadata, ?) = ?")
+            params.extend([path, "true" if value else "false"])
+        else:
+            clauses.append(
+                "json_type(m.metadata, ?) IN ('text', 'integer', 'real')"
+                " AND json_extract(m.metadata, ?) = ?"
+            )
+            params.extend([path, path, value])
+    return "".join(f" AND {clause}" for clause in clauses), params

@@ -13,22 +13,26 @@ from typing import Any
 
 import numpy as np
 
+from abathur_memory.core.memory_units import CONTEXT_KEYWORD_WEIGHT
+from abathur_memory.core.records import MemoryEntry
 from abathur_memory.core.search import (
+    CONTEXT_PART,
     SNIPPET_SOURCE_CHARS,
     CandidateQuery,
     ChunkRow,
     DocumentScope,
     Found,
     Fuse,
+    MemoryFuse,
     MemoryRow,
     MemoryScope,
 )
 from abathur_memory.core.spaces import EmbeddingIdentity, Space, same_vectors
-from abathur_memory.store.sqlite import driver, vector_index
+from abathur_memory.store.sqlite import driver, timestamps, vector_index
 from abathur_memory.store.sqlite import memory_index as sqlite_memory_index
 from abathur_memory.store.sqlite import rows as sqlite_rows
 from abathur_memory.store.sqlite.database import Database
-from abathur_memory.store.sqlite.readable import readable_sql
+from abathur_memory.store.sqlite.readable import memory_filter_sql, readable_sql
 from abathur_memory.store.sqlite.spaces import active_space, memory_space
 
 COMMON_TERM_CHUNKS = 5000  # a term in more chunks than this is dropped if rarer ones remain
@@ -163,27 +167,50 @@ def _chunk_rows(conn: driver.Connection, space: Space, ids: list[int]) -> dict[i
 
 def _rerank_entries(
     conn: driver.Connection, space: Space, vector: Any, candidates: Any, limit: int
-) -> list[tuple[int, float]]:
-    """Exact similarity of candidate parts; each memory scored by its best part."""
+) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
+    """Exact similarity of candidate rows: each memory's own score (its best part) and its
+    context vector's score, each list best first."""
     if len(candidates) == 0:
-        return []
+        return [], []
     id_list = [int(i) for i in candidates]
     rows = conn.execute(
-        f"SELECT entry_id, embedding FROM {space.memory_vectors}"
+        f"SELECT entry_id, part, embedding FROM {space.memory_vectors}"
         f" WHERE id IN ({','.join('?' for _ in id_list)})",
         id_list,
     ).fetchall()
     if not rows:
-        return []
-    matrix = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(
+        return [], []
+    matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(
         len(rows), space.dim
     )
     scores = matrix @ vector
-    best: dict[int, float] = {}
-    for (entry_id, _), score in zip(rows, scores, strict=True):
-        if score > best.get(entry_id, -2.0):
-            best[entry_id] = float(score)
-    return sorted(best.items(), key=lambda item: -item[1])[:limit]
+    own: dict[int, float] = {}
+    around: dict[int, float] = {}
+    for (entry_id, part, _), score in zip(rows, scores, strict=True):
+        if part == CONTEXT_PART:
+            around[entry_id] = float(score)
+        elif score > own.get(entry_id, -2.0):
+            own[entry_id] = float(score)
+    return (
+        sorted(own.items(), key=lambda item: -item[1])[:limit],
+        sorted(around.items(), key=lambda item: -item[1])[:limit],
+    )
+
+
+def _timely(
+    conn: driver.Connection, ids: set[int], spans: tuple[tuple[str, str], ...]
+) -> frozenset[int]:
+    """The candidates whose moment lies in one of the spans the query names."""
+    if not ids or not spans:
+        return frozenset()
+    within = " OR ".join("(moment >= ? AND moment < ?)" for _ in spans)
+    id_list = sorted(ids)
+    rows = conn.execute(
+        f"SELECT entry_id FROM memory_fts_keys WHERE entry_id IN"
+        f" ({','.join('?' for _ in id_list)}) AND ({within})",
+        [*id_list, *(bound for span in spans for bound in span)],
+    ).fetchall()
+    return frozenset(row[0] for row in rows)
 
 
 class SqliteSearchStore:
@@ -232,12 +259,16 @@ class SqliteSearchStore:
         return Found(space, vector is not None, ranked, rows)
 
     async def memories(
-        self, query: CandidateQuery, scope: MemoryScope, fuse: Fuse
+        self, query: CandidateQuery, scope: MemoryScope, fuse: MemoryFuse
     ) -> Found[MemoryRow]:
         return await self.db.read(self._memories, query, scope, fuse)
 
     def _memories(
-        self, conn: driver.Connection, query: CandidateQuery, scope: MemoryScope, fuse: Fuse
+        self,
+        conn: driver.Connection,
+        query: CandidateQuery,
+        scope: MemoryScope,
+        fuse: MemoryFuse,
     ) -> Found[MemoryRow]:
         space = _memory_space(conn, query.identity) if query.identity else None
         pending = sqlite_memory_index.changes_behind(conn)
@@ -245,18 +276,27 @@ class SqliteSearchStore:
             pending += sqlite_memory_index.vectors_behind(conn, space)
         vector = query.vector if space is not None else None
         where, params = readable_sql(scope.principal, scope.prefix)
+        narrowed, narrowed_params = memory_filter_sql(scope.filters)
         keyword: list[tuple[int, float]] = []
         if query.terms:
             keyword = [
                 (row[0], -row[1])
                 for row in conn.execute(
-                    "SELECT f.rowid, bm25(memory_fts, 0.0, 2.0, 1.0) AS score"
+                    "SELECT f.rowid, bm25(memory_fts, 0.0, 2.0, 1.0, ?) AS score"
                     " FROM memory_fts AS f JOIN memory_fts_keys AS k ON k.entry_id = f.rowid"
-                    f" WHERE memory_fts MATCH ? AND {where} ORDER BY score LIMIT ?",
-                    [fts_match(query.terms), *params, query.pool],
+                    f" {narrowed and 'JOIN memory_entries AS m ON m.id = k.entry_id'}"
+                    f" WHERE memory_fts MATCH ? AND {where} {narrowed} ORDER BY score LIMIT ?",
+                    [
+                        CONTEXT_KEYWORD_WEIGHT,
+                        fts_match(query.terms),
+                        *params,
+                        *narrowed_params,
+                        query.pool,
+                    ],
                 )
             ]
         semantic: list[tuple[int, float]] = []
+        context: list[tuple[int, float]] = []
         if vector is not None and space is not None:
             allowed = np.array(
                 [
@@ -264,26 +304,62 @@ class SqliteSearchStore:
                     for r in conn.execute(
                         f"SELECT v.id FROM {space.memory_vectors} AS v"
                         " JOIN memory_fts_keys AS k ON k.entry_id = v.entry_id"
-                        f" WHERE {where}",
-                        params,
+                        f" {narrowed and 'JOIN memory_entries AS m ON m.id = k.entry_id'}"
+                        f" WHERE {where} {narrowed}",
+                        [*params, *narrowed_params],
                     )
                 ],
                 dtype=np.int64,
             )
             codes = self.cache.codes(conn, space, space.memory_vectors)
-            candidates = vector_index.coarse(codes, vector, vector_index.COARSE_CANDIDATES, allowed)
-            semantic = _rerank_entries(conn, space, vector, candidates, query.pool)
-        ranked = fuse(keyword, semantic, query.k)
+            candidates = vector_index.coarse(
+                codes, vector, vector_index.candidates_for(codes, 2 * query.pool), allowed
+            )
+            semantic, context = _rerank_entries(conn, space, vector, candidates, query.pool)
+        spans = tuple((timestamps.to_db(a), timestamps.to_db(b)) for a, b in query.spans)
+        timely = _timely(conn, {c for c, _ in (*keyword, *semantic, *context)}, spans)
+        ranked = fuse(keyword, semantic, context, query.k, timely)
         ids = [r.id for r in ranked]
         rows: dict[int, MemoryRow] = {}
         if ids:
             cut = sqlite_rows.NO_CUT if query.cut is None else query.cut
             for row in conn.execute(
                 f"SELECT {sqlite_rows.listed_memory_columns(cut)},"
-                f" substr(f.text, 1, {SNIPPET_SOURCE_CHARS}) AS search_text"
+                f" substr(f.text, 1, {SNIPPET_SOURCE_CHARS}) AS search_text,"
+                " k.position AS position"
                 " FROM memory_entries AS m JOIN memory_fts AS f ON f.rowid = m.id"
+                " JOIN memory_fts_keys AS k ON k.entry_id = m.id"
                 f" WHERE m.id IN ({','.join('?' for _ in ids)})",
                 ids,
             ):
-                rows[row["id"]] = MemoryRow(sqlite_rows.memory(row, cut), row["search_text"])
+                rows[row["id"]] = MemoryRow(
+                    sqlite_rows.memory(row, cut), row["search_text"], row["position"]
+                )
         return Found(space, vector is not None, ranked, rows, pending)
+
+    async def memory_neighbours(
+        self, hits: list[tuple[int, str, int]], around: int, cut: int | None
+    ) -> dict[int, list[tuple[int, MemoryEntry]]]:
+        return await self.db.read(_memory_neighbours, hits, around, cut)
+
+
+def _memory_neighbours(
+    conn: driver.Connection, hits: list[tuple[int, str, int]], around: int, cut: int | None
+) -> dict[int, list[tuple[int, MemoryEntry]]]:
+    columns = sqlite_rows.listed_memory_columns(sqlite_rows.NO_CUT if cut is None else cut)
+    out: dict[int, list[tuple[int, MemoryEntry]]] = {}
+    for entry_id, namespace, position in hits:
+        found: list[tuple[int, MemoryEntry]] = []
+        for side, order, sign in (("<", "DESC", -1), (">", "ASC", 1)):
+            rows = conn.execute(
+                f"SELECT {columns} FROM memory_fts_keys AS k"
+                " JOIN memory_entries AS m ON m.id = k.entry_id"
+                f" WHERE k.namespace = ? AND k.position {side} ? ORDER BY k.position {order}"
+                " LIMIT ?",
+                (namespace, position, around),
+            ).fetchall()
+            found += [
+                (sign * (index + 1), sqlite_rows.memory(row, cut)) for index, row in enumerate(rows)
+            ]
+        out[entry_id] = sorted(found, key=lambda item: item[0])
+    return out

@@ -1,0 +1,107 @@
+"""What the memory indexes hold for one memory, beyond its own words: the same on every
+backend.
+
+Memories are not documents. A turn of a conversation ("Three times a week; it keeps us on
+track.") means little alone: the question it answers is in the turn before it. So a memory
+that is part of a sequence (an episodic memory, or an utterance: a value naming its speaker)
+is indexed with its *context*, the neighbouring memories of its namespace in the order they
+were stored: their words in a second, lighter keyword column, and a context vector pooled
+from their vectors (no extra model call). A fact or a document stands alone and has none.
+
+Neighbours are taken from the same moment when both memories say when they happened (the
+same dated session of a conversation), so a window never spans two conversations held on
+different days.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from abathur_memory.core.when import memory_moment
+
+# Neighbours on each side whose words and vectors make a memory's context (measured on the
+# development half of LoCoMo with bench/memory_fusion_study.py: 2 and 2 beat 1/1, 3/1, 3/2, 4/1
+# and 4/2; see docs/retrieval.md).
+CONTEXT_BEFORE = 2
+CONTEXT_AFTER = 2
+# How much the neighbours' words count beside a memory's own in keyword ranking (0.3 beat
+# 0.5 and 0.7 there).
+CONTEXT_KEYWORD_WEIGHT = 0.3
+
+# Fields whose presence makes a value an utterance: someone said or wrote it.
+SPEAKER_FIELDS = frozenset(("speaker", "role", "actor", "author", "sender", "from", "participant"))
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a memory sits among its namespace's memories, and whether it takes context."""
+
+    contextual: bool
+    moment: dt.datetime | None  # when its value says it happened
+
+
+def is_contextual(value: Any, memory_type: str) -> bool:
+    """Episodic memories and utterances are read with their neighbours."""
+    if memory_type == "episodic":
+        return True
+    if isinstance(value, dict):
+        return any(str(name).lower() in SPEAKER_FIELDS for name in value)
+    return False
+
+
+def placement(value: Any, memory_type: str) -> Placement:
+    return Placement(is_contextual(value, memory_type), memory_moment(value))
+
+
+def moment_text(moment: dt.datetime | None) -> str | None:
+    """A moment as stored in the indexes (ISO 8601, UTC, to the second)."""
+    return None if moment is None else moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def same_window(own: str | None, other: str | None) -> bool:
+    """Whether a neighbour belongs to a memory's window: same day, or either undated."""
+    return own is None or other is None or own[:10] == other[:10]
+
+
+def pooled(vectors: list[npt.NDArray[np.float32]]) -> npt.NDArray[np.float32]:
+    """The context vector: the normalised sum of the window's vectors (the memory's own
+    included), which for a mean-pooled model is close to the embedding of their text."""
+    total: npt.NDArray[np.float32] = np.stack(vectors).sum(axis=0, dtype=np.float32)
+    norm = float(np.linalg.norm(total))
+    return (total / norm).astype(np.float32) if norm > 0 else total
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    """A memory near another in its namespace, as the window rule needs it."""
+
+    entry_id: int
+    moment: str | None  # the stored form of when it happened (its day is the first 10 chars)
+    contextual: bool
+
+
+def window_of(own_moment: str | None, before: list[Neighbour], after: list[Neighbour]) -> list[int]:
+    """The entry ids of a contextual memory's window, in stored order: up to CONTEXT_BEFORE
+    of the nearest memories before it (``before`` is nearest first) and CONTEXT_AFTER after
+    it, each contextual and of the same moment."""
+    chosen = [
+        n.entry_id
+        for n in reversed(before[:CONTEXT_BEFORE])
+        if n.contextual and same_window(own_moment, n.moment)
+    ]
+    chosen += [
+        n.entry_id
+        for n in after[:CONTEXT_AFTER]
+        if n.contextual and same_window(own_moment, n.moment)
+    ]
+    return chosen
+
+
+def window_signature(entry_id: int, window: list[int]) -> str:
+    """What a context vector was pooled from: it is pooled again when this changes."""
+    return f"{entry_id}:" + ",".join(str(member) for member in window)

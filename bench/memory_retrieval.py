@@ -1,0 +1,376 @@
+"""How well memory_search finds what agents stored, through the real MCP tools.
+
+Workloads:
+
+- ``locomo``: the development half of LoCoMo (../shared/data/locomo-dev). Every turn of a
+  conversation is stored with ``memory_put`` (key = its ``dia_id``, value = speaker, text (a
+  shared photo's caption appended) and the session's date), one namespace per conversation;
+  then every question of categories 1-4 with evidence is asked with
+  ``memory_search(question, prefix=<conversation>, k=10)``. Recall@k is the share of the
+  question's evidence turns among the first k keys, averaged over questions.
+- ``cranfield``, ``vaswani``, ``nfcorpus``: BEIR collections stored as memories (one memory per
+  document, key = its id, value = title and text), every judged query asked with
+  ``memory_search``; graded relevance from qrels.
+
+Each workload is measured in every mode (hybrid, keyword, semantic) after the background
+embeddings have caught up (the time they took is reported). Prints one JSON object: R@1, R@5,
+R@10, MRR and nDCG@10 per workload and mode (and per LoCoMo question category: 1 multi-hop,
+2 temporal, 3 open-domain, 4 single-hop), and latency p50/p95 of the calls.
+
+    python bench/memory_retrieval.py                           # locomo on SQLite
+    python bench/memory_retrieval.py --workload all --backend both --out bench/results/memory_retrieval.json
+    python bench/memory_retrieval.py --quick                   # 2 conversations, 60 questions
+    python bench/memory_retrieval.py --db postgresql://...     # an existing, empty database
+
+The server runs in this process (``mcp.Client(server)``): the same tools, arguments and
+results as over stdio, without the pipe. Data comes from ../shared/data (not in the repo).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE.parent.parent / "shared" / "data"
+MODES = ("hybrid", "keyword", "semantic")
+CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
+USER = "bench"
+K = 10
+
+
+@dataclass
+class Question:
+    text: str
+    namespace: str
+    relevant: dict[str, int]  # key -> graded relevance
+    category: str | None = None
+
+
+@dataclass
+class Workload:
+    name: str
+    memories: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)  # ns, key, value
+    questions: list[Question] = field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------- workloads
+
+
+def locomo(quick: bool) -> Workload:
+    conversations = json.loads((DATA / "locomo-dev" / "locomo-dev.json").read_text())
+    if quick:
+        conversations = conversations[:2]
+    work = Workload("locomo")
+    for conversation in conversations:
+        namespace = f"user:{USER}:locomo:{conversation['sample_id']}"
+        turns = conversation["conversation"]
+        number = 1
+        while f"session_{number}" in turns:
+            date = turns.get(f"session_{number}_date_time", "")
+            for turn in turns[f"session_{number}"]:
+                text = turn["text"]
+                if turn.get("blip_caption"):
+                    text = f"{text} [shares a photo: {turn['blip_caption']}]"
+                value = {"speaker": turn["speaker"], "text": text, "date": date}
+                work.memories.append((namespace, turn["dia_id"], value))
+            number += 1
+        stored = {key for ns, key, _ in work.memories if ns == namespace}
+        for qa in conversation["qa"]:
+            if qa.get("category") not in CATEGORIES or not qa.get("evidence"):
+                continue
+            evidence = {
+                part.strip()
+                for item in qa["evidence"]
+                for part in str(item).replace(",", ";").split(";")
+                if part.strip()
+            }
+            evidence &= stored
+            if evidence:
+                work.questions.append(
+                    Question(
+                        qa["question"],
+                        namespace,
+                        dict.fromkeys(sorted(evidence), 1),
+                        CATEGORIES[qa["category"]],
+                    )
+                )
+    if quick:
+        work.questions = work.questions[::4][:60]
+    return work
+
+
+def beir(name: str, quick: bool) -> Workload:
+    folder = DATA / name
+    corpus = [json.loads(line) for line in (folder / "corpus.jsonl").open()]
+    queries = [json.loads(line) for line in (folder / "queries.jsonl").open()]
+    qrels: dict[str, dict[str, int]] = defaultdict(dict)
+    with (folder / "qrels.tsv").open() as fh:
+        next(fh)
+        for line in fh:
+            qid, did, score = line.rstrip("\n").split("\t")
+            if int(score) > 0:
+                qrels[qid][did] = int(score)
+    queries = [q for q in queries if q["_id"] in qrels]
+    if quick:
+        queries = queries[:30]
+        judged = {d for q in queries for d in qrels[q["_id"]]}
+        corpus = [d for d in corpus if d["_id"] in judged] + [
+            d for d in corpus if d["_id"] not in judged
+        ][:500]
+    namespace = f"user:{USER}:beir:{name}"
+    work = Workload(name)
+    for doc in corpus:
+        value: dict[str, Any] = {"text": doc.get("text", "").strip()}
+        if (doc.get("title") or "").strip():
+            value = {"title": doc["title"].strip(), **value}
+        work.memories.append((namespace, _key(doc["_id"]), value))
+    for query in queries:
+        relevant = {_key(d): g for d, g in qrels[query["_id"]].items()}
+        work.questions.append(Question(query["text"], namespace, relevant))
+    return work
+
+
+def _key(doc_id: str) -> str:
+    return f"doc-{doc_id}"
+
+
+# ---------------------------------------------------------------------------- metrics
+
+
+def scores(ranked: list[str], relevant: dict[str, int]) -> dict[str, float]:
+    out = {f"R@{k}": len(set(ranked[:k]) & set(relevant)) / len(relevant) for k in (1, 5, 10)}
+    first = next((i for i, key in enumerate(ranked) if key in relevant), None)
+    out["MRR"] = 0.0 if first is None else 1.0 / (first + 1)
+    dcg = sum(
+        (2 ** relevant.get(key, 0) - 1) / math.log2(i + 2) for i, key in enumerate(ranked[:K])
+    )
+    ideal = sorted(relevant.values(), reverse=True)[:K]
+    idcg = sum((2**g - 1) / math.log2(i + 2) for i, g in enumerate(ideal))
+    out["nDCG@10"] = dcg / idcg if idcg else 0.0
+    return out
+
+
+def mean_scores(rows: list[dict[str, float]]) -> dict[str, float]:
+    if not rows:
+        return {}
+    return {name: round(statistics.fmean(r[name] for r in rows), 4) for name in rows[0]}
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    if not values:
+        return {}
+    ordered = sorted(values)
+
+    def at(p: float) -> float:
+        return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000, 2)
+
+    return {"p50_ms": at(0.5), "p95_ms": at(0.95)}
+
+
+# ---------------------------------------------------------------------------- running
+
+
+def _structured(result: Any, tool: str) -> dict[str, Any]:
+    if result.is_error:
+        text = "\n".join(getattr(block, "text", "") for block in result.content)
+        raise RuntimeError(f"{tool} failed: {text}")
+    return dict(result.structured_content)
+
+
+@contextlib.asynccontextmanager
+async def client_for(db: str, embedder: str) -> AsyncIterator[Any]:
+    from mcp import Client
+
+    from abathur_memory.config import load_settings
+    from abathur_memory.server.app import create_server
+
+    settings = load_settings(
+        db=db, user=USER, app="bench", embedder=embedder, maintenance_interval_hours=0
+    )
+    async with Client(create_server(settings)) as client:
+        yield client
+
+
+async def store(client: Any, work: Workload) -> float:
+    """Put every memory: each namespace's in order (as the agent of a conversation would),
+    the namespaces side by side (several agents at once); returns seconds."""
+    by_namespace: dict[str, list[tuple[str, dict[str, Any]]]] = defaultdict(list)
+    for namespace, key, value in work.memories:
+        by_namespace[namespace].append((key, value))
+
+    async def agent(namespace: str, items: list[tuple[str, dict[str, Any]]]) -> None:
+        for key, value in items:
+            result = await client.call_tool(
+                "memory_put",
+                {"namespace": namespace, "key": key, "value": value, "memory_type": "episodic"},
+            )
+            _structured(result, "memory_put")
+
+    started = time.perf_counter()
+    await asyncio.gather(*(agent(ns, items) for ns, items in by_namespace.items()))
+    return time.perf_counter() - started
+
+
+async def caught_up(client: Any, namespace: str, timeout_s: float) -> float:
+    """Seconds until memory_search reports nothing pending for the background indexer."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout_s:
+        result = await client.call_tool(
+            "memory_search", {"query": "catch up", "prefix": namespace, "k": 1}
+        )
+        if _structured(result, "memory_search").get("pending", 0) == 0:
+            return time.perf_counter() - started
+        await asyncio.sleep(0.25)
+    raise TimeoutError(f"background embeddings not caught up after {timeout_s:.0f}s")
+
+
+async def ask(client: Any, work: Workload, mode: str, k: int) -> dict[str, Any]:
+    rows: list[dict[str, float]] = []
+    by_category: dict[str, list[dict[str, float]]] = defaultdict(list)
+    latencies: list[float] = []
+    degraded: set[str] = set()
+    for question in work.questions:
+        started = time.perf_counter()
+        result = await client.call_tool(
+            "memory_search",
+            {"query": question.text, "prefix": question.namespace, "k": k, "mode": mode},
+        )
+        latencies.append(time.perf_counter() - started)
+        found = _structured(result, "memory_search")
+        if found.get("degraded"):
+            degraded.add(found["degraded"])
+        ranked = [hit["key"] for hit in found["results"]]
+        row = scores(ranked, question.relevant)
+        rows.append(row)
+        if question.category:
+            by_category[question.category].append(row)
+    out: dict[str, Any] = {"questions": len(rows), **mean_scores(rows), **percentiles(latencies)}
+    if by_category:
+        out["by_category"] = {
+            name: {"questions": len(by_category[name]), **mean_scores(by_category[name])}
+            for name in CATEGORIES.values()
+            if by_category[name]
+        }
+    if degraded:
+        out["degraded"] = sorted(degraded)
+    return out
+
+
+async def measure(db: str, work: Workload, embedder: str, modes: list[str]) -> dict[str, Any]:
+    async with client_for(db, embedder) as client:
+        put_s = await store(client, work)
+        namespaces = sorted({ns for ns, _, _ in work.memories})
+        catch_up_s = 0.0
+        if embedder != "none":
+            catch_up_s = await caught_up(client, namespaces[0], timeout_s=3600)
+            for namespace in namespaces[1:]:
+                await caught_up(client, namespace, timeout_s=600)
+        results: dict[str, Any] = {
+            "memories": len(work.memories),
+            "questions": len(work.questions),
+            "put_s": round(put_s, 2),
+            "puts_per_s": round(len(work.memories) / put_s, 1),
+            "embeddings_caught_up_s": round(catch_up_s, 2),
+        }
+        for mode in modes:
+            print(f"  {work.name}: {mode}", file=sys.stderr)
+            results[mode] = await ask(client, work, mode, K)
+        best_half = max(results[m]["R@10"] for m in ("keyword", "semantic") if m in results)
+        if "hybrid" in results and ("keyword" in results or "semantic" in results):
+            results["hybrid_minus_best_half_R@10"] = round(results["hybrid"]["R@10"] - best_half, 4)
+        return results
+
+
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    import pg_server  # type: ignore[import-not-found]
+
+    base = Path(tempfile.mkdtemp(prefix="abathur-bench-pg-", dir="/dev/shm"))
+    uri = pg_server.start_postgres(base)
+    try:
+        yield uri
+    finally:
+        pg_server.stop_postgres(base)
+        with contextlib.suppress(OSError):
+            base.rmdir()
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    names = (
+        ["locomo", "cranfield", "vaswani", "nfcorpus"] if "all" in args.workload else args.workload
+    )
+    backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+    modes = args.mode or list(MODES)
+    out: dict[str, Any] = {
+        "benchmark": "memory_retrieval",
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "embedder": args.embedder,
+        "k": K,
+        "quick": args.quick,
+        "results": {},
+    }
+    for backend in backends:
+        out["results"][backend] = {}
+        for name in names:
+            work = locomo(args.quick) if name == "locomo" else beir(name, args.quick)
+            print(f"{backend}: {name} ({len(work.memories)} memories)", file=sys.stderr)
+            with tempfile.TemporaryDirectory(prefix="abathur-bench-") as tmp:
+                if args.db:
+                    db = args.db
+                    result = await measure(db, work, args.embedder, modes)
+                elif backend == "postgres":
+                    with postgres_database() as db:
+                        result = await measure(db, work, args.embedder, modes)
+                else:
+                    result = await measure(str(Path(tmp) / "bench.db"), work, args.embedder, modes)
+            out["results"][backend][name] = result
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--workload",
+        action="append",
+        choices=["locomo", "cranfield", "vaswani", "nfcorpus", "all"],
+        help="repeatable; default locomo",
+    )
+    parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="sqlite")
+    parser.add_argument("--db", help="an existing empty database (path or postgresql:// URL)")
+    parser.add_argument("--mode", action="append", choices=MODES, help="repeatable; default all")
+    parser.add_argument("--embedder", default="embedded", help="embedded (default), fake, ...")
+    parser.add_argument("--quick", action="store_true", help="a small sample, for a smoke run")
+    parser.add_argument("--out", type=Path, help="also write the JSON here")
+    args = parser.parse_args(argv)
+    args.workload = args.workload or ["locomo"]
+    if not DATA.is_dir():
+        print(f"error: the evaluation data is not at {DATA}", file=sys.stderr)
+        return 2
+    out = asyncio.run(run(args))
+    text = json.dumps(out, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
