@@ -12,7 +12,7 @@ import pytest
 from cli_helpers import run_cli
 from rich.console import Console
 
-from abathur_memory.cli import transfer as transfer_cli
+from abathur_memory.cli import common
 
 DATA = Path(__file__).parent / "data" / "transfer"
 
@@ -115,6 +115,6 @@ def test_a_progress_bar_only_on_a_terminal(capsys, tmp_path, monkeypatch):
     assert piped.err == ""
     screen = io.StringIO()
     terminal = Console(file=screen, force_terminal=True, width=100)
-    monkeypatch.setattr(transfer_cli, "err_console", terminal)
+    monkeypatch.setattr(common, "err_console", terminal)
     run_cli(capsys, "import", str(tmp_path / "a.jsonl"), "--db", str(db))
     assert "\x1b[" in screen.getvalue()  # drawn (and cleared) on the terminal

@@ -187,6 +187,12 @@ async def test_a_claude_folder(runtime, tmp_path):
     got = await alice.sessions.get(text_log.id, events_after=0)
     assert [e.content for e in got.events][1] == "2025-01-10T09:01:07Z INFO build finished in 7 s"
     assert got.created_at == "2025-01-10T09:01:00.000Z"
+    run = next(s for s in logs.sessions if s.metadata.get("path") == ".claude/logs/run.json")
+    steps = await alice.sessions.get(run.id, events_after=0)
+    assert [(e.event_type, e.actor) for e in steps.events] == [
+        ("step", "planner"),
+        ("step", "builder"),
+    ]
     # Again: nothing new.
     again = await _import(runtime, project)
     assert all(k.new == 0 for f in again.files for k in f.kinds.values())
@@ -199,3 +205,21 @@ async def test_a_claude_folder(runtime, tmp_path):
     assert settings.memory_type == "procedural" and settings.value["model"] == "claude-sonnet-4-5"
     with pytest.raises(NotFound):
         await root.memories.get("app:abathur:claude", ".claude/settings.local.json")
+
+
+async def test_a_grown_log_appends_only_its_new_lines(runtime, tmp_path):
+    project = tmp_path / "site"
+    shutil.copytree(DATA / "claude-project", project)
+    await _import(runtime, project)
+    log = project / ".claude" / "logs" / "agent.log"
+    log.write_text(log.read_text() + "2025-01-10T09:05:00Z INFO deployed\nno time here\n")
+    report = {f.file: f for f in (await _import(runtime, project)).files}
+    grown = report[".claude/logs/agent.log"]
+    assert grown.written and grown.verified
+    assert (grown.kinds["event"].new, grown.kinds["event"].present) == (2, 3)
+    assert grown.kinds["session"].changed == 1
+    sessions = (await Acting(runtime, ALICE).sessions.list(limit=10)).sessions
+    session = next(s for s in sessions if s.metadata.get("path") == ".claude/logs/agent.log")
+    got = await Acting(runtime, ALICE).sessions.get(session.id, events_after=0)
+    assert [e.seq for e in got.events] == [1, 2, 3, 4, 5]
+    assert got.last_update_time == "2025-01-10T09:05:00.000Z"

@@ -11,7 +11,7 @@ from typing import Any
 from acting import Acting
 
 from abathur_memory.core.principal import Principal
-from abathur_memory.core.transfer import ExportScope
+from abathur_memory.core.search import MemoryScope
 from abathur_memory.errors import NotFound
 
 ALICE = Principal(user="alice", app="abathur", project="website")
@@ -99,7 +99,7 @@ async def reads(runtime: Any, ids: dict[str, str]) -> dict[str, Any]:
     admin = Acting(runtime, ADMIN)
     out: dict[str, Any] = {}
     versions = await runtime.store.transfer.memory_versions(
-        ExportScope(ADMIN), True, ("", "", 0), 10_000
+        MemoryScope(ADMIN), True, ("", "", 0), 10_000
     )
     for key in sorted({(v.namespace, v.key) for v in versions}):
         history = await admin.memories.history(*key)

@@ -8,19 +8,19 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from abathur_memory.cli.common import (
+    Step,
     db_option,
-    err_console,
     out_console,
     principal_options,
     print_rows,
+    progress_bar,
     settings_from,
 )
 from abathur_memory.runtime import open_runtime
@@ -28,28 +28,6 @@ from abathur_memory.transfer.report import ExportReport, ImportReport
 from abathur_memory.transfer.sources import FORMATS
 
 PROBLEMS_SHOWN = 20
-Step = Callable[[str, int, int | None], None]
-
-
-@contextlib.contextmanager
-def _bar(enabled: bool) -> Iterator[Step | None]:
-    """A progress bar on stderr, only where it can redraw (a terminal, no --json)."""
-    if not enabled or not err_console.is_terminal:
-        yield None
-        return
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-    )
-    with Progress(*columns, console=err_console, transient=True) as bar:
-        task = bar.add_task("starting", total=None)
-
-        def update(phase: str, done: int, total: int | None) -> None:
-            bar.update(task, description=phase, completed=done, total=total)
-
-        yield update
 
 
 @contextlib.contextmanager
@@ -128,7 +106,7 @@ def export(
                 output=output,
             )
 
-    with _bar(not as_json) as step, _destination(output) as stream:
+    with progress_bar(not as_json) as step, _destination(output) as stream:
         report = asyncio.run(run(stream, step))
     to_stdout = output != "-"
     if as_json:
@@ -206,7 +184,7 @@ def import_(
                 progress=step,
             )
 
-    with _bar(not as_json) as step:
+    with progress_bar(not as_json) as step:
         report = asyncio.run(run(step))
     if as_json:
         click.echo(json.dumps({**report.model_dump(), "ok": report.ok}, indent=2))

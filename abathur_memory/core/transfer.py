@@ -11,21 +11,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from abathur_memory.core.principal import Principal
 from abathur_memory.core.records import Checkpoint, MemoryEntry, Session, SessionEvent, Task
 
 # The audit row that sums up one imported file (memory_operation_type NULL: the versions
 # have their own rows).
 IMPORT_ACTION = "import"
 MEMORY_IMPORT_ACTION = "memory_import"
-
-
-@dataclass(frozen=True)
-class ExportScope:
-    """What an export reads: what ``principal`` may read, memories within ``prefix``."""
-
-    principal: Principal
-    prefix: str | None = None
 
 
 @dataclass(frozen=True)

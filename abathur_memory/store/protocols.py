@@ -62,7 +62,7 @@ from abathur_memory.core.search import (
     UnembeddedMemory,
 )
 from abathur_memory.core.spaces import EmbeddingIdentity, Space
-from abathur_memory.core.transfer import Decide, ExportScope, Held, Wanted, Writes
+from abathur_memory.core.transfer import Decide, Held, Wanted, Writes
 
 
 class MemoryStore(Protocol):
@@ -442,13 +442,13 @@ class TransferStore(Protocol):
     """Export's reads and import's one write (docs/import-export.md)."""
 
     async def memory_versions(
-        self, scope: ExportScope, with_history: bool, after: tuple[str, str, int], limit: int
+        self, scope: MemoryScope, with_history: bool, after: tuple[str, str, int], limit: int
     ) -> list[MemoryEntry]:
         """Versions the scope may read, by (namespace, key, version) after ``after``: every
         version, deleted ones included (``with_history``), or each key's latest live one."""
         ...
 
-    async def count_memory_versions(self, scope: ExportScope, with_history: bool) -> int: ...
+    async def count_memory_versions(self, scope: MemoryScope, with_history: bool) -> int: ...
 
     async def held(self, wanted: Wanted) -> Held:
         """What the database holds of ``wanted``, in one read snapshot."""

@@ -7,8 +7,8 @@ is one unit, named by its path from the project folder:
 - context: ``CLAUDE.md``, ``CLAUDE.local.md`` (in the project or in ``.claude/``) and
   ``.claude/context/**`` (``.md``, ``.markdown``, ``.txt``) become semantic memories in
   ``project:<project>:claude`` (``user:<user>:claude`` without a project), keyed by that
-  path, the text as value; a context ``.json`` holding a list of ``events`` (or
-  ``messages``) becomes a session, any other ``.json`` a memory holding it;
+  path, the text as value; a context or log ``.json`` holding a list (or an object with
+  a list of ``events`` or ``messages``) becomes a session, any other one a memory holding it;
 - logs: ``.claude/logs/**`` and ``.claude/projects/**/*.jsonl`` (Claude Code's transcripts)
   become terminated sessions of the importing principal, one event per line (a JSON line's
   ``type`` is the event type, its ``message.role`` or ``role`` the actor, its ``timestamp``
@@ -38,7 +38,7 @@ from abathur_memory.core.records import Session, SessionEvent
 from abathur_memory.errors import AbathurError, InvalidInput
 from abathur_memory.memory import sessions as session_rules
 from abathur_memory.memory.namespaces import clean
-from abathur_memory.transfer.jsonl import Progress, numbered_lines
+from abathur_memory.transfer.jsonl import Progress, json_lines, numbered_lines
 from abathur_memory.transfer.records import SessionRecord, Unit, VersionRecord, Where, iso
 
 FORMAT = "claude"
@@ -55,7 +55,7 @@ PARTS = (
 )
 NEVER = ("settings.local.json", ".credentials.json", "credentials.json")
 TEXT = (".md", ".markdown", ".txt")
-LOG = (".log", ".txt", ".md", ".jsonl", ".json")
+LOG = (".log", ".txt", ".md", ".jsonl")
 _LEADING_TIME = re.compile(
     r"^\W{0,2}(\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?)"
 )
@@ -160,7 +160,7 @@ class _Folder:
             context = top == "context" and suffix in TEXT
             if context or (top == "" and file.name in ("CLAUDE.md", "CLAUDE.local.md")):
                 self._memory(unit, file, self.context_ns, "semantic", parse_json=False)
-            elif top == "context" and suffix == ".json":
+            elif top in ("context", "logs") and suffix == ".json":
                 self._context_json(unit, file)
             elif (top == "logs" and suffix in LOG) or (top == "projects" and suffix == ".jsonl"):
                 self._log(unit, file)
@@ -216,13 +216,14 @@ class _Folder:
         except json.JSONDecodeError as exc:
             unit.fail(Where(unit.name, exc.lineno), f"not JSON ({exc.msg})", "session")
             return
-        items = obj.get("events", obj.get("messages")) if isinstance(obj, dict) else None
+        items = obj.get("events", obj.get("messages")) if isinstance(obj, dict) else obj
         if not isinstance(items, list):
             self._add_memory(unit, file, self.context_ns, "semantic", obj)
             return
-        ident = _first_text(obj, "session_id", "sessionId", "id")
+        about = obj if isinstance(obj, dict) else {}
+        ident = _first_text(about, "session_id", "sessionId", "id")
         lines = [(Where(unit.name, item=n), item) for n, item in enumerate(items, 1)]
-        self._session(unit, file, ident, lines, obj)
+        self._session(unit, file, ident, lines, about)
 
     # -- sessions -------------------------------------------------------------------------
 
@@ -233,15 +234,10 @@ class _Folder:
                 for number, text in numbered_lines(stream, unit, None)
                 if text.strip()
             ]
-        items: list[tuple[Where, Any]] = []
-        for where, text in lines:
-            if file.suffix.lower() in (".jsonl", ".json"):
-                try:
-                    items.append((where, json.loads(text)))
-                except json.JSONDecodeError as exc:
-                    unit.fail(where, f"not JSON ({exc.msg} at column {exc.colno})", "event")
-            else:
-                items.append((where, text))
+        items: list[tuple[Where, Any]] = list(lines)
+        if file.suffix.lower() == ".jsonl":
+            numbered = [(where.line, text) for where, text in lines]
+            items = list(json_lines(numbered, unit, "event"))
         ids = {i.get("sessionId") for _, i in items if isinstance(i, dict) and i.get("sessionId")}
         ident = next(iter(ids)) if len(ids) == 1 and isinstance(next(iter(ids)), str) else None
         if ident is None and lines:

@@ -7,14 +7,14 @@ with exactly the events its row counts). Stop the writers for one instant's snap
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from abathur_memory import __version__
 from abathur_memory.core.principal import Principal
 from abathur_memory.core.records import Session, Task
-from abathur_memory.core.transfer import ExportScope
+from abathur_memory.core.search import MemoryScope
 from abathur_memory.memory.access import AccessGuard
 from abathur_memory.memory.namespaces import SCOPES, Access, clean, validate_prefix
 from abathur_memory.memory.tasks import owner_filter
@@ -24,6 +24,7 @@ from abathur_memory.transfer.records import Digest, iso
 from abathur_memory.transfer.report import ExportReport, KindCounts
 
 PAGE = 1000
+T = TypeVar("T")
 ExportProgress = Callable[[str, int, int | None], None]  # phase, done, total
 
 
@@ -54,7 +55,7 @@ class Exporter:
         """Write every record ``principal`` may read (memories within ``prefixes`` only,
         when given: then no sessions, tasks or roots) as lines through ``write``."""
         chosen = None if not prefixes else await self._prefixes(principal, prefixes)
-        scopes = [ExportScope(principal, p) for p in chosen] if chosen else [ExportScope(principal)]
+        scopes = [MemoryScope(principal, p) for p in chosen] if chosen else [MemoryScope(principal)]
         digests: dict[str, Digest] = {}
         total = 0
         for scope in scopes:
@@ -133,10 +134,8 @@ class Exporter:
 
     async def _sessions(self, principal: Principal) -> list[Session]:
         """The principal's sessions (an admin's: all), oldest first."""
-        found: list[Session] = []
-        before = ("", "")
-        while True:
-            page, position = await self.store.sessions.page(
+        return await _oldest_first(
+            lambda before: self.store.sessions.page(
                 user_id=None if principal.admin else principal.user,
                 app_name=None if principal.admin else principal.app,
                 status=None,
@@ -144,11 +143,7 @@ class Exporter:
                 before=before,
                 limit=200,
             )
-            found += page
-            if position is None:
-                break
-            before = position
-        return found[::-1]
+        )
 
     async def _session(self, session: Session, emit: Callable[[dict[str, Any]], None]) -> None:
         emit(jsonl.session_record(session))
@@ -163,10 +158,8 @@ class Exporter:
 
     async def _tasks(self, principal: Principal) -> list[Task]:
         """The principal's tasks (an admin's: all), oldest first (parents first)."""
-        found: list[Task] = []
-        before = ("", "")
-        while True:
-            page, position = await self.store.tasks.page(
+        return await _oldest_first(
+            lambda before: self.store.tasks.page(
                 owner=owner_filter(principal),
                 status=None,
                 agent_type=None,
@@ -174,8 +167,18 @@ class Exporter:
                 before=before,
                 limit=200,
             )
-            found += page
-            if position is None:
-                break
-            before = position
-        return found[::-1]
+        )
+
+
+async def _oldest_first(
+    page: Callable[[tuple[str, str]], Awaitable[tuple[list[T], tuple[str, str] | None]]],
+) -> list[T]:
+    """Every row of a newest-first listing, oldest first."""
+    found: list[T] = []
+    before = ("", "")
+    while True:
+        rows, position = await page(before)
+        found += rows
+        if position is None:
+            return found[::-1]
+        before = position

@@ -20,7 +20,7 @@ from abathur_memory.core.principal import Principal
 from abathur_memory.core.transfer import Held, Writes
 from abathur_memory.errors import Conflict, InvalidInput
 from abathur_memory.memory.denials import DenialRecorder
-from abathur_memory.memory.namespaces import clean, parse
+from abathur_memory.memory.namespaces import clean
 from abathur_memory.store.protocols import Store
 from abathur_memory.transfer import merge, sources
 from abathur_memory.transfer.records import Problem, Unit, iso
@@ -43,8 +43,6 @@ def parse_namespace_map(pairs: Sequence[str]) -> list[tuple[str, str]]:
             raise InvalidInput(
                 f"--namespace-map {pair!r}: expected FROM=TO, e.g. user:bob=user:alice"
             )
-        parse(clean(source))
-        parse(clean(target))
         mapping.append((clean(source), clean(target)))
     return sorted(mapping, key=lambda pair: -len(pair[0]))
 
@@ -103,11 +101,13 @@ class Importer:
         )
         report = ImportReport(source=str(path), dry_run=dry_run, skip_bad=skip_bad)
         for number, unit in enumerate(units, 1):
+            if progress is not None:
+                progress(f"importing {unit.name}", number - 1, len(units))
             _renamed(unit, mapping)
             merge.dedupe(unit)
             report.files.append(await self._unit(principal, unit, dry_run, skip_bad))
             if progress is not None:
-                progress("writing", number, len(units))
+                progress("imported", number, len(units))
         return report
 
     async def _unit(

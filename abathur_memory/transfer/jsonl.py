@@ -11,7 +11,7 @@ once links exist), ``session`` each followed by its ``event`` lines, ``task`` an
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -153,64 +153,37 @@ class _Memory(_Line):
     updated_at: str
 
 
-class _Session(_Line):
+_STRICT = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class _Session(Session):
+    model_config = _STRICT
     kind: Literal["session"]
-    id: str
-    app_name: str
-    user_id: str
-    project_id: str | None
     status: Literal["created", "active", "paused", "terminated", "archived"]
-    state: dict[str, Any]
-    metadata: dict[str, Any]
     last_seq: int = Field(ge=0)
-    created_at: str
-    last_update_time: str
-    terminated_at: str | None
-    archived_at: str | None
 
 
-class _Event(_Line):
+class _Event(SessionEvent):
+    model_config = _STRICT
     kind: Literal["event"]
     session_id: str
     seq: int = Field(ge=1)
-    event_type: str
-    actor: str
-    content: Any
-    state_delta: dict[str, Any] | None
-    created_at: str
 
 
-class _Task(_Line):
+class _Task(Task):
+    model_config = _STRICT
     kind: Literal["task"]
-    id: str
-    prompt: str
-    agent_type: str
     priority: int = Field(ge=0, le=10)
     status: Literal["pending", "blocked", "ready", "running", "completed", "failed", "cancelled"]
-    input: dict[str, Any]
-    result: Any
-    error: str | None
     retry_count: int = Field(ge=0)
     max_retries: int = Field(ge=0)
     timeout_seconds: int = Field(ge=1)
-    dependencies: list[str]
-    parent_task_id: str | None
-    session_id: str | None
-    created_by: str | None
-    claimed_by: str | None
-    submitted_at: str
-    started_at: str | None
-    completed_at: str | None
-    last_updated_at: str
 
 
-class _Checkpoint(_Line):
+class _Checkpoint(Checkpoint):
+    model_config = _STRICT
     kind: Literal["checkpoint"]
-    task_id: str
     iteration: int = Field(ge=0)
-    state: Any
-    session_id: str | None
-    created_at: str
 
 
 class _Root(_Line):
@@ -245,7 +218,7 @@ class _Footer(_Line):
     checksums: dict[str, str]
 
 
-_MODELS: dict[str, type[_Line]] = {
+_MODELS: dict[str, type[BaseModel]] = {
     "memory": _Memory,
     "session": _Session,
     "event": _Event,
@@ -297,6 +270,34 @@ def numbered_lines(
         progress(done)
 
 
+def json_lines(
+    numbered: Iterable[tuple[int, str]], unit: Unit, record: str
+) -> Iterator[tuple[Where, Any]]:
+    """The JSON of each line that is not blank; a line that is not JSON is bad."""
+    for number, text in numbered:
+        if not text.strip():
+            continue
+        where = Where(unit.name, number)
+        try:
+            yield where, json.loads(text)
+        except json.JSONDecodeError as exc:
+            unit.fail(where, f"not JSON ({exc.msg} at column {exc.colno})", record)
+
+
+def add_version(
+    unit: Unit, where: Where, item: Any, make: Callable[[Where, dict[str, Any]], VersionRecord]
+) -> None:
+    """The memory ``make`` builds from ``item`` (a JSON object), or a bad line."""
+    if not isinstance(item, dict):
+        unit.fail(where, "a line must be a JSON object", "memory")
+        return
+    unit.digest("memory").add(item)
+    try:
+        unit.versions.append(make(where, item))
+    except AbathurError as exc:
+        unit.fail(where, str(exc), "memory")
+
+
 class _Reader:
     def __init__(self, unit: Unit, max_value_bytes: int) -> None:
         self.unit = unit
@@ -311,15 +312,8 @@ class _Reader:
         return Where(self.unit.name, number)
 
     def lines(self, numbered: Iterable[tuple[int, str]]) -> None:
-        for number, text in numbered:
-            self.last_line = number
-            if not text.strip():
-                continue
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                self.unit.fail(self.where(number), f"not JSON ({exc.msg} at column {exc.colno})")
-                continue
+        for where, obj in json_lines(numbered, self.unit, "file"):
+            number = self.last_line = where.line
             if not isinstance(obj, dict):
                 self.unit.fail(self.where(number), "a line must be a JSON object")
                 continue
@@ -383,7 +377,7 @@ class _Reader:
             raise InvalidInput(f"{what} appears twice in the file")
         self.seen.add(identity)
 
-    def _add(self, where: Where, parsed: _Line) -> None:
+    def _add(self, where: Where, parsed: BaseModel) -> None:
         unit = self.unit
         if isinstance(parsed, _Memory):
             namespace = clean(parsed.namespace)

@@ -11,15 +11,14 @@ versions and no times: a changed entity is a new version, stamped with the impor
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from abathur_memory.core import values
 from abathur_memory.core.principal import Principal
-from abathur_memory.errors import AbathurError, InvalidInput
+from abathur_memory.errors import InvalidInput
 from abathur_memory.memory.namespaces import clean
-from abathur_memory.transfer.jsonl import Progress, numbered_lines
+from abathur_memory.transfer.jsonl import Progress, add_version, json_lines, numbered_lines
 from abathur_memory.transfer.records import Unit, VersionRecord, Where
 
 FORMAT = "mcp-memory"
@@ -74,23 +73,8 @@ def read(
     unit = Unit(name=str(path), format=FORMAT)
     base = clean(namespace_for(principal))
     with path.open("rb") as stream:
-        for number, text in numbered_lines(stream, unit, progress):
-            if not text.strip():
-                continue
-            where = Where(unit.name, number)
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                unit.fail(where, f"not JSON ({exc.msg} at column {exc.colno})", "memory")
-                continue
-            if not isinstance(obj, dict):
-                unit.fail(where, "a line must be a JSON object", "memory")
-                continue
-            unit.digest("memory").add(obj)
-            try:
-                unit.versions.append(_record(where, obj, base, max_value_bytes))
-            except AbathurError as exc:
-                unit.fail(where, str(exc), "memory")
+        for where, obj in json_lines(numbered_lines(stream, unit, progress), unit, "memory"):
+            add_version(unit, where, obj, lambda w, o: _record(w, o, base, max_value_bytes))
     if not unit.versions and not unit.bad:
         unit.notes.append("the file holds no entities or relations")
     return unit

@@ -18,9 +18,9 @@ from typing import Any
 
 from abathur_memory.core import values
 from abathur_memory.core.principal import Principal
-from abathur_memory.errors import AbathurError, InvalidInput
+from abathur_memory.errors import InvalidInput
 from abathur_memory.memory.namespaces import clean
-from abathur_memory.transfer.jsonl import Progress, numbered_lines
+from abathur_memory.transfer.jsonl import Progress, add_version, json_lines, numbered_lines
 from abathur_memory.transfer.records import Unit, VersionRecord, Where, iso, iso_or_none
 
 FORMAT = "mem0"
@@ -99,17 +99,8 @@ def _items(path: Path, unit: Unit, progress: Progress | None) -> list[tuple[Wher
         return [(Where(unit.name, item=n), item) for n, item in enumerate(document, 1)]
     if isinstance(document, dict):
         return [(Where(unit.name, 1), document)]
-    found: list[tuple[Where, Any]] = []
-    for number, text in numbered_lines(data.splitlines(keepends=True), unit, None):
-        if not text.strip():
-            continue
-        try:
-            found.append((Where(unit.name, number), json.loads(text)))
-        except json.JSONDecodeError as exc:
-            unit.fail(
-                Where(unit.name, number), f"not JSON ({exc.msg} at column {exc.colno})", "memory"
-            )
-    return found
+    lines = numbered_lines(data.splitlines(keepends=True), unit, None)
+    return list(json_lines(lines, unit, "memory"))
 
 
 def looks_like_item(obj: dict[str, Any]) -> bool:
@@ -121,12 +112,5 @@ def read(
 ) -> Unit:
     unit = Unit(name=str(path), format=FORMAT)
     for where, item in _items(path, unit, progress):
-        if not isinstance(item, dict):
-            unit.fail(where, "a mem0 memory must be a JSON object", "memory")
-            continue
-        unit.digest("memory").add(item)
-        try:
-            unit.versions.append(_record(where, item, principal, max_value_bytes))
-        except AbathurError as exc:
-            unit.fail(where, str(exc), "memory")
+        add_version(unit, where, item, lambda w, i: _record(w, i, principal, max_value_bytes))
     return unit

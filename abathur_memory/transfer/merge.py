@@ -19,11 +19,11 @@ never rewrites what the database knows better:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from abathur_memory.core import values
 from abathur_memory.core.principal import Principal
 from abathur_memory.core.records import Checkpoint, Denial, MemoryEntry, Session, SessionEvent, Task
 from abathur_memory.core.transfer import Deletion, Held, NewVersion, Wanted, Writes
@@ -125,7 +125,11 @@ def _same(a: Any, b: Any) -> bool:
 
 
 def _same_text(a: Any, text: str) -> bool:
-    return values.same_json(values.encode_json(a, what="value", max_bytes=2**62), text)
+    """Whether a stored value (decoded) and a record's JSON text are the same value: the
+    same text (the usual case: an export is written as values are stored), or the same
+    canonical form."""
+    compact = json.dumps(a, ensure_ascii=False, separators=(",", ":"))
+    return compact == text or _same(a, json.loads(text))
 
 
 def _same_content(held: MemoryEntry, record: VersionRecord) -> bool:
@@ -208,45 +212,29 @@ class _Planner:
     def _sessions(self) -> None:
         for record in self.unit.sessions:
             s, events = record.session, record.events
-            count = 1 + len(events)
-            if not self.p.may_use_session(s.user_id, s.app_name):
-                self._refuse(
-                    record.where,
-                    "session",
-                    1,
-                    f"session {s.id} belongs to user {s.user_id} in app {s.app_name}",
-                    self._deny("session_denied", s.id, session_rules.NOT_YOURS),
-                )
-                self.outcomes["event"].refused += len(events)
-                continue
             held = self.held.sessions.get(s.id)
-            if held is None:
+            owner = (s.user_id, s.app_name) if held is None else (held.user_id, held.app_name)
+            refusal = None
+            if not self.p.may_use_session(s.user_id, s.app_name):
+                refusal = f"session {s.id} belongs to user {s.user_id} in app {s.app_name}"
+            elif not self.p.may_use_session(*owner):
+                refusal = f"session id {s.id} is taken by another principal's session"
+            if refusal is not None:
+                denial = self._deny("session_denied", s.id, session_rules.NOT_YOURS)
+                self._refuse(record.where, "session", 1, refusal, denial)
+                self.outcomes["event"].refused += len(events)
+            elif held is None:
                 self.writes.sessions.append(s)
                 self.writes.events += [(s.id, event) for _, event in events]
                 self.sessions_after.add(s.id)
                 self.outcomes["session"].new += 1
                 self.outcomes["event"].new += len(events)
-                continue
-            if (held.user_id, held.app_name) != (s.user_id, s.app_name):
-                if self.p.may_use_session(held.user_id, held.app_name):
-                    self._conflict(
-                        record.where,
-                        "session",
-                        1,
-                        f"session {s.id} exists here for user {held.user_id} in app "
-                        f"{held.app_name}",
-                    )
-                else:
-                    self._refuse(
-                        record.where,
-                        "session",
-                        1,
-                        f"session id {s.id} is taken by another principal's session",
-                        self._deny("session_denied", s.id, session_rules.NOT_YOURS),
-                    )
+            elif owner != (s.user_id, s.app_name):
+                message = f"session {s.id} exists here for user {owner[0]} in app {owner[1]}"
+                self._conflict(record.where, "session", 1, message)
                 self.outcomes["event"].conflict += len(events)
-                continue
-            self._merge_session(record.where, s, events, held, count)
+            else:
+                self._merge_session(record.where, s, events, held)
 
     def _merge_session(
         self,
@@ -254,7 +242,6 @@ class _Planner:
         s: Session,
         events: Sequence[tuple[Where, SessionEvent]],
         held: Session,
-        count: int,
     ) -> None:
         held_events = {e.seq: e for e in self.held.events.get(s.id, [])}
         for event_where, event in events:
@@ -271,7 +258,7 @@ class _Planner:
         appended = [e for _, e in events if e.seq > held.last_seq]
         newer = _t(s.last_update_time) > _t(held.last_update_time)
         same_row = _row(s) == _row(held)
-        if appended and not newer:
+        if appended and _t(s.last_update_time) < _t(held.last_update_time):
             self._conflict(
                 where,
                 "session",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,7 @@ from abathur_memory.core import timestamps
 from abathur_memory.core.records import Checkpoint, Session, SessionEvent, Task
 from abathur_memory.errors import InvalidInput
 
+_RECORD_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z\Z")
 KINDS = ("memory", "link", "session", "event", "task", "checkpoint", "root")
 
 
@@ -157,6 +159,8 @@ def canonical_line(record: dict[str, Any]) -> str:
 def iso(value: Any, *, what: str) -> str:
     """A time (ISO 8601 text, or seconds since the epoch) as the records hold it:
     UTC, milliseconds, 'Z'."""
+    if isinstance(value, str) and _RECORD_TIME.match(value):
+        return value  # already in the records' form (what every export writes)
     if isinstance(value, int | float) and not isinstance(value, bool):
         moment = datetime.fromtimestamp(value, UTC)
     elif isinstance(value, str):

@@ -11,17 +11,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 from abathur_memory.core.records import MemoryEntry
+from abathur_memory.core.search import MemoryScope
 from abathur_memory.core.transfer import (
     IMPORT_ACTION,
     MEMORY_IMPORT_ACTION,
     Decide,
-    Deletion,
-    ExportScope,
     Held,
-    NewVersion,
     Wanted,
     Writes,
 )
@@ -46,13 +45,14 @@ _LATEST_LIVE = (
 _INSERT_VERSIONS = f"""
 WITH given AS (
     SELECT * FROM jsonb_to_recordset(%(batch)s::jsonb) AS r(
-        namespace text, key text, version bigint, value text, memory_type text,
-        metadata text, is_deleted boolean, created_by text, updated_by text,
+        namespace text, key text, version bigint, value_text text, memory_type text,
+        metadata_text text, is_deleted boolean, created_by text, updated_by text,
         created_at timestamptz, updated_at timestamptz, operation text)
 ), inserted AS (
     INSERT INTO memory_entries (namespace, key, value, memory_type, version, metadata,
                                 is_deleted, created_by, updated_by, created_at, updated_at)
-    SELECT namespace, key, value::jsonb, memory_type, version, metadata::jsonb, is_deleted,
+    SELECT namespace, key, value_text::jsonb, memory_type, version, metadata_text::jsonb,
+           is_deleted,
            created_by, updated_by, created_at, updated_at
     FROM given
     RETURNING id, namespace, key, version
@@ -123,7 +123,7 @@ class PostgresTransferStore:
         self.db = db
 
     async def memory_versions(
-        self, scope: ExportScope, with_history: bool, after: tuple[str, str, int], limit: int
+        self, scope: MemoryScope, with_history: bool, after: tuple[str, str, int], limit: int
     ) -> list[MemoryEntry]:
         where, params = readable_sql(scope.principal, scope.prefix, "m.namespace")
         sql = (
@@ -135,7 +135,7 @@ class PostgresTransferStore:
         found = await self.db.fetchall(sql, [*after, *params, limit])
         return [rows.memory(r) for r in found]
 
-    async def count_memory_versions(self, scope: ExportScope, with_history: bool) -> int:
+    async def count_memory_versions(self, scope: MemoryScope, with_history: bool) -> int:
         where, params = readable_sql(scope.principal, scope.prefix, "m.namespace")
         sql = (
             f"SELECT count(*) FROM memory_entries AS m WHERE {where}"
@@ -212,31 +212,8 @@ async def _read_held(conn: Conn, wanted: Wanted, *, lock: bool) -> Held:
     return held
 
 
-def _version_row(v: NewVersion) -> dict[str, Any]:
-    return {
-        "namespace": v.namespace,
-        "key": v.key,
-        "version": v.version,
-        "value": v.value_text,
-        "memory_type": v.memory_type,
-        "metadata": v.metadata_text,
-        "is_deleted": v.is_deleted,
-        "created_by": v.created_by,
-        "updated_by": v.updated_by,
-        "created_at": v.created_at,
-        "updated_at": v.updated_at,
-        "operation": v.operation,
-    }
-
-
-def _deletion_row(d: Deletion) -> dict[str, Any]:
-    return {
-        "namespace": d.namespace,
-        "key": d.key,
-        "version": d.version,
-        "updated_at": d.updated_at,
-        "updated_by": d.updated_by,
-    }
+def _text_size(v: Any) -> int:
+    return len(v.value_text) + len(v.metadata_text)
 
 
 async def _many(conn: Conn, sql: str, params: list[tuple[Any, ...]]) -> None:
@@ -270,12 +247,11 @@ async def _write(conn: Conn, writes: Writes, actor: str) -> None:
         " created_at) VALUES (%s, %s, %s, %s, %s::jsonb, %s::jsonb, %s::timestamptz)",
         [event_columns(session_id, e, _as_given) for session_id, e in writes.events],
     )
-    size = lambda v: len(v.value_text) + len(v.metadata_text)  # noqa: E731
-    for chunk in _chunks(writes.versions, size):
-        batch = json.dumps([_version_row(v) for v in chunk], ensure_ascii=False)
+    for chunk in _chunks(writes.versions, _text_size):
+        batch = json.dumps([asdict(v) for v in chunk], ensure_ascii=False)
         await conn.execute(_INSERT_VERSIONS, {"batch": batch, "actor": actor})
     for chunk in _chunks(writes.deletions, lambda _: 0):
-        batch = json.dumps([_deletion_row(d) for d in chunk], ensure_ascii=False)
+        batch = json.dumps([asdict(d) for d in chunk], ensure_ascii=False)
         await conn.execute(_DELETE_VERSIONS, {"batch": batch, "actor": actor})
     await _many(
         conn,

@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from abathur_memory.core.search import MemoryScope
 from abathur_memory.core.transfer import (
     IMPORT_ACTION,
     MEMORY_IMPORT_ACTION,
     Decide,
-    ExportScope,
     Held,
     Wanted,
     Writes,
@@ -54,7 +54,7 @@ class SqliteTransferStore:
         self.db = db
 
     async def memory_versions(
-        self, scope: ExportScope, with_history: bool, after: tuple[str, str, int], limit: int
+        self, scope: MemoryScope, with_history: bool, after: tuple[str, str, int], limit: int
     ) -> list[Any]:
         where, params = readable_sql(scope.principal, scope.prefix, "m.namespace")
         sql = (
@@ -66,7 +66,7 @@ class SqliteTransferStore:
         found = await self.db.fetchall(sql, [*after, *params, limit])
         return [rows.memory(r) for r in found]
 
-    async def count_memory_versions(self, scope: ExportScope, with_history: bool) -> int:
+    async def count_memory_versions(self, scope: MemoryScope, with_history: bool) -> int:
         where, params = readable_sql(scope.principal, scope.prefix, "m.namespace")
         sql = (
             f"SELECT count(*) FROM memory_entries AS m WHERE {where}"
