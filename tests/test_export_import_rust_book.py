@@ -25,15 +25,29 @@ QUERIES = (
 )
 
 
-async def _answers(runtime) -> dict[str, list[tuple[object, ...]]]:
-    out = {}
+async def _answers(runtime) -> dict[str, object]:
+    """Each query's hits. The book holds the same sections twice (src/ and nostarch/), so
+    scores tie; SQLite breaks ties the same way in two databases indexed alike, PostgreSQL
+    by chunk id, which follows the order the indexing worker took the files in. There the
+    keyword answers are compared up to the order within a tie (the group of the last hit,
+    which k may cut, by its size), and hybrid answers, which fuse those ranks, are not."""
+    out: dict[str, object] = {}
     for query in QUERIES:
         for mode in ("keyword", "hybrid"):
             found = await runtime.documents.search(None, query, k=10, mode=mode)
-            out[f"{mode} {query}"] = [
-                (h.path, tuple(h.heading), h.start_line, h.end_line, round(h.score, 9))
-                for h in found.results
-            ]
+            hits = [(h.path, tuple(h.heading), h.start_line, h.end_line) for h in found.results]
+            if runtime.store.kind == "sqlite":
+                out[f"{mode} {query}"] = [
+                    (*hit, round(h.score, 9)) for hit, h in zip(hits, found.results, strict=True)
+                ]
+            elif mode == "keyword":
+                scores = [round(h.keyword_score or 0.0, 9) for h in found.results]
+                groups = [
+                    (score, {hit for hit, s in zip(hits, scores, strict=True) if s == score})
+                    for score in dict.fromkeys(scores)
+                ]
+                last = groups.pop() if groups else None
+                out[f"{mode} {query}"] = (scores, groups, last and (last[0], len(last[1])))
     return out
 
 
