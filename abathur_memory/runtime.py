@@ -35,6 +35,7 @@ from abathur_memory.search.memory_indexer import MemoryIndexer
 from abathur_memory.search.pipeline import Retrieval
 from abathur_memory.store.open import open_store
 from abathur_memory.store.protocols import Store
+from abathur_memory.transfer.service import TransferService
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class Runtime:
     documents: DocumentService
     retrieval: Retrieval
     memory_indexer: MemoryIndexer
+    transfer: TransferService
     _workers: list[asyncio.Task[None]] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -183,6 +185,7 @@ async def build_runtime(settings: Settings, store: Store) -> Runtime:
         documents=documents,
         retrieval=retrieval,
         memory_indexer=indexer,
+        transfer=TransferService(store, guard, recorder, max_value_bytes=settings.max_value_bytes),
     )
 
 

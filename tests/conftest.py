@@ -79,6 +79,22 @@ def db_url(backend: str, db_path: Path, request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
+def target_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A second fresh database on the test's backend (an import's target, say)."""
+    if backend == "postgres":
+        import uuid
+
+        import pg_server
+
+        admin = request.getfixturevalue("pg_admin_uri")
+        name = f"t_{uuid.uuid4().hex[:16]}"
+        yield pg_server.fresh_schema(admin, name)
+        pg_server.drop_schema(admin, name)
+    else:
+        yield str(tmp_path / "target.db")
+
+
+@pytest.fixture
 async def runtime(db_url: str):
     """The composition root over a fresh database (fake embedder), as the server builds it."""
     from abathur_memory.runtime import open_runtime

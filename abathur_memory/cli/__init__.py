@@ -13,7 +13,7 @@ from typing import NoReturn
 import click
 
 from abathur_memory import __version__
-from abathur_memory.cli import db, documents, migrate, server
+from abathur_memory.cli import db, documents, migrate, server, transfer
 from abathur_memory.cli.common import err_console, one_line
 from abathur_memory.errors import AbathurError
 
@@ -33,6 +33,8 @@ for command in (
     db.restore,
     db.maintain,
     migrate.migrate,
+    transfer.export,
+    transfer.import_,
     documents.index,
     documents.search,
     documents.status,

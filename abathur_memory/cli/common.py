@@ -5,15 +5,17 @@ Logs go to stderr; stdout is reserved for results (and, under ``serve``, for the
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from abathur_memory.config import Settings, default_db_path, load_settings
@@ -22,6 +24,7 @@ from abathur_memory.store.sqlite import driver
 from abathur_memory.store.sqlite.files import check_database_path
 
 F = TypeVar("F", bound=Callable[..., Any])
+Step = Callable[[str, int, int | None], None]  # phase, done, total (None: not known yet)
 
 # soft_wrap: a line is never cut at the console width (80 columns when piped); a terminal
 # wraps long lines itself, and a pipe gets every line whole.
@@ -106,6 +109,28 @@ def print_rows(
         style = styles[n] if styles is not None else None
         table.add_row(*(escape(cell) for cell in row), style=style)
     out_console.print(table)
+
+
+@contextlib.contextmanager
+def progress_bar(enabled: bool) -> Iterator[Step | None]:
+    """A bar on stderr that shows a phase and its progress, only where it can redraw (a
+    terminal; ``enabled`` False for --json); the function to report progress to, or None."""
+    if not enabled or not err_console.is_terminal:
+        yield None
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err_console, transient=True) as bar:
+        task = bar.add_task("starting", total=None)
+
+        def update(phase: str, done: int, total: int | None) -> None:
+            bar.update(task, description=phase, completed=done, total=total)
+
+        yield update
 
 
 def one_line(message: str) -> str:

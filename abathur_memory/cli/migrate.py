@@ -6,13 +6,12 @@ import json
 import sys
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from abathur_memory.cli.common import (
     db_option,
-    err_console,
     out_console,
     print_rows,
+    progress_bar,
     settings_from,
 )
 from abathur_memory.ops import migration
@@ -51,31 +50,10 @@ def migrate(db: str | None, target: str, dry_run: bool, batch_rows: int, as_json
     during the copy is not carried.
     """
     settings = settings_from(db)
-    if as_json or not err_console.is_terminal:
+    with progress_bar(not as_json) as step:
         report = migration.copy(
-            settings.db, target, settings, dry_run=dry_run, batch_rows=batch_rows
+            settings.db, target, settings, dry_run=dry_run, progress=step, batch_rows=batch_rows
         )
-    else:
-        columns = (
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-        )
-        with Progress(*columns, console=err_console, transient=True) as bar:
-            task = bar.add_task("copying", total=None)
-
-            def update(phase: str, done: int, total: int) -> None:
-                bar.update(task, description=phase, completed=done, total=total)
-
-            report = migration.copy(
-                settings.db,
-                target,
-                settings,
-                dry_run=dry_run,
-                progress=update,
-                batch_rows=batch_rows,
-            )
     if as_json:
         click.echo(json.dumps(report.as_json(), indent=2))
     else:

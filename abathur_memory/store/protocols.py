@@ -64,6 +64,7 @@ from abathur_memory.core.search import (
     UnembeddedMemory,
 )
 from abathur_memory.core.spaces import EmbeddingIdentity, Space
+from abathur_memory.core.transfer import Decide, Held, Wanted, Writes
 
 
 class MemoryStore(Protocol):
@@ -485,6 +486,30 @@ class SearchStore(Protocol):
         ...
 
 
+class TransferStore(Protocol):
+    """Export's reads and import's one write (docs/import-export.md)."""
+
+    async def memory_versions(
+        self, scope: MemoryScope, with_history: bool, after: tuple[str, str, int], limit: int
+    ) -> list[MemoryEntry]:
+        """Versions the scope may read, by (namespace, key, version) after ``after``: every
+        version, deleted ones included (``with_history``), or each key's latest live one."""
+        ...
+
+    async def count_memory_versions(self, scope: MemoryScope, with_history: bool) -> int: ...
+
+    async def held(self, wanted: Wanted) -> Held:
+        """What the database holds of ``wanted``, in one read snapshot."""
+        ...
+
+    async def apply(self, wanted: Wanted, decide: Decide, actor: str) -> Writes:
+        """In one transaction: read (and lock) what the database holds of ``wanted``, call
+        ``decide`` with it, write what it returns (an audit row per memory version and
+        deletion, as ``actor``, and the summary row), and return that. ``decide`` raising
+        rolls everything back."""
+        ...
+
+
 class Store(Protocol):
     """One open database: the groups above, and what the runtime needs to manage it."""
 
@@ -514,6 +539,8 @@ class Store(Protocol):
     def memory_index(self) -> MemoryIndexStore: ...
     @property
     def search(self) -> SearchStore: ...
+    @property
+    def transfer(self) -> TransferStore: ...
 
     async def migrate(self) -> list[int]:
         """Bring the schema up to date; returns the migrations applied."""

@@ -18,6 +18,7 @@ from abathur_memory.store.postgres.sessions import PostgresSessionStore
 from abathur_memory.store.postgres.spaces import PostgresSpaceStore
 from abathur_memory.store.postgres.tasks import PostgresCheckpointStore, PostgresTaskStore
 from abathur_memory.store.postgres.tokens import PostgresAuditStore, PostgresTokenStore
+from abathur_memory.store.postgres.transfer import PostgresTransferStore
 from abathur_memory.store.shared import check_copy_state
 
 
@@ -47,6 +48,7 @@ class PostgresStore:
         self.documents = PostgresDocumentStore(db)
         self.memory_index = PostgresMemoryIndexStore(db)
         self.search = PostgresSearchStore(db)
+        self.transfer = PostgresTransferStore(db)
 
     @classmethod
     async def open(

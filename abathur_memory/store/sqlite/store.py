@@ -17,6 +17,7 @@ from abathur_memory.store.sqlite.sessions import SqliteSessionStore
 from abathur_memory.store.sqlite.spaces import SqliteSpaceStore
 from abathur_memory.store.sqlite.tasks import SqliteCheckpointStore, SqliteTaskStore
 from abathur_memory.store.sqlite.tokens import SqliteAuditStore, SqliteTokenStore
+from abathur_memory.store.sqlite.transfer import SqliteTransferStore
 from abathur_memory.store.sqlite.vector_index import VectorIndex
 
 
@@ -39,6 +40,7 @@ class SqliteStore:
         # The 1-bit codes of each space's vectors, held in memory for the coarse pass.
         self.vector_cache = VectorIndex()
         self.search = SqliteSearchStore(db, self.vector_cache)
+        self.transfer = SqliteTransferStore(db)
 
     @classmethod
     async def open(

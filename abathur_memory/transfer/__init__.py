@@ -1,0 +1,1 @@
+"""Export and import: abathur-memory's own JSONL and the formats people come from."""
