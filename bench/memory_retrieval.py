@@ -216,9 +216,10 @@ async def store(client: Any, work: Workload) -> float:
 
     async def agent(namespace: str, items: list[tuple[str, dict[str, Any]]]) -> None:
         for key, value in items:
+            # The default memory type, as an agent that does not say would store them: what
+            # makes a turn part of a sequence is its value (it names a speaker).
             result = await client.call_tool(
-                "memory_put",
-                {"namespace": namespace, "key": key, "value": value, "memory_type": "episodic"},
+                "memory_put", {"namespace": namespace, "key": key, "value": value}
             )
             _structured(result, "memory_put")
 

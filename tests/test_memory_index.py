@@ -73,7 +73,7 @@ async def test_memory_search_works_with_the_documents_group_switched_off(any_db_
         names = {t.name for t in (await client.list_tools()).tools}
         assert "memory_search" in names and "document_search" not in names
         await call(client, "memory_put", namespace="user:alice:n", key="k", value="otter pond")
-        result = await search_until(client, "otter", lambda r: r["results"])
+        result = await search_until(client, "otter", keys)
         assert keys(result) == [("user:alice:n", "k")]
 
 

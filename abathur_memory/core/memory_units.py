@@ -16,6 +16,7 @@ different days.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,12 +38,16 @@ CONTEXT_KEYWORD_WEIGHT = 0.3
 SPEAKER_FIELDS = frozenset(("speaker", "role", "actor", "author", "sender", "from", "participant"))
 
 
+MAX_SPEAKER_CHARS = 100
+
+
 @dataclass(frozen=True)
 class Placement:
     """Where a memory sits among its namespace's memories, and whether it takes context."""
 
     contextual: bool
     moment: dt.datetime | None  # when its value says it happened
+    speaker: str | None  # who said it (lower case), for utterances
 
 
 def is_contextual(value: Any, memory_type: str) -> bool:
@@ -54,8 +59,31 @@ def is_contextual(value: Any, memory_type: str) -> bool:
     return False
 
 
+def speaker_of(value: Any) -> str | None:
+    """Who said an utterance: the first speaker field holding a short string."""
+    if not isinstance(value, dict):
+        return None
+    for name, item in value.items():
+        if str(name).lower() in SPEAKER_FIELDS and isinstance(item, str):
+            spoken = " ".join(item.split()).lower()
+            if 0 < len(spoken) <= MAX_SPEAKER_CHARS:
+                return spoken
+    return None
+
+
 def placement(value: Any, memory_type: str) -> Placement:
-    return Placement(is_contextual(value, memory_type), memory_moment(value))
+    return Placement(is_contextual(value, memory_type), memory_moment(value), speaker_of(value))
+
+
+def named_in(query: str, speakers: set[str]) -> set[str]:
+    """The speakers a query names (whole words, any case): "What did Nora say about the
+    trip?" names nora."""
+    lowered = query.lower()
+    return {
+        speaker
+        for speaker in speakers
+        if re.search(r"(?<!\w)" + re.escape(speaker) + r"(?!\w)", lowered) is not None
+    }
 
 
 def moment_text(moment: dt.datetime | None) -> str | None:

@@ -29,7 +29,6 @@ class CandidateQuery:
     identity: str | None  # EmbeddingIdentity.key() the vector belongs to
     pool: int  # candidates per list, before fusion
     k: int  # hits wanted after fusion
-    spans: tuple[tuple[dt.datetime, dt.datetime], ...] = ()  # times the query names (memories)
     cut: int | None = None  # memory hits: longer values are cut (core/replies.py)
 
 
@@ -94,15 +93,24 @@ class Ranked:
 
 # (keyword list, semantic list, k) -> the fused top k; each list is (id, score), best first.
 Fuse = Callable[[list[tuple[int, float]], list[tuple[int, float]], int], list[Ranked]]
-# Memories: (keyword, semantic, context vectors, k, the candidates in a time the query
-# names) -> the fused top k.
+
+
+@dataclass(frozen=True)
+class CandidateFacts:
+    """What the fusion may weigh besides the lists: when a memory happened, who said it."""
+
+    moment: dt.datetime | None
+    speaker: str | None
+
+
+# Memories: (keyword, semantic, context vectors, k, facts of the candidates) -> the top k.
 MemoryFuse = Callable[
     [
         list[tuple[int, float]],
         list[tuple[int, float]],
         list[tuple[int, float]],
         int,
-        frozenset[int],
+        dict[int, CandidateFacts],
     ],
     list[Ranked],
 ]

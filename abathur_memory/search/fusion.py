@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from abathur_memory.core.search import Ranked
+import datetime as dt
+
+from abathur_memory.core.memory_units import named_in
+from abathur_memory.core.search import CandidateFacts, MemoryFuse, Ranked
+from abathur_memory.core.when import Span, overlaps, spans_in
 
 RRF_K = 60
 
@@ -41,10 +45,13 @@ def fuse(
 # (LoCoMo hybrid R@10 0.634 against keyword alone 0.646); scores carry how sure each list
 # is. SEMANTIC_WEIGHT is the semantic side's share; CONTEXT_WEIGHT how much a memory's
 # context vector counts beside its own (both max-normalised); TIME_BOOST what a memory
-# whose moment lies in a time the query names gains, in standard deviations.
+# whose moment lies in a time the query names gains, and SPEAKER_BOOST what an utterance
+# whose speaker the query names gains ("What did Nora say about the trip?"), in standard
+# deviations of the fused score.
 SEMANTIC_WEIGHT = 0.4
 CONTEXT_WEIGHT = 2.0
 TIME_BOOST = 0.25
+SPEAKER_BOOST = 1.5
 
 
 def _max_normalised(ranked: list[tuple[int, float]]) -> dict[int, float]:
@@ -76,16 +83,49 @@ def semantic_with_context(
     }
 
 
+def memory_boosts(
+    query: str, spans: list[Span], facts: dict[int, CandidateFacts]
+) -> dict[int, float]:
+    """What each candidate gains for happening in a time the query names and for being said
+    by someone the query names."""
+    named = named_in(query, {f.speaker for f in facts.values() if f.speaker})
+    boosts: dict[int, float] = {}
+    for cid, fact in facts.items():
+        gain = TIME_BOOST if overlaps(fact.moment, spans) else 0.0
+        if fact.speaker is not None and fact.speaker in named:
+            gain += SPEAKER_BOOST
+        if gain:
+            boosts[cid] = gain
+    return boosts
+
+
+def memory_fusion(query: str, now: dt.datetime | None = None) -> MemoryFuse:
+    """The fusion for one memory query (its times and names read once)."""
+    spans = spans_in(query, now)
+
+    def fuse_for_query(
+        keyword: list[tuple[int, float]],
+        semantic: list[tuple[int, float]],
+        context: list[tuple[int, float]],
+        k: int,
+        facts: dict[int, CandidateFacts],
+    ) -> list[Ranked]:
+        return fuse_memories(keyword, semantic, context, k, memory_boosts(query, spans, facts))
+
+    return fuse_for_query
+
+
 def fuse_memories(
     keyword: list[tuple[int, float]],
     semantic: list[tuple[int, float]],
     context: list[tuple[int, float]],
     k: int,
-    timely: frozenset[int] = frozenset(),
+    boosts: dict[int, float] | None = None,
 ) -> list[Ranked]:
     """The best ``k`` memories by (1 - w) z(keyword) + w z(semantic with context) (a list
-    that is empty counts for nothing: keyword or semantic mode), plus TIME_BOOST for the
-    ``timely`` ones; each with its ranks and scores in the keyword and semantic lists."""
+    that is empty counts for nothing: keyword or semantic mode), plus their ``boosts``;
+    each with its ranks and scores in the keyword and semantic lists."""
+    boosts = boosts or {}
     meaning = semantic_with_context(semantic, context)
     kz, sz = _z(dict(keyword)), _z(meaning)
     k_floor, s_floor = min(kz.values(), default=0.0), min(sz.values(), default=0.0)
@@ -93,7 +133,7 @@ def fuse_memories(
     scores = {
         cid: (1 - weight) * kz.get(cid, k_floor)
         + weight * sz.get(cid, s_floor)
-        + (TIME_BOOST if cid in timely else 0.0)
+        + boosts.get(cid, 0.0)
         for cid in {*kz, *sz}
     }
     keyword_at = {cid: (rank, score) for rank, (cid, score) in enumerate(keyword, start=1)}

@@ -34,10 +34,9 @@ from abathur_memory.core.search import (
     Ranked,
 )
 from abathur_memory.core.spaces import Space
-from abathur_memory.core.when import spans_in
 from abathur_memory.embedders.base import Embedder
 from abathur_memory.errors import Unavailable
-from abathur_memory.search.fusion import fuse, fuse_memories
+from abathur_memory.search.fusion import fuse, memory_fusion
 from abathur_memory.search.packing import pack
 from abathur_memory.search.query import Mode, check_k, check_mode, check_query, keyword_terms
 from abathur_memory.search.results import (
@@ -142,9 +141,8 @@ class Retrieval:
             pool=CANDIDATES,
             k=k,
             cut=self.bounds.field_bytes,
-            spans=tuple((span.start, span.end) for span in spans_in(query)),
         )
-        found = await self.search.memories(candidates, scope, fuse_memories)
+        found = await self.search.memories(candidates, scope, memory_fusion(query))
         if vector is not None and not found.vector_used:
             degraded, mode_used = MEMORIES_NOT_EMBEDDED, "keyword"
         rows = [found.rows[ranked.id] for ranked in found.ranked if ranked.id in found.rows]

@@ -30,7 +30,7 @@ from abathur_memory.core.search import CONTEXT_PART, MemoryVectorPart, Unembedde
 from abathur_memory.core.spaces import Space
 from abathur_memory.store.postgres import spaces
 from abathur_memory.store.postgres.connection import Conn, Database
-from abathur_memory.store.postgres.times import SQL_NOW
+from abathur_memory.store.postgres.times import SQL_NOW, as_datetime
 
 SNAPSHOT_KEY = "memory_index_snapshot"
 REBUILD = "rebuild"
@@ -168,26 +168,27 @@ async def _index(
     first = await (await conn.execute(_FIRST, (namespace, key))).fetchone()
     assert first is not None
     position = int(first[0])
-    moment = facts.moment if facts.moment is not None else _aware(first[1])
+    moment = facts.moment if facts.moment is not None else as_datetime(first[1])
     await conn.execute(
         "INSERT INTO memory_search_index (entry_id, namespace, key, text, position, moment,"
-        " contextual) VALUES (%s, %s, %s, %s, %s, %s, %s)",
-        (entry_id, namespace, key, memory_text(key, value), position, moment, facts.contextual),
+        " contextual, speaker) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        (
+            entry_id,
+            namespace,
+            key,
+            memory_text(key, value),
+            position,
+            moment,
+            facts.contextual,
+            facts.speaker,
+        ),
     )
     return position
 
 
-def _aware(moment: Any) -> dt.datetime | None:
-    """A timestamp as an aware datetime (the connection may load them as ISO text)."""
-    if moment is None or isinstance(moment, dt.datetime):
-        return moment
-    parsed = dt.datetime.fromisoformat(str(moment).replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=dt.UTC)
-
-
 def _day(moment: Any) -> str | None:
     """The form the window rule compares (its first 10 characters are the day, in UTC)."""
-    aware = _aware(moment)
+    aware = as_datetime(moment)
     return None if aware is None else aware.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
@@ -451,6 +452,8 @@ async def _pool_contexts(conn: Conn, space: Space, limit: int) -> int:
         )
     ).fetchall()
     for entry_id, embedding in found:
+        if hasattr(embedding, "to_numpy"):  # pgvector's Vector
+            embedding = embedding.to_numpy()
         parts.setdefault(entry_id, []).append(np.asarray(embedding, dtype=np.float32))
     rows = []
     for entry_id, (window, signature) in windows.items():

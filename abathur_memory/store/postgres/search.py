@@ -25,6 +25,7 @@ from abathur_memory.core.records import MemoryEntry
 from abathur_memory.core.search import (
     CONTEXT_PART,
     SNIPPET_SOURCE_CHARS,
+    CandidateFacts,
     CandidateQuery,
     ChunkRow,
     DocumentScope,
@@ -39,6 +40,7 @@ from abathur_memory.store.postgres import keywords, memory_index, placement, row
 from abathur_memory.store.postgres.connection import Conn, Database
 from abathur_memory.store.postgres.readable import memory_filter_sql, readable_sql
 from abathur_memory.store.postgres.spaces import active_space, memory_space
+from abathur_memory.store.postgres.times import as_datetime
 
 # HNSW's search breadth. On clustered vectors (bench/two_backends.py, 100k x 384, m=16,
 # ef_construction=64) recall@10 was 0.966 at 100 with 5 of 200 queries finding none of
@@ -240,18 +242,17 @@ async def _memory_vectors(
     )
 
 
-async def _timely(conn: Conn, ids: set[int], spans: tuple[tuple[Any, Any], ...]) -> frozenset[int]:
-    """The candidates whose moment lies in one of the spans the query names."""
-    if not ids or not spans:
-        return frozenset()
-    within = " OR ".join("(moment >= %s AND moment < %s)" for _ in spans)
+async def _candidate_facts(conn: Conn, ids: set[int]) -> dict[int, CandidateFacts]:
+    """When each candidate happened and who said it, for the fusion's boosts."""
+    if not ids:
+        return {}
     found = await (
         await conn.execute(
-            f"SELECT entry_id FROM memory_search_index WHERE entry_id = ANY(%s) AND ({within})",
-            [sorted(ids), *(bound for span in spans for bound in span)],
+            "SELECT entry_id, moment, speaker FROM memory_search_index WHERE entry_id = ANY(%s)",
+            (sorted(ids),),
         )
     ).fetchall()
-    return frozenset(row[0] for row in found)
+    return {row[0]: CandidateFacts(as_datetime(row[1]), row[2]) for row in found}
 
 
 async def _memory_rows(conn: Conn, ids: list[int], cut: int | None) -> dict[int, MemoryRow]:
@@ -361,8 +362,8 @@ class PostgresSearchStore:
                         conn, space, _as_vector(vector), where, params, query.pool, self._near()
                     )
                 candidates = {c for c, _ in (*keyword, *semantic, *context)}
-                timely = await _timely(conn, candidates, query.spans)
-                ranked = fuse(keyword, semantic, context, query.k, timely)
+                facts = await _candidate_facts(conn, candidates)
+                ranked = fuse(keyword, semantic, context, query.k, facts)
                 found_rows = await _memory_rows(conn, [r.id for r in ranked], query.cut)
                 return Found(space, vector is not None, ranked, found_rows, pending)
 

@@ -68,3 +68,12 @@ def cursor_position(before: tuple[str, str]) -> tuple[datetime | str, int]:
             "cursor is not one this server issued (pass next_cursor back as is)"
         ) from None
     return ("infinity" if moment is None else moment), row
+
+
+def as_datetime(value: object) -> datetime | None:
+    """A loaded timestamp (the records' ISO text, see IsoTimestampLoader) as an aware UTC
+    datetime; None stays None."""
+    if value is None or isinstance(value, datetime):
+        return value
+    parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)

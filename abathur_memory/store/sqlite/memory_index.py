@@ -165,9 +165,9 @@ def _index(
         (entry_id, namespace, key, memory_text(key, decoded)),
     )
     conn.execute(
-        "INSERT INTO memory_fts_keys (namespace, key, entry_id, position, moment, contextual)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        (namespace, key, entry_id, position, moment, int(facts.contextual)),
+        "INSERT INTO memory_fts_keys (namespace, key, entry_id, position, moment, contextual,"
+        " speaker) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (namespace, key, entry_id, position, moment, int(facts.contextual), facts.speaker),
     )
     return position
 

@@ -18,6 +18,7 @@ from abathur_memory.core.records import MemoryEntry
 from abathur_memory.core.search import (
     CONTEXT_PART,
     SNIPPET_SOURCE_CHARS,
+    CandidateFacts,
     CandidateQuery,
     ChunkRow,
     DocumentScope,
@@ -197,20 +198,17 @@ def _rerank_entries(
     )
 
 
-def _timely(
-    conn: driver.Connection, ids: set[int], spans: tuple[tuple[str, str], ...]
-) -> frozenset[int]:
-    """The candidates whose moment lies in one of the spans the query names."""
-    if not ids or not spans:
-        return frozenset()
-    within = " OR ".join("(moment >= ? AND moment < ?)" for _ in spans)
+def _candidate_facts(conn: driver.Connection, ids: set[int]) -> dict[int, CandidateFacts]:
+    """When each candidate happened and who said it, for the fusion's boosts."""
+    if not ids:
+        return {}
     id_list = sorted(ids)
     rows = conn.execute(
-        f"SELECT entry_id FROM memory_fts_keys WHERE entry_id IN"
-        f" ({','.join('?' for _ in id_list)}) AND ({within})",
-        [*id_list, *(bound for span in spans for bound in span)],
+        "SELECT entry_id, moment, speaker FROM memory_fts_keys"
+        f" WHERE entry_id IN ({','.join('?' for _ in id_list)})",
+        id_list,
     ).fetchall()
-    return frozenset(row[0] for row in rows)
+    return {row[0]: CandidateFacts(timestamps.from_db(row[1]), row[2]) for row in rows}
 
 
 class SqliteSearchStore:
@@ -316,9 +314,8 @@ class SqliteSearchStore:
                 codes, vector, vector_index.candidates_for(codes, 2 * query.pool), allowed
             )
             semantic, context = _rerank_entries(conn, space, vector, candidates, query.pool)
-        spans = tuple((timestamps.to_db(a), timestamps.to_db(b)) for a, b in query.spans)
-        timely = _timely(conn, {c for c, _ in (*keyword, *semantic, *context)}, spans)
-        ranked = fuse(keyword, semantic, context, query.k, timely)
+        facts = _candidate_facts(conn, {c for c, _ in (*keyword, *semantic, *context)})
+        ranked = fuse(keyword, semantic, context, query.k, facts)
         ids = [r.id for r in ranked]
         rows: dict[int, MemoryRow] = {}
         if ids:

@@ -33,3 +33,15 @@ def to_iso(stored: str | None) -> str | None:
     if stored is None:
         return None
     return stored.replace(" ", "T", 1) + ("Z" if "+" not in stored else "")
+
+
+def from_db(stored: str | None) -> datetime | None:
+    """The stored format as an aware UTC datetime (None stays None; an unreadable value,
+    which a CHECKed column cannot hold, is None too)."""
+    if not stored:
+        return None
+    try:
+        moment = datetime.fromisoformat(stored.replace(" ", "T", 1).removesuffix("Z"))
+    except ValueError:
+        return None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

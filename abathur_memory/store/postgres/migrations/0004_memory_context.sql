@@ -4,7 +4,8 @@
 -- tsvector, ranked lighter than its own words), and a context vector (part -1 in the
 -- memory_vectors_s<N> tables) pooled from the window's vectors. ``position`` is the id of
 -- the key's first version (the order keys were first stored in), ``moment`` when its value
--- says it happened (else when it was first stored), ``window_ids`` the window's entry ids and
+-- says it happened (else when it was first stored), ``speaker`` who said it (utterances),
+-- ``window_ids`` the window's entry ids and
 -- ``window_signature`` what its context vector must have been pooled from.
 --
 -- Derived data: the index is rebuilt from the live memories by the next catch-up.
@@ -16,6 +17,7 @@ ALTER TABLE memory_search_index
     ADD COLUMN position bigint NOT NULL DEFAULT 0,
     ADD COLUMN moment timestamptz,
     ADD COLUMN contextual boolean NOT NULL DEFAULT false,
+    ADD COLUMN speaker text,
     ADD COLUMN context text NOT NULL DEFAULT '',
     ADD COLUMN window_ids bigint[] NOT NULL DEFAULT '{}',
     ADD COLUMN window_signature text;
