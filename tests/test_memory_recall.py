@@ -76,13 +76,15 @@ async def recall(client: Any, questions: list[Any], mode: str, k: int = 5) -> fl
 
 @pytest.mark.slow
 async def test_hybrid_is_not_below_either_half_on_a_conversation(db_url):
-    """With the embedded model: hybrid recall@5 at least keyword's and semantic's."""
+    """With the embedded model: hybrid recall@10 (bench/memory_retrieval.py's headline) at
+    least keyword's and semantic's. Before the fusion was decided by measurement, reciprocal
+    rank fusion put hybrid below semantic here (0.885 against 0.904 on SQLite)."""
     async with connected(db_url, embedder="embedded") as client:
         questions = await store_conversations(client)
         await caught_up(client)
-        scores = {mode: await recall(client, questions, mode) for mode in ("keyword", "semantic")}
-        hybrid = await recall(client, questions, "hybrid")
-        assert hybrid >= max(scores.values()), (hybrid, scores)
+        halves = {m: await recall(client, questions, m, k=10) for m in ("keyword", "semantic")}
+        hybrid = await recall(client, questions, "hybrid", k=10)
+        assert hybrid >= max(halves.values()), (hybrid, halves)
 
 
 async def test_a_reply_is_found_through_the_turn_before_it(db_url):
@@ -376,20 +378,25 @@ async def test_bad_search_options_are_invalid_input(db_path, args, message):
 
 
 async def test_a_question_naming_a_speaker_prefers_what_they_said(db_url):
+    """Tom's turn matches more of the question's words, Ines's turn is hers: the question
+    asks what Ines thinks."""
     async with connected(db_url) as client:
-        for key, speaker in [("1", "Tom"), ("2", "Ines")]:
+        for key, speaker, text in [
+            ("1", "Tom", "Ines said she thinks the lighthouse trip was great, I think so too."),
+            ("2", "Ines", "The lighthouse trip was great."),
+        ]:
             await call(
                 client,
                 "memory_put",
                 namespace="user:alice:chat:y",
                 key=key,
-                value={"speaker": speaker, "text": "I think the lighthouse trip was great."},
+                value={"speaker": speaker, "text": text},
             )
         await caught_up(client)
         result = await call(
             client,
             "memory_search",
-            query="What did Ines think of the lighthouse trip?",
+            query="What does Ines think of the lighthouse trip?",
             prefix="user:alice:chat:y",
             k=2,
         )
