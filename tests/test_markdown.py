@@ -226,3 +226,13 @@ def test_a_ten_megabyte_line_is_chunked():
     assert counter.chars / len(text) < 8
     assert all(c.token_count <= POLICY.max_tokens for c in doc.chunks)
     assert doc.chunks[0].text.startswith("w0 w1 ") and doc.chunks[-1].text.endswith("w1299999")
+
+
+def test_a_heading_as_long_as_a_file_costs_linear_work():
+    text = "# " + _one_line(100_000) + "\n\nbody text\n"
+    counter = _Counting()
+    doc = parse_markdown(text, file_stem="doc", count_tokens=counter, policy=POLICY)
+    assert counter.chars / len(text) < 8
+    assert all(c.token_count <= POLICY.max_tokens for c in doc.chunks)
+    assert doc.chunks[-1].text.endswith("body text")
+    assert count(doc.chunks[-1].context) <= POLICY.max_tokens // 4
