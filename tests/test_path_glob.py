@@ -18,7 +18,13 @@ from abathur_memory.search.paths import path_matcher
 from abathur_memory.search.results import Filters
 
 MAX_WILDCARDS = 32  # search/paths.py: the documented limit
-HOSTILE = ["guides/*?*?*?*?*?*?*?*?Z", "*a" * 31 + "b", "**a" * 16 + "b", "*?" * 16 + "Z"]
+HOSTILE = [
+    "guides/*?*?*?*?*?*?*?*?Z",
+    "*a" * 31 + "b",
+    "**a" * 16 + "b",
+    "*?" * 16 + "Z",
+    "**/" * 10 + "*a" * 10 + "b",
+]
 
 
 @pytest.mark.parametrize(
@@ -113,10 +119,12 @@ def test_glob_agrees_with_fnmatch_within_one_folder():
 
 
 @pytest.mark.parametrize("pattern", HOSTILE)
-def test_hostile_globs_cost_linear_work(pattern):
+def test_hostile_globs_cost_linear_work_in_the_automaton(pattern):
     """Every character of a path costs at most one visit per pattern element (and repeated
     sets of states cost nothing): counted, not timed."""
-    matcher = path_matcher(pattern)
+    from abathur_memory.search.paths import PathGlob
+
+    matcher = PathGlob(pattern, automaton=True)
     for length in (100, 1_000, 20_000):
         path = "guides/" + "a" * length + ".md"
         before = matcher.steps
@@ -128,9 +136,29 @@ def test_hostile_globs_cost_linear_work(pattern):
     assert matcher.steps == before
 
 
+def test_the_two_ways_of_matching_agree():
+    """Folder by folder (most globs) and the automaton (any glob) give the same answers."""
+    from abathur_memory.search.paths import PathGlob
+
+    rng = random.Random(21)
+    pieces = ["a", "b", "/", ".", "*", "**", "**/", "?", "[a]", "[!a]", "[a-b]", "[/]"]
+    by_folder = 0
+    for _ in range(800):
+        pattern = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 8)))
+        fast, automaton = PathGlob(pattern), PathGlob(pattern, automaton=True)
+        by_folder += not fast.uses_automaton
+        for _ in range(25):
+            path = "".join(rng.choice("ab/.") for _ in range(rng.randint(0, 10)))
+            assert fast(path) == automaton(path), (pattern, path)
+    assert by_folder > 200  # both ways were exercised
+    assert PathGlob("**/setup*.md").uses_automaton is False
+    assert PathGlob("a**b").uses_automaton is True
+
+
 def test_hostile_globs_finish_in_a_fresh_process():
     """A guard against backtracking: in the regex version these took minutes (or forever);
-    run where a hang cannot take the test session with it."""
+    run where a hang cannot take the test session with it. Paths of 200,000 characters:
+    quadratic work would not end either."""
     script = textwrap.dedent(
         f"""
         from abathur_memory.errors import InvalidInput
@@ -140,8 +168,9 @@ def test_hostile_globs_finish_in_a_fresh_process():
                 matcher = path_matcher(pattern)
             except InvalidInput:
                 continue
-            for n in (60, 200, 2000):
+            for n in (60, 200, 2000, 200_000):
                 assert not matcher("guides/" + "a" * n + ".md")
+                assert not matcher("guides/" + "a/" * (n // 2) + "x.md")
         print("done")
         """
     )
