@@ -51,6 +51,8 @@ PAIR_TERMS = 4  # pairs are formed among this many of the next rarest terms
 STATS_TTL_S = 300.0
 # Heading (A) counts twice the text (B), as SQLite's bm25 weights (2.0, 1.0); D, C unused.
 RANK_WEIGHTS = "{0.1, 0.2, 0.5, 1.0}"
+# A chunk's CJK pairs (unweighted, so D) count as its text does.
+GRAMS_RANK_WEIGHTS = "{0.5, 0.2, 0.5, 1.0}"
 
 
 @dataclass(frozen=True)
@@ -119,11 +121,10 @@ class KeywordPlan:
         """``scan`` leaves out rows that ``every`` would rank."""
         return bool(self.every) and self.every != self.scan
 
-    def score_sql(self, column: str) -> tuple[str, list[Any]]:
+    def score_sql(self, column: str, weights: str = RANK_WEIGHTS) -> tuple[str, list[Any]]:
         """The score expression over ``column`` (a tsvector) and its parameters."""
         parts = [
-            f"{idf:.6f} * ts_rank('{RANK_WEIGHTS}', {column},"
-            " websearch_to_tsquery('english', %s), 1)"
+            f"{idf:.6f} * ts_rank('{weights}', {column}, websearch_to_tsquery('english', %s), 1)"
             for _, idf in self.weights
         ]
         return " + ".join(parts), [text for text, _ in self.weights]
