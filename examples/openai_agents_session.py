@@ -35,7 +35,7 @@ async def main(db: str) -> None:
         seen = [item.get("content") for item in model.calls[-1].input if isinstance(item, dict)]
         print("the model saw:", seen)
         print("answer:", answer.final_output)
-        stored = await mem.sessions.get("coffee-chat", events_after=0)
+        stored = await mem.sessions.get(session.abathur_session_id, events_after=0)
         print("events in abathur-memory:", [e.event_type for e in stored.events])
 
 

@@ -62,3 +62,12 @@ def make_docs(store, embedder, **kwargs):
     return DocumentService(
         store, embedder, Retrieval(store.search, store.spaces, embedder), **kwargs
     )
+
+
+VOCABULARY = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "theta", "kappa", "lambda")
+
+
+def long_line(words: int) -> str:
+    """One line of ``words`` words from a small vocabulary (as real text repeats its words;
+    a million distinct words would measure FTS5's dictionary, not the indexer)."""
+    return " ".join(VOCABULARY[(i * 7) % len(VOCABULARY)] for i in range(words))

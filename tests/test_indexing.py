@@ -7,7 +7,7 @@ import os
 
 import pytest
 from backends import json_text, json_value, table_names
-from indexing_helpers import DOCS, FlakyEmbedder, make_docs, write_tree
+from indexing_helpers import DOCS, FlakyEmbedder, long_line, make_docs, write_tree
 
 from abathur_memory.embedders.fake import FakeEmbedder
 from abathur_memory.errors import InvalidInput, NotFound, Unavailable
@@ -432,3 +432,108 @@ async def test_progress_counts_bytes_and_another_indexers_documents_are_reported
     assert total == sum(len(text.encode()) for text in sizes.values())
     assert states[-1][0] < total  # the two held documents' bytes were never ours
     assert [b for b, _ in states] == sorted(b for b, _ in states)
+
+
+async def test_a_cancelled_run_keeps_the_documents_it_finished(raw, tmp_path):
+    """Documents are written as their vectors come in, not at the end of a batch of 16: a
+    run cancelled while the model embeds the third document keeps the first two (synced),
+    and the third stays pending, unleased, for the next run."""
+    from abathur_memory.documents.worker import IndexWorker
+
+    long = "# Long\n\n" + "\n\n".join(f"paragraph {i} " + "word " * 300 for i in range(60))
+    files = {"a.md": "# A\n\nfirst\n", "b.md": "# B\n\nsecond\n", "c.md": long}
+    root = write_tree(tmp_path / "d", files)
+    entered, never = asyncio.Event(), asyncio.Event()
+
+    class Stuck(FakeEmbedder):
+        async def embed_documents(self, texts):
+            if any("paragraph 40 " in text for text in texts):  # well inside c.md
+                entered.set()
+                await never.wait()
+            return await super().embed_documents(texts)
+
+    docs = make_docs(raw.store, Stuck(dim=64))
+    await docs.add_root(root)
+    await docs.scan()
+    worker = IndexWorker(raw.store, docs.embedder)
+    assert worker.batch_documents >= 3  # all three are one batch
+    states = []
+    run = asyncio.create_task(worker.run(states.append))
+    await asyncio.wait_for(entered.wait(), 30)
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    rows = await raw.fetchall(
+        "SELECT file_path, sync_status, lease_owner FROM document_index ORDER BY file_path"
+    )
+    assert [tuple(r) for r in rows] == [
+        ("d/a.md", "synced", None),
+        ("d/b.md", "synced", None),
+        ("d/c.md", "pending", None),
+    ]
+    assert states[-1].documents_done == 2
+    report = await make_docs(raw.store, FakeEmbedder(dim=64)).index()
+    assert report.work.documents_done == 1
+
+
+async def test_a_cancelled_run_stops_chunking_a_large_file(raw, tmp_path):
+    """Chunking runs in a thread, which a cancelled task would leave running to the end of
+    the file (SIGINT then waited minutes for it): it stops at its next token count."""
+    import threading
+    import time
+
+    from abathur_memory.documents.worker import IndexWorker
+
+    counted = threading.Event()
+
+    class SlowCounting(FakeEmbedder):
+        counts = 0
+
+        def count_tokens(self, text):
+            SlowCounting.counts += 1
+            counted.set()
+            time.sleep(0.005)  # chunking this file takes minutes at this pace
+            return super().count_tokens(text)
+
+    root = write_tree(tmp_path / "d", {"big.md": " ".join(f"w{i}" for i in range(400_000))})
+    docs = make_docs(raw.store, SlowCounting(dim=64))
+    await docs.add_root(root)
+    await docs.scan()
+    run = asyncio.create_task(IndexWorker(raw.store, docs.embedder).run())
+    while not counted.is_set():
+        await asyncio.sleep(0.01)
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    await asyncio.sleep(0.05)
+    stopped_at = SlowCounting.counts
+    await asyncio.sleep(0.5)  # a hundred counts' time
+    assert SlowCounting.counts == stopped_at, "the chunking thread kept going"
+    row = await raw.fetchone("SELECT sync_status, lease_owner FROM document_index")
+    assert tuple(row) == ("pending", None)
+
+
+class _CheapVectors(FakeEmbedder):
+    """The fake model with vectors that cost nothing to compute (a 10 MB file has 1.3
+    million words; the fake hashes each with its trigrams)."""
+
+    def vectors(self, texts):
+        import numpy as np
+
+        rows = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            rows[row, hash(text) % self.dim] = 1.0
+        return rows
+
+
+async def test_a_ten_megabyte_one_line_file_is_indexed(raw, tmp_path):
+    text = long_line(1_600_000) + " needle\n"
+    assert 9_000_000 < len(text) < 10 * 1024 * 1024
+    docs = make_docs(raw.store, _CheapVectors(dim=64))
+    await docs.add_root(write_tree(tmp_path / "d", {"huge.md": text}))
+    report = await docs.index()
+    assert report.work.documents_done == 1 and report.failed_count == 0
+    found = await docs.search(None, "needle", mode="keyword")
+    assert [hit.path for hit in found.results] == ["d/huge.md"]
+    chunks = (await raw.fetchone("SELECT chunk_count FROM document_index"))[0]
+    assert chunks > 1000

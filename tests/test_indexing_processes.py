@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 
 import pytest
-from indexing_helpers import FlakyEmbedder, make_docs, write_tree
+from indexing_helpers import FlakyEmbedder, long_line, make_docs, write_tree
 
 from abathur_memory.documents.watcher import Watcher
 from abathur_memory.store.sqlite import driver
@@ -68,6 +69,40 @@ def test_a_process_killed_mid_index_leaves_no_half_written_document(db_path, tmp
     report = json.loads(out)
     assert report["work"]["documents_done"] == 1500 - done  # nothing redone
     assert _count(db_path, "SELECT count(*) FROM space_documents") == 1500
+
+
+def test_ctrl_c_keeps_the_finished_documents_and_a_rerun_completes(db_path, tmp_path):
+    """SIGINT mid-run: the documents finished so far are committed (not only whole batches
+    of 16), the process says how many it kept and exits 130, the rest stay pending without
+    leases, and the next run indexes only those. The small files come first (claims follow
+    the scan's order); the interrupt lands while the large one-line files are processed."""
+    line = long_line(50_000)  # ~300 KB on one line
+    files = {f"a{i:04d}.md": f"# Doc {i}\n\n" + f"words of document {i} " * 40 for i in range(200)}
+    files.update({f"b{i}.md": f"# Big {i}\n\n{line} big{i}\n" for i in range(6)})
+    root = write_tree(tmp_path / "mixed", files)
+    proc = _cli("index", str(root), "--db", str(db_path))
+    deadline = time.monotonic() + 120
+    while _count(db_path, "SELECT count(*) FROM space_documents") < 200:
+        assert proc.poll() is None, proc.stderr.read()
+        assert time.monotonic() < deadline, "the finished small documents were not written"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    said = re.search(r"interrupted: kept the (\d+) documents indexed so far", err)
+    assert said, err
+    kept = int(said.group(1))
+    assert kept == _count(db_path, "SELECT count(*) FROM space_documents")
+    assert 200 <= kept < 206
+    assert _count(db_path, "SELECT count(*) FROM document_index WHERE lease_owner IS NOT NULL") == 0
+    pending = "SELECT count(*) FROM document_index WHERE sync_status = 'pending'"
+    assert _count(db_path, pending) == 206 - kept
+    resumed = _cli("index", "--db", str(db_path), "--json")
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert json.loads(out)["work"]["documents_done"] == 206 - kept
+    assert _count(db_path, "SELECT count(*) FROM space_documents") == 206
 
 
 def test_watch_stops_cleanly_on_sigterm(db_path, tmp_path):

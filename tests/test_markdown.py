@@ -167,3 +167,72 @@ def test_a_heading_never_makes_a_chunk_of_its_own():
     install = [c for c in doc.chunks if c.heading_path == ("Guide", "Installation")]
     assert install and install[0].start_line == 3  # the range starts at the heading
     assert all(c.token_count <= POLICY.max_tokens for c in doc.chunks)
+
+
+class _Counting:
+    """The test's token counter, recording how many characters it was given."""
+
+    def __init__(self) -> None:
+        self.chars = 0
+
+    def __call__(self, text: str) -> int:
+        self.chars += len(text)
+        return count(text)
+
+
+def _one_line(words: int) -> str:
+    return " ".join(f"w{i}" for i in range(words))
+
+
+def test_a_long_line_costs_tokenizer_work_linear_in_its_length():
+    """Each piece of a long line is found by counting about as much text as the piece, not
+    the whole rest of the line: the characters given to the tokenizer stay a small multiple
+    of the line's (they were 25x at 30 KB and 55x at 100 KB, growing with the length)."""
+    ratios = []
+    for words in (5_000, 20_000, 80_000):
+        text = _one_line(words)
+        counter = _Counting()
+        doc = parse_markdown(text, file_stem="doc", count_tokens=counter, policy=POLICY)
+        ratios.append(counter.chars / len(text))
+        assert all(c.token_count <= POLICY.max_tokens for c in doc.chunks)
+        assert all(count(c.embed_text) == c.token_count for c in doc.chunks)
+        # Every word is in a chunk, and each chunk holds a run of consecutive words.
+        seen: set[int] = set()
+        for chunk in doc.chunks:
+            numbers = [int(word[1:]) for word in chunk.text.split()]
+            assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+            seen.update(numbers)
+        assert seen == set(range(words))
+    assert max(ratios) < 8, ratios
+
+
+def test_many_long_lines_and_a_long_fence_cost_linear_work():
+    lines = "\n".join(_one_line(30) for _ in range(4_000))
+    fence = "```text\n" + "\n".join(_one_line(12) for _ in range(4_000)) + "\n```"
+    for text in (lines, fence):
+        counter = _Counting()
+        doc = parse_markdown(text, file_stem="doc", count_tokens=counter, policy=POLICY)
+        assert counter.chars / len(text) < 8
+        assert all(c.token_count <= POLICY.max_tokens for c in doc.chunks)
+
+
+def test_a_ten_megabyte_line_is_chunked():
+    """A 10 MB one-line file (the largest max_file_bytes lets in): chunked with bounded
+    tokenizer work; before, it ran for more than 11 minutes at 1.7 GB."""
+    text = _one_line(1_300_000)
+    assert len(text) > 10_000_000
+    counter = _Counting()
+    doc = parse_markdown(text, file_stem="doc", count_tokens=counter, policy=POLICY)
+    assert counter.chars / len(text) < 8
+    assert all(c.token_count <= POLICY.max_tokens for c in doc.chunks)
+    assert doc.chunks[0].text.startswith("w0 w1 ") and doc.chunks[-1].text.endswith("w1299999")
+
+
+def test_a_heading_as_long_as_a_file_costs_linear_work():
+    text = "# " + _one_line(100_000) + "\n\nbody text\n"
+    counter = _Counting()
+    doc = parse_markdown(text, file_stem="doc", count_tokens=counter, policy=POLICY)
+    assert counter.chars / len(text) < 8
+    assert all(c.token_count <= POLICY.max_tokens for c in doc.chunks)
+    assert doc.chunks[-1].text.endswith("body text")
+    assert count(doc.chunks[-1].context) <= POLICY.max_tokens // 4

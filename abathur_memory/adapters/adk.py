@@ -129,7 +129,7 @@ class AbathurSessionService(BaseSessionService):
         while True:
             page = await lister.sessions.list(user_id=user_id, limit=200, cursor=cursor)
             for found in page.sessions:
-                sid = st.adk_id(found.id)
+                sid = st.adk_id(found)
                 if sid is None or found.app_name != app_name or found.status not in OPEN:
                     continue
                 owner = st.acting(self.memory, app_name, found.user_id)

@@ -19,9 +19,10 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
-from abathur_memory.adapters.naming import encode_segment, split
+from abathur_memory.adapters.naming import SESSION_IDS, encode_segment
 from abathur_memory.api import Memory
 from abathur_memory.errors import Forbidden
 from abathur_memory.memory.memories import PutRequest
@@ -43,13 +44,20 @@ def acting(base: Memory, app_name: str, user_id: str) -> Memory:
 
 def stored_id(app_name: str, user_id: str, session_id: str) -> str:
     parts = (("app_name", app_name), ("user_id", user_id), ("session_id", session_id))
-    return ":".join(["adk", *(encode_segment(value, what=what) for what, value in parts)])
+    # Session ids are UUIDs (what session_create returns): an ADK session's is the UUID named
+    # by its app, user and ADK id, so the same ADK session always finds the same session.
+    name = ":".join(encode_segment(value, what=what) for what, value in parts)
+    return str(uuid.uuid5(SESSION_IDS, f"adk:{name}"))
 
 
-def adk_id(stored: str) -> str | None:
-    """The ADK session id of a stored id (None: not an ADK session)."""
-    names = split("adk", stored)
-    return names[2] if names is not None and len(names) == 3 else None
+def adk_id(stored: Any) -> str | None:
+    """The ADK session id of a stored session (None: not one this adapter made): the id in
+    its metadata, checked against the session's own id."""
+    metadata = stored.metadata or {}
+    sid = metadata.get("adk_session_id")
+    if metadata.get("framework") != "google-adk" or not isinstance(sid, str):
+        return None
+    return sid if stored_id(stored.app_name, stored.user_id, sid) == stored.id else None
 
 
 def app_namespace(app_name: str) -> str:

@@ -11,6 +11,7 @@ abathur-memory; invisible formatting characters are refused (``invalid_input``).
 from __future__ import annotations
 
 import re
+import uuid
 from urllib.parse import unquote
 
 from abathur_memory.core.values import visible_text
@@ -46,3 +47,16 @@ def split(root: str, namespace: str) -> tuple[str, ...] | None:
     if not namespace.startswith(root + ":"):
         return None
     return tuple(decode_segment(part) for part in namespace[len(root) + 1 :].split(":"))
+
+
+# The namespace of the UUIDs that framework session names map to.
+SESSION_IDS = uuid.UUID("9b1f0c3e-6a5d-4f7e-8c2b-1d3e5f7a9b0c")
+
+
+def session_uuid(framework: str, name: str) -> str:
+    """The id of the session a framework names ``name``: a UUID as it is (so an existing
+    session can be named), any other name as the UUID it names."""
+    try:
+        return str(uuid.UUID(name))
+    except ValueError:
+        return str(uuid.uuid5(SESSION_IDS, f"{framework}:{name}"))

@@ -6,10 +6,12 @@
         session = AbathurSession("conversation-1", mem)
         await Runner.run(agent, "hello", session=session)
 
-The mapping: the SDK's ``session_id`` is the id of an abathur-memory session owned by the
+The mapping: the SDK's ``session_id`` names an abathur-memory session owned by the
 principal (created at the first ``add_items``; another principal's session of that id is
-"not found", as everywhere). Each conversation item is one event of type ``agents.item``
-whose content is the item and whose actor is its role (or type). Nothing is ever removed
+"not found", as everywhere). Session ids are UUIDs: a UUID is used as it is, any other
+name as the UUID it names (``uuid5``, so the same name always finds the same session;
+the name is kept in the session's metadata). Each conversation item is one event of type
+``agents.item`` whose content is the item and whose actor is its role (or type). Nothing is ever removed
 from the log: ``pop_item`` appends an ``agents.pop`` event naming the sequence number of
 the item it took back (compare-and-set on the log, so two concurrent pops never take the
 same item), and ``clear_session`` appends ``agents.clear``; ``get_items`` reads the log
@@ -24,6 +26,7 @@ import contextlib
 import importlib.util
 from typing import TYPE_CHECKING, Any
 
+from abathur_memory.adapters.naming import session_uuid
 from abathur_memory.api import Memory
 from abathur_memory.core.records import SessionEvent
 from abathur_memory.errors import Conflict, NotFound
@@ -69,7 +72,13 @@ class AbathurSession:
         self.session_id = session_id
         self.session_settings = session_settings or SessionSettings()
         self.memory = memory
-        self._metadata = {"framework": "openai-agents", **(metadata or {})}
+        self._metadata = {
+            "framework": "openai-agents",
+            "agents_session_id": session_id,
+            **(metadata or {}),
+        }
+        # The abathur-memory session that holds the conversation (for session_get).
+        self.abathur_session_id = session_uuid("openai-agents", session_id)
 
     # -- reading the log --------------------------------------------------------------
 
@@ -78,7 +87,7 @@ class AbathurSession:
         first, and the session's last sequence number (0: no session yet)."""
         sessions = self.memory.sessions
         try:
-            session = await sessions.get(self.session_id, events_after=-1, events_limit=PAGE)
+            session = await sessions.get(self.abathur_session_id, events_after=-1, events_limit=PAGE)
         except NotFound:
             return [], 0
         last_seq, events = session.last_seq, session.events
@@ -98,7 +107,7 @@ class AbathurSession:
             if low <= 0 or (limit is not None and len(live) >= limit):
                 return live[::-1], last_seq
             start = max(0, low - PAGE)
-            page = await sessions.get(self.session_id, events_after=start, events_limit=low - start)
+            page = await sessions.get(self.abathur_session_id, events_after=start, events_limit=low - start)
             events, low = page.events, start
 
     async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
@@ -122,15 +131,15 @@ class AbathurSession:
     ) -> None:
         sessions = self.memory.sessions
         try:
-            await sessions.append(self.session_id, event_type, actor, content, None, expected_seq)
+            await sessions.append(self.abathur_session_id, event_type, actor, content, None, expected_seq)
             return
         except NotFound:
             if expected_seq not in (None, 0):
                 raise
         with contextlib.suppress(Conflict):  # created meanwhile by another writer
-            await sessions.create(session_id=self.session_id, metadata=self._metadata)
+            await sessions.create(session_id=self.abathur_session_id, metadata=self._metadata)
         try:
-            await sessions.append(self.session_id, event_type, actor, content, None, expected_seq)
+            await sessions.append(self.abathur_session_id, event_type, actor, content, None, expected_seq)
         except NotFound:  # it exists, and it is not ours
             raise Conflict(
                 f"session id {self.session_id!r} is taken by another user or app; "
@@ -146,7 +155,7 @@ class AbathurSession:
             seq, item = live[0]
             try:
                 await self.memory.sessions.append(
-                    self.session_id, POP, "agents", {"seq": seq}, None, last_seq
+                    self.abathur_session_id, POP, "agents", {"seq": seq}, None, last_seq
                 )
             except Conflict:
                 if await self._last_seq() != last_seq:  # another writer appended: look again
@@ -165,7 +174,7 @@ class AbathurSession:
 
     async def _last_seq(self) -> int:
         try:
-            session = await self.memory.sessions.get(self.session_id, events_limit=0)
+            session = await self.memory.sessions.get(self.abathur_session_id, events_limit=0)
         except NotFound:
             return 0
         return session.last_seq

@@ -7,7 +7,8 @@ import contextlib
 import json
 import re
 import signal
-from collections.abc import AsyncIterator
+import sys
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import click
@@ -99,6 +100,10 @@ def index(
     on where it stopped.
     """
     settings = settings_from(db)
+    seen: list[WorkProgress] = []  # the run's progress, to report what an interruption kept
+
+    def record(state: WorkProgress) -> None:
+        seen[:] = [state]
 
     async def run() -> IndexReport:
         async with document_service(settings, create=True) as docs:
@@ -113,12 +118,22 @@ def index(
                 raise click.UsageError("no folders to index: give one, e.g. `index ~/notes`")
             only = chosen if dirs else None
             if as_json or not err_console.is_terminal:  # a bar only where it can redraw
-                report = await docs.index(only, full=full)
+                report = await docs.index(only, full=full, progress=record)
             else:
-                report = await _index_with_progress(docs, only, full)
+                report = await _index_with_progress(docs, only, full, record)
             return report
 
-    report = asyncio.run(run())
+    try:
+        report = asyncio.run(run())
+    except KeyboardInterrupt:
+        kept = seen[-1].documents_done if seen else 0
+        err_console.print(
+            f"interrupted: kept the {kept} documents indexed so far; the rest stay pending"
+            " (run `abathur-memory index` again to carry on)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(130)
     if as_json:
         click.echo(report.model_dump_json(indent=2))
         return
@@ -154,7 +169,10 @@ def index(
 
 
 async def _index_with_progress(
-    docs: DocumentService, only: list[Root] | None, full: bool
+    docs: DocumentService,
+    only: list[Root] | None,
+    full: bool,
+    record: Callable[[WorkProgress], None],
 ) -> IndexReport:
     """A bar over the bytes to embed (file counts mislead: the first files may be tiny)."""
     columns = (
@@ -169,6 +187,7 @@ async def _index_with_progress(
         task = bar.add_task("indexing", total=None, files="0", chunks=0, rate="-")
 
         def update(state: WorkProgress) -> None:
+            record(state)
             rate = state.chunks_embedded / state.embed_seconds if state.embed_seconds else 0
             done = state.documents_done + state.documents_failed
             bar.update(

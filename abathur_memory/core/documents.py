@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,7 +68,8 @@ class ParsedDocument:
 # -- roots --------------------------------------------------------------------------------
 
 VISIBILITIES = ("private", "project", "all")
-_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+ROOT_NAME_CHARS = 64
+_NAME_PUNCTUATION = frozenset("._-")
 
 
 @dataclass(frozen=True)
@@ -112,8 +113,23 @@ class Registered:
 
 
 def clean_root_name(name: str) -> str:
-    cleaned = _NAME.sub("-", name).strip("-.") or "root"
-    return cleaned[:64]
+    """A root name from any text: letters, marks and digits of any script (NFC), '.', '_'
+    and '-'; every other run of characters (spaces, '/', '=', quotes, controls) becomes one
+    '-'. So ``ünï cødé`` is ``ünï-cødé`` and ``ノート`` stays ``ノート``: a name reads as typed
+    and is still one path segment, safe in ``<root>/<path>`` and on a command line."""
+    text = unicodedata.normalize("NFC", name)
+    kept = "".join(
+        char if char in _NAME_PUNCTUATION or unicodedata.category(char)[0] in "LMN" else " "
+        for char in text
+    )
+    cleaned = "-".join(kept.split()).strip("-.")[:ROOT_NAME_CHARS].strip("-.")
+    return cleaned or "root"
+
+
+def root_name_of(typed: str) -> str:
+    """A root name as typed in a lookup, in the form names are stored in (NFC): a name
+    typed on macOS (NFD) finds the root."""
+    return unicodedata.normalize("NFC", typed)
 
 
 def check_visibility(visibility: str, project: str | None) -> str:

@@ -20,6 +20,7 @@ import yaml
 from markdown_it import MarkdownIt
 
 from abathur_memory.core.documents import Chunk, ParsedDocument
+from abathur_memory.documents.fit import capped_count, longest_fit
 
 TokenCounter = Callable[[str], int]
 
@@ -27,6 +28,8 @@ _FRONT_MATTER_OPEN = "---"
 _FRONT_MATTER_CLOSE = ("---", "...")
 _MAX_FRONT_MATTER_LINES = 500
 _FENCE = re.compile(r"^(\s*)(`{3,}|~{3,})")
+# A word up to this long is cut as it always was; a longer one in time linear in its length.
+_SHORT_WORD = 1000
 
 
 @dataclass(frozen=True)
@@ -211,7 +214,7 @@ def _pack(
 
     pieces: list[_Block] = []
     for block in blocks:
-        block.tokens = count(_block_text(lines, block))
+        block.tokens = capped_count(_block_text(lines, block), count, limit)
         if block.tokens <= limit:
             pieces.append(block)
         else:
@@ -269,7 +272,9 @@ def _context(heading_path: tuple[str, ...], count: TokenCounter, max_tokens: int
         path.pop(0)
     context = " > ".join(path)
     if path and count(context) > max_tokens // 4:
-        context = context[: _longest_prefix(context, count, max_tokens // 4, lambda t: t)]
+        context = context[
+            : _longest_prefix(context, lambda n: count(context[:n]) <= max_tokens // 4)
+        ]
     return context
 
 
@@ -341,18 +346,22 @@ def _split_lines(
 ) -> list[_Block]:
     """Greedy runs of whole lines whose (wrapped) text fits the limit."""
     parts: list[_Block] = []
+    guess = 2
     while start < stop:
 
-        def fits(n: int, at: int = start) -> bool:
-            return count(wrap(_text(lines, at, at + n))) <= limit
+        def measure(n: int, at: int = start) -> int:
+            return count(wrap(_text(lines, at, at + n)))
 
-        end = start + _longest_fit(stop - start, fits)
+        taken, tokens = longest_fit(stop - start, measure, limit, guess)
+        end = start + taken
         text = wrap(_text(lines, start, end))
-        tokens = count(text)
+        if tokens is None:
+            tokens = capped_count(text, count, limit)
         if tokens > limit:  # one line alone is too long
             parts.extend(_split_line(lines[start], start, kind, count, limit, wrap))
         else:
             parts.append(_Block(start, end, kind, tokens, text))
+            guess = taken
         start = end
     return parts
 
@@ -383,49 +392,59 @@ def _split_line(
     """A single line longer than the limit: cut it at spaces, or inside a giant word."""
     pieces: list[_Block] = []
 
-    def add(text: str) -> None:
+    def add(text: str, tokens: int | None) -> None:
         wrapped = wrap(text)
-        pieces.append(_Block(index, index + 1, kind, count(wrapped), wrapped))
+        pieces.append(
+            _Block(index, index + 1, kind, count(wrapped) if tokens is None else tokens, wrapped)
+        )
 
     words = line.split(" ")
     first = 0
+    guess = 2
     while first < len(words):
         word = words[first]
-        while count(wrap(word)) > limit:  # a word longer than the limit: cut characters
-            cut = _longest_prefix(word, count, limit, wrap)
-            add(word[:cut])
-            word = word[cut:]
-        words[first] = word  # what is left of a giant word may share a piece with the next
+        start = 0  # cut characters off a word longer than the limit, without copying the rest
+        while start < len(word):
+            rest = len(word) - start
 
-        def fits(n: int, at: int = first) -> bool:
-            return count(wrap(" ".join(words[at : at + n]))) <= limit
+            def prefix(n: int, at: int = start, word: str = word) -> int:
+                return count(wrap(word[at : at + n]))
 
-        taken = _longest_fit(len(words) - first, fits)
-        add(" ".join(words[first : first + taken]))
+            def prefix_fits(n: int, prefix: Callable[[int], int] = prefix) -> bool:
+                return prefix(n) <= limit
+
+            tokens: int | None = None
+            if rest <= _SHORT_WORD:  # as always: does the rest fit, else the longest prefix
+                if prefix_fits(rest):
+                    break
+                cut = _longest_prefix(word[start:], prefix_fits)
+            else:  # a long word: counting all that is left at every cut would be quadratic
+                if start == 0 and prefix(rest) <= limit:
+                    break
+                cut, tokens = longest_fit(rest, prefix, limit)
+                if cut == rest:  # what is left fits
+                    break
+            add(word[start : start + cut], tokens)
+            start += cut
+        words[first] = word[start:]  # what is left may share a piece with the next words
+
+        def measure(n: int, at: int = first) -> int:
+            return count(wrap(" ".join(words[at : at + n])))
+
+        taken, tokens = longest_fit(len(words) - first, measure, limit, guess)
+        add(" ".join(words[first : first + taken]), tokens)
         first += taken
+        guess = taken
     return pieces
 
 
-def _longest_fit(available: int, fits: Callable[[int], bool]) -> int:
-    """The largest n in 1..available with fits(n), taking fits(1) as given and fits as
-    monotone: a binary search, so a long run costs O(log n) token counts, not O(n)."""
-    if fits(available):
-        return available
-    low, high = 1, available - 1
+def _longest_prefix(text: str, fits: Callable[[int], bool]) -> int:
+    """The longest prefix length (at least 1) that fits, by bisection over the whole text:
+    for a heading path, short, where the cut must not move between releases."""
+    low, high = 1, len(text)
     while low < high:
         middle = (low + high + 1) // 2
         if fits(middle):
-            low = middle
-        else:
-            high = middle - 1
-    return low
-
-
-def _longest_prefix(word: str, count: TokenCounter, limit: int, wrap: Callable[[str], str]) -> int:
-    low, high = 1, len(word)
-    while low < high:
-        middle = (low + high + 1) // 2
-        if count(wrap(word[:middle])) <= limit:
             low = middle
         else:
             high = middle - 1

@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
-from abathur_memory.core.documents import Registered, Root
+from abathur_memory.core.documents import Registered, Root, root_name_of
 from abathur_memory.core.principal import Principal
 from abathur_memory.core.replies import DEFAULT_BOUNDS, Bounds, cut_text, fitting, json_size
 from abathur_memory.core.search import DocumentScope
@@ -84,10 +84,10 @@ class DocumentService:
         return [root for root in await self.store.roots.all() if root.visible_to(principal)]
 
     async def remove_root(self, name: str) -> int:
-        return await self.store.roots.remove(name)
+        return await self.store.roots.remove(root_name_of(name))
 
     async def rename_root(self, old: str, new: str) -> Root:
-        return await self.store.roots.rename(old, new)
+        return await self.store.roots.rename(root_name_of(old), new)
 
     async def update_root(
         self,
@@ -98,7 +98,7 @@ class DocumentService:
         owner: str | None = None,
     ) -> Root:
         return await self.store.roots.update(
-            name, excludes=excludes, visibility=visibility, owner=owner
+            root_name_of(name), excludes=excludes, visibility=visibility, owner=owner
         )
 
     # -- indexing -------------------------------------------------------------------------
@@ -202,7 +202,8 @@ class DocumentService:
         if len(visible) < len(every):
             root_ids = tuple(root.id for root in visible)
         if filters.root is not None:
-            root = next((r for r in visible if r.name == filters.root), None)
+            wanted = root_name_of(filters.root)
+            root = next((r for r in visible if r.name == wanted), None)
             if root is None:
                 await self._deny_hidden_root(principal, filters.root, "search")
                 names = ", ".join(r.name for r in visible) or "(none)"
@@ -424,7 +425,8 @@ def _split_document_path(path: str) -> tuple[str, str, str]:
     cleaned = path.replace("\\", "/")
     if cleaned.startswith("/") or PurePosixPath(cleaned).is_absolute() or Path(path).is_absolute():
         raise Forbidden("absolute paths are not allowed: give '<root>/<path within the root>'")
-    return cleaned.partition("/")
+    name, slash, rest = cleaned.partition("/")
+    return root_name_of(name), slash, rest
 
 
 def _safe_relative(rest: str) -> PurePosixPath:

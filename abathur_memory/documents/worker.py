@@ -13,13 +13,14 @@ import asyncio
 import logging
 import os
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from abathur_memory.core.documents import IndexedDocument, ParsedDocument, WorkScope
+from abathur_memory.core.documents import IndexedDocument, ParsedDocument, Vector, WorkScope
 from abathur_memory.core.spaces import Space
 from abathur_memory.documents import markdown, safe_files, scan
 from abathur_memory.documents.liveness import pid_alive
@@ -30,6 +31,14 @@ from abathur_memory.errors import Forbidden, InvalidInput, NotFound, Unavailable
 from abathur_memory.store.protocols import Store
 
 log = logging.getLogger(__name__)
+
+# Texts per model call. The run can stop between calls; a call in flight (about two seconds
+# for the embedded model on two cores, 8 chunks/s) is waited for.
+EMBED_SLICE = 16
+
+
+class _Stopped(Exception):
+    """Raised inside a token count when the run that wanted the chunks was cancelled."""
 
 
 @dataclass
@@ -75,9 +84,20 @@ class _Claimed:
     content_hash: str
     size_hint: int = 0
     parsed: ParsedDocument | None = None
+    hashes: frozenset[str] = frozenset()  # of its chunks' texts, once parsed
     read_hash: str = ""
     size: int = 0
     mtime_ns: int = 0
+
+
+async def _settled(task: asyncio.Future[None]) -> bool:
+    """Wait for ``task`` to end (whatever else is cancelled); whether it succeeded."""
+    while not task.done():
+        try:
+            await asyncio.wait([task])
+        except asyncio.CancelledError:
+            continue  # a second interruption: the write still decides what was kept
+    return not task.cancelled() and task.exception() is None
 
 
 def dead_here(owner: str) -> bool:
@@ -178,7 +198,7 @@ class IndexWorker:
     async def _process_batch(self, space: Space, claimed: list[_Claimed], state: Progress) -> None:
         ready: list[_Claimed] = []
         for item in claimed:
-            problem = await asyncio.to_thread(self._read_and_parse, item)
+            problem = await self._parse(item)
             if item.parsed is not None:
                 ready.append(item)
             elif problem == "vanished":
@@ -190,33 +210,54 @@ class IndexWorker:
                 log.warning("cannot index %s: %s", item.file_path, reason)
         if not ready:
             return
-        parsed_chunks = [c for item in ready if item.parsed for c in item.parsed.chunks]
-        hashes = {c.text_hash for c in parsed_chunks}
-        known = await self.documents.reusable_vectors(space, hashes)
-        if space.status == "building" and len(known) < len(hashes):
+        texts: dict[str, str] = {}  # text hash -> embed text (a hash is computed once)
+        for item in ready:
+            chunks = item.parsed.chunks if item.parsed else []
+            hashed = [(c.text_hash, c.embed_text) for c in chunks]
+            item.hashes = frozenset(h for h, _ in hashed)
+            texts.update(hashed)
+        known = await self.documents.reusable_vectors(space, set(texts))
+        if space.status == "building" and len(known) < len(texts):
             # A rebuild that only re-chunks (same vectors, another chunker): the texts that
             # did not change keep the vectors the active space has for them.
             active = await self.store.spaces.active()
             if active is not None and active.identity.same_vectors(space.identity):
-                found = await self.documents.reusable_vectors(active, hashes - known.keys())
+                found = await self.documents.reusable_vectors(active, set(texts) - known.keys())
                 known.update(found)
-        missing: dict[str, str] = {}
-        for chunk in parsed_chunks:
-            if chunk.text_hash not in known:
-                missing.setdefault(chunk.text_hash, chunk.embed_text)
-        state.chunks_reused += len(parsed_chunks) - len(missing)
-        if missing:
+        missing = {h: text for h, text in texts.items() if h not in known}
+        chunk_count = sum(len(item.parsed.chunks) for item in ready if item.parsed)
+        state.chunks_reused += chunk_count - len(missing)
+        # Embedded a slice at a time, in document order, each document written as soon as all
+        # its vectors are known: an interrupted run keeps what it finished, and stops after
+        # the slice in flight (a model running in a thread cannot be cut short).
+        queue = list(missing.items())
+        position = 0
+        while True:
+            await asyncio.sleep(0)  # a cancellation lands here even if the model never awaits
+            ready = await self._write_finished(space, ready, known, state)
+            batch = queue[position : position + EMBED_SLICE]
+            position += len(batch)
+            if not batch:
+                break
             started = time.monotonic()
             try:
-                matrix = await self.embedder.embed_documents(list(missing.values()))
+                matrix = await self.embedder.embed_documents([text for _, text in batch])
             except InvalidInput as exc:  # an input the model refuses: fail these documents
                 for item in ready:
                     await self.documents.mark_failed(item.id, str(exc), transient=False)
                 state.documents_failed += len(ready)
                 return
             state.embed_seconds += time.monotonic() - started
-            state.chunks_embedded += len(missing)
-            known.update(zip(missing, matrix, strict=True))
+            state.chunks_embedded += len(batch)
+            known.update(zip((key for key, _ in batch), matrix, strict=True))
+
+    async def _write_finished(
+        self, space: Space, ready: list[_Claimed], known: dict[str, Vector], state: Progress
+    ) -> list[_Claimed]:
+        """Write the documents whose every chunk has its vector; return the others."""
+        finished = [item for item in ready if known.keys() >= item.hashes]
+        if not finished:
+            return ready
         indexed = [
             IndexedDocument(
                 id=item.id,
@@ -226,13 +267,38 @@ class IndexWorker:
                 content_changed=item.read_hash != item.content_hash,
                 parsed=item.parsed,
             )
-            for item in ready
+            for item in finished
             if item.parsed is not None
         ]
-        await self.documents.write(space, indexed, known)
-        state.documents_done += len(ready)
+        needed = frozenset().union(*(item.hashes for item in finished))
+        # A write, once begun, is waited for and counted even if the run is cancelled
+        # meanwhile: the report of an interrupted run must match what was committed.
+        writing = asyncio.ensure_future(
+            self.documents.write(space, indexed, {h: known[h] for h in needed})
+        )
+        try:
+            await asyncio.shield(writing)
+        except asyncio.CancelledError:
+            if await _settled(writing):
+                state.documents_done += len(finished)
+            raise
+        state.documents_done += len(finished)
+        written = {item.id for item in finished}
+        return [item for item in ready if item.id not in written]
 
-    def _read_and_parse(self, item: _Claimed) -> str | tuple[str, bool] | None:
+    async def _parse(self, item: _Claimed) -> str | tuple[str, bool] | None:
+        """Read and chunk one document in a thread; cancelled, the thread stops at its next
+        token count instead of chunking a large file to the end."""
+        stop = threading.Event()
+        try:
+            return await asyncio.to_thread(self._read_and_parse, item, stop)
+        except BaseException:
+            stop.set()
+            raise
+
+    def _read_and_parse(
+        self, item: _Claimed, stop: threading.Event | None = None
+    ) -> str | tuple[str, bool] | None:
         """Fill item.parsed; return None, "vanished", or (reason, worth retrying).
 
         The file is opened without following a symbolic link in any component of its path
@@ -261,10 +327,17 @@ class IndexWorker:
             return f"not UTF-8 text (byte {exc.start})", False
         item.read_hash = scan.hash_bytes(data)
         item.size, item.mtime_ns = info.st_size, info.st_mtime_ns
-        item.parsed = markdown.parse_markdown(
-            text,
-            file_stem=Path(item.rel).stem,
-            count_tokens=self.embedder.count_tokens,
-            policy=self.policy,
-        )
+        count_tokens = self.embedder.count_tokens
+
+        def count(text: str) -> int:
+            if stop is not None and stop.is_set():
+                raise _Stopped
+            return count_tokens(text)
+
+        try:
+            item.parsed = markdown.parse_markdown(
+                text, file_stem=Path(item.rel).stem, count_tokens=count, policy=self.policy
+            )
+        except _Stopped:
+            return None
         return None

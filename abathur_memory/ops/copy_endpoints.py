@@ -478,8 +478,9 @@ class PostgresEndpoint:
         with self.conn.transaction():
             for step in STEPS:
                 for statement in step(space_id, dim, self.vector_schema):
-                    # The vector index is built once, after the copy (much faster).
-                    if "USING hnsw" in statement:
+                    # The vector index is built once, after the copy (much faster); steps
+                    # that fill rows in have nothing to fill in a new space.
+                    if not isinstance(statement, str) or "USING hnsw" in statement:
                         continue
                     self.conn.execute(statement.encode())
             self.conn.execute(

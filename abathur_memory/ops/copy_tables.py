@@ -196,7 +196,7 @@ BASE_TABLES: tuple[Table, ...] = (
 
 CHUNK_COLUMNS = _cols(
     "id:int, document_id:int, seq:int, heading, heading_path:json, start_line:int,"
-    " end_line:int, text, text_hash, token_count:int, embedding:vector"
+    " end_line:int, text, text_hash, token_count:int, grams, embedding:vector"
 )
 MEMORY_VECTOR_COLUMNS = _cols("id:int, entry_id:int, part:int, text_hash, embedding:vector")
 

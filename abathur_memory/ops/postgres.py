@@ -173,8 +173,10 @@ async def _schema(conn: Conn) -> list[Check]:
 def _expected_indexes(spaces: list[Space]) -> set[str]:
     names = {name for m in runner.load_migrations() for name in _INDEX_NAME.findall(m.sql)}
     for space in spaces:
-        for statement in space_tables.STEPS[0](space.id, space.dim, None):
-            names.update(_INDEX_NAME.findall(statement))
+        for step in space_tables.STEPS:
+            for statement in step(space.id, space.dim, None):
+                if isinstance(statement, str):
+                    names.update(_INDEX_NAME.findall(statement))
     return names
 
 

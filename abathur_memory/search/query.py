@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
+from abathur_memory.core.cjk import has_cjk, query_grams
 from abathur_memory.errors import InvalidInput
 
 Mode = Literal["hybrid", "keyword", "semantic"]
@@ -107,8 +108,11 @@ def check_mode(mode: Any) -> Mode:
 
 
 def keyword_terms(query: str) -> list[str]:
-    """Query words worth matching: stopwords dropped (unless nothing else is left)."""
+    """Query words worth matching: stopwords dropped (unless nothing else is left). A word
+    with CJK characters is followed by its character pairs (core/cjk.py), which find it
+    inside the runs of CJK text the engines take for single words."""
     words = [w.lower() for w in _WORD.findall(query)]
     kept = [w for w in words if w not in STOPWORDS] or words
-    unique = list(dict.fromkeys(kept))
+    expanded = [term for w in kept for term in ([w, *query_grams(w)] if has_cjk(w) else [w])]
+    unique = list(dict.fromkeys(expanded))
     return unique[:MAX_QUERY_TERMS]

@@ -35,6 +35,7 @@ from abathur_memory.adapters.adk import (
     AbathurSessionService,
     StaleSessionError,
 )
+from abathur_memory.adapters.adk_state import stored_id
 from abathur_memory.errors import Forbidden, InvalidInput
 
 pytestmark = pytest.mark.anyio
@@ -380,7 +381,7 @@ async def test_a_deleted_session_keeps_its_log(service, admin_memory):
     session = await service.create_session(app_name="my_app", user_id="u", session_id="gone")
     await service.append_event(session, Event(author="user", invocation_id="inv1"))
     await service.delete_session(app_name="my_app", user_id="u", session_id="gone")
-    stored = await admin_memory.sessions.get("adk:my_app:u:gone", events_after=0)
+    stored = await admin_memory.sessions.get(stored_id("my_app", "u", "gone"), events_after=0)
     assert stored.status == "terminated" and stored.events[0].event_type == "adk.event"
 
 

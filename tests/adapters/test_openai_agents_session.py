@@ -204,7 +204,7 @@ async def test_nothing_is_destroyed_popped_and_cleared_items_stay_in_the_log(mem
     await session.clear_session()
     await session.add_items([{"role": "user", "content": "c"}])
     assert await session.get_items() == [{"role": "user", "content": "c"}]
-    stored = await memory.sessions.get("kept", events_after=0, events_limit=50)
+    stored = await memory.sessions.get(session.abathur_session_id, events_after=0, events_limit=50)
     assert [(e.event_type, e.content) for e in stored.events] == [
         ("agents.item", {"role": "user", "content": "a"}),
         ("agents.item", {"role": "user", "content": "b"}),
@@ -255,7 +255,7 @@ async def test_another_principal_cannot_read_or_write_the_session(memory):
 async def test_a_terminated_session_refuses_new_items(memory):
     session = _session(memory, "ended")
     await session.add_items([{"role": "user", "content": "bye"}])
-    await memory.sessions.set_status("ended", "terminated")
+    await memory.sessions.set_status(session.abathur_session_id, "terminated")
     with pytest.raises(Conflict):
         await session.add_items([{"role": "user", "content": "more"}])
     with pytest.raises(Conflict):
@@ -264,9 +264,24 @@ async def test_a_terminated_session_refuses_new_items(memory):
 
 
 async def test_a_missing_session_reads_empty(memory):
+    stored = _session(memory, "never").abathur_session_id
     with pytest.raises(NotFound):
-        await memory.sessions.get("never")
+        await memory.sessions.get(stored)
     assert await _session(memory, "never").get_items() == []
     await _session(memory, "never").clear_session()  # nothing to clear, nothing created
     with pytest.raises(NotFound):
-        await memory.sessions.get("never")
+        await memory.sessions.get(stored)
+
+
+async def test_a_session_name_maps_to_one_uuid_and_a_uuid_is_kept(memory):
+    """Session ids are UUIDs: a name is the UUID it names (the same name, the same
+    session), a UUID names itself (an existing session can be continued)."""
+    named = _session(memory, "coffee-chat")
+    assert named.abathur_session_id == _session(memory, "coffee-chat").abathur_session_id
+    assert named.abathur_session_id != _session(memory, "tea-chat").abathur_session_id
+    await named.add_items([{"role": "user", "content": "black"}])
+    again = _session(memory, named.abathur_session_id)
+    assert again.abathur_session_id == named.abathur_session_id
+    assert await again.get_items() == [{"role": "user", "content": "black"}]
+    stored = await memory.sessions.get(named.abathur_session_id)
+    assert stored.metadata["agents_session_id"] == "coffee-chat"

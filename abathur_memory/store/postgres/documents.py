@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from psycopg.types.json import Jsonb
 
+from abathur_memory.core.cjk import index_grams
 from abathur_memory.core.documents import (
     ClaimedDocument,
     DocumentFailure,
@@ -223,6 +224,7 @@ async def _write(
             chunk.text,
             chunk.text_hash,
             chunk.token_count,
+            index_grams(chunk.heading, chunk.text),
             by_hash[chunk.text_hash],
         )
         for document in documents
@@ -231,8 +233,8 @@ async def _write(
     if chunk_rows:
         await cur.executemany(
             f"INSERT INTO {space.chunks} (document_id, seq, heading, heading_path, start_line,"
-            " end_line, text, text_hash, token_count, embedding)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            " end_line, text, text_hash, token_count, grams, embedding)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             chunk_rows,
         )
     await cur.executemany(

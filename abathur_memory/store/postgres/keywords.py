@@ -57,6 +57,8 @@ RANK_WEIGHTS = "{0.1, 0.2, 0.5, 1.0}"
 # LoCoMo's development half keyword R@10 was 0.737 at 0.15, 0.762 at 0.3, 0.767 at 0.45
 # (R@5 0.651, 0.694, 0.678; bench/memory_retrieval.py --backend postgres --mode keyword).
 MEMORY_RANK_WEIGHTS = "{0.1, 0.3, 0.5, 1.0}"
+# A chunk's CJK pairs (unweighted, so D) count as its text does.
+GRAMS_RANK_WEIGHTS = "{0.5, 0.2, 0.5, 1.0}"
 
 
 @dataclass(frozen=True)

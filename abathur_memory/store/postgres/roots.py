@@ -8,7 +8,13 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
-from abathur_memory.core.documents import Registered, Root, check_visibility, clean_root_name
+from abathur_memory.core.documents import (
+    Registered,
+    Root,
+    check_visibility,
+    clean_root_name,
+    root_name_of,
+)
 from abathur_memory.core.principal import Principal
 from abathur_memory.errors import InvalidInput, NotFound
 from abathur_memory.store.postgres.connection import Conn, Database
@@ -122,9 +128,12 @@ async def _update(
 
 async def _rename(conn: Conn, old: str, new: str) -> Root:
     root = await _get(conn, old)
+    new = root_name_of(new)
     cleaned = clean_root_name(new)
     if cleaned != new:
-        raise InvalidInput(f"a root name is letters, digits, '.', '_' and '-'; try {cleaned!r}")
+        raise InvalidInput(
+            f"a root name is letters and digits (of any script), '.', '_' and '-'; try {cleaned!r}"
+        )
     taken = await (await conn.execute("SELECT 1 FROM doc_roots WHERE name = %s", (new,))).fetchone()
     if taken:
         raise InvalidInput(f"a root named {new!r} already exists")

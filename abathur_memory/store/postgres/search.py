@@ -119,14 +119,18 @@ async def _chunk_keywords(
     planned = await keywords.plan(conn, space.chunks, query.terms, stats)
     if planned is None:
         return []
+    # A chunk's CJK pairs (space_tables.py, core/cjk.py) are matched and scored beside its
+    # text, the way BM25F scores fields; chunks without CJK score on ``tsv`` alone.
     score, score_params = planned.score_sql("c.tsv")
+    grams, grams_params = planned.score_sql("c.grams_tsv", keywords.GRAMS_RANK_WEIGHTS)
     join = "" if where == "true" else " JOIN document_index AS d ON d.id = c.document_id"
     sql = (
-        f"SELECT c.id, {score} AS score FROM {space.chunks} AS c{join},"
-        " websearch_to_tsquery('english', %s) AS r"
-        f" WHERE c.tsv @@ r AND {where} ORDER BY score DESC, c.id LIMIT %s"
+        f"SELECT c.id, {score} + (CASE WHEN c.grams = '' THEN 0 ELSE {grams} END) AS score"
+        f" FROM {space.chunks} AS c{join}, websearch_to_tsquery('english', %s) AS r"
+        f" WHERE (c.tsv @@ r OR (c.grams <> '' AND c.grams_tsv @@ r)) AND {where}"
+        " ORDER BY score DESC, c.id LIMIT %s"
     )
-    return await _ranked(conn, sql, planned, score_params, params, query)
+    return await _ranked(conn, sql, planned, [*score_params, *grams_params], params, query)
 
 
 async def _chunk_vectors(

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from abathur_memory.core.cjk import index_grams
 from abathur_memory.core.documents import Chunk, IndexedDocument, Vector
 from abathur_memory.core.spaces import Space
 from abathur_memory.store.sqlite import driver, timestamps, vectors
@@ -117,7 +118,7 @@ def _record_document(conn: driver.Connection, space: Space, document: IndexedDoc
 def _insert_chunk(conn: driver.Connection, space: Space, document_id: int, chunk: Chunk) -> int:
     return conn.execute(
         f"INSERT INTO {space.chunks} (document_id, seq, heading, heading_path, start_line,"
-        " end_line, text, text_hash, token_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " end_line, text, text_hash, token_count, grams) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " RETURNING id",
         (
             document_id,
@@ -129,6 +130,7 @@ def _insert_chunk(conn: driver.Connection, space: Space, document_id: int, chunk
             chunk.text,
             chunk.text_hash,
             chunk.token_count,
+            index_grams(chunk.heading, chunk.text),
         ),
     ).fetchone()[0]
 

@@ -11,6 +11,7 @@ from abathur_memory.core.documents import (
     check_visibility,
     clean_root_name,
     encode_excludes,
+    root_name_of,
 )
 from abathur_memory.core.principal import Principal
 from abathur_memory.errors import InvalidInput, NotFound
@@ -110,9 +111,12 @@ def _update(
 
 def _rename(conn: driver.Connection, old: str, new: str) -> Root:
     root = _get(conn, old)
+    new = root_name_of(new)
     cleaned = clean_root_name(new)
     if cleaned != new:
-        raise InvalidInput(f"a root name is letters, digits, '.', '_' and '-'; try {cleaned!r}")
+        raise InvalidInput(
+            f"a root name is letters and digits (of any script), '.', '_' and '-'; try {cleaned!r}"
+        )
     if conn.execute("SELECT 1 FROM doc_roots WHERE name = ?", (new,)).fetchone():
         raise InvalidInput(f"a root named {new!r} already exists")
     conn.execute("UPDATE doc_roots SET name = ? WHERE id = ?", (new, root.id))

@@ -88,13 +88,13 @@ def _bm25(
     kept = _without_common_terms(conn, space, terms)
     if where == "1":  # no filter: rank in FTS5 alone, join nothing before the LIMIT
         rows = conn.execute(
-            f"SELECT rowid, bm25({space.fts}, 2.0, 1.0) AS score FROM {space.fts}"
+            f"SELECT rowid, bm25({space.fts}, 2.0, 1.0, 1.0) AS score FROM {space.fts}"
             f" WHERE {space.fts} MATCH ? ORDER BY score LIMIT ?",
             [fts_match(kept), limit],
         ).fetchall()
     else:
         rows = conn.execute(
-            f"SELECT f.rowid, bm25({space.fts}, 2.0, 1.0) AS score FROM {space.fts} AS f"
+            f"SELECT f.rowid, bm25({space.fts}, 2.0, 1.0, 1.0) AS score FROM {space.fts} AS f"
             f" JOIN {space.chunks} AS c ON c.id = f.rowid"
             f" JOIN document_index AS d ON d.id = c.document_id"
             f" WHERE {space.fts} MATCH ? AND {where} ORDER BY score LIMIT ?",

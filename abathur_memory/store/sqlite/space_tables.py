@@ -14,12 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from abathur_memory.core.cjk import has_cjk, index_grams
 from abathur_memory.store.sqlite import driver
 
 FTS_TOKENIZER = "porter unicode61 remove_diacritics 2"
 
+# A step is SQL, or a function of the connection where SQL alone cannot do it.
+Statement = str | Callable[[driver.Connection], None]
 
-def _v1_documents(space_id: int) -> list[str]:
+
+def _v1_documents(space_id: int) -> list[Statement]:
     chunks, fts = f"chunks_s{space_id}", f"chunks_fts_s{space_id}"
     vectors = f"chunk_vectors_s{space_id}"
     return [
@@ -55,7 +59,7 @@ def _v1_documents(space_id: int) -> list[str]:
     ]
 
 
-def _v2_memory_vectors(space_id: int) -> list[str]:
+def _v2_memory_vectors(space_id: int) -> list[Statement]:
     """Vectors of live memories (one row per part of a long value), for memory_search."""
     return [
         f"""CREATE TABLE IF NOT EXISTS memory_vectors_s{space_id} (
@@ -70,8 +74,59 @@ def _v2_memory_vectors(space_id: int) -> list[str]:
     ]
 
 
+def _v3_cjk_grams(space_id: int) -> list[Statement]:
+    """CJK words findable inside a sentence (core/cjk.py): each chunk gets ``grams``, its
+    CJK characters and pairs, and the full-text index a third column over them. FTS5 adds
+    no column to a table, so it is made again: triggers dropped, ``grams`` added and filled
+    for the chunks that hold CJK, the index created and rebuilt from the chunks."""
+    chunks, fts = f"chunks_s{space_id}", f"chunks_fts_s{space_id}"
+
+    def fill(conn: driver.Connection) -> None:
+        present = {row[1] for row in conn.execute(f"PRAGMA table_info({chunks})")}
+        if "grams" not in present:
+            conn.execute(f"ALTER TABLE {chunks} ADD COLUMN grams TEXT NOT NULL DEFAULT ''")
+        last = 0
+        while rows := conn.execute(
+            f"SELECT id, heading, text FROM {chunks} WHERE id > ? ORDER BY id LIMIT 1000",
+            (last,),
+        ).fetchall():
+            last = rows[-1][0]
+            conn.executemany(
+                f"UPDATE {chunks} SET grams = ? WHERE id = ?",
+                [
+                    (index_grams(row[1], row[2]), row[0])
+                    for row in rows
+                    if has_cjk(row[1]) or has_cjk(row[2])
+                ],
+            )
+
+    return [
+        f"DROP TRIGGER IF EXISTS {chunks}_ai",
+        f"DROP TRIGGER IF EXISTS {chunks}_ad",
+        f"DROP TABLE IF EXISTS {fts}",
+        fill,
+        f"""CREATE VIRTUAL TABLE {fts} USING fts5(
+            heading, text, grams, content='{chunks}', content_rowid='id',
+            tokenize='{FTS_TOKENIZER}'
+        )""",
+        f"""CREATE TRIGGER {chunks}_ai AFTER INSERT ON {chunks} BEGIN
+            INSERT INTO {fts}(rowid, heading, text, grams)
+                VALUES (new.id, new.heading, new.text, new.grams);
+        END""",
+        f"""CREATE TRIGGER {chunks}_ad AFTER DELETE ON {chunks} BEGIN
+            INSERT INTO {fts}({fts}, rowid, heading, text, grams)
+                VALUES ('delete', old.id, old.heading, old.text, old.grams);
+        END""",
+        f"INSERT INTO {fts}({fts}) VALUES ('rebuild')",
+    ]
+
+
 # Step n (1-based) brings a space from ddl_version n-1 to n. Append; never edit a step.
-STEPS: tuple[Callable[[int], list[str]], ...] = (_v1_documents, _v2_memory_vectors)
+STEPS: tuple[Callable[[int], list[Statement]], ...] = (
+    _v1_documents,
+    _v2_memory_vectors,
+    _v3_cjk_grams,
+)
 LATEST = len(STEPS)
 
 
@@ -93,7 +148,10 @@ def create(conn: driver.Connection, space_id: int) -> None:
 def upgrade(conn: driver.Connection, space_id: int, version: int) -> None:
     for step in STEPS[version:]:
         for statement in step(space_id):
-            conn.execute(statement)
+            if isinstance(statement, str):
+                conn.execute(statement)
+            else:
+                statement(conn)
     conn.execute("UPDATE embedding_spaces SET ddl_version = ? WHERE id = ?", (LATEST, space_id))
 
 

@@ -3,8 +3,10 @@
 Each space has its own tables (space_tables.py, versioned), because chunking depends
 on the model's token limit and the vectors on its dimension:
 
-- ``chunks_s<N>``: one row per chunk (document, heading path, line range, text, hash);
-- ``chunks_fts_s<N>``: FTS5 (BM25) over heading and text, kept in step by triggers;
+- ``chunks_s<N>``: one row per chunk (document, heading path, line range, text, hash, and
+  the CJK pairs of core/cjk.py);
+- ``chunks_fts_s<N>``: FTS5 (BM25) over heading, text and CJK pairs, kept in step by
+  triggers;
 - ``chunk_vectors_s<N>``: the float32 vector and its 1-bit-per-dimension code;
 - ``memory_vectors_s<N>``: vectors of live memories, for memory_search.
 
