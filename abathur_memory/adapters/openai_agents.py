@@ -11,8 +11,8 @@ principal (created at the first ``add_items``; another principal's session of th
 "not found", as everywhere). Session ids are UUIDs: a UUID is used as it is, any other
 name as the UUID it names (``uuid5``, so the same name always finds the same session;
 the name is kept in the session's metadata). Each conversation item is one event of type
-``agents.item`` whose content is the item and whose actor is its role (or type). Nothing is ever removed
-from the log: ``pop_item`` appends an ``agents.pop`` event naming the sequence number of
+``agents.item`` whose content is the item and whose actor is its role (or type). Nothing
+is ever removed from the log: ``pop_item`` appends an ``agents.pop`` event naming the sequence number of
 the item it took back (compare-and-set on the log, so two concurrent pops never take the
 same item), and ``clear_session`` appends ``agents.clear``; ``get_items`` reads the log
 backwards from the end to the last clear, skipping popped items and events of other kinds.
@@ -87,7 +87,9 @@ class AbathurSession:
         first, and the session's last sequence number (0: no session yet)."""
         sessions = self.memory.sessions
         try:
-            session = await sessions.get(self.abathur_session_id, events_after=-1, events_limit=PAGE)
+            session = await sessions.get(
+                self.abathur_session_id, events_after=-1, events_limit=PAGE
+            )
         except NotFound:
             return [], 0
         last_seq, events = session.last_seq, session.events
@@ -107,7 +109,9 @@ class AbathurSession:
             if low <= 0 or (limit is not None and len(live) >= limit):
                 return live[::-1], last_seq
             start = max(0, low - PAGE)
-            page = await sessions.get(self.abathur_session_id, events_after=start, events_limit=low - start)
+            page = await sessions.get(
+                self.abathur_session_id, events_after=start, events_limit=low - start
+            )
             events, low = page.events, start
 
     async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
@@ -131,7 +135,9 @@ class AbathurSession:
     ) -> None:
         sessions = self.memory.sessions
         try:
-            await sessions.append(self.abathur_session_id, event_type, actor, content, None, expected_seq)
+            await sessions.append(
+                self.abathur_session_id, event_type, actor, content, None, expected_seq
+            )
             return
         except NotFound:
             if expected_seq not in (None, 0):
@@ -139,7 +145,9 @@ class AbathurSession:
         with contextlib.suppress(Conflict):  # created meanwhile by another writer
             await sessions.create(session_id=self.abathur_session_id, metadata=self._metadata)
         try:
-            await sessions.append(self.abathur_session_id, event_type, actor, content, None, expected_seq)
+            await sessions.append(
+                self.abathur_session_id, event_type, actor, content, None, expected_seq
+            )
         except NotFound:  # it exists, and it is not ours
             raise Conflict(
                 f"session id {self.session_id!r} is taken by another user or app; "
