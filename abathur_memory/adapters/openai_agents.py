@@ -6,18 +6,18 @@
         session = AbathurSession("conversation-1", mem)
         await Runner.run(agent, "hello", session=session)
 
-The mapping: the SDK's ``session_id`` names an abathur-memory session owned by the
-principal (created at the first ``add_items``; another principal's session of that id is
-"not found", as everywhere). Session ids are UUIDs: a UUID is used as it is, any other
-name as the UUID it names (``uuid5``, so the same name always finds the same session;
-the name is kept in the session's metadata). Each conversation item is one event of type
-``agents.item`` whose content is the item and whose actor is its role (or type). Nothing
-is ever removed from the log: ``pop_item`` appends an ``agents.pop`` event naming the
-sequence number of the item it took back (compare-and-set on the log, so two concurrent pops never take the
-same item), and ``clear_session`` appends ``agents.clear``; ``get_items`` reads the log
-backwards from the end to the last clear, skipping popped items and events of other kinds.
-So the history of a conversation, popped and cleared items included, stays readable with
-``session_get``. ``add_items`` appends one event per item (each its own transaction).
+The mapping: the SDK's ``session_id`` names an abathur-memory session owned by the principal
+(created at the first ``add_items``; another principal's session of that id is "not found",
+as everywhere). Session ids are UUIDs: a UUID is used as it is, any other name as the UUID
+it names (``uuid5``, so the same name always finds the same session; the name is kept in the
+session's metadata). Each conversation item is one event of type ``agents.item`` whose
+content is the item and whose actor is its role (or type). Nothing is ever removed from the
+log: ``pop_item`` appends an ``agents.pop`` event naming the sequence number of the item it
+took back (compare-and-set on the log, so two concurrent pops never take the same item), and
+``clear_session`` appends ``agents.clear``; ``get_items`` reads the log backwards from the
+end to the last clear, skipping popped items and events of other kinds. So the history of a
+conversation, popped and cleared items included, stays readable with ``session_get``.
+``add_items`` appends one event per item (each its own transaction).
 """
 
 from __future__ import annotations
