@@ -82,7 +82,8 @@ class Bm25:
     def __init__(self, texts: list[str]) -> None:
         self.conn = driver.connect(":memory:")
         self.conn.execute(
-            "CREATE VIRTUAL TABLE t USING fts5(text, tokenize='porter unicode61 remove_diacritics 2')"
+            "CREATE VIRTUAL TABLE t USING fts5(text,"
+            " tokenize='porter unicode61 remove_diacritics 2')"
         )
         self.conn.executemany("INSERT INTO t (rowid, text) VALUES (?, ?)", list(enumerate(texts)))
 

@@ -18,7 +18,8 @@ R@10, MRR and nDCG@10 per workload and mode (and per LoCoMo question category: 1
 2 temporal, 3 open-domain, 4 single-hop), and latency p50/p95 of the calls.
 
     python bench/memory_retrieval.py                           # locomo on SQLite
-    python bench/memory_retrieval.py --workload all --backend both --out bench/results/memory_retrieval.json
+    python bench/memory_retrieval.py --workload all --backend both \
+        --out bench/results/memory_retrieval.json
     python bench/memory_retrieval.py --quick                   # 2 conversations, 60 questions
     python bench/memory_retrieval.py --db postgresql://...     # an existing, empty database
 
