@@ -359,6 +359,135 @@ def study(work: mr.Workload, emb: Embeddings, window_sizes: list[int]) -> dict[s
     return results
 
 
+def refine(work: mr.Workload, emb: Embeddings) -> dict[str, Any]:
+    """The second round, on the winner of the first (windows of context beside each memory,
+    z-score convex fusion): window shapes, a two-column keyword index (own words and the
+    neighbours' words weighted), windows kept within one moment, the fusion weight, and
+    boosts for a time or a speaker the question names. What ships is the last line."""
+    import datetime as dt
+    import re
+
+    from abathur_memory.core.when import memory_moment, overlaps, spans_in
+    from abathur_memory.search.query import keyword_terms as terms_of
+
+    keys = [key for _, key, _ in work.memories]
+    namespaces = [ns for ns, _, _ in work.memories]
+    ranges: dict[str, tuple[int, int]] = {}
+    for i, ns in enumerate(namespaces):
+        lo, _ = ranges.get(ns, (i, i))
+        ranges[ns] = (lo, i + 1)
+    texts = [render_current(key, value) for _, key, value in work.memories]
+    matrix = emb.matrix(
+        [f"{k}: {t}" for k, t in zip(keys, texts, strict=True)], f"{work.name}-current"
+    )
+    qvec = emb.queries([q.text for q in work.questions])
+    moments = [memory_moment(value) for _, _, value in work.memories]
+    speakers = [str(value.get("speaker", "")).lower() for _, _, value in work.memories]
+    n = len(work.questions)
+    record_first = Bm25(texts)
+    kw = [record_first.search(q.text, ranges[q.namespace]) for q in work.questions]
+    sem = [cosine(matrix, qvec[i], ranges[q.namespace]) for i, q in enumerate(work.questions)]
+    results: dict[str, Any] = {}
+
+    def record(name: str, per_q: list[List]) -> None:
+        results[name] = evaluate([[keys[c] for c, _ in r] for r in per_q], work)
+        print(f"  {name}: R@5 {results[name]['R@5']} R@10 {results[name]['R@10']}", file=sys.stderr)
+
+    def windows_of(before: int, after: int, same_moment: bool) -> list[list[int]]:
+        out = []
+        for i, ns in enumerate(namespaces):
+            lo, hi = ranges[ns]
+            members = [j for j in range(max(lo, i - before), min(hi, i + after + 1)) if j != i]
+            if same_moment:
+                members = [j for j in members if moments[j] == moments[i]]
+            out.append(members)
+        return out
+
+    def two_columns(context: list[list[int]], weight: float) -> list[List]:
+        conn = driver.connect(":memory:")
+        conn.execute(
+            "CREATE VIRTUAL TABLE t USING fts5(text, ctx,"
+            " tokenize='porter unicode61 remove_diacritics 2')"
+        )
+        conn.executemany(
+            "INSERT INTO t (rowid, text, ctx) VALUES (?, ?, ?)",
+            [(i, texts[i], " ".join(texts[j] for j in context[i])) for i in range(len(texts))],
+        )
+        out = []
+        for q in work.questions:
+            lo, hi = ranges[q.namespace]
+            rows = conn.execute(
+                "SELECT rowid, bm25(t, 1.0, ?) AS s FROM t WHERE t MATCH ?"
+                " AND rowid BETWEEN ? AND ? ORDER BY s LIMIT ?",
+                (weight, fts_match(terms_of(q.text)), lo, hi - 1, POOL),
+            ).fetchall()
+            out.append([(int(r[0]), -float(r[1])) for r in rows])
+        return out
+
+    def pooled(context: list[list[int]]) -> list[List]:
+        vectors = np.stack([matrix[i] + matrix[context[i]].sum(axis=0) for i in range(len(texts))])
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        return [cosine(vectors, qvec[i], ranges[q.namespace]) for i, q in enumerate(work.questions)]
+
+    def boosted(base: list[List], gain: Any) -> list[List]:
+        return [
+            sorted(((c, s + gain(i, c)) for c, s in base[i]), key=lambda x: -x[1]) for i in range(n)
+        ]
+
+    record("keyword, own words", kw)
+    record("semantic, own vectors", sem)
+    for before, after in [(1, 1), (2, 1), (2, 2), (3, 1), (3, 2), (4, 2)]:
+        context = windows_of(before, after, same_moment=False)
+        keyword, meaning = two_columns(context, 0.3), pooled(context)
+        semantic = [combine(sem[i], meaning[i], 2.0) for i in range(n)]
+        record(
+            f"window {before} before {after} after",
+            [convex(keyword[i], semantic[i], 0.3, "z") for i in range(n)],
+        )
+    context = windows_of(2, 2, same_moment=True)
+    meaning = pooled(context)
+    semantic = [combine(sem[i], meaning[i], 2.0) for i in range(n)]
+    for weight in (0.3, 0.5, 1.0):
+        keyword = two_columns(context, weight)
+        record(f"keyword: neighbours' words at {weight}", keyword)
+    keyword = two_columns(context, 0.3)
+    record("semantic: own and pooled context vectors (x2.0)", semantic)
+    for alpha in (0.2, 0.3, 0.4, 0.5):
+        record(
+            f"same-moment windows, z fusion, semantic weight {alpha}",
+            [convex(keyword[i], semantic[i], alpha, "z") for i in range(n)],
+        )
+    base = [convex(keyword[i], semantic[i], 0.4, "z") for i in range(n)]
+    now = dt.datetime.now(dt.UTC)
+    spans = [spans_in(q.text, now) for q in work.questions]
+    for gain in (0.25, 1.0):
+        record(
+            f"time boost {gain}",
+            boosted(base, lambda i, c, g=gain: g if overlaps(moments[c], spans[i]) else 0.0),
+        )
+    named = [q.text.lower() for q in work.questions]
+
+    def speaks(i: int, c: int) -> bool:
+        return (
+            bool(speakers[c]) and re.search(rf"\b{re.escape(speakers[c])}\b", named[i]) is not None
+        )
+
+    for gain in (0.5, 1.0, 1.5, 2.0, 3.0):
+        record(
+            f"speaker boost {gain}", boosted(base, lambda i, c, g=gain: g if speaks(i, c) else 0.0)
+        )
+    record(
+        "shipped: time boost 0.25 + speaker boost 1.5",
+        boosted(
+            base,
+            lambda i, c: (
+                (0.25 if overlaps(moments[c], spans[i]) else 0.0) + (1.5 if speaks(i, c) else 0.0)
+            ),
+        ),
+    )
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -367,6 +496,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--window", action="append", type=int, help="window sizes (default 3, 5)")
     parser.add_argument("--cache", type=Path, default=Path("/tmp/abathur-study-cache"))
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--round",
+        choices=["first", "refine"],
+        default="first",
+        help="first: renderings, windows and fusions; refine: the second round on its winner",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     names = args.workload or ["locomo"]
@@ -380,7 +515,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{name}: {len(work.memories)} memories, {len(work.questions)} questions",
             file=sys.stderr,
         )
-        out[name] = study(work, emb, args.window or [3, 5])
+        if args.round == "refine":
+            out[name] = refine(work, emb)
+        else:
+            out[name] = study(work, emb, args.window or [3, 5])
     text = json.dumps(out, indent=1)
     if args.out:
         args.out.write_text(text + "\n")

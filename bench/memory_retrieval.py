@@ -274,6 +274,83 @@ async def ask(client: Any, work: Workload, mode: str, k: int) -> dict[str, Any]:
     return out
 
 
+BUDGETS = (250, 500, 1000, 2000)
+
+
+def hits_first(hits: list[Any], max_tokens: int) -> list[Any]:
+    """The other packing policy measured: every hit that fits first, then neighbours."""
+    from abathur_memory.search.packing import value_tokens
+
+    used, kept = 0, []
+    for hit in hits:
+        cost = value_tokens(hit.value)
+        if used + cost <= max_tokens:
+            used += cost
+            kept.append(hit.model_copy(update={"context": []}))
+    shown = {(h.namespace, h.key) for h in kept}
+    by_key = {(h.namespace, h.key): h for h in hits}
+    for hit in kept:
+        for near in sorted(
+            by_key[(hit.namespace, hit.key)].context or [], key=lambda n: abs(n.offset)
+        ):
+            cost = value_tokens(near.value)
+            if (hit.namespace, near.key) not in shown and used + cost <= max_tokens:
+                used += cost
+                shown.add((hit.namespace, near.key))
+                hit.context.append(near)
+    return kept
+
+
+async def packing(client: Any, work: Workload) -> dict[str, Any]:
+    """Evidence that reaches the agent within a token budget: the share of each question's
+    evidence turns present in the packed reply (as hits or neighbours), per budget, number
+    of neighbours and packing policy, against plain k=10 and its tokens."""
+    from abathur_memory.search.packing import pack, value_tokens
+    from abathur_memory.search.results import MemoryHit
+
+    found: dict[tuple[str, int, str], list[float]] = defaultdict(list)
+    plain_tokens: list[int] = []
+    for question in work.questions:
+        result = await client.call_tool(
+            "memory_search",
+            {"query": question.text, "prefix": question.namespace, "k": 30, "context": 2},
+        )
+        hits = [
+            MemoryHit.model_validate(h) for h in _structured(result, "memory_search")["results"]
+        ]
+        plain = hits[:10]
+        plain_tokens.append(sum(value_tokens(h.value) for h in plain))
+        found[("k=10, no context", 0, "")].append(_evidence(plain, question, context=False))
+        for around in (0, 1, 2):
+            trimmed = [
+                h.model_copy(
+                    update={"context": [n for n in h.context or [] if abs(n.offset) <= around]}
+                )
+                for h in hits
+            ]
+            for budget in BUDGETS:
+                kept, _ = pack(trimmed, budget)
+                found[("score order, each hit with its neighbours", around, str(budget))].append(
+                    _evidence(kept, question)
+                )
+                if around:
+                    found[("every hit first, then neighbours", around, str(budget))].append(
+                        _evidence(hits_first(trimmed, budget), question)
+                    )
+    table: dict[str, Any] = {"k=10 tokens p50": int(statistics.median(plain_tokens))}
+    for (policy, around, budget), values in sorted(found.items()):
+        name = policy if not budget else f"{policy}; context {around}; {budget} tokens"
+        table[name] = round(statistics.fmean(values), 4)
+    return table
+
+
+def _evidence(hits: list[Any], question: Question, *, context: bool = True) -> float:
+    keys = {h.key for h in hits}
+    if context:
+        keys |= {n.key for h in hits for n in h.context or []}
+    return len(keys & set(question.relevant)) / len(question.relevant)
+
+
 async def measure(db: str, work: Workload, embedder: str, modes: list[str]) -> dict[str, Any]:
     async with client_for(db, embedder) as client:
         put_s = await store(client, work)
@@ -293,6 +370,9 @@ async def measure(db: str, work: Workload, embedder: str, modes: list[str]) -> d
         for mode in modes:
             print(f"  {work.name}: {mode}", file=sys.stderr)
             results[mode] = await ask(client, work, mode, K)
+        if work.name == "locomo" and "hybrid" in modes:
+            print(f"  {work.name}: packing", file=sys.stderr)
+            results["evidence_within_budget"] = await packing(client, work)
         best_half = max(results[m]["R@10"] for m in ("keyword", "semantic") if m in results)
         if "hybrid" in results and ("keyword" in results or "semantic" in results):
             results["hybrid_minus_best_half_R@10"] = round(results["hybrid"]["R@10"] - best_half, 4)

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -401,3 +403,18 @@ async def test_a_question_naming_a_speaker_prefers_what_they_said(db_url):
             k=2,
         )
         assert [hit["key"] for hit in result["results"]] == ["2", "1"]
+
+
+@pytest.mark.slow
+def test_the_conversation_example_runs(tmp_path):
+    example = Path(__file__).parent.parent / "examples" / "conversation_recall.py"
+    proc = subprocess.run(
+        [sys.executable, str(example), "--db", str(tmp_path / "c.db"), "--embedder", "fake"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    found = json.loads(proc.stdout)
+    assert found["results"] and found["packed"]["used_tokens"] <= 300
+    assert all("context" in hit for hit in found["results"])

@@ -1,0 +1,175 @@
+"""memory_search at 100,000 memories, on SQLite and PostgreSQL; prints one JSON object.
+
+Half the memories are conversation turns (LoCoMo's development half, copied into many
+namespaces: utterances, so they carry context), half are documents (BEIR abstracts), all
+real text from ../shared/data. They are stored with ``put_many`` through the memory service,
+indexed by the background indexer's own catch-up, then searched through the service in
+hybrid, keyword and semantic mode, interleaved, with LoCoMo questions and BEIR queries,
+over everything the principal may read (no prefix) and within one conversation.
+
+The embedder is the deterministic fake at 384 dimensions (the embedded model's), so the
+100,000 vectors take seconds to make and the times exclude the query's embedding: what is
+measured is the search itself. Run it against two checkouts to compare (``PYTHONPATH=...``):
+
+    python bench/memory_search_scale.py [--memories 100000] [--backend both] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import memory_retrieval as mr  # noqa: E402
+
+DIM = 384
+BATCH = 1000
+QUERIES = 150
+
+
+def corpus(count: int) -> tuple[list[tuple[str, str, Any]], list[tuple[str, str | None]]]:
+    """(namespace, key, value) for ``count`` memories, and (query, namespace) pairs."""
+    turns = mr.locomo(False)
+    documents = mr.beir("vaswani", False)
+    memories: list[tuple[str, str, Any]] = []
+    copy = 0
+    while len(memories) < count // 2:
+        for namespace, key, value in turns.memories:
+            memories.append((f"{namespace}:copy{copy}", key, value))
+        copy += 1
+    memories = memories[: count // 2]
+    copy = 0
+    while len(memories) < count:
+        for namespace, key, value in documents.memories:
+            memories.append((f"{namespace}:copy{copy}", key, value))
+            if len(memories) == count:
+                break
+        copy += 1
+    queries: list[tuple[str, str | None]] = []
+    for question in turns.questions[: QUERIES // 2]:
+        queries.append((question.text, None))
+        queries.append((question.text, f"{question.namespace}:copy0"))
+    for question in documents.questions[: QUERIES // 2]:
+        queries.append((question.text, None))
+    return memories, queries[:QUERIES]
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    ordered = sorted(values)
+    return {
+        "p50_ms": round(statistics.median(ordered) * 1000, 2),
+        "p95_ms": round(ordered[int(0.95 * (len(ordered) - 1))] * 1000, 2),
+    }
+
+
+async def measure(db: str, memories: list[Any], queries: list[Any]) -> dict[str, Any]:
+    import abathur_memory.runtime as runtime_module
+    from abathur_memory.config import load_settings
+    from abathur_memory.core.principal import Principal
+    from abathur_memory.embedders.fake import FakeEmbedder
+    from abathur_memory.memory.memories import PutRequest
+
+    runtime_module.make_embedder = lambda settings: FakeEmbedder(dim=DIM)  # type: ignore[attr-defined]
+    settings = load_settings(
+        db=db, user="bench", app="bench", embedder="fake", maintenance_interval_hours=0
+    )
+    principal = Principal(user="bench", app="bench")
+    out: dict[str, Any] = {"memories": len(memories)}
+    async with runtime_module.open_runtime(settings) as runtime:
+        started = time.perf_counter()
+        for start in range(0, len(memories), BATCH):
+            await runtime.memories.put_many(
+                principal,
+                [PutRequest(ns, key, value) for ns, key, value in memories[start : start + BATCH]],
+            )
+        out["put_s"] = round(time.perf_counter() - started, 1)
+        started = time.perf_counter()
+        while True:
+            done = await runtime.memory_indexer.catch_up()
+            if not done.keywords and not done.embedded:
+                break
+        out["index_s"] = round(time.perf_counter() - started, 1)
+        times: dict[str, list[float]] = {}
+        for round_number in range(2):  # the first round warms caches; the second is kept
+            for query, prefix in queries:
+                for mode in ("hybrid", "keyword", "semantic"):
+                    started = time.perf_counter()
+                    await runtime.memories.search(principal, query, prefix, 10, mode)
+                    elapsed = time.perf_counter() - started
+                    if round_number:
+                        name = f"{mode}, {'one conversation' if prefix else 'everything'}"
+                        times.setdefault(name, []).append(elapsed)
+        out["search"] = {name: percentiles(values) for name, values in times.items()}
+    return out
+
+
+@contextlib.contextmanager
+def postgres() -> Iterator[str]:
+    sys.path.insert(0, str(HERE.parent / "tests"))
+    import pg_server  # type: ignore[import-not-found]
+
+    base = Path(tempfile.mkdtemp(prefix="abathur-bench-pg-", dir="/dev/shm"))
+    uri = pg_server.start_postgres(base)
+    try:
+        yield uri
+    finally:
+        pg_server.stop_postgres(base)
+        with contextlib.suppress(OSError):
+            base.rmdir()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--memories", type=int, default=100_000)
+    parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
+    parser.add_argument("--out", type=Path)
+    args = parser.parse_args(argv)
+    memories, queries = corpus(args.memories)
+    import abathur_memory
+
+    out: dict[str, Any] = {
+        "benchmark": "memory_search_scale",
+        "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "code": str(Path(abathur_memory.__file__).parent.parent),
+        "commit": subprocess.run(
+            ["git", "-C", str(Path(abathur_memory.__file__).parent), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip(),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "queries": len(queries),
+        "results": {},
+    }
+    backends = ["sqlite", "postgres"] if args.backend == "both" else [args.backend]
+    for backend in backends:
+        print(f"{backend}: {len(memories)} memories", file=sys.stderr)
+        if backend == "postgres":
+            with postgres() as url:
+                out["results"][backend] = asyncio.run(measure(url, memories, queries))
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                db = str(Path(tmp) / "scale.db")
+                out["results"][backend] = asyncio.run(measure(db, memories, queries))
+    text = json.dumps(out, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
