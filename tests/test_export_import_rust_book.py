@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from backends import sync_sql
 from conftest import settings_for
 from transfer_helpers import ADMIN, export_text, fill, reads
 
@@ -30,7 +31,14 @@ async def _answers(runtime) -> dict[str, object]:
     scores tie; SQLite breaks ties the same way in two databases indexed alike, PostgreSQL
     by chunk id, which follows the order the indexing worker took the files in. There the
     keyword answers are compared up to the order within a tie (the group of the last hit,
-    which k may cut, by its size), and hybrid answers, which fuse those ranks, are not."""
+    which k may cut, by its size), and hybrid answers, which fuse those ranks, are not.
+    PostgreSQL weighs terms by the statistics of ANALYZE (store/postgres/keywords.py), which
+    autovacuum takes whenever it gets to it: both databases are analysed first, so they rank
+    with statistics of the same rows."""
+    if runtime.store.kind != "sqlite":
+        with sync_sql(runtime.settings.db) as conn:
+            conn.execute("ANALYZE")
+        runtime.store.search.term_stats.clear()  # read again, not from before the ANALYZE
     out: dict[str, object] = {}
     for query in QUERIES:
         for mode in ("keyword", "hybrid"):

@@ -14,6 +14,7 @@ from transfer_helpers import ADMIN, ALICE
 
 from abathur_memory.errors import InvalidInput, NotFound
 from abathur_memory.transfer import sources
+from abathur_memory.transfer.claude import stored_session_id
 
 pytestmark = pytest.mark.anyio
 
@@ -169,8 +170,9 @@ async def test_a_claude_folder(runtime, tmp_path):
     assert guide.value.startswith("# Website")
     facts = await alice.memories.get("project:website:claude", ".claude/context/facts.json")
     assert facts.value == {"release_day": "friday", "owners": ["alice", "carol"]}
-    context = await alice.sessions.get("ctx-2025-01-10", events_after=0)
+    context = await alice.sessions.get(stored_session_id("ctx-2025-01-10"), events_after=0)
     assert context.state == {"step": "review"} and context.status == "terminated"
+    assert context.metadata["source_id"] == "ctx-2025-01-10"
     assert [(e.actor, e.created_at) for e in context.events] == [
         ("user", "2025-01-10T09:00:00.000Z"),
         ("assistant", "2025-01-10T09:00:05.000Z"),

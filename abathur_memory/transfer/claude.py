@@ -272,6 +272,9 @@ class _Folder:
             status = "terminated"
         first = events[0][1].created_at if events else when
         last = max((e.created_at for _, e in events), default=when)
+        if ident is not None and stored_session_id(ident) != ident:
+            metadata = {**metadata, "source_id": ident}
+            ident = stored_session_id(ident)
         session_id = ident or str(uuid.uuid5(_ID, unit.name))
         unit.digest("session").add({"id": session_id, "path": unit.name})
         try:
@@ -320,3 +323,12 @@ class _Folder:
             seq=seq, event_type=kind, actor=actor, content=item, state_delta=None, created_at=when
         )
         return event, when
+
+
+def stored_session_id(ident: str) -> str:
+    """Session ids are UUIDs (what session_create returns): a UUID is kept, any other name a
+    folder gives a session becomes the UUID it names (kept as ``source_id`` in metadata)."""
+    try:
+        return str(uuid.UUID(ident))
+    except ValueError:
+        return str(uuid.uuid5(_ID, f"session:{ident}"))
