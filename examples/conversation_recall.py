@@ -44,8 +44,10 @@ async def call(client: Client, tool: str, **arguments: Any) -> dict[str, Any]:
 async def main(db: Path, embedder: str) -> None:
     server = StdioServerParameters(
         command=sys.executable,
-        args=["-m", "abathur_memory", "serve", "--db", str(db), "--user", "alice"]
-        + ["--embedder", embedder],
+        args=[
+            *("-m", "abathur_memory", "serve", "--db", str(db)),
+            *("--user", "alice", "--embedder", embedder),
+        ],
     )
     async with Client(server) as client:
         for number, (speaker, text) in enumerate(TURNS, start=1):
