@@ -20,6 +20,12 @@ from abathur_memory.store.sqlite import driver
 pytestmark = pytest.mark.slow
 
 
+def _interruptible() -> None:
+    """Let the child take Ctrl-C as a terminal would: a shell that started pytest in the
+    background ignores SIGINT, and an ignored signal stays ignored across exec."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _cli(*args: str, env: dict[str, str] | None = None, **kwargs):
     return subprocess.Popen(
         [sys.executable, "-m", "abathur_memory", *args],
@@ -27,6 +33,7 @@ def _cli(*args: str, env: dict[str, str] | None = None, **kwargs):
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_interruptible,
         **kwargs,
     )
 

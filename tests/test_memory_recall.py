@@ -146,6 +146,39 @@ async def test_a_deleted_turn_leaves_its_neighbours_context(db_url):
         assert after["results"] == []
 
 
+async def test_a_window_never_crosses_two_sessions_of_one_day(db_url):
+    """An agent framework keeps every session of a user in one namespace, the same day: a
+    turn is read with the turns of its own session only, so a word said in another session
+    does not find it; turns that name no session are read with their neighbours as before."""
+    async with connected(db_url) as client:
+        turns = [
+            ("a1", "s-1", "The glacier museum opens at nine."),
+            ("a2", "s-1", "Bring a warm coat."),
+            ("b1", "s-2", "I like to code in Python."),
+            ("b2", "s-2", "Mostly small scripts."),
+        ]
+        for key, session, text in turns:
+            value = {"author": "user", "text": text, "timestamp": "2026-03-02T10:00:00"}
+            await call(
+                client,
+                "memory_put",
+                namespace="user:alice:agent",
+                key=key,
+                value={**value, "session_id": session},
+            )
+            await call(client, "memory_put", namespace="user:alice:loose", key=key, value=value)
+        await caught_up(client)
+        for word, own_session in [("glacier", {"a1", "a2"}), ("python", {"b1", "b2"})]:
+            found = await call(
+                client, "memory_search", query=word, prefix="user:alice:agent", mode="keyword"
+            )
+            assert {hit["key"] for hit in found["results"]} == own_session, (word, found)
+        loose = await call(
+            client, "memory_search", query="python", prefix="user:alice:loose", mode="keyword"
+        )
+        assert {hit["key"] for hit in loose["results"]} == {"a1", "a2", "b1", "b2"}
+
+
 async def test_neighbours_come_back_in_stored_order(db_url):
     async with connected(db_url) as client:
         await store_conversations(client)

@@ -9,8 +9,9 @@ were stored: their words in a second, lighter keyword column, and a context vect
 from their vectors (no extra model call). A fact or a document stands alone and has none.
 
 Neighbours are taken from the same moment when both memories say when they happened (the
-same dated session of a conversation), so a window never spans two conversations held on
-different days.
+same dated session of a conversation), and from the same thread when both name the session,
+conversation or thread they belong to, so a window never spans two conversations held on
+different days, nor two sessions of one user held the same day.
 """
 
 from __future__ import annotations
@@ -40,6 +41,14 @@ SPEAKER_FIELDS = frozenset(("speaker", "role", "actor", "author", "sender", "fro
 
 MAX_SPEAKER_CHARS = 100
 
+# Fields naming the session, conversation or thread an utterance belongs to: a window never
+# takes a neighbour from another one (an agent framework keeps the sessions of one user in
+# one namespace, often on the same day).
+THREAD_FIELDS = frozenset(
+    ("session_id", "session", "conversation_id", "conversation", "thread_id", "thread", "chat_id")
+)
+MAX_THREAD_CHARS = 200
+
 
 @dataclass(frozen=True)
 class Placement:
@@ -48,6 +57,7 @@ class Placement:
     contextual: bool
     moment: dt.datetime | None  # when its value says it happened
     speaker: str | None  # who said it (lower case), for utterances
+    thread: str | None  # the session, conversation or thread its value names
 
 
 def is_contextual(value: Any, memory_type: str) -> bool:
@@ -71,8 +81,26 @@ def speaker_of(value: Any) -> str | None:
     return None
 
 
+def thread_of(value: Any) -> str | None:
+    """The session, conversation or thread a value names: the first such field holding a
+    short string or a number."""
+    if not isinstance(value, dict):
+        return None
+    for name, item in value.items():
+        if str(name).lower() not in THREAD_FIELDS or isinstance(item, bool):
+            continue
+        if isinstance(item, str | int) and 0 < len(str(item)) <= MAX_THREAD_CHARS:
+            return str(item)
+    return None
+
+
 def placement(value: Any, memory_type: str) -> Placement:
-    return Placement(is_contextual(value, memory_type), memory_moment(value), speaker_of(value))
+    return Placement(
+        is_contextual(value, memory_type),
+        memory_moment(value),
+        speaker_of(value),
+        thread_of(value),
+    )
 
 
 def named_in(query: str, speakers: set[str]) -> set[str]:
@@ -92,8 +120,15 @@ def moment_text(moment: dt.datetime | None) -> str | None:
 
 
 def same_window(own: str | None, other: str | None) -> bool:
-    """Whether a neighbour belongs to a memory's window: same day, or either undated."""
+    """Whether a neighbour's moment lets it into a memory's window: same day, or either
+    undated."""
     return own is None or other is None or own[:10] == other[:10]
+
+
+def same_thread(own: str | None, other: str | None) -> bool:
+    """Whether a neighbour's thread lets it into a memory's window: the same one, or either
+    names none."""
+    return own is None or other is None or own == other
 
 
 def pooled(vectors: list[npt.NDArray[np.float32]]) -> npt.NDArray[np.float32]:
@@ -111,22 +146,23 @@ class Neighbour:
     entry_id: int
     moment: str | None  # the stored form of when it happened (its day is the first 10 chars)
     contextual: bool
+    thread: str | None
 
 
-def window_of(own_moment: str | None, before: list[Neighbour], after: list[Neighbour]) -> list[int]:
+def window_of(own: Neighbour, before: list[Neighbour], after: list[Neighbour]) -> list[int]:
     """The entry ids of a contextual memory's window, in stored order: up to CONTEXT_BEFORE
     of the nearest memories before it (``before`` is nearest first) and CONTEXT_AFTER after
-    it, each contextual and of the same moment."""
-    chosen = [
-        n.entry_id
-        for n in reversed(before[:CONTEXT_BEFORE])
-        if n.contextual and same_window(own_moment, n.moment)
-    ]
-    chosen += [
-        n.entry_id
-        for n in after[:CONTEXT_AFTER]
-        if n.contextual and same_window(own_moment, n.moment)
-    ]
+    it, each contextual, of the same moment and of the same thread."""
+
+    def belongs(near: Neighbour) -> bool:
+        return (
+            near.contextual
+            and same_window(own.moment, near.moment)
+            and same_thread(own.thread, near.thread)
+        )
+
+    chosen = [n.entry_id for n in reversed(before[:CONTEXT_BEFORE]) if belongs(n)]
+    chosen += [n.entry_id for n in after[:CONTEXT_AFTER] if belongs(n)]
     return chosen
 
 

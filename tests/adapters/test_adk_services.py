@@ -43,6 +43,9 @@ pytestmark = pytest.mark.anyio
 DIFFERS = {
     "reuse": "delete_session terminates the session and keeps its log (never destroy), so "
     "its id is not free again: create_session with it raises AlreadyExistsError",
+    "context": "a turn is also found through the words of the turns around it in its own "
+    "session (memory_search reads conversations in context, docs/retrieval.md): it comes "
+    "after the turns that hold the words",
     "cjk": "keyword search tokenizes on word boundaries (FTS5 unicode61 / PostgreSQL "
     "simple): a word inside unspaced Japanese or Chinese text is not a keyword match",
 }
@@ -497,11 +500,26 @@ async def test_search_memory_simple_match(memories):
     assert found.memories[0].author == "user"
 
 
+@pytest.mark.xfail(strict=True, reason=DIFFERS["context"])
 async def test_search_memory_case_insensitive_and_multiple_matches(memories):
     await memories.add_session_to_memory(SESSION_1)
     assert await _texts(memories, "development") == [
         "I agree. The Agent Development Kit (ADK) rocks!"
     ]
+    assert set(await _texts(memories, "How about ADK?")) == {
+        "The ADK is a great toolkit.",
+        "I agree. The Agent Development Kit (ADK) rocks!",
+    }
+
+
+async def test_search_memory_turns_holding_the_words_come_first(memories):
+    await memories.add_session_to_memory(SESSION_1)
+    found = await _texts(memories, "development")
+    assert found[0] == "I agree. The Agent Development Kit (ADK) rocks!"
+    assert set(found) <= {
+        "I agree. The Agent Development Kit (ADK) rocks!",
+        "The ADK is a great toolkit.",
+    }
     assert set(await _texts(memories, "How about ADK?")) == {
         "The ADK is a great toolkit.",
         "I agree. The Agent Development Kit (ADK) rocks!",

@@ -171,7 +171,7 @@ async def _index(
     moment = facts.moment if facts.moment is not None else as_datetime(first[1])
     await conn.execute(
         "INSERT INTO memory_search_index (entry_id, namespace, key, text, position, moment,"
-        " contextual, speaker) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        " contextual, speaker, thread) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
         (
             entry_id,
             namespace,
@@ -181,6 +181,7 @@ async def _index(
             moment,
             facts.contextual,
             facts.speaker,
+            facts.thread,
         ),
     )
     return position
@@ -192,7 +193,11 @@ def _day(moment: Any) -> str | None:
     return None if aware is None else aware.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-_NEIGHBOUR_COLUMNS = "entry_id, moment, contextual, position"
+_NEIGHBOUR_COLUMNS = "entry_id, moment, contextual, thread, position"
+
+
+def _neighbour(row: Sequence[Any]) -> Neighbour:
+    return Neighbour(row[0], _day(row[1]), bool(row[2]), row[3])
 
 
 async def _neighbours(
@@ -207,13 +212,13 @@ async def _neighbours(
             (namespace, position, limit),
         )
     ).fetchall()
-    return [Neighbour(row[0], _day(row[1]), bool(row[2])) for row in rows]
+    return [_neighbour(row) for row in rows]
 
 
 async def _refresh_windows_near(conn: Conn, touched: set[tuple[str, int]]) -> None:
     """Refresh the window of every live memory a change at ``touched`` may have moved: the
     memory there and its neighbours on each side."""
-    targets: dict[int, tuple[str, int, str | None, bool]] = {}
+    targets: dict[int, tuple[str, int, Neighbour]] = {}
     for namespace, position in touched:
         rows = await (
             await conn.execute(
@@ -225,13 +230,13 @@ async def _refresh_windows_near(conn: Conn, touched: set[tuple[str, int]]) -> No
                 (namespace, position, CONTEXT_AFTER, namespace, position, CONTEXT_BEFORE + 1),
             )
         ).fetchall()
-        for entry_id, moment, contextual, at in rows:
-            targets[entry_id] = (namespace, int(at), _day(moment), bool(contextual))
-    for entry_id, (namespace, position, moment, contextual) in targets.items():
+        for row in rows:
+            targets[row[0]] = (namespace, int(row[4]), _neighbour(row))
+    for entry_id, (namespace, position, own) in targets.items():
         window: list[int] = []
-        if contextual:
+        if own.contextual:
             window = memory_units.window_of(
-                moment,
+                own,
                 await _neighbours(conn, namespace, position, "<", CONTEXT_BEFORE),
                 await _neighbours(conn, namespace, position, ">", CONTEXT_AFTER),
             )
@@ -294,17 +299,15 @@ async def _rebuild_windows(conn: Conn) -> None:
         )
     ).fetchall()
     by_namespace: dict[str, list[Neighbour]] = {}
-    for namespace, entry_id, moment, contextual, _ in rows:
-        by_namespace.setdefault(namespace, []).append(
-            Neighbour(entry_id, _day(moment), bool(contextual))
-        )
+    for row in rows:
+        by_namespace.setdefault(row[0], []).append(_neighbour(row[1:]))
     for ordered in by_namespace.values():
         for index, own in enumerate(ordered):
             if not own.contextual:
                 continue
             before = ordered[max(0, index - CONTEXT_BEFORE) : index][::-1]
             after = ordered[index + 1 : index + 1 + CONTEXT_AFTER]
-            await _set_window(conn, own.entry_id, memory_units.window_of(own.moment, before, after))
+            await _set_window(conn, own.entry_id, memory_units.window_of(own, before, after))
 
 
 async def sync_keywords(conn: Conn) -> int:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -166,13 +167,26 @@ def _index(
     )
     conn.execute(
         "INSERT INTO memory_fts_keys (namespace, key, entry_id, position, moment, contextual,"
-        " speaker) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (namespace, key, entry_id, position, moment, int(facts.contextual), facts.speaker),
+        " speaker, thread) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            namespace,
+            key,
+            entry_id,
+            position,
+            moment,
+            int(facts.contextual),
+            facts.speaker,
+            facts.thread,
+        ),
     )
     return position
 
 
-_NEIGHBOUR_COLUMNS = "entry_id, moment, contextual, position"
+_NEIGHBOUR_COLUMNS = "entry_id, moment, contextual, thread, position"
+
+
+def _neighbour(row: tuple[Any, ...]) -> Neighbour:
+    return Neighbour(row[0], row[1], bool(row[2]), row[3])
 
 
 def _neighbours(
@@ -185,13 +199,13 @@ def _neighbours(
         f" WHERE namespace = ? AND position {side} ? ORDER BY position {order} LIMIT ?",
         (namespace, position, limit),
     ).fetchall()
-    return [Neighbour(row[0], row[1], bool(row[2])) for row in rows]
+    return [_neighbour(row) for row in rows]
 
 
 def _refresh_windows_near(conn: driver.Connection, touched: set[tuple[str, int]]) -> None:
     """Refresh the window of every live memory whose window a change at ``touched`` may
     have moved: the memory there and its neighbours on each side."""
-    targets: dict[int, tuple[str, int, str | None, bool]] = {}
+    targets: dict[int, tuple[str, int, Neighbour]] = {}
     for namespace, position in touched:
         rows = conn.execute(
             f"SELECT {_NEIGHBOUR_COLUMNS} FROM memory_fts_keys WHERE namespace = ?"
@@ -212,13 +226,13 @@ def _refresh_windows_near(conn: driver.Connection, touched: set[tuple[str, int]]
                 CONTEXT_BEFORE + 1,
             ),
         ).fetchall()
-        for entry_id, moment, contextual, at in rows:
-            targets[entry_id] = (namespace, at, moment, bool(contextual))
-    for entry_id, (namespace, position, moment, contextual) in targets.items():
+        for row in rows:
+            targets[row[0]] = (namespace, row[4], _neighbour(row))
+    for entry_id, (namespace, position, own) in targets.items():
         window: list[int] = []
-        if contextual:
+        if own.contextual:
             window = memory_units.window_of(
-                moment,
+                own,
                 _neighbours(conn, namespace, position, "<", CONTEXT_BEFORE),
                 _neighbours(conn, namespace, position, ">", CONTEXT_AFTER),
             )
@@ -230,13 +244,13 @@ def _rebuild_windows(conn: driver.Connection, namespace: str) -> None:
         f"SELECT {_NEIGHBOUR_COLUMNS} FROM memory_fts_keys WHERE namespace = ? ORDER BY position",
         (namespace,),
     ).fetchall()
-    ordered = [Neighbour(row[0], row[1], bool(row[2])) for row in rows]
+    ordered = [_neighbour(row) for row in rows]
     for index, own in enumerate(ordered):
         if not own.contextual:
             continue
         before = ordered[max(0, index - CONTEXT_BEFORE) : index][::-1]
         after = ordered[index + 1 : index + 1 + CONTEXT_AFTER]
-        _set_window(conn, own.entry_id, memory_units.window_of(own.moment, before, after))
+        _set_window(conn, own.entry_id, memory_units.window_of(own, before, after))
 
 
 def _set_window(conn: driver.Connection, entry_id: int, window: list[int]) -> None:

@@ -5,6 +5,7 @@
 -- memory_vectors_s<N> tables) pooled from the window's vectors. ``position`` is the id of
 -- the key's first version (the order keys were first stored in), ``moment`` when its value
 -- says it happened (else when it was first stored), ``speaker`` who said it (utterances),
+-- ``thread`` the session, conversation or thread its value names (a window never crosses two),
 -- ``window_ids`` the window's entry ids and
 -- ``window_signature`` what its context vector must have been pooled from.
 --
@@ -18,6 +19,7 @@ ALTER TABLE memory_search_index
     ADD COLUMN moment timestamptz,
     ADD COLUMN contextual boolean NOT NULL DEFAULT false,
     ADD COLUMN speaker text,
+    ADD COLUMN thread text,
     ADD COLUMN context text NOT NULL DEFAULT '',
     ADD COLUMN window_ids bigint[] NOT NULL DEFAULT '{}',
     ADD COLUMN window_signature text;

@@ -6,8 +6,9 @@
 -- memory_vectors_s<N> tables) is pooled from the window's vectors. memory_fts_keys records
 -- where each key sits in its namespace (``position``: the id of its first version, so the
 -- order in which keys were first stored), when its value says it happened (``moment``,
--- else when it was first stored), who said it (``speaker``, for utterances), whether it
--- takes context, and its window (``window_ids``, entry ids)
+-- else when it was first stored), who said it (``speaker``, for utterances), the session,
+-- conversation or thread its value names (``thread``: a window never crosses two), whether
+-- it takes context, and its window (``window_ids``, entry ids)
 -- with the signature its context vector must match.
 --
 -- Everything here is derived: the keyword index is rebuilt from the live memories by the
@@ -28,6 +29,7 @@ ALTER TABLE memory_fts_keys ADD COLUMN position INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE memory_fts_keys ADD COLUMN moment TEXT;
 ALTER TABLE memory_fts_keys ADD COLUMN contextual INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE memory_fts_keys ADD COLUMN speaker TEXT;
+ALTER TABLE memory_fts_keys ADD COLUMN thread TEXT;
 ALTER TABLE memory_fts_keys ADD COLUMN window_ids TEXT NOT NULL DEFAULT '[]';
 ALTER TABLE memory_fts_keys ADD COLUMN window_signature TEXT;
 
