@@ -24,7 +24,8 @@ rotating from block to block) so that both see the same noise of a shared host:
    concurrent ``sessions.get`` (``asyncio.gather``) < 1 s;
 8. MCP tool calls through the official client: ``memory_get`` against the no-op tool of
    bench/stdio_server.py, over stdio (one server subprocess) and in process (target: p50
-   ratio <= 1.5 over stdio).
+   ratio <= 1.5 over stdio), and in process with call metrics switched off (what recording
+   every call costs: target p50 within 5%).
 
 Every section runs three times on the same file and the median of the three runs is
 reported; the raw values of each run are kept under ``runs``. Each result carries its value,
@@ -523,6 +524,7 @@ class Bench:
             "after_namespace": "",
             "after_key": "",
             "limit": s.list_keys + 1,
+            "cut": 4096,  # the listed-value bound the service applies (max_listed_value_bytes)
         }
 
         async def service_list(_: int) -> None:
@@ -704,6 +706,13 @@ async def measure_mcp(path: Path, sizes: Sizes) -> dict[str, Any]:
         load_settings(db=path, user=USER, project=PROJECT, maintenance_interval_hours=0),
         timings=True,
     )
+    # The same server with call metrics off: what recording every call costs (issue 16).
+    unmeasured_server = stdio_server.build(
+        load_settings(
+            db=path, user=USER, project=PROJECT, maintenance_interval_hours=0, metrics=False
+        ),
+        timings=True,
+    )
     rng = random.Random(SEED + 1)
 
     def picks(count: int) -> list[dict[str, str]]:
@@ -735,11 +744,19 @@ async def measure_mcp(path: Path, sizes: Sizes) -> dict[str, Any]:
         data = data.get("result", data)
         return {f"server_{tool}_p50_us": data[tool]["p50_us"] for tool in ("noop", "memory_get")}
 
-    runs: dict[str, list[dict[str, Any]]] = {"stdio": [], "in_process": []}
+    runs: dict[str, list[dict[str, Any]]] = {
+        "stdio": [],
+        "in_process": [],
+        "in_process_no_metrics": [],
+    }
     started = time.perf_counter()
-    async with Client(stdio_params) as stdio, Client(inproc_server) as inproc:
+    async with (
+        Client(stdio_params) as stdio,
+        Client(inproc_server) as inproc,
+        Client(unmeasured_server) as unmeasured,
+    ):
         connect_s = round(time.perf_counter() - started, 2)
-        clients = {"stdio": stdio, "in_process": inproc}
+        clients = {"stdio": stdio, "in_process": inproc, "in_process_no_metrics": unmeasured}
         info = {name: {"protocol_version": c.protocol_version} for name, c in clients.items()}
         for name, c in clients.items():
             tools = {t.name for t in (await c.list_tools()).tools}
@@ -747,7 +764,7 @@ async def measure_mcp(path: Path, sizes: Sizes) -> dict[str, Any]:
             await warm(calls_of(c), picks(sizes.mcp_warmup))
             await server_times(c)  # reset the server's count
         for run in range(sizes.runs):
-            order = list(clients) if run % 2 == 0 else list(reversed(clients))
+            order = list(clients)[run % 3 :] + list(clients)[: run % 3]
             for name in order:
                 samples = await interleaved(
                     calls_of(clients[name]), picks(sizes.mcp_calls), sizes.mcp_block
@@ -998,6 +1015,19 @@ def report(services: dict[str, Any], mcp: dict[str, Any], sizes: Sizes) -> dict[
                 "service_memories_get_p50_us": get_p50,
             },
         )
+    measured = median_runs(mcp["runs"]["in_process"])["memory_get_p50_us"]
+    unmeasured = median_runs(mcp["runs"]["in_process_no_metrics"])["memory_get_p50_us"]
+    mcp_out["metrics_overhead"] = result(
+        {"memory_get_p50_us": measured},
+        {
+            "what": "the same in-process server with metrics = false",
+            "memory_get_p50_us": unmeasured,
+        },
+        measured / unmeasured,
+        "memory_get p50 with call metrics <= 1.05 x without",
+        measured <= 1.05 * unmeasured,
+        mcp["runs"]["in_process_no_metrics"],
+    )
     mcp_out["client_output_validation"] = {
         "what": "ClientSession.validate_tool_result on one result (jsonschema), in the client",
         **validation,
@@ -1024,6 +1054,7 @@ def summary(results: dict[str, Any]) -> dict[str, bool]:
         out[f"seed_{name}"] = item["meets_target"]
     for name in ("stdio", "in_process"):
         out[f"mcp_{name}"] = results["mcp_memory_get"][name]["meets_target"]
+    out["mcp_metrics_overhead"] = results["mcp_memory_get"]["metrics_overhead"]["meets_target"]
     return out
 
 

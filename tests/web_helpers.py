@@ -1,0 +1,61 @@
+"""The HTTP server (``/mcp``, ``/metrics``, ``/ui``) in-process on a free loopback port,
+over either backend, and tokens made through the services."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from conftest import settings_for
+
+from abathur_memory.core.principal import Principal
+from abathur_memory.runtime import open_runtime
+from abathur_memory.server.app import create_server
+from abathur_memory.server.auth import DatabaseTokenVerifier
+from abathur_memory.server.http import bind_socket, make_uvicorn_server
+
+
+def make_token(db: Path | str, name: str, **principal: Any) -> str:
+    """A token for ``principal`` (user alice unless told), made as `tokens create` does."""
+
+    async def create() -> str:
+        async with open_runtime(settings_for(db)) as runtime:
+            made = await runtime.tokens.create(name, Principal(**{"user": "alice", **principal}))
+            return made.secret
+
+    return asyncio.run(create())
+
+
+def revoke_token(db: Path | str, name: str) -> None:
+    async def revoke() -> None:
+        async with open_runtime(settings_for(db)) as runtime:
+            await runtime.tokens.revoke(name)
+
+    asyncio.run(revoke())
+
+
+@contextlib.contextmanager
+def serving(db: Path | str, **settings: Any) -> Iterator[int]:
+    """``serve --transport streamable-http`` in a thread; yields its port."""
+    sock = bind_socket("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    server = create_server(
+        settings_for(db, user="server", **settings), verifier=DatabaseTokenVerifier(), port=port
+    )
+    uv = make_uvicorn_server(server, host="127.0.0.1", shutdown_grace=1)
+    thread = threading.Thread(target=asyncio.run, args=(uv.serve(sockets=[sock]),), daemon=True)
+    thread.start()
+    started = time.monotonic()
+    while not uv.started:
+        assert thread.is_alive() and time.monotonic() - started < 60, "server did not start"
+        time.sleep(0.02)
+    try:
+        yield port
+    finally:
+        uv.should_exit = True
+        thread.join(30)
