@@ -59,3 +59,40 @@ def serving(db: Path | str, **settings: Any) -> Iterator[int]:
     finally:
         uv.should_exit = True
         thread.join(30)
+
+
+ALICE = {"user": "alice", "app": "abathur", "project": "website"}
+
+
+def seed(db: Path | str) -> dict[str, str]:
+    """What the console tests look at: alice's memory in two versions (the second holding a
+    ``<script>``), bob's private memory, a session with a state delta, a task, a denial."""
+
+    async def fill() -> dict[str, str]:
+        async with open_runtime(settings_for(db)) as rt:
+            alice, bob = Principal(**ALICE), Principal(user="bob", app="abathur")
+            await rt.memories.put(alice, "user:alice:notes", "editor", {"name": "vim"})
+            await rt.memories.put(
+                alice, "user:alice:notes", "editor", {"name": "helix", "note": SCRIPT}
+            )
+            await rt.memories.put(
+                alice, "project:website:facts", "db", "postgres holds editor data"
+            )
+            await rt.memories.put(bob, "user:bob:secret", "plan", "bob's editor plan")
+            session = await rt.sessions.create(alice, state={"topic": "setup"})
+            await rt.sessions.append(
+                alice, session.id, "message", "user", {"text": "hi"}, state_delta={"step": 1}
+            )
+            await rt.sessions.append(
+                alice, session.id, "message", "user", {"text": "next"}, state_delta={"step": 2}
+            )
+            task = await rt.tasks.create(alice, prompt="index the docs", agent_type="indexer")
+            with contextlib.suppress(Exception):
+                await rt.memories.get(alice, "user:bob:secret", "plan")  # a denial, audited
+            await rt.recorder.flush()
+            return {"session": session.id, "task": task.id}
+
+    return asyncio.run(fill())
+
+
+SCRIPT = "<script>document.title='owned'</script>"

@@ -84,6 +84,9 @@ def create_server(
     )
     if verifier is not None:
         server.custom_route("/metrics", methods=["GET"])(metrics_endpoint(holder))
+        from abathur_memory.server.console.app import Console
+
+        server._custom_starlette_routes.extend(Console(holder).routes())
     if "memory" not in settings.disabled_tools:
         _add_memory_resource(server)
     if "sessions" not in settings.disabled_tools:
