@@ -48,6 +48,8 @@ def line_plot(
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
         f'role="img" class="plot" aria-label="{escape(title)}">',
         f"<title>{escape(title)}</title>",
+        f'<text x="{WIDTH - RIGHT}" y="{TOP + 8}" text-anchor="end" font-size="11" '
+        f'font-weight="600">{escape(title)}</text>',
         f'<line x1="{LEFT}" y1="{TOP + inner_h}" x2="{WIDTH - RIGHT}" y2="{TOP + inner_h}" '
         'stroke="#9ca3af"/>',
         f'<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{TOP + inner_h}" stroke="#9ca3af"/>',
