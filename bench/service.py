@@ -744,11 +744,7 @@ async def measure_mcp(path: Path, sizes: Sizes) -> dict[str, Any]:
         data = data.get("result", data)
         return {f"server_{tool}_p50_us": data[tool]["p50_us"] for tool in ("noop", "memory_get")}
 
-    runs: dict[str, list[dict[str, Any]]] = {
-        "stdio": [],
-        "in_process": [],
-        "in_process_no_metrics": [],
-    }
+    runs: dict[str, list[dict[str, Any]]] = {"stdio": [], "in_process": [], "metrics_ab": []}
     started = time.perf_counter()
     async with (
         Client(stdio_params) as stdio,
@@ -756,7 +752,7 @@ async def measure_mcp(path: Path, sizes: Sizes) -> dict[str, Any]:
         Client(unmeasured_server) as unmeasured,
     ):
         connect_s = round(time.perf_counter() - started, 2)
-        clients = {"stdio": stdio, "in_process": inproc, "in_process_no_metrics": unmeasured}
+        clients = {"stdio": stdio, "in_process": inproc}
         info = {name: {"protocol_version": c.protocol_version} for name, c in clients.items()}
         for name, c in clients.items():
             tools = {t.name for t in (await c.list_tools()).tools}
@@ -764,7 +760,7 @@ async def measure_mcp(path: Path, sizes: Sizes) -> dict[str, Any]:
             await warm(calls_of(c), picks(sizes.mcp_warmup))
             await server_times(c)  # reset the server's count
         for run in range(sizes.runs):
-            order = list(clients)[run % 3 :] + list(clients)[: run % 3]
+            order = list(clients) if run % 2 == 0 else list(reversed(clients))
             for name in order:
                 samples = await interleaved(
                     calls_of(clients[name]), picks(sizes.mcp_calls), sizes.mcp_block
@@ -775,6 +771,22 @@ async def measure_mcp(path: Path, sizes: Sizes) -> dict[str, Any]:
                         out[f"{call}_{metric}"] = value
                 out.update(await server_times(clients[name]))
                 runs[name].append(out)
+            # What recording every call costs: memory_get on two in-process servers that
+            # differ only in `metrics`, taking turns block by block (the same noise for both).
+            ab = {
+                "with_metrics": calls_of(inproc)["memory_get"],
+                "without_metrics": calls_of(unmeasured)["memory_get"],
+            }
+            if run == 0:
+                await warm({"without_metrics": ab["without_metrics"]}, picks(sizes.mcp_warmup))
+            samples = await interleaved(ab, picks(sizes.mcp_calls), max(1, sizes.mcp_block // 4))
+            runs["metrics_ab"].append(
+                {
+                    f"{name}_{metric}": value
+                    for name, values in samples.items()
+                    for metric, value in percentiles_us(values).items()
+                }
+            )
         # diagnostic: the client checks every structured result against the tool's output
         # schema (jsonschema); time that check alone on one result of each tool
         validation = {}
@@ -1015,18 +1027,19 @@ def report(services: dict[str, Any], mcp: dict[str, Any], sizes: Sizes) -> dict[
                 "service_memories_get_p50_us": get_p50,
             },
         )
-    measured = median_runs(mcp["runs"]["in_process"])["memory_get_p50_us"]
-    unmeasured = median_runs(mcp["runs"]["in_process_no_metrics"])["memory_get_p50_us"]
+    ab = median_runs(mcp["runs"]["metrics_ab"])
+    measured, unmeasured = ab["with_metrics_p50_us"], ab["without_metrics_p50_us"]
     mcp_out["metrics_overhead"] = result(
-        {"memory_get_p50_us": measured},
+        {"memory_get_p50_us": measured, "memory_get_p95_us": ab["with_metrics_p95_us"]},
         {
-            "what": "the same in-process server with metrics = false",
+            "what": "the same in-process server with metrics = false, calls interleaved",
             "memory_get_p50_us": unmeasured,
+            "memory_get_p95_us": ab["without_metrics_p95_us"],
         },
         measured / unmeasured,
         "memory_get p50 with call metrics <= 1.05 x without",
         measured <= 1.05 * unmeasured,
-        mcp["runs"]["in_process_no_metrics"],
+        mcp["runs"]["metrics_ab"],
     )
     mcp_out["client_output_validation"] = {
         "what": "ClientSession.validate_tool_result on one result (jsonschema), in the client",

@@ -7,6 +7,7 @@ Both backends; the browser-driven tests are in test_console_browser.py."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import httpx
 import pytest
@@ -286,3 +287,76 @@ def test_the_overview_plots_are_svg_drawn_on_the_server(db_url, window):
         assert page.count("<svg") == 3 and ("<polyline" in page or "<circle" in page)
         assert 'id="facts"' in page  # an admin sees the database's facts
         assert client.get("/ui", params={"window": "1y"}).status_code == 400
+
+
+def _wait_listening(proc, port: int) -> None:
+    import socket
+    import time
+
+    deadline = time.monotonic() + 60
+    while True:
+        assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        assert time.monotonic() < deadline, "the console never listened"
+        time.sleep(0.05)
+
+
+def _loopback_only(port: int) -> bool:
+    """Whether every listening socket on ``port`` is bound to 127.0.0.1 (Linux's table)."""
+    rows = Path("/proc/net/tcp").read_text().splitlines()[1:]
+    local = [r.split()[1] for r in rows if r.split()[3] == "0A"]  # LISTEN
+    mine = [addr for addr in local if int(addr.split(":")[1], 16) == port]
+    return bool(mine) and all(addr.split(":")[0] == "0100007F" for addr in mine)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ci", ["true", ""])
+def test_the_ui_command_serves_the_console_on_loopback_and_opens_a_browser_unless_ci(tmp_path, ci):
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    db = tmp_path / "ui.db"
+    opened = tmp_path / "opened.txt"
+    browser = tmp_path / "browser.sh"
+    browser.write_text(f'#!/bin/sh\necho "$1" >> {opened}\n')
+    browser.chmod(0o755)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {
+        **os.environ,
+        "ABATHUR_EMBEDDER": "fake",
+        "CI": ci,
+        "DISPLAY": ":99",
+        "BROWSER": str(browser),
+    }
+    subprocess.run(
+        [sys.executable, "-m", "abathur_memory", "init", "--db", str(db)], check=True, env=env
+    )
+    token = make_token(db, "alice")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "abathur_memory", "ui", "--db", str(db), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        _wait_listening(proc, port)
+        if Path("/proc/net/tcp").exists():
+            assert _loopback_only(port)
+        client = _client(port, token)
+        assert client.get("/ui").status_code == 200
+        assert _client(port).get("/ui").status_code == 303
+        assert _client(port).get("/mcp").status_code == 404  # the console alone
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    if ci:
+        assert not opened.exists()
+    else:
+        assert opened.read_text().strip() == f"http://127.0.0.1:{port}/ui"
