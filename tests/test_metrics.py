@@ -240,3 +240,19 @@ def test_metrics_endpoint_needs_a_live_token_and_shows_the_calls(db_url):
         assert foreign.status_code == 421
         revoke_token(db_url, "ops")
         assert httpx.get(url, headers={"Authorization": f"Bearer {admin}"}).status_code == 401
+
+
+async def test_a_read_only_database_is_not_measured_and_not_warned_about(caplog):
+    from abathur_memory.errors import ReadOnly
+
+    class ReadOnlyStore:
+        async def write(self, calls):
+            raise ReadOnly("the database is read-only")
+
+    recorder = MetricsRecorder(ReadOnlyStore())  # type: ignore[arg-type]
+    recorder.record("memory_get", "user:alice", "ok", 1.0)
+    await recorder.flush()
+    recorder.record("memory_get", "user:alice", "ok", 1.0)
+    await recorder.close()
+    assert recorder.dropped == 1 and not recorder.enabled
+    assert "could not record" not in caplog.text

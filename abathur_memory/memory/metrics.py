@@ -36,6 +36,7 @@ from abathur_memory.core.metrics import (
 )
 from abathur_memory.core.spaces import EmbeddingIdentity
 from abathur_memory.core.throttle import Throttle
+from abathur_memory.errors import ReadOnly
 from abathur_memory.store.protocols import MetricsStore
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,9 @@ class MetricsRecorder:
         try:
             await self.store.write(batch)
             self.written += len(batch)
+        except ReadOnly:  # a database served read-only is not measured (nor warned about)
+            self.enabled = False
+            self.dropped += len(batch)
         except Exception as exc:  # metrics must never fail a call, nor stop the next flush
             self.dropped += len(batch)
             if (held := self._warning.ready()) is not None:
