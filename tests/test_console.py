@@ -360,3 +360,36 @@ def test_the_ui_command_serves_the_console_on_loopback_and_opens_a_browser_unles
         assert not opened.exists()
     else:
         assert opened.read_text().strip() == f"http://127.0.0.1:{port}/ui"
+
+
+def test_long_lists_are_paged(db_url):
+    import asyncio
+
+    from conftest import settings_for
+
+    from abathur_memory.core.principal import Principal
+    from abathur_memory.runtime import open_runtime
+
+    async def fill() -> None:
+        async with open_runtime(settings_for(db_url)) as rt:
+            alice = Principal(user="alice", app="abathur", project="website")
+            for n in range(60):
+                await rt.tasks.create(alice, prompt=f"task number {n:02d}")
+                await rt.memories.put(alice, "user:alice:many", f"k{n:02d}", n)
+
+    asyncio.run(fill())
+    alice = make_token(db_url, "alice", project="website")
+    with serving(db_url) as port:
+        client = _client(port, alice)
+        board = client.get("/ui/tasks").text
+        assert board.count('<article class="card">') == 50
+        more = re.search(r'href="(/ui/tasks\?status=pending&amp;cursor=[^"]+)"', board)
+        assert more
+        rest = client.get(more.group(1).replace("&amp;", "&")).text
+        assert rest.count('<article class="card">') == 10
+        assert "task number 00" in rest and "task number 59" in board
+        audit = client.get("/ui/audit").text
+        assert audit.count("<tr class=") == 50
+        older = re.search(r'href="(/ui/audit\?before=\d+)"', audit)
+        assert older
+        assert client.get(older.group(1)).text.count("<tr class=") == 10

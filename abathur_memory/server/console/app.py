@@ -414,12 +414,18 @@ class Console:
         )
 
     async def tasks(self, request: Request, runtime: Runtime, caller: Caller) -> Response:
-        board = {}
-        for status in TASK_STATUSES:
-            board[status] = (
-                await runtime.tasks.list(caller.principal, status=status, limit=50)
-            ).tasks
-        return self.render(request, "tasks.html", caller, board=board)
+        """The board: every status's newest 50; one status alone pages on (``cursor``)."""
+        q = request.query_params
+        only = q.get("status") or None
+        if only is not None and only not in TASK_STATUSES:
+            raise InvalidInput(f"status must be one of {', '.join(TASK_STATUSES)}")
+        board, cursors = {}, {}
+        for status in [only] if only else TASK_STATUSES:
+            page = await runtime.tasks.list(
+                caller.principal, status=status, limit=50, cursor=q.get("cursor") or None
+            )
+            board[status], cursors[status] = page.tasks, page.next_cursor
+        return self.render(request, "tasks.html", caller, board=board, cursors=cursors)
 
     async def documents(self, request: Request, runtime: Runtime, caller: Caller) -> Response:
         q = request.query_params
