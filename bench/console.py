@@ -201,13 +201,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="also write the JSON to this file")
     parser.add_argument("--quick", action="store_true", help="sizes / 100 (a smoke run)")
     parser.add_argument("--calls", type=int, default=20, help="requests per page")
+    parser.add_argument(
+        "--db", type=Path, help="build the database here and keep it; reuse it if it exists"
+    )
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
     from abathur_memory import __version__
 
     with tempfile.TemporaryDirectory(prefix="bench-console-") as tmp:
-        path = Path(tmp) / "console.db"
-        built = build(path, sizes)
+        path = args.db or Path(tmp) / "console.db"
+        built = {"reused": str(path)} if path.exists() else build(path, sizes)
         measured = asyncio.run(measure(path, args.calls))
     out = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

@@ -115,6 +115,10 @@ def test_a_search_replay_shows_each_hits_ranks_and_the_fused_order(db_url):
         replay = page.text[page.text.index('id="replay"') :]
         assert "keyword rank" in replay and "vector rank" in replay and "fused score" in replay
         assert 'id="arm-keyword"' in replay and 'id="arm-semantic"' in replay
+        for arm in ("keyword", "semantic"):
+            listed = replay[replay.index(f'id="arm-{arm}"') :].split("</ol>")[0]
+            ranks = [int(v) for v in re.findall(r'<li value="(\d+)">', listed)]
+            assert ranks and ranks == sorted(ranks), arm  # each list's own order
         rows = re.findall(r"<tr><td>(\d+)</td><td><a [^>]*>([^<]+)</a></td>", replay)
         assert [int(n) for n, _ in rows] == list(range(1, len(rows) + 1))
         assert {name for _, name in rows} >= {"user:alice:notes/editor"}

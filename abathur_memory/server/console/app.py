@@ -315,11 +315,7 @@ class Console:
         if query:
             prefix = q.get("prefix") or None
             fused = await runtime.memories.search(p, query, prefix, k=20, mode=mode)
-            arms: dict[str, Any] = {}
-            if mode == "hybrid":
-                for arm in ("keyword", "semantic"):
-                    arms[arm] = await runtime.memories.search(p, query, prefix, k=20, mode=arm)
-            replay = {"fused": fused, "arms": arms, "prefix": prefix}
+            replay = {"fused": fused, "arms": _arms(fused.results), "prefix": prefix}
         return self.render(
             request,
             "memories.html",
@@ -487,6 +483,15 @@ class Console:
             status_code=303,
             headers=SECURITY_HEADERS,
         )
+
+
+def _arms(hits: list[Any]) -> dict[str, list[Any]]:
+    """Each list's own order among the fused hits: by keyword rank, by vector rank (one
+    search, replayed; a hit that a list did not find is not in that list)."""
+    return {
+        "keyword": sorted((h for h in hits if h.keyword_rank), key=lambda h: h.keyword_rank),
+        "semantic": sorted((h for h in hits if h.semantic_rank), key=lambda h: h.semantic_rank),
+    }
 
 
 def _int(value: Any, what: str) -> int:
