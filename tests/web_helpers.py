@@ -90,6 +90,10 @@ def seed(db: Path | str) -> dict[str, str]:
             with contextlib.suppress(Exception):
                 await rt.memories.get(alice, "user:bob:secret", "plan")  # a denial, audited
             await rt.recorder.flush()
+            while True:  # keywords and vectors indexed now, not by the server a moment later
+                done = await rt.memory_indexer.catch_up()
+                if not done.keywords and not done.embedded:
+                    break
             return {"session": session.id, "task": task.id}
 
     return asyncio.run(fill())
