@@ -122,6 +122,19 @@ class Settings(BaseModel):
     maintenance_interval_hours: float = Field(
         24.0, ge=0, le=24 * 365, description="lifecycle maintenance period in serve (0: off)"
     )
+    metrics: bool = Field(True, description="record every tool call and command (stats)")
+    metrics_raw_hours: float = Field(
+        24.0,
+        gt=0,
+        le=24 * 365,
+        description="keep one metrics row per call this long, then one per minute",
+    )
+    metrics_retention_days: float = Field(
+        30.0, gt=0, le=3650, description="drop per-minute metrics older than this"
+    )
+    metrics_rollup_minutes: float = Field(
+        10.0, gt=0, le=24 * 60, description="serve: how often the rollup and pruning run"
+    )
 
     @model_validator(mode="after")
     def _listed_within_reply(self) -> Settings:

@@ -12,9 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
+
+import click
 
 from abathur_memory.config import Settings, default_db_path
 from abathur_memory.core.principal import Principal
@@ -24,10 +27,12 @@ from abathur_memory.embedders.base import Embedder
 from abathur_memory.embedders.factory import make_embedder
 from abathur_memory.errors import AbathurError
 from abathur_memory.memory.access import AccessGuard
+from abathur_memory.memory.browse import BrowseService
 from abathur_memory.memory.checkpoints import CheckpointService
 from abathur_memory.memory.denials import DenialRecorder
 from abathur_memory.memory.lifecycle import LifecycleService
 from abathur_memory.memory.memories import MemoryService
+from abathur_memory.memory.metrics import MetricsRecorder, MetricsService
 from abathur_memory.memory.sessions import SessionService
 from abathur_memory.memory.tasks import TaskService
 from abathur_memory.memory.tokens import TokenService
@@ -67,6 +72,9 @@ class Runtime:
     retrieval: Retrieval
     memory_indexer: MemoryIndexer
     transfer: TransferService
+    metrics: MetricsService
+    call_metrics: MetricsRecorder
+    browse: BrowseService
     _workers: list[asyncio.Task[None]] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -82,6 +90,8 @@ class Runtime:
             self.start("embedder-idle", self._unload_idle_model)
         if self.settings.maintenance_interval_hours > 0:
             self.start("maintenance", self._maintenance)
+        if self.settings.metrics:
+            self.start("maintenance-metrics", self._roll_up_metrics)
         for spec in self.settings.docs:
             try:
                 registered = await self.documents.add_root(
@@ -113,6 +123,25 @@ class Runtime:
             except Exception as exc:  # a failed round must not stop the next ones
                 log.warning("lifecycle maintenance failed: %s", exc)
             delay = self.settings.maintenance_interval_hours * 3600
+
+    async def _roll_up_metrics(self, stop: asyncio.Event) -> None:
+        """The maintenance worker's metrics round: calls older than metrics_raw_hours become
+        per-minute rows, minutes older than metrics_retention_days are dropped."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.settings.metrics_rollup_minutes * 60)
+            if stop.is_set():
+                return
+            try:
+                await self.roll_up_metrics()
+            except Exception as exc:  # a failed round must not stop the next ones
+                log.warning("rolling up metrics failed: %s", exc)
+
+    async def roll_up_metrics(self) -> tuple[int, int]:
+        await self.call_metrics.flush()
+        return await self.metrics.compact(
+            self.settings.metrics_raw_hours, self.settings.metrics_retention_days
+        )
 
     async def _unload_idle_model(self, stop: asyncio.Event) -> None:
         """Free the embedding model once it has been idle for embedder_idle_unload_s (the
@@ -148,6 +177,7 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await self.recorder.close()
+        await self.call_metrics.close()
         await self.embedder.close()
         await self.store.close()
 
@@ -169,6 +199,8 @@ async def build_runtime(settings: Settings, store: Store) -> Runtime:
         store, embedder, retrieval, max_file_bytes=settings.max_file_bytes, bounds=bounds
     )
     documents.on_denied = recorder.record_document_denial
+    sessions = SessionService(store.sessions, recorder, bounds=bounds)
+    tokens = TokenService(store.tokens)
     return Runtime(
         settings=settings,
         store=store,
@@ -176,16 +208,28 @@ async def build_runtime(settings: Settings, store: Store) -> Runtime:
         recorder=recorder,
         guard=guard,
         memories=memories,
-        sessions=SessionService(store.sessions, recorder, bounds=bounds),
+        sessions=sessions,
         tasks=tasks,
         checkpoints=CheckpointService(store.checkpoints, tasks),
-        tokens=TokenService(store.tokens),
+        tokens=tokens,
         lifecycle=LifecycleService(store.memories, store.sessions),
         embedder=embedder,
         documents=documents,
         retrieval=retrieval,
         memory_indexer=indexer,
         transfer=TransferService(store, guard, recorder, max_value_bytes=settings.max_value_bytes),
+        metrics=MetricsService(store.metrics, embedder.identity),
+        call_metrics=MetricsRecorder(store.metrics, enabled=settings.metrics),
+        browse=BrowseService(
+            memories,
+            store.memories,
+            sessions,
+            store.sessions,
+            store.audit,
+            store.documents,
+            tokens,
+            recorder,
+        ),
     )
 
 
@@ -195,6 +239,7 @@ async def open_runtime(
 ) -> AsyncIterator[Runtime]:
     """The runtime for ``settings``: the store opened (``create``: a missing database may be
     made; only ``init``, ``index``, ``watch`` and ``serve`` ask for that) and migrated."""
+    started = time.perf_counter()
     store = await open_store(
         settings,
         create=create,
@@ -210,7 +255,36 @@ async def open_runtime(
     except BaseException:
         await store.close()
         raise
+    runtime.call_metrics.enabled = settings.metrics and migrate  # an old schema has no columns
     try:
         yield runtime
+    except BaseException as exc:
+        _measure_command(runtime, started, exc)
+        raise
+    else:
+        _measure_command(runtime, started, None)
     finally:
         await runtime.close()
+
+
+LONG_RUNNING = frozenset({"serve", "watch", "ui"})  # measured per call, not as one command
+
+
+def _measure_command(runtime: Runtime, started: float, failed: BaseException | None) -> None:
+    """Record the command this runtime serves as ``cli:<command>``, once per command (a
+    command that opens the database twice is measured the first time)."""
+    ctx = click.get_current_context(silent=True)
+    if ctx is None or ctx.meta.get("abathur.measured"):
+        return
+    name = " ".join(ctx.command_path.split()[1:])
+    if not name or name.split()[0] in LONG_RUNNING:
+        return
+    ctx.meta["abathur.measured"] = True
+    if failed is None:
+        outcome = "ok"
+    elif isinstance(failed, AbathurError):
+        outcome = failed.code
+    else:
+        outcome = "interrupted" if isinstance(failed, KeyboardInterrupt) else "internal_error"
+    latency_ms = (time.perf_counter() - started) * 1000
+    runtime.call_metrics.record(f"cli:{name}", runtime.principal.actor, outcome, latency_ms)

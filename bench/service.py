@@ -24,7 +24,8 @@ rotating from block to block) so that both see the same noise of a shared host:
    concurrent ``sessions.get`` (``asyncio.gather``) < 1 s;
 8. MCP tool calls through the official client: ``memory_get`` against the no-op tool of
    bench/stdio_server.py, over stdio (one server subprocess) and in process (target: p50
-   ratio <= 1.5 over stdio).
+   ratio <= 1.5 over stdio), and in process with call metrics switched off (what recording
+   every call costs: target p50 within 5%).
 
 Every section runs three times on the same file and the median of the three runs is
 reported; the raw values of each run are kept under ``runs``. Each result carries its value,
@@ -523,6 +524,7 @@ class Bench:
             "after_namespace": "",
             "after_key": "",
             "limit": s.list_keys + 1,
+            "cut": 4096,  # the listed-value bound the service applies (max_listed_value_bytes)
         }
 
         async def service_list(_: int) -> None:
@@ -704,6 +706,13 @@ async def measure_mcp(path: Path, sizes: Sizes) -> dict[str, Any]:
         load_settings(db=path, user=USER, project=PROJECT, maintenance_interval_hours=0),
         timings=True,
     )
+    # The same server with call metrics off: what recording every call costs (issue 16).
+    unmeasured_server = stdio_server.build(
+        load_settings(
+            db=path, user=USER, project=PROJECT, maintenance_interval_hours=0, metrics=False
+        ),
+        timings=True,
+    )
     rng = random.Random(SEED + 1)
 
     def picks(count: int) -> list[dict[str, str]]:
@@ -735,9 +744,13 @@ async def measure_mcp(path: Path, sizes: Sizes) -> dict[str, Any]:
         data = data.get("result", data)
         return {f"server_{tool}_p50_us": data[tool]["p50_us"] for tool in ("noop", "memory_get")}
 
-    runs: dict[str, list[dict[str, Any]]] = {"stdio": [], "in_process": []}
+    runs: dict[str, list[dict[str, Any]]] = {"stdio": [], "in_process": [], "metrics_ab": []}
     started = time.perf_counter()
-    async with Client(stdio_params) as stdio, Client(inproc_server) as inproc:
+    async with (
+        Client(stdio_params) as stdio,
+        Client(inproc_server) as inproc,
+        Client(unmeasured_server) as unmeasured,
+    ):
         connect_s = round(time.perf_counter() - started, 2)
         clients = {"stdio": stdio, "in_process": inproc}
         info = {name: {"protocol_version": c.protocol_version} for name, c in clients.items()}
@@ -758,6 +771,22 @@ async def measure_mcp(path: Path, sizes: Sizes) -> dict[str, Any]:
                         out[f"{call}_{metric}"] = value
                 out.update(await server_times(clients[name]))
                 runs[name].append(out)
+            # What recording every call costs: memory_get on two in-process servers that
+            # differ only in `metrics`, taking turns block by block (the same noise for both).
+            ab = {
+                "with_metrics": calls_of(inproc)["memory_get"],
+                "without_metrics": calls_of(unmeasured)["memory_get"],
+            }
+            if run == 0:
+                await warm({"without_metrics": ab["without_metrics"]}, picks(sizes.mcp_warmup))
+            samples = await interleaved(ab, picks(sizes.mcp_calls), max(1, sizes.mcp_block // 4))
+            runs["metrics_ab"].append(
+                {
+                    f"{name}_{metric}": value
+                    for name, values in samples.items()
+                    for metric, value in percentiles_us(values).items()
+                }
+            )
         # diagnostic: the client checks every structured result against the tool's output
         # schema (jsonschema); time that check alone on one result of each tool
         validation = {}
@@ -998,6 +1027,20 @@ def report(services: dict[str, Any], mcp: dict[str, Any], sizes: Sizes) -> dict[
                 "service_memories_get_p50_us": get_p50,
             },
         )
+    ab = median_runs(mcp["runs"]["metrics_ab"])
+    measured, unmeasured = ab["with_metrics_p50_us"], ab["without_metrics_p50_us"]
+    mcp_out["metrics_overhead"] = result(
+        {"memory_get_p50_us": measured, "memory_get_p95_us": ab["with_metrics_p95_us"]},
+        {
+            "what": "the same in-process server with metrics = false, calls interleaved",
+            "memory_get_p50_us": unmeasured,
+            "memory_get_p95_us": ab["without_metrics_p95_us"],
+        },
+        measured / unmeasured,
+        "memory_get p50 with call metrics <= 1.05 x without",
+        measured <= 1.05 * unmeasured,
+        mcp["runs"]["metrics_ab"],
+    )
     mcp_out["client_output_validation"] = {
         "what": "ClientSession.validate_tool_result on one result (jsonschema), in the client",
         **validation,
@@ -1024,6 +1067,7 @@ def summary(results: dict[str, Any]) -> dict[str, bool]:
         out[f"seed_{name}"] = item["meets_target"]
     for name in ("stdio", "in_process"):
         out[f"mcp_{name}"] = results["mcp_memory_get"][name]["meets_target"]
+    out["mcp_metrics_overhead"] = results["mcp_memory_get"]["metrics_overhead"]["meets_target"]
     return out
 
 

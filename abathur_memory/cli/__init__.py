@@ -13,7 +13,7 @@ from typing import NoReturn
 import click
 
 from abathur_memory import __version__
-from abathur_memory.cli import db, documents, migrate, server, transfer
+from abathur_memory.cli import db, documents, migrate, server, stats, transfer, ui
 from abathur_memory.cli.common import err_console, one_line
 from abathur_memory.errors import AbathurError
 
@@ -42,6 +42,8 @@ for command in (
     documents.watch,
     server.serve,
     server.tokens,
+    stats.stats,
+    ui.ui,
 ):
     cli.add_command(command)
 

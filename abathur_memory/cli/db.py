@@ -262,7 +262,11 @@ def maintain(db: str | None, dry_run: bool, as_json: bool) -> None:
 
     async def lifecycle() -> dict[str, Any]:
         async with open_runtime(settings, create=False) as runtime:
-            return (await runtime.lifecycle.run(dry_run=dry_run)).model_dump()
+            report = (await runtime.lifecycle.run(dry_run=dry_run)).model_dump()
+            if not dry_run:
+                rolled, pruned = await runtime.roll_up_metrics()
+                report["metrics"] = {"rolled_up": rolled, "pruned_minutes": pruned}
+            return report
 
     report = asyncio.run(lifecycle())
     steps: list[Any]
@@ -292,6 +296,11 @@ def maintain(db: str | None, dry_run: bool, as_json: bool) -> None:
     )
     for session_id in report["archived_sessions"]:
         click.echo(f"  {session_id}")
+    if "metrics" in report:
+        click.echo(
+            f"metrics: rolled {report['metrics']['rolled_up']} calls up into minutes, "
+            f"pruned {report['metrics']['pruned_minutes']} minutes past the retention"
+        )
     for step in steps:
         click.echo(f"{step.name}: {step.detail}")
 

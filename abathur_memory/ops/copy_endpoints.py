@@ -47,6 +47,7 @@ DATA_TABLES = (
     "sessions",
     "audit",
     "metrics",
+    "metric_minutes",
     "api_tokens",
     "memory_entries",
     "embedding_spaces",

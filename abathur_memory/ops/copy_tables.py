@@ -144,9 +144,20 @@ BASE_TABLES: tuple[Table, ...] = (
     ),
     Table(
         "metrics",
-        _cols("id:int, timestamp:time, metric_name, metric_value:float, labels:json"),
+        _cols(
+            "id:int, timestamp:time, metric_name, metric_value:float, labels:json, principal,"
+            " outcome, rows_touched:int, bucket:int"
+        ),
         ("id",),
         identity="id",
+    ),
+    Table(
+        "metric_minutes",
+        _cols(
+            "minute:time, metric_name, principal, outcome, bucket:int, calls:int,"
+            " total_ms:float, max_ms:float, rows_touched:int"
+        ),
+        ("minute", "metric_name", "principal", "outcome", "bucket"),
     ),
     Table(
         "api_tokens",

@@ -21,6 +21,7 @@ from abathur_memory.server import tools_documents, tools_memory, tools_sessions,
 from abathur_memory.server.auth import DatabaseTokenVerifier
 from abathur_memory.server.context import acting
 from abathur_memory.server.http import auth_kwargs
+from abathur_memory.server.web import Holder, metrics_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +57,17 @@ def create_server(
 ) -> MCPServer[Runtime]:
     """The server for ``settings``; the runtime is opened when the server starts.
 
-    With a ``verifier`` (HTTP), every request needs a bearer token and acts as its principal.
+    With a ``verifier`` (HTTP), every request needs a bearer token and acts as its principal,
+    and the server also answers ``/metrics`` and the console at ``/ui`` (server/web.py).
     """
+    holder = Holder(port=port)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: MCPServer[Runtime]) -> AsyncIterator[Runtime]:
         async with open_runtime(settings) as runtime:
             if verifier is not None:
                 verifier.tokens = runtime.tokens
+            holder.runtime = runtime
             await runtime.start_serving()
             log.info("serving %s as %s", runtime.store.location, runtime.principal.actor)
             yield runtime
@@ -78,6 +82,11 @@ def create_server(
         log_level=settings.log_level,  # type: ignore[arg-type]
         **auth_kwargs(verifier, "127.0.0.1", port),
     )
+    if verifier is not None:
+        server.custom_route("/metrics", methods=["GET"])(metrics_endpoint(holder))
+        from abathur_memory.server.console.app import Console
+
+        server._custom_starlette_routes.extend(Console(holder).routes())
     if "memory" not in settings.disabled_tools:
         _add_memory_resource(server)
     if "sessions" not in settings.disabled_tools:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import inspect
 import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -60,11 +61,17 @@ class AbathurTool(Tool):
     async def run(
         self, arguments: dict[str, Any], context: Any, convert_result: bool = False
     ) -> Any:
+        started = time.perf_counter()
+        outcome, rows = "ok", None
         try:
             result = await super().run(arguments, context, convert_result=False)
+            rows = rows_of(result)
             return self._converted(result) if convert_result else result
         except ToolError as exc:
+            outcome = _outcome(exc)
             raise ToolError(self._message(exc, context)) from exc.__cause__
+        finally:
+            _measure(context, self.name, outcome, (time.perf_counter() - started) * 1000, rows)
 
     def _converted(self, result: Any) -> Any:
         """The structured result, and the same JSON as its text copy.
@@ -98,6 +105,46 @@ class AbathurTool(Tool):
                 f"internal_error: {self.name} failed unexpectedly; the server's log has the details"
             )
         return f"invalid_input: {exc}"  # the SDK's own refusals (unknown tool and the like)
+
+
+def _outcome(exc: ToolError) -> str:
+    """The error kind a failed call is counted under (as its message starts)."""
+    cause = exc.__cause__
+    if isinstance(cause, ValidationError):
+        return "invalid_input"
+    if isinstance(cause, AbathurError):
+        return cause.code
+    if isinstance(exc, UnexpectedToolError):
+        return "internal_error"
+    return "invalid_input"
+
+
+def rows_of(result: Any) -> int | None:
+    """Rows a result carries: the length of its first list (hits, items, events), else one
+    for a record, None when it says nothing."""
+    if result is None:
+        return None
+    if isinstance(result, list):
+        return len(result)
+    if isinstance(result, BaseModel):
+        for name in type(result).model_fields:
+            value = getattr(result, name, None)
+            if isinstance(value, list):
+                return len(value)
+        return 1
+    return None
+
+
+def _measure(context: Any, tool: str, outcome: str, latency_ms: float, rows: int | None) -> None:
+    """Queue the call's metric (never raises: a measurement must not fail a call)."""
+    from abathur_memory.server.context import principal_for, runtime_of
+
+    try:
+        runtime = runtime_of(context)
+        actor = principal_for(context).actor
+    except Exception:  # pragma: no cover - no lifespan (a bare tool in a test)
+        return
+    runtime.call_metrics.record(tool, actor, outcome, latency_ms, rows)
 
 
 def _audit_denial(context: Any, tool: str, exc: Forbidden) -> None:

@@ -18,6 +18,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
+from abathur_memory.core.browse import (
+    AuditQuery,
+    AuditRecord,
+    DatabaseFacts,
+    DocumentFile,
+    NamespaceCount,
+)
 from abathur_memory.core.documents import (
     ClaimedDocument,
     DocumentFailure,
@@ -32,6 +39,7 @@ from abathur_memory.core.documents import (
     Vector,
     WorkScope,
 )
+from abathur_memory.core.metrics import BucketCount, CallMetric
 from abathur_memory.core.principal import Principal
 from abathur_memory.core.records import (
     Checkpoint,
@@ -146,6 +154,13 @@ class MemoryStore(Protocol):
         """Soft-delete up to ``limit`` of them (audited as ``actor``); returns them."""
         ...
 
+    async def namespaces(
+        self, principal: Principal, prefix: str | None, after: str, limit: int
+    ) -> list[NamespaceCount]:
+        """Namespaces ``principal`` may read that hold live keys (within ``prefix`` on ':'
+        boundaries), by name after ``after``, with their live key counts."""
+        ...
+
 
 class AuditStore(Protocol):
     async def write_denials(
@@ -156,6 +171,14 @@ class AuditStore(Protocol):
         ...
 
     async def count(self) -> int: ...
+
+    async def page(self, query: AuditQuery, before_id: int | None, limit: int) -> list[AuditRecord]:
+        """Rows matching ``query``, newest first (by id), below ``before_id``."""
+        ...
+
+    async def record(self, actor: str, action: str, data: dict[str, object]) -> int:
+        """One audit row for an operation that is not a memory's (a token revoked); its id."""
+        ...
 
 
 class SessionStore(Protocol):
@@ -221,6 +244,11 @@ class SessionStore(Protocol):
         ...
 
     async def terminated_before(self, cutoff: datetime, limit: int | None) -> list[str]: ...
+
+    async def deltas(self, session_id: str, end_seq: int) -> list[dict[str, object]]:
+        """The state deltas of the events up to ``end_seq``, in order (events without one
+        left out)."""
+        ...
 
     async def archive_terminated(self, cutoff: datetime, limit: int) -> list[str]: ...
 
@@ -426,6 +454,12 @@ class DocumentStore(Protocol):
 
     async def heartbeats(self) -> list[Heartbeat]: ...
 
+    async def files(
+        self, root_id: int, status: str | None, after: str, limit: int
+    ) -> list[DocumentFile]:
+        """The root's indexed files (of one status), by path after ``after``."""
+        ...
+
 
 class MemoryIndexStore(Protocol):
     """The keyword index and vectors of live memories, caught up from the audit log."""
@@ -510,6 +544,31 @@ class TransferStore(Protocol):
         ...
 
 
+class MetricsStore(Protocol):
+    """Measured calls (core/metrics.py): one row per call, rolled up into minutes."""
+
+    async def write(self, calls: Sequence[CallMetric]) -> None:
+        """Insert a batch of calls in one transaction."""
+        ...
+
+    async def compact(self, raw_before: datetime, minutes_before: datetime) -> tuple[int, int]:
+        """In one transaction: roll the calls older than ``raw_before`` into per-minute rows
+        and delete them; delete minutes older than ``minutes_before``. Returns (calls rolled
+        up, minute rows pruned)."""
+        ...
+
+    async def buckets(
+        self, since: datetime, actor: str | None, step_s: int | None
+    ) -> list[BucketCount]:
+        """Calls since ``since`` (of ``actor`` only, if given), raw and rolled up, counted
+        per tool, outcome and latency bucket (and per ``step_s`` step of the window)."""
+        ...
+
+    async def facts(self, identity: EmbeddingIdentity | None) -> DatabaseFacts:
+        """Counts, sizes and the memory index's lag (vectors of ``identity`` included)."""
+        ...
+
+
 class Store(Protocol):
     """One open database: the groups above, and what the runtime needs to manage it."""
 
@@ -541,6 +600,8 @@ class Store(Protocol):
     def search(self) -> SearchStore: ...
     @property
     def transfer(self) -> TransferStore: ...
+    @property
+    def metrics(self) -> MetricsStore: ...
 
     async def migrate(self) -> list[int]:
         """Bring the schema up to date; returns the migrations applied."""

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from psycopg.types.json import Jsonb
 
+from abathur_memory.core.browse import DocumentFile
 from abathur_memory.core.cjk import index_grams
 from abathur_memory.core.documents import (
     ClaimedDocument,
@@ -26,7 +27,7 @@ from abathur_memory.core.documents import (
     WorkScope,
 )
 from abathur_memory.core.spaces import Space
-from abathur_memory.store.postgres import spaces
+from abathur_memory.store.postgres import browse, spaces
 from abathur_memory.store.postgres.connection import Conn, Database
 from abathur_memory.store.postgres.times import SQL_NOW
 
@@ -556,3 +557,8 @@ class PostgresDocumentStore:
             " last_event_at, last_indexed_at FROM indexer_heartbeats ORDER BY beat_at DESC"
         )
         return [Heartbeat(*row) for row in rows]
+
+    async def files(
+        self, root_id: int, status: str | None, after: str, limit: int
+    ) -> list[DocumentFile]:
+        return await browse.files(self.db, root_id, status, after, limit)

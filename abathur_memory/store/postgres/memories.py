@@ -10,10 +10,11 @@ import builtins
 from collections.abc import Sequence
 from datetime import datetime
 
+from abathur_memory.core.browse import NamespaceCount
 from abathur_memory.core.principal import Principal
 from abathur_memory.core.records import ExpiredMemory, MemoryEntry, PreparedPut, PutResult
 from abathur_memory.errors import Conflict, NotFound
-from abathur_memory.store.postgres import rows
+from abathur_memory.store.postgres import browse, rows
 from abathur_memory.store.postgres.connection import Conn, Database, Queued
 from abathur_memory.store.postgres.puts import lock_keys, put_many
 from abathur_memory.store.postgres.readable import readable_sql
@@ -276,6 +277,11 @@ class PostgresMemoryStore:
     ) -> builtins.list[ExpiredMemory]:
         found = await self.db.fetchall(_EXPIRED, {"cutoff": at_ms(cutoff), "limit": limit})
         return [ExpiredMemory(r[1], r[2], r[3]) for r in found]
+
+    async def namespaces(
+        self, principal: Principal, prefix: str | None, after: str, limit: int
+    ) -> builtins.list[NamespaceCount]:
+        return await browse.namespaces(self.db, principal, prefix, after, limit)
 
 
 def _listed(cut: int | None) -> str:

@@ -26,7 +26,7 @@ from abathur_memory.core.records import (
 )
 from abathur_memory.core.replies import Bounds, fitting
 from abathur_memory.errors import Conflict, NotFound
-from abathur_memory.store.postgres import rows
+from abathur_memory.store.postgres import browse, rows
 from abathur_memory.store.postgres.connection import Conn, Database, Queued
 from abathur_memory.store.postgres.merge import merged_text
 from abathur_memory.store.postgres.times import (
@@ -268,6 +268,9 @@ class PostgresSessionStore:
             _ARCHIVE, {"cutoff": at_ms(cutoff), "limit": limit}, what="archiving sessions"
         )
         return [r[0] for r in found]
+
+    async def deltas(self, session_id: str, end_seq: int) -> builtins.list[dict[str, object]]:
+        return await browse.deltas(self.db, session_id, end_seq)
 
 
 async def _locked(conn: Conn, session_id: str) -> tuple[TupleRow, Session]:

@@ -11,6 +11,7 @@ from abathur_memory.store.postgres.connection import Conn, Database
 from abathur_memory.store.postgres.documents import PostgresDocumentStore
 from abathur_memory.store.postgres.memories import PostgresMemoryStore
 from abathur_memory.store.postgres.memory_index import PostgresMemoryIndexStore
+from abathur_memory.store.postgres.metrics import PostgresMetricsStore
 from abathur_memory.store.postgres.placement import OWN_TABLE
 from abathur_memory.store.postgres.roots import PostgresRootStore
 from abathur_memory.store.postgres.search import PostgresSearchStore
@@ -49,6 +50,7 @@ class PostgresStore:
         self.memory_index = PostgresMemoryIndexStore(db)
         self.search = PostgresSearchStore(db)
         self.transfer = PostgresTransferStore(db)
+        self.metrics = PostgresMetricsStore(db)
 
     @classmethod
     async def open(

@@ -6,10 +6,11 @@ from collections.abc import Sequence
 
 from psycopg import errors
 
+from abathur_memory.core.browse import AuditQuery, AuditRecord
 from abathur_memory.core.principal import Principal
 from abathur_memory.core.records import Denial, TokenInfo
 from abathur_memory.errors import Conflict
-from abathur_memory.store.postgres import rows
+from abathur_memory.store.postgres import browse, rows
 from abathur_memory.store.postgres.connection import Conn, Database
 from abathur_memory.store.postgres.times import SQL_NOW
 from abathur_memory.store.shared import denial_row
@@ -114,6 +115,12 @@ class PostgresAuditStore:
     async def count(self) -> int:
         row = await self.db.fetchone("SELECT count(*) FROM audit")
         return int(row[0]) if row else 0
+
+    async def page(self, query: AuditQuery, before_id: int | None, limit: int) -> list[AuditRecord]:
+        return await browse.audit_page(self.db, query, before_id, limit)
+
+    async def record(self, actor: str, action: str, data: dict[str, object]) -> int:
+        return await browse.record(self.db, actor, action, data)
 
 
 async def _each_id(conn: Conn, sql: str, params: Sequence[Sequence[object]]) -> list[int | None]:

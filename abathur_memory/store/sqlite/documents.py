@@ -9,6 +9,7 @@ import socket
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from abathur_memory.core.browse import DocumentFile
 from abathur_memory.core.documents import (
     ClaimedDocument,
     DocumentFailure,
@@ -22,7 +23,7 @@ from abathur_memory.core.documents import (
     WorkScope,
 )
 from abathur_memory.core.spaces import Space
-from abathur_memory.store.sqlite import chunks, driver, spaces, timestamps
+from abathur_memory.store.sqlite import browse, chunks, driver, spaces, timestamps
 from abathur_memory.store.sqlite.database import Database
 
 LEASE_SECONDS = 300
@@ -442,3 +443,8 @@ class SqliteDocumentStore:
 
     async def heartbeats(self) -> list[Heartbeat]:
         return await self.db.read(_heartbeats)
+
+    async def files(
+        self, root_id: int, status: str | None, after: str, limit: int
+    ) -> list[DocumentFile]:
+        return await self.db.read(browse.files, root_id, status, after, limit)

@@ -15,11 +15,12 @@ from datetime import datetime
 from typing import Any
 
 from abathur_memory.core import values
+from abathur_memory.core.browse import NamespaceCount
 from abathur_memory.core.principal import Principal
 from abathur_memory.core.records import ExpiredMemory, MemoryEntry, PreparedPut, PutResult
 from abathur_memory.errors import Conflict, NotFound
 from abathur_memory.store.shared import check_expected
-from abathur_memory.store.sqlite import audit_rows, rows, timestamps
+from abathur_memory.store.sqlite import audit_rows, browse, rows, timestamps
 from abathur_memory.store.sqlite.database import Database
 from abathur_memory.store.sqlite.driver import Connection
 from abathur_memory.store.sqlite.queries import MEMORY_GET_LATEST, MEMORY_LIST_PAGE
@@ -199,6 +200,11 @@ class SqliteMemoryStore:
             return PutResult(namespace, key, version, latest["memory_type"], True, False, iso)
 
         return await self.db.write(undelete)
+
+    async def namespaces(
+        self, principal: Principal, prefix: str | None, after: str, limit: int
+    ) -> builtins.list[NamespaceCount]:
+        return await self.db.read(browse.namespaces, principal, prefix, after, limit)
 
     async def expire_episodic(
         self, cutoff: datetime, actor: str, limit: int

@@ -312,6 +312,16 @@ def _missing_vectors_sql(space: Space) -> str:
     )
 
 
+def _missing_count_sql(space: Space) -> str:
+    """How many indexed memories have no vector (up to a cap): _missing_vectors_sql without
+    reading each memory's text from memory_fts, which cost 2.5x the count at 100,000."""
+    return (
+        "SELECT count(*) FROM (SELECT 1 FROM memory_fts_keys AS k"
+        f" WHERE NOT EXISTS (SELECT 1 FROM {space.memory_vectors} AS v"
+        "                   WHERE v.entry_id = k.entry_id AND v.part >= 0) LIMIT ?)"
+    )
+
+
 def _stale_contexts_sql(space: Space) -> str:
     """Memories whose context vector is missing or was pooled from another window."""
     return (
@@ -331,9 +341,7 @@ def vectors_behind(conn: driver.Connection, space: Space | None, cap: int = 10_0
                 "SELECT count(*) FROM (SELECT 1 FROM memory_fts_keys LIMIT ?)", (cap,)
             ).fetchone()[0]
         )
-    missing = int(
-        conn.execute(f"SELECT count(*) FROM ({_missing_vectors_sql(space)})", (cap,)).fetchone()[0]
-    )
+    missing = int(conn.execute(_missing_count_sql(space), (cap,)).fetchone()[0])
     stale = int(
         conn.execute(
             f"SELECT count(*) FROM ({_stale_contexts_sql(space)})", (CONTEXT_PART, cap)

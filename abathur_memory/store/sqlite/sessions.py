@@ -21,7 +21,7 @@ from abathur_memory.core.records import (
 from abathur_memory.core.replies import Bounds, fitting
 from abathur_memory.errors import Conflict, NotFound
 from abathur_memory.store.shared import check_state_size
-from abathur_memory.store.sqlite import rows, timestamps
+from abathur_memory.store.sqlite import browse, rows, timestamps
 from abathur_memory.store.sqlite.database import Database
 from abathur_memory.store.sqlite.driver import Connection, IntegrityError
 
@@ -204,6 +204,9 @@ class SqliteSessionStore:
             last = found[kept - 1]
             cursor = (last["created_at"], str(last["row_number"]))
         return candidates[:kept], cursor
+
+    async def deltas(self, session_id: str, end_seq: int) -> builtins.list[dict[str, object]]:
+        return await self.db.read(browse.deltas, session_id, end_seq)
 
     async def terminated_before(self, cutoff: datetime, limit: int | None) -> builtins.list[str]:
         found = await self.db.fetchall(

@@ -11,6 +11,7 @@ from abathur_memory.store.sqlite.database import Database
 from abathur_memory.store.sqlite.documents import SqliteDocumentStore
 from abathur_memory.store.sqlite.memories import SqliteMemoryStore
 from abathur_memory.store.sqlite.memory_index import SqliteMemoryIndexStore
+from abathur_memory.store.sqlite.metrics import SqliteMetricsStore
 from abathur_memory.store.sqlite.roots import SqliteRootStore
 from abathur_memory.store.sqlite.search import SqliteSearchStore
 from abathur_memory.store.sqlite.sessions import SqliteSessionStore
@@ -41,6 +42,7 @@ class SqliteStore:
         self.vector_cache = VectorIndex()
         self.search = SqliteSearchStore(db, self.vector_cache)
         self.transfer = SqliteTransferStore(db)
+        self.metrics = SqliteMetricsStore(db)
 
     @classmethod
     async def open(

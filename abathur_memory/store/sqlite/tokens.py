@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from abathur_memory.core.browse import AuditQuery, AuditRecord
 from abathur_memory.core.principal import Principal
 from abathur_memory.core.records import Denial, TokenInfo
 from abathur_memory.errors import Conflict
 from abathur_memory.store.shared import denial_row
-from abathur_memory.store.sqlite import rows, timestamps
+from abathur_memory.store.sqlite import browse, rows, timestamps
 from abathur_memory.store.sqlite.database import Database
 from abathur_memory.store.sqlite.driver import Connection
 
@@ -75,6 +76,12 @@ class SqliteAuditStore:
     async def count(self) -> int:
         row = await self.db.fetchone("SELECT count(*) FROM audit")
         return int(row[0]) if row else 0
+
+    async def page(self, query: AuditQuery, before_id: int | None, limit: int) -> list[AuditRecord]:
+        return await self.db.read(browse.audit_page, query, before_id, limit)
+
+    async def record(self, actor: str, action: str, data: dict[str, object]) -> int:
+        return await self.db.write(browse.record, actor, action, data)
 
 
 def _write_denials(

@@ -1,0 +1,1 @@
+"""The web console served at ``/ui`` (app.py), its templates and static files."""
