@@ -5,15 +5,18 @@ the database with the generation it reflects, and rebuilt rather than copied."""
 from __future__ import annotations
 
 import asyncio
+import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from cli_helpers import run_cli
 from conftest import settings_for
 
 from abathur_memory.memory.memories import PutRequest
+from abathur_memory.ops import backup, migration
 from abathur_memory.runtime import Runtime, open_runtime
 from abathur_memory.store.sqlite import ann, ann_files, driver
 
@@ -237,3 +240,78 @@ def test_a_damaged_file_is_ignored(tmp_path: Path) -> None:
     assert ann_files.load(path) is None and ann_files.read_stamp(path) is None
     path.write_bytes(b"something else")
     assert ann_files.load(path) is None
+
+
+# -- doctor, backup, restore, migrate ---------------------------------------------------------
+
+
+@pytest.fixture
+async def with_saved_index(seeded: Path) -> Path:
+    async with runtime_for(seeded, ann_min_vectors=1000) as runtime:
+        await approximate(runtime)
+    assert ann_files.saved(seeded)
+    return seeded
+
+
+def doctor_checks(capsys: pytest.CaptureFixture[str], db_path: Path) -> Any:
+    result = run_cli(capsys, "doctor", "--json", "--db", str(db_path))
+    assert "Traceback" not in result.err
+    checks = {c["name"]: c for c in result.json()["checks"]}
+    return result.code, checks
+
+
+async def test_doctor_checks_the_saved_index_against_the_table(
+    with_saved_index: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    name = "approximate index memory_vectors_s1"
+    code, checks = doctor_checks(capsys, with_saved_index)
+    assert code == 0 and checks[name]["ok"] and "matches the table" in checks[name]["detail"]
+    # An index of other vectors under a stamp that names this table's state.
+    other = tmp_path / "other" / "abathur.db"
+    other.parent.mkdir()
+    async with runtime_for(other, ann=False) as runtime:
+        await seed(runtime, near=NEAR + 10, matching=0)
+    saved = ann_files.saved(with_saved_index)[0]
+    _forge_stamp_for(saved, other)  # this index, stamped as if built from ``other``
+    code, checks = doctor_checks(capsys, other)
+    assert code == 1 and not checks[name]["ok"]
+    repaired = run_cli(capsys, "doctor", "--repair", "--db", str(other))
+    assert repaired.code == 0
+    assert "removed the approximate index memory_vectors_s1.faiss" in repaired.err
+    assert ann_files.saved(other) == []
+    code, checks = doctor_checks(capsys, other)
+    assert code == 0 and checks["approximate index"]["ok"]
+
+
+async def test_a_stale_saved_index_is_a_warning_for_the_doctor(
+    with_saved_index: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    async with runtime_for(with_saved_index, ann=False) as runtime:
+        await runtime.memories.put(runtime.principal, "project:website:keep", "n", "new words")
+        await runtime.memory_indexer.catch_up()
+    code, checks = doctor_checks(capsys, with_saved_index)
+    check = checks["approximate index memory_vectors_s1"]
+    assert code == 0 and check["ok"] and check["warning"] and "generation" in check["detail"]
+
+
+async def test_restore_rebuilds_the_index_rather_than_keeping_it(
+    with_saved_index: Path, tmp_path: Path
+) -> None:
+    saved = backup.backup(with_saved_index, tmp_path / "saved.db").path
+    assert not ann_files.directory(saved).exists()  # the backup is the database alone
+    backup.restore(saved, with_saved_index)
+    assert not ann_files.directory(with_saved_index).exists()
+    async with runtime_for(with_saved_index, ann_min_vectors=1000) as runtime:
+        assert (await approximate(runtime)).vector_search == ann.APPROXIMATE
+        assert store_of(runtime).ann.rebuilds == 1
+
+
+async def test_migrate_into_a_file_drops_an_index_saved_beside_it(
+    with_saved_index: Path, tmp_path: Path
+) -> None:
+    target = tmp_path / "copy" / "abathur.db"
+    target.parent.mkdir()
+    shutil.copytree(ann_files.directory(with_saved_index), ann_files.directory(target))
+    report = migration.copy(str(with_saved_index), str(target), settings_for(with_saved_index))
+    assert report.state == "complete"
+    assert not ann_files.directory(target).exists()
