@@ -18,6 +18,7 @@ from conftest import settings_for
 from abathur_memory.memory.memories import PutRequest
 from abathur_memory.ops import backup, migration
 from abathur_memory.runtime import Runtime, open_runtime
+from abathur_memory.search.results import Filters
 from abathur_memory.store.sqlite import ann, ann_files, driver
 
 pytestmark = pytest.mark.anyio
@@ -240,6 +241,45 @@ def test_a_damaged_file_is_ignored(tmp_path: Path) -> None:
     assert ann_files.load(path) is None and ann_files.read_stamp(path) is None
     path.write_bytes(b"something else")
     assert ann_files.load(path) is None
+
+
+async def test_document_filters_act_inside_the_graph(tmp_path: Path) -> None:
+    """Path and root filters on chunk vectors: 5 matching among 4,000 nearer chunks."""
+    notes, kept = tmp_path / "notes", tmp_path / "kept"
+    (notes / "other").mkdir(parents=True)
+    (notes / "keep").mkdir()
+    kept.mkdir()
+    for f in range(NEAR // 100):
+        sections = (f"## Part {f}-{i}\n\n{QUERY} {f} {i}" for i in range(100))
+        (notes / "other" / f"o{f}.md").write_text(f"# Other {f}\n\n" + "\n\n".join(sections))
+    matching = "\n\n".join(f"## Kept {i}\n\nalpha zeta theta iota {i}" for i in range(MATCHING))
+    (notes / "keep" / "k.md").write_text("# Keep\n\n" + matching)
+    (kept / "k.md").write_text("# Keep\n\n" + matching)
+    db = tmp_path / "docs.db"
+    async with runtime_for(db, ann_min_vectors=1000, ann_selective_fraction=0.0) as runtime:
+        for root in (notes, kept):
+            await runtime.documents.add_root(str(root))
+        await runtime.documents.index()
+
+        async def semantic(filters: Filters) -> Any:
+            return await runtime.documents.search(
+                None, QUERY, k=MATCHING, mode="semantic", filters=filters
+            )
+
+        first = await semantic(Filters())
+        assert first.vector_search == ann.CATCHING_UP
+        await settle(runtime)
+        unfiltered = await semantic(Filters())
+        assert unfiltered.vector_search == ann.APPROXIMATE
+        assert all(hit.path.startswith("notes/other/") for hit in unfiltered.results)
+        by_path = await semantic(Filters(path_glob="keep/*"))
+        by_root = await semantic(Filters(root="kept"))
+    for found, path in ((by_path, "notes/keep/k.md"), (by_root, "kept/k.md")):
+        assert found.vector_search == ann.APPROXIMATE
+        assert sorted(hit.heading[-1] for hit in found.results) == [
+            f"Kept {i}" for i in range(MATCHING)
+        ]
+        assert {hit.path for hit in found.results} == {path}
 
 
 # -- doctor, backup, restore, migrate ---------------------------------------------------------
