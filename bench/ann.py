@@ -206,6 +206,84 @@ def project_path(matrix: np.ndarray, queries: np.ndarray) -> tuple[dict, list]:
     return timed(query, queries)
 
 
+def engine_run(matrix: np.ndarray, queries: np.ndarray, truth: list, roots: np.ndarray) -> dict:
+    """The engine's own vector step on a SQLite file holding the vectors: the exact path
+    (coarse pass + re-rank from the table) against the approximate index (graph + the same
+    re-rank), unfiltered and with one root in ten allowed; the index's build (sync), its
+    memory, its file and a fresh process's load-and-verify."""
+    from abathur_memory.core.spaces import EmbeddingIdentity
+    from abathur_memory.store.sqlite import ann, chunks, driver, spaces
+    from abathur_memory.store.sqlite import migrate as runner
+
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "engine.db"
+        conn = driver.connect(path)
+        runner.migrate(conn)
+        conn.execute("PRAGMA foreign_keys = OFF")  # chunk rows are not needed for vectors
+        conn.execute("BEGIN IMMEDIATE")
+        identity = EmbeddingIdentity("fake", "bench", matrix.shape[1], 512)
+        space = spaces.space_for(conn, identity)
+        conn.executemany(
+            f"INSERT INTO {space.vectors} (chunk_id, embedding, code) VALUES (?, ?, ?)",
+            ((i + 1, *chunks.encoded(v)) for i, v in enumerate(matrix)),
+        )
+        conn.execute("COMMIT")
+        space = spaces.active_space(conn)
+        assert space is not None
+        cache = vector_index.VectorIndex()
+        graphs = ann.AnnIndexes(path, ann.AnnSettings(min_vectors=1))
+        gc.collect()
+        before = rss_mb()
+        start = time.perf_counter()
+        graphs.sync(space.id, space.vectors)
+        out["build_s"] = round(time.perf_counter() - start, 2)
+        out["rss_added_mb"] = round(rss_mb() - before, 1)
+        saved = ann_files_path(path, space.vectors)
+        out["file_mb"] = round(saved.stat().st_size / 1e6, 1)
+        fresh = ann.AnnIndexes(path, ann.AnnSettings(min_vectors=1))
+        start = time.perf_counter()
+        out["reopen"] = fresh.sync(space.id, space.vectors)
+        out["load_and_verify_s"] = round(time.perf_counter() - start, 3)
+        ids_of_root = np.arange(1, len(matrix) + 1, dtype=np.int64)[roots == 0]
+
+        def exact(q: np.ndarray, allowed: np.ndarray | None = None) -> list[int]:
+            codes = cache.codes(conn, space)
+            found = vector_index.coarse(codes, q, vector_index.candidates_for(codes, 100), allowed)
+            return [i for i, _ in vector_index.rerank(conn, space, q, found, K)]
+
+        def approximate(q: np.ndarray, allowed: np.ndarray | None = None) -> list[int]:
+            found, note = graphs.candidates(
+                conn, lambda: cache.codes(conn, space), space, space.vectors, q, 100, allowed
+            )
+            assert note == ann.APPROXIMATE, note
+            return [i for i, _ in vector_index.rerank(conn, space, q, found, K)]
+
+        filtered_truth = [
+            [int(ids_of_root[i]) for i in exact_top(matrix[roots == 0], q)] for q in queries
+        ]
+        conn.execute("BEGIN")  # a read snapshot, as a search has
+        for name, fn in (("exact_path", exact), ("approximate_path", approximate)):
+            stats, answers = timed(fn, queries)
+            out[name] = {**stats, "recall_at_10": recall(answers, truth)}
+            stats, answers = timed(lambda q, fn=fn: fn(q, ids_of_root), queries)
+            out[f"{name}_filtered_10pct"] = {
+                **stats,
+                "recall_at_10": recall(answers, filtered_truth),
+            }
+        conn.execute("COMMIT")
+        graphs.close()
+        fresh.close()
+        conn.close()
+    return out
+
+
+def ann_files_path(db_path: Path, table: str) -> Path:
+    from abathur_memory.store.sqlite import ann_files
+
+    return ann_files.path_for(db_path, table)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=100_000)
@@ -213,6 +291,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sizes", default="2000,5000,10000,20000,50000,100000")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--only", choices=("libraries", "engine"), help="run one part (default: both)"
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     if args.quick:
@@ -235,6 +316,11 @@ def main() -> None:
     import usearch
 
     result["versions"] = {"faiss": faiss.__version__, "usearch": usearch.__version__}
+    if args.only != "libraries":
+        result["engine"] = engine_run(matrix, queries, truth, roots)
+    if args.only == "engine":
+        emit(result, args.out)
+        return
     result["faiss_hnsw_f32"] = faiss_run(matrix, queries, truth, roots, args)
     result["usearch_f32"] = usearch_run(matrix, queries, truth, roots, args, "f32")
     result["usearch_i8"] = usearch_run(matrix, queries, truth, roots, args, "i8")
@@ -268,10 +354,14 @@ def main() -> None:
         }
         by_size[str(size)] = entry
     result["by_size"] = by_size
+    emit(result, args.out)
+
+
+def emit(result: dict[str, Any], out: Path | None) -> None:
     text = json.dumps(result, indent=2)
     print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    if out:
+        out.write_text(text + "\n")
 
 
 if __name__ == "__main__":

@@ -135,6 +135,9 @@ def weak_nodes(index: Any) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float3
     return np.asarray(id_map[weak], dtype=np.int64), matrix.astype(np.float32)
 
 
+_searching = threading.local()
+
+
 def id_column(space: Space | None, table: str) -> str:
     return "chunk_id" if table.startswith("chunk_vectors_") else "id"
 
@@ -236,6 +239,11 @@ class AnnIndexes:
         allowed: npt.NDArray[np.int64] | None,
     ) -> npt.NDArray[np.int64]:
         faiss = ann_files.faiss_module()
+        if not getattr(_searching, "one_thread", False):
+            # One query is one walk: OpenMP threads would only spin (per thread, so the
+            # background build keeps every core).
+            faiss.omp_set_num_threads(1)
+            _searching.one_thread = True
         bits = graph.live_bits
         if allowed is not None:
             mask = np.zeros(graph.stamp.max_id + 1, dtype=bool)
