@@ -254,7 +254,7 @@ def engine_run(matrix: np.ndarray, queries: np.ndarray, truth: list, roots: np.n
 
         def approximate(q: np.ndarray, allowed: np.ndarray | None = None) -> list[int]:
             found, note = graphs.candidates(
-                conn, lambda: cache.codes(conn, space), space, space.vectors, q, 100, allowed
+                conn, lambda: cache.codes(conn, space), space, space.vectors, q, 100, allowed, K
             )
             assert note == ann.APPROXIMATE, note
             return [i for i, _ in vector_index.rerank(conn, space, q, found, K)]

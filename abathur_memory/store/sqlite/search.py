@@ -259,6 +259,7 @@ class SqliteSearchStore:
                 vector,
                 query.pool,
                 allowed,
+                needed=query.k,
             )
             semantic = vector_index.rerank(conn, space, vector, candidates, query.pool)
         ranked = fuse(keyword, semantic, query.k)
@@ -327,6 +328,7 @@ class SqliteSearchStore:
                 vector,
                 2 * query.pool,
                 allowed,
+                needed=2 * query.k,  # a memory may have several vectors (parts, context)
             )
             semantic, context = _rerank_entries(conn, space, vector, candidates, query.pool)
         facts = _candidate_facts(conn, {c for c, _ in (*keyword, *semantic, *context)})
