@@ -234,7 +234,15 @@ class AnnIndexes:
             share = max(len(allowed), 1) / graph.stamp.count
             ef = min(MAX_EF, int(ef / share**0.5))
         while True:
-            found = self._search(graph, query, wanted, ef, allowed)
+            try:
+                found = self._search(graph, query, wanted, ef, allowed)
+            except Exception as exc:  # never fail a search over a cache: answer exactly
+                log.warning(
+                    "the approximate index of %s failed (%s): searching exactly", table, exc
+                )
+                self._drop((space.id, table))
+                self.schedule(space.id, table)
+                return None, CATCHING_UP
             if len(found) >= expected:
                 return found, APPROXIMATE
             if ef >= min(MAX_EF, graph.stamp.count):
