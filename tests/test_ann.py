@@ -5,6 +5,7 @@ the database with the generation it reflects, and rebuilt rather than copied."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -355,3 +356,21 @@ async def test_migrate_into_a_file_drops_an_index_saved_beside_it(
     report = migration.copy(str(with_saved_index), str(target), settings_for(with_saved_index))
     assert report.state == "complete"
     assert not ann_files.directory(target).exists()
+
+
+async def test_an_index_left_from_a_replaced_space_is_cleared(
+    with_saved_index: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A model change drops the old space's tables; its saved index is never used again."""
+    loaded = ann_files.load(ann_files.saved(with_saved_index)[0])
+    assert loaded is not None
+    stamp, removed, index = loaded
+    gone = dataclasses.replace(stamp, space_id=99, table="memory_vectors_s99")
+    ann_files.save(with_saved_index, gone, removed, index)
+    code, checks = doctor_checks(capsys, with_saved_index)
+    check = checks["approximate index memory_vectors_s99"]
+    assert code == 0 and check["ok"] and check["warning"] and "no longer has" in check["detail"]
+    async with runtime_for(with_saved_index, ann_min_vectors=1000) as runtime:
+        await runtime.start_serving()
+        await settle(runtime)
+    assert [p.name for p in ann_files.saved(with_saved_index)] == ["memory_vectors_s1.faiss"]

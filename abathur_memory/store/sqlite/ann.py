@@ -322,12 +322,16 @@ class AnnIndexes:
         if not self.settings.enabled or self.db_path is None:
             return
         saved = {path.stem for path in ann_files.saved(self.db_path)}
+        live = set()
         for (space_id,) in conn.execute(
             "SELECT id FROM embedding_spaces WHERE status != 'retired'"
         ).fetchall():
             for table in (f"chunk_vectors_s{space_id}", f"memory_vectors_s{space_id}"):
+                live.add(table)
                 if table in saved or self._large(conn, table):
                     self.schedule(space_id, table)
+        for table in saved - live:  # a space that was replaced (another model) or dropped
+            ann_files.discard_one(self.db_path, table)
 
     def _large(self, conn: driver.Connection, table: str) -> bool:
         column = id_column(None, table)
@@ -381,6 +385,7 @@ class AnnIndexes:
             conn.close()
 
     def _sync(self, conn: driver.Connection, space_id: int, table: str) -> str:
+        assert self.db_path is not None  # (sync() is only scheduled with a file)
         key = (space_id, table)
         space = conn.execute(
             "SELECT created_at, dim, generation FROM embedding_spaces WHERE id = ?", (space_id,)
@@ -391,6 +396,7 @@ class AnnIndexes:
         ).fetchone()
         if space is None or not exists:
             self._drop(key)
+            ann_files.discard_one(self.db_path, table)
             return "dropped"
         created, dim, generation = space[0], space[1], space[2]
         ids = np.fromiter(
@@ -399,6 +405,7 @@ class AnnIndexes:
         )
         if not self.usable_size(len(ids)):
             self._drop(key)
+            ann_files.discard_one(self.db_path, table)
             return "too small"
         graph = self._graphs.get(key)
         loaded = graph is None

@@ -26,8 +26,14 @@ def check(conn: driver.Connection, db_path: Path) -> list[Check]:
 
 
 def mismatched(conn: driver.Connection, db_path: Path) -> list[Path]:
-    """Saved indexes that do not match their tables (what ``--repair`` deletes)."""
-    return [path for path in ann_files.saved(db_path) if not _check_one(conn, path).ok]
+    """Saved indexes that do not match their tables or whose space is gone (what
+    ``--repair`` deletes); stale ones are kept, a server updates them."""
+    found = []
+    for path in ann_files.saved(db_path):
+        result = _check_one(conn, path)
+        if not result.ok or "no longer has" in result.detail:
+            found.append(path)
+    return found
 
 
 def _check_one(conn: driver.Connection, path: Path) -> Check:
@@ -44,7 +50,11 @@ def _check_one(conn: driver.Connection, path: Path) -> Check:
     ).fetchone()
     if space is None or not exists or space[0] != stamp.space_created:
         return Check(
-            name, False, "built for a space this database does not have: delete it (--repair)"
+            name,
+            True,
+            "left from a space this database no longer has (never used): doctor --repair or "
+            "the next server deletes it",
+            warning=True,
         )
     if space[1] != stamp.generation:
         return Check(
