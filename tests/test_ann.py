@@ -185,6 +185,25 @@ async def test_a_stale_saved_index_is_not_used_until_brought_up_to_date(seeded: 
         assert store_of(runtime).ann.rebuilds == 0  # updated in place, not rebuilt
 
 
+async def test_a_commit_is_searched_exactly_until_the_graph_has_it(seeded: Path) -> None:
+    """In one serving process: after a put the graph is behind the snapshot, so searches take
+    the exact path (and find the new memory) until the background update catches up."""
+    async with runtime_for(seeded, ann_min_vectors=1000) as runtime:
+        await approximate(runtime)
+        await runtime.memories.put(
+            runtime.principal, "project:website:keep", "fresh", "omega sigma kappa lambda"
+        )
+        await runtime.memory_indexer.catch_up()
+        behind = await search(runtime, k=1, query="omega sigma kappa lambda")
+        assert behind.vector_search == ann.CATCHING_UP
+        assert [hit.key for hit in behind.results] == ["fresh"]
+        await settle(runtime)
+        caught_up = await search(runtime, k=1, query="omega sigma kappa lambda")
+        assert caught_up.vector_search == ann.APPROXIMATE
+        assert [hit.key for hit in caught_up.results] == ["fresh"]
+        assert store_of(runtime).ann.rebuilds == 1  # the first build; the put was an update
+
+
 async def test_an_index_of_other_vectors_is_rebuilt_not_trusted(
     seeded: Path, tmp_path: Path
 ) -> None:
