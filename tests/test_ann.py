@@ -92,6 +92,28 @@ async def test_filtered_search_inside_the_graph_still_returns_k_hits(seeded: Pat
         assert sorted(hit.key for hit in filtered.results) == [f"k{i}" for i in range(MATCHING)]
 
 
+async def test_a_memory_type_filter_acts_inside_the_graph(db_path: Path) -> None:
+    """The same shape through another filter (memory_type): every filter is one more SQL
+    condition on the allowed ids, nothing in the index itself."""
+    async with runtime_for(db_path, ann=False) as runtime:
+        await seed(runtime, matching=0)
+        await runtime.memories.put_many(
+            runtime.principal,
+            [
+                PutRequest("project:website:other", f"p{i}", f"alpha zeta theta {i}", "procedural")
+                for i in range(MATCHING)
+            ],
+        )
+        await runtime.memory_indexer.catch_up()
+    async with runtime_for(db_path, ann_min_vectors=1000, ann_selective_fraction=0.0) as runtime:
+        await approximate(runtime)
+        found = await runtime.memories.search(
+            runtime.principal, QUERY, k=MATCHING, mode="semantic", memory_type="procedural"
+        )
+    assert found.vector_search == ann.APPROXIMATE
+    assert sorted(hit.key for hit in found.results) == [f"p{i}" for i in range(MATCHING)]
+
+
 async def test_a_highly_selective_filter_takes_the_exact_path(seeded: Path) -> None:
     async with runtime_for(seeded, ann_min_vectors=1000) as runtime:  # default fraction
         await approximate(runtime)
