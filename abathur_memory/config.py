@@ -65,6 +65,22 @@ class Settings(BaseModel):
     )
     write_retries: int = Field(3, ge=0, le=20, description="retries after busy_timeout expires")
     readers: int = Field(4, ge=1, le=64, description="read connections per process")
+    ann: bool = Field(
+        True, description="SQLite: an approximate (HNSW) index for large vector tables"
+    )
+    ann_min_vectors: int = Field(
+        20_000,
+        ge=1,
+        le=1_000_000_000,
+        description="SQLite: vector tables at least this large use the approximate index",
+    )
+    ann_selective_fraction: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="SQLite: filters keeping fewer than this share of the vectors search "
+        "them exactly",
+    )
     user: str = Field(default_factory=_login_name, min_length=1, max_length=128)
     app: str = Field("abathur", min_length=1, max_length=128)
     project: str | None = Field(None, min_length=1, max_length=128)

@@ -86,6 +86,9 @@ class Runtime:
         """The background work of a server: memory indexing, lifecycle maintenance, the
         document folders (indexed once, or watched)."""
         self.start("memory-index", self.memory_indexer.run)
+        check = getattr(self.store, "check_vector_indexes", None)  # SQLite's derived ANN index
+        if check is not None:
+            await check()
         if self.settings.embedder_idle_unload_s > 0:
             self.start("embedder-idle", self._unload_idle_model)
         if self.settings.maintenance_interval_hours > 0:

@@ -123,6 +123,7 @@ class Found(Generic[R]):
     ranked: list[Ranked] = field(default_factory=list)
     rows: dict[int, R] = field(default_factory=dict)
     pending: int = 0  # changes not in the indexes yet (memories)
+    vector_path: str | None = None  # how vector candidates were found, when it matters
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from abathur_memory.errors import Conflict, InvalidInput, NotFound, Unavailable
 from abathur_memory.ops import disk_full
-from abathur_memory.store.sqlite import driver
+from abathur_memory.store.sqlite import ann_files, driver
 from abathur_memory.store.sqlite import migrate as runner
 
 log = logging.getLogger(__name__)
@@ -150,6 +150,9 @@ def restore(src: Path, db_path: Path, *, now: datetime | None = None) -> Restore
                 )
                 with disk_full.reported(db_path, not_upgraded):
                     runner.migrate(target)
+                # The approximate index beside it described the replaced content: rebuilt
+                # from the restored vectors, never carried over.
+                ann_files.discard(db_path)
             finally:
                 target.close()
         finally:

@@ -25,7 +25,7 @@ from abathur_memory.ops.copy_tables import (
     space_tables,
     time_text,
 )
-from abathur_memory.store.sqlite import driver
+from abathur_memory.store.sqlite import ann_files, driver
 from abathur_memory.store.sqlite import migrate as sqlite_runner
 from abathur_memory.store.sqlite import space_tables as sqlite_space_tables
 from abathur_memory.store.sqlite.chunks import encoded
@@ -108,6 +108,7 @@ class SqliteEndpoint:
 
     def __init__(self, path: Path, *, target: bool) -> None:
         self.label = str(path)
+        self.path = path
         if not target:
             if not path.exists():
                 raise NotFound(f"no database at {path}")
@@ -239,6 +240,9 @@ class SqliteEndpoint:
                 self.conn.execute(f"DELETE FROM {name}")
             self.conn.execute(CLEAR_META)
             self.conn.execute("COMMIT")
+            # An approximate index saved beside the target described what was there before:
+            # a server rebuilds it from the copied vectors.
+            ann_files.discard(self.path)
         except BaseException:
             if self.conn.in_transaction:  # SQLite ends it itself on a full disk
                 self.conn.execute("ROLLBACK")

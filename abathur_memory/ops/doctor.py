@@ -12,8 +12,8 @@ from pathlib import Path
 
 from abathur_memory.errors import InvalidInput, NotFound, ReadOnly
 from abathur_memory.ops import backup as backups
+from abathur_memory.store.sqlite import ann_checks, consistency, driver, statistics
 from abathur_memory.store.sqlite import checks as validation
-from abathur_memory.store.sqlite import consistency, driver, statistics
 from abathur_memory.store.sqlite import migrate as runner
 
 
@@ -77,7 +77,11 @@ def copy_state_check(state: str | None) -> validation.Check:
     )
 
 
-EXTRA_CHECKS = (("index consistency", _consistency), ("copy state", _copy_state))
+EXTRA_CHECKS = (
+    ("index consistency", _consistency),
+    ("copy state", _copy_state),
+    (ann_checks.NAME, ann_checks.check),
+)
 
 
 def examine(path: Path, *, repair: bool = False) -> DoctorReport:
@@ -101,6 +105,7 @@ def _repair(conn: driver.Connection, report: DoctorReport) -> None:
     if runner.current_version(conn) < runner.latest_version():
         runner.migrate(conn)
         report.repaired.append("applied the missing schema migrations")
+    mismatched = ann_checks.mismatched(conn, report.database)  # before repairs move the tables
     conn.execute("BEGIN IMMEDIATE")
     try:
         missing = _recreate_missing_indexes(conn)
@@ -111,6 +116,12 @@ def _repair(conn: driver.Connection, report: DoctorReport) -> None:
         raise
     if missing:
         report.repaired.append(f"re-created missing indexes: {', '.join(missing)}")
+    for saved in mismatched:
+        saved.unlink(missing_ok=True)
+        report.repaired.append(
+            f"removed the approximate index {saved.name}, which did not match its table "
+            "(a server rebuilds it)"
+        )
     report.repaired.extend(f"repairing: {problem}" for problem in drift.problems)
     report.reindex = drift.documents
     stale = validation.stale_statistics(conn)

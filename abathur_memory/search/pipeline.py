@@ -105,6 +105,7 @@ class Retrieval:
             result.degraded, result.mode_used = SPACE_CHANGED, "keyword"
         if found.space is not None:
             result.model = found.space.identity.model_id
+        result.vector_search = found.vector_path
         hits = [
             _document_hit(ranked, found.rows[ranked.id], terms)
             for ranked in found.ranked
@@ -170,6 +171,7 @@ class Retrieval:
             results=fitted,
             omitted=omitted,
             packed=packed,
+            vector_search=found.vector_path,
         )
 
     def _fitted(self, hits: list[H]) -> tuple[list[H], int | None]:

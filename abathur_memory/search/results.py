@@ -11,6 +11,10 @@ from abathur_memory.core.records import truncated_marker
 from abathur_memory.core.replies import absent
 from abathur_memory.core.values import JsonAny
 
+VECTOR_SEARCH = (
+    "How vector candidates were found on a large SQLite vector table: 'approximate' (the "
+    "HNSW index) or 'exact: <why>'; absent when the table is small enough to search exactly."
+)
 OMITTED = "Hits left out to keep the reply within the server's byte bound (ask for fewer)."
 
 
@@ -59,6 +63,7 @@ class SearchResult(BaseModel):
     model: str | None = None
     results: list[Hit] = Field(default_factory=list)
     omitted: int | None = Field(default=None, exclude_if=absent, description=OMITTED)
+    vector_search: str | None = Field(default=None, exclude_if=absent, description=VECTOR_SEARCH)
     search_ms: float = 0.0
     embed_ms: float = 0.0
 
@@ -119,3 +124,4 @@ class MemorySearchResult(BaseModel):
     results: list[MemoryHit]
     omitted: int | None = Field(default=None, exclude_if=absent, description=OMITTED)
     packed: Packing | None = Field(default=None, exclude_if=absent)
+    vector_search: str | None = Field(default=None, exclude_if=absent, description=VECTOR_SEARCH)

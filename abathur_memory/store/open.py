@@ -21,6 +21,7 @@ async def open_store(
         from abathur_memory.store.postgres.store import PostgresStore
 
         return await PostgresStore.open(settings.db, settings, create=create)
+    from abathur_memory.store.sqlite.ann import AnnSettings
     from abathur_memory.store.sqlite.store import SqliteStore
 
     return await SqliteStore.open(
@@ -30,4 +31,9 @@ async def open_store(
         write_retries=settings.write_retries,
         create=create,
         create_dirs=create_dirs,
+        ann=AnnSettings(
+            enabled=settings.ann,
+            min_vectors=settings.ann_min_vectors,
+            selective_fraction=settings.ann_selective_fraction,
+        ),
     )

@@ -29,7 +29,7 @@ from abathur_memory.core.search import (
     MemoryScope,
 )
 from abathur_memory.core.spaces import EmbeddingIdentity, Space, same_vectors
-from abathur_memory.store.sqlite import driver, timestamps, vector_index
+from abathur_memory.store.sqlite import ann, driver, timestamps, vector_index
 from abathur_memory.store.sqlite import memory_index as sqlite_memory_index
 from abathur_memory.store.sqlite import rows as sqlite_rows
 from abathur_memory.store.sqlite.database import Database
@@ -212,9 +212,12 @@ def _candidate_facts(conn: driver.Connection, ids: set[int]) -> dict[int, Candid
 
 
 class SqliteSearchStore:
-    def __init__(self, db: Database, cache: vector_index.VectorIndex) -> None:
+    def __init__(
+        self, db: Database, cache: vector_index.VectorIndex, graphs: ann.AnnIndexes | None = None
+    ) -> None:
         self.db = db
         self.cache = cache
+        self.graphs = graphs or ann.AnnIndexes(None)
 
     async def chunks(
         self, query: CandidateQuery, scope: DocumentScope, fuse: Fuse
@@ -233,6 +236,7 @@ class SqliteSearchStore:
         if query.terms:
             keyword = _bm25(conn, space, query.terms, where, params, query.pool)
         semantic: list[tuple[int, float]] = []
+        vector_path: str | None = None
         if vector is not None:
             allowed = None
             if where != "1":
@@ -247,14 +251,20 @@ class SqliteSearchStore:
                     ],
                     dtype=np.int64,
                 )
-            codes = self.cache.codes(conn, space)
-            candidates = vector_index.coarse(
-                codes, vector, vector_index.candidates_for(codes, query.pool), allowed
+            candidates, vector_path = self.graphs.candidates(
+                conn,
+                lambda: self.cache.codes(conn, space),
+                space,
+                space.vectors,
+                vector,
+                query.pool,
+                allowed,
+                needed=query.k,
             )
             semantic = vector_index.rerank(conn, space, vector, candidates, query.pool)
         ranked = fuse(keyword, semantic, query.k)
         rows = _chunk_rows(conn, space, [r.id for r in ranked])
-        return Found(space, vector is not None, ranked, rows)
+        return Found(space, vector is not None, ranked, rows, vector_path=vector_path)
 
     async def memories(
         self, query: CandidateQuery, scope: MemoryScope, fuse: MemoryFuse
@@ -295,6 +305,7 @@ class SqliteSearchStore:
             ]
         semantic: list[tuple[int, float]] = []
         context: list[tuple[int, float]] = []
+        vector_path: str | None = None
         if vector is not None and space is not None:
             allowed = np.array(
                 [
@@ -309,9 +320,15 @@ class SqliteSearchStore:
                 ],
                 dtype=np.int64,
             )
-            codes = self.cache.codes(conn, space, space.memory_vectors)
-            candidates = vector_index.coarse(
-                codes, vector, vector_index.candidates_for(codes, 2 * query.pool), allowed
+            candidates, vector_path = self.graphs.candidates(
+                conn,
+                lambda: self.cache.codes(conn, space, space.memory_vectors),
+                space,
+                space.memory_vectors,
+                vector,
+                2 * query.pool,
+                allowed,
+                needed=2 * query.k,  # a memory may have several vectors (parts, context)
             )
             semantic, context = _rerank_entries(conn, space, vector, candidates, query.pool)
         facts = _candidate_facts(conn, {c for c, _ in (*keyword, *semantic, *context)})
@@ -332,7 +349,7 @@ class SqliteSearchStore:
                 rows[row["id"]] = MemoryRow(
                     sqlite_rows.memory(row, cut), row["search_text"], row["position"]
                 )
-        return Found(space, vector is not None, ranked, rows, pending)
+        return Found(space, vector is not None, ranked, rows, pending, vector_path)
 
     async def memory_neighbours(
         self, hits: list[tuple[int, str, int]], around: int, cut: int | None

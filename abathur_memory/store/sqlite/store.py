@@ -3,10 +3,12 @@ with every group of the storage interface over it."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from abathur_memory.store.shared import check_copy_state
 from abathur_memory.store.sqlite import migrate as runner
+from abathur_memory.store.sqlite.ann import AnnIndexes, AnnSettings
 from abathur_memory.store.sqlite.database import Database
 from abathur_memory.store.sqlite.documents import SqliteDocumentStore
 from abathur_memory.store.sqlite.memories import SqliteMemoryStore
@@ -25,7 +27,7 @@ from abathur_memory.store.sqlite.vector_index import VectorIndex
 class SqliteStore:
     kind = "sqlite"
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, ann: AnnSettings | None = None) -> None:
         self.db = db
         self.location = str(db.path)
         self.memories = SqliteMemoryStore(db)
@@ -40,7 +42,9 @@ class SqliteStore:
         self.memory_index = SqliteMemoryIndexStore(db)
         # The 1-bit codes of each space's vectors, held in memory for the coarse pass.
         self.vector_cache = VectorIndex()
-        self.search = SqliteSearchStore(db, self.vector_cache)
+        # Graphs for approximate search over large vector tables, built in the background.
+        self.ann = AnnIndexes(db.path, ann)
+        self.search = SqliteSearchStore(db, self.vector_cache, self.ann)
         self.transfer = SqliteTransferStore(db)
         self.metrics = SqliteMetricsStore(db)
 
@@ -55,6 +59,7 @@ class SqliteStore:
         create: bool = True,
         create_dirs: bool = False,
         allow_incomplete: bool = False,
+        ann: AnnSettings | None = None,
     ) -> SqliteStore:
         """Open the file (checked first: a foreign or damaged file is never written to)."""
         path = Path(path).expanduser()
@@ -77,11 +82,16 @@ class SqliteStore:
             except BaseException:
                 await db.close()
                 raise
-        return cls(db)
+        return cls(db, ann)
 
     async def migrate(self) -> list[int]:
         """Apply the numbered migrations (and bring per-space tables up to date)."""
         return await self.db.on_writer(runner.migrate, what="migrating the schema")
 
+    async def check_vector_indexes(self) -> None:
+        """Check the saved approximate indexes against the tables (in the background)."""
+        await self.db.read(self.ann.check_saved)
+
     async def close(self) -> None:
+        await asyncio.to_thread(self.ann.close)
         await self.db.close()
