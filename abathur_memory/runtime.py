@@ -27,6 +27,7 @@ from abathur_memory.memory.access import AccessGuard
 from abathur_memory.memory.checkpoints import CheckpointService
 from abathur_memory.memory.denials import DenialRecorder
 from abathur_memory.memory.lifecycle import LifecycleService
+from abathur_memory.memory.links import LinkService
 from abathur_memory.memory.memories import MemoryService
 from abathur_memory.memory.sessions import SessionService
 from abathur_memory.memory.tasks import TaskService
@@ -67,6 +68,7 @@ class Runtime:
     retrieval: Retrieval
     memory_indexer: MemoryIndexer
     transfer: TransferService
+    links: LinkService
     _workers: list[asyncio.Task[None]] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -186,6 +188,7 @@ async def build_runtime(settings: Settings, store: Store) -> Runtime:
         retrieval=retrieval,
         memory_indexer=indexer,
         transfer=TransferService(store, guard, recorder, max_value_bytes=settings.max_value_bytes),
+        links=LinkService(store.links, guard),
     )
 
 

@@ -13,6 +13,8 @@ pytestmark = pytest.mark.anyio
 
 ALL_TOOLS = {
     "memory_put",
+    "memory_link",
+    "memory_unlink",
     "memory_get",
     "memory_history",
     "memory_delete",

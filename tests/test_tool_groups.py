@@ -39,6 +39,16 @@ async def exercise(client, offered: set[str]) -> set[str]:
         await call("memory_history", namespace=ns, key="k")
         await call("memory_list", prefix=ns)
         await call("memory_search", query="kingfisher")
+        await call("memory_put", namespace=ns, key="k2", value={"text": "a kingfisher, again"})
+        made = await call(
+            "memory_link",
+            from_namespace=ns,
+            from_key="k2",
+            link_type="duplicates",
+            to_namespace=ns,
+            to_key="k",
+        )
+        await call("memory_unlink", link_id=made["link"]["id"])
         await call("memory_delete", namespace=ns, key="k")
         await call("memory_restore", namespace=ns, key="k")
     session_id = None

@@ -8,7 +8,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools.base import Tool
 from pydantic import BaseModel, Field
 
-from abathur_memory.core.records import MemoryEntry, PutResult, truncated_marker
+from abathur_memory.core.records import MemoryEntry, MemoryLink, PutResult, truncated_marker
 from abathur_memory.core.search_filters import MAX_CONTEXT, MAX_MAX_TOKENS, MIN_MAX_TOKENS
 from abathur_memory.core.values import JsonAny
 from abathur_memory.search.results import MemorySearchResult
@@ -72,10 +72,23 @@ class MemoryRecord(BaseModel):
         return _copy_fields(cls, entry)
 
 
+LINKS_DESCRIPTION = (
+    "Its links both ways (from it and to it), removed ones stamped removed_at; only those"
+    " whose other end you may read."
+)
+
+
+class MemoryRecall(MemoryRecord):
+    """A memory with its links."""
+
+    links: list[MemoryLink] = Field(description=LINKS_DESCRIPTION)
+
+
 class MemoryHistory(BaseModel):
     namespace: str
     key: str
     versions: list[MemoryEntry] = Field(description="Every version, oldest first.")
+    links: list[MemoryLink] = Field(description=LINKS_DESCRIPTION)
     next_cursor: str | None = Field(description="Pass back as cursor for the next page.")
 
 
@@ -128,10 +141,13 @@ async def memory_get(
         str | None,
         Field(max_length=64, description="ISO 8601 time: the version live at that moment."),
     ] = None,
-) -> MemoryRecord:
-    """Recall one memory: the latest live version, a given version, or as it was at a time."""
+) -> MemoryRecall:
+    """Recall one memory: the latest live version, a given version, or as it was at a time;
+    with its links."""
     runtime, principal = acting(ctx)
-    return MemoryRecord.of(await runtime.memories.get(principal, namespace, key, version, as_of))
+    entry = await runtime.memories.get(principal, namespace, key, version, as_of)
+    links = await runtime.links.readable_links(principal, entry.namespace, entry.key)
+    return MemoryRecall(**dict(MemoryRecord.of(entry)), links=links)
 
 
 async def memory_history(
@@ -141,12 +157,17 @@ async def memory_history(
     limit: Annotated[int, Field(ge=1, le=1000)] = 1000,
     cursor: Cursor = None,
 ) -> MemoryHistory:
-    """All versions of one memory, oldest first, including deleted ones (flagged). Long
-    values are cut (see truncated): memory_get with a version reads one whole."""
+    """All versions of one memory, oldest first, including deleted ones (flagged); its links.
+    Long values are cut (see truncated): memory_get with a version reads one whole."""
     runtime, principal = acting(ctx)
     page = await runtime.memories.history_page(principal, namespace, key, limit, cursor)
+    links = await runtime.links.readable_links(principal, namespace, key)
     return MemoryHistory(
-        namespace=namespace, key=key, versions=page.entries, next_cursor=page.next_cursor
+        namespace=namespace,
+        key=key,
+        versions=page.entries,
+        links=links,
+        next_cursor=page.next_cursor,
     )
 
 

@@ -38,7 +38,9 @@ from abathur_memory.core.records import (
     Denial,
     ExpiredMemory,
     MemoryEntry,
+    MemoryLink,
     NewEvent,
+    NewLink,
     NewTask,
     PreparedPut,
     PutResult,
@@ -144,6 +146,26 @@ class MemoryStore(Protocol):
         self, cutoff: datetime, actor: str, limit: int
     ) -> list[ExpiredMemory]:
         """Soft-delete up to ``limit`` of them (audited as ``actor``); returns them."""
+        ...
+
+
+class LinkStore(Protocol):
+    """Typed, directed links between memories; removed by stamping, never deleted."""
+
+    async def add(self, link: NewLink, actor: str) -> tuple[MemoryLink, bool]:
+        """The link between the live versions of both ends, with its audit row (NotFound
+        when an end has no live version); an equal active link is returned as it is.
+        Returns (link, created)."""
+        ...
+
+    async def remove(self, link_id: int, actor: str, run_id: str | None = None) -> MemoryLink:
+        """Stamp an active link removed, with its audit row (NotFound)."""
+        ...
+
+    async def get(self, link_id: int) -> MemoryLink | None: ...
+
+    async def of(self, namespace: str, key: str) -> list[MemoryLink]:
+        """Every link from or to (namespace, key), removed ones included, oldest first."""
         ...
 
 
@@ -519,6 +541,8 @@ class Store(Protocol):
     # read-only members, so that an implementation may hold its own subtypes
     @property
     def memories(self) -> MemoryStore: ...
+    @property
+    def links(self) -> LinkStore: ...
     @property
     def audit(self) -> AuditStore: ...
     @property

@@ -9,6 +9,7 @@ from abathur_memory.store.postgres import migrate as runner
 from abathur_memory.store.postgres import space_tables
 from abathur_memory.store.postgres.connection import Conn, Database
 from abathur_memory.store.postgres.documents import PostgresDocumentStore
+from abathur_memory.store.postgres.links import PostgresLinkStore
 from abathur_memory.store.postgres.memories import PostgresMemoryStore
 from abathur_memory.store.postgres.memory_index import PostgresMemoryIndexStore
 from abathur_memory.store.postgres.placement import OWN_TABLE
@@ -38,6 +39,7 @@ class PostgresStore:
         self.database = db
         self.location = db.label
         self.memories = PostgresMemoryStore(db)
+        self.links = PostgresLinkStore(db)
         self.audit = PostgresAuditStore(db)
         self.sessions = PostgresSessionStore(db)
         self.tasks = PostgresTaskStore(db)

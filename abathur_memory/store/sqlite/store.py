@@ -9,6 +9,7 @@ from abathur_memory.store.shared import check_copy_state
 from abathur_memory.store.sqlite import migrate as runner
 from abathur_memory.store.sqlite.database import Database
 from abathur_memory.store.sqlite.documents import SqliteDocumentStore
+from abathur_memory.store.sqlite.links import SqliteLinkStore
 from abathur_memory.store.sqlite.memories import SqliteMemoryStore
 from abathur_memory.store.sqlite.memory_index import SqliteMemoryIndexStore
 from abathur_memory.store.sqlite.roots import SqliteRootStore
@@ -28,6 +29,7 @@ class SqliteStore:
         self.db = db
         self.location = str(db.path)
         self.memories = SqliteMemoryStore(db)
+        self.links = SqliteLinkStore(db)
         self.audit = SqliteAuditStore(db)
         self.sessions = SqliteSessionStore(db)
         self.tasks = SqliteTaskStore(db)
