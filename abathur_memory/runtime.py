@@ -163,7 +163,12 @@ async def build_runtime(settings: Settings, store: Store) -> Runtime:
     embedder = make_embedder(settings)
     retrieval = Retrieval(store.search, store.spaces, embedder, bounds=bounds)
     memories = MemoryService(
-        store.memories, guard, retrieval, max_value_bytes=settings.max_value_bytes, bounds=bounds
+        store.memories,
+        guard,
+        retrieval,
+        max_value_bytes=settings.max_value_bytes,
+        bounds=bounds,
+        links=store.links,
     )
     indexer = MemoryIndexer(store.memory_index, store.spaces, embedder)
     memories.on_change.append(indexer.wake)

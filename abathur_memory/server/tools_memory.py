@@ -9,6 +9,7 @@ from mcp.server.mcpserver.tools.base import Tool
 from pydantic import BaseModel, Field
 
 from abathur_memory.core.records import MemoryEntry, MemoryLink, PutResult, truncated_marker
+from abathur_memory.core.replies import absent
 from abathur_memory.core.search_filters import MAX_CONTEXT, MAX_MAX_TOKENS, MIN_MAX_TOKENS
 from abathur_memory.core.values import JsonAny
 from abathur_memory.search.results import MemorySearchResult
@@ -26,6 +27,7 @@ from abathur_memory.server.context import (
 from abathur_memory.server.registry import READ_ONLY, strict_tool, writes
 
 M = TypeVar("M", bound=BaseModel)
+Time = Annotated[str | None, Field(max_length=64)]
 
 
 def _copy_fields(model: type[M], source: object) -> M:
@@ -66,6 +68,10 @@ class MemoryRecord(BaseModel):
     created_at: str = Field(description="When this version was written.")
     updated_at: str
     truncated: dict[str, int] | None = truncated_marker()  # set in listings only
+    valid_from: str | None = Field(default=None, exclude_if=absent)
+    valid_to: str | None = Field(default=None, exclude_if=absent)
+    redacted_at: str | None = Field(default=None, exclude_if=absent)
+    redacted_by: str | None = Field(default=None, exclude_if=absent)
 
     @classmethod
     def of(cls, entry: MemoryEntry) -> MemoryRecord:
@@ -119,13 +125,24 @@ async def memory_put(
             description="Compare-and-set: the version you read (0: must not exist).",
         ),
     ] = None,
+    valid_from: Time = None,
+    valid_to: Time = None,
 ) -> MemoryPutResult:
     """Save a memory under (namespace, key). Each change becomes a new version; saving the
     value that is already live writes nothing. Use expected_version to avoid overwriting a
-    change made by another agent since you read it. metadata omitted keeps the current one."""
+    change made by another agent since you read it. metadata omitted keeps the current one.
+    valid_from/valid_to: when the fact holds in the world."""
     runtime, principal = acting(ctx)
     result = await runtime.memories.put(
-        principal, namespace, key, value, memory_type, metadata, expected_version
+        principal,
+        namespace,
+        key,
+        value,
+        memory_type,
+        metadata,
+        expected_version,
+        valid_from,
+        valid_to,
     )
     return MemoryPutResult.of(result)
 
@@ -141,11 +158,12 @@ async def memory_get(
         str | None,
         Field(max_length=64, description="ISO 8601 time: the version live at that moment."),
     ] = None,
+    valid_at: Time = None,
 ) -> MemoryRecall:
     """Recall one memory: the latest live version, a given version, or as it was at a time;
-    with its links."""
+    valid_at: the version whose fact held then. With its links."""
     runtime, principal = acting(ctx)
-    entry = await runtime.memories.get(principal, namespace, key, version, as_of)
+    entry = await runtime.memories.get(principal, namespace, key, version, as_of, valid_at)
     links = await runtime.links.readable_links(principal, entry.namespace, entry.key)
     return MemoryRecall(**dict(MemoryRecord.of(entry)), links=links)
 

@@ -50,14 +50,15 @@ FROM live LEFT JOIN deleted AS d ON d.id = live.id
 
 _RESTORE = f"""
 WITH latest AS (
-    SELECT version, is_deleted, value, memory_type, metadata FROM memory_entries
-    WHERE namespace = %(namespace)s AND key = %(key)s
+    SELECT version, is_deleted, value, memory_type, metadata, valid_from, valid_to
+    FROM memory_entries WHERE namespace = %(namespace)s AND key = %(key)s
     ORDER BY version DESC LIMIT 1
 ), restored AS (
     INSERT INTO memory_entries (namespace, key, value, memory_type, version, metadata,
-                                created_by, updated_by, created_at, updated_at)
+                                created_by, updated_by, created_at, updated_at, valid_from,
+                                valid_to)
     SELECT %(namespace)s, %(key)s, value, memory_type, version + 1, metadata,
-           %(actor)s, %(actor)s, {SQL_NOW}, {SQL_NOW}
+           %(actor)s, %(actor)s, {SQL_NOW}, {SQL_NOW}, valid_from, valid_to
     FROM latest WHERE is_deleted
     RETURNING id, version, memory_type, updated_at
 ), audited AS (
