@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,7 +32,7 @@ from abathur_memory.errors import InvalidInput, NotFound
 from abathur_memory.memory.access import AccessGuard
 from abathur_memory.memory.namespaces import SCOPES, Access, clean, parse, validate_prefix
 from abathur_memory.search.pipeline import Retrieval
-from abathur_memory.search.results import MemorySearchResult
+from abathur_memory.search.results import Contradiction, MemorySearchResult
 from abathur_memory.store.protocols import LinkStore, MemoryStore
 
 MAX_LIST_LIMIT = 1000
@@ -185,10 +185,10 @@ class MemoryService:
         return put, segments
 
     @staticmethod
-    def _time(value: str | None, what: str) -> datetime | None:
+    def _time(value: str | datetime | None, what: str) -> datetime | None:
         if value is None:
             return None
-        if not isinstance(value, str):
+        if not isinstance(value, str | datetime):
             raise InvalidInput(f"{what} must be an ISO 8601 time")
         try:
             return timestamps.parse_user_time(value)
@@ -338,10 +338,12 @@ class MemoryService:
         memory_type: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        include_superseded: bool = False,
     ) -> MemoryPage:
         """Latest live entries under ``prefix`` (on ':' boundaries), by namespace then key;
-        with no prefix, everything ``principal`` may read. Long values are cut, and the page
-        ends before it passes the reply bound (core/replies.py)."""
+        with no prefix, everything ``principal`` may read. What no longer holds (superseded,
+        a duplicate, validity ended) is left out unless ``include_superseded``. Long values
+        are cut, and the page ends before it passes the reply bound (core/replies.py)."""
         if memory_type is not None and memory_type not in MEMORY_TYPES:
             raise InvalidInput(f"memory_type must be one of {', '.join(MEMORY_TYPES)}")
         if not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
@@ -351,14 +353,26 @@ class MemoryService:
         cut = self.bounds.field_bytes
         if prefix is None:
             found = await self.store.list_readable(
-                principal, memory_type, position, limit + 1, cut=cut
+                principal,
+                memory_type,
+                position,
+                limit + 1,
+                cut=cut,
+                include_superseded=bool(include_superseded),
             )
         else:
             if prefix not in SCOPES:
                 prefix = clean(prefix)
             segments = validate_prefix(prefix)
             await self.guard.check(principal, prefix, segments, Access.READ, "list")
-            found = await self.store.list_prefix(prefix, memory_type, position, limit + 1, cut=cut)
+            found = await self.store.list_prefix(
+                prefix,
+                memory_type,
+                position,
+                limit + 1,
+                cut=cut,
+                include_superseded=bool(include_superseded),
+            )
         kept = fitting(found[:limit], self.bounds.reply_bytes)
         page = MemoryPage(found[:kept])
         if len(found) > kept:
@@ -380,18 +394,24 @@ class MemoryService:
         after: str | None = None,
         before: str | None = None,
         metadata: dict[str, Any] | None = None,
+        include_superseded: bool = False,
     ) -> MemorySearchResult:
         """Keyword and semantic search over what ``principal`` may read (the policy bounds
         the candidates in the store, so nothing unreadable is even ranked), optionally
         within ``prefix`` (itself checked) and kept by the filters, which apply inside
         candidate selection. ``context`` adds each hit's neighbours; ``max_tokens`` packs
-        hits and neighbours into a budget."""
+        hits and neighbours into a budget. What no longer holds is left out in candidate
+        selection unless ``include_superseded``; a hit in an unresolved contradiction is
+        marked with the memories it contradicts."""
         if prefix is not None:
             segments = validate_prefix(prefix)
             await self.guard.check(principal, prefix, segments, Access.READ, "search")
-        filters = search_filters(memory_type, after, before, metadata)
+        filters = replace(
+            search_filters(memory_type, after, before, metadata),
+            include_superseded=bool(include_superseded),
+        )
         check_packing(context, max_tokens)
-        return await self.retrieval.memories(
+        result = await self.retrieval.memories(
             query,
             k,
             mode,
@@ -399,3 +419,27 @@ class MemoryService:
             context=context,
             max_tokens=max_tokens,
         )
+        await self._mark_contradictions(principal, result)
+        return result
+
+    async def _mark_contradictions(self, principal: Principal, result: MemorySearchResult) -> None:
+        if self.links is None or not result.results:
+            return
+        hits = {(h.namespace, h.key): h for h in result.results}
+        found = await self.links.contradicting(list(hits), self.bounds.field_bytes)
+        readable: dict[str, bool] = {}
+        for address, other in found:
+            if other.namespace not in readable:
+                rule = await self.guard.rule(principal, parse(other.namespace), Access.READ)
+                readable[other.namespace] = rule is None
+            if not readable[other.namespace]:
+                continue
+            hit = hits[address]
+            mark = Contradiction(
+                namespace=other.namespace,
+                key=other.key,
+                version=other.version,
+                value=other.value,
+                truncated=other.truncated,
+            )
+            hit.contradicts = [*(hit.contradicts or []), mark]

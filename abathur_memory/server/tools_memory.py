@@ -216,12 +216,15 @@ async def memory_list(
     memory_type: MemoryType | None = None,
     limit: Annotated[int, Field(ge=1, le=1000)] = 50,
     cursor: Cursor = None,
+    include_superseded: bool = False,
 ) -> MemoryList:
     """List the live memories under a namespace prefix (latest versions, by namespace, key);
     without a prefix, every memory you may read. Long values are cut (see truncated):
-    memory_get reads one whole."""
+    memory_get reads one whole. Superseded ones are left out unless include_superseded."""
     runtime, principal = acting(ctx)
-    page = await runtime.memories.list(principal, prefix, memory_type, limit, cursor)
+    page = await runtime.memories.list(
+        principal, prefix, memory_type, limit, cursor, include_superseded
+    )
     return MemoryList(
         entries=[MemoryRecord.of(e) for e in page.entries], next_cursor=page.next_cursor
     )
@@ -258,10 +261,12 @@ async def memory_search(
         dict[str, str | int | float | bool] | None,
         Field(description="Only memories whose metadata has these values."),
     ] = None,
+    include_superseded: bool = False,
 ) -> MemorySearchResult:
     """Search your memories by meaning and keywords (only namespaces you may read). A
     memory's time is the date its value names, else when it was first stored. Long values
-    are cut as memory_list cuts them."""
+    are cut as memory_list cuts them. Superseded or ended facts are left out unless
+    include_superseded; unresolved contradictions are marked (contradicts)."""
     runtime, principal = acting(ctx)
     return await runtime.memories.search(
         principal,
@@ -275,6 +280,7 @@ async def memory_search(
         after=after,
         before=before,
         metadata=metadata,
+        include_superseded=include_superseded,
     )
 
 

@@ -109,10 +109,12 @@ class MemoryStore(Protocol):
         limit: int,
         *,
         cut: int | None = None,
+        include_superseded: bool = False,
     ) -> list[MemoryEntry]:
         """Latest live entries under ``prefix`` on ':' boundaries (a bare scope lists the
         scope), by (namespace, key), after the cursor position ``after``; ``cut`` as for
-        history."""
+        history. What no longer holds (superseded, a duplicate, validity ended) is left out
+        unless ``include_superseded``."""
         ...
 
     async def list_readable(
@@ -123,6 +125,7 @@ class MemoryStore(Protocol):
         limit: int,
         *,
         cut: int | None = None,
+        include_superseded: bool = False,
     ) -> list[MemoryEntry]:
         """Like list_prefix over every namespace ``principal`` may read."""
         ...
@@ -166,6 +169,14 @@ class LinkStore(Protocol):
 
     async def of(self, namespace: str, key: str) -> list[MemoryLink]:
         """Every link from or to (namespace, key), removed ones included, oldest first."""
+        ...
+
+    async def contradicting(
+        self, addresses: list[tuple[str, str]], cut: int | None
+    ) -> list[tuple[tuple[str, str], MemoryEntry]]:
+        """For each address, the latest live versions on the other side of its active
+        ``contradicts`` links that still hold (unresolved contradictions), values cut to
+        ``cut`` bytes."""
         ...
 
 

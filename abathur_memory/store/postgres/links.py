@@ -7,10 +7,12 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from abathur_memory.core.records import MemoryLink, NewLink
+from abathur_memory.core.records import MemoryEntry, MemoryLink, NewLink
 from abathur_memory.errors import NotFound
+from abathur_memory.store.postgres import rows
 from abathur_memory.store.postgres.connection import Conn, Database
 from abathur_memory.store.postgres.puts import lock_keys
+from abathur_memory.store.postgres.readable import STILL_HOLDS
 from abathur_memory.store.postgres.times import SQL_NOW
 
 LINK = (
@@ -44,6 +46,30 @@ _OF = (
     f"SELECT {LINK} FROM memory_links WHERE from_namespace = %s AND from_key = %s"
     f" UNION SELECT {LINK} FROM memory_links WHERE to_namespace = %s AND to_key = %s ORDER BY id"
 )
+
+# SQLite's _CONTRADICTING (store/sqlite/links.py).
+_CONTRADICTING = """
+WITH wanted AS (
+    SELECT a->>0 AS ns, a->>1 AS key FROM jsonb_array_elements(%s::jsonb) AS a
+), ends AS (
+    SELECT w.ns AS hit_ns, w.key AS hit_key, l.to_namespace AS ns, l.to_key AS key
+    FROM wanted AS w JOIN memory_links AS l
+      ON l.from_namespace = w.ns AND l.from_key = w.key
+    WHERE l.link_type = 'contradicts' AND l.removed_at IS NULL
+    UNION
+    SELECT w.ns, w.key, l.from_namespace, l.from_key
+    FROM wanted AS w JOIN memory_links AS l
+      ON l.to_namespace = w.ns AND l.to_key = w.key
+    WHERE l.link_type = 'contradicts' AND l.removed_at IS NULL
+)
+SELECT e.hit_ns, e.hit_key, {columns}
+FROM ends AS e JOIN memory_entries AS m
+  ON m.namespace = e.ns AND m.key = e.key AND NOT m.is_deleted
+ AND m.version = (SELECT max(v.version) FROM memory_entries AS v
+                  WHERE v.namespace = m.namespace AND v.key = m.key)
+WHERE {still_holds}
+ORDER BY e.hit_ns, e.hit_key, m.namespace, m.key
+"""
 
 
 def link_of(row: Sequence[Any]) -> MemoryLink:
@@ -169,3 +195,15 @@ class PostgresLinkStore:
     async def of(self, namespace: str, key: str) -> list[MemoryLink]:
         found = await self.db.fetchall(_OF, (namespace, key, namespace, key))
         return [link_of(r) for r in found]
+
+    async def contradicting(
+        self, addresses: list[tuple[str, str]], cut: int | None
+    ) -> list[tuple[tuple[str, str], MemoryEntry]]:
+        if not addresses:
+            return []
+        sql = _CONTRADICTING.format(
+            columns=rows.listed(rows.MEMORY, ("value",), cut, "m"), still_holds=STILL_HOLDS
+        )
+        found = await self.db.fetchall(sql, (json.dumps(addresses, ensure_ascii=False),))
+        limit = rows.NO_CUT if cut is None else cut
+        return [((r[0], r[1]), rows.memory(r[2:], limit)) for r in found]

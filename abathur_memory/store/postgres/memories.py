@@ -16,7 +16,7 @@ from abathur_memory.errors import Conflict, NotFound
 from abathur_memory.store.postgres import rows
 from abathur_memory.store.postgres.connection import Conn, Database, Queued
 from abathur_memory.store.postgres.puts import lock_keys, put_many
-from abathur_memory.store.postgres.readable import readable_sql
+from abathur_memory.store.postgres.readable import STILL_HOLDS, readable_sql
 from abathur_memory.store.postgres.times import SQL_NOW, at_ms
 
 _LATEST_LIVE = f"""
@@ -122,6 +122,7 @@ WHERE m.namespace >= %(prefix)s AND m.namespace < %(prefix)s || ';'
   AND (%(memory_type)s::text IS NULL OR m.memory_type = %(memory_type)s)
   AND m.version = (SELECT max(v.version) FROM memory_entries AS v
                    WHERE v.namespace = m.namespace AND v.key = m.key)
+  AND (%(include_superseded)s OR ({still_holds}))
 ORDER BY m.namespace, m.key
 LIMIT %(limit)s
 """
@@ -238,15 +239,19 @@ class PostgresMemoryStore:
         limit: int,
         *,
         cut: int | None = None,
+        include_superseded: bool = False,
     ) -> list[MemoryEntry]:
         params = {
+            "include_superseded": include_superseded,
             "prefix": prefix,
             "memory_type": memory_type,
             "after_namespace": after[0],
             "after_key": after[1],
             "limit": limit,
         }
-        found = await self.db.fetchall(_LIST_PAGE.format(columns=_listed(cut)), params)
+        found = await self.db.fetchall(
+            _LIST_PAGE.format(columns=_listed(cut), still_holds=STILL_HOLDS), params
+        )
         return [rows.memory(r, _limit(cut)) for r in found]
 
     async def list_readable(
@@ -257,8 +262,11 @@ class PostgresMemoryStore:
         limit: int,
         *,
         cut: int | None = None,
+        include_superseded: bool = False,
     ) -> list[MemoryEntry]:
         where, params = readable_sql(principal, None, "m.namespace")
+        if not include_superseded:
+            where += f" AND {STILL_HOLDS}"
         sql = (
             f"SELECT {_listed(cut)} FROM memory_entries AS m"
             " WHERE (m.namespace, m.key) > (%s, %s) AND NOT m.is_deleted"

@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from abathur_memory.core.records import MemoryLink, NewLink
+from abathur_memory.core.records import MemoryEntry, MemoryLink, NewLink
 from abathur_memory.errors import NotFound
-from abathur_memory.store.sqlite import audit_rows, timestamps
+from abathur_memory.store.sqlite import audit_rows, rows, timestamps
 from abathur_memory.store.sqlite.database import Database
 from abathur_memory.store.sqlite.driver import Connection, Row
+from abathur_memory.store.sqlite.readable import STILL_HOLDS
 
 _LIVE = (
     "SELECT id, version, valid_from FROM memory_entries WHERE namespace = ? AND key = ?"
@@ -29,6 +30,30 @@ _OF = (
     "SELECT * FROM memory_links WHERE (from_namespace = ? AND from_key = ?)"
     " UNION SELECT * FROM memory_links WHERE (to_namespace = ? AND to_key = ?) ORDER BY id"
 )
+
+# The other sides of the active contradicts links of the wanted memories, those that still
+# hold (a contradiction one side of which is superseded is resolved).
+_CONTRADICTING = """
+WITH wanted AS (SELECT value ->> 0 AS ns, value ->> 1 AS key FROM json_each(?)),
+ends AS (
+    SELECT w.ns AS hit_ns, w.key AS hit_key, l.to_namespace AS ns, l.to_key AS key
+    FROM wanted AS w CROSS JOIN memory_links AS l
+      ON l.from_namespace = w.ns AND l.from_key = w.key
+    WHERE l.link_type = 'contradicts' AND l.removed_at IS NULL
+    UNION
+    SELECT w.ns, w.key, l.from_namespace, l.from_key
+    FROM wanted AS w CROSS JOIN memory_links AS l
+      ON l.to_namespace = w.ns AND l.to_key = w.key
+    WHERE l.link_type = 'contradicts' AND l.removed_at IS NULL
+)
+SELECT e.hit_ns, e.hit_key, {columns}
+FROM ends AS e CROSS JOIN memory_entries AS m
+  ON m.namespace = e.ns AND m.key = e.key AND m.is_deleted = 0
+ AND m.version = (SELECT MAX(v.version) FROM memory_entries AS v
+                  WHERE v.namespace = m.namespace AND v.key = m.key)
+WHERE {still_holds}
+ORDER BY e.hit_ns, e.hit_key, m.namespace, m.key
+"""
 
 
 def link_of(row: Row) -> MemoryLink:
@@ -177,3 +202,15 @@ class SqliteLinkStore:
     async def of(self, namespace: str, key: str) -> list[MemoryLink]:
         found = await self.db.fetchall(_OF, (namespace, key, namespace, key))
         return [link_of(r) for r in found]
+
+    async def contradicting(
+        self, addresses: list[tuple[str, str]], cut: int | None
+    ) -> list[tuple[tuple[str, str], MemoryEntry]]:
+        if not addresses:
+            return []
+        limit = rows.NO_CUT if cut is None else cut
+        sql = _CONTRADICTING.format(
+            columns=rows.listed_memory_columns(limit), still_holds=STILL_HOLDS
+        )
+        found = await self.db.fetchall(sql, (json.dumps(addresses, ensure_ascii=False),))
+        return [((r["hit_ns"], r["hit_key"]), rows.memory(r, limit)) for r in found]

@@ -23,7 +23,7 @@ from abathur_memory.store.sqlite import audit_rows, rows, timestamps
 from abathur_memory.store.sqlite.database import Database
 from abathur_memory.store.sqlite.driver import Connection
 from abathur_memory.store.sqlite.queries import MEMORY_GET_LATEST, MEMORY_LIST_PAGE
-from abathur_memory.store.sqlite.readable import readable_sql
+from abathur_memory.store.sqlite.readable import STILL_HOLDS, readable_sql
 
 _LATEST_ANY = (
     "SELECT id, version, value, memory_type, metadata, is_deleted, created_by, created_at,"
@@ -295,9 +295,11 @@ class SqliteMemoryStore:
         limit: int,
         *,
         cut: int | None = None,
+        include_superseded: bool = False,
     ) -> list[MemoryEntry]:
         limited = rows.NO_CUT if cut is None else cut
         params = {
+            "include_superseded": int(include_superseded),
             "prefix": prefix,
             "memory_type": memory_type,
             "after_namespace": after[0],
@@ -316,8 +318,11 @@ class SqliteMemoryStore:
         limit: int,
         *,
         cut: int | None = None,
+        include_superseded: bool = False,
     ) -> list[MemoryEntry]:
         where, params = readable_sql(principal, None, "m.namespace")
+        if not include_superseded:
+            where += f" AND {STILL_HOLDS}"
         sql = (
             f"SELECT {rows.listed_memory_columns(cut)} FROM memory_entries AS m"
             " WHERE (m.namespace, m.key) > (?, ?) AND m.is_deleted = 0"

@@ -40,9 +40,8 @@ CREATE TABLE memory_links (
                AND seq_end >= seq_start))
 );
 
-CREATE INDEX idx_memory_links_from ON memory_links (from_namespace, from_key);
-CREATE INDEX idx_memory_links_to ON memory_links (to_namespace, to_key) WHERE to_key IS NOT NULL;
-CREATE INDEX idx_memory_links_hiding ON memory_links (link_type) WHERE removed_at IS NULL;
+CREATE INDEX idx_memory_links_from ON memory_links (from_namespace, from_key, link_type);
+CREATE INDEX idx_memory_links_to ON memory_links (to_namespace, to_key, link_type);
 CREATE INDEX idx_memory_links_run ON memory_links (run_id) WHERE run_id IS NOT NULL;
 CREATE INDEX idx_memory_links_session
     ON memory_links (to_session, seq_start) WHERE to_session IS NOT NULL;

@@ -55,11 +55,11 @@ CREATE TABLE IF NOT EXISTS memory_links (
     CHECK(json_valid(metadata))
 );
 
-CREATE INDEX IF NOT EXISTS idx_memory_links_from ON memory_links(from_namespace, from_key);
-CREATE INDEX IF NOT EXISTS idx_memory_links_to
-    ON memory_links(to_namespace, to_key) WHERE to_key IS NOT NULL;
-CREATE INDEX IF NOT EXISTS idx_memory_links_hiding
-    ON memory_links(link_type) WHERE removed_at IS NULL;
+-- Searches and listings ask, per candidate, whether a link hides it: by its address and
+-- the link type (store/sqlite/readable.py).
+CREATE INDEX IF NOT EXISTS idx_memory_links_from
+    ON memory_links(from_namespace, from_key, link_type);
+CREATE INDEX IF NOT EXISTS idx_memory_links_to ON memory_links(to_namespace, to_key, link_type);
 CREATE INDEX IF NOT EXISTS idx_memory_links_run ON memory_links(run_id) WHERE run_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS idx_memory_links_session
     ON memory_links(to_session, seq_start) WHERE to_session IS NOT NULL;
