@@ -25,6 +25,7 @@ from abathur_memory.embedders.factory import make_embedder
 from abathur_memory.errors import AbathurError
 from abathur_memory.memory.access import AccessGuard
 from abathur_memory.memory.checkpoints import CheckpointService
+from abathur_memory.memory.consolidation import ConsolidationService
 from abathur_memory.memory.denials import DenialRecorder
 from abathur_memory.memory.lifecycle import LifecycleService
 from abathur_memory.memory.links import LinkService
@@ -69,6 +70,7 @@ class Runtime:
     memory_indexer: MemoryIndexer
     transfer: TransferService
     links: LinkService
+    consolidation: ConsolidationService
     _workers: list[asyncio.Task[None]] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -176,6 +178,7 @@ async def build_runtime(settings: Settings, store: Store) -> Runtime:
         store, embedder, retrieval, max_file_bytes=settings.max_file_bytes, bounds=bounds
     )
     documents.on_denied = recorder.record_document_denial
+    links = LinkService(store.links, guard)
     return Runtime(
         settings=settings,
         store=store,
@@ -193,7 +196,8 @@ async def build_runtime(settings: Settings, store: Store) -> Runtime:
         retrieval=retrieval,
         memory_indexer=indexer,
         transfer=TransferService(store, guard, recorder, max_value_bytes=settings.max_value_bytes),
-        links=LinkService(store.links, guard),
+        links=links,
+        consolidation=ConsolidationService(store.consolidation, memories, links, guard, embedder),
     )
 
 

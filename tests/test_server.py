@@ -15,6 +15,7 @@ ALL_TOOLS = {
     "memory_put",
     "memory_link",
     "memory_unlink",
+    "memory_consolidate",
     "memory_get",
     "memory_history",
     "memory_delete",

@@ -49,6 +49,7 @@ async def exercise(client, offered: set[str]) -> set[str]:
             to_key="k",
         )
         await call("memory_unlink", link_id=made["link"]["id"])
+        await call("memory_consolidate", prefix=ns)
         await call("memory_delete", namespace=ns, key="k")
         await call("memory_restore", namespace=ns, key="k")
     session_id = None

@@ -109,6 +109,32 @@ class NewLink:
     run_id: str | None = None
 
 
+class ConsolidationRun(BaseModel):
+    """One consolidation run: who, when, what it counted; an undo names the run it undid."""
+
+    id: str
+    prefix: str
+    actor: str
+    mode: str  # propose | apply | undo
+    status: str  # running | done | failed
+    started_at: str
+    finished_at: str | None = None
+    counts: dict[str, Any] = Field(default_factory=dict)
+    undoes: str | None = None
+    undone_by: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredProposal:
+    """A proposal as a run stored it; ``applied`` says what applying it wrote."""
+
+    id: str
+    kind: str
+    confidence: float
+    proposal: dict[str, Any]
+    applied: dict[str, Any] | None = None
+
+
 @dataclass(frozen=True)
 class PreparedPut:
     """A put checked and encoded by the service: what a store writes."""

@@ -18,6 +18,7 @@ from abathur_memory.config import Settings
 from abathur_memory.errors import AbathurError
 from abathur_memory.runtime import Runtime, open_runtime
 from abathur_memory.server import (
+    tools_consolidation,
     tools_documents,
     tools_links,
     tools_memory,
@@ -31,7 +32,11 @@ from abathur_memory.server.http import auth_kwargs
 log = logging.getLogger(__name__)
 
 TOOL_GROUPS = {
-    "memory": lambda: [*tools_memory.tools(), *tools_links.tools()],
+    "memory": lambda: [
+        *tools_memory.tools(),
+        *tools_links.tools(),
+        *tools_consolidation.tools(),
+    ],
     "sessions": tools_sessions.tools,
     "tasks": tools_tasks.tools,
     "documents": tools_documents.tools,

@@ -28,6 +28,8 @@ from abathur_memory.server.registry import READ_ONLY, strict_tool, writes
 
 M = TypeVar("M", bound=BaseModel)
 Time = Annotated[str | None, Field(max_length=64)]
+# A namespace already saved to: memory_put's argument describes the form once.
+SavedNamespace = Annotated[str, Field(min_length=3, max_length=512)]
 
 
 def _copy_fields(model: type[M], source: object) -> M:
@@ -128,10 +130,10 @@ async def memory_put(
     valid_from: Time = None,
     valid_to: Time = None,
 ) -> MemoryPutResult:
-    """Save a memory under (namespace, key). Each change becomes a new version; saving the
-    value that is already live writes nothing. Use expected_version to avoid overwriting a
-    change made by another agent since you read it. metadata omitted keeps the current one.
-    valid_from/valid_to: when the fact holds in the world."""
+    """Save a memory under (namespace, key). Each change is a new version; saving the live
+    value writes nothing. expected_version avoids overwriting another agent's change since
+    you read it. metadata omitted keeps the current one. valid_from/valid_to: when the fact
+    holds in the world."""
     runtime, principal = acting(ctx)
     result = await runtime.memories.put(
         principal,
@@ -149,7 +151,7 @@ async def memory_put(
 
 async def memory_get(
     ctx: Context,
-    namespace: Namespace,
+    namespace: SavedNamespace,
     key: Key,
     version: Annotated[
         int | None, Field(ge=1, le=MAX_INT, description="A specific version.")
@@ -170,7 +172,7 @@ async def memory_get(
 
 async def memory_history(
     ctx: Context,
-    namespace: Namespace,
+    namespace: SavedNamespace,
     key: Key,
     limit: Annotated[int, Field(ge=1, le=1000)] = 1000,
     cursor: Cursor = None,
@@ -191,7 +193,7 @@ async def memory_history(
 
 async def memory_delete(
     ctx: Context,
-    namespace: Namespace,
+    namespace: SavedNamespace,
     key: Key,
     expected_version: Annotated[
         int | None,
@@ -204,7 +206,7 @@ async def memory_delete(
     return MemoryDeleted(namespace=namespace, key=key, deleted_version=entry.version)
 
 
-async def memory_restore(ctx: Context, namespace: Namespace, key: Key) -> MemoryPutResult:
+async def memory_restore(ctx: Context, namespace: SavedNamespace, key: Key) -> MemoryPutResult:
     """Undo a delete: the last value comes back as a new version."""
     runtime, principal = acting(ctx)
     return MemoryPutResult.of(await runtime.memories.restore(principal, namespace, key))
@@ -232,12 +234,12 @@ async def memory_list(
 
 async def memory_search(
     ctx: Context,
-    query: Annotated[str, Field(min_length=1, max_length=2000, description="What to look for.")],
+    query: Annotated[str, Field(min_length=1, max_length=2000)],
     prefix: Annotated[
         str | None,
         Field(max_length=512, description="Only under this namespace, e.g. 'user:alice'."),
     ] = None,
-    k: Annotated[int, Field(ge=1, le=100, description="How many results.")] = 10,
+    k: Annotated[int, Field(ge=1, le=100)] = 10,
     mode: Literal["hybrid", "keyword", "semantic"] = "hybrid",
     context: Annotated[
         int, Field(ge=0, le=MAX_CONTEXT, description="Neighbours to return on each side.")

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from abathur_memory.core.documents import (
     ClaimedDocument,
@@ -35,6 +35,7 @@ from abathur_memory.core.documents import (
 from abathur_memory.core.principal import Principal
 from abathur_memory.core.records import (
     Checkpoint,
+    ConsolidationRun,
     Denial,
     ExpiredMemory,
     MemoryEntry,
@@ -48,6 +49,7 @@ from abathur_memory.core.records import (
     SessionChange,
     SessionEvent,
     SessionWithEvents,
+    StoredProposal,
     Task,
     TaskChange,
     TokenInfo,
@@ -177,6 +179,26 @@ class LinkStore(Protocol):
         """For each address, the latest live versions on the other side of its active
         ``contradicts`` links that still hold (unresolved contradictions), values cut to
         ``cut`` bytes."""
+        ...
+
+
+class ConsolidationStore(Protocol):
+    """Consolidation runs (who, when, counts) and the proposals each stored."""
+
+    async def start_run(
+        self, run_id: str, prefix: str, actor: str, mode: str, undoes: str | None
+    ) -> None: ...
+
+    async def finish_run(self, run_id: str, status: str, counts: dict[str, Any]) -> None:
+        """Stamp the run finished; a finished undo marks the run it undid."""
+        ...
+
+    async def save_proposals(self, run_id: str, proposals: Sequence[StoredProposal]) -> None: ...
+
+    async def run(self, run_id: str) -> ConsolidationRun | None: ...
+
+    async def applied(self, run_id: str) -> list[StoredProposal]:
+        """The proposals ``run_id`` applied, in order, with what applying each wrote."""
         ...
 
 
@@ -554,6 +576,8 @@ class Store(Protocol):
     def memories(self) -> MemoryStore: ...
     @property
     def links(self) -> LinkStore: ...
+    @property
+    def consolidation(self) -> ConsolidationStore: ...
     @property
     def audit(self) -> AuditStore: ...
     @property

@@ -8,6 +8,7 @@ from abathur_memory.config import Settings
 from abathur_memory.store.postgres import migrate as runner
 from abathur_memory.store.postgres import space_tables
 from abathur_memory.store.postgres.connection import Conn, Database
+from abathur_memory.store.postgres.consolidation import PostgresConsolidationStore
 from abathur_memory.store.postgres.documents import PostgresDocumentStore
 from abathur_memory.store.postgres.links import PostgresLinkStore
 from abathur_memory.store.postgres.memories import PostgresMemoryStore
@@ -40,6 +41,7 @@ class PostgresStore:
         self.location = db.label
         self.memories = PostgresMemoryStore(db)
         self.links = PostgresLinkStore(db)
+        self.consolidation = PostgresConsolidationStore(db)
         self.audit = PostgresAuditStore(db)
         self.sessions = PostgresSessionStore(db)
         self.tasks = PostgresTaskStore(db)

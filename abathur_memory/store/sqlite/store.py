@@ -7,6 +7,7 @@ from pathlib import Path
 
 from abathur_memory.store.shared import check_copy_state
 from abathur_memory.store.sqlite import migrate as runner
+from abathur_memory.store.sqlite.consolidation import SqliteConsolidationStore
 from abathur_memory.store.sqlite.database import Database
 from abathur_memory.store.sqlite.documents import SqliteDocumentStore
 from abathur_memory.store.sqlite.links import SqliteLinkStore
@@ -30,6 +31,7 @@ class SqliteStore:
         self.location = str(db.path)
         self.memories = SqliteMemoryStore(db)
         self.links = SqliteLinkStore(db)
+        self.consolidation = SqliteConsolidationStore(db)
         self.audit = SqliteAuditStore(db)
         self.sessions = SqliteSessionStore(db)
         self.tasks = SqliteTaskStore(db)
