@@ -30,6 +30,7 @@ from abathur_memory.memory.denials import DenialRecorder
 from abathur_memory.memory.lifecycle import LifecycleService
 from abathur_memory.memory.links import LinkService
 from abathur_memory.memory.memories import MemoryService
+from abathur_memory.memory.redaction import RedactionService
 from abathur_memory.memory.sessions import SessionService
 from abathur_memory.memory.tasks import TaskService
 from abathur_memory.memory.tokens import TokenService
@@ -71,6 +72,7 @@ class Runtime:
     transfer: TransferService
     links: LinkService
     consolidation: ConsolidationService
+    redaction: RedactionService
     _workers: list[asyncio.Task[None]] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -197,6 +199,7 @@ async def build_runtime(settings: Settings, store: Store) -> Runtime:
         memory_indexer=indexer,
         transfer=TransferService(store, guard, recorder, max_value_bytes=settings.max_value_bytes),
         links=links,
+        redaction=RedactionService(store.redaction, guard, memories._changed),
         consolidation=ConsolidationService(store.consolidation, memories, links, guard, embedder),
     )
 

@@ -16,6 +16,7 @@ ALL_TOOLS = {
     "memory_link",
     "memory_unlink",
     "memory_consolidate",
+    "memory_redact",
     "memory_get",
     "memory_history",
     "memory_delete",

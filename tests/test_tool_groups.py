@@ -50,6 +50,7 @@ async def exercise(client, offered: set[str]) -> set[str]:
         )
         await call("memory_unlink", link_id=made["link"]["id"])
         await call("memory_consolidate", prefix=ns)
+        await call("memory_redact", namespace=ns, key="k2", version=1)
         await call("memory_delete", namespace=ns, key="k")
         await call("memory_restore", namespace=ns, key="k")
     session_id = None

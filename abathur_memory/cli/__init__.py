@@ -13,7 +13,7 @@ from typing import NoReturn
 import click
 
 from abathur_memory import __version__
-from abathur_memory.cli import consolidate, db, documents, migrate, server, transfer
+from abathur_memory.cli import consolidate, db, documents, erase, migrate, server, transfer
 from abathur_memory.cli.common import err_console, one_line
 from abathur_memory.errors import AbathurError
 
@@ -33,6 +33,7 @@ for command in (
     db.restore,
     db.maintain,
     consolidate.consolidate,
+    erase.erase,
     migrate.migrate,
     transfer.export,
     transfer.import_,

@@ -95,6 +95,8 @@ class ConsolidationService:
             raise InvalidInput("apply and min_confidence need dry_run=false")
         if len(wanted) > MAX_APPLY_IDS:
             raise InvalidInput(f"at most {MAX_APPLY_IDS} proposal ids per run")
+        if any(not isinstance(i, str) or not 0 < len(i) <= 64 for i in wanted):
+            raise InvalidInput("apply takes proposal ids (strings of at most 64 characters)")
         if min_confidence is not None and not (
             isinstance(min_confidence, int | float) and 0 <= min_confidence <= 1
         ):

@@ -18,15 +18,13 @@ async def memory_consolidate(
     ctx: Context,
     prefix: Annotated[str, Field(min_length=3, max_length=512)],
     dry_run: bool = True,
-    apply: Annotated[
-        list[Annotated[str, Field(max_length=64)]] | None, Field(max_length=1000)
-    ] = None,
+    apply: list[str] | None = None,
     min_confidence: Annotated[float | None, Field(ge=0, le=1)] = None,
     undo: Annotated[str | None, Field(max_length=64)] = None,
 ) -> ConsolidationReport:
-    """Propose duplicates, updates and episodic clusters under prefix, with evidence.
-    dry_run=false applies the ids in apply and/or all of min_confidence (links and new
-    memories; nothing deleted); undo: an apply run's id."""
+    """Propose duplicates, updates and episodic clusters under prefix, with evidence;
+    dry_run=false applies ids in apply or all of min_confidence (links and new memories
+    only); undo reverts an apply run."""
     runtime, principal = acting(ctx)
     if undo is not None:
         return await runtime.consolidation.undo(principal, undo)

@@ -35,8 +35,8 @@ async def memory_link(
     to_key: PlainKey,
     reason: Annotated[str | None, Field(max_length=2000)] = None,
 ) -> LinkResult:
-    """Link memory A (from) to B (to); needs write access to both. supersedes: B is
-    outdated, left out of searches; duplicates: A is left out; contradicts: both marked."""
+    """Link memory A (from) to B (to), with write access to both. supersedes: B is
+    outdated and hidden; duplicates: A is hidden; contradicts: both are marked."""
     runtime, principal = acting(ctx)
     link, created = await runtime.links.link(
         principal, link_type, from_namespace, from_key, to_namespace, to_key, reason
@@ -48,7 +48,7 @@ async def memory_unlink(
     ctx: Context,
     link_id: Annotated[int, Field(ge=1, le=MAX_INT)],
 ) -> UnlinkResult:
-    """Remove a link (stamped removed, never deleted): what it hid shows again."""
+    """Remove a link (stamped removed, never deleted)."""
     runtime, principal = acting(ctx)
     return UnlinkResult(link=await runtime.links.unlink(principal, link_id))
 

@@ -30,6 +30,7 @@ M = TypeVar("M", bound=BaseModel)
 Time = Annotated[str | None, Field(max_length=64)]
 # A namespace already saved to: memory_put's argument describes the form once.
 SavedNamespace = Annotated[str, Field(min_length=3, max_length=512)]
+SavedKey = Annotated[str, Field(min_length=1, max_length=256)]
 
 
 def _copy_fields(model: type[M], source: object) -> M:
@@ -100,6 +101,14 @@ class MemoryHistory(BaseModel):
     next_cursor: str | None = Field(description="Pass back as cursor for the next page.")
 
 
+class Redacted(BaseModel):
+    namespace: str
+    key: str
+    version: int
+    redacted_at: str
+    redacted_by: str
+
+
 class MemoryDeleted(BaseModel):
     namespace: str
     key: str
@@ -132,8 +141,7 @@ async def memory_put(
 ) -> MemoryPutResult:
     """Save a memory under (namespace, key). Each change is a new version; saving the live
     value writes nothing. expected_version avoids overwriting another agent's change since
-    you read it. metadata omitted keeps the current one. valid_from/valid_to: when the fact
-    holds in the world."""
+    you read it. metadata omitted keeps the current one. valid_from/valid_to: when it holds."""
     runtime, principal = acting(ctx)
     result = await runtime.memories.put(
         principal,
@@ -152,18 +160,18 @@ async def memory_put(
 async def memory_get(
     ctx: Context,
     namespace: SavedNamespace,
-    key: Key,
+    key: SavedKey,
     version: Annotated[
         int | None, Field(ge=1, le=MAX_INT, description="A specific version.")
     ] = None,
     as_of: Annotated[
         str | None,
-        Field(max_length=64, description="ISO 8601 time: the version live at that moment."),
+        Field(max_length=64, description="ISO 8601: as the store knew it then."),
     ] = None,
     valid_at: Time = None,
 ) -> MemoryRecall:
-    """Recall one memory: the latest live version, a given version, or as it was at a time;
-    valid_at: the version whose fact held then. With its links."""
+    """Recall one memory: the latest version, a given one, or as it was at as_of; valid_at:
+    the one that held then. With its links."""
     runtime, principal = acting(ctx)
     entry = await runtime.memories.get(principal, namespace, key, version, as_of, valid_at)
     links = await runtime.links.readable_links(principal, entry.namespace, entry.key)
@@ -173,7 +181,7 @@ async def memory_get(
 async def memory_history(
     ctx: Context,
     namespace: SavedNamespace,
-    key: Key,
+    key: SavedKey,
     limit: Annotated[int, Field(ge=1, le=1000)] = 1000,
     cursor: Cursor = None,
 ) -> MemoryHistory:
@@ -194,7 +202,7 @@ async def memory_history(
 async def memory_delete(
     ctx: Context,
     namespace: SavedNamespace,
-    key: Key,
+    key: SavedKey,
     expected_version: Annotated[
         int | None,
         Field(ge=1, le=MAX_INT, description="Only delete if this version is still live."),
@@ -206,10 +214,28 @@ async def memory_delete(
     return MemoryDeleted(namespace=namespace, key=key, deleted_version=entry.version)
 
 
-async def memory_restore(ctx: Context, namespace: SavedNamespace, key: Key) -> MemoryPutResult:
+async def memory_restore(ctx: Context, namespace: SavedNamespace, key: SavedKey) -> MemoryPutResult:
     """Undo a delete: the last value comes back as a new version."""
     runtime, principal = acting(ctx)
     return MemoryPutResult.of(await runtime.memories.restore(principal, namespace, key))
+
+
+async def memory_redact(
+    ctx: Context,
+    namespace: SavedNamespace,
+    key: SavedKey,
+    version: Annotated[int, Field(ge=1, le=MAX_INT)],
+) -> Redacted:
+    """Erase a version's content for good; its record (who wrote it, when) stays."""
+    runtime, principal = acting(ctx)
+    entry = await runtime.redaction.redact(principal, namespace, key, version)
+    return Redacted(
+        namespace=entry.namespace,
+        key=entry.key,
+        version=entry.version,
+        redacted_at=entry.redacted_at or "",
+        redacted_by=entry.redacted_by or "",
+    )
 
 
 async def memory_list(
@@ -222,7 +248,7 @@ async def memory_list(
 ) -> MemoryList:
     """List the live memories under a namespace prefix (latest versions, by namespace, key);
     without a prefix, every memory you may read. Long values are cut (see truncated):
-    memory_get reads one whole. Superseded ones are left out unless include_superseded."""
+    memory_get reads one whole."""
     runtime, principal = acting(ctx)
     page = await runtime.memories.list(
         principal, prefix, memory_type, limit, cursor, include_superseded
@@ -242,14 +268,14 @@ async def memory_search(
     k: Annotated[int, Field(ge=1, le=100)] = 10,
     mode: Literal["hybrid", "keyword", "semantic"] = "hybrid",
     context: Annotated[
-        int, Field(ge=0, le=MAX_CONTEXT, description="Neighbours to return on each side.")
+        int, Field(ge=0, le=MAX_CONTEXT, description="Neighbours on each side.")
     ] = 0,
     max_tokens: Annotated[
         int | None,
         Field(
             ge=MIN_MAX_TOKENS,
             le=MAX_MAX_TOKENS,
-            description="Pack hits and neighbours, best first, into this many tokens.",
+            description="Token budget for hits and neighbours, best first.",
         ),
     ] = None,
     memory_type: MemoryType | None = None,
@@ -267,8 +293,8 @@ async def memory_search(
 ) -> MemorySearchResult:
     """Search your memories by meaning and keywords (only namespaces you may read). A
     memory's time is the date its value names, else when it was first stored. Long values
-    are cut as memory_list cuts them. Superseded or ended facts are left out unless
-    include_superseded; unresolved contradictions are marked (contradicts)."""
+    are cut as memory_list cuts them. Superseded facts are left out unless
+    include_superseded; contradictions are marked."""
     runtime, principal = acting(ctx)
     return await runtime.memories.search(
         principal,
@@ -298,6 +324,11 @@ def tools() -> list[Tool]:
         ),
         strict_tool(
             memory_restore, title="Restore a deleted memory", annotations=writes(idempotent=True)
+        ),
+        strict_tool(
+            memory_redact,
+            title="Redact a memory",
+            annotations=writes(destructive=True, idempotent=True),
         ),
         strict_tool(memory_list, title="List memories", annotations=READ_ONLY),
         strict_tool(memory_search, title="Search memories", annotations=READ_ONLY),

@@ -202,6 +202,23 @@ class ConsolidationStore(Protocol):
         ...
 
 
+class RedactionStore(Protocol):
+    """Erasing content while keeping the record of it."""
+
+    async def redact(self, namespace: str, key: str, version: int, actor: str) -> MemoryEntry:
+        """Erase one version's value and metadata, keep its row (who, when) stamped with who
+        redacted it when, drop its search text and vectors; audited. Redacting a redacted
+        version changes nothing. NotFound if there is no such version."""
+        ...
+
+    async def erase_user(self, user: str, actor: str) -> dict[str, Any]:
+        """Remove every memory version under user:<user> and the session namespaces of its
+        sessions, their links, its sessions with their events, and its tasks (created by it
+        or in its sessions) with their checkpoints, in one transaction; one audit row keeps
+        the counts. Returns the counts."""
+        ...
+
+
 class AuditStore(Protocol):
     async def write_denials(
         self, batch: dict[Denial, int], recent: dict[Denial, int]
@@ -578,6 +595,8 @@ class Store(Protocol):
     def links(self) -> LinkStore: ...
     @property
     def consolidation(self) -> ConsolidationStore: ...
+    @property
+    def redaction(self) -> RedactionStore: ...
     @property
     def audit(self) -> AuditStore: ...
     @property

@@ -67,6 +67,7 @@ def memory_filter_sql(filters: MemoryFilters) -> tuple[str, list[Any]]:
     a search's filters, applied inside candidate selection (SQLite's memory_filter_sql)."""
     clauses: list[str] = []
     params: list[Any] = []
+    clauses.append("m.redacted_at IS NULL")  # an erased memory has nothing to find
     if not filters.include_superseded:
         clauses.append(STILL_HOLDS)
     if filters.memory_type is not None:

@@ -14,6 +14,7 @@ from abathur_memory.store.postgres.links import PostgresLinkStore
 from abathur_memory.store.postgres.memories import PostgresMemoryStore
 from abathur_memory.store.postgres.memory_index import PostgresMemoryIndexStore
 from abathur_memory.store.postgres.placement import OWN_TABLE
+from abathur_memory.store.postgres.redaction import PostgresRedactionStore
 from abathur_memory.store.postgres.roots import PostgresRootStore
 from abathur_memory.store.postgres.search import PostgresSearchStore
 from abathur_memory.store.postgres.sessions import PostgresSessionStore
@@ -41,6 +42,7 @@ class PostgresStore:
         self.location = db.label
         self.memories = PostgresMemoryStore(db)
         self.links = PostgresLinkStore(db)
+        self.redaction = PostgresRedactionStore(db)
         self.consolidation = PostgresConsolidationStore(db)
         self.audit = PostgresAuditStore(db)
         self.sessions = PostgresSessionStore(db)

@@ -69,6 +69,7 @@ def memory_filter_sql(filters: MemoryFilters) -> tuple[str, list[Any]]:
     caller then joins nothing more)."""
     clauses: list[str] = []
     params: list[Any] = []
+    clauses.append("m.redacted_at IS NULL")  # an erased memory has nothing to find
     if not filters.include_superseded:
         clauses.append(STILL_HOLDS)
     if filters.memory_type is not None:

@@ -13,6 +13,7 @@ from abathur_memory.store.sqlite.documents import SqliteDocumentStore
 from abathur_memory.store.sqlite.links import SqliteLinkStore
 from abathur_memory.store.sqlite.memories import SqliteMemoryStore
 from abathur_memory.store.sqlite.memory_index import SqliteMemoryIndexStore
+from abathur_memory.store.sqlite.redaction import SqliteRedactionStore
 from abathur_memory.store.sqlite.roots import SqliteRootStore
 from abathur_memory.store.sqlite.search import SqliteSearchStore
 from abathur_memory.store.sqlite.sessions import SqliteSessionStore
@@ -31,6 +32,7 @@ class SqliteStore:
         self.location = str(db.path)
         self.memories = SqliteMemoryStore(db)
         self.links = SqliteLinkStore(db)
+        self.redaction = SqliteRedactionStore(db)
         self.consolidation = SqliteConsolidationStore(db)
         self.audit = SqliteAuditStore(db)
         self.sessions = SqliteSessionStore(db)
