@@ -30,6 +30,7 @@ from abathur_memory.memory.denials import DenialRecorder
 from abathur_memory.memory.lifecycle import LifecycleService
 from abathur_memory.memory.links import LinkService
 from abathur_memory.memory.memories import MemoryService
+from abathur_memory.memory.promotion import PromotionService
 from abathur_memory.memory.redaction import RedactionService
 from abathur_memory.memory.sessions import SessionService
 from abathur_memory.memory.tasks import TaskService
@@ -73,6 +74,7 @@ class Runtime:
     links: LinkService
     consolidation: ConsolidationService
     redaction: RedactionService
+    promotion: PromotionService
     _workers: list[asyncio.Task[None]] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -200,6 +202,7 @@ async def build_runtime(settings: Settings, store: Store) -> Runtime:
         transfer=TransferService(store, guard, recorder, max_value_bytes=settings.max_value_bytes),
         links=links,
         redaction=RedactionService(store.redaction, guard, memories._changed),
+        promotion=PromotionService(store.sessions, memories, links, guard),
         consolidation=ConsolidationService(store.consolidation, memories, links, guard, embedder),
     )
 

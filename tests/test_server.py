@@ -28,6 +28,7 @@ ALL_TOOLS = {
     "session_update_state",
     "session_set_status",
     "session_list",
+    "session_promote",
     "task_create",
     "task_get",
     "task_update",

@@ -68,6 +68,13 @@ async def exercise(client, offered: set[str]) -> set[str]:
         await call("session_get", session_id=session_id)
         await call("session_update_state", session_id=session_id, state={"more": True})
         await call("session_list")
+        await call(  # writes memories, with or without the memory tools offered
+            "session_promote",
+            session_id=session_id,
+            namespace="user:alice:kept",
+            seq_start=1,
+            seq_end=1,
+        )
         await call("session_set_status", session_id=session_id, status="paused")
     if "task_create" in offered:
         task = await call("task_create", prompt="index the docs", session_id=session_id)

@@ -33,7 +33,7 @@ async def memory_link(
     link_type: LinkType,
     to_namespace: PlainNamespace,
     to_key: PlainKey,
-    reason: Annotated[str | None, Field(max_length=2000)] = None,
+    reason: str | None = None,  # at most 2,000 characters (memory/links.py checks)
 ) -> LinkResult:
     """Link memory A (from) to B (to), with write access to both. supersedes: B is
     outdated and hidden; duplicates: A is hidden; contradicts: both are marked."""

@@ -139,9 +139,9 @@ async def memory_put(
     valid_from: Time = None,
     valid_to: Time = None,
 ) -> MemoryPutResult:
-    """Save a memory under (namespace, key). Each change is a new version; saving the live
-    value writes nothing. expected_version avoids overwriting another agent's change since
-    you read it. metadata omitted keeps the current one. valid_from/valid_to: when it holds."""
+    """Save a memory under (namespace, key): each change is a new version; the live value
+    again writes nothing. expected_version: compare-and-set. metadata omitted keeps the
+    current one. valid_from/valid_to: when it holds."""
     runtime, principal = acting(ctx)
     result = await runtime.memories.put(
         principal,
@@ -161,17 +161,15 @@ async def memory_get(
     ctx: Context,
     namespace: SavedNamespace,
     key: SavedKey,
-    version: Annotated[
-        int | None, Field(ge=1, le=MAX_INT, description="A specific version.")
-    ] = None,
+    version: Annotated[int | None, Field(ge=1, le=MAX_INT)] = None,
     as_of: Annotated[
         str | None,
         Field(max_length=64, description="ISO 8601: as the store knew it then."),
     ] = None,
     valid_at: Time = None,
 ) -> MemoryRecall:
-    """Recall one memory: the latest version, a given one, or as it was at as_of; valid_at:
-    the one that held then. With its links."""
+    """Recall one memory (latest, a version, or as of a time; valid_at: the one that held
+    then), with its links."""
     runtime, principal = acting(ctx)
     entry = await runtime.memories.get(principal, namespace, key, version, as_of, valid_at)
     links = await runtime.links.readable_links(principal, entry.namespace, entry.key)
@@ -185,8 +183,8 @@ async def memory_history(
     limit: Annotated[int, Field(ge=1, le=1000)] = 1000,
     cursor: Cursor = None,
 ) -> MemoryHistory:
-    """All versions of one memory, oldest first, including deleted ones (flagged); its links.
-    Long values are cut (see truncated): memory_get with a version reads one whole."""
+    """Every version of one memory, oldest first (deleted ones flagged), and its links.
+    Long values are cut (see truncated)."""
     runtime, principal = acting(ctx)
     page = await runtime.memories.history_page(principal, namespace, key, limit, cursor)
     links = await runtime.links.readable_links(principal, namespace, key)
@@ -205,7 +203,7 @@ async def memory_delete(
     key: SavedKey,
     expected_version: Annotated[
         int | None,
-        Field(ge=1, le=MAX_INT, description="Only delete if this version is still live."),
+        Field(ge=1, le=MAX_INT, description="Only if still this version."),
     ] = None,
 ) -> MemoryDeleted:
     """Delete a memory (soft: its history stays readable and memory_restore can undo it)."""
@@ -226,7 +224,7 @@ async def memory_redact(
     key: SavedKey,
     version: Annotated[int, Field(ge=1, le=MAX_INT)],
 ) -> Redacted:
-    """Erase a version's content for good; its record (who wrote it, when) stays."""
+    """Erase a version's content; its record stays."""
     runtime, principal = acting(ctx)
     entry = await runtime.redaction.redact(principal, namespace, key, version)
     return Redacted(
@@ -246,9 +244,8 @@ async def memory_list(
     cursor: Cursor = None,
     include_superseded: bool = False,
 ) -> MemoryList:
-    """List the live memories under a namespace prefix (latest versions, by namespace, key);
-    without a prefix, every memory you may read. Long values are cut (see truncated):
-    memory_get reads one whole."""
+    """List live memories under a prefix (latest versions, by namespace and key); without
+    one, every memory you may read. Long values are cut (see truncated)."""
     runtime, principal = acting(ctx)
     page = await runtime.memories.list(
         principal, prefix, memory_type, limit, cursor, include_superseded
@@ -263,7 +260,7 @@ async def memory_search(
     query: Annotated[str, Field(min_length=1, max_length=2000)],
     prefix: Annotated[
         str | None,
-        Field(max_length=512, description="Only under this namespace, e.g. 'user:alice'."),
+        Field(max_length=512, description="e.g. 'user:alice'"),
     ] = None,
     k: Annotated[int, Field(ge=1, le=100)] = 10,
     mode: Literal["hybrid", "keyword", "semantic"] = "hybrid",
@@ -275,26 +272,21 @@ async def memory_search(
         Field(
             ge=MIN_MAX_TOKENS,
             le=MAX_MAX_TOKENS,
-            description="Token budget for hits and neighbours, best first.",
+            description="Token budget.",
         ),
     ] = None,
     memory_type: MemoryType | None = None,
-    after: Annotated[
-        str | None, Field(max_length=64, description="ISO 8601: memories of this time or later.")
-    ] = None,
-    before: Annotated[
-        str | None, Field(max_length=64, description="ISO 8601: memories before this time.")
-    ] = None,
+    after: Annotated[str | None, Field(max_length=64, description="ISO 8601, inclusive.")] = None,
+    before: Annotated[str | None, Field(max_length=64, description="ISO 8601, exclusive.")] = None,
     metadata: Annotated[
         dict[str, str | int | float | bool] | None,
-        Field(description="Only memories whose metadata has these values."),
+        Field(description="Metadata values to match."),
     ] = None,
     include_superseded: bool = False,
 ) -> MemorySearchResult:
-    """Search your memories by meaning and keywords (only namespaces you may read). A
-    memory's time is the date its value names, else when it was first stored. Long values
-    are cut as memory_list cuts them. Superseded facts are left out unless
-    include_superseded; contradictions are marked."""
+    """Search the memories you may read by meaning and keywords. A memory's time (after,
+    before) is the date its value names, else when first stored. Long values are cut.
+    Superseded facts are left out unless include_superseded; contradictions are marked."""
     runtime, principal = acting(ctx)
     return await runtime.memories.search(
         principal,
@@ -327,7 +319,7 @@ def tools() -> list[Tool]:
         ),
         strict_tool(
             memory_redact,
-            title="Redact a memory",
+            title="Redact memory",
             annotations=writes(destructive=True, idempotent=True),
         ),
         strict_tool(memory_list, title="List memories", annotations=READ_ONLY),

@@ -167,6 +167,19 @@ class LinkStore(Protocol):
         """Stamp an active link removed, with its audit row (NotFound)."""
         ...
 
+    async def add_session_link(
+        self,
+        namespace: str,
+        key: str,
+        session_id: str,
+        seq_start: int,
+        seq_end: int,
+        actor: str,
+    ) -> tuple[MemoryLink, bool]:
+        """A derived_from link from a memory's live version to events of a session, audited
+        as ``publish``; an equal active link is returned as it is."""
+        ...
+
     async def get(self, link_id: int) -> MemoryLink | None: ...
 
     async def of(self, namespace: str, key: str) -> list[MemoryLink]:

@@ -174,6 +174,47 @@ async def remove_link(conn: Conn, link_id: int, actor: str, run_id: str | None) 
     return removed
 
 
+async def add_session_link(
+    conn: Conn,
+    namespace: str,
+    key: str,
+    session_id: str,
+    seq_start: int,
+    seq_end: int,
+    actor: str,
+) -> tuple[MemoryLink, bool]:
+    await lock_keys(conn, [(namespace, key)])
+    source = await (await conn.execute(_LIVE, (namespace, key))).fetchone()
+    if source is None:
+        raise NotFound(f"no live memory {namespace}/{key} to link")
+    same = await (
+        await conn.execute(
+            f"SELECT {LINK} FROM memory_links WHERE removed_at IS NULL"
+            " AND link_type = 'derived_from' AND from_namespace = %s AND from_key = %s"
+            " AND to_session = %s AND seq_start = %s AND seq_end = %s",
+            (namespace, key, session_id, seq_start, seq_end),
+        )
+    ).fetchone()
+    if same is not None:
+        return link_of(same), False
+    row = await (
+        await conn.execute(
+            "INSERT INTO memory_links (link_type, from_namespace, from_key, from_version,"
+            " to_session, seq_start, seq_end, reason, created_by)"
+            " VALUES ('derived_from', %s, %s, %s, %s, %s, %s, 'promoted from a session', %s)"
+            f" RETURNING {LINK}",
+            (namespace, key, source[1], session_id, seq_start, seq_end, actor),
+        )
+    ).fetchone()
+    assert row is not None
+    made = link_of(row)
+    data = {"key": key, "session_id": session_id, "seq": [seq_start, seq_end], "link_id": made.id}
+    await conn.execute(
+        _AUDIT, ("session_promote", json.dumps(data), "publish", namespace, source[0], actor)
+    )
+    return made, True
+
+
 class PostgresLinkStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -186,6 +227,22 @@ class PostgresLinkStore:
     async def remove(self, link_id: int, actor: str, run_id: str | None = None) -> MemoryLink:
         return await self.db.transaction(
             lambda conn: remove_link(conn, link_id, actor, run_id), what="unlinking memories"
+        )
+
+    async def add_session_link(
+        self,
+        namespace: str,
+        key: str,
+        session_id: str,
+        seq_start: int,
+        seq_end: int,
+        actor: str,
+    ) -> tuple[MemoryLink, bool]:
+        return await self.db.transaction(
+            lambda conn: add_session_link(
+                conn, namespace, key, session_id, seq_start, seq_end, actor
+            ),
+            what="linking a memory to a session",
         )
 
     async def get(self, link_id: int) -> MemoryLink | None:

@@ -185,6 +185,61 @@ def _audit(
     )
 
 
+def add_session_link(
+    conn: Connection,
+    namespace: str,
+    key: str,
+    session_id: str,
+    seq_start: int,
+    seq_end: int,
+    actor: str,
+) -> tuple[MemoryLink, bool]:
+    """A derived_from link from a memory's live version to events of a session; an equal
+    active link is returned as it is."""
+    source = conn.execute(_LIVE, (namespace, key)).fetchone()
+    if source is None:
+        raise NotFound(f"no live memory {namespace}/{key} to link")
+    same = conn.execute(
+        "SELECT * FROM memory_links WHERE removed_at IS NULL AND link_type = 'derived_from'"
+        " AND from_namespace = ? AND from_key = ? AND to_session = ? AND seq_start = ?"
+        " AND seq_end = ?",
+        (namespace, key, session_id, seq_start, seq_end),
+    ).fetchone()
+    if same is not None:
+        return link_of(same), False
+    link_id = conn.execute(
+        "INSERT INTO memory_links (link_type, from_namespace, from_key, from_version,"
+        " to_session, seq_start, seq_end, reason, created_by, created_at)"
+        " VALUES ('derived_from', ?, ?, ?, ?, ?, ?, 'promoted from a session', ?, ?)",
+        (
+            namespace,
+            key,
+            source["version"],
+            session_id,
+            seq_start,
+            seq_end,
+            actor,
+            timestamps.now_db(),
+        ),
+    ).lastrowid
+    audit_rows.record_memory(
+        conn,
+        operation="publish",
+        namespace=namespace,
+        entry_id=source["id"],
+        actor=actor,
+        action="session_promote",
+        data={
+            "key": key,
+            "session_id": session_id,
+            "seq": [seq_start, seq_end],
+            "link_id": link_id,
+        },
+    )
+    row = conn.execute("SELECT * FROM memory_links WHERE id = ?", (link_id,)).fetchone()
+    return link_of(row), True
+
+
 class SqliteLinkStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -194,6 +249,19 @@ class SqliteLinkStore:
 
     async def remove(self, link_id: int, actor: str, run_id: str | None = None) -> MemoryLink:
         return await self.db.write(remove_link, link_id, actor, run_id)
+
+    async def add_session_link(
+        self,
+        namespace: str,
+        key: str,
+        session_id: str,
+        seq_start: int,
+        seq_end: int,
+        actor: str,
+    ) -> tuple[MemoryLink, bool]:
+        return await self.db.write(
+            add_session_link, namespace, key, session_id, seq_start, seq_end, actor
+        )
 
     async def get(self, link_id: int) -> MemoryLink | None:
         row = await self.db.fetchone("SELECT * FROM memory_links WHERE id = ?", (link_id,))
