@@ -183,6 +183,7 @@ async def build_runtime(settings: Settings, store: Store) -> Runtime:
     )
     documents.on_denied = recorder.record_document_denial
     links = LinkService(store.links, guard)
+    consolidation = ConsolidationService(store.consolidation, memories, links, guard, embedder)
     return Runtime(
         settings=settings,
         store=store,
@@ -194,7 +195,7 @@ async def build_runtime(settings: Settings, store: Store) -> Runtime:
         tasks=tasks,
         checkpoints=CheckpointService(store.checkpoints, tasks),
         tokens=TokenService(store.tokens),
-        lifecycle=LifecycleService(store.memories, store.sessions),
+        lifecycle=LifecycleService(store.memories, store.sessions, consolidation),
         embedder=embedder,
         documents=documents,
         retrieval=retrieval,
@@ -203,7 +204,7 @@ async def build_runtime(settings: Settings, store: Store) -> Runtime:
         links=links,
         redaction=RedactionService(store.redaction, guard, memories._changed),
         promotion=PromotionService(store.sessions, memories, links, guard),
-        consolidation=ConsolidationService(store.consolidation, memories, links, guard, embedder),
+        consolidation=consolidation,
     )
 
 

@@ -13,6 +13,7 @@ import pytest
 from cli_helpers import run_cli
 from mcp_helpers import call, connected
 
+from abathur_memory.core.principal import Principal
 from abathur_memory.core.records import MemoryEntry
 from abathur_memory.errors import InvalidInput
 from abathur_memory.memory.proposals import near_duplicates, thresholds
@@ -249,3 +250,37 @@ def test_consolidate_command(db_url, capsys):
     assert code == 2 and "--prefix" in err
     code, out, err = _cli(capsys, *base, "--undo", "nope")
     assert code == 1 and err.startswith("error:") and "nope" in err
+
+
+async def _policy(services, **extra) -> None:
+    from abathur_memory.memory.lifecycle import POLICY_KEY, POLICY_NAMESPACE
+
+    admin = services.runtime.memories
+    root = Principal(user="root", app="abathur", admin=True)
+    current = (await admin.get(root, POLICY_NAMESPACE, POLICY_KEY)).value
+    await admin.put(root, POLICY_NAMESPACE, POLICY_KEY, {**current, **extra})
+
+
+async def test_scheduled_consolidation_is_opt_in_and_runs_when_due(services, raw):
+    await seed(services.memories)
+    lifecycle = services.runtime.lifecycle
+    assert (await lifecycle.run()).consolidation == []  # the seeded policy names no prefix
+    await _policy(services, consolidation_namespaces=[NS], consolidation_frequency="weekly")
+    assert [r.mode for r in (await lifecycle.run(dry_run=True)).consolidation] == ["due"]
+    assert (await raw.fetchone("SELECT count(*) FROM consolidation_runs"))[0] == 0
+    (first,) = (await lifecycle.run()).consolidation
+    assert first.mode == "propose" and first.counts["proposed"] == 4
+    assert (await raw.fetchone("SELECT count(*) FROM memory_links"))[0] == 0  # proposes only
+    assert (await lifecycle.run()).consolidation == []  # not due again for a week
+    run = await services.consolidation.runs.run(first.run_id)
+    assert run.actor == "user:system-consolidation"
+    await raw.execute_write(  # a week later
+        "UPDATE consolidation_runs SET started_at = ? WHERE id = ?",
+        ("2020-01-01 00:00:00.000", first.run_id),
+    )
+    await _policy(services, consolidation_min_confidence=1.0)
+    (second,) = (await lifecycle.run()).consolidation
+    assert second.mode == "apply" and second.counts["applied"] == 1  # the exact duplicate
+    await _policy(services, consolidation_frequency="hourly")
+    with pytest.raises(InvalidInput, match="consolidation_frequency"):
+        await lifecycle.run(dry_run=True)

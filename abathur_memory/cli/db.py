@@ -292,6 +292,14 @@ def maintain(db: str | None, dry_run: bool, as_json: bool) -> None:
     )
     for session_id in report["archived_sessions"]:
         click.echo(f"  {session_id}")
+    for run in report["consolidation"]:
+        if run["mode"] == "due":
+            click.echo(f"would consolidate {run['prefix']} (due)")
+        else:
+            counts = ", ".join(f"{k}: {v}" for k, v in run["counts"].items())
+            click.echo(
+                f"consolidated {run['prefix']}: {run['mode']} run {run['run_id']} ({counts})"
+            )
     for step in steps:
         click.echo(f"{step.name}: {step.detail}")
 

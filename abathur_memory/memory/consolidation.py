@@ -14,6 +14,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
 import numpy as np
@@ -42,6 +43,10 @@ class Embedder(Protocol):
     async def embed_documents(self, texts: list[str]) -> Any: ...
 
 
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
 PAGE = 1000
 EMBED_BATCH = 256
 MAX_APPLY_IDS = 1000
@@ -58,6 +63,38 @@ class ConsolidationReport(BaseModel):
     applied: list[str] = Field(description="Ids of the proposals applied.")
     skipped: list[Skipped] = Field(description="Proposals asked for that were not applied.")
     notes: dict[str, Any] = Field(description="Namespaces left out of similarity and why.")
+
+
+# Scheduled runs (the lifecycle policy's consolidation_frequency), and who they run as.
+FREQUENCY_DAYS = {"daily": 1, "weekly": 7, "monthly": 30}
+SCHEDULED = Principal(user="system-consolidation", app="abathur", admin=True)
+
+
+class ScheduledRun(BaseModel):
+    prefix: str
+    run_id: str | None = Field(description="None in a dry run: the run is only due.")
+    mode: str  # propose | apply | due
+    counts: dict[str, Any] = Field(default_factory=dict)
+
+
+def schedule_of(policy: dict[str, Any]) -> tuple[int | None, list[str], float | None]:
+    """(days between runs or None, prefixes, min_confidence) from the lifecycle policy,
+    checked: a mistake is a clear error, never a silent no-op."""
+    frequency = policy.get("consolidation_frequency", "off")
+    prefixes = policy.get("consolidation_namespaces", [])
+    confidence = policy.get("consolidation_min_confidence")
+    if frequency not in (*FREQUENCY_DAYS, "off", None):
+        raise InvalidInput("consolidation_frequency must be one of daily, weekly, monthly, off")
+    if not isinstance(prefixes, list) or not all(isinstance(p, str) for p in prefixes):
+        raise InvalidInput("consolidation_namespaces must be a list of namespace prefixes")
+    if confidence is not None and (
+        isinstance(confidence, bool)
+        or not isinstance(confidence, int | float)
+        or not 0 <= confidence <= 1
+    ):
+        raise InvalidInput("consolidation_min_confidence must be between 0 and 1")
+    days = FREQUENCY_DAYS.get(frequency) if isinstance(frequency, str) else None
+    return days, prefixes, confidence
 
 
 class ConsolidationService:
@@ -185,6 +222,39 @@ class ConsolidationService:
             await self.runs.finish_run(undo_id, "failed", {"seconds": time.monotonic() - started})
             raise
         return await self._report(undo_id, [], [], skipped, {})
+
+    async def scheduled(
+        self, policy: dict[str, Any], *, dry_run: bool = False
+    ) -> list[ScheduledRun]:
+        """The runs the lifecycle policy asks for and that are due: one per prefix of
+        ``consolidation_namespaces`` (opt-in: none without it) whose last scheduled run is
+        older than ``consolidation_frequency``. They propose only, unless
+        ``consolidation_min_confidence`` is set: then they apply what reaches it."""
+        days, prefixes, confidence = schedule_of(policy)
+        if days is None or not prefixes:
+            return []
+        now = time.time()
+        done: list[ScheduledRun] = []
+        for prefix in prefixes:
+            prefix = self._prefix(prefix)
+            last = await self.runs.last_run(prefix, SCHEDULED.actor)
+            if last is not None and now - _epoch(last.started_at) < days * 86400:
+                continue
+            if dry_run:
+                done.append(ScheduledRun(prefix=prefix, run_id=None, mode="due"))
+                continue
+            report = await self.consolidate(
+                SCHEDULED, prefix, dry_run=confidence is None, min_confidence=confidence
+            )
+            done.append(
+                ScheduledRun(
+                    prefix=prefix,
+                    run_id=report.run.id,
+                    mode=report.run.mode,
+                    counts=report.run.counts,
+                )
+            )
+        return done
 
     # -- steps ----------------------------------------------------------------------------
 

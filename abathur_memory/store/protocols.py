@@ -210,6 +210,10 @@ class ConsolidationStore(Protocol):
 
     async def run(self, run_id: str) -> ConsolidationRun | None: ...
 
+    async def last_run(self, prefix: str, actor: str) -> ConsolidationRun | None:
+        """The newest finished run of ``actor`` on ``prefix``."""
+        ...
+
     async def applied(self, run_id: str) -> list[StoredProposal]:
         """The proposals ``run_id`` applied, in order, with what applying each wrote."""
         ...

@@ -76,6 +76,17 @@ class PostgresConsolidationStore:
         names = [n.strip() for n in _RUN.split(",")]
         return ConsolidationRun(**dict(zip(names, row, strict=True)))
 
+    async def last_run(self, prefix: str, actor: str) -> ConsolidationRun | None:
+        row = await self.db.fetchone(
+            f"SELECT {_RUN} FROM consolidation_runs WHERE prefix = %s AND actor = %s"
+            " AND status = 'done' ORDER BY started_at DESC LIMIT 1",
+            (prefix, actor),
+        )
+        if row is None:
+            return None
+        names = [n.strip() for n in _RUN.split(",")]
+        return ConsolidationRun(**dict(zip(names, row, strict=True)))
+
     async def applied(self, run_id: str) -> list[StoredProposal]:
         found = await self.db.fetchall(
             "SELECT id, kind, confidence, proposal, applied FROM consolidation_proposals"

@@ -81,6 +81,14 @@ class SqliteConsolidationStore:
         row = await self.db.fetchone("SELECT * FROM consolidation_runs WHERE id = ?", (run_id,))
         return None if row is None else _run(row)
 
+    async def last_run(self, prefix: str, actor: str) -> ConsolidationRun | None:
+        row = await self.db.fetchone(
+            "SELECT * FROM consolidation_runs WHERE prefix = ? AND actor = ? AND status = 'done'"
+            " ORDER BY started_at DESC LIMIT 1",
+            (prefix, actor),
+        )
+        return None if row is None else _run(row)
+
     async def applied(self, run_id: str) -> list[StoredProposal]:
         found = await self.db.fetchall(
             "SELECT * FROM consolidation_proposals WHERE run_id = ? AND applied IS NOT NULL"
