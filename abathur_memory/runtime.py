@@ -29,10 +29,14 @@ from abathur_memory.errors import AbathurError
 from abathur_memory.memory.access import AccessGuard
 from abathur_memory.memory.browse import BrowseService
 from abathur_memory.memory.checkpoints import CheckpointService
+from abathur_memory.memory.consolidation import ConsolidationService
 from abathur_memory.memory.denials import DenialRecorder
 from abathur_memory.memory.lifecycle import LifecycleService
+from abathur_memory.memory.links import LinkService
 from abathur_memory.memory.memories import MemoryService
 from abathur_memory.memory.metrics import MetricsRecorder, MetricsService
+from abathur_memory.memory.promotion import PromotionService
+from abathur_memory.memory.redaction import RedactionService
 from abathur_memory.memory.sessions import SessionService
 from abathur_memory.memory.tasks import TaskService
 from abathur_memory.memory.tokens import TokenService
@@ -75,6 +79,10 @@ class Runtime:
     metrics: MetricsService
     call_metrics: MetricsRecorder
     browse: BrowseService
+    links: LinkService
+    consolidation: ConsolidationService
+    redaction: RedactionService
+    promotion: PromotionService
     _workers: list[asyncio.Task[None]] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -194,7 +202,12 @@ async def build_runtime(settings: Settings, store: Store) -> Runtime:
     embedder = make_embedder(settings)
     retrieval = Retrieval(store.search, store.spaces, embedder, bounds=bounds)
     memories = MemoryService(
-        store.memories, guard, retrieval, max_value_bytes=settings.max_value_bytes, bounds=bounds
+        store.memories,
+        guard,
+        retrieval,
+        max_value_bytes=settings.max_value_bytes,
+        bounds=bounds,
+        links=store.links,
     )
     indexer = MemoryIndexer(store.memory_index, store.spaces, embedder)
     memories.on_change.append(indexer.wake)
@@ -204,6 +217,8 @@ async def build_runtime(settings: Settings, store: Store) -> Runtime:
     documents.on_denied = recorder.record_document_denial
     sessions = SessionService(store.sessions, recorder, bounds=bounds)
     tokens = TokenService(store.tokens)
+    links = LinkService(store.links, guard)
+    consolidation = ConsolidationService(store.consolidation, memories, links, guard, embedder)
     return Runtime(
         settings=settings,
         store=store,
@@ -215,7 +230,7 @@ async def build_runtime(settings: Settings, store: Store) -> Runtime:
         tasks=tasks,
         checkpoints=CheckpointService(store.checkpoints, tasks),
         tokens=tokens,
-        lifecycle=LifecycleService(store.memories, store.sessions),
+        lifecycle=LifecycleService(store.memories, store.sessions, consolidation),
         embedder=embedder,
         documents=documents,
         retrieval=retrieval,
@@ -233,6 +248,10 @@ async def build_runtime(settings: Settings, store: Store) -> Runtime:
             tokens,
             recorder,
         ),
+        links=links,
+        redaction=RedactionService(store.redaction, guard, memories._changed),
+        promotion=PromotionService(store.sessions, memories, links, guard),
+        consolidation=consolidation,
     )
 
 

@@ -323,7 +323,7 @@ async def test_a_newer_format_or_a_link_is_not_imported(runtime, tmp_path):
     lines[-1] = json.dumps(footer)
     report = await _import(runtime, await _write(tmp_path, "\n".join(lines), "link.jsonl"))
     assert report.files[0].kinds["link"].unsupported == 1
-    assert "links between memories are not stored" in report.files[0].problems[0]
+    assert "links between memories are not imported" in report.files[0].problems[0]
 
 
 async def test_documents_come_back_by_indexing_the_folder(runtime, target_url, tmp_path):

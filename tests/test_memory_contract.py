@@ -42,6 +42,7 @@ async def test_memory_get_returns_what_the_readme_lists(any_db_path):
             "updated_by",
             "created_at",
             "updated_at",
+            "links",
         }
         assert got["created_by"] == got["updated_by"] == "user:alice"
         assert got["created_at"].endswith("Z")

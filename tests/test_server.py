@@ -13,6 +13,10 @@ pytestmark = pytest.mark.anyio
 
 ALL_TOOLS = {
     "memory_put",
+    "memory_link",
+    "memory_unlink",
+    "memory_consolidate",
+    "memory_redact",
     "memory_get",
     "memory_history",
     "memory_delete",
@@ -24,6 +28,7 @@ ALL_TOOLS = {
     "session_update_state",
     "session_set_status",
     "session_list",
+    "session_promote",
     "task_create",
     "task_get",
     "task_update",

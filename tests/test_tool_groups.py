@@ -39,6 +39,18 @@ async def exercise(client, offered: set[str]) -> set[str]:
         await call("memory_history", namespace=ns, key="k")
         await call("memory_list", prefix=ns)
         await call("memory_search", query="kingfisher")
+        await call("memory_put", namespace=ns, key="k2", value={"text": "a kingfisher, again"})
+        made = await call(
+            "memory_link",
+            from_namespace=ns,
+            from_key="k2",
+            link_type="duplicates",
+            to_namespace=ns,
+            to_key="k",
+        )
+        await call("memory_unlink", link_id=made["link"]["id"])
+        await call("memory_consolidate", prefix=ns)
+        await call("memory_redact", namespace=ns, key="k2", version=1)
         await call("memory_delete", namespace=ns, key="k")
         await call("memory_restore", namespace=ns, key="k")
     session_id = None
@@ -56,6 +68,13 @@ async def exercise(client, offered: set[str]) -> set[str]:
         await call("session_get", session_id=session_id)
         await call("session_update_state", session_id=session_id, state={"more": True})
         await call("session_list")
+        await call(  # writes memories, with or without the memory tools offered
+            "session_promote",
+            session_id=session_id,
+            namespace="user:alice:kept",
+            seq_start=1,
+            seq_end=1,
+        )
         await call("session_set_status", session_id=session_id, status="paused")
     if "task_create" in offered:
         task = await call("task_create", prompt="index the docs", session_id=session_id)

@@ -13,7 +13,17 @@ from typing import NoReturn
 import click
 
 from abathur_memory import __version__
-from abathur_memory.cli import db, documents, migrate, server, stats, transfer, ui
+from abathur_memory.cli import (
+    consolidate,
+    db,
+    documents,
+    erase,
+    migrate,
+    server,
+    stats,
+    transfer,
+    ui,
+)
 from abathur_memory.cli.common import err_console, one_line
 from abathur_memory.errors import AbathurError
 
@@ -32,6 +42,8 @@ for command in (
     db.backup,
     db.restore,
     db.maintain,
+    consolidate.consolidate,
+    erase.erase,
     migrate.migrate,
     transfer.export,
     transfer.import_,

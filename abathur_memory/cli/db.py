@@ -301,6 +301,14 @@ def maintain(db: str | None, dry_run: bool, as_json: bool) -> None:
             f"metrics: rolled {report['metrics']['rolled_up']} calls up into minutes, "
             f"pruned {report['metrics']['pruned_minutes']} minutes past the retention"
         )
+    for run in report["consolidation"]:
+        if run["mode"] == "due":
+            click.echo(f"would consolidate {run['prefix']} (due)")
+        else:
+            counts = ", ".join(f"{k}: {v}" for k, v in run["counts"].items())
+            click.echo(
+                f"consolidated {run['prefix']}: {run['mode']} run {run['run_id']} ({counts})"
+            )
     for step in steps:
         click.echo(f"{step.name}: {step.detail}")
 

@@ -8,6 +8,7 @@ SQLite and on PostgreSQL. Rendering is ``model_dump()``: there are no hand-writt
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -44,6 +45,94 @@ class MemoryEntry(BaseModel):
     created_at: str
     updated_at: str
     truncated: dict[str, int] | None = truncated_marker()
+    valid_from: str | None = Field(
+        default=None, exclude_if=absent, description="When its fact starts to hold."
+    )
+    valid_to: str | None = Field(
+        default=None, exclude_if=absent, description="When its fact stops holding."
+    )
+    redacted_at: str | None = Field(
+        default=None, exclude_if=absent, description="When its content was erased."
+    )
+    redacted_by: str | None = Field(default=None, exclude_if=absent)
+
+
+LINK_TYPES = ("supersedes", "contradicts", "duplicates", "derived_from", "related")
+
+
+class MemoryLink(BaseModel):
+    """A typed, directed link between two memories (or from a memory to the events of a
+    session). Links are never memories: they are not searchable text."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
+    link_type: str
+    from_namespace: str
+    from_key: str
+    from_version: int = Field(description="The from memory's version when it was linked.")
+    to_namespace: str | None = None
+    to_key: str | None = None
+    to_version: int | None = Field(
+        default=None, description="The to memory's version when it was linked."
+    )
+    to_session: str | None = Field(default=None, exclude_if=absent)
+    seq_start: int | None = Field(default=None, exclude_if=absent)
+    seq_end: int | None = Field(default=None, exclude_if=absent)
+    holds_until: str | None = Field(
+        default=None,
+        exclude_if=absent,
+        description="supersedes: when the older memory stopped holding.",
+    )
+    reason: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    run_id: str | None = Field(
+        default=None, exclude_if=absent, description="The consolidation run that made it."
+    )
+    created_by: str
+    created_at: str
+    removed_at: str | None = Field(default=None, exclude_if=absent)
+    removed_by: str | None = Field(default=None, exclude_if=absent)
+
+
+@dataclass(frozen=True)
+class NewLink:
+    """A link to write between the live versions of two memories."""
+
+    link_type: str
+    from_namespace: str
+    from_key: str
+    to_namespace: str
+    to_key: str
+    reason: str | None = None
+    metadata_text: str = "{}"
+    run_id: str | None = None
+
+
+class ConsolidationRun(BaseModel):
+    """One consolidation run: who, when, what it counted; an undo names the run it undid."""
+
+    id: str
+    prefix: str
+    actor: str
+    mode: str  # propose | apply | undo
+    status: str  # running | done | failed
+    started_at: str
+    finished_at: str | None = None
+    counts: dict[str, Any] = Field(default_factory=dict)
+    undoes: str | None = None
+    undone_by: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredProposal:
+    """A proposal as a run stored it; ``applied`` says what applying it wrote."""
+
+    id: str
+    kind: str
+    confidence: float
+    proposal: dict[str, Any]
+    applied: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +145,8 @@ class PreparedPut:
     memory_type: str
     metadata_text: str | None  # JSON object; None keeps the live version's metadata
     expected_version: int | None
+    valid_from: datetime | None = None  # when the fact starts to hold in the world
+    valid_to: datetime | None = None  # when it stops (exclusive)
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,9 @@ class MemoryFilters:
     after: dt.datetime | None = None  # inclusive
     before: dt.datetime | None = None  # exclusive
     metadata: tuple[tuple[str, str | int | float | bool], ...] = ()
+    # Superseded memories, the from side of duplicates and ended validity are left out
+    # unless this is set (memory/links.py says what hides what).
+    include_superseded: bool = False
 
     @property
     def any(self) -> bool:

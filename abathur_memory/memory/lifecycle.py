@@ -3,8 +3,11 @@
 The policy lives in the memory ``app:abathur:config/memory_lifecycle_policies``:
 ``episodic_ttl_days`` (episodic memories not updated for that long are soft-deleted, audited
 as the ``system:lifecycle`` actor) and ``archival_after_days`` (terminated sessions that old
-are archived). ``consolidation_frequency`` is kept with the policy; nothing consolidates
-memories yet. Work is done in short transactions of at most ``BATCH`` items.
+are archived). Consolidation is opt-in: ``consolidation_frequency`` (daily, weekly,
+monthly, off) runs ``memory_consolidate`` on each prefix of ``consolidation_namespaces``
+when its last scheduled run is that old; it proposes only, unless
+``consolidation_min_confidence`` says which proposals to apply (memory/consolidation.py).
+Work is done in short transactions of at most ``BATCH`` items.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pydantic import BaseModel, Field
 from abathur_memory.core.records import ExpiredMemory
 from abathur_memory.core.timestamps import days_ago
 from abathur_memory.errors import InvalidInput
+from abathur_memory.memory.consolidation import ConsolidationService, ScheduledRun, schedule_of
 from abathur_memory.store.protocols import MemoryStore, SessionStore
 
 log = logging.getLogger(__name__)
@@ -39,6 +43,7 @@ class LifecycleReport(BaseModel):
     dry_run: bool
     expired_memories: list[ExpiredOut] = Field(default_factory=list)
     archived_sessions: list[str] = Field(default_factory=list)
+    consolidation: list[ScheduledRun] = Field(default_factory=list)
 
 
 def _out(items: list[ExpiredMemory]) -> list[ExpiredOut]:
@@ -46,9 +51,15 @@ def _out(items: list[ExpiredMemory]) -> list[ExpiredOut]:
 
 
 class LifecycleService:
-    def __init__(self, memories: MemoryStore, sessions: SessionStore) -> None:
+    def __init__(
+        self,
+        memories: MemoryStore,
+        sessions: SessionStore,
+        consolidation: ConsolidationService | None = None,
+    ) -> None:
         self.memories = memories
         self.sessions = sessions
+        self.consolidation = consolidation
 
     async def policy(self) -> dict[str, Any]:
         entry = await self.memories.latest(POLICY_NAMESPACE, POLICY_KEY)
@@ -57,6 +68,7 @@ class LifecycleService:
             if not isinstance(entry.value, dict):
                 raise InvalidInput(f"{POLICY_NAMESPACE}/{POLICY_KEY} must be a JSON object")
             policy.update(entry.value)
+        schedule_of(policy)  # checked here, so that a dry run reports a mistake too
         for name in ("episodic_ttl_days", "archival_after_days"):
             value = policy[name]
             if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
@@ -75,6 +87,8 @@ class LifecycleService:
                 await self.memories.expired_episodic(memory_cutoff, None)
             )
             report.archived_sessions = await self.sessions.terminated_before(session_cutoff, None)
+            if self.consolidation is not None:
+                report.consolidation = await self.consolidation.scheduled(policy, dry_run=True)
             return report
         # A read first: an idle database is not written (nor locked) for nothing.
         if await self.memories.expired_episodic(memory_cutoff, 1):
@@ -83,6 +97,8 @@ class LifecycleService:
         if await self.sessions.terminated_before(session_cutoff, 1):
             while archived := await self.sessions.archive_terminated(session_cutoff, BATCH):
                 report.archived_sessions.extend(archived)
+        if self.consolidation is not None:
+            report.consolidation = await self.consolidation.scheduled(policy)
         if report.expired_memories or report.archived_sessions:
             log.info(
                 "lifecycle: expired %d episodic memories, archived %d sessions",

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from abathur_memory.core import cursors, timestamps, values
@@ -20,6 +20,7 @@ from abathur_memory.core.principal import Principal
 from abathur_memory.core.records import (
     MEMORY_TYPES,
     MemoryEntry,
+    MemoryLink,
     MemoryPage,
     PreparedPut,
     PutResult,
@@ -31,8 +32,8 @@ from abathur_memory.errors import InvalidInput, NotFound
 from abathur_memory.memory.access import AccessGuard
 from abathur_memory.memory.namespaces import SCOPES, Access, clean, parse, validate_prefix
 from abathur_memory.search.pipeline import Retrieval
-from abathur_memory.search.results import MemorySearchResult
-from abathur_memory.store.protocols import MemoryStore
+from abathur_memory.search.results import Contradiction, MemorySearchResult
+from abathur_memory.store.protocols import LinkStore, MemoryStore
 
 MAX_LIST_LIMIT = 1000
 MAX_HISTORY_LIMIT = 1000
@@ -47,6 +48,38 @@ class PutRequest:
     memory_type: str = "semantic"
     metadata: dict[str, Any] | None = None
     expected_version: int | None = None
+    valid_from: str | None = None  # ISO 8601: when the fact starts to hold in the world
+    valid_to: str | None = None  # when it stops (exclusive)
+
+
+def _iso(moment: datetime) -> str:
+    """A time as records show it (ISO 8601, milliseconds, Z), for comparing with them."""
+    moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
+
+
+def closed(entry: MemoryEntry, links: Sequence[MemoryLink]) -> MemoryEntry:
+    """``entry`` with its validity closed by the supersedes links that cover its version
+    (the version itself is never rewritten: the link says when it stopped holding)."""
+    ends = [
+        link.holds_until
+        for link in links
+        if link.link_type == "supersedes"
+        and link.removed_at is None
+        and link.holds_until is not None
+        and (link.to_namespace, link.to_key) == (entry.namespace, entry.key)
+        and (link.to_version or 0) >= entry.version
+    ]
+    if entry.valid_to is not None:
+        ends.append(entry.valid_to)
+    end = min(ends) if ends else None
+    return entry if end == entry.valid_to else entry.model_copy(update={"valid_to": end})
+
+
+def _holds(entry: MemoryEntry, at: str) -> bool:
+    return (entry.valid_from is None or entry.valid_from <= at) and (
+        entry.valid_to is None or at < entry.valid_to
+    )
 
 
 class MemoryService:
@@ -58,8 +91,10 @@ class MemoryService:
         *,
         max_value_bytes: int = values.DEFAULT_MAX_VALUE_BYTES,
         bounds: Bounds = DEFAULT_BOUNDS,
+        links: LinkStore | None = None,
     ) -> None:
         self.store = store
+        self.links = links
         self.guard = guard
         self.retrieval = retrieval
         self.max_value_bytes = max_value_bytes
@@ -82,9 +117,14 @@ class MemoryService:
         memory_type: str = "semantic",
         metadata: dict[str, Any] | None = None,
         expected_version: int | None = None,
+        valid_from: str | None = None,
+        valid_to: str | None = None,
     ) -> PutResult:
-        """Store ``value`` as the next version of (namespace, key)."""
-        request = PutRequest(namespace, key, value, memory_type, metadata, expected_version)
+        """Store ``value`` as the next version of (namespace, key); ``valid_from`` /
+        ``valid_to`` say when its fact holds in the world (omitted: always)."""
+        request = PutRequest(
+            namespace, key, value, memory_type, metadata, expected_version, valid_from, valid_to
+        )
         return (await self.put_many(principal, [request]))[0]
 
     async def put_many(
@@ -128,10 +168,32 @@ class MemoryService:
             if request.metadata is None
             else values.encode_object(request.metadata, what="metadata")
         )
+        valid_from = self._time(request.valid_from, "valid_from")
+        valid_to = self._time(request.valid_to, "valid_to")
+        if valid_from is not None and valid_to is not None and valid_from >= valid_to:
+            raise InvalidInput("valid_from must be earlier than valid_to")
         put = PreparedPut(
-            namespace, key, value_text, request.memory_type, metadata_text, request.expected_version
+            namespace,
+            key,
+            value_text,
+            request.memory_type,
+            metadata_text,
+            request.expected_version,
+            valid_from,
+            valid_to,
         )
         return put, segments
+
+    @staticmethod
+    def _time(value: str | datetime | None, what: str) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, str | datetime):
+            raise InvalidInput(f"{what} must be an ISO 8601 time")
+        try:
+            return timestamps.parse_user_time(value)
+        except InvalidInput as exc:
+            raise InvalidInput(f"{what}: {exc}") from None
 
     async def delete(
         self, principal: Principal, namespace: str, key: str, expected_version: int | None = None
@@ -167,16 +229,20 @@ class MemoryService:
         key: str,
         version: int | None = None,
         as_of: str | None = None,
+        valid_at: str | None = None,
     ) -> MemoryEntry:
-        """The latest live version, a given ``version``, or the version live at ``as_of``."""
+        """The latest live version, a given ``version``, or the version live at ``as_of``
+        (what the store knew then); with ``valid_at``, the newest of those versions whose
+        fact held at that time. Its ``valid_to`` is closed by any supersedes link."""
         namespace = clean(namespace)
         key = values.check_identifier(key, what="key")
         segments = parse(namespace)
-        if version is not None and as_of is not None:
-            raise InvalidInput("give version or as_of, not both")
+        if version is not None and (as_of is not None or valid_at is not None):
+            raise InvalidInput("give version, or as_of and/or valid_at, not both")
         if version is not None:
             values.check_integer(version, what="version", low=1)
-        at: datetime | None = timestamps.parse_user_time(as_of) if as_of is not None else None
+        at = self._time(as_of, "as_of")
+        held = self._time(valid_at, "valid_at")
         await self.guard.check(principal, namespace, segments, Access.READ, "read", key)
         if version is not None:
             entry = await self.store.version(namespace, key, version)
@@ -184,11 +250,41 @@ class MemoryService:
             entry = await self.store.as_of(namespace, key, at)
         else:
             entry = await self.store.latest(namespace, key)
+        links = await self._links(namespace, key, at)
+        if entry is not None and held is not None:
+            entry = await self._held(entry, links, _iso(held))
         if entry is None:
             when = f" at {as_of}" if as_of is not None else ""
             which = f" version {version}" if version is not None else ""
-            raise NotFound(f"no memory {namespace}/{key}{which}{when}")
-        return entry
+            holding = f" holding at {valid_at}" if valid_at is not None else ""
+            raise NotFound(f"no memory {namespace}/{key}{which}{when}{holding}")
+        return closed(entry, links)
+
+    async def _links(self, namespace: str, key: str, at: datetime | None) -> list[MemoryLink]:
+        """The links of (namespace, key) as they stood at ``at`` (None: now)."""
+        if self.links is None:
+            return []
+        found = await self.links.of(namespace, key)
+        if at is None:
+            return found
+        stamp = _iso(at)
+        return [
+            link.model_copy(update={"removed_at": None})
+            if link.removed_at is not None and link.removed_at > stamp
+            else link
+            for link in found
+            if link.created_at <= stamp
+        ]
+
+    async def _held(
+        self, live: MemoryEntry, links: Sequence[MemoryLink], at: str
+    ) -> MemoryEntry | None:
+        """The newest version up to ``live`` whose fact held at ``at``."""
+        versions = await self.store.history(live.namespace, live.key)
+        for entry in reversed([v for v in versions if v.version <= live.version]):
+            if _holds(closed(entry, links), at):
+                return entry
+        return None
 
     async def history(
         self, principal: Principal, namespace: str, key: str
@@ -242,10 +338,12 @@ class MemoryService:
         memory_type: str | None = None,
         limit: int = 50,
         cursor: str | None = None,
+        include_superseded: bool = False,
     ) -> MemoryPage:
         """Latest live entries under ``prefix`` (on ':' boundaries), by namespace then key;
-        with no prefix, everything ``principal`` may read. Long values are cut, and the page
-        ends before it passes the reply bound (core/replies.py)."""
+        with no prefix, everything ``principal`` may read. What no longer holds (superseded,
+        a duplicate, validity ended) is left out unless ``include_superseded``. Long values
+        are cut, and the page ends before it passes the reply bound (core/replies.py)."""
         if memory_type is not None and memory_type not in MEMORY_TYPES:
             raise InvalidInput(f"memory_type must be one of {', '.join(MEMORY_TYPES)}")
         if not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
@@ -255,14 +353,26 @@ class MemoryService:
         cut = self.bounds.field_bytes
         if prefix is None:
             found = await self.store.list_readable(
-                principal, memory_type, position, limit + 1, cut=cut
+                principal,
+                memory_type,
+                position,
+                limit + 1,
+                cut=cut,
+                include_superseded=bool(include_superseded),
             )
         else:
             if prefix not in SCOPES:
                 prefix = clean(prefix)
             segments = validate_prefix(prefix)
             await self.guard.check(principal, prefix, segments, Access.READ, "list")
-            found = await self.store.list_prefix(prefix, memory_type, position, limit + 1, cut=cut)
+            found = await self.store.list_prefix(
+                prefix,
+                memory_type,
+                position,
+                limit + 1,
+                cut=cut,
+                include_superseded=bool(include_superseded),
+            )
         kept = fitting(found[:limit], self.bounds.reply_bytes)
         page = MemoryPage(found[:kept])
         if len(found) > kept:
@@ -284,18 +394,24 @@ class MemoryService:
         after: str | None = None,
         before: str | None = None,
         metadata: dict[str, Any] | None = None,
+        include_superseded: bool = False,
     ) -> MemorySearchResult:
         """Keyword and semantic search over what ``principal`` may read (the policy bounds
         the candidates in the store, so nothing unreadable is even ranked), optionally
         within ``prefix`` (itself checked) and kept by the filters, which apply inside
         candidate selection. ``context`` adds each hit's neighbours; ``max_tokens`` packs
-        hits and neighbours into a budget."""
+        hits and neighbours into a budget. What no longer holds is left out in candidate
+        selection unless ``include_superseded``; a hit in an unresolved contradiction is
+        marked with the memories it contradicts."""
         if prefix is not None:
             segments = validate_prefix(prefix)
             await self.guard.check(principal, prefix, segments, Access.READ, "search")
-        filters = search_filters(memory_type, after, before, metadata)
+        filters = replace(
+            search_filters(memory_type, after, before, metadata),
+            include_superseded=bool(include_superseded),
+        )
         check_packing(context, max_tokens)
-        return await self.retrieval.memories(
+        result = await self.retrieval.memories(
             query,
             k,
             mode,
@@ -303,3 +419,27 @@ class MemoryService:
             context=context,
             max_tokens=max_tokens,
         )
+        await self._mark_contradictions(principal, result)
+        return result
+
+    async def _mark_contradictions(self, principal: Principal, result: MemorySearchResult) -> None:
+        if self.links is None or not result.results:
+            return
+        hits = {(h.namespace, h.key): h for h in result.results}
+        found = await self.links.contradicting(list(hits), self.bounds.field_bytes)
+        readable: dict[str, bool] = {}
+        for address, other in found:
+            if other.namespace not in readable:
+                rule = await self.guard.rule(principal, parse(other.namespace), Access.READ)
+                readable[other.namespace] = rule is None
+            if not readable[other.namespace]:
+                continue
+            hit = hits[address]
+            mark = Contradiction(
+                namespace=other.namespace,
+                key=other.key,
+                version=other.version,
+                value=other.value,
+                truncated=other.truncated,
+            )
+            hit.contradicts = [*(hit.contradicts or []), mark]

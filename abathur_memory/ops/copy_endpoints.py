@@ -5,7 +5,6 @@ copy's progress in the same transaction (so an interrupted copy resumes where it
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -18,9 +17,12 @@ from abathur_memory.ops.copy_tables import (
     BOOL,
     BYTES,
     JSON,
+    JSON_NULL,
     TIME,
     VECTOR,
     Table,
+    json_text,
+    json_value,
     parse_time,
     space_tables,
     time_text,
@@ -275,7 +277,7 @@ def _from_sqlite(table: Table, row: Sequence[Any]) -> tuple[Any, ...]:
         if value is None:
             values.append(None)
         elif column.kind == JSON:
-            values.append(json.loads(value))
+            values.append(json_value(value))
         elif column.kind == TIME:
             values.append(parse_time(value))
         elif column.kind == BOOL:
@@ -295,7 +297,7 @@ def _to_sqlite(table: Table, row: Sequence[Any]) -> tuple[Any, ...]:
         if value is None:
             values.append(None)
         elif column.kind == JSON:
-            values.append(json.dumps(value, ensure_ascii=False))
+            values.append(json_text(value))
         elif column.kind == TIME:
             values.append(time_text(value))
         elif column.kind == BOOL:
@@ -417,7 +419,10 @@ class PostgresEndpoint:
 
     def read(self, table: Table, after: Sequence[Any] | None, limit: int) -> list[tuple[Any, ...]]:
         where, params = _where(table, after, "%s")
-        columns = ", ".join(f'"{c.name}"' for c in table.columns)
+        # JSON as its text: a JSON null and SQL NULL must not both arrive as None
+        columns = ", ".join(
+            f'"{c.name}"::text' if c.kind == JSON else f'"{c.name}"' for c in table.columns
+        )
         rows = self.conn.execute(
             f"SELECT {columns} FROM {table.name}{where} ORDER BY {', '.join(table.key)} LIMIT %s",
             [*params, limit],
@@ -543,6 +548,8 @@ def _from_postgres(table: Table, row: Sequence[Any]) -> tuple[Any, ...]:
     for column, value in zip(table.columns, row, strict=True):
         if value is None:
             values.append(None)
+        elif column.kind == JSON:
+            values.append(json_value(value))
         elif column.kind == TIME:
             values.append(parse_time(value))
         elif column.kind == VECTOR:
@@ -569,7 +576,7 @@ def _to_postgres(table: Table, row: Sequence[Any]) -> tuple[Any, ...]:
         if value is None:
             values.append(None)
         elif column.kind == JSON:
-            values.append(Jsonb(value))
+            values.append(Jsonb(None if value is JSON_NULL else value))
         elif column.kind == VECTOR:
             values.append(np.asarray(value, dtype=np.float32))
         else:

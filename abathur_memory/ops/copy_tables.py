@@ -30,6 +30,27 @@ INT, FLOAT, TEXT, BOOL, JSON, TIME, BYTES, VECTOR = (
 )
 
 
+class JsonNull:
+    """A JSON ``null`` in a JSON column: a value (a redacted memory's, say), unlike SQL NULL,
+    which both backends' drivers would otherwise hand out as the same ``None``."""
+
+    def __repr__(self) -> str:
+        return "JSON_NULL"
+
+
+JSON_NULL = JsonNull()
+
+
+def json_value(text: str) -> Any:
+    """A JSON column's text as its canonical value (JSON_NULL for ``null``)."""
+    value = json.loads(text)
+    return JSON_NULL if value is None else value
+
+
+def json_text(value: Any) -> str:
+    return json.dumps(None if value is JSON_NULL else value, ensure_ascii=False)
+
+
 @dataclass(frozen=True)
 class Column:
     name: str
@@ -128,10 +149,35 @@ BASE_TABLES: tuple[Table, ...] = (
         "memory_entries",
         _cols(
             "id:int, namespace, key, value:json, memory_type, version:int, is_deleted:bool,"
-            " metadata:json, created_by, updated_by, created_at:time, updated_at:time"
+            " metadata:json, created_by, updated_by, created_at:time, updated_at:time,"
+            " valid_from:time, valid_to:time, redacted_at:time, redacted_by"
         ),
         ("id",),
         identity="id",
+    ),
+    Table(
+        "memory_links",
+        _cols(
+            "id:int, link_type, from_namespace, from_key, from_version:int, to_namespace,"
+            " to_key, to_version:int, to_session, seq_start:int, seq_end:int,"
+            " holds_until:time, reason, metadata:json, run_id, created_by, created_at:time,"
+            " removed_at:time, removed_by, removed_run_id"
+        ),
+        ("id",),
+        identity="id",
+    ),
+    Table(
+        "consolidation_runs",
+        _cols(
+            "id, prefix, actor, mode, status, started_at:time, finished_at:time,"
+            " counts:json, undoes, undone_by"
+        ),
+        ("id",),
+    ),
+    Table(
+        "consolidation_proposals",
+        _cols("run_id, id, kind, confidence:float, proposal:json, applied:json"),
+        ("run_id", "id"),
     ),
     Table(
         "audit",
@@ -256,6 +302,8 @@ def fingerprint(kind: str, value: Any) -> str:
     if value is None:
         return "\x00"
     if kind == JSON:
+        if value is JSON_NULL:
+            return "null"
         return json.dumps(_number(value), sort_keys=True, ensure_ascii=False)
     if kind == TIME:
         return time_text(value) or ""

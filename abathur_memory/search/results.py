@@ -80,6 +80,17 @@ class MemoryNeighbour(BaseModel):
     truncated: dict[str, int] | None = truncated_marker()
 
 
+class Contradiction(BaseModel):
+    """A memory an unresolved ``contradicts`` link ties to a hit: both still hold, so the
+    agent sees both and decides (a supersedes link resolves it)."""
+
+    namespace: str
+    key: str
+    version: int
+    value: JsonAny
+    truncated: dict[str, int] | None = truncated_marker()
+
+
 class MemoryHit(BaseModel):
     """One memory that matched, with the parts of its score."""
 
@@ -101,6 +112,11 @@ class MemoryHit(BaseModel):
         exclude_if=absent,
         description="Its neighbours in stored order (with context=n), nearest kept first "
         "when packed.",
+    )
+    contradicts: list[Contradiction] | None = Field(
+        default=None,
+        exclude_if=absent,
+        description="Memories it contradicts, unresolved: both hold until one supersedes.",
     )
 
 

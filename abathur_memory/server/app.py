@@ -17,7 +17,14 @@ from abathur_memory import __version__
 from abathur_memory.config import Settings
 from abathur_memory.errors import AbathurError
 from abathur_memory.runtime import Runtime, open_runtime
-from abathur_memory.server import tools_documents, tools_memory, tools_sessions, tools_tasks
+from abathur_memory.server import (
+    tools_consolidation,
+    tools_documents,
+    tools_links,
+    tools_memory,
+    tools_sessions,
+    tools_tasks,
+)
 from abathur_memory.server.auth import DatabaseTokenVerifier
 from abathur_memory.server.context import acting
 from abathur_memory.server.http import auth_kwargs
@@ -26,7 +33,11 @@ from abathur_memory.server.web import Holder, metrics_endpoint
 log = logging.getLogger(__name__)
 
 TOOL_GROUPS = {
-    "memory": tools_memory.tools,
+    "memory": lambda: [
+        *tools_memory.tools(),
+        *tools_links.tools(),
+        *tools_consolidation.tools(),
+    ],
     "sessions": tools_sessions.tools,
     "tasks": tools_tasks.tools,
     "documents": tools_documents.tools,

@@ -51,9 +51,8 @@ Prefix = Annotated[
         min_length=3,
         max_length=512,
         description=(
-            "Namespace prefix; matches that namespace and everything below it on ':' "
-            "boundaries ('user:alice' matches 'user:alice:prefs', not 'user:alice2'). "
-            "A bare 'temp' lists all temp namespaces."
+            "On ':' boundaries: 'user:alice' matches 'user:alice:prefs', not 'user:alice2'; "
+            "'temp' lists every temp namespace."
         ),
     ),
 ]

@@ -37,10 +37,12 @@ READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_worl
 
 
 def writes(*, destructive: bool = False, idempotent: bool = False) -> ToolAnnotations:
+    """A writing tool's hints; a non-idempotent one leaves ``idempotentHint`` out, MCP's
+    default being false (tools/list is paid for on every turn)."""
     return ToolAnnotations(
         read_only_hint=False,
         destructive_hint=destructive,
-        idempotent_hint=idempotent,
+        idempotent_hint=idempotent or None,
         open_world_hint=False,
     )
 

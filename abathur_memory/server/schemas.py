@@ -7,8 +7,8 @@ field's constraints in the output schemas. What an agent needs is less:
 
 - input schemas keep every constraint a client can act on (types, enums, lengths, ranges,
   required, ``additionalProperties: false``) and the descriptions, and lose titles,
-  ``default: null``, ``additionalProperties: true`` (the default) and the 64-bit limit
-  (the server still checks it);
+  ``default: null``, ``additionalProperties: true`` (the default), the 64-bit limit
+  (the server still checks it) and the ``null`` alternative of an optional argument;
 - output schemas name the fields a result always carries (``required``), and no more: their
   values, nested records included, describe themselves in the result, and the tool's
   description says what it returns. Spelling out every field's type made them the larger
@@ -37,7 +37,26 @@ _NOISE = ("title",)
 
 def lean_input(schema: Schema) -> Schema:
     """An argument schema without pydantic's repetitions (see the module docstring)."""
-    return _walk(_inline(schema), _trim)
+    return _optional_without_null(_walk(_inline(schema), _trim))
+
+
+def _optional_without_null(schema: Schema) -> Schema:
+    """An optional argument's ``anyOf: [X, {type: null}]`` as X: leaving it out is how a
+    client says "none" (the server still accepts an explicit null). 27 bytes per argument,
+    on every turn."""
+    properties = schema.get("properties")
+    if not isinstance(properties, dict):
+        return schema
+    required = set(schema.get("required", ()))
+    lean: dict[str, Any] = {}
+    for name, sub in properties.items():
+        options = sub.get("anyOf") if isinstance(sub, dict) else None
+        if name not in required and isinstance(options, list) and len(options) == 2:
+            kept = [o for o in options if o != {"type": "null"}]
+            if len(kept) == 1:
+                sub = {**{k: v for k, v in sub.items() if k != "anyOf"}, **kept[0]}
+        lean[name] = sub
+    return {**schema, "properties": lean}
 
 
 def lean_output(model: Any) -> Schema | None:

@@ -8,7 +8,8 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools.base import Tool
 from pydantic import BaseModel, Field
 
-from abathur_memory.core.records import MemoryEntry, PutResult, truncated_marker
+from abathur_memory.core.records import MemoryEntry, MemoryLink, PutResult, truncated_marker
+from abathur_memory.core.replies import absent
 from abathur_memory.core.search_filters import MAX_CONTEXT, MAX_MAX_TOKENS, MIN_MAX_TOKENS
 from abathur_memory.core.values import JsonAny
 from abathur_memory.search.results import MemorySearchResult
@@ -26,6 +27,10 @@ from abathur_memory.server.context import (
 from abathur_memory.server.registry import READ_ONLY, strict_tool, writes
 
 M = TypeVar("M", bound=BaseModel)
+Time = Annotated[str | None, Field(max_length=64)]
+# A namespace already saved to: memory_put's argument describes the form once.
+SavedNamespace = Annotated[str, Field(min_length=3, max_length=512)]
+SavedKey = Annotated[str, Field(min_length=1, max_length=256)]
 
 
 def _copy_fields(model: type[M], source: object) -> M:
@@ -66,17 +71,42 @@ class MemoryRecord(BaseModel):
     created_at: str = Field(description="When this version was written.")
     updated_at: str
     truncated: dict[str, int] | None = truncated_marker()  # set in listings only
+    valid_from: str | None = Field(default=None, exclude_if=absent)
+    valid_to: str | None = Field(default=None, exclude_if=absent)
+    redacted_at: str | None = Field(default=None, exclude_if=absent)
+    redacted_by: str | None = Field(default=None, exclude_if=absent)
 
     @classmethod
     def of(cls, entry: MemoryEntry) -> MemoryRecord:
         return _copy_fields(cls, entry)
 
 
+LINKS_DESCRIPTION = (
+    "Its links both ways (from it and to it), removed ones stamped removed_at; only those"
+    " whose other end you may read."
+)
+
+
+class MemoryRecall(MemoryRecord):
+    """A memory with its links."""
+
+    links: list[MemoryLink] = Field(description=LINKS_DESCRIPTION)
+
+
 class MemoryHistory(BaseModel):
     namespace: str
     key: str
     versions: list[MemoryEntry] = Field(description="Every version, oldest first.")
+    links: list[MemoryLink] = Field(description=LINKS_DESCRIPTION)
     next_cursor: str | None = Field(description="Pass back as cursor for the next page.")
+
+
+class Redacted(BaseModel):
+    namespace: str
+    key: str
+    version: int
+    redacted_at: str
+    redacted_by: str
 
 
 class MemoryDeleted(BaseModel):
@@ -106,57 +136,74 @@ async def memory_put(
             description="Compare-and-set: the version you read (0: must not exist).",
         ),
     ] = None,
+    valid_from: Time = None,
+    valid_to: Time = None,
 ) -> MemoryPutResult:
-    """Save a memory under (namespace, key). Each change becomes a new version; saving the
-    value that is already live writes nothing. Use expected_version to avoid overwriting a
-    change made by another agent since you read it. metadata omitted keeps the current one."""
+    """Save a memory under (namespace, key): each change is a new version; the live value
+    again writes nothing. expected_version: compare-and-set. metadata omitted keeps the
+    current one. valid_from/valid_to: when it holds."""
     runtime, principal = acting(ctx)
     result = await runtime.memories.put(
-        principal, namespace, key, value, memory_type, metadata, expected_version
+        principal,
+        namespace,
+        key,
+        value,
+        memory_type,
+        metadata,
+        expected_version,
+        valid_from,
+        valid_to,
     )
     return MemoryPutResult.of(result)
 
 
 async def memory_get(
     ctx: Context,
-    namespace: Namespace,
-    key: Key,
-    version: Annotated[
-        int | None, Field(ge=1, le=MAX_INT, description="A specific version.")
-    ] = None,
+    namespace: SavedNamespace,
+    key: SavedKey,
+    version: Annotated[int | None, Field(ge=1, le=MAX_INT)] = None,
     as_of: Annotated[
         str | None,
-        Field(max_length=64, description="ISO 8601 time: the version live at that moment."),
+        Field(max_length=64, description="ISO 8601: as the store knew it then."),
     ] = None,
-) -> MemoryRecord:
-    """Recall one memory: the latest live version, a given version, or as it was at a time."""
+    valid_at: Time = None,
+) -> MemoryRecall:
+    """Recall one memory (latest, a version, or as of a time; valid_at: the one that held
+    then), with its links."""
     runtime, principal = acting(ctx)
-    return MemoryRecord.of(await runtime.memories.get(principal, namespace, key, version, as_of))
+    entry = await runtime.memories.get(principal, namespace, key, version, as_of, valid_at)
+    links = await runtime.links.readable_links(principal, entry.namespace, entry.key)
+    return MemoryRecall(**dict(MemoryRecord.of(entry)), links=links)
 
 
 async def memory_history(
     ctx: Context,
-    namespace: Namespace,
-    key: Key,
+    namespace: SavedNamespace,
+    key: SavedKey,
     limit: Annotated[int, Field(ge=1, le=1000)] = 1000,
     cursor: Cursor = None,
 ) -> MemoryHistory:
-    """All versions of one memory, oldest first, including deleted ones (flagged). Long
-    values are cut (see truncated): memory_get with a version reads one whole."""
+    """Every version of one memory, oldest first (deleted ones flagged), and its links.
+    Long values are cut (see truncated)."""
     runtime, principal = acting(ctx)
     page = await runtime.memories.history_page(principal, namespace, key, limit, cursor)
+    links = await runtime.links.readable_links(principal, namespace, key)
     return MemoryHistory(
-        namespace=namespace, key=key, versions=page.entries, next_cursor=page.next_cursor
+        namespace=namespace,
+        key=key,
+        versions=page.entries,
+        links=links,
+        next_cursor=page.next_cursor,
     )
 
 
 async def memory_delete(
     ctx: Context,
-    namespace: Namespace,
-    key: Key,
+    namespace: SavedNamespace,
+    key: SavedKey,
     expected_version: Annotated[
         int | None,
-        Field(ge=1, le=MAX_INT, description="Only delete if this version is still live."),
+        Field(ge=1, le=MAX_INT, description="Only if still this version."),
     ] = None,
 ) -> MemoryDeleted:
     """Delete a memory (soft: its history stays readable and memory_restore can undo it)."""
@@ -165,10 +212,28 @@ async def memory_delete(
     return MemoryDeleted(namespace=namespace, key=key, deleted_version=entry.version)
 
 
-async def memory_restore(ctx: Context, namespace: Namespace, key: Key) -> MemoryPutResult:
+async def memory_restore(ctx: Context, namespace: SavedNamespace, key: SavedKey) -> MemoryPutResult:
     """Undo a delete: the last value comes back as a new version."""
     runtime, principal = acting(ctx)
     return MemoryPutResult.of(await runtime.memories.restore(principal, namespace, key))
+
+
+async def memory_redact(
+    ctx: Context,
+    namespace: SavedNamespace,
+    key: SavedKey,
+    version: Annotated[int, Field(ge=1, le=MAX_INT)],
+) -> Redacted:
+    """Erase a version's content; its record stays."""
+    runtime, principal = acting(ctx)
+    entry = await runtime.redaction.redact(principal, namespace, key, version)
+    return Redacted(
+        namespace=entry.namespace,
+        key=entry.key,
+        version=entry.version,
+        redacted_at=entry.redacted_at or "",
+        redacted_by=entry.redacted_by or "",
+    )
 
 
 async def memory_list(
@@ -177,12 +242,14 @@ async def memory_list(
     memory_type: MemoryType | None = None,
     limit: Annotated[int, Field(ge=1, le=1000)] = 50,
     cursor: Cursor = None,
+    include_superseded: bool = False,
 ) -> MemoryList:
-    """List the live memories under a namespace prefix (latest versions, by namespace, key);
-    without a prefix, every memory you may read. Long values are cut (see truncated):
-    memory_get reads one whole."""
+    """List live memories under a prefix (latest versions, by namespace and key); without
+    one, every memory you may read. Long values are cut (see truncated)."""
     runtime, principal = acting(ctx)
-    page = await runtime.memories.list(principal, prefix, memory_type, limit, cursor)
+    page = await runtime.memories.list(
+        principal, prefix, memory_type, limit, cursor, include_superseded
+    )
     return MemoryList(
         entries=[MemoryRecord.of(e) for e in page.entries], next_cursor=page.next_cursor
     )
@@ -190,39 +257,36 @@ async def memory_list(
 
 async def memory_search(
     ctx: Context,
-    query: Annotated[str, Field(min_length=1, max_length=2000, description="What to look for.")],
+    query: Annotated[str, Field(min_length=1, max_length=2000)],
     prefix: Annotated[
         str | None,
-        Field(max_length=512, description="Only under this namespace, e.g. 'user:alice'."),
+        Field(max_length=512, description="e.g. 'user:alice'"),
     ] = None,
-    k: Annotated[int, Field(ge=1, le=100, description="How many results.")] = 10,
+    k: Annotated[int, Field(ge=1, le=100)] = 10,
     mode: Literal["hybrid", "keyword", "semantic"] = "hybrid",
     context: Annotated[
-        int, Field(ge=0, le=MAX_CONTEXT, description="Neighbours to return on each side.")
+        int, Field(ge=0, le=MAX_CONTEXT, description="Neighbours on each side.")
     ] = 0,
     max_tokens: Annotated[
         int | None,
         Field(
             ge=MIN_MAX_TOKENS,
             le=MAX_MAX_TOKENS,
-            description="Pack hits and neighbours, best first, into this many tokens.",
+            description="Token budget.",
         ),
     ] = None,
     memory_type: MemoryType | None = None,
-    after: Annotated[
-        str | None, Field(max_length=64, description="ISO 8601: memories of this time or later.")
-    ] = None,
-    before: Annotated[
-        str | None, Field(max_length=64, description="ISO 8601: memories before this time.")
-    ] = None,
+    after: Annotated[str | None, Field(max_length=64, description="ISO 8601, inclusive.")] = None,
+    before: Annotated[str | None, Field(max_length=64, description="ISO 8601, exclusive.")] = None,
     metadata: Annotated[
         dict[str, str | int | float | bool] | None,
-        Field(description="Only memories whose metadata has these values."),
+        Field(description="Metadata values to match."),
     ] = None,
+    include_superseded: bool = False,
 ) -> MemorySearchResult:
-    """Search your memories by meaning and keywords (only namespaces you may read). A
-    memory's time is the date its value names, else when it was first stored. Long values
-    are cut as memory_list cuts them."""
+    """Search the memories you may read by meaning and keywords. A memory's time (after,
+    before) is the date its value names, else when first stored. Long values are cut.
+    Superseded facts are left out unless include_superseded; contradictions are marked."""
     runtime, principal = acting(ctx)
     return await runtime.memories.search(
         principal,
@@ -236,6 +300,7 @@ async def memory_search(
         after=after,
         before=before,
         metadata=metadata,
+        include_superseded=include_superseded,
     )
 
 
@@ -251,6 +316,11 @@ def tools() -> list[Tool]:
         ),
         strict_tool(
             memory_restore, title="Restore a deleted memory", annotations=writes(idempotent=True)
+        ),
+        strict_tool(
+            memory_redact,
+            title="Redact memory",
+            annotations=writes(destructive=True, idempotent=True),
         ),
         strict_tool(memory_list, title="List memories", annotations=READ_ONLY),
         strict_tool(memory_search, title="Search memories", annotations=READ_ONLY),

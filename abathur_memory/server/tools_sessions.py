@@ -20,7 +20,7 @@ from abathur_memory.server.context import (
 from abathur_memory.server.registry import READ_ONLY, strict_tool, writes
 
 Status = Literal["created", "active", "paused", "terminated", "archived"]
-SessionId = Annotated[str, Field(min_length=1, max_length=256, description="The session id.")]
+SessionId = Annotated[str, Field(min_length=1, max_length=256)]
 
 
 class Appended(BaseModel):
@@ -29,6 +29,13 @@ class Appended(BaseModel):
     event_type: str
     status: str = Field(description="Session status after the append.")
     state: dict[str, Any] | None = Field(description="The merged state, when a delta was given.")
+
+
+class Promoted(BaseModel):
+    namespace: str
+    keys: list[str]
+    created: int
+    unchanged: int
 
 
 class SessionList(BaseModel):
@@ -140,6 +147,22 @@ async def session_list(
     return SessionList(sessions=page.sessions, next_cursor=page.next_cursor)
 
 
+async def session_promote(
+    ctx: Context,
+    session_id: SessionId,
+    namespace: Annotated[str, Field(min_length=3, max_length=512)],
+    seq_start: Annotated[int, Field(ge=1, le=MAX_INT)],
+    seq_end: Annotated[int, Field(ge=1, le=MAX_INT)],
+) -> Promoted:
+    """Save events seq_start..seq_end as episodic memories in namespace (once)."""
+    done = await runtime_of(ctx).promotion.promote(
+        principal_for(ctx), session_id, namespace, seq_start, seq_end
+    )
+    return Promoted(
+        namespace=done.namespace, keys=done.keys, created=done.created, unchanged=done.unchanged
+    )
+
+
 def tools() -> list[Tool]:
     return [
         strict_tool(session_create, title="Start a session", annotations=writes()),
@@ -150,4 +173,5 @@ def tools() -> list[Tool]:
             session_set_status, title="Change session status", annotations=writes(idempotent=True)
         ),
         strict_tool(session_list, title="List sessions", annotations=READ_ONLY),
+        strict_tool(session_promote, title="Promote events", annotations=writes(idempotent=True)),
     ]

@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from abathur_memory.core.browse import (
     AuditQuery,
@@ -43,10 +43,13 @@ from abathur_memory.core.metrics import BucketCount, CallMetric
 from abathur_memory.core.principal import Principal
 from abathur_memory.core.records import (
     Checkpoint,
+    ConsolidationRun,
     Denial,
     ExpiredMemory,
     MemoryEntry,
+    MemoryLink,
     NewEvent,
+    NewLink,
     NewTask,
     PreparedPut,
     PutResult,
@@ -54,6 +57,7 @@ from abathur_memory.core.records import (
     SessionChange,
     SessionEvent,
     SessionWithEvents,
+    StoredProposal,
     Task,
     TaskChange,
     TokenInfo,
@@ -115,10 +119,12 @@ class MemoryStore(Protocol):
         limit: int,
         *,
         cut: int | None = None,
+        include_superseded: bool = False,
     ) -> list[MemoryEntry]:
         """Latest live entries under ``prefix`` on ':' boundaries (a bare scope lists the
         scope), by (namespace, key), after the cursor position ``after``; ``cut`` as for
-        history."""
+        history. What no longer holds (superseded, a duplicate, validity ended) is left out
+        unless ``include_superseded``."""
         ...
 
     async def list_readable(
@@ -129,6 +135,7 @@ class MemoryStore(Protocol):
         limit: int,
         *,
         cut: int | None = None,
+        include_superseded: bool = False,
     ) -> list[MemoryEntry]:
         """Like list_prefix over every namespace ``principal`` may read."""
         ...
@@ -159,6 +166,88 @@ class MemoryStore(Protocol):
     ) -> list[NamespaceCount]:
         """Namespaces ``principal`` may read that hold live keys (within ``prefix`` on ':'
         boundaries), by name after ``after``, with their live key counts."""
+        ...
+
+
+class LinkStore(Protocol):
+    """Typed, directed links between memories; removed by stamping, never deleted."""
+
+    async def add(self, link: NewLink, actor: str) -> tuple[MemoryLink, bool]:
+        """The link between the live versions of both ends, with its audit row (NotFound
+        when an end has no live version); an equal active link is returned as it is.
+        Returns (link, created)."""
+        ...
+
+    async def remove(self, link_id: int, actor: str, run_id: str | None = None) -> MemoryLink:
+        """Stamp an active link removed, with its audit row (NotFound)."""
+        ...
+
+    async def add_session_link(
+        self,
+        namespace: str,
+        key: str,
+        session_id: str,
+        seq_start: int,
+        seq_end: int,
+        actor: str,
+    ) -> tuple[MemoryLink, bool]:
+        """A derived_from link from a memory's live version to events of a session, audited
+        as ``publish``; an equal active link is returned as it is."""
+        ...
+
+    async def get(self, link_id: int) -> MemoryLink | None: ...
+
+    async def of(self, namespace: str, key: str) -> list[MemoryLink]:
+        """Every link from or to (namespace, key), removed ones included, oldest first."""
+        ...
+
+    async def contradicting(
+        self, addresses: list[tuple[str, str]], cut: int | None
+    ) -> list[tuple[tuple[str, str], MemoryEntry]]:
+        """For each address, the latest live versions on the other side of its active
+        ``contradicts`` links that still hold (unresolved contradictions), values cut to
+        ``cut`` bytes."""
+        ...
+
+
+class ConsolidationStore(Protocol):
+    """Consolidation runs (who, when, counts) and the proposals each stored."""
+
+    async def start_run(
+        self, run_id: str, prefix: str, actor: str, mode: str, undoes: str | None
+    ) -> None: ...
+
+    async def finish_run(self, run_id: str, status: str, counts: dict[str, Any]) -> None:
+        """Stamp the run finished; a finished undo marks the run it undid."""
+        ...
+
+    async def save_proposals(self, run_id: str, proposals: Sequence[StoredProposal]) -> None: ...
+
+    async def run(self, run_id: str) -> ConsolidationRun | None: ...
+
+    async def last_run(self, prefix: str, actor: str) -> ConsolidationRun | None:
+        """The newest finished run of ``actor`` on ``prefix``."""
+        ...
+
+    async def applied(self, run_id: str) -> list[StoredProposal]:
+        """The proposals ``run_id`` applied, in order, with what applying each wrote."""
+        ...
+
+
+class RedactionStore(Protocol):
+    """Erasing content while keeping the record of it."""
+
+    async def redact(self, namespace: str, key: str, version: int, actor: str) -> MemoryEntry:
+        """Erase one version's value and metadata, keep its row (who, when) stamped with who
+        redacted it when, drop its search text and vectors; audited. Redacting a redacted
+        version changes nothing. NotFound if there is no such version."""
+        ...
+
+    async def erase_user(self, user: str, actor: str) -> dict[str, Any]:
+        """Remove every memory version under user:<user> and the session namespaces of its
+        sessions, their links, its sessions with their events, and its tasks (created by it
+        or in its sessions) with their checkpoints, in one transaction; one audit row keeps
+        the counts. Returns the counts."""
         ...
 
 
@@ -578,6 +667,12 @@ class Store(Protocol):
     # read-only members, so that an implementation may hold its own subtypes
     @property
     def memories(self) -> MemoryStore: ...
+    @property
+    def links(self) -> LinkStore: ...
+    @property
+    def consolidation(self) -> ConsolidationStore: ...
+    @property
+    def redaction(self) -> RedactionStore: ...
     @property
     def audit(self) -> AuditStore: ...
     @property

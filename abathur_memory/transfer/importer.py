@@ -123,7 +123,8 @@ class Importer:
                 link.where,
                 "unsupported",
                 "link",
-                "links between memories are not stored by this version of abathur-memory",
+                "links between memories are not imported (nor exported) yet: make them again "
+                "with memory_link",
             )
             for link in unit.links
         ]

@@ -17,7 +17,7 @@ from abathur_memory.errors import Conflict, NotFound
 from abathur_memory.store.postgres import browse, rows
 from abathur_memory.store.postgres.connection import Conn, Database, Queued
 from abathur_memory.store.postgres.puts import lock_keys, put_many
-from abathur_memory.store.postgres.readable import readable_sql
+from abathur_memory.store.postgres.readable import STILL_HOLDS, readable_sql
 from abathur_memory.store.postgres.times import SQL_NOW, at_ms
 
 _LATEST_LIVE = f"""
@@ -51,14 +51,15 @@ FROM live LEFT JOIN deleted AS d ON d.id = live.id
 
 _RESTORE = f"""
 WITH latest AS (
-    SELECT version, is_deleted, value, memory_type, metadata FROM memory_entries
-    WHERE namespace = %(namespace)s AND key = %(key)s
+    SELECT version, is_deleted, value, memory_type, metadata, valid_from, valid_to
+    FROM memory_entries WHERE namespace = %(namespace)s AND key = %(key)s
     ORDER BY version DESC LIMIT 1
 ), restored AS (
     INSERT INTO memory_entries (namespace, key, value, memory_type, version, metadata,
-                                created_by, updated_by, created_at, updated_at)
+                                created_by, updated_by, created_at, updated_at, valid_from,
+                                valid_to)
     SELECT %(namespace)s, %(key)s, value, memory_type, version + 1, metadata,
-           %(actor)s, %(actor)s, {SQL_NOW}, {SQL_NOW}
+           %(actor)s, %(actor)s, {SQL_NOW}, {SQL_NOW}, valid_from, valid_to
     FROM latest WHERE is_deleted
     RETURNING id, version, memory_type, updated_at
 ), audited AS (
@@ -122,6 +123,7 @@ WHERE m.namespace >= %(prefix)s AND m.namespace < %(prefix)s || ';'
   AND (%(memory_type)s::text IS NULL OR m.memory_type = %(memory_type)s)
   AND m.version = (SELECT max(v.version) FROM memory_entries AS v
                    WHERE v.namespace = m.namespace AND v.key = m.key)
+  AND (%(include_superseded)s OR ({still_holds}))
 ORDER BY m.namespace, m.key
 LIMIT %(limit)s
 """
@@ -238,15 +240,19 @@ class PostgresMemoryStore:
         limit: int,
         *,
         cut: int | None = None,
+        include_superseded: bool = False,
     ) -> list[MemoryEntry]:
         params = {
+            "include_superseded": include_superseded,
             "prefix": prefix,
             "memory_type": memory_type,
             "after_namespace": after[0],
             "after_key": after[1],
             "limit": limit,
         }
-        found = await self.db.fetchall(_LIST_PAGE.format(columns=_listed(cut)), params)
+        found = await self.db.fetchall(
+            _LIST_PAGE.format(columns=_listed(cut), still_holds=STILL_HOLDS), params
+        )
         return [rows.memory(r, _limit(cut)) for r in found]
 
     async def list_readable(
@@ -257,8 +263,11 @@ class PostgresMemoryStore:
         limit: int,
         *,
         cut: int | None = None,
+        include_superseded: bool = False,
     ) -> list[MemoryEntry]:
         where, params = readable_sql(principal, None, "m.namespace")
+        if not include_superseded:
+            where += f" AND {STILL_HOLDS}"
         sql = (
             f"SELECT {_listed(cut)} FROM memory_entries AS m"
             " WHERE (m.namespace, m.key) > (%s, %s) AND NOT m.is_deleted"

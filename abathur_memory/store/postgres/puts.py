@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 
 from abathur_memory.core.records import PreparedPut, PutResult
 from abathur_memory.store.postgres import rows
 from abathur_memory.store.postgres.connection import Conn, Database, Queued
-from abathur_memory.store.postgres.times import SQL_NOW
+from abathur_memory.store.postgres.times import SQL_NOW, at_ms
 from abathur_memory.store.shared import check_expected
 
 KEY_LOCKS_MAX = 64
@@ -59,16 +60,19 @@ WITH clock AS (
 ), wanted AS (
     SELECT (a->>0)::int AS ord, a->>1 AS namespace, a->>2 AS key, a->>3 AS memory_type,
            (a->>4)::jsonb AS value, (a->>5)::jsonb AS metadata_given,
-           (a->>6)::bigint AS expected
+           (a->>6)::bigint AS expected, (a->>7)::timestamptz AS valid_from,
+           (a->>8)::timestamptz AS valid_to
     FROM jsonb_array_elements(%(batch)s::jsonb) AS a
 ), latest AS (
     SELECT w.*, m.version AS latest_version,
            COALESCE(CASE WHEN NOT m.is_deleted THEN m.version END, 0) AS live_version,
            m.value AS old_value, m.memory_type AS old_type, m.metadata AS old_metadata,
-           m.updated_at AS old_updated_at
+           m.updated_at AS old_updated_at, m.valid_from AS old_valid_from,
+           m.valid_to AS old_valid_to
     FROM wanted AS w
     LEFT JOIN LATERAL (
-        SELECT e.version, e.is_deleted, e.value, e.memory_type, e.metadata, e.updated_at
+        SELECT e.version, e.is_deleted, e.value, e.memory_type, e.metadata, e.updated_at,
+               e.valid_from, e.valid_to
         FROM memory_entries AS e
         WHERE e.namespace = w.namespace AND e.key = w.key
         ORDER BY e.version DESC LIMIT 1
@@ -79,7 +83,9 @@ WITH clock AS (
            -- jsonb's text is key-order free and keeps 1 and 1.0 apart, as SQLite's compare
            l.live_version > 0 AND l.old_type = l.memory_type
                AND l.old_value::text = l.value::text
-               AND l.old_metadata::text = n.metadata::text AS unchanged
+               AND l.old_metadata::text = n.metadata::text
+               AND l.old_valid_from IS NOT DISTINCT FROM l.valid_from
+               AND l.old_valid_to IS NOT DISTINCT FROM l.valid_to AS unchanged
     FROM latest AS l
     CROSS JOIN LATERAL (
         SELECT COALESCE(l.metadata_given, CASE WHEN l.live_version > 0 THEN l.old_metadata END,
@@ -87,9 +93,10 @@ WITH clock AS (
     ) AS n
 ), inserted AS (
     INSERT INTO memory_entries (namespace, key, value, memory_type, version, metadata,
-                                created_by, updated_by, created_at, updated_at)
+                                created_by, updated_by, created_at, updated_at, valid_from,
+                                valid_to)
     SELECT j.namespace, j.key, j.value, j.memory_type, COALESCE(j.latest_version, 0) + 1,
-           j.metadata, %(actor)s, %(actor)s, clock.now, clock.now
+           j.metadata, %(actor)s, %(actor)s, clock.now, clock.now, j.valid_from, j.valid_to
     FROM judged AS j CROSS JOIN clock
     WHERE NOT j.unchanged AND NOT j.conflict
       AND NOT (%(all_or_nothing)s AND EXISTS (SELECT 1 FROM judged AS c WHERE c.conflict))
@@ -189,11 +196,17 @@ def _batch(puts: Sequence[PreparedPut], positions: list[int]) -> str:
                 puts[position].value_text,
                 puts[position].metadata_text,
                 puts[position].expected_version,
+                _iso(puts[position].valid_from),
+                _iso(puts[position].valid_to),
             ]
             for position in positions
         ],
         ensure_ascii=False,
     )
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else at_ms(moment).isoformat()
 
 
 def _round_params(

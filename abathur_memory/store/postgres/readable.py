@@ -10,6 +10,18 @@ from typing import Any
 
 from abathur_memory.core.principal import Principal
 from abathur_memory.core.search import MemoryFilters
+from abathur_memory.store.postgres.times import SQL_NOW
+
+# What no longer holds: SQLite's STILL_HOLDS (store/sqlite/readable.py), clause for clause.
+STILL_HOLDS = f"""(m.valid_to IS NULL OR m.valid_to > {SQL_NOW})
+  AND NOT EXISTS (SELECT 1 FROM memory_links AS l
+                  WHERE l.to_namespace = m.namespace AND l.to_key = m.key
+                    AND l.link_type = 'supersedes' AND l.removed_at IS NULL
+                    AND l.to_version >= m.version AND l.holds_until <= {SQL_NOW})
+  AND NOT EXISTS (SELECT 1 FROM memory_links AS l
+                  WHERE l.from_namespace = m.namespace AND l.from_key = m.key
+                    AND l.link_type = 'duplicates' AND l.removed_at IS NULL
+                    AND l.from_version >= m.version)"""
 
 
 def readable_sql(
@@ -55,6 +67,9 @@ def memory_filter_sql(filters: MemoryFilters) -> tuple[str, list[Any]]:
     a search's filters, applied inside candidate selection (SQLite's memory_filter_sql)."""
     clauses: list[str] = []
     params: list[Any] = []
+    clauses.append("m.redacted_at IS NULL")  # an erased memory has nothing to find
+    if not filters.include_superseded:
+        clauses.append(STILL_HOLDS)
     if filters.memory_type is not None:
         clauses.append("m.memory_type = %s")
         params.append(filters.memory_type)

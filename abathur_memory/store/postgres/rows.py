@@ -22,7 +22,7 @@ Row = Sequence[Any]
 
 MEMORY = (
     "id, namespace, key, version, value, memory_type, metadata, is_deleted, created_by,"
-    " updated_by, created_at, updated_at"
+    " updated_by, created_at, updated_at, valid_from, valid_to, redacted_at, redacted_by"
 )
 EVENT = "seq, event_type, actor, content, state_delta, created_at"
 SESSION = (
@@ -90,7 +90,7 @@ def _cut(
 def memory(row: Row, limit: int | None = None) -> MemoryEntry:
     """A memory; with ``limit``, a row of listed(MEMORY, ("value",), limit)."""
     marks: dict[str, int] = {}
-    value = row[4] if limit is None else _cut(row[4], row[12], limit, marks, "value")
+    value = row[4] if limit is None else _cut(row[4], row[16], limit, marks, "value")
     # Rows come from our own schema (CHECKed): construct without re-validating, as SQLite.
     return MemoryEntry.model_construct(
         truncated=marks or None,
@@ -106,6 +106,10 @@ def memory(row: Row, limit: int | None = None) -> MemoryEntry:
         updated_by=row[9],
         created_at=row[10],
         updated_at=row[11],
+        valid_from=row[12],
+        valid_to=row[13],
+        redacted_at=row[14],
+        redacted_by=row[15],
     )
 
 

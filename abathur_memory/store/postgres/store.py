@@ -8,11 +8,14 @@ from abathur_memory.config import Settings
 from abathur_memory.store.postgres import migrate as runner
 from abathur_memory.store.postgres import space_tables
 from abathur_memory.store.postgres.connection import Conn, Database
+from abathur_memory.store.postgres.consolidation import PostgresConsolidationStore
 from abathur_memory.store.postgres.documents import PostgresDocumentStore
+from abathur_memory.store.postgres.links import PostgresLinkStore
 from abathur_memory.store.postgres.memories import PostgresMemoryStore
 from abathur_memory.store.postgres.memory_index import PostgresMemoryIndexStore
 from abathur_memory.store.postgres.metrics import PostgresMetricsStore
 from abathur_memory.store.postgres.placement import OWN_TABLE
+from abathur_memory.store.postgres.redaction import PostgresRedactionStore
 from abathur_memory.store.postgres.roots import PostgresRootStore
 from abathur_memory.store.postgres.search import PostgresSearchStore
 from abathur_memory.store.postgres.sessions import PostgresSessionStore
@@ -39,6 +42,9 @@ class PostgresStore:
         self.database = db
         self.location = db.label
         self.memories = PostgresMemoryStore(db)
+        self.links = PostgresLinkStore(db)
+        self.redaction = PostgresRedactionStore(db)
+        self.consolidation = PostgresConsolidationStore(db)
         self.audit = PostgresAuditStore(db)
         self.sessions = PostgresSessionStore(db)
         self.tasks = PostgresTaskStore(db)

@@ -299,6 +299,7 @@ def _check_query_plans(conn: driver.Connection, _: Path) -> list[Check]:
     (a missing or unusable index fails); the plan on the file itself, which its statistics
     steer, is reported as a warning only when a large table is scanned."""
     tables = {query.table for query in hot_queries.HOT_QUERIES}
+    tables |= {other for query in hot_queries.HOT_QUERIES for other in query.others}
     scratch = _scratch_schema(conn, tables)
     checks = []
     try:

@@ -24,18 +24,18 @@ from abathur_memory.store.sqlite import audit_rows, browse, rows, timestamps
 from abathur_memory.store.sqlite.database import Database
 from abathur_memory.store.sqlite.driver import Connection
 from abathur_memory.store.sqlite.queries import MEMORY_GET_LATEST, MEMORY_LIST_PAGE
-from abathur_memory.store.sqlite.readable import readable_sql
+from abathur_memory.store.sqlite.readable import STILL_HOLDS, readable_sql
 
 _LATEST_ANY = (
     "SELECT id, version, value, memory_type, metadata, is_deleted, created_by, created_at,"
-    " updated_at FROM memory_entries WHERE namespace = ? AND key = ?"
+    " updated_at, valid_from, valid_to FROM memory_entries WHERE namespace = ? AND key = ?"
     " ORDER BY version DESC LIMIT 1"
 )
 # CROSS JOIN pins the order: one index lookup per wanted key. Left to the planner, statistics
 # of a tiny memory_entries made it scan the table once per key (issue 13).
 _LATEST_MANY = """
 SELECT m.id, m.version, m.value, m.memory_type, m.metadata, m.is_deleted, m.created_by,
-       m.created_at, m.updated_at, m.namespace, m.key
+       m.created_at, m.updated_at, m.valid_from, m.valid_to, m.namespace, m.key
 FROM json_each(?) AS wanted
 CROSS JOIN memory_entries AS m
   ON m.namespace = wanted.value ->> 0 AND m.key = wanted.value ->> 1
@@ -45,7 +45,8 @@ CROSS JOIN memory_entries AS m
 # No RETURNING on the hot path: it costs ~40 us per row here (docs/benchmarks.md).
 _INSERT = (
     "INSERT INTO memory_entries (namespace, key, value, memory_type, version, metadata,"
-    " created_by, updated_by, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " created_by, updated_by, created_at, updated_at, valid_from, valid_to)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _EXPIRED_EPISODIC = """
 SELECT m.id, m.namespace, m.key, m.version FROM memory_entries AS m
@@ -68,17 +69,30 @@ class _Latest:
     metadata: str
     is_deleted: bool
     updated_at: str
+    valid_from: str | None = None
+    valid_to: str | None = None
 
     @classmethod
     def of(cls, row: Any) -> _Latest:
-        return cls(row[0], row[1], row[2], row[3], row[4] or "{}", bool(row[5]), row[8])
-
-    def same_as(self, memory_type: str, value_text: str, metadata_text: str) -> bool:
-        return (
-            self.memory_type == memory_type
-            and values.same_json(self.value, value_text)
-            and values.same_json(self.metadata, metadata_text)
+        return cls(
+            row[0], row[1], row[2], row[3], row[4] or "{}", bool(row[5]), row[8], row[9], row[10]
         )
+
+    def same_as(self, put: PreparedPut, metadata_text: str) -> bool:
+        return (
+            self.memory_type == put.memory_type
+            and values.same_json(self.value, put.value_text)
+            and values.same_json(self.metadata, metadata_text)
+            and (self.valid_from, self.valid_to) == _validity(put)
+        )
+
+
+def _validity(put: PreparedPut) -> tuple[str | None, str | None]:
+    """A put's validity in the stored format."""
+    return (
+        None if put.valid_from is None else timestamps.to_db(put.valid_from),
+        None if put.valid_to is None else timestamps.to_db(put.valid_to),
+    )
 
 
 def _latest_many(
@@ -93,7 +107,7 @@ def _latest_many(
     for start in range(0, len(wanted), 5000):
         batch = json.dumps(wanted[start : start + 5000], ensure_ascii=False)
         for row in conn.execute(_LATEST_MANY, (batch,)):
-            found[(row[9], row[10])] = _Latest.of(row)
+            found[(row[11], row[12])] = _Latest.of(row)
     return found
 
 
@@ -185,6 +199,8 @@ class SqliteMemoryStore:
                     actor,
                     now,
                     now,
+                    latest["valid_from"],
+                    latest["valid_to"],
                 ),
             ).lastrowid
             audit_rows.record_memory(
@@ -285,9 +301,11 @@ class SqliteMemoryStore:
         limit: int,
         *,
         cut: int | None = None,
+        include_superseded: bool = False,
     ) -> list[MemoryEntry]:
         limited = rows.NO_CUT if cut is None else cut
         params = {
+            "include_superseded": int(include_superseded),
             "prefix": prefix,
             "memory_type": memory_type,
             "after_namespace": after[0],
@@ -306,8 +324,11 @@ class SqliteMemoryStore:
         limit: int,
         *,
         cut: int | None = None,
+        include_superseded: bool = False,
     ) -> list[MemoryEntry]:
         where, params = readable_sql(principal, None, "m.namespace")
+        if not include_superseded:
+            where += f" AND {STILL_HOLDS}"
         sql = (
             f"SELECT {rows.listed_memory_columns(cut)} FROM memory_entries AS m"
             " WHERE (m.namespace, m.key) > (?, ?) AND m.is_deleted = 0"
@@ -348,15 +369,24 @@ def _put_all(conn: Connection, puts: Sequence[PreparedPut], actor: str) -> list[
         metadata_text = put.metadata_text
         if metadata_text is None:  # not given: keep the live version's metadata
             metadata_text = live.metadata if live is not None else "{}"
-        if live is not None and live.same_as(put.memory_type, put.value_text, metadata_text):
+        if live is not None and live.same_as(put, metadata_text):
             iso = timestamps.to_iso(live.updated_at) or ""
             results.append(
                 PutResult(put.namespace, put.key, live.version, live.memory_type, False, True, iso)
             )
             continue
         version = before.version + 1 if before is not None else 1
+        valid_from, valid_to = _validity(put)
         latest[address] = _Latest(
-            next_id, version, put.value_text, put.memory_type, metadata_text, False, now
+            next_id,
+            version,
+            put.value_text,
+            put.memory_type,
+            metadata_text,
+            False,
+            now,
+            valid_from,
+            valid_to,
         )
         results.append(
             PutResult(put.namespace, put.key, version, put.memory_type, True, False, now_iso)
@@ -373,6 +403,8 @@ def _put_all(conn: Connection, puts: Sequence[PreparedPut], actor: str) -> list[
                 actor,
                 now,
                 now,
+                valid_from,
+                valid_to,
             )
         )
         audit.append(

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from abathur_memory.store.sqlite import rows
+from abathur_memory.store.sqlite.readable import STILL_HOLDS
 
 # Latest live version of one key: idx_memory_namespace_key_version answers it directly.
 MEMORY_GET_LATEST = """
@@ -21,7 +22,9 @@ LIMIT 1
 # The index range is [prefix, prefix || ';') (';' follows ':'), the substr() test drops
 # siblings such as `user:alice2` that fall inside it, and the row-value comparison seeks to
 # the page cursor. Rows come out in index order, so no sort is needed. Values longer than
-# :cut bytes are cut (rows.cut(): a listing never reads them whole into Python).
+# :cut bytes are cut (rows.cut(): a listing never reads them whole into Python). What no
+# longer holds (superseded, a duplicate, validity ended) is left out unless
+# :include_superseded.
 MEMORY_LIST_PAGE = f"""
 SELECT {rows.listed_memory_columns(":cut")} FROM memory_entries AS m
 WHERE m.namespace >= :prefix AND m.namespace < :prefix || ';'
@@ -31,6 +34,7 @@ WHERE m.namespace >= :prefix AND m.namespace < :prefix || ';'
   AND (:memory_type IS NULL OR m.memory_type = :memory_type)
   AND m.version = (SELECT MAX(v.version) FROM memory_entries AS v
                    WHERE v.namespace = m.namespace AND v.key = m.key)
+  AND (:include_superseded OR ({STILL_HOLDS}))
 ORDER BY m.namespace, m.key
 LIMIT :limit
 """
@@ -61,6 +65,7 @@ class HotQuery:
     params: dict[str, object]
     indexes: tuple[str, ...]  # the plan must use one of these
     table: str  # the table the index belongs to
+    others: tuple[str, ...] = ()  # other tables the query reads
 
 
 HOT_QUERIES = (
@@ -81,9 +86,11 @@ HOT_QUERIES = (
             "after_key": "",
             "limit": 50,
             "cut": 4096,
+            "include_superseded": 0,
         },
         ("idx_memory_namespace_key_version", "sqlite_autoindex_memory_entries_1"),
         "memory_entries",
+        ("memory_links",),
     ),
     HotQuery(
         "active sessions",

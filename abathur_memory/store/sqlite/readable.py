@@ -8,6 +8,21 @@ from typing import Any
 from abathur_memory.core.principal import Principal
 from abathur_memory.core.search import MemoryFilters
 from abathur_memory.store.sqlite import timestamps
+from abathur_memory.store.sqlite.timestamps import SQL_NOW
+
+# A memory that no longer holds, as a condition on ``m`` (memory_entries), applied inside
+# candidate selection and listings: its validity has ended, an active ``supersedes`` link
+# covering its version has taken effect (the losing side of a resolved contradiction is
+# superseded too), or it is the ``from`` side of an active ``duplicates`` link.
+STILL_HOLDS = f"""(m.valid_to IS NULL OR m.valid_to > {SQL_NOW})
+  AND NOT EXISTS (SELECT 1 FROM memory_links AS l
+                  WHERE l.to_namespace = m.namespace AND l.to_key = m.key
+                    AND l.link_type = 'supersedes' AND l.removed_at IS NULL
+                    AND l.to_version >= m.version AND l.holds_until <= {SQL_NOW})
+  AND NOT EXISTS (SELECT 1 FROM memory_links AS l
+                  WHERE l.from_namespace = m.namespace AND l.from_key = m.key
+                    AND l.link_type = 'duplicates' AND l.removed_at IS NULL
+                    AND l.from_version >= m.version)"""
 
 
 def readable_sql(
@@ -54,6 +69,9 @@ def memory_filter_sql(filters: MemoryFilters) -> tuple[str, list[Any]]:
     caller then joins nothing more)."""
     clauses: list[str] = []
     params: list[Any] = []
+    clauses.append("m.redacted_at IS NULL")  # an erased memory has nothing to find
+    if not filters.include_superseded:
+        clauses.append(STILL_HOLDS)
     if filters.memory_type is not None:
         clauses.append("m.memory_type = ?")
         params.append(filters.memory_type)

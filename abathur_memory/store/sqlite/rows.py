@@ -40,7 +40,7 @@ def cut(column: str, limit: int | str | None, table: str = "") -> str:
 
 MEMORY_COLUMNS = (
     "id, namespace, key, version, memory_type, metadata, is_deleted, created_by, updated_by,"
-    " created_at, updated_at"
+    " created_at, updated_at, valid_from, valid_to, redacted_at, redacted_by"
 )
 
 
@@ -92,7 +92,21 @@ def memory(row: Row, limit: int | None = None) -> MemoryEntry:
         created_at=to_iso(row["created_at"]) or "",
         updated_at=to_iso(row["updated_at"]) or "",
         truncated=marks or None,
+        **_validity(row),
     )
+
+
+_VALIDITY = ("valid_from", "valid_to", "redacted_at", "redacted_by")
+
+
+def _validity(row: Row) -> dict[str, Any]:
+    """Validity and redaction, when the query selected them (SELECT * and listings do)."""
+    names = row.keys()
+    return {
+        name: (row[name] if name == "redacted_by" else to_iso(row[name]))
+        for name in _VALIDITY
+        if name in names
+    }
 
 
 EVENT_COLUMNS = "seq, event_type, actor, created_at"

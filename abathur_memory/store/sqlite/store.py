@@ -9,11 +9,14 @@ from pathlib import Path
 from abathur_memory.store.shared import check_copy_state
 from abathur_memory.store.sqlite import migrate as runner
 from abathur_memory.store.sqlite.ann import AnnIndexes, AnnSettings
+from abathur_memory.store.sqlite.consolidation import SqliteConsolidationStore
 from abathur_memory.store.sqlite.database import Database
 from abathur_memory.store.sqlite.documents import SqliteDocumentStore
+from abathur_memory.store.sqlite.links import SqliteLinkStore
 from abathur_memory.store.sqlite.memories import SqliteMemoryStore
 from abathur_memory.store.sqlite.memory_index import SqliteMemoryIndexStore
 from abathur_memory.store.sqlite.metrics import SqliteMetricsStore
+from abathur_memory.store.sqlite.redaction import SqliteRedactionStore
 from abathur_memory.store.sqlite.roots import SqliteRootStore
 from abathur_memory.store.sqlite.search import SqliteSearchStore
 from abathur_memory.store.sqlite.sessions import SqliteSessionStore
@@ -31,6 +34,9 @@ class SqliteStore:
         self.db = db
         self.location = str(db.path)
         self.memories = SqliteMemoryStore(db)
+        self.links = SqliteLinkStore(db)
+        self.redaction = SqliteRedactionStore(db)
+        self.consolidation = SqliteConsolidationStore(db)
         self.audit = SqliteAuditStore(db)
         self.sessions = SqliteSessionStore(db)
         self.tasks = SqliteTaskStore(db)
