@@ -1,6 +1,7 @@
 """The web console at /ui (issue 16): sign-in with a token (cookie + CSRF, or Bearer), every
-page read through the services for the signed-in principal, the writes that exist (restore a
-version, revoke a token) allowed and audited like the tools, and its security: no page
+page read through the services for the signed-in principal, the writes (restore a version,
+revoke a token, link/unlink, consolidation's dry run, accept and undo) allowed and audited like
+the tools, and its security: no page
 without a live token, revocation at once, Host/Origin checks, escaped stored strings.
 Both backends; the browser-driven tests are in test_console_browser.py."""
 
