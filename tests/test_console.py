@@ -1,6 +1,7 @@
 """The web console at /ui (issue 16): sign-in with a token (cookie + CSRF, or Bearer), every
-page read through the services for the signed-in principal, the writes that exist (restore a
-version, revoke a token) allowed and audited like the tools, and its security: no page
+page read through the services for the signed-in principal, the writes (restore a version,
+revoke a token, link/unlink, consolidation's dry run, accept and undo) allowed and audited like
+the tools, and its security: no page
 without a live token, revocation at once, Host/Origin checks, escaped stored strings.
 Both backends; the browser-driven tests are in test_console_browser.py."""
 
@@ -397,3 +398,300 @@ def test_long_lists_are_paged(db_url):
         older = re.search(r'href="(/ui/audit\?before=\d+)"', audit)
         assert older
         assert client.get(older.group(1)).text.count("<tr class=") == 10
+
+
+# -- links and consolidation (issue 15's writes, in the console) -------------------------
+
+EDITOR = {"namespace": "user:alice:notes", "key": "editor"}
+DB_FACT = {"namespace": "project:website:facts", "key": "db"}
+
+
+def _put(db_url, memories: list[tuple[str, str, object]], **principal) -> None:
+    """Write memories as ``principal`` (an admin unless told), through the services."""
+    import asyncio
+
+    from conftest import settings_for
+
+    from abathur_memory.core.principal import Principal
+    from abathur_memory.runtime import open_runtime
+
+    async def fill() -> None:
+        async with open_runtime(settings_for(db_url)) as rt:
+            who = Principal(**(principal or {"user": "root", "app": "abathur", "admin": True}))
+            for namespace, key, value in memories:
+                await rt.memories.put(who, namespace, key, value)
+
+    asyncio.run(fill())
+
+
+def _links(db_url) -> list[tuple]:
+    with sync_sql(db_url) as conn:
+        return [
+            tuple(r)
+            for r in conn.execute(
+                "SELECT id, link_type, from_namespace, from_key, to_namespace, to_key,"
+                " removed_at IS NOT NULL FROM memory_links ORDER BY id"
+            ).fetchall()
+        ]
+
+
+def _counts(db_url) -> tuple[int, int, int]:
+    """(memory versions, live memory versions, links)."""
+    with sync_sql(db_url) as conn:
+        return (
+            int(conn.scalar("SELECT count(*) FROM memory_entries")),
+            int(conn.scalar("SELECT count(*) FROM memory_entries WHERE is_deleted = FALSE")),
+            int(conn.scalar("SELECT count(*) FROM memory_links")),
+        )
+
+
+def _link_row(page: str, link_id: int) -> str:
+    start = page.index(f'id="link-{link_id}"')
+    return page[start : page.index("</tr>", start)]
+
+
+def test_linking_and_unlinking_in_the_console_show_on_both_pages_and_in_the_audit(db_url):
+    seed(db_url)
+    alice = make_token(db_url, "alice", project="website")
+    form = {
+        **EDITOR,
+        "link_type": "related",
+        "to_namespace": DB_FACT["namespace"],
+        "to_key": DB_FACT["key"],
+        "reason": "<b>same editor</b>",
+    }
+    with serving(db_url) as port:
+        client, csrf = _signed_in(port, alice)
+        page = client.get("/ui/memory", params=EDITOR).text
+        assert 'id="link-form"' in page and "No links." in page
+        done = client.post("/ui/memory/link", data={**form, "csrf": csrf})
+        assert done.status_code == 303, done.text
+        [(link_id, *rest)] = _links(db_url)
+        assert rest == ["related", *EDITOR.values(), *DB_FACT.values(), False]
+        here = client.get(done.headers["location"]).text
+        assert f"Linked: link {link_id}." in here
+        row = _link_row(here, link_id)
+        assert "this → other" in row and "/ui/memory?namespace=project%3Awebsite%3Afacts" in row
+        assert "&lt;b&gt;same editor&lt;/b&gt;" in row and "<b>same" not in row
+        assert "user:alice" in row and f'id="unlink-{link_id}"' in row
+        there = _link_row(client.get("/ui/memory", params=DB_FACT).text, link_id)
+        assert "other → this" in there and "user:alice:notes/editor" in there
+        assert f'id="unlink-{link_id}"' in there
+
+        gone = client.post(
+            "/ui/memory/unlink", data={**DB_FACT, "link_id": str(link_id), "csrf": csrf}
+        )
+        assert gone.status_code == 303, gone.text
+        assert gone.headers["location"].startswith("/ui/memory?namespace=project%3Awebsite")
+        assert _links(db_url)[0][-1] == 1  # stamped removed, still there
+        for where in (EDITOR, DB_FACT):
+            row = _link_row(client.get("/ui/memory", params=where).text, link_id)
+            assert 'class="removed"' in row and "removed " in row and "by user:alice" in row
+            assert f'id="unlink-{link_id}"' not in row  # a removed link has no button
+        again = client.post(
+            "/ui/memory/unlink", data={**EDITOR, "link_id": str(link_id), "csrf": csrf}
+        )
+        assert again.status_code == 404
+        audit = client.get("/ui/audit", params={"action": "memory_link"}).text
+        assert "memory_link" in audit and "related" in audit
+        assert "memory_unlink" in client.get("/ui/audit", params={"action": "memory_unlink"}).text
+    with sync_sql(db_url) as conn:
+        for action in ("memory_link", "memory_unlink"):
+            assert (
+                conn.scalar(
+                    "SELECT count(*) FROM audit WHERE action_type = ? AND actor = 'user:alice'",
+                    (action,),
+                )
+                == 1
+            ), action
+
+
+def test_a_link_or_unlink_without_write_access_to_the_other_end_is_refused(db_url):
+    seed(db_url)
+    _put(db_url, [("app:abathur:guide", "style", "tabs, not spaces")])
+    alice = make_token(db_url, "alice", project="website")
+    root = make_token(db_url, "root", user="root", admin=True)
+    guide = {"namespace": "app:abathur:guide", "key": "style"}
+    with serving(db_url) as port:
+        client, csrf = _signed_in(port, alice)
+        refused = client.post(
+            "/ui/memory/link",
+            data={
+                **EDITOR,
+                "csrf": csrf,
+                "link_type": "related",
+                "to_namespace": guide["namespace"],
+                "to_key": guide["key"],
+            },
+        )
+        assert refused.status_code == 403 and "read-only" in refused.text
+        assert 'class="error"' in refused.text or "forbidden" in refused.text
+        assert _links(db_url) == []
+        # a link the admin made: alice reads both ends but may not remove it
+        admin = _client(port, root)
+        made = admin.post(
+            "/ui/memory/link",
+            data={
+                **EDITOR,
+                "link_type": "related",
+                "to_namespace": guide["namespace"],
+                "to_key": guide["key"],
+            },
+        )
+        assert made.status_code == 303, made.text
+        [(link_id, *_)] = _links(db_url)
+        page = client.get("/ui/memory", params=EDITOR).text
+        assert f'id="link-{link_id}"' in page and f'id="unlink-{link_id}"' not in page
+        assert 'id="link-form"' in page  # alice may still link her own memory elsewhere
+        assert 'id="link-form"' not in client.get("/ui/memory", params=guide).text
+        refused = client.post(
+            "/ui/memory/unlink", data={**EDITOR, "link_id": str(link_id), "csrf": csrf}
+        )
+        assert refused.status_code == 403
+        assert _links(db_url)[0][-1] == 0
+    with sync_sql(db_url) as conn:
+        assert (
+            conn.scalar(
+                "SELECT count(*) FROM audit WHERE actor = 'user:alice' AND result = 'denied'"
+                " AND action_type = 'memory_denied'"
+            )
+            >= 2
+        )
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/ui/memory/link",
+        "/ui/memory/unlink",
+        "/ui/consolidation/propose",
+        "/ui/consolidation/apply",
+        "/ui/consolidation/undo",
+    ],
+)
+def test_the_link_and_consolidation_forms_need_the_csrf_token(db_url, path):
+    seed(db_url)
+    alice = make_token(db_url, "alice", project="website")
+    form = {
+        **EDITOR,
+        "link_type": "related",
+        "to_namespace": DB_FACT["namespace"],
+        "to_key": DB_FACT["key"],
+        "link_id": "1",
+        "prefix": "user:alice",
+        "proposal": "x",
+        "run_id": "x",
+    }
+    before = _counts(db_url)
+    with serving(db_url) as port:
+        client, _ = _signed_in(port, alice)
+        for csrf in (None, "0" * 64):
+            data = form if csrf is None else {**form, "csrf": csrf}
+            forged = client.post(path, data=data)
+            assert forged.status_code == 403 and "CSRF" in forged.text, path
+    assert _counts(db_url) == before and _links(db_url) == []
+    with sync_sql(db_url) as conn:
+        assert conn.scalar("SELECT count(*) FROM consolidation_runs") == 0
+
+
+DUPLICATES = [
+    ("user:alice:prefs", "theme", "Alice prefers the dark theme."),
+    ("user:alice:prefs", "theme_again", "alice prefers the  DARK theme"),
+]
+
+
+def _proposal_ids(page: str) -> list[str]:
+    return re.findall(r'name="proposal" value="([^"]+)"', page)
+
+
+def test_a_consolidation_dry_run_proposes_and_writes_nothing(db_url):
+    seed(db_url)
+    _put(db_url, DUPLICATES, user="alice", app="abathur", project="website")
+    alice = make_token(db_url, "alice", project="website")
+    before = _counts(db_url)
+    with serving(db_url) as port:
+        client, csrf = _signed_in(port, alice)
+        page = client.get("/ui/consolidation", params={"prefix": "user:alice"})
+        assert page.status_code == 200 and "no runs yet" in page.text
+        dry = client.post("/ui/consolidation/propose", data={"prefix": "user:alice", "csrf": csrf})
+        assert dry.status_code == 200, dry.text
+        proposals = dry.text[dry.text.index('id="proposals"') :]
+        assert "exact_duplicate" in proposals and "user:alice:prefs/theme" in proposals
+        assert "user:alice:prefs/theme_again" in proposals and "duplicates" in proposals
+        assert re.search(r"<td>(0\.\d{3}|1\.000)</td>", proposals)  # the confidence
+        assert "&#34;" in proposals  # the evidence, as escaped JSON
+        assert len(_proposal_ids(proposals)) == 1
+        runs = client.get("/ui/consolidation", params={"prefix": "user:alice"}).text
+        assert "<td>propose</td>" in runs and 'id="undo-' not in runs
+    assert _counts(db_url) == before and _links(db_url) == []
+
+
+def test_accepting_a_proposal_writes_links_only_and_undo_takes_it_back(db_url):
+    seed(db_url)
+    _put(db_url, DUPLICATES, user="alice", app="abathur", project="website")
+    alice = make_token(db_url, "alice", project="website")
+    versions, live, _ = _counts(db_url)
+    with serving(db_url) as port:
+        client, csrf = _signed_in(port, alice)
+        dry = client.post("/ui/consolidation/propose", data={"prefix": "user:alice", "csrf": csrf})
+        [chosen] = _proposal_ids(dry.text)
+        none = client.post("/ui/consolidation/apply", data={"prefix": "user:alice", "csrf": csrf})
+        assert none.status_code == 400 and "choose at least one" in none.text
+        done = client.post(
+            "/ui/consolidation/apply",
+            data={"prefix": "user:alice", "csrf": csrf, "proposal": chosen},
+        )
+        assert done.status_code == 303, done.text
+        run_id = re.search(r"applied=([0-9a-f]+)", done.headers["location"]).group(1)
+        assert _counts(db_url) == (versions, live, 1)  # one link, no memory touched
+        [(link_id, kind, *ends, removed)] = _links(db_url)
+        assert kind == "duplicates" and not removed
+        assert ends == ["user:alice:prefs", "theme_again", "user:alice:prefs", "theme"]
+        page = client.get(done.headers["location"]).text
+        assert f"Applied in run {run_id}." in page and f'id="undo-{run_id}"' in page
+        memory = client.get("/ui/memory", params={"namespace": "user:alice:prefs", "key": "theme"})
+        assert f"(run {run_id})" in _link_row(memory.text, link_id)
+
+        undone = client.post(
+            "/ui/consolidation/undo", data={"prefix": "user:alice", "csrf": csrf, "run_id": run_id}
+        )
+        assert undone.status_code == 303, undone.text
+        assert _links(db_url)[0][-1] == 1 and _counts(db_url) == (versions, live, 1)
+        page = client.get(undone.headers["location"]).text
+        assert "Undone by run" in page and f'id="undo-{run_id}"' not in page
+        assert "undone by" in page
+        twice = client.post(
+            "/ui/consolidation/undo", data={"prefix": "user:alice", "csrf": csrf, "run_id": run_id}
+        )
+        assert twice.status_code == 409
+    with sync_sql(db_url) as conn:
+        actions = [
+            r[0]
+            for r in conn.execute(
+                "SELECT action_type FROM audit WHERE actor = 'user:alice'"
+                " AND memory_operation_type = 'consolidate' ORDER BY id"
+            ).fetchall()
+        ]
+        assert actions == ["memory_link", "memory_unlink"]
+
+
+def test_consolidation_writes_are_refused_where_the_principal_may_only_read(db_url):
+    seed(db_url)
+    _put(db_url, [(n.replace("user:alice", "app:abathur"), k, v) for n, k, v in DUPLICATES])
+    alice = make_token(db_url, "alice", project="website")
+    before = _counts(db_url)
+    with serving(db_url) as port:
+        client, csrf = _signed_in(port, alice)
+        dry = client.post("/ui/consolidation/propose", data={"prefix": "app:abathur", "csrf": csrf})
+        assert dry.status_code == 200 and "exact_duplicate" in dry.text
+        assert _proposal_ids(dry.text) == [] and 'id="accept"' not in dry.text  # read only
+        chosen = re.search(r'id="proposal-([^"]+)"', dry.text).group(1)
+        refused = client.post(
+            "/ui/consolidation/apply",
+            data={"prefix": "app:abathur", "csrf": csrf, "proposal": chosen},
+        )
+        assert refused.status_code == 403
+        hidden = client.post("/ui/consolidation/propose", data={"prefix": "user:bob", "csrf": csrf})
+        assert hidden.status_code == 403
+        assert client.get("/ui/consolidation", params={"prefix": "user:bob"}).status_code == 403
+    assert _counts(db_url) == before and _links(db_url) == []

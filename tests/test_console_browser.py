@@ -1,6 +1,7 @@
 """The console driven in a real browser (issue 16): headless Chromium (Debian's ``chromium``
 and ``chromium-driver``, which .ci/run installs) through Selenium, on both backends: sign-in,
-every page, a search replay, a version diff and restore, refused writes. A screenshot of each
+every page, a search replay, a version diff and restore, refused writes, links on a memory's
+page, and a consolidation dry run accepted and undone. A screenshot of each
 page is saved under tests/artifacts/console/<backend>/ (ignored by git; docs/ holds two).
 
 Without Chromium the tests skip, except under CI (CI set), where a missing browser fails."""
@@ -232,3 +233,70 @@ def test_refused_writes(console):
     console.go("/ui/tokens")
     assert "forbidden" in console.css("#error").text
     console.shot("14-refused-tokens")
+
+
+def _put_as_alice(db_url, memories: list[tuple[str, str, str]]) -> None:
+    import asyncio
+
+    from conftest import settings_for
+
+    from abathur_memory.core.principal import Principal
+    from abathur_memory.runtime import open_runtime
+
+    async def fill() -> None:
+        async with open_runtime(settings_for(db_url)) as rt:
+            alice = Principal(user="alice", app="abathur", project="website")
+            for namespace, key, value in memories:
+                await rt.memories.put(alice, namespace, key, value)
+
+    asyncio.run(fill())
+
+
+def test_links_on_a_memory_page(console):
+    console.sign_in("alice")
+    console.go("/ui/memory?namespace=user:alice:notes&key=editor")
+    console.css("#link-to-namespace").send_keys("project:website:facts")
+    console.css("#link-to-key").send_keys("db")
+    console.css("#link-reason").send_keys("<i>same editor</i>")
+    console.css("#link-submit").click()
+    console.wait_for(lambda d: "linked=" in d.current_url)
+    row = console.css("#links tbody tr").text
+    assert "related" in row and "project:website:facts/db" in row  # related unless chosen
+    assert "<i>same editor</i>" in row  # shown as text
+    console.shot("15-memory-links")
+    console.all("#links a[href*='project%3Awebsite%3Afacts']")[0].click()
+    console.wait_for(lambda d: "key=db" in d.current_url)
+    assert "user:alice:notes/editor" in console.css("#links").text
+    console.all("#links button[id^=unlink-]")[0].click()
+    console.driver.switch_to.alert.accept()
+    console.wait_for(lambda d: "unlinked=" in d.current_url)
+    assert console.all("#links tr.removed") and not console.all("#links button[id^=unlink-]")
+
+
+def test_a_consolidation_dry_run_accept_and_undo(console, db_url):
+    _put_as_alice(
+        db_url,
+        [
+            ("user:alice:prefs", "theme", "Alice prefers the dark theme."),
+            ("user:alice:prefs", "theme_again", "alice prefers the  DARK theme"),
+        ],
+    )
+    console.sign_in("alice")
+    console.go("/ui/consolidation")
+    console.css("#consolidation-prefix").send_keys("user:alice")
+    console.css("#show-runs").click()
+    console.wait_for(lambda d: "prefix=user" in d.current_url)
+    console.css("#dry-run").click()
+    console.wait_for(lambda d: d.find_elements("css selector", "#proposals"))
+    assert "exact_duplicate" in console.css("#proposals").text
+    console.shot("16-consolidation")
+    console.all("#proposals input[name=proposal]")[0].click()
+    console.css("#accept").click()
+    console.driver.switch_to.alert.accept()
+    console.wait_for(lambda d: "applied=" in d.current_url)
+    assert "Applied in run" in console.css("#applied").text
+    console.all("#runs button[id^=undo-]")[0].click()
+    console.driver.switch_to.alert.accept()
+    console.wait_for(lambda d: "undone=" in d.current_url)
+    assert "undone by" in console.css("#runs").text
+    assert not console.all("#runs button[id^=undo-]")

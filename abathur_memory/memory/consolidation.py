@@ -223,6 +223,22 @@ class ConsolidationService:
             raise
         return await self._report(undo_id, [], [], skipped, {})
 
+    async def recent_runs(
+        self, principal: Principal, prefix: str, limit: int = 20
+    ) -> list[ConsolidationRun]:
+        """The newest runs on ``prefix``, for whoever may read it (the console's list)."""
+        prefix = self._prefix(prefix)
+        await self.guard.check(
+            principal, prefix, validate_prefix(prefix), Access.READ, "consolidate"
+        )
+        return await self.runs.recent_runs(prefix, limit)
+
+    async def may_apply(self, principal: Principal, prefix: str) -> bool:
+        """Whether ``principal`` may apply or undo on ``prefix`` (no denial recorded: this
+        only decides which buttons a page shows; the write itself is checked again)."""
+        prefix = self._prefix(prefix)
+        return await self.guard.rule(principal, validate_prefix(prefix), Access.WRITE) is None
+
     async def scheduled(
         self, policy: dict[str, Any], *, dry_run: bool = False
     ) -> list[ScheduledRun]:

@@ -82,6 +82,11 @@ class LinkService:
                 shown.append(link)
         return shown
 
+    async def may_write(self, principal: Principal, namespace: str) -> bool:
+        """Whether ``principal`` may link or unlink in ``namespace`` (no denial recorded:
+        this only decides which forms a page shows; the write itself is checked again)."""
+        return await self.guard.rule(principal, parse(clean(namespace)), Access.WRITE) is None
+
     async def _writable(
         self, principal: Principal, namespace: str, key: str, attempted: str
     ) -> tuple[str, str]:

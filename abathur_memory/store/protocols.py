@@ -233,6 +233,10 @@ class ConsolidationStore(Protocol):
         """The proposals ``run_id`` applied, in order, with what applying each wrote."""
         ...
 
+    async def recent_runs(self, prefix: str, limit: int) -> list[ConsolidationRun]:
+        """The newest ``limit`` runs on ``prefix`` (any actor, any mode), newest first."""
+        ...
+
 
 class RedactionStore(Protocol):
     """Erasing content while keeping the record of it."""

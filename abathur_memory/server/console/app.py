@@ -31,8 +31,10 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from abathur_memory.core.browse import AuditQuery
+from abathur_memory.core.records import LINK_TYPES
 from abathur_memory.errors import AbathurError, Forbidden, InvalidInput, NotFound, Unavailable
 from abathur_memory.memory.browse import as_of, pretty
+from abathur_memory.memory.consolidation import ConsolidationReport
 from abathur_memory.memory.sessions import STATUSES as SESSION_STATUSES
 from abathur_memory.memory.tasks import STATUSES as TASK_STATUSES
 from abathur_memory.runtime import Runtime
@@ -111,10 +113,16 @@ class Console:
             "/ui/documents": self.documents,
             "/ui/audit": self.audit,
             "/ui/tokens": self.tokens,
+            "/ui/consolidation": self.consolidation,
         }
         writes: dict[str, Page] = {
             "/ui/memory/restore": self.restore,
             "/ui/tokens/revoke": self.revoke,
+            "/ui/memory/link": self.link,
+            "/ui/memory/unlink": self.unlink,
+            "/ui/consolidation/propose": self.propose,
+            "/ui/consolidation/apply": self.apply,
+            "/ui/consolidation/undo": self.undo,
             "/ui/sign-out": self.sign_out,
         }
         routes: list[Route] = [
@@ -344,6 +352,12 @@ class Console:
         if moment:
             current = as_of([s.entry for s in steps], _iso(moment))
         trail = await runtime.browse.memory_audit(p, namespace, key)
+        links = await runtime.links.readable_links(p, namespace, key)
+        writable = {namespace: await runtime.links.may_write(p, namespace)}
+        for link in links:
+            for other in (link.from_namespace, link.to_namespace):
+                if other is not None and other not in writable:
+                    writable[other] = await runtime.links.may_write(p, other)
         return self.render(
             request,
             "memory.html",
@@ -356,6 +370,94 @@ class Console:
             current=current,
             trail=trail,
             restored=q.get("restored"),
+            links=links,
+            writable=writable,
+            link_types=LINK_TYPES,
+            linked=q.get("linked"),
+            unlinked=q.get("unlinked"),
+        )
+
+    async def link(self, request: Request, runtime: Runtime, caller: Caller) -> Response:
+        """Link this memory (from) to another (to), checked and audited as memory_link."""
+        form = await request.form()
+        namespace, key = str(form.get("namespace", "")), str(form.get("key", ""))
+        made, created = await runtime.links.link(
+            caller.principal,
+            str(form.get("link_type", "")),
+            namespace,
+            key,
+            str(form.get("to_namespace", "")).strip(),
+            str(form.get("to_key", "")).strip(),
+            str(form.get("reason", "")).strip() or None,
+        )
+        return _back_to(namespace, key, linked=f"{made.id}" + ("" if created else " (existed)"))
+
+    async def unlink(self, request: Request, runtime: Runtime, caller: Caller) -> Response:
+        """Stamp a link removed, checked and audited as memory_unlink."""
+        form = await request.form()
+        removed = await runtime.links.unlink(caller.principal, _int(form.get("link_id"), "link_id"))
+        namespace = str(form.get("namespace", "")) or removed.from_namespace
+        key = str(form.get("key", "")) or removed.from_key
+        return _back_to(namespace, key, unlinked=str(removed.id))
+
+    async def consolidation(self, request: Request, runtime: Runtime, caller: Caller) -> Response:
+        q = request.query_params
+        return await self._consolidation_page(
+            request,
+            runtime,
+            caller,
+            (q.get("prefix") or "").strip(),
+            report=None,
+            done={k: q[k] for k in ("applied", "undone") if q.get(k)},
+        )
+
+    async def propose(self, request: Request, runtime: Runtime, caller: Caller) -> Response:
+        """A dry run (memory_consolidate dry_run): proposals shown, nothing written but the
+        run's record."""
+        form = await request.form()
+        prefix = str(form.get("prefix", "")).strip()
+        report = await runtime.consolidation.consolidate(caller.principal, prefix, dry_run=True)
+        return await self._consolidation_page(request, runtime, caller, prefix, report, {})
+
+    async def apply(self, request: Request, runtime: Runtime, caller: Caller) -> Response:
+        """Apply the chosen proposals by id (links and new memories only)."""
+        form = await request.form()
+        prefix = str(form.get("prefix", "")).strip()
+        ids = [str(i) for i in form.getlist("proposal")]
+        if not ids:
+            raise InvalidInput("choose at least one proposal to accept")
+        report = await runtime.consolidation.consolidate(
+            caller.principal, prefix, dry_run=False, apply=ids
+        )
+        return _redirect("/ui/consolidation", prefix=prefix, applied=report.run.id)
+
+    async def undo(self, request: Request, runtime: Runtime, caller: Caller) -> Response:
+        form = await request.form()
+        prefix = str(form.get("prefix", "")).strip()
+        report = await runtime.consolidation.undo(caller.principal, str(form.get("run_id", "")))
+        return _redirect("/ui/consolidation", prefix=prefix, undone=report.run.id)
+
+    async def _consolidation_page(
+        self,
+        request: Request,
+        runtime: Runtime,
+        caller: Caller,
+        prefix: str,
+        report: ConsolidationReport | None,
+        done: dict[str, str],
+    ) -> Response:
+        p = caller.principal
+        runs = await runtime.consolidation.recent_runs(p, prefix, 20) if prefix else []
+        may_apply = bool(prefix) and await runtime.consolidation.may_apply(p, prefix)
+        return self.render(
+            request,
+            "consolidation.html",
+            caller,
+            prefix=prefix,
+            report=report,
+            runs=runs,
+            may_apply=may_apply,
+            done=done,
         )
 
     async def restore(self, request: Request, runtime: Runtime, caller: Caller) -> Response:
@@ -483,6 +585,16 @@ class Console:
             status_code=303,
             headers=SECURITY_HEADERS,
         )
+
+
+def _redirect(path: str, **params: str) -> Response:
+    return RedirectResponse(
+        path + "?" + urlencode(params), status_code=303, headers=SECURITY_HEADERS
+    )
+
+
+def _back_to(namespace: str, key: str, **params: str) -> Response:
+    return _redirect("/ui/memory", namespace=namespace, key=key, **params)
 
 
 def _arms(hits: list[Any]) -> dict[str, list[Any]]:

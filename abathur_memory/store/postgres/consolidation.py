@@ -87,6 +87,15 @@ class PostgresConsolidationStore:
         names = [n.strip() for n in _RUN.split(",")]
         return ConsolidationRun(**dict(zip(names, row, strict=True)))
 
+    async def recent_runs(self, prefix: str, limit: int) -> list[ConsolidationRun]:
+        found = await self.db.fetchall(
+            f"SELECT {_RUN} FROM consolidation_runs WHERE prefix = %s"
+            " ORDER BY started_at DESC LIMIT %s",
+            (prefix, limit),
+        )
+        names = [n.strip() for n in _RUN.split(",")]
+        return [ConsolidationRun(**dict(zip(names, r, strict=True))) for r in found]
+
     async def applied(self, run_id: str) -> list[StoredProposal]:
         found = await self.db.fetchall(
             "SELECT id, kind, confidence, proposal, applied FROM consolidation_proposals"

@@ -89,6 +89,13 @@ class SqliteConsolidationStore:
         )
         return None if row is None else _run(row)
 
+    async def recent_runs(self, prefix: str, limit: int) -> list[ConsolidationRun]:
+        found = await self.db.fetchall(
+            "SELECT * FROM consolidation_runs WHERE prefix = ? ORDER BY started_at DESC LIMIT ?",
+            (prefix, limit),
+        )
+        return [_run(r) for r in found]
+
     async def applied(self, run_id: str) -> list[StoredProposal]:
         found = await self.db.fetchall(
             "SELECT * FROM consolidation_proposals WHERE run_id = ? AND applied IS NOT NULL"
