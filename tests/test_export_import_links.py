@@ -234,3 +234,26 @@ async def test_a_link_the_principal_may_not_write_is_refused_and_listed(runtime,
     assert not file.written and file.kinds["link"].refused == 1
     assert any("user:bob:notes: 1 links refused" in p for p in file.problems)
     assert await _link_rows(runtime) == 0
+
+
+async def test_a_removal_spreads_and_is_never_undone(runtime, target_url, tmp_path):
+    await _filled(runtime)
+    first = await _write(tmp_path, await export_text(runtime, with_history=True), "first.jsonl")
+    async with open_runtime(settings_for(target_url)) as target:
+        assert (await target.transfer.import_path(ADMIN, first)).ok
+        active = [
+            link
+            for link in await runtime.links.readable_links(ADMIN, NOTES, "plan")
+            if link.to_key == "diary"
+        ]
+        await runtime.links.unlink(ALICE, active[0].id)
+        later = await export_text(runtime, with_history=True)
+        report = await target.transfer.import_path(ADMIN, await _write(tmp_path, later, "2.jsonl"))
+        assert report.ok and report.files[0].kinds["link"].changed == 1
+        shown = await target.links.readable_links(ADMIN, NOTES, "diary")
+        removed = [link for link in shown if link.from_key == "plan"]
+        assert removed[0].removed_by == "user:alice" and removed[0].removed_at is not None
+        # The first file, which has it active, does not bring it back.
+        again = await target.transfer.import_path(ADMIN, first)
+        assert again.ok and again.files[0].kinds["link"].changed == 0
+        assert await target.links.readable_links(ADMIN, NOTES, "diary") == shown
