@@ -12,56 +12,21 @@ from typing import Any
 import pytest
 from backends import Raw
 from conftest import settings_for
-from transfer_helpers import ADMIN, ALICE, BOB, export_text, fill, reads, records
+from transfer_helpers import (
+    ADMIN,
+    ALICE,
+    NOTES,
+    export_text,
+    fill_with_links,
+    link_reads,
+    records,
+)
 
 from abathur_memory.core.search import MemoryScope
 from abathur_memory.runtime import open_runtime
 from abathur_memory.transfer.records import Digest
 
 pytestmark = pytest.mark.anyio
-
-NOTES = "user:alice:notes"
-
-
-async def fill_links(runtime: Any, ids: dict[str, str]) -> None:
-    """Links of every kind: with reason, metadata and a run id; a supersedes link (which
-    closes the older memory's validity); a removed one; one to a memory deleted since; a
-    derived_from link to events of a session; another user's."""
-    links = runtime.links
-    await links.link(ALICE, "related", NOTES, "plan", NOTES, "diary", "same trip", {"w": 1})
-    await links.link(ALICE, "supersedes", NOTES, "back", NOTES, "unicode", "newer text")
-    gone, _ = await links.link(
-        ALICE, "contradicts", NOTES, "diary", "project:website:rules", "style"
-    )
-    await links.unlink(ALICE, gone.id)
-    await links.link(ALICE, "duplicates", "temp:scratch", "mixed", NOTES, "unicode", run_id="r1")
-    await runtime.memories.put(ALICE, NOTES, "gone", "again")
-    await links.link(ALICE, "related", NOTES, "plan", NOTES, "gone")
-    await runtime.memories.delete(ALICE, NOTES, "gone")
-    await runtime.store.links.add_session_link(
-        f"session:{ids['session']}:facts", "decision", ids["session"], 1, 3, "user:alice"
-    )
-    await links.link(BOB, "related", "user:bob:notes", "secret", "user:bob:notes", "secret2")
-
-
-async def _filled(runtime: Any) -> dict[str, str]:
-    ids = await fill(runtime)
-    await runtime.memories.put(BOB, "user:bob:notes", "secret2", "bob's other")
-    await fill_links(runtime, ids)
-    return ids
-
-
-async def link_reads(runtime: Any, ids: dict[str, str]) -> dict[str, Any]:
-    """Every read of the filled database, and the links memory_get and memory_history
-    show for each memory (as admin), without row ids."""
-    out = await reads(runtime, ids)
-    versions = await runtime.store.transfer.memory_versions(
-        MemoryScope(ADMIN), True, ("", "", 0), 10_000
-    )
-    for key in sorted({(v.namespace, v.key) for v in versions}):
-        shown = await runtime.links.readable_links(ADMIN, *key)
-        out[f"links {key}"] = [link.model_dump(exclude={"id"}) for link in shown]
-    return out
 
 
 def _link_count(out: dict[str, Any]) -> int:
@@ -93,7 +58,7 @@ async def _link_rows(runtime: Any) -> int:
 
 
 async def test_a_round_trip_shows_the_same_links(runtime, target_url, tmp_path):
-    ids = await _filled(runtime)
+    ids = await fill_with_links(runtime)
     before = await link_reads(runtime, ids)
     assert _link_count(before) >= 10  # both ends of each link, the session link once
     text = await export_text(runtime, with_history=True)
@@ -124,7 +89,7 @@ async def test_a_round_trip_shows_the_same_links(runtime, target_url, tmp_path):
 
 async def test_links_go_from_sqlite_into_postgresql(tmp_path, pg_url):
     async with open_runtime(settings_for(tmp_path / "source.db")) as runtime:
-        ids = await _filled(runtime)
+        ids = await fill_with_links(runtime)
         before = await link_reads(runtime, ids)
         path = await _write(tmp_path, await export_text(runtime, with_history=True))
     async with open_runtime(settings_for(pg_url)) as target:
@@ -134,7 +99,7 @@ async def test_links_go_from_sqlite_into_postgresql(tmp_path, pg_url):
 
 
 async def test_a_link_leaving_the_export_is_left_out_and_counted(runtime, tmp_path):
-    await _filled(runtime)
+    await fill_with_links(runtime)
     report = await runtime.transfer.export(
         ADMIN, (out := []).append, prefixes=["user:alice:notes"], with_history=True
     )
@@ -156,7 +121,7 @@ async def test_a_link_leaving_the_export_is_left_out_and_counted(runtime, tmp_pa
 async def test_links_follow_the_namespace_map_and_dry_run_counts_them(
     runtime, target_url, tmp_path
 ):
-    await _filled(runtime)
+    await fill_with_links(runtime)
     text = await export_text(runtime, ALICE, with_history=True)
     path = await _write(tmp_path, text)
     async with open_runtime(settings_for(target_url)) as target:
@@ -177,7 +142,7 @@ async def test_links_follow_the_namespace_map_and_dry_run_counts_them(
 
 async def test_a_bad_link_line_writes_nothing_of_the_file(runtime, tmp_path):
     async with open_runtime(settings_for(tmp_path / "source.db")) as origin:
-        await _filled(origin)
+        await fill_with_links(origin)
         lines = (await export_text(origin, with_history=True)).splitlines()
     number = next(i for i, line in enumerate(lines) if '"kind":"link"' in line)
     bad = json.loads(lines[number])
@@ -200,7 +165,7 @@ async def test_a_bad_link_line_writes_nothing_of_the_file(runtime, tmp_path):
 
 async def test_a_link_whose_end_is_nowhere_is_a_conflict(runtime, tmp_path):
     async with open_runtime(settings_for(tmp_path / "source.db")) as origin:
-        await _filled(origin)
+        await fill_with_links(origin)
         lines = (await export_text(origin, with_history=True)).splitlines()
     # Keep the links and what the target has of its own (the seed memories), drop the rest.
     kept = [
@@ -218,7 +183,7 @@ async def test_a_link_whose_end_is_nowhere_is_a_conflict(runtime, tmp_path):
 
 async def test_a_link_the_principal_may_not_write_is_refused_and_listed(runtime, tmp_path):
     async with open_runtime(settings_for(tmp_path / "source.db")) as origin:
-        await _filled(origin)
+        await fill_with_links(origin)
         text = await export_text(origin, ADMIN, with_history=True)
     # Alice's own memories, and a link from one of them to bob's.
     lines = text.splitlines()
@@ -237,7 +202,7 @@ async def test_a_link_the_principal_may_not_write_is_refused_and_listed(runtime,
 
 
 async def test_a_removal_spreads_and_is_never_undone(runtime, target_url, tmp_path):
-    await _filled(runtime)
+    await fill_with_links(runtime)
     first = await _write(tmp_path, await export_text(runtime, with_history=True), "first.jsonl")
     async with open_runtime(settings_for(target_url)) as target:
         assert (await target.transfer.import_path(ADMIN, first)).ok
