@@ -4,15 +4,19 @@ progress bar on stderr only where it can be drawn."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from pathlib import Path
 
 import pytest
 from cli_helpers import run_cli
+from conftest import settings_for
 from rich.console import Console
+from transfer_helpers import ALICE
 
 from abathur_memory.cli import common
+from abathur_memory.runtime import open_runtime
 
 DATA = Path(__file__).parent / "data" / "transfer"
 
@@ -118,3 +122,21 @@ def test_a_progress_bar_only_on_a_terminal(capsys, tmp_path, monkeypatch):
     monkeypatch.setattr(common, "err_console", terminal)
     run_cli(capsys, "import", str(tmp_path / "a.jsonl"), "--db", str(db))
     assert "\x1b[" in screen.getvalue()  # drawn (and cleared) on the terminal
+
+
+def test_export_says_how_many_links_it_left_out(capsys, tmp_path):
+    db = tmp_path / "links.db"
+
+    async def fill() -> None:
+        async with open_runtime(settings_for(db)) as runtime:
+            await runtime.memories.put(ALICE, "user:alice:a", "x", "inside")
+            await runtime.memories.put(ALICE, "user:alice:b", "y", "outside")
+            await runtime.links.link(ALICE, "related", "user:alice:a", "x", "user:alice:b", "y")
+
+    asyncio.run(fill())
+    result = run_cli(capsys, "export", "--db", str(db), "--prefix", "user:alice:a")
+    assert result.code == 0, result.err
+    assert "1 links left out: their other end is not in the export" in result.err
+    whole = run_cli(capsys, "export", "--db", str(db), "--prefix", "user:alice")
+    assert "left out" not in whole.err
+    assert sum('"kind":"link"' in line for line in whole.out.splitlines()) == 1

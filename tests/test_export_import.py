@@ -26,7 +26,6 @@ from transfer_helpers import (
 from abathur_memory.core.transfer import Held
 from abathur_memory.errors import Conflict, Forbidden
 from abathur_memory.runtime import open_runtime
-from abathur_memory.transfer.records import Digest
 
 pytestmark = pytest.mark.anyio
 
@@ -299,7 +298,7 @@ async def test_the_header_and_footer_describe_the_file(runtime):
     assert set(footer["checksums"]) == kinds
 
 
-async def test_a_newer_format_or_a_link_is_not_imported(runtime, tmp_path):
+async def test_a_newer_format_is_not_imported(runtime, tmp_path):
     text = await export_text(runtime, with_history=True)
     newer = await _write(tmp_path, text.replace('"version":1,', '"version":2,', 1), "v2.jsonl")
     report = await _import(runtime, newer)
@@ -307,23 +306,6 @@ async def test_a_newer_format_or_a_link_is_not_imported(runtime, tmp_path):
         "format version 2: this abathur-memory reads version 1 (upgrade"
         in (report.files[0].problems[0])
     )
-    link = {
-        "kind": "link",
-        "from": {"namespace": "user:root:a", "key": "x"},
-        "to": {"namespace": "user:root:a", "key": "y"},
-        "link_type": "supersedes",
-    }
-    lines = text.splitlines()
-    footer = json.loads(lines[-1])
-    lines.insert(-1, json.dumps(link))
-    footer["counts"]["link"] = 1
-    digest = Digest()
-    digest.add(link)
-    footer["checksums"]["link"] = digest.checksum
-    lines[-1] = json.dumps(footer)
-    report = await _import(runtime, await _write(tmp_path, "\n".join(lines), "link.jsonl"))
-    assert report.files[0].kinds["link"].unsupported == 1
-    assert "links between memories are not imported" in report.files[0].problems[0]
 
 
 async def test_documents_come_back_by_indexing_the_folder(runtime, target_url, tmp_path):

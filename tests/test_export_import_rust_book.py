@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from backends import sync_sql
 from conftest import settings_for
-from transfer_helpers import ADMIN, export_text, fill, reads
+from transfer_helpers import ADMIN, export_text, fill_with_links, link_reads
 
 from abathur_memory.runtime import open_runtime
 
@@ -65,8 +65,8 @@ async def test_the_rust_book_round_trips(runtime, target_url, tmp_path):
     await runtime.documents.add_root(RUST_BOOK)
     report = await runtime.documents.index()
     assert report.work is not None and report.work.documents_done > 400
-    ids = await fill(runtime)
-    before = await reads(runtime, ids)
+    ids = await fill_with_links(runtime)
+    before = await link_reads(runtime, ids)
     answers = await _answers(runtime)
     path = tmp_path / "export.jsonl"
     path.write_text(await export_text(runtime, with_history=True), encoding="utf-8")
@@ -74,7 +74,7 @@ async def test_the_rust_book_round_trips(runtime, target_url, tmp_path):
         imported = await target.transfer.import_path(ADMIN, path)
         assert imported.ok and imported.files[0].verified
         assert imported.files[0].roots == ["rust-book"]
-        assert await reads(target, ids) == before
+        assert await link_reads(target, ids) == before
         await target.documents.index()
         assert await _answers(target) == answers
 
@@ -86,14 +86,14 @@ async def test_the_rust_book_from_sqlite_into_postgresql(tmp_path, pg_url):
     async with open_runtime(settings_for(tmp_path / "source.db")) as source:
         await source.documents.add_root(RUST_BOOK)
         await source.documents.index()
-        ids = await fill(source)
-        before = await reads(source, ids)
+        ids = await fill_with_links(source)
+        before = await link_reads(source, ids)
         status = await source.documents.status(None)
         path.write_text(await export_text(source, with_history=True), encoding="utf-8")
     async with open_runtime(settings_for(pg_url)) as target:
         imported = await target.transfer.import_path(ADMIN, path)
         assert imported.ok and imported.files[0].verified
-        assert await reads(target, ids) == before
+        assert await link_reads(target, ids) == before
         await target.documents.index()
         # The rankers differ by backend (BM25, ts_rank_cd): the index is what must agree.
         again = await target.documents.status(None)

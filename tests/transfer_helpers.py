@@ -186,3 +186,48 @@ async def search_answers(runtime: Any) -> dict[str, Any]:
                 for h in found.results
             ]
     return out
+
+
+NOTES = "user:alice:notes"
+
+
+async def fill_links(runtime: Any, ids: dict[str, str]) -> None:
+    """Links of every kind: with reason, metadata and a run id; a supersedes link (which
+    closes the older memory's validity); a removed one; one to a memory deleted since; a
+    derived_from link to events of a session; another user's."""
+    links = runtime.links
+    await links.link(ALICE, "related", NOTES, "plan", NOTES, "diary", "same trip", {"w": 1})
+    await links.link(ALICE, "supersedes", NOTES, "back", NOTES, "unicode", "newer text")
+    gone, _ = await links.link(
+        ALICE, "contradicts", NOTES, "diary", "project:website:rules", "style"
+    )
+    await links.unlink(ALICE, gone.id)
+    await links.link(ALICE, "duplicates", "temp:scratch", "mixed", NOTES, "unicode", run_id="r1")
+    await runtime.memories.put(ALICE, NOTES, "gone", "again")
+    await links.link(ALICE, "related", NOTES, "plan", NOTES, "gone")
+    await runtime.memories.delete(ALICE, NOTES, "gone")
+    await runtime.store.links.add_session_link(
+        f"session:{ids['session']}:facts", "decision", ids["session"], 1, 3, "user:alice"
+    )
+    await links.link(BOB, "related", "user:bob:notes", "secret", "user:bob:notes", "secret2")
+
+
+async def fill_with_links(runtime: Any) -> dict[str, str]:
+    """``fill``, and links between its memories (``fill_links``)."""
+    ids = await fill(runtime)
+    await runtime.memories.put(BOB, "user:bob:notes", "secret2", "bob's other")
+    await fill_links(runtime, ids)
+    return ids
+
+
+async def link_reads(runtime: Any, ids: dict[str, str]) -> dict[str, Any]:
+    """Every read of the filled database, and the links memory_get and memory_history
+    show for each memory (as admin), without row ids."""
+    out = await reads(runtime, ids)
+    versions = await runtime.store.transfer.memory_versions(
+        MemoryScope(ADMIN), True, ("", "", 0), 10_000
+    )
+    for key in sorted({(v.namespace, v.key) for v in versions}):
+        shown = await runtime.links.readable_links(ADMIN, *key)
+        out[f"links {key}"] = [link.model_dump(exclude={"id"}) for link in shown]
+    return out

@@ -112,6 +112,11 @@ def export(
     if as_json:
         click.echo(report.model_dump_json(indent=2), err=not to_stdout)
         return
+    if report.links_left_out:
+        click.echo(
+            f"{report.links_left_out} links left out: their other end is not in the export",
+            err=True,
+        )
     total = sum(k.records for k in report.kinds.values())
     counts = ", ".join(f"{kind}: {k.records}" for kind, k in report.kinds.items()) or "nothing"
     if not to_stdout:

@@ -11,7 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from abathur_memory.core.records import Checkpoint, MemoryEntry, Session, SessionEvent, Task
+from abathur_memory.core.records import (
+    Checkpoint,
+    MemoryEntry,
+    MemoryLink,
+    Session,
+    SessionEvent,
+    Task,
+)
 
 # The audit row that sums up one imported file (memory_operation_type NULL: the versions
 # have their own rows).
@@ -49,6 +56,46 @@ class Deletion:
 
 
 @dataclass(frozen=True)
+class ImportedLink:
+    """A link between memories (or from a memory to events of a session) to insert as it
+    was: its ends' versions, times and actors as the file gives them (the database gives
+    it a new row id)."""
+
+    link_type: str
+    from_namespace: str
+    from_key: str
+    from_version: int
+    to_namespace: str | None
+    to_key: str | None
+    to_version: int | None
+    to_session: str | None
+    seq_start: int | None
+    seq_end: int | None
+    holds_until: str | None
+    reason: str | None
+    metadata_text: str  # JSON object
+    run_id: str | None
+    created_by: str
+    created_at: str
+    removed_at: str | None
+    removed_by: str | None
+
+    def renamed(self, from_namespace: str, to_namespace: str | None) -> ImportedLink:
+        return ImportedLink(
+            **{**self.__dict__, "from_namespace": from_namespace, "to_namespace": to_namespace}
+        )
+
+
+@dataclass(frozen=True)
+class LinkRemoval:
+    """An active link here that the file knows removed (removal only spreads)."""
+
+    link_id: int
+    removed_at: str
+    removed_by: str | None
+
+
+@dataclass(frozen=True)
 class Wanted:
     """What to read of the database for one file: the keys, sessions, tasks and
     checkpoints it names (references included)."""
@@ -57,10 +104,13 @@ class Wanted:
     session_ids: tuple[str, ...] = ()
     task_ids: tuple[str, ...] = ()
     checkpoints: tuple[tuple[str, int], ...] = ()
+    link_keys: tuple[tuple[str, str], ...] = ()  # the links from these memories
 
     @property
     def empty(self) -> bool:
-        return not (self.keys or self.session_ids or self.task_ids or self.checkpoints)
+        return not (
+            self.keys or self.session_ids or self.task_ids or self.checkpoints or self.link_keys
+        )
 
 
 @dataclass
@@ -72,19 +122,22 @@ class Held:
     events: dict[str, list[SessionEvent]] = field(default_factory=dict)
     tasks: dict[str, Task] = field(default_factory=dict)
     checkpoints: dict[tuple[str, int], Checkpoint] = field(default_factory=dict)
+    links: list[MemoryLink] = field(default_factory=list)  # from the link_keys, by id
 
 
 @dataclass
 class Writes:
     """What an import writes, in this order: sessions, events, memory versions and
-    deletions (each with its audit row), tasks (parents first), checkpoints, and the
-    summary audit row."""
+    deletions (each with its audit row), links and link removals (counted in the summary),
+    tasks (parents first), checkpoints, and the summary audit row."""
 
     sessions: list[Session] = field(default_factory=list)  # new rows, every column as given
     session_updates: list[Session] = field(default_factory=list)  # rows overwritten
     events: list[tuple[str, SessionEvent]] = field(default_factory=list)
     versions: list[NewVersion] = field(default_factory=list)
     deletions: list[Deletion] = field(default_factory=list)
+    links: list[ImportedLink] = field(default_factory=list)  # inserted in this order
+    link_removals: list[LinkRemoval] = field(default_factory=list)
     tasks: list[Task] = field(default_factory=list)
     task_updates: list[Task] = field(default_factory=list)
     checkpoints: list[Checkpoint] = field(default_factory=list)  # inserted or overwritten
@@ -98,6 +151,8 @@ class Writes:
             or self.events
             or self.versions
             or self.deletions
+            or self.links
+            or self.link_removals
             or self.tasks
             or self.task_updates
             or self.checkpoints

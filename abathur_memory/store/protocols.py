@@ -625,6 +625,11 @@ class TransferStore(Protocol):
 
     async def count_memory_versions(self, scope: MemoryScope, with_history: bool) -> int: ...
 
+    async def links(self, after_id: int, limit: int) -> list[MemoryLink]:
+        """Every link (removed ones included) with an id after ``after_id``, by id: the
+        exporter keeps those whose ends are in the export."""
+        ...
+
     async def held(self, wanted: Wanted) -> Held:
         """What the database holds of ``wanted``, in one read snapshot."""
         ...

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from abathur_memory.core.records import Checkpoint, Session, SessionEvent, Task
+from abathur_memory.core.transfer import ImportedLink
 
 Time = Callable[[str | None], str | None]
 
@@ -85,3 +86,29 @@ def task_columns(t: Task, time: Time) -> tuple[Any, ...]:
 def checkpoint_columns(c: Checkpoint, time: Time) -> tuple[Any, ...]:
     """task_id, iteration, state, created_at, session_id."""
     return (c.task_id, c.iteration, json_text(c.state), time(c.created_at), c.session_id)
+
+
+def link_columns(link: ImportedLink, time: Time) -> tuple[Any, ...]:
+    """link_type, from_namespace, from_key, from_version, to_namespace, to_key, to_version,
+    to_session, seq_start, seq_end, holds_until, reason, metadata, run_id, created_by,
+    created_at, removed_at, removed_by."""
+    return (
+        link.link_type,
+        link.from_namespace,
+        link.from_key,
+        link.from_version,
+        link.to_namespace,
+        link.to_key,
+        link.to_version,
+        link.to_session,
+        link.seq_start,
+        link.seq_end,
+        time(link.holds_until),
+        link.reason,
+        link.metadata_text,
+        link.run_id,
+        link.created_by,
+        time(link.created_at),
+        time(link.removed_at),
+        link.removed_by,
+    )

@@ -1,5 +1,10 @@
 """Export: what a principal may read, as abathur-memory's JSONL (transfer/jsonl.py).
 
+A link is exported when both its ends are in the export: its from memory and its to
+memory (or, for a link to events of a session, that session). With ``--prefix``, or
+without ``--with-history`` when the other end is deleted, a link leaving the export is
+left out and counted (``links_left_out``): an import could not make it.
+
 Records are read in pages, never all at once, and each is written as it is read; so an
 export taken while servers write holds every record as it was when read (each session
 with exactly the events its row counts). Stop the writers for one instant's snapshot.
@@ -87,12 +92,15 @@ class Exporter:
             for root in await self.store.roots.all():
                 if root.visible_to(principal):
                     emit(jsonl.root_record(root))
+        exported: set[tuple[str, str]] = set()
+        session_ids: set[str] = set()
         for scope in scopes:
             after: tuple[str, str, int] = ("", "", 0)
             while True:
                 page = await self.store.transfer.memory_versions(scope, with_history, after, PAGE)
                 for entry in page:
                     emit(jsonl.memory_record(entry))
+                    exported.add((entry.namespace, entry.key))
                 if len(page) < PAGE:
                     break
                 after = (page[-1].namespace, page[-1].key, page[-1].version)
@@ -102,6 +110,7 @@ class Exporter:
             total = done + len(sessions) + sum(s.last_seq for s in sessions) + len(tasks)
             for session in sessions:
                 await self._session(session, emit)
+                session_ids.add(session.id)
             for task in tasks:
                 emit(jsonl.task_record(task))
             for task in tasks:
@@ -109,6 +118,7 @@ class Exporter:
                     checkpoint = await self.store.checkpoints.load(task.id, iteration)
                     if checkpoint is not None:
                         emit(jsonl.checkpoint_record(checkpoint))
+        left_out = await self._links(exported, session_ids, emit)
         write(jsonl.line(jsonl.footer(digests)))
         if progress is not None:
             progress("exported", done, done)
@@ -116,11 +126,39 @@ class Exporter:
             output=output,
             with_history=with_history,
             prefixes=chosen,
+            links_left_out=left_out,
             kinds={
                 kind: KindCounts(records=d.count, checksum=d.checksum)
                 for kind, d in digests.items()
             },
         )
+
+    async def _links(
+        self,
+        exported: set[tuple[str, str]],
+        session_ids: set[str],
+        emit: Callable[[dict[str, Any]], None],
+    ) -> int:
+        """Emit the links from exported memories whose other end is exported too, oldest
+        first; return how many were left out for their other end."""
+        left_out = 0
+        after = 0
+        while True:
+            page = await self.store.transfer.links(after, PAGE)
+            for link in page:
+                if (link.from_namespace, link.from_key) not in exported:
+                    continue
+                if link.to_session is not None:
+                    inside = link.to_session in session_ids
+                else:
+                    inside = (link.to_namespace, link.to_key) in exported
+                if inside:
+                    emit(jsonl.link_record(link))
+                else:
+                    left_out += 1
+            if len(page) < PAGE:
+                return left_out
+            after = page[-1].id
 
     async def _prefixes(self, principal: Principal, prefixes: list[str]) -> list[str]:
         checked = []

@@ -23,7 +23,7 @@ from abathur_memory.memory.denials import DenialRecorder
 from abathur_memory.memory.namespaces import clean
 from abathur_memory.store.protocols import Store
 from abathur_memory.transfer import merge, sources
-from abathur_memory.transfer.records import Problem, Unit, iso
+from abathur_memory.transfer.records import LinkRecord, Problem, Unit, iso
 from abathur_memory.transfer.report import (
     MAX_PROBLEMS_SHOWN,
     FileReport,
@@ -69,6 +69,21 @@ def _renamed(unit: Unit, mapping: list[tuple[str, str]]) -> None:
             record = record.renamed(namespace)
         kept.append(record)
     unit.versions = kept
+    links = []
+    for link_record in unit.links:
+        link = link_record.link
+        ends = (link.from_namespace, link.to_namespace)
+        mapped = tuple(None if n is None else _mapped(n, mapping) for n in ends)
+        if mapped != ends:
+            try:
+                source, target = (None if n is None else clean(n) for n in mapped)
+            except InvalidInput as exc:
+                unit.fail(link_record.where, f"mapped namespace: {exc}", "link")
+                continue
+            assert source is not None
+            link_record = LinkRecord(link_record.where, link.renamed(source, target))
+        links.append(link_record)
+    unit.links = links
 
 
 class Importer:
@@ -118,17 +133,7 @@ class Importer:
         planned = merge.plan(unit, await self.store.transfer.held(wanted), principal, now)
         for denial in planned.denials:
             self.recorder.record(denial)
-        unsupported = [
-            Problem(
-                link.where,
-                "unsupported",
-                "link",
-                "links between memories are not imported (nor exported) yet: make them again "
-                "with memory_link",
-            )
-            for link in unit.links
-        ]
-        problems = [*unit.bad, *unsupported, *planned.problems]
+        problems = [*unit.bad, *planned.problems]
         report = _file_report(unit, planned, problems)
         if dry_run or (problems and not skip_bad):
             return report
@@ -146,7 +151,7 @@ class Importer:
                 return again.writes
 
             await self.store.transfer.apply(wanted, decide, principal.actor)
-            report = _file_report(unit, final[-1], [*unit.bad, *unsupported, *final[-1].problems])
+            report = _file_report(unit, final[-1], [*unit.bad, *final[-1].problems])
             check = merge.plan(unit, await self.store.transfer.held(wanted), principal, now)
             report.verified = check.writes.empty
         else:

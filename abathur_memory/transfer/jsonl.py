@@ -3,9 +3,10 @@
 One JSON object per line. The first line is the header (``{"kind": "header", "format":
 "abathur-memory", "version": 1, ...}``), the last the footer, which holds the count and a
 SHA-256 of the records of each kind, so a file cut short or edited is noticed. Between them:
-``root``, ``memory`` (one per version, without the row id), ``link`` (reserved: exported
-once links exist), ``session`` each followed by its ``event`` lines, ``task`` and
-``checkpoint`` records, each with the fields the MCP tools return.
+``root``, ``memory`` (one per version, without the row id), ``session`` each followed by
+its ``event`` lines, ``task`` and ``checkpoint`` records, each with the fields the MCP tools
+return, and ``link`` records (a link between two memories of the file, or from a memory to
+events of a session of the file, removed ones included), oldest first.
 """
 
 from __future__ import annotations
@@ -20,15 +21,19 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from abathur_memory.core import values
 from abathur_memory.core.documents import Root
 from abathur_memory.core.records import (
+    LINK_TYPES,
     Checkpoint,
     MemoryEntry,
+    MemoryLink,
     Session,
     SessionEvent,
     Task,
 )
+from abathur_memory.core.transfer import ImportedLink
 from abathur_memory.errors import AbathurError, InvalidInput
 from abathur_memory.memory import sessions as session_rules
 from abathur_memory.memory import tasks as task_rules
+from abathur_memory.memory.links import MAX_REASON_CHARS
 from abathur_memory.memory.namespaces import clean
 from abathur_memory.transfer.records import (
     CheckpointRecord,
@@ -93,6 +98,37 @@ def task_record(task: Task) -> dict[str, Any]:
 
 def checkpoint_record(checkpoint: Checkpoint) -> dict[str, Any]:
     return {"kind": "checkpoint", **checkpoint.model_dump()}
+
+
+LINK_FIELDS = (
+    "link_type",
+    "from_namespace",
+    "from_key",
+    "from_version",
+    "to_namespace",
+    "to_key",
+    "to_version",
+    "to_session",
+    "seq_start",
+    "seq_end",
+    "holds_until",
+    "reason",
+    "metadata",
+    "run_id",
+    "created_by",
+    "created_at",
+    "removed_at",
+    "removed_by",
+)
+
+
+def link_record(link: MemoryLink) -> dict[str, Any]:
+    """Every field of the link but its row id, absent ones as null (times in the records'
+    form)."""
+    fields = {name: getattr(link, name) for name in LINK_FIELDS}
+    for name in ("holds_until", "created_at", "removed_at"):
+        fields[name] = iso_or_none(fields[name], what=name)
+    return {"kind": "link", **fields}
 
 
 def root_record(root: Root) -> dict[str, Any]:
@@ -196,20 +232,26 @@ class _Root(_Line):
     visibility: Literal["private", "project", "all"]
 
 
-class _Address(_Line):
-    namespace: str
-    key: str
-    version: int | None = None
-
-
 class _Link(_Line):
     kind: Literal["link"]
-    source: _Address = Field(alias="from")
-    target: _Address = Field(alias="to")
     link_type: Literal["supersedes", "contradicts", "duplicates", "derived_from", "related"]
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    created_at: str | None = None
-    created_by: str | None = None
+    from_namespace: str
+    from_key: str
+    from_version: int = Field(ge=1)
+    to_namespace: str | None
+    to_key: str | None
+    to_version: int | None = Field(ge=1)
+    to_session: str | None
+    seq_start: int | None = Field(ge=1)
+    seq_end: int | None = Field(ge=1)
+    holds_until: str | None
+    reason: str | None
+    metadata: dict[str, Any]
+    run_id: str | None
+    created_by: str
+    created_at: str
+    removed_at: str | None
+    removed_by: str | None
 
 
 class _Footer(_Line):
@@ -437,7 +479,9 @@ class _Reader:
                 )
             )
         elif isinstance(parsed, _Link):
-            unit.links.append(LinkRecord(where, parsed.model_dump(by_alias=True)))
+            link = link_from(parsed)
+            self._once(("link", *link.__dict__.values()), "the same link")
+            unit.links.append(LinkRecord(where, link))
 
     def finish(self) -> None:
         unit = self.unit
@@ -553,6 +597,57 @@ def checkpoint_from(fields: dict[str, Any]) -> Checkpoint:
         if session_id is None
         else values.check_identifier(session_id, what="session_id"),
         created_at=iso(fields["created_at"], what="created_at"),
+    )
+
+
+def link_from(parsed: _Link) -> ImportedLink:
+    """A link line checked: one memory end, or a session's events (derived_from only)."""
+    assert parsed.link_type in LINK_TYPES
+    to_memory = (parsed.to_namespace, parsed.to_key, parsed.to_version)
+    to_session = (parsed.to_session, parsed.seq_start, parsed.seq_end)
+    if all(v is not None for v in to_memory) and all(v is None for v in to_session):
+        to_namespace: str | None = clean(str(parsed.to_namespace))
+        to_key = values.check_identifier(parsed.to_key, what="to_key")
+        session = None
+    elif all(v is not None for v in to_session) and all(v is None for v in to_memory):
+        if parsed.link_type != "derived_from":
+            raise InvalidInput("only a derived_from link may point to a session's events")
+        if (parsed.seq_end or 0) < (parsed.seq_start or 0):
+            raise InvalidInput("seq_end is before seq_start")
+        to_namespace = to_key = None
+        session = values.check_identifier(parsed.to_session, what="to_session")
+    else:
+        raise InvalidInput(
+            "a link points to a memory (to_namespace, to_key, to_version) or to a session's "
+            "events (to_session, seq_start, seq_end), not both or neither"
+        )
+    from_namespace = clean(parsed.from_namespace)
+    from_key = values.check_identifier(parsed.from_key, what="from_key")
+    if (from_namespace, from_key) == (to_namespace, to_key):
+        raise InvalidInput("a memory cannot be linked to itself")
+    if parsed.reason is not None and len(parsed.reason) > MAX_REASON_CHARS:
+        raise InvalidInput(f"reason: at most {MAX_REASON_CHARS} characters")
+    if (parsed.removed_at is None) != (parsed.removed_by is None):
+        raise InvalidInput("removed_at and removed_by go together")
+    return ImportedLink(
+        link_type=parsed.link_type,
+        from_namespace=from_namespace,
+        from_key=from_key,
+        from_version=parsed.from_version,
+        to_namespace=to_namespace,
+        to_key=to_key,
+        to_version=parsed.to_version,
+        to_session=session,
+        seq_start=parsed.seq_start,
+        seq_end=parsed.seq_end,
+        holds_until=iso_or_none(parsed.holds_until, what="holds_until"),
+        reason=parsed.reason,
+        metadata_text=values.encode_object(parsed.metadata, what="metadata"),
+        run_id=parsed.run_id,
+        created_by=values.check_identifier(parsed.created_by, what="created_by", max_length=256),
+        created_at=iso(parsed.created_at, what="created_at"),
+        removed_at=iso_or_none(parsed.removed_at, what="removed_at"),
+        removed_by=parsed.removed_by,
     )
 
 

@@ -13,6 +13,11 @@ never rewrites what the database knows better:
 - sessions: events the database holds must be the same; later events are appended and the
   session row follows the file when the file's is newer. Tasks and checkpoints follow the
   file when its copy is newer; what cannot change (a task's prompt, owner) must agree.
+- links: a link the database holds (same type, ends, versions and created_at) is present;
+  so is an active one with the same type and ends made here. Others are added, with their
+  times and actors, when both ends are here or in the file (any version of the memory; the
+  session for a link to a session's events); else they are a conflict. Removal only
+  spreads, like deletion. Adding or removing a link needs write access to both ends.
 - what the principal may not read is refused without being compared; what it may read but
   not write is refused only when something would be written.
 """
@@ -25,15 +30,31 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from abathur_memory.core.principal import Principal
-from abathur_memory.core.records import Checkpoint, Denial, MemoryEntry, Session, SessionEvent, Task
-from abathur_memory.core.transfer import Deletion, Held, NewVersion, Wanted, Writes
+from abathur_memory.core.records import (
+    Checkpoint,
+    Denial,
+    MemoryEntry,
+    MemoryLink,
+    Session,
+    SessionEvent,
+    Task,
+)
+from abathur_memory.core.transfer import (
+    Deletion,
+    Held,
+    ImportedLink,
+    LinkRemoval,
+    NewVersion,
+    Wanted,
+    Writes,
+)
 from abathur_memory.memory import sessions as session_rules
 from abathur_memory.memory import tasks as task_rules
 from abathur_memory.memory.namespaces import Access, parse, rule_for
 from abathur_memory.transfer.records import Problem, Unit, VersionRecord, Where, iso
 from abathur_memory.transfer.records import canonical_line as _canonical
 
-KINDS = ("memory", "session", "event", "task", "checkpoint")
+KINDS = ("memory", "link", "session", "event", "task", "checkpoint")
 
 
 @dataclass
@@ -82,10 +103,17 @@ def _static_read_rule(principal: Principal, namespace: str) -> str | None:
 
 def wanted(unit: Unit, principal: Principal) -> Wanted:
     """What to read of the database for ``unit``: its records and what they refer to."""
-    keys = dict.fromkeys(
-        (v.namespace, v.key)
-        for v in unit.versions
-        if _static_read_rule(principal, v.namespace) is None
+    ends = [(v.namespace, v.key) for v in unit.versions]
+    for record in unit.links:
+        link = record.link
+        ends.append((link.from_namespace, link.from_key))
+        if link.to_namespace is not None and link.to_key is not None:
+            ends.append((link.to_namespace, link.to_key))
+    keys = dict.fromkeys(end for end in ends if _static_read_rule(principal, end[0]) is None)
+    link_keys = dict.fromkeys(
+        (r.link.from_namespace, r.link.from_key)
+        for r in unit.links
+        if _static_read_rule(principal, r.link.from_namespace) is None
     )
     sessions: dict[str, None] = {}
     tasks: dict[str, None] = {}
@@ -105,6 +133,9 @@ def wanted(unit: Unit, principal: Principal) -> Wanted:
         tasks[c.checkpoint.task_id] = None
         if c.checkpoint.session_id:
             sessions[c.checkpoint.session_id] = None
+    for r in unit.links:
+        if r.link.to_session is not None:
+            sessions[r.link.to_session] = None
     return Wanted(
         keys=tuple(keys),
         session_ids=tuple(sessions),
@@ -112,6 +143,7 @@ def wanted(unit: Unit, principal: Principal) -> Wanted:
         checkpoints=tuple(
             dict.fromkeys((c.checkpoint.task_id, c.checkpoint.iteration) for c in unit.checkpoints)
         ),
+        link_keys=tuple(link_keys),
     )
 
 
@@ -177,6 +209,7 @@ class _Planner:
     def run(self) -> Plan:
         self._sessions()
         self._memories()
+        self._links()
         self._tasks()
         self._checkpoints()
         self.writes.summary = {
@@ -415,6 +448,91 @@ class _Planner:
         )
         return [version], [], 0, []
 
+    # -- links ----------------------------------------------------------------------------
+
+    def _links(self) -> None:
+        held = self.held.links
+        by_identity = {_link_identity(link): link for link in held}
+        active = {_link_ends(link): link for link in held if link.removed_at is None}
+        added: set[tuple[Any, ...]] = set()
+        here = {key for key, versions in self.held.versions.items() if versions}
+        here |= {(v.namespace, v.key) for v in self.writes.versions}
+        rules: dict[str, tuple[str | None, str | None]] = {}
+        refused: dict[str, list[Where]] = {}
+        outcome = self.outcomes["link"]
+        for record in self.unit.links:
+            link = record.link
+            namespaces = [link.from_namespace]
+            if link.to_namespace is not None:
+                namespaces.append(link.to_namespace)
+            for namespace in namespaces:
+                if namespace not in rules:
+                    rules[namespace] = self._rules(namespace)
+            unreadable = [n for n in namespaces if rules[n][0] is not None]
+            if unreadable:
+                refused.setdefault(unreadable[0], []).append(record.where)
+                continue
+            known = by_identity.get(_link_identity(link))
+            if known is None and link.removed_at is None:
+                known = active.get(_link_ends(link))
+                if known is None and _link_ends(link) in added:
+                    message = f"{_link_name(link)}: the file has another active link like it"
+                    self._conflict(record.where, "link", 1, message)
+                    continue
+            removal: LinkRemoval | None = None
+            if known is not None:
+                if link.removed_at is None or known.removed_at is not None:
+                    outcome.present += 1
+                    continue
+                removal = LinkRemoval(known.id, link.removed_at, link.removed_by)
+            else:
+                missing = self._missing_end(link, here)
+                if missing is not None:
+                    self._conflict(record.where, "link", 1, f"{_link_name(link)}: {missing}")
+                    continue
+            unwritable = [n for n in namespaces if rules[n][1] is not None]
+            if not unwritable and link.to_session is not None and not self._owns(link.to_session):
+                message = f"{_link_name(link)}: session {link.to_session} is not yours"
+                self._refuse(record.where, "link", 1, message)
+                continue
+            if unwritable:
+                refused.setdefault(unwritable[0], []).append(record.where)
+            elif removal is not None:
+                self.writes.link_removals.append(removal)
+                outcome.changed += 1
+            else:
+                self.writes.links.append(link)
+                if link.removed_at is None:
+                    added.add(_link_ends(link))
+                outcome.new += 1
+        for namespace, places in refused.items():
+            read_rule, write_rule = rules[namespace]
+            rule = read_rule or write_rule or ""
+            self._refuse(
+                places[0],
+                "link",
+                len(places),
+                f"{namespace}: {len(places)} links refused: {rule}",
+                self._deny("memory_denied", namespace, rule, namespace),
+            )
+
+    def _missing_end(self, link: ImportedLink, here: set[tuple[str, str]]) -> str | None:
+        """Why the link cannot be made here: an end that is neither here nor in the file."""
+        if (link.from_namespace, link.from_key) not in here:
+            return f"no memory {link.from_namespace}/{link.from_key} here or in the file"
+        if link.to_session is not None:
+            if link.to_session not in self.sessions_after:
+                return f"no session {link.to_session} here or in the file"
+        elif (link.to_namespace, link.to_key) not in here:
+            return f"no memory {link.to_namespace}/{link.to_key} here or in the file"
+        return None
+
+    def _owns(self, session_id: str) -> bool:
+        if self.p.admin:
+            return True
+        session = self.held.sessions.get(session_id) or self.file_sessions.get(session_id)
+        return session is not None and self.p.may_use_session(session.user_id, session.app_name)
+
     # -- tasks and checkpoints ------------------------------------------------------------
 
     def _tasks(self) -> None:
@@ -511,3 +629,30 @@ class _Planner:
             else:
                 self.writes.checkpoints.append(c)
                 self.outcomes["checkpoint"].changed += 1
+
+
+def _link_ends(link: ImportedLink | MemoryLink) -> tuple[Any, ...]:
+    """What makes two active links the same link (the stores keep one active per ends)."""
+    return (
+        link.link_type,
+        link.from_namespace,
+        link.from_key,
+        link.to_namespace,
+        link.to_key,
+        link.to_session,
+        link.seq_start,
+        link.seq_end,
+    )
+
+
+def _link_identity(link: ImportedLink | MemoryLink) -> tuple[Any, ...]:
+    return (*_link_ends(link), link.from_version, link.to_version, _t(link.created_at))
+
+
+def _link_name(link: ImportedLink) -> str:
+    target = (
+        f"session {link.to_session} events {link.seq_start}..{link.seq_end}"
+        if link.to_session is not None
+        else f"{link.to_namespace}/{link.to_key}"
+    )
+    return f"{link.link_type} link {link.from_namespace}/{link.from_key} -> {target}"

@@ -17,6 +17,7 @@ from typing import Any
 
 from abathur_memory.core import timestamps
 from abathur_memory.core.records import Checkpoint, Session, SessionEvent, Task
+from abathur_memory.core.transfer import ImportedLink
 from abathur_memory.errors import InvalidInput
 
 _RECORD_TIME = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z\Z")
@@ -104,7 +105,7 @@ class RootRecord:
 @dataclass(frozen=True)
 class LinkRecord:
     where: Where
-    data: dict[str, Any]
+    link: ImportedLink
 
 
 @dataclass

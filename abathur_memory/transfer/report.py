@@ -57,4 +57,8 @@ class ExportReport(BaseModel):
     output: str
     with_history: bool
     prefixes: list[str] | None
+    links_left_out: int = Field(
+        default=0,
+        description="Links from exported memories whose other end is not in the export.",
+    )
     kinds: dict[str, KindCounts] = Field(default_factory=dict)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from abathur_memory.core.records import MemoryEntry
+from abathur_memory.core.records import MemoryEntry, MemoryLink
 from abathur_memory.core.search import MemoryScope
 from abathur_memory.core.transfer import (
     IMPORT_ACTION,
@@ -26,6 +26,7 @@ from abathur_memory.core.transfer import (
 )
 from abathur_memory.store.postgres import rows
 from abathur_memory.store.postgres.connection import Conn, Database
+from abathur_memory.store.postgres.links import LINK, link_of
 from abathur_memory.store.postgres.puts import BATCH_TEXT_MAX, lock_keys
 from abathur_memory.store.postgres.readable import readable_sql
 from abathur_memory.store.transfer_columns import (
@@ -33,6 +34,7 @@ from abathur_memory.store.transfer_columns import (
     checkpoint_columns,
     event_columns,
     json_text,
+    link_columns,
     session_columns,
     task_columns,
 )
@@ -144,6 +146,13 @@ class PostgresTransferStore:
         row = await self.db.fetchone(sql, params)
         return int(row[0]) if row else 0
 
+    async def links(self, after_id: int, limit: int) -> list[MemoryLink]:
+        found = await self.db.fetchall(
+            f"SELECT {LINK} FROM memory_links WHERE id > %s ORDER BY id LIMIT %s",
+            (after_id, limit),
+        )
+        return [link_of(r) for r in found]
+
     async def held(self, wanted: Wanted) -> Held:
         async def read(conn: Conn) -> Held:
             async with conn.transaction():
@@ -209,6 +218,14 @@ async def _read_held(conn: Conn, wanted: Wanted, *, lock: bool) -> Held:
         for row in await cur.fetchall():
             checkpoint = rows.checkpoint(row)
             held.checkpoints[(checkpoint.task_id, checkpoint.iteration)] = checkpoint
+    for batch in _chunks(wanted.link_keys, lambda _: 0):
+        cur = await conn.execute(
+            f"SELECT {LINK} FROM memory_links WHERE (from_namespace, from_key) IN"
+            " (SELECT w ->> 0, w ->> 1 FROM jsonb_array_elements(%s::jsonb) AS w) ORDER BY id",
+            (json_text(batch),),
+        )
+        held.links += [link_of(row) for row in await cur.fetchall()]
+    held.links.sort(key=lambda link: link.id)
     return held
 
 
@@ -253,6 +270,21 @@ async def _write(conn: Conn, writes: Writes, actor: str) -> None:
     for chunk in _chunks(writes.deletions, lambda _: 0):
         batch = json.dumps([asdict(d) for d in chunk], ensure_ascii=False)
         await conn.execute(_DELETE_VERSIONS, {"batch": batch, "actor": actor})
+    for link in writes.links:  # one by one: in the file's order, so ids keep it
+        await conn.execute(
+            "INSERT INTO memory_links (link_type, from_namespace, from_key, from_version,"
+            " to_namespace, to_key, to_version, to_session, seq_start, seq_end, holds_until,"
+            " reason, metadata, run_id, created_by, created_at, removed_at, removed_by)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::timestamptz, %s, %s::jsonb,"
+            " %s, %s, %s::timestamptz, %s::timestamptz, %s)",
+            link_columns(link, _as_given),
+        )
+    await _many(
+        conn,
+        "UPDATE memory_links SET removed_at = %s::timestamptz, removed_by = %s"
+        " WHERE id = %s AND removed_at IS NULL",
+        [(r.removed_at, r.removed_by, r.link_id) for r in writes.link_removals],
+    )
     await _many(
         conn,
         "INSERT INTO tasks (id, prompt, agent_type, priority, status, input_data, result_data,"

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from abathur_memory.core.records import MemoryLink
 from abathur_memory.core.search import MemoryScope
 from abathur_memory.core.transfer import (
     IMPORT_ACTION,
@@ -23,12 +24,14 @@ from abathur_memory.core.transfer import (
 from abathur_memory.store.sqlite import audit_rows, rows
 from abathur_memory.store.sqlite.database import Database
 from abathur_memory.store.sqlite.driver import Connection
+from abathur_memory.store.sqlite.links import link_of
 from abathur_memory.store.sqlite.readable import readable_sql
 from abathur_memory.store.transfer_columns import (
     SESSION_CHANGEABLE_FROM,
     checkpoint_columns,
     event_columns,
     json_text,
+    link_columns,
     session_columns,
     task_columns,
 )
@@ -74,6 +77,12 @@ class SqliteTransferStore:
         )
         row = await self.db.fetchone(sql, params)
         return int(row[0]) if row else 0
+
+    async def links(self, after_id: int, limit: int) -> list[MemoryLink]:
+        found = await self.db.fetchall(
+            "SELECT * FROM memory_links WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit)
+        )
+        return [link_of(r) for r in found]
 
     async def held(self, wanted: Wanted) -> Held:
         return await self.db.read(_read_held, wanted)
@@ -121,6 +130,14 @@ def _read_held(conn: Connection, wanted: Wanted) -> Held:
             (batch,),
         ):
             held.checkpoints[(row["task_id"], row["iteration"])] = rows.checkpoint(row)
+    for batch in _batches(wanted.link_keys):
+        for row in conn.execute(
+            "SELECT * FROM memory_links WHERE (from_namespace, from_key) IN"
+            " (SELECT value ->> 0, value ->> 1 FROM json_each(?)) ORDER BY id",
+            (batch,),
+        ):
+            held.links.append(link_of(row))
+    held.links.sort(key=lambda link: link.id)
     return held
 
 
@@ -177,6 +194,19 @@ def _write(conn: Connection, writes: Writes, actor: str) -> None:
             ("delete", d.namespace, row[0], json_text({"key": d.key, "version": d.version}))
         )
     audit_rows.record_memory_many(conn, action=MEMORY_IMPORT_ACTION, actor=actor, rows=audit)
+    for link in writes.links:  # one by one: in the file's order, so ids keep it
+        conn.execute(
+            "INSERT INTO memory_links (link_type, from_namespace, from_key, from_version,"
+            " to_namespace, to_key, to_version, to_session, seq_start, seq_end, holds_until,"
+            " reason, metadata, run_id, created_by, created_at, removed_at, removed_by)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            link_columns(link, _stored),
+        )
+    conn.executemany(
+        "UPDATE memory_links SET removed_at = ?, removed_by = ? WHERE id = ?"
+        " AND removed_at IS NULL",
+        [(_stored(r.removed_at), r.removed_by, r.link_id) for r in writes.link_removals],
+    )
     conn.executemany(
         "INSERT INTO tasks (id, prompt, agent_type, priority, status, input_data, result_data,"
         " error_message, retry_count, max_retries, max_execution_timeout_seconds, submitted_at,"
