@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from abathur_memory.core.browse import AuditQuery, AuditRecord, DocumentFile, NamespaceCount
+from abathur_memory.core.merge_patch import merge_patch
 from abathur_memory.core.principal import Principal
 from abathur_memory.core.records import Denial, MemoryEntry, PutResult, TokenInfo
 from abathur_memory.errors import Forbidden, InvalidInput, NotFound
@@ -26,19 +27,6 @@ from abathur_memory.store.protocols import AuditStore, DocumentStore, MemoryStor
 
 MAX_PAGE = 200
 ADMIN_ONLY = "only an admin may do this"
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """JSON merge patch (RFC 7396): how a session's state deltas apply."""
-    if not isinstance(patch, dict):
-        return patch
-    merged = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            merged.pop(key, None)
-        else:
-            merged[key] = merge_patch(merged.get(key), value)
-    return merged
 
 
 @dataclass(frozen=True)

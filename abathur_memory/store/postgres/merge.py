@@ -9,19 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """``patch`` applied to ``target``: objects merge key by key, a null removes a key,
-    anything else replaces."""
-    if not isinstance(patch, dict):
-        return patch
-    merged = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            merged.pop(key, None)
-        else:
-            merged[key] = merge_patch(merged.get(key), value)
-    return merged
+from abathur_memory.core.merge_patch import merge_patch
 
 
 def merged_text(state: dict[str, Any], patch_text: str) -> str:
