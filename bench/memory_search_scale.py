@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import datetime as dt
 import json
 import os
@@ -28,7 +27,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -117,21 +115,6 @@ async def measure(db: str, memories: list[Any], queries: list[Any]) -> dict[str,
     return out
 
 
-@contextlib.contextmanager
-def postgres() -> Iterator[str]:
-    sys.path.insert(0, str(HERE.parent / "tests"))
-    import pg_server  # type: ignore[import-not-found]
-
-    base = Path(tempfile.mkdtemp(prefix="abathur-bench-pg-", dir="/dev/shm"))
-    uri = pg_server.start_postgres(base)
-    try:
-        yield uri
-    finally:
-        pg_server.stop_postgres(base)
-        with contextlib.suppress(OSError):
-            base.rmdir()
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--memories", type=int, default=100_000)
@@ -158,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     for backend in backends:
         print(f"{backend}: {len(memories)} memories", file=sys.stderr)
         if backend == "postgres":
-            with postgres() as url:
+            with mr.postgres_database() as url:
                 out["results"][backend] = asyncio.run(measure(url, memories, queries))
         else:
             with tempfile.TemporaryDirectory() as tmp:
