@@ -320,41 +320,30 @@ def study(work: mr.Workload, emb: Embeddings, window_sizes: list[int]) -> dict[s
                     [convex(kw[i], sem[i], alpha, how) for i in range(n)],
                 )
         for size in window_sizes:
-            kww, semw = lists[f"kw:{rname}:w{size}"], lists[f"sem:{rname}:w{size}"]
-            for wb in (0.5, 1.0, 1.5, 2.0):
-                kwc = [combine(kw[i], kww[i], wb) for i in range(n)]
-                semc = [combine(sem[i], semw[i], wb) for i in range(n)]
-                record(f"kw+w{size}x{wb}:{rname}", kwc)
-                record(f"sem+w{size}x{wb}:{rname}", semc)
-                record(
-                    f"rrf(kw+w,sem+w){size}x{wb}:{rname}",
-                    [rrf([kwc[i], semc[i]]) for i in range(n)],
-                )
-                for how in ("max", "z"):
-                    for alpha in (0.2, 0.3, 0.4, 0.5):
-                        record(
-                            f"convex-{how}-{alpha}(kw+w,sem+w){size}x{wb}:{rname}",
-                            [convex(kwc[i], semc[i], alpha, how) for i in range(n)],
-                        )
-            kwx, semp = lists[f"kw:{rname}:ctx{size}"], lists[f"sem:{rname}:pool{size}"]
-            for wb in (0.5, 1.0, 1.5, 2.0):
-                kwc = [combine(kw[i], kwx[i], wb) for i in range(n)]
-                semc = [combine(sem[i], semp[i], wb) for i in range(n)]
-                record(f"kw+ctx{size}x{wb}:{rname}", kwc)
-                record(f"sem+pool{size}x{wb}:{rname}", semc)
-                record(
-                    f"rrf(kw+ctx,sem+pool){size}x{wb}:{rname}",
-                    [rrf([kwc[i], semc[i]]) for i in range(n)],
-                )
-                for how in ("max", "z"):
-                    for alpha in (0.2, 0.3, 0.4, 0.5):
-                        record(
-                            f"convex-{how}-{alpha}(kw+ctx,sem+pool){size}x{wb}:{rname}",
-                            [convex(kwc[i], semc[i], alpha, how) for i in range(n)],
-                        )
+            kw_windows, sem_windows = lists[f"kw:{rname}:w{size}"], lists[f"sem:{rname}:w{size}"]
+            # Neighbours' words and vectors added to each list: windows really embedded, then
+            # context words and pooled vectors (the labels name which).
+            for kw_name, sem_name, pair in (
+                (f"kw+w{size}", f"sem+w{size}", f"(kw+w,sem+w){size}"),
+                (f"kw+ctx{size}", f"sem+pool{size}", f"(kw+ctx,sem+pool){size}"),
+            ):
+                kw_more = lists[f"kw:{rname}:{kw_name.removeprefix('kw+')}"]
+                sem_more = lists[f"sem:{rname}:{sem_name.removeprefix('sem+')}"]
+                for wb in (0.5, 1.0, 1.5, 2.0):
+                    kwc = [combine(kw[i], kw_more[i], wb) for i in range(n)]
+                    semc = [combine(sem[i], sem_more[i], wb) for i in range(n)]
+                    record(f"{kw_name}x{wb}:{rname}", kwc)
+                    record(f"{sem_name}x{wb}:{rname}", semc)
+                    record(f"rrf{pair}x{wb}:{rname}", [rrf([kwc[i], semc[i]]) for i in range(n)])
+                    for how in ("max", "z"):
+                        for alpha in (0.2, 0.3, 0.4, 0.5):
+                            record(
+                                f"convex-{how}-{alpha}{pair}x{wb}:{rname}",
+                                [convex(kwc[i], semc[i], alpha, how) for i in range(n)],
+                            )
             record(
                 f"rrf4-w{size}:{rname}",
-                [rrf([kw[i], sem[i], kww[i], semw[i]]) for i in range(n)],
+                [rrf([kw[i], sem[i], kw_windows[i], sem_windows[i]]) for i in range(n)],
             )
     return results
 
