@@ -477,7 +477,7 @@ async def measure_search(
     from abathur_memory.search.query import keyword_terms as terms_of
     from abathur_memory.store.sqlite import driver, vector_index
     from abathur_memory.store.sqlite import search as sqlite_search
-    from abathur_memory.store.sqlite.search import fts_match
+    from abathur_memory.store.sqlite.terms import fts_match
 
     words = [w for doc in corpus_docs() for w in doc["text"].split()]
     texts = chunk_texts(words, sizes.chunks)

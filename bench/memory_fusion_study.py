@@ -36,7 +36,7 @@ import memory_retrieval as mr
 from abathur_memory.core.memory_text import memory_text
 from abathur_memory.search.query import keyword_terms
 from abathur_memory.store.sqlite import driver
-from abathur_memory.store.sqlite.search import fts_match
+from abathur_memory.store.sqlite.terms import fts_match
 
 POOL = 100
 List = list[tuple[int, float]]  # (unit id, score), best first

@@ -165,12 +165,13 @@ def test_snippet_highlights_terms():
 async def test_very_common_terms_are_dropped_when_rarer_ones_remain(
     store, raw, tmp_path, monkeypatch
 ):
-    """SQLite drops a term found in more than COMMON_TERM_CHUNKS chunks when rarer ones remain;
+    """SQLite drops a term found in more than COMMON_TERM_ROWS chunks (and COMMON_TERM_SHARE
+    of them) when rarer ones remain, and keeps only the rarest when none does;
     PostgreSQL finds the rows by the rarest terms within CANDIDATE_ROWS estimated rows (from
     ANALYZE's lexeme frequencies) and ranks them against every term, and when those are too
     few, scans every term but one estimated in more than COMMON_ROWS rows, as SQLite."""
     from abathur_memory.store.postgres import keywords
-    from abathur_memory.store.sqlite import search as sqlite_search
+    from abathur_memory.store.sqlite import terms as sqlite_terms
 
     files = {f"d{i}.md": f"# D{i}\n\ncommon words everywhere number {i}\n" for i in range(6)}
     files["special.md"] = "# Special\n\ncommon words and a unicorn\n"
@@ -187,11 +188,14 @@ async def test_very_common_terms_are_dropped_when_rarer_ones_remain(
         assert len(short.results) == 7  # the rarest term alone found too few: every term
         monkeypatch.setattr(keywords, "COMMON_ROWS", 3)
     else:
-        monkeypatch.setattr(sqlite_search, "COMMON_TERM_CHUNKS", 3)
+        monkeypatch.setattr(sqlite_terms, "COMMON_TERM_ROWS", 3)
     pruned = await docs.search(None, "common unicorn", mode="keyword", k=20)
     assert [h.path for h in pruned.results] == ["c/special.md"]
     only_common = await docs.search(None, "common", mode="keyword", k=20)
     assert len(only_common.results) == 7  # nothing rarer: the term is kept
+    if store.kind == "sqlite":  # every term common: the rarest ("everywhere": 6 of 7) alone
+        rarest = await docs.search(None, "common everywhere", mode="keyword", k=20)
+        assert sorted(h.path for h in rarest.results) == [f"c/d{i}.md" for i in range(6)]
 
 
 async def test_a_rare_term_outranks_a_common_term_repeated(store, raw, tmp_path):

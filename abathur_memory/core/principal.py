@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# The first segment of every namespace; what a principal may read follows from it.
+SCOPES = ("app", "user", "project", "session", "temp")
+
 
 @dataclass(frozen=True)
 class Principal:

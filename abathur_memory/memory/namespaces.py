@@ -17,11 +17,10 @@ import re
 from enum import Enum
 from typing import Any
 
-from abathur_memory.core.principal import Principal
+from abathur_memory.core.principal import SCOPES, Principal
 from abathur_memory.core.values import visible_text
 from abathur_memory.errors import InvalidInput
 
-SCOPES = ("app", "user", "project", "session", "temp")
 MAX_NAMESPACE_LENGTH = 512
 # A segment: anything printable except ':' and whitespace (so '%' and '_' are plain text).
 _SEGMENT = re.compile(r"^[^\s:\x00-\x1f\x7f]+$")

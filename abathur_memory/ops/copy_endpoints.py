@@ -63,9 +63,8 @@ COPY_LOCK = (
 
 # meta rows of the data (the embedding model, say), not of the database itself.
 CLEAR_META = (
-    "DELETE FROM meta WHERE key NOT IN"
-    " ('schema_version', 'memory_index_audit_id', 'memory_index_snapshot')"
-    " AND substr(key, 1, 9) != 'migration'"
+    "DELETE FROM meta WHERE key != 'schema_version'"
+    " AND substr(key, 1, 13) != 'memory_index_' AND substr(key, 1, 9) != 'migration'"
 )
 
 

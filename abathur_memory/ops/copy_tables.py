@@ -85,16 +85,13 @@ def _cols(spec: str) -> tuple[Column, ...]:
     return tuple(columns)
 
 
-# meta rows that belong to the database they are in, not to its data.
-OWN_META = ("schema_version", "memory_index_audit_id", "memory_index_snapshot")
-MIGRATION_KEYS_PREFIX = "migration"
-
 BASE_TABLES: tuple[Table, ...] = (
-    Table(
+    Table(  # not the rows that belong to the database they are in: the schema version,
+        # the memory index's progress (``memory_index_*``), a migration's own state
         "meta",
         _cols("key, value, updated_at:time"),
         ("key",),
-        where="key NOT IN ('schema_version', 'memory_index_audit_id', 'memory_index_snapshot')"
+        where="key != 'schema_version' AND substr(key, 1, 13) != 'memory_index_'"
         " AND substr(key, 1, 9) != 'migration'",
     ),
     Table(

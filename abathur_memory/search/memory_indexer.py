@@ -60,11 +60,14 @@ async def sync_vectors(
         return 0
     if await index.has_stale_vectors(space):
         await index.drop_stale_vectors(space)
+    position = await index.keyword_position()  # what is indexed now is embedded below
     done = 0
+    complete = False
     while limit is None or done < limit:
         batch = EMBED_BATCH if limit is None else min(EMBED_BATCH, limit - done)
         memories = await index.unembedded(space, batch)
         if not memories:
+            complete = True
             break
         pieces: list[tuple[int, int, str]] = []
         for memory in memories:
@@ -80,6 +83,8 @@ async def sync_vectors(
     # Context vectors are pooled from the vectors just written: no model call.
     while await index.pool_contexts(space, POOL_BATCH):
         pass
+    if complete:
+        await index.mark_vectors_current(space, position)
     return done
 
 

@@ -567,6 +567,15 @@ class MemoryIndexStore(Protocol):
 
     async def request_rebuild(self) -> None: ...
 
+    async def keyword_position(self) -> str:
+        """Where the keyword index stands in the change log (opaque to callers)."""
+        ...
+
+    async def mark_vectors_current(self, space: Space, position: str) -> None:
+        """Record that every memory indexed at ``position`` has its vectors in ``space``,
+        so counting what is not searchable yet reads only the changes after it."""
+        ...
+
     async def unembedded(self, space: Space, limit: int) -> list[UnembeddedMemory]:
         """Indexed memories the space holds no vector for."""
         ...

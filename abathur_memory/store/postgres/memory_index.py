@@ -33,6 +33,9 @@ from abathur_memory.store.postgres.connection import Conn, Database
 from abathur_memory.store.postgres.times import SQL_NOW, as_datetime
 
 SNAPSHOT_KEY = "memory_index_snapshot"
+# The applied snapshot at which a space's vectors were last complete: ``pending`` then
+# counts the changes not visible in it instead of scanning every memory on every search.
+VECTORS_KEY_PREFIX = "memory_index_vectors_s"
 REBUILD = "rebuild"
 BATCH = 5000
 _TRY_LOCK = (
@@ -116,6 +119,44 @@ async def vectors_behind(conn: Conn, space: Space | None, cap: int = 10_000) -> 
         row = await (await conn.execute(query, (cap,))).fetchone()
         total += int(row[0]) if row else 0
     return total
+
+
+async def pending(conn: Conn, space: Space | None, *, with_vectors: bool) -> int:
+    """Changes not searchable yet (see the SQLite store's ``pending``)."""
+    if not with_vectors:
+        return await changes_behind(conn)
+    marker = await _vectors_marker(conn, space) if space is not None else None
+    if marker is not None and await _snapshot(conn) != REBUILD:
+        return await _changes_since(conn, marker)
+    return await changes_behind(conn) + await vectors_behind(conn, space)
+
+
+async def _changes_since(conn: Conn, snapshot: str, cap: int = 10_000) -> int:
+    row = await (
+        await conn.execute(
+            f"SELECT count(*) FROM (SELECT 1 {_SINCE} LIMIT %(cap)s) AS behind",
+            {"snapshot": snapshot, "cap": cap},
+        )
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _vectors_key(space: Space) -> str:
+    return f"{VECTORS_KEY_PREFIX}{space.id}"
+
+
+async def _vectors_marker(conn: Conn, space: Space) -> str | None:
+    row = await (
+        await conn.execute("SELECT value FROM meta WHERE key = %s", (_vectors_key(space),))
+    ).fetchone()
+    return str(row[0]) if row else None
+
+
+async def _forget_vector_markers(conn: Conn) -> None:
+    await conn.execute(
+        "DELETE FROM meta WHERE substr(key, 1, %s) = %s",
+        (len(VECTORS_KEY_PREFIX), VECTORS_KEY_PREFIX),
+    )
 
 
 def _missing_sql(space: Space) -> str:
@@ -275,6 +316,7 @@ async def _set_window(conn: Conn, entry_id: int, window: list[int]) -> None:
 
 
 async def _rebuild(conn: Conn) -> int:
+    await _forget_vector_markers(conn)  # the vectors are checked against the new index
     await conn.execute("DELETE FROM memory_search_index")
     live = await (
         await conn.execute(
@@ -364,8 +406,31 @@ class PostgresMemoryIndexStore:
     async def request_rebuild(self) -> None:
         async def work(conn: Conn) -> None:
             await _set_snapshot(conn, REBUILD)
+            await _forget_vector_markers(conn)
 
-        await self.db.run(work)
+        await self.db.transaction(work, what="requesting a memory index rebuild")
+
+    async def keyword_position(self) -> str:
+        return await self.db.run(_snapshot, what="reading the memory index")
+
+    async def mark_vectors_current(self, space: Space, position: str) -> None:
+        if position == REBUILD:
+            return
+
+        async def marker(conn: Conn) -> str | None:
+            return await _vectors_marker(conn, space)
+
+        if await self.db.run(marker, what="reading the memory index") == position:
+            return  # an idle round writes nothing
+
+        async def work(conn: Conn) -> None:
+            await conn.execute(
+                "INSERT INTO meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE"
+                f" SET value = excluded.value, updated_at = {SQL_NOW}",
+                (_vectors_key(space), position),
+            )
+
+        await self.db.transaction(work, what="recording the memory vectors' progress")
 
     async def unembedded(self, space: Space, limit: int) -> list[UnembeddedMemory]:
         rows = await self.db.fetchall(_missing_sql(space), (limit,))

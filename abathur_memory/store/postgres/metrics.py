@@ -86,9 +86,8 @@ async def _scalar(conn: Conn, sql: str, params: Any = None) -> int:
 
 
 async def _facts(conn: Conn, label: str, identity: EmbeddingIdentity | None) -> DatabaseFacts:
-    behind = await memory_index.changes_behind(conn)
-    if identity is not None:
-        behind += await memory_index.vectors_behind(conn, await memory_space(conn, identity))
+    space = await memory_space(conn, identity) if identity is not None else None
+    behind = await memory_index.pending(conn, space, with_vectors=identity is not None)
     return DatabaseFacts(
         backend="postgres",
         location=label,

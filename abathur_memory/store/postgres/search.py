@@ -349,9 +349,9 @@ class PostgresSearchStore:
                     if query.identity
                     else None
                 )
-                pending = await memory_index.changes_behind(conn)
-                if query.identity is not None:
-                    pending += await memory_index.vectors_behind(conn, space)
+                pending = await memory_index.pending(
+                    conn, space, with_vectors=query.identity is not None
+                )
                 vector = query.vector if space is not None else None
                 where, params = readable_sql(scope.principal, scope.prefix)
                 narrowed, narrowed_params = memory_filter_sql(scope.filters)

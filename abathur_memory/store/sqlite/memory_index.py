@@ -35,6 +35,10 @@ from abathur_memory.store.sqlite.database import Database
 from abathur_memory.store.sqlite.spaces import bump_generation
 
 CURSOR_KEY = "memory_index_audit_id"
+# The keyword cursor at which a space's vectors were last complete (every memory indexed
+# then had its vectors and current context vector): what makes ``pending`` a range count of
+# the audit log instead of an anti-join over every memory on every search.
+VECTORS_KEY_PREFIX = "memory_index_vectors_s"
 REBUILD = -1  # cursor value: rebuild the keyword index from the live memories
 AUDIT_BATCH = 5000
 
@@ -101,6 +105,7 @@ def sync_keywords(conn: driver.Connection) -> int:
 
 
 def _rebuild(conn: driver.Connection) -> int:
+    _forget_vector_markers(conn)  # the vectors are checked against the new index
     conn.execute("DELETE FROM memory_fts")
     conn.execute("DELETE FROM memory_fts_keys")
     live = conn.execute(
@@ -301,6 +306,7 @@ def rebuild_keywords(conn: driver.Connection) -> int:
 def request_rebuild(conn: driver.Connection) -> None:
     """Have the next catch-up rebuild the keyword index (after a salvage, say)."""
     _set_cursor(conn, REBUILD)
+    _forget_vector_markers(conn)
 
 
 def _missing_vectors_sql(space: Space) -> str:
@@ -436,9 +442,59 @@ def _write_vectors(
     bump_generation(conn, space)
 
 
-def pending(conn: driver.Connection, space: Space | None) -> int:
-    """Changes the keyword index has not applied plus memories ``space`` has no vector for."""
+def pending(conn: driver.Connection, space: Space | None, *, with_vectors: bool) -> int:
+    """Changes not searchable yet: those the keyword index has not applied and, with
+    ``with_vectors``, those ``space``'s vectors have not caught up with (counted up to a cap).
+
+    Once the indexer has recorded the cursor at which the space's vectors were complete,
+    that is the audit rows after it (a range read); before that, the memories without
+    vectors are counted (a scan of the index, as a new space's first catch-up needs).
+    """
+    if not with_vectors:
+        return changes_behind(conn)
+    marker = _vectors_marker(conn, space) if space is not None else None
+    if marker is not None and keyword_cursor(conn) != REBUILD:
+        return _changes_after(conn, marker)
     return changes_behind(conn) + vectors_behind(conn, space)
+
+
+def _changes_after(conn: driver.Connection, audit_id: int, cap: int = 10_000) -> int:
+    return int(
+        conn.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM audit WHERE id > ?"
+            " AND memory_operation_type IS NOT NULL LIMIT ?)",
+            (audit_id, cap),
+        ).fetchone()[0]
+    )
+
+
+def _vectors_key(space: Space) -> str:
+    return f"{VECTORS_KEY_PREFIX}{space.id}"
+
+
+def _vectors_marker(conn: driver.Connection, space: Space) -> int | None:
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (_vectors_key(space),)).fetchone()
+    return int(row[0]) if row else None
+
+
+def _mark_vectors_current(conn: driver.Connection, space: Space, cursor: int) -> None:
+    """Record that every memory indexed at keyword ``cursor`` has its vectors (never moving
+    the marker back: another indexer may have recorded a later cursor)."""
+    marker = _vectors_marker(conn, space)
+    if cursor == REBUILD or (marker is not None and marker >= cursor):
+        return
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET"
+        f" value = excluded.value, updated_at = {timestamps.SQL_NOW}",
+        (_vectors_key(space), str(cursor)),
+    )
+
+
+def _forget_vector_markers(conn: driver.Connection) -> None:
+    conn.execute(
+        "DELETE FROM meta WHERE substr(key, 1, ?) = ?",
+        (len(VECTORS_KEY_PREFIX), VECTORS_KEY_PREFIX),
+    )
 
 
 class SqliteMemoryIndexStore:
@@ -453,6 +509,15 @@ class SqliteMemoryIndexStore:
 
     async def request_rebuild(self) -> None:
         await self.db.write(request_rebuild)
+
+    async def keyword_position(self) -> str:
+        return str(await self.db.read(keyword_cursor))
+
+    async def mark_vectors_current(self, space: Space, position: str) -> None:
+        cursor = int(position)
+        marker = await self.db.read(_vectors_marker, space)
+        if cursor != REBUILD and (marker is None or marker < cursor):  # an idle round: no write
+            await self.db.write(_mark_vectors_current, space, cursor)
 
     async def unembedded(self, space: Space, limit: int) -> list[UnembeddedMemory]:
         rows = await self.db.fetchall(_missing_vectors_sql(space), (limit,))

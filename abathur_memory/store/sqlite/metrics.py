@@ -100,9 +100,8 @@ def _scalar(conn: driver.Connection, sql: str) -> int:
 
 
 def _facts(conn: driver.Connection, path: str, identity: EmbeddingIdentity | None) -> DatabaseFacts:
-    behind = sqlite_memory_index.changes_behind(conn)
-    if identity is not None:
-        behind += sqlite_memory_index.vectors_behind(conn, memory_space(conn, identity))
+    space = memory_space(conn, identity) if identity is not None else None
+    behind = sqlite_memory_index.pending(conn, space, with_vectors=identity is not None)
     page_size = _scalar(conn, "PRAGMA page_size")
     pages = _scalar(conn, "PRAGMA page_count")
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from abathur_memory.core.principal import Principal
+from abathur_memory.core.principal import SCOPES, Principal
 from abathur_memory.core.search import MemoryFilters
 from abathur_memory.store.sqlite import timestamps
 from abathur_memory.store.sqlite.timestamps import SQL_NOW
@@ -54,13 +54,22 @@ def readable_sql(
         params.extend([principal.user, principal.app])
     condition = "(" + " OR ".join(clauses) + ")"
     if prefix is not None:
-        if prefix in ("app", "user", "project", "session", "temp"):
-            condition += f" AND {column} > ? AND {column} < ?"
-            params.extend([prefix + ":", prefix + ";"])
-        else:
-            condition += f" AND ({column} = ? OR ({column} > ? AND {column} < ?))"
-            params.extend([prefix, prefix + ":", prefix + ";"])
+        within, within_params = prefix_sql(prefix, column)
+        condition += f" AND {within}"
+        params.extend(within_params)
     return condition, params
+
+
+def prefix_sql(prefix: str, column: str = "k.namespace") -> tuple[str, list[Any]]:
+    """A condition on ``column`` for the namespaces under ``prefix`` (on ':' boundaries),
+    in a form the namespace indexes serve as ranges."""
+    if prefix in SCOPES:
+        return f"{column} > ? AND {column} < ?", [prefix + ":", prefix + ";"]
+    return f"({column} = ? OR ({column} > ? AND {column} < ?))", [
+        prefix,
+        prefix + ":",
+        prefix + ";",
+    ]
 
 
 def memory_filter_sql(filters: MemoryFilters) -> tuple[str, list[Any]]:

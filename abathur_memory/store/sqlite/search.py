@@ -1,5 +1,6 @@
 """Candidates for the retrieval pipeline on SQLite: BM25 over FTS5, and vectors by a coarse
-pass on 1-bit codes held in memory followed by exact cosine (vector_index.py).
+pass on 1-bit codes held in memory followed by exact cosine (vector_index.py), or an
+approximate index (ann.py); the memory side of it is memory_candidates.py.
 
 Each search runs in one read transaction: the space, both candidate lists and the rows of
 the fused hits come from one snapshot, so a rebuild that activates a new space (and drops
@@ -13,12 +14,9 @@ from typing import Any
 
 import numpy as np
 
-from abathur_memory.core.memory_units import CONTEXT_KEYWORD_WEIGHT
 from abathur_memory.core.records import MemoryEntry
 from abathur_memory.core.search import (
-    CONTEXT_PART,
     SNIPPET_SOURCE_CHARS,
-    CandidateFacts,
     CandidateQuery,
     ChunkRow,
     DocumentScope,
@@ -29,19 +27,13 @@ from abathur_memory.core.search import (
     MemoryScope,
 )
 from abathur_memory.core.spaces import EmbeddingIdentity, Space, same_vectors
-from abathur_memory.store.sqlite import ann, driver, timestamps, vector_index
+from abathur_memory.store.sqlite import ann, driver, vector_index
+from abathur_memory.store.sqlite import memory_candidates as candidates
 from abathur_memory.store.sqlite import memory_index as sqlite_memory_index
 from abathur_memory.store.sqlite import rows as sqlite_rows
 from abathur_memory.store.sqlite.database import Database
-from abathur_memory.store.sqlite.readable import memory_filter_sql, readable_sql
 from abathur_memory.store.sqlite.spaces import active_space, memory_space
-
-COMMON_TERM_CHUNKS = 5000  # a term in more chunks than this is dropped if rarer ones remain
-
-
-def fts_match(terms: tuple[str, ...] | list[str]) -> str:
-    """An FTS5 query matching any of the terms, each quoted (no operator injection)."""
-    return " OR ".join('"' + term.replace('"', '""') + '"' for term in terms)
+from abathur_memory.store.sqlite.terms import fts_match, without_common_terms
 
 
 def _memory_space(conn: driver.Connection, identity: str) -> Space | None:
@@ -85,7 +77,7 @@ def _bm25(
     params: list[Any],
     limit: int,
 ) -> list[tuple[int, float]]:
-    kept = _without_common_terms(conn, space, terms)
+    kept = without_common_terms(conn, space.fts, terms)
     if where == "1":  # no filter: rank in FTS5 alone, join nothing before the LIMIT
         rows = conn.execute(
             f"SELECT rowid, bm25({space.fts}, 2.0, 1.0, 1.0) AS score FROM {space.fts}"
@@ -102,30 +94,6 @@ def _bm25(
         ).fetchall()
     # bm25() is lower-is-better (negative); report it as a positive relevance.
     return [(row[0], -row[1]) for row in rows]
-
-
-def _without_common_terms(
-    conn: driver.Connection, space: Space, terms: tuple[str, ...]
-) -> tuple[str, ...]:
-    """Drop terms that match more than COMMON_TERM_CHUNKS chunks when rarer ones remain.
-
-    BM25 scores every posting of every OR-ed term, so a term in a third of the chunks costs
-    tens of milliseconds at 100k chunks while its IDF makes it count for almost nothing.
-    Counting stops at the cap, so the check itself stays cheap.
-    """
-    if len(terms) < 2:
-        return terms
-    rare = tuple(
-        term
-        for term in terms
-        if conn.execute(
-            f"SELECT count(*) FROM (SELECT rowid FROM {space.fts} WHERE {space.fts} MATCH ?"
-            " LIMIT ?)",
-            (fts_match([term]), COMMON_TERM_CHUNKS + 1),
-        ).fetchone()[0]
-        <= COMMON_TERM_CHUNKS
-    )
-    return rare or terms
 
 
 def _chunk_rows(conn: driver.Connection, space: Space, ids: list[int]) -> dict[int, ChunkRow]:
@@ -164,51 +132,6 @@ def _chunk_rows(conn: driver.Connection, space: Space, ids: list[int]) -> dict[i
 
 
 # -- memories -----------------------------------------------------------------------------
-
-
-def _rerank_entries(
-    conn: driver.Connection, space: Space, vector: Any, candidates: Any, limit: int
-) -> tuple[list[tuple[int, float]], list[tuple[int, float]]]:
-    """Exact similarity of candidate rows: each memory's own score (its best part) and its
-    context vector's score, each list best first."""
-    if len(candidates) == 0:
-        return [], []
-    id_list = [int(i) for i in candidates]
-    rows = conn.execute(
-        f"SELECT entry_id, part, embedding FROM {space.memory_vectors}"
-        f" WHERE id IN ({','.join('?' for _ in id_list)})",
-        id_list,
-    ).fetchall()
-    if not rows:
-        return [], []
-    matrix = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32).reshape(
-        len(rows), space.dim
-    )
-    scores = matrix @ vector
-    own: dict[int, float] = {}
-    around: dict[int, float] = {}
-    for (entry_id, part, _), score in zip(rows, scores, strict=True):
-        if part == CONTEXT_PART:
-            around[entry_id] = float(score)
-        elif score > own.get(entry_id, -2.0):
-            own[entry_id] = float(score)
-    return (
-        sorted(own.items(), key=lambda item: -item[1])[:limit],
-        sorted(around.items(), key=lambda item: -item[1])[:limit],
-    )
-
-
-def _candidate_facts(conn: driver.Connection, ids: set[int]) -> dict[int, CandidateFacts]:
-    """When each candidate happened and who said it, for the fusion's boosts."""
-    if not ids:
-        return {}
-    id_list = sorted(ids)
-    rows = conn.execute(
-        "SELECT entry_id, moment, speaker FROM memory_fts_keys"
-        f" WHERE entry_id IN ({','.join('?' for _ in id_list)})",
-        id_list,
-    ).fetchall()
-    return {row[0]: CandidateFacts(timestamps.from_db(row[1]), row[2]) for row in rows}
 
 
 class SqliteSearchStore:
@@ -279,59 +202,29 @@ class SqliteSearchStore:
         fuse: MemoryFuse,
     ) -> Found[MemoryRow]:
         space = _memory_space(conn, query.identity) if query.identity else None
-        pending = sqlite_memory_index.changes_behind(conn)
-        if query.identity is not None:
-            pending += sqlite_memory_index.vectors_behind(conn, space)
+        pending = sqlite_memory_index.pending(conn, space, with_vectors=query.identity is not None)
         vector = query.vector if space is not None else None
-        where, params = readable_sql(scope.principal, scope.prefix)
-        narrowed, narrowed_params = memory_filter_sql(scope.filters)
+        memories = candidates.memory_count(conn)
+        scoped = candidates.ScopeSql.of(conn, scope, memories)
         keyword: list[tuple[int, float]] = []
         if query.terms:
-            keyword = [
-                (row[0], -row[1])
-                for row in conn.execute(
-                    "SELECT f.rowid, bm25(memory_fts, 0.0, 2.0, 1.0, ?) AS score"
-                    " FROM memory_fts AS f JOIN memory_fts_keys AS k ON k.entry_id = f.rowid"
-                    f" {narrowed and 'JOIN memory_entries AS m ON m.id = k.entry_id'}"
-                    f" WHERE memory_fts MATCH ? AND {where} {narrowed} ORDER BY score LIMIT ?",
-                    [
-                        CONTEXT_KEYWORD_WEIGHT,
-                        fts_match(query.terms),
-                        *params,
-                        *narrowed_params,
-                        query.pool,
-                    ],
-                )
-            ]
+            keyword = candidates.keywords(conn, query.terms, scoped, query.pool, memories)
         semantic: list[tuple[int, float]] = []
         context: list[tuple[int, float]] = []
         vector_path: str | None = None
         if vector is not None and space is not None:
-            allowed = np.array(
-                [
-                    r[0]
-                    for r in conn.execute(
-                        f"SELECT v.id FROM {space.memory_vectors} AS v"
-                        " JOIN memory_fts_keys AS k ON k.entry_id = v.entry_id"
-                        f" {narrowed and 'JOIN memory_entries AS m ON m.id = k.entry_id'}"
-                        f" WHERE {where} {narrowed}",
-                        [*params, *narrowed_params],
-                    )
-                ],
-                dtype=np.int64,
-            )
-            candidates, vector_path = self.graphs.candidates(
+            found, vector_path = candidates.vector_rows(
                 conn,
+                self.graphs,
                 lambda: self.cache.codes(conn, space, space.memory_vectors),
                 space,
-                space.memory_vectors,
                 vector,
+                scoped,
                 2 * query.pool,
-                allowed,
-                needed=2 * query.k,  # a memory may have several vectors (parts, context)
+                2 * query.k,  # a memory may have several vectors (parts, context)
             )
-            semantic, context = _rerank_entries(conn, space, vector, candidates, query.pool)
-        facts = _candidate_facts(conn, {c for c, _ in (*keyword, *semantic, *context)})
+            semantic, context = candidates.rerank_entries(space, vector, found, query.pool)
+        facts = candidates.candidate_facts(conn, {c for c, _ in (*keyword, *semantic, *context)})
         ranked = fuse(keyword, semantic, context, query.k, facts)
         ids = [r.id for r in ranked]
         rows: dict[int, MemoryRow] = {}

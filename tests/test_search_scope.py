@@ -1,0 +1,217 @@
+"""How memory_search keeps to what a scope may read without a pass over every memory
+(store/sqlite/memory_candidates.py), and how it counts what is not searchable yet without
+one (``pending``): both were a scan of the whole table on every search."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import settings_for
+
+from abathur_memory.core.principal import Principal
+from abathur_memory.core.search import MemoryFilters, MemoryScope
+from abathur_memory.embedders.fake import FakeEmbedder
+from abathur_memory.memory.memories import PutRequest
+from abathur_memory.runtime import open_runtime
+from abathur_memory.search.query import keyword_terms
+from abathur_memory.store.sqlite import ann, driver, vector_index
+from abathur_memory.store.sqlite import memory_candidates as candidates
+from abathur_memory.store.sqlite.spaces import memory_space
+
+pytestmark = pytest.mark.anyio
+
+ALICE = Principal(user="alice", app="abathur")
+WORDS = [
+    "river",
+    "stone",
+    "lantern",
+    "harbour",
+    "meadow",
+    "orchard",
+    "glacier",
+    "falcon",
+    "copper",
+    "violet",
+]
+
+
+def text(n: int) -> str:
+    """Memories that share words in many proportions (distinct BM25 scores and vectors)."""
+    return " ".join(WORDS[(n * 7 + i * 3) % len(WORDS)] for i in range(2 + n % 5)) + f" n{n}"
+
+
+async def seed(db_path: Path, alice_share: float, count: int = 1500) -> None:
+    """``count`` memories, ``alice_share`` of them alice's and the rest bob's (which alice
+    may not read), interleaved so they are near each other in every ranking."""
+    step = max(1, round(1 / alice_share)) if alice_share < 1 else 1
+    async with open_runtime(settings_for(db_path, ann=False)) as runtime:
+        for owner in ("alice", "bob"):
+            requests = [
+                PutRequest(f"user:{owner}:notes", f"m{n}", text(n))
+                for n in range(count)
+                if (n % step == 0) == (owner == "alice")
+            ]
+            admin = Principal(user=owner, app="abathur")
+            for start in range(0, len(requests), 500):
+                await runtime.memories.put_many(admin, requests[start : start + 500])
+        await runtime.memory_indexer.catch_up()
+
+
+def namespaces(conn: driver.Connection, entry_ids: set[int]) -> set[str]:
+    marks = ",".join("?" for _ in entry_ids)
+    return {
+        row[0]
+        for row in conn.execute(
+            f"SELECT namespace FROM memory_fts_keys WHERE entry_id IN ({marks})", list(entry_ids)
+        )
+    }
+
+
+def both_ways(conn: driver.Connection, query: str, pool: int) -> dict[bool, Any]:
+    """The keyword list and the exact semantic list, with the scope listed first (narrow)
+    and applied to what an unfiltered ranking found (broad)."""
+    space = memory_space(conn, FakeEmbedder(dim=64).identity)
+    assert space is not None
+    vector = asyncio.run(FakeEmbedder(dim=64).embed_query(query))
+    cache = vector_index.VectorIndex()
+    memories = candidates.memory_count(conn)
+    scope = candidates.ScopeSql.of(conn, MemoryScope(ALICE, None, MemoryFilters()), memories)
+    assert not scope.narrow  # no prefix: broad
+    out = {}
+    for narrow in (True, False):
+        scoped = candidates.ScopeSql(scope.where, scope.params, narrow)
+        words = candidates.keywords(conn, tuple(keyword_terms(query)), scoped, pool, memories)
+        rows, _ = candidates.vector_rows(
+            conn,
+            ann.AnnIndexes(None),
+            lambda: cache.codes(conn, space, space.memory_vectors),
+            space,
+            vector,
+            scoped,
+            2 * pool,
+            20,
+        )
+        semantic, _ = candidates.rerank_entries(space, vector, rows, pool)
+        out[narrow] = (words, semantic)
+    return out
+
+
+@pytest.mark.parametrize("alice_share", [1.0, 0.5, 0.04])
+async def test_a_broad_scope_finds_what_listing_the_scope_first_finds(
+    db_path: Path, alice_share: float
+) -> None:
+    """Everything readable: the unfiltered ranking is the answer, the same as listing the
+    scope first. Half: one widening re-ranks at least as many readable candidates, the
+    nearest first, so its best hits are at least as near. 4%: too few passed, so the
+    readable vectors are listed, as the narrow path does. The keyword list is the same in
+    every case, and nothing alice may not read is ever ranked."""
+    await seed(db_path, alice_share)
+    conn = driver.connect(db_path, read_only=True)
+    try:
+        for query in ("river lantern", "glacier falcon copper", "orchard meadow harbour stone"):
+            found = await asyncio.to_thread(both_ways, conn, query, 30)
+            (narrow_words, narrow_semantic) = found[True]
+            (broad_words, broad_semantic) = found[False]
+            assert broad_words and broad_semantic
+            assert [round(s, 9) for _, s in broad_words] == [round(s, 9) for _, s in narrow_words]
+            if alice_share == 0.5:
+                near = sum(s for _, s in broad_semantic[:10])
+                assert near >= sum(s for _, s in narrow_semantic[:10]) - 1e-6
+            else:
+                assert broad_semantic == narrow_semantic
+            seen = {e for e, _ in (*broad_words, *broad_semantic)}
+            assert "user:bob:notes" not in namespaces(conn, seen)  # (the app's are readable)
+    finally:
+        conn.close()
+
+
+async def test_a_prefix_with_few_memories_lists_them_first(db_path: Path) -> None:
+    await seed(db_path, 1.0, count=300)
+    async with open_runtime(settings_for(db_path)) as runtime:
+        await runtime.memories.put(ALICE, "user:alice:tiny", "t", "river lantern in the tiny box")
+        await runtime.memory_indexer.catch_up()
+    conn = driver.connect(db_path, read_only=True)
+    try:
+        memories = candidates.memory_count(conn)
+        tiny = MemoryScope(ALICE, "user:alice:tiny", MemoryFilters())
+        assert candidates.ScopeSql.of(conn, tiny, memories).narrow
+        notes = MemoryScope(ALICE, "user:alice:notes", MemoryFilters())
+        assert not candidates.ScopeSql.of(conn, notes, memories).narrow
+        assert not candidates.ScopeSql.of(conn, MemoryScope(ALICE, "user"), memories).narrow
+    finally:
+        conn.close()
+
+
+async def test_a_query_of_common_words_keeps_its_rarest(db_path: Path, monkeypatch) -> None:
+    """A term in more than COMMON_TERM_ROWS memories (and COMMON_TERM_SHARE of them) is left
+    out of the keyword ranking when a rarer one remains; when none does, the rarest stays."""
+    from abathur_memory.store.sqlite import terms
+
+    async with open_runtime(settings_for(db_path, ann=False)) as runtime:
+        await runtime.memories.put_many(
+            ALICE,
+            [PutRequest("user:alice:n", f"k{n}", f"common words number {n}") for n in range(30)]
+            + [PutRequest("user:alice:n", "w", "common unicorn")]
+            + [PutRequest("user:alice:n", f"w{n}", f"words only {n}") for n in range(5)],
+        )
+        await runtime.memory_indexer.catch_up()
+        monkeypatch.setattr(terms, "COMMON_TERM_ROWS", 10)
+        found = await runtime.memories.search(ALICE, "common unicorn", k=40, mode="keyword")
+        assert [h.key for h in found.results] == ["w"]
+        rarest = await runtime.memories.search(ALICE, "common words", k=40, mode="keyword")
+        keys = {h.key for h in rarest.results}  # "common" (31 memories), not "words" (35)
+        assert len(keys) == 31 and "w" in keys and not keys & {f"w{n}" for n in range(5)}
+
+
+async def test_pending_reads_the_changes_after_the_vectors_were_complete(db_url: str) -> None:
+    """Before the indexer has recorded where the vectors were complete, every memory
+    without vectors is counted; after, only the changes since; a rebuild of the keyword
+    index forgets the record."""
+    async with open_runtime(settings_for(db_url)) as runtime:
+        await runtime.memories.put_many(
+            ALICE, [PutRequest("user:alice:n", f"k{n}", f"note {n}") for n in range(12)]
+        )
+        before = await runtime.memories.search(ALICE, "note", k=3, mode="semantic")
+        assert before.pending >= 12
+        await runtime.memory_indexer.catch_up()
+        runtime.memory_indexer.wake()  # (the seeded app memories: vectors on the next round)
+        await runtime.memory_indexer.catch_up()
+        caught_up = await runtime.memories.search(ALICE, "note", k=3, mode="semantic")
+        assert caught_up.pending == 0
+        await runtime.memories.put(ALICE, "user:alice:n", "k99", "one more note")
+        await runtime.memories.delete(ALICE, "user:alice:n", "k0")
+        changed = await runtime.memories.search(ALICE, "note", k=3, mode="semantic")
+        assert changed.pending == 2
+        await runtime.memory_indexer.catch_up()
+        assert (await runtime.memories.search(ALICE, "note", k=3)).pending == 0
+        await runtime.store.memory_index.request_rebuild()
+        assert (await runtime.memories.search(ALICE, "note", k=3)).pending > 0
+        await runtime.memory_indexer.catch_up()
+        assert (await runtime.memories.search(ALICE, "note", k=3)).pending == 0
+
+
+def test_the_vectors_record_stays_with_its_database() -> None:
+    """The record names a space of this database and a position in its change log: a copy
+    (migrate, either way) takes the meta rows of the data, never the index's progress."""
+    from abathur_memory.ops.copy_endpoints import CLEAR_META
+    from abathur_memory.ops.copy_tables import BASE_TABLES
+
+    (meta,) = [table for table in BASE_TABLES if table.name == "meta"]
+    conn = driver.connect(":memory:")
+    conn.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT)")
+    keys = [
+        "schema_version",
+        "memory_index_audit_id",
+        "memory_index_snapshot",
+        "memory_index_vectors_s3",
+        "migration_progress",
+        "embedding_model",
+    ]
+    conn.executemany("INSERT INTO meta VALUES (?, '1')", [(key,) for key in keys])
+    copied = [row[0] for row in conn.execute(f"SELECT key FROM meta WHERE {meta.where}")]
+    assert copied == ["embedding_model"]
+    conn.execute(CLEAR_META)
+    assert {row[0] for row in conn.execute("SELECT key FROM meta")} == set(keys[:5])
