@@ -9,7 +9,9 @@ over everything the principal may read (no prefix) and within one conversation.
 
 The embedder is the deterministic fake at 384 dimensions (the embedded model's), so the
 100,000 vectors take seconds to make and the times exclude the query's embedding: what is
-measured is the search itself. Run it against two checkouts to compare (``PYTHONPATH=...``):
+measured is the search itself. On SQLite the approximate index is used as configured
+(``ABATHUR_ANN=false`` measures the exact path); its background build after the catch-up is
+waited for and timed. Run it against two checkouts to compare (``PYTHONPATH=...``):
 
     python bench/memory_search_scale.py [--memories 100000] [--backend both] [--out FILE]
 """
@@ -101,6 +103,14 @@ async def measure(db: str, memories: list[Any], queries: list[Any]) -> dict[str,
             if not done.keywords and not done.embedded:
                 break
         out["index_s"] = round(time.perf_counter() - started, 1)
+        graphs = getattr(runtime.store, "ann", None)  # SQLite's approximate index
+        out["ann"] = bool(graphs is not None and graphs.settings.enabled)
+        if out["ann"]:
+            started = time.perf_counter()
+            await runtime.memories.search(principal, queries[0][0], None, 10, "semantic")
+            while not graphs.idle():  # built in the background from the first search on
+                await asyncio.sleep(0.5)
+            out["ann_build_s"] = round(time.perf_counter() - started, 1)
         times: dict[str, list[float]] = {}
         for round_number in range(2):  # the first round warms caches; the second is kept
             for query, prefix in queries:

@@ -284,3 +284,25 @@ async def test_scheduled_consolidation_is_opt_in_and_runs_when_due(services, raw
     await _policy(services, consolidation_frequency="hourly")
     with pytest.raises(InvalidInput, match="consolidation_frequency"):
         await lifecycle.run(dry_run=True)
+
+
+async def test_a_run_reports_its_progress_phase_by_phase(services):
+    """What the command line's bar shows: each phase reaches its total, in order."""
+    await seed(services.memories)
+    heard: list[tuple[str, int, int | None]] = []
+
+    def listen(phase: str, done: int, total: int | None) -> None:
+        heard.append((phase, done, total))
+
+    proposed = await services.consolidation.consolidate(services.principal, NS, progress=listen)
+    phases = list(dict.fromkeys(phase for phase, _, _ in heard))
+    assert phases == ["reading memories", "embedding memories", "comparing memories"]
+    assert ("reading memories", 39, 39) in heard and ("embedding memories", 39, 39) in heard
+    heard.clear()
+    ids = [p.id for p in proposed.proposals]
+    await services.consolidation.consolidate(
+        services.principal, NS, dry_run=False, apply=ids, progress=listen
+    )
+    applying = [(done, total) for phase, done, total in heard if phase == "applying proposals"]
+    assert applying[0] == (0, len(ids)) and applying[-1] == (len(ids), len(ids))
+    assert [done for done, _ in applying] == sorted(done for done, _ in applying)

@@ -7,7 +7,13 @@ from typing import Any
 
 import click
 
-from abathur_memory.cli.common import db_option, principal_options, print_rows, settings_from
+from abathur_memory.cli.common import (
+    db_option,
+    principal_options,
+    print_rows,
+    progress_bar,
+    settings_from,
+)
 from abathur_memory.memory.consolidation import ConsolidationReport
 from abathur_memory.runtime import open_runtime
 
@@ -55,13 +61,15 @@ def consolidate(
             if undo is not None:
                 return await service.undo(runtime.principal, undo)
             assert prefix is not None
-            return await service.consolidate(
-                runtime.principal,
-                prefix,
-                dry_run=not applying,
-                apply=list(apply),
-                min_confidence=min_confidence,
-            )
+            with progress_bar(not as_json) as step:
+                return await service.consolidate(
+                    runtime.principal,
+                    prefix,
+                    dry_run=not applying,
+                    apply=list(apply),
+                    min_confidence=min_confidence,
+                    progress=step,
+                )
 
     report = asyncio.run(run())
     if as_json:

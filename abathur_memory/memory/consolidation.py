@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -97,6 +97,14 @@ def schedule_of(policy: dict[str, Any]) -> tuple[int | None, list[str], float | 
     return days, prefixes, confidence
 
 
+# How far a run is: (phase, done, total or None when not known yet).
+Progress = Callable[[str, int, int | None], None]
+
+
+def _silent(phase: str, done: int, total: int | None) -> None:
+    """No one is listening."""
+
+
 class ConsolidationService:
     def __init__(
         self,
@@ -120,9 +128,12 @@ class ConsolidationService:
         dry_run: bool = True,
         apply: Sequence[str] | None = None,
         min_confidence: float | None = None,
+        progress: Progress | None = None,
     ) -> ConsolidationReport:
         """Propose (``dry_run``), or apply the proposals named in ``apply`` and/or all
-        those of at least ``min_confidence``."""
+        those of at least ``min_confidence``. ``progress(phase, done, total)`` hears how
+        far the run is (the command line's bar)."""
+        report = progress or _silent
         prefix = self._prefix(prefix)
         applying = not dry_run
         wanted = list(dict.fromkeys(apply or []))
@@ -145,8 +156,11 @@ class ConsolidationService:
         await self.runs.start_run(run_id, prefix, principal.actor, mode, None)
         started = time.monotonic()
         try:
+            report("reading memories", 0, None)
             entries = await self._entries(prefix)
-            vectors = await self._vectors(entries)
+            report("reading memories", len(entries), len(entries))
+            vectors = await self._vectors(entries, report)
+            report("comparing memories", 0, None)
             proposals, notes = propose(entries, vectors)
             counts: dict[str, Any] = {"memories": len(entries), "proposed": len(proposals)}
             for proposal in proposals:
@@ -166,7 +180,7 @@ class ConsolidationService:
                 chosen += [
                     p for p in proposals if p.confidence >= min_confidence and p.id not in wanted
                 ]
-            applied, done = await self._apply(principal, run_id, chosen, skipped)
+            applied, done = await self._apply(principal, run_id, chosen, skipped, report)
             await self.runs.save_proposals(run_id, applied)
             counts.update(applied=len(done), skipped=len(skipped))
             counts["links_written"] = sum(len(a.applied["links"]) for a in applied if a.applied)
@@ -290,22 +304,31 @@ class ConsolidationService:
                 return found
             after = (page[-1].namespace, page[-1].key)
 
-    async def _vectors(self, entries: Sequence[MemoryEntry]) -> dict[str, np.ndarray]:
+    async def _vectors(
+        self, entries: Sequence[MemoryEntry], report: Progress
+    ) -> dict[str, np.ndarray]:
         if self.embedder is None:
             return {}
         groups: dict[str, list[MemoryEntry]] = defaultdict(list)
         for entry in entries:
             groups[entry.namespace].append(entry)
+        compared = {
+            namespace: group
+            for namespace, group in groups.items()
+            if MIN_FOR_DISTRIBUTION <= len(group) <= MAX_SIMILARITY_NAMESPACE
+        }
+        total = sum(len(group) for group in compared.values())
+        done = 0
         vectors: dict[str, np.ndarray] = {}
-        for namespace, group in groups.items():
-            if not MIN_FOR_DISTRIBUTION <= len(group) <= MAX_SIMILARITY_NAMESPACE:
-                continue
+        for namespace, group in compared.items():
             texts = texts_for(group)
-            parts = [
-                await self.embedder.embed_documents(texts[i : i + EMBED_BATCH])
-                for i in range(0, len(texts), EMBED_BATCH)
-            ]
+            parts = []
+            for i in range(0, len(texts), EMBED_BATCH):
+                report("embedding memories", done, total)
+                parts.append(await self.embedder.embed_documents(texts[i : i + EMBED_BATCH]))
+                done += len(parts[-1])
             vectors[namespace] = np.vstack(parts).astype(np.float32)
+        report("embedding memories", done, total)
         return vectors
 
     async def _apply(
@@ -314,10 +337,12 @@ class ConsolidationService:
         run_id: str,
         chosen: Sequence[Proposal],
         skipped: list[Skipped],
+        report: Progress,
     ) -> tuple[list[StoredProposal], list[Proposal]]:
         applied: list[StoredProposal] = []
         done: list[Proposal] = []
-        for proposal in chosen:
+        for number, proposal in enumerate(chosen):
+            report("applying proposals", number, len(chosen))
             wrote: dict[str, list[Any]] = {"links": [], "memories": []}
             try:
                 if proposal.new_memory is not None:
@@ -353,6 +378,7 @@ class ConsolidationService:
                 )
                 applied.append(stored)
                 done.append(proposal)
+        report("applying proposals", len(chosen), len(chosen))
         return applied, done
 
     async def _report(
