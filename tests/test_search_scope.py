@@ -8,6 +8,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from conftest import settings_for
 
@@ -215,3 +216,30 @@ def test_the_vectors_record_stays_with_its_database() -> None:
     assert copied == ["embedding_model"]
     conn.execute(CLEAR_META)
     assert {row[0] for row in conn.execute("SELECT key FROM meta")} == set(keys[:5])
+
+
+def test_codes_load_in_slices_into_arrays_sized_up_front(monkeypatch) -> None:
+    """The 1-bit codes are read a slice at a time into preallocated arrays: the same codes
+    as reading every row at once, with a peak near the arrays' own size (a list of every
+    row first took about ten times that)."""
+    import tracemalloc
+
+    monkeypatch.setattr(vector_index, "LOAD_SLICE", 1000)
+    conn = driver.connect(":memory:")
+    conn.execute("CREATE TABLE v (id INTEGER PRIMARY KEY, code BLOB NOT NULL)")
+    rng = np.random.default_rng(7)
+    codes = rng.integers(0, 256, size=(20_000, 48), dtype=np.uint8)
+    conn.executemany(
+        "INSERT INTO v VALUES (?, ?)", [(3 * i + 1, codes[i].tobytes()) for i in range(20_000)]
+    )
+    tracemalloc.start()
+    loaded = vector_index._load(conn, "v", "id", 384, 5, after=0)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert loaded.generation == 5 and loaded.max_id == 3 * 19_999 + 1
+    assert np.array_equal(loaded.ids, np.arange(20_000) * 3 + 1)
+    assert loaded.words.tobytes() == codes.tobytes()
+    arrays = loaded.ids.nbytes + loaded.words.nbytes
+    assert peak < 2 * arrays, (peak, arrays)
+    later = vector_index._load(conn, "v", "id", 384, 6, after=30_001)
+    assert later.ids[0] == 30_004 and len(later.ids) == 20_000 - 10_001

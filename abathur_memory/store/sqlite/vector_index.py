@@ -23,6 +23,7 @@ from abathur_memory.store.sqlite import driver, vectors
 COARSE_CANDIDATES = 400  # at least; 1% of the vectors on large spaces (see candidates())
 MAX_COARSE_CANDIDATES = 2000
 PHANTOM_RATIO = 0.1  # deleted ids tolerated in memory before a full reload
+LOAD_SLICE = 65_536  # rows read at a time when loading codes
 
 
 @dataclass
@@ -72,19 +73,32 @@ class VectorIndex:
 def _load(
     conn: driver.Connection, table: str, id_column: str, dim: int, generation: int, *, after: int
 ) -> Codes:
-    rows = conn.execute(
+    """The codes of the rows after ``after``, read in slices into arrays sized up front: a
+    list of every row first cost about 450 bytes per vector at a million (the codes
+    themselves take 48)."""
+    words_per_code = (dim + 63) // 64
+    bound = conn.execute(f"SELECT count(*) FROM {table} WHERE {id_column} > ?", (after,))
+    capacity = int(bound.fetchone()[0])
+    ids = np.empty(capacity, dtype=np.int64)
+    words = np.empty((capacity, words_per_code), dtype=np.uint64)
+    cursor = conn.execute(
         f"SELECT {id_column}, code FROM {table} WHERE {id_column} > ? ORDER BY {id_column}",
         (after,),
-    ).fetchall()
-    words_per_code = (dim + 63) // 64
-    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    if rows:
-        words = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.uint64).reshape(
-            len(rows), words_per_code
-        )
-    else:
-        words = np.empty((0, words_per_code), dtype=np.uint64)
-    return Codes(generation, ids, words, int(ids.max()) if len(ids) else after)
+    )
+    filled = 0
+    while rows := cursor.fetchmany(LOAD_SLICE):
+        if filled + len(rows) > capacity:  # (rows committed since the count: not in this read)
+            rows = rows[: capacity - filled]
+        count = len(rows)
+        ids[filled : filled + count] = [row[0] for row in rows]
+        words[filled : filled + count] = np.frombuffer(
+            b"".join(row[1] for row in rows), dtype=np.uint64
+        ).reshape(count, words_per_code)
+        filled += count
+        if filled == capacity:
+            break
+    ids, words = ids[:filled], words[:filled]
+    return Codes(generation, ids, words, int(ids.max()) if filled else after)
 
 
 def candidates_for(codes: Codes, wanted: int) -> int:
