@@ -41,10 +41,9 @@ async def connected(db_path: Path | str, **settings: Any) -> AsyncIterator[Clien
         yield client
 
 
-# meta rows the background indexers own (derived state, allowed to move at any time).
+# meta rows the background indexers own (derived state, allowed to move at any time): these
+# and every ``memory_index_*`` row (the memory indexer's progress, per space too).
 DERIVED_META = (
-    "memory_index_audit_id",
-    "memory_index_snapshot",
     "embedding_model",
     "embedding_dim",
     "embedding_identity",
@@ -63,7 +62,10 @@ def snapshot(db: Path | str) -> dict[str, str]:
                 continue  # not part of the PostgreSQL schema
             where = ""
             if table == "meta":
-                where = " WHERE key NOT IN (" + ", ".join(f"'{k}'" for k in DERIVED_META) + ")"
+                where = (
+                    " WHERE key NOT IN (" + ", ".join(f"'{k}'" for k in DERIVED_META) + ")"
+                    " AND substr(key, 1, 13) != 'memory_index_'"
+                )
             rows = conn.execute(f"SELECT * FROM {table} AS t{where} {order}").fetchall()
             digests[table] = hashlib.sha256(repr([tuple(r) for r in rows]).encode()).hexdigest()
         digests["audit"] = str(conn.scalar("SELECT count(*) FROM audit"))

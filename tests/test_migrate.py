@@ -216,8 +216,8 @@ def test_a_copy_that_does_not_validate_leaves_the_target_unusable(tmp_path, pg_u
     source = _small_source(tmp_path)
     real_finish = PostgresEndpoint.finish
 
-    def tampered(self):
-        real_finish(self)
+    def tampered(self, progress=None):
+        real_finish(self, progress)
         self.conn.execute("UPDATE memory_entries SET value = '\"changed\"' WHERE key = 'k7'")
 
     monkeypatch.setattr(PostgresEndpoint, "finish", tampered)
@@ -309,3 +309,47 @@ def test_two_copies_into_one_postgresql_target_one_waits_its_turn(tmp_path, pg_u
     assert run_cli(capsys, "doctor", "--db", pg_url).code == 0
     again = run_cli(capsys, "migrate", "--db", str(source), "--to", pg_url)
     assert again.code == 1 and "already a complete, validated copy" in again.err
+
+
+def test_vector_indexes_are_built_with_no_time_limit_and_say_so(tmp_path, pg_url, monkeypatch):
+    """A large HNSW build outlasts the copy's statement timeout (about 600 s for a million
+    vectors here): it runs without one, with more build memory, and the progress names each
+    index it builds."""
+    import asyncio
+
+    import psycopg
+    from acting import open_acting
+
+    source = tmp_path / "vectors.db"
+
+    async def fill() -> None:
+        async with open_acting(_settings(source)) as services:
+            for n in range(30):
+                await services.memories.put("user:alice:notes", f"k{n}", f"note number {n}")
+            await services.runtime.memory_indexer.catch_up()
+
+    asyncio.run(fill())
+    in_effect: list[tuple[str, str]] = []
+    execute = psycopg.Connection.execute
+
+    def watching(self, query, *args, **kwargs):  # the settings each HNSW build ran under
+        text = query if isinstance(query, str | bytes) else b""
+        if b"USING hnsw" in (text.encode() if isinstance(text, str) else text):
+            timeout = execute(self, "SHOW statement_timeout").fetchone()[0]
+            memory = execute(self, "SHOW maintenance_work_mem").fetchone()[0]
+            in_effect.append((timeout, memory))
+        return execute(self, query, *args, **kwargs)
+
+    monkeypatch.setattr(psycopg.Connection, "execute", watching)
+    heard: list[str] = []
+    report = migration.copy(
+        str(source),
+        pg_url,
+        _settings(source),
+        progress=lambda phase, done, total: heard.append(phase),
+    )
+    assert report.ok
+    assert "building the vector index of memory_vectors_s1 (no time limit)" in heard
+    assert in_effect and all(setting == ("0", "512MB") for setting in in_effect), in_effect
+    with sync_sql(pg_url) as conn:
+        assert conn.scalar("SELECT to_regclass('memory_vectors_s1_embedding')") is not None

@@ -5,7 +5,7 @@ copy's progress in the same transaction (so an interrupted copy resumes where it
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -62,6 +62,10 @@ COPY_LOCK = (
 )
 
 # meta rows of the data (the embedding model, say), not of the database itself.
+# Memory for building an HNSW index after a copy (PostgreSQL's default of 64 MB makes the
+# build of a large index spill and crawl; the setting holds for that statement only).
+HNSW_BUILD_MEMORY = "512MB"
+
 CLEAR_META = (
     "DELETE FROM meta WHERE key != 'schema_version'"
     " AND substr(key, 1, 13) != 'memory_index_' AND substr(key, 1, 9) != 'migration'"
@@ -86,7 +90,10 @@ class Endpoint(Protocol):
     def clear(self) -> None: ...
     def create_space(self, space_id: int, dim: int) -> None: ...
     def finish_tasks(self, parents: list[tuple[str, str]]) -> None: ...
-    def finish(self) -> None: ...
+    def finish(self, progress: Callable[[str, int, int], None] | None = None) -> None:
+        """Derived state rebuilt after the copy; ``progress`` hears each long step."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -257,7 +264,7 @@ class SqliteEndpoint:
     def finish_tasks(self, parents: list[tuple[str, str]]) -> None:
         """Nothing to do: SQLite checks the parents at commit (defer_foreign_keys)."""
 
-    def finish(self) -> None:
+    def finish(self, progress: Callable[[str, int, int], None] | None = None) -> None:
         """The memory keyword index is derived: rebuilt from the copied memories."""
         self.set_meta("memory_index_audit_id", "-1")
 
@@ -498,9 +505,13 @@ class PostgresEndpoint:
         if dim <= HNSW_MAX_DIM:
             self._hnsw_pending.append((space_id, dim))
 
-    def finish(self) -> None:
+    def finish(self, progress: Callable[[str, int, int], None] | None = None) -> None:
         """Sequences past the copied ids, the vector indexes built, and the memory keyword
-        index rebuilt from the copied memories (it is derived)."""
+        index rebuilt from the copied memories (it is derived).
+
+        An HNSW index over a million vectors takes about ten minutes to build on two cores,
+        longer than any statement timeout meant for requests: each is built with none, and
+        with HNSW_BUILD_MEMORY, and the progress says which one is being built."""
         from abathur_memory.store.postgres.space_tables import HNSW_MAX_DIM, hnsw
 
         for table in _identity_tables(self.spaces()):
@@ -509,14 +520,26 @@ class PostgresEndpoint:
                 f"SELECT setval(pg_get_serial_sequence('{name}', '{column}'),"
                 f" COALESCE((SELECT max({column}) FROM {name}), 0) + 1, false)".encode()
             )
-        for space_id, dim in self.spaces():
-            if dim > HNSW_MAX_DIM:
-                continue
-            for name in (f"chunks_s{space_id}", f"memory_vectors_s{space_id}"):
+        indexes = [
+            name
+            for space_id, dim in self.spaces()
+            if dim <= HNSW_MAX_DIM
+            for name in (f"chunks_s{space_id}", f"memory_vectors_s{space_id}")
+        ]
+        for number, name in enumerate(indexes):
+            if progress:
+                progress(
+                    f"building the vector index of {name} (no time limit)", number, len(indexes)
+                )
+            with self.conn.transaction():
+                self.conn.execute("SET LOCAL statement_timeout = 0")
+                self.conn.execute(f"SET LOCAL maintenance_work_mem = '{HNSW_BUILD_MEMORY}'")
                 self.conn.execute(
                     f"CREATE INDEX IF NOT EXISTS {name}_embedding ON {name} ".encode()
                     + hnsw("embedding", self.vector_schema).encode()
                 )
+        if progress and indexes:
+            progress("building the vector indexes", len(indexes), len(indexes))
         self._set_meta("memory_index_snapshot", "rebuild")
         self.conn.execute("ANALYZE")
 

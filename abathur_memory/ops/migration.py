@@ -171,7 +171,7 @@ def _copy_into(
                 source, target, table, positions, batch_rows, progress, done, total
             )
             report.copied_rows += copied
-        _finish(source, target, positions)
+        _finish(source, target, positions, progress)
         _validate(source, target, tables, report, progress)
         failed = [t.table for t in report.tables if not t.ok]
         report.state = (
@@ -298,7 +298,9 @@ def _copy_table(
     return done, copied
 
 
-def _finish(source: Endpoint, target: Endpoint, positions: dict[str, Any]) -> None:
+def _finish(
+    source: Endpoint, target: Endpoint, positions: dict[str, Any], progress: Progress | None
+) -> None:
     tasks = next(t for t in BASE_TABLES if t.name == "tasks")
     names = tasks.column_names()
     parents: list[tuple[str, str]] = []
@@ -311,7 +313,7 @@ def _finish(source: Endpoint, target: Endpoint, positions: dict[str, Any]) -> No
         child, parent = names.index("id"), names.index("parent_task_id")
         parents += [(r[child], r[parent]) for r in rows if r[parent] is not None]
     target.finish_tasks(parents)
-    target.finish()
+    target.finish(progress)
 
 
 def _validate(
