@@ -59,6 +59,33 @@ async def test_every_tool_call_is_recorded_with_principal_outcome_latency_and_ro
         assert row[4] > 0 and row[5] == bucket_of(row[4])
 
 
+async def test_resource_reads_are_recorded_like_tool_calls(db_url):
+    """memory:// and session:// reads count as ``resource:<name>`` with their outcome."""
+    from mcp.shared.exceptions import MCPError
+
+    async with connected(db_url) as client:
+        await client.call_tool(
+            "memory_put", {"namespace": "user:alice:notes", "key": "k", "value": 1}
+        )
+        session = await client.call_tool("session_create", {})
+        assert not session.is_error, text_of(session)
+        await client.read_resource("memory://user:alice:notes/k")
+        with pytest.raises(MCPError):
+            await client.read_resource("memory://user:alice:notes/missing")
+        with pytest.raises(MCPError):
+            await client.read_resource("memory://user:bob:notes/k")
+        sid = session.structured_content["id"]
+        await client.read_resource(f"session://{sid}")
+    rows = _rows(db_url, "AND metric_name LIKE 'resource:%'")
+    assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
+        ("resource:memory", "user:alice", "ok", 1),
+        ("resource:memory", "user:alice", "not_found", None),
+        ("resource:memory", "user:alice", "forbidden", None),
+        ("resource:session", "user:alice", "ok", 1),
+    ]
+    assert all(row[4] > 0 for row in rows)
+
+
 class SlowStore:
     """A metrics store whose write waits until released: what a locked database does."""
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -15,6 +16,7 @@ from mcp.shared.exceptions import MCPError
 
 from abathur_memory import __version__
 from abathur_memory.config import Settings
+from abathur_memory.core.principal import Principal
 from abathur_memory.errors import AbathurError
 from abathur_memory.runtime import Runtime, open_runtime
 from abathur_memory.server import (
@@ -114,7 +116,9 @@ def _add_memory_resource(server: MCPServer[Runtime]) -> None:
     )
     async def memory_resource(namespace: str, key: str, ctx: Context) -> str:
         runtime, principal = acting(ctx)
-        entry = await _resource_call(runtime.memories.get(principal, namespace, key))
+        entry = await _resource_call(
+            runtime, principal, "memory", runtime.memories.get(principal, namespace, key)
+        )
         return _json(entry.model_dump(exclude={"id"}))
 
 
@@ -127,7 +131,12 @@ def _add_session_resource(server: MCPServer[Runtime]) -> None:
     )
     async def session_resource(session_id: str, ctx: Context) -> str:
         runtime, principal = acting(ctx)
-        session = await _resource_call(runtime.sessions.get(principal, session_id, events_after=-1))
+        session = await _resource_call(
+            runtime,
+            principal,
+            "session",
+            runtime.sessions.get(principal, session_id, events_after=-1),
+        )
         return _json(session.model_dump())
 
 
@@ -143,16 +152,30 @@ RESOURCE_ERROR_CODES = {
 }
 
 
-async def _resource_call(awaitable: Any) -> Any:
-    """Our errors as JSON-RPC errors whose message starts with the kind (never -32603)."""
+async def _resource_call(
+    runtime: Runtime, principal: Principal, resource: str, awaitable: Any
+) -> Any:
+    """Our errors as JSON-RPC errors whose message starts with the kind (never -32603); the
+    read counted in the metrics as ``resource:<name>``, like a tool call."""
+    started = time.perf_counter()
+    outcome = "internal_error"
     try:
-        return await awaitable
+        result = await awaitable
+        outcome = "ok"
+        return result
     except AbathurError as exc:
+        outcome = exc.code
         raise MCPError(
             code=RESOURCE_ERROR_CODES.get(exc.code, -32000),
             message=f"{exc.code}: {exc}",
             data={"kind": exc.code},
         ) from None
+    finally:
+        latency_ms = (time.perf_counter() - started) * 1000
+        rows = 1 if outcome == "ok" else None
+        runtime.call_metrics.record(
+            f"resource:{resource}", principal.actor, outcome, latency_ms, rows
+        )
 
 
 def _json(data: Any) -> str:
