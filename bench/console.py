@@ -149,7 +149,11 @@ async def measure(path: Path, calls: int) -> dict[str, Any]:
                 break
         indexed_s = round(time.perf_counter() - started, 1)
         holder.runtime = runtime
-        token = (await runtime.tokens.create("bench", Principal(user="ops", admin=True))).secret
+        token = (
+            await runtime.tokens.create(
+                f"bench-{int(time.time())}", Principal(user="ops", admin=True)
+            )
+        ).secret
         session = (await runtime.sessions.list(runtime.principal, limit=1)).sessions[0].id
         pages = {
             "overview": "/ui?window=24h",

@@ -243,3 +243,35 @@ def test_codes_load_in_slices_into_arrays_sized_up_front(monkeypatch) -> None:
     assert peak < 2 * arrays, (peak, arrays)
     later = vector_index._load(conn, "v", "id", 384, 6, after=30_001)
     assert later.ids[0] == 30_004 and len(later.ids) == 20_000 - 10_001
+
+
+async def test_bulk_writes_to_postgresql_refresh_its_statistics(pg_url: str, monkeypatch) -> None:
+    """Past BULK_ROWS rows written by put_many, the stale tables are analysed in the
+    background (not left to autovacuum's next round); fewer rows analyse nothing."""
+    from abathur_memory.store.postgres import statistics
+
+    monkeypatch.setattr(statistics, "BULK_ROWS", 200)
+
+    def analysed() -> bool:
+        from backends import sync_sql
+
+        with sync_sql(pg_url) as conn:
+            return bool(
+                conn.scalar(
+                    "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables"
+                    " WHERE schemaname = current_schema() AND relname = 'memory_entries'"
+                )
+            )
+
+    async with open_runtime(settings_for(pg_url)) as runtime:
+        keeper = runtime.store.database.statistics
+        await runtime.memories.put_many(
+            ALICE, [PutRequest("user:alice:n", f"a{n}", f"note {n}") for n in range(150)]
+        )
+        await keeper.idle()
+        assert keeper.passes == 0 and not analysed()
+        await runtime.memories.put_many(
+            ALICE, [PutRequest("user:alice:n", f"b{n}", f"note {n}") for n in range(100)]
+        )
+        await keeper.idle()
+        assert keeper.passes == 1 and analysed()

@@ -17,7 +17,7 @@ from abathur_memory.config import Settings
 from abathur_memory.core.spaces import Space
 from abathur_memory.ops.doctor import copy_state_check
 from abathur_memory.store.postgres import migrate as runner
-from abathur_memory.store.postgres import placement, space_tables
+from abathur_memory.store.postgres import placement, space_tables, statistics
 from abathur_memory.store.postgres.connection import Conn, Database
 from abathur_memory.store.postgres.spaces import active_space, building_space
 from abathur_memory.store.postgres.store import PostgresStore
@@ -410,7 +410,6 @@ class Step:
     detail: str
 
 
-STALE_FRACTION = 0.1  # changed rows since the last ANALYZE, relative to the live rows
 DEAD_FRACTION = 0.2  # dead rows relative to the live rows before a VACUUM is worth it
 
 
@@ -419,20 +418,8 @@ async def maintain(store: PostgresStore, *, dry_run: bool = False) -> list[Step]
     many dead rows; autovacuum does the same on its own schedule)."""
     db = store.database
 
-    async def stats(conn: Conn) -> list[Any]:
-        return await _rows(
-            conn,
-            "SELECT relname, n_live_tup, n_dead_tup, n_mod_since_analyze,"
-            " COALESCE(last_analyze, last_autoanalyze) IS NULL"
-            " FROM pg_stat_user_tables WHERE schemaname = current_schema() ORDER BY relname",
-        )
-
-    tables = await db.run(stats)
-    stale = [
-        name
-        for name, live, _, modified, never in tables
-        if (never and live) or modified > max(50, STALE_FRACTION * live)
-    ]
+    tables = await db.run(statistics.table_activity)
+    stale = statistics.stale(tables)
     bloated = [name for name, live, dead, _, _ in tables if dead > max(1000, DEAD_FRACTION * live)]
     for names, verb in ((stale, "ANALYZE"), (bloated, "VACUUM")):
         if dry_run:

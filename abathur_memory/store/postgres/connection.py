@@ -38,6 +38,7 @@ from abathur_memory.store.postgres import placement
 from abathur_memory.store.postgres.breaker import CircuitBreaker
 from abathur_memory.store.postgres.failures import RETRYABLE, lost_the_server, message_of, translate
 from abathur_memory.store.postgres.placement import Placement
+from abathur_memory.store.postgres.statistics import StatisticsKeeper
 from abathur_memory.store.postgres.times import IsoTimestampLoader
 
 log = logging.getLogger(__name__)
@@ -191,6 +192,7 @@ class Database:
         self.placement = placement
         # pgvector's schema, for its qualified names (None until the extension exists).
         self.vector_schema = placement.vector_schema if placement is not None else None
+        self.statistics = StatisticsKeeper(self)  # bulk writers report their rows to it
 
     async def _probe_server(self) -> None:
         """Connect once, outside the pool (which may be waiting out its own backoff)."""
@@ -233,6 +235,7 @@ class Database:
         )
 
     async def close(self) -> None:
+        await self.statistics.close()
         await self.breaker.close()
         await self.pool.close()
 

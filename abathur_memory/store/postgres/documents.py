@@ -489,6 +489,8 @@ class PostgresDocumentStore:
         await self.db.transaction(
             lambda conn: _write(conn, space, documents, vectors), what="writing chunks"
         )
+        chunks = sum(len(document.parsed.chunks) for document in documents)
+        self.db.statistics.wrote(chunks, space.chunks, "document_index")
 
     async def finish_rebuild(self, space: Space) -> bool:
         return await self.db.transaction(

@@ -136,7 +136,9 @@ class PostgresMemoryStore:
     # -- writes ---------------------------------------------------------------------------
 
     async def put_many(self, puts: Sequence[PreparedPut], actor: str) -> list[PutResult]:
-        return await put_many(self.db, puts, actor)
+        results = await put_many(self.db, puts, actor)
+        self.db.statistics.wrote(len(results), "memory_entries", "audit")
+        return results
 
     async def delete(
         self, namespace: str, key: str, expected_version: int | None, actor: str

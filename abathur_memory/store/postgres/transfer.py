@@ -169,7 +169,13 @@ class PostgresTransferStore:
                 await _write(conn, writes, actor)
             return writes
 
-        return await self.db.transaction(run, what="importing")
+        writes = await self.db.transaction(run, what="importing")
+        statistics = self.db.statistics
+        statistics.wrote(len(writes.versions), "memory_entries", "audit")
+        statistics.wrote(len(writes.events), "session_events")
+        statistics.wrote(len(writes.sessions), "sessions")
+        statistics.wrote(len(writes.tasks), "tasks")
+        return writes
 
 
 async def _read_held(conn: Conn, wanted: Wanted, *, lock: bool) -> Held:
