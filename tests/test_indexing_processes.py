@@ -153,3 +153,60 @@ async def test_the_watcher_survives_a_failing_model(db, tmp_path):
         await asyncio.sleep(0.2)
     stop.set()
     await asyncio.wait_for(task, 30)
+
+
+@pytest.mark.anyio
+async def test_the_watcher_hands_over_the_files_that_changed(db, tmp_path, monkeypatch):
+    """A saved, created, deleted or renamed file is brought in line on its own, without a
+    walk of the root; a folder event walks the root."""
+    from abathur_memory.documents import sync
+
+    files = {f"n{i}.md": f"# N{i}\nmarker{i} text\n" for i in range(20)}
+    root = write_tree(tmp_path / "notes", files)
+    docs = make_docs(db, FlakyEmbedder(ok_calls=10**6, dim=64))
+    await docs.add_root(root)
+    walks: list[str] = []
+    real_scan_root = sync.scan_root
+
+    async def counted(store, scanned_root, **kwargs):
+        walks.append(scanned_root.name)
+        return await real_scan_root(store, scanned_root, **kwargs)
+
+    monkeypatch.setattr(sync, "scan_root", counted)
+    watcher = Watcher(docs, debounce_ms=50)
+    stop = asyncio.Event()
+    task = asyncio.create_task(watcher.run(stop))
+    await asyncio.wait_for(watcher.ready.wait(), 30)
+    assert walks == ["notes"]  # the catch-up at start walks the root once
+
+    async def found(query: str) -> list[str]:
+        return [h.path for h in (await docs.search(None, query, mode="keyword")).results]
+
+    async def until(check) -> None:
+        deadline = time.monotonic() + 30
+        while not await check():
+            assert time.monotonic() < deadline, "the watcher never caught up"
+            await asyncio.sleep(0.1)
+
+    (root / "n3.md").write_text("# N3\nzanzibar harbour\n")
+    (root / "new.md").write_text("# New\nquokka meadow\n")
+    (root / "n5.md").unlink()
+    (root / "n7.md").rename(root / "seven.md")
+    await until(lambda: _has(found, "zanzibar", ["notes/n3.md"]))
+    await until(lambda: _has(found, "quokka", ["notes/new.md"]))
+    await until(lambda: _has(found, "marker5", []))
+    await until(lambda: _has(found, "marker7", ["notes/seven.md"]))
+    assert walks == ["notes"]  # none of that walked the root
+
+    (root / "sub").mkdir()
+    await until(lambda: _walked(walks))
+    stop.set()
+    await asyncio.wait_for(task, 30)
+
+
+async def _has(found, query: str, paths: list[str]) -> bool:
+    return await found(query) == paths
+
+
+async def _walked(walks: list[str]) -> bool:
+    return len(walks) >= 2

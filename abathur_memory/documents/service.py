@@ -7,7 +7,7 @@ missing, and audited); the store keeps the rows, the retrieval pipeline ranks.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path, PurePosixPath
 
 from abathur_memory.core.documents import Registered, Root, root_name_of
@@ -141,6 +141,29 @@ class DocumentService:
             failures = await self.store.documents.failures(root_ids)
             report.failed_count = len(failures)
             report.failed = [self._failure(f.path, f.error) for f in failures][:REPORTED_FAILURES]
+            return report
+
+    async def index_files(self, root: Root, relative_paths: Sequence[str]) -> IndexReport:
+        """Bring the named files of ``root`` in line with the disk (new, changed or gone)
+        and embed what changed, without walking the root: the watcher's way for a few
+        changed files. A path that is neither indexed nor indexable (a temporary file that
+        came and went, an excluded one) is skipped."""
+        async with self._index_lock:
+            worker = self.worker()
+            await worker.target_space()
+            report = IndexReport()
+            documents: list[int] = []
+            for relative in relative_paths:
+                try:
+                    scanned = await sync.scan_file(
+                        self.store.documents, root, relative, max_file_bytes=self.max_file_bytes
+                    )
+                except NotFound:
+                    continue
+                report.scans.append(scanned)
+                documents += scanned.document_ids
+            if documents:
+                report.work = (await worker.run(documents=documents)).report()
             return report
 
     async def refresh(self, principal: Principal | None, path: str | None = None) -> IndexReport:

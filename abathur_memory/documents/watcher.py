@@ -1,9 +1,11 @@
 """Keeping roots indexed as files change, with watchdog.
 
 File-system events (create, modify, delete, move; editors that save through a temporary
-file and a rename arrive as a move onto the .md file) mark their root dirty. Once a root has
-been quiet for the debounce interval, it is re-scanned ((mtime, size) first, so only the
-files that changed are read) and the changed documents are re-embedded. A failure (the
+file and a rename arrive as a move onto the .md file) name the files that changed. Once a
+root has been quiet for the debounce interval, those files are brought in line and the
+changed documents re-embedded, without walking the root; a folder event or a burst of more
+than MAX_PATHS files re-scans the whole root instead ((mtime, size) first, so only the files
+that changed are read). A failure (the
 model is down, the disk is busy) is logged and retried with backoff; the daemon keeps going.
 A heartbeat row lets ``index_status`` show a watcher that died or fell behind.
 """
@@ -41,6 +43,7 @@ log = logging.getLogger(__name__)
 HEARTBEAT_S = 10.0
 POLL_S = 0.1
 RETRY_MAX_S = 300.0
+MAX_PATHS = 50  # more changed files than this in one burst: the root is walked instead
 _RELEVANT = (
     FileCreatedEvent,
     FileModifiedEvent,
@@ -63,11 +66,23 @@ class _Handler(FileSystemEventHandler):
     def on_any_event(self, event: FileSystemEvent) -> None:
         if not isinstance(event, _RELEVANT):
             return  # opened / closed-without-write and the like
-        paths = [str(event.src_path)]
+        paths = [os.fsdecode(event.src_path)]
         if getattr(event, "dest_path", ""):
-            paths.append(str(event.dest_path))
-        if event.is_directory or any(is_markdown(p) for p in paths):
-            self.watcher.loop.call_soon_threadsafe(self.watcher.touch, self.root.id)
+            paths.append(os.fsdecode(event.dest_path))  # a move's destination too
+        if event.is_directory:  # a folder moved or removed: walk the root
+            self.watcher.loop.call_soon_threadsafe(self.watcher.touch, self.root.id, None)
+            return
+        changed = [self._relative(p) for p in paths if is_markdown(p)]
+        if changed:
+            whole = None in changed  # (a path outside the root: walk it to be safe)
+            files = None if whole else [p for p in changed if p is not None]
+            self.watcher.loop.call_soon_threadsafe(self.watcher.touch, self.root.id, files)
+
+    def _relative(self, path: str) -> str | None:
+        relative = os.path.relpath(path, self.root.path)
+        if relative.startswith("..") or os.path.isabs(relative):
+            return None
+        return relative.replace(os.sep, "/")
 
 
 class Watcher:
@@ -80,11 +95,23 @@ class Watcher:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{kind}"
         self.loop = asyncio.get_event_loop()
         self._dirty: dict[int, float] = {}  # root id -> time of the last event
+        # root id -> the files its events named; absent: walk the whole root (a folder
+        # event, a burst of more than MAX_PATHS files, a retry after a failed walk)
+        self._paths: dict[int, set[str]] = {}
         self.indexed_runs = 0
         self.ready = asyncio.Event()
 
-    def touch(self, root_id: int) -> None:
+    def touch(self, root_id: int, paths: list[str] | None = None) -> None:
+        """Mark a root changed: at ``paths`` (relative to it), or anywhere (None)."""
+        already_whole = root_id in self._dirty and root_id not in self._paths
         self._dirty[root_id] = time.monotonic()
+        if paths is None or already_whole:
+            self._paths.pop(root_id, None)
+            return
+        named = self._paths.setdefault(root_id, set())
+        named.update(paths)
+        if len(named) > MAX_PATHS:
+            del self._paths[root_id]
 
     async def run(self, stop: asyncio.Event) -> None:
         self.loop = asyncio.get_running_loop()
@@ -109,16 +136,17 @@ class Watcher:
                 now = time.monotonic()
                 due = [rid for rid, at in self._dirty.items() if now - at >= self.debounce]
                 if due:
+                    named = {rid: self._paths.pop(rid) for rid in due if rid in self._paths}
                     for rid in due:
                         self._dirty.pop(rid, None)
                     try:
-                        await self._index([r for r in roots if r.id in due], event=True)
+                        await self._index_changes([r for r in roots if r.id in due], named)
                         failures = 0
                     except (AbathurError, OSError) as exc:
                         failures += 1
                         delay = min(RETRY_MAX_S, 2.0**failures)
                         log.warning("re-indexing failed (%s); retrying in %.0fs", exc, delay)
-                        for rid in due:  # try again later
+                        for rid in due:  # try again later (the whole root: it is safe)
                             self._dirty[rid] = now + delay - self.debounce
                 if now - last_beat >= HEARTBEAT_S:
                     await self._beat(roots)
@@ -137,6 +165,21 @@ class Watcher:
             log.warning("initial indexing failed (%s); will retry on the next change", exc)
             for root in roots:
                 self._dirty[root.id] = time.monotonic()
+
+    async def _index_changes(self, roots: list[Root], named: dict[int, set[str]]) -> None:
+        """The files the events named, each root with named files on its own; the other
+        roots walked together."""
+        await self.docs.store.documents.beat_event(self.owner)
+        walk = [root for root in roots if root.id not in named]
+        if walk:
+            await self._index(walk, event=False)
+        for root in roots:
+            if root.id in named:
+                report = await self.docs.index_files(root, sorted(named[root.id]))
+                self.indexed_runs += 1
+                await self.docs.store.documents.beat_indexed(self.owner)
+                if report.work and (report.work.documents_done or report.work.documents_failed):
+                    log.info("re-indexed %s", report.work.model_dump())
 
     async def _index(self, roots: list[Root], *, event: bool) -> None:
         if event:

@@ -65,9 +65,7 @@ class StatisticsKeeper:
         self.rows += rows
         for table in tables:
             self.written[table] = self.written.get(table, 0) + rows
-        if self.rows < BULK_ROWS or (
-            self._task is not None and not self._task.done()
-        ):
+        if self.rows < BULK_ROWS or (self._task is not None and not self._task.done()):
             return
         tables_now, self.written, self.rows = sorted(self.written), {}, 0
         self._task = asyncio.get_running_loop().create_task(self._pass(tables_now))
