@@ -19,6 +19,7 @@ from abathur_memory.config import load_settings
 from abathur_memory.errors import InvalidInput, Unavailable
 from abathur_memory.ops import migration
 from abathur_memory.ops.copy_endpoints import PostgresEndpoint, SqliteEndpoint
+from abathur_memory.store.sqlite import driver
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -353,3 +354,22 @@ def test_vector_indexes_are_built_with_no_time_limit_and_say_so(tmp_path, pg_url
     assert in_effect and all(setting == ("0", "512MB") for setting in in_effect), in_effect
     with sync_sql(pg_url) as conn:
         assert conn.scalar("SELECT to_regclass('memory_vectors_s1_embedding')") is not None
+
+
+def test_a_task_without_dependencies_from_the_first_layout_copies(tmp_path, pg_url):
+    """The first SQLite layout let a task's dependencies be NULL (meaning none); PostgreSQL's
+    column is NOT NULL: the copy carries it as [] and validates."""
+    source = _small_source(tmp_path)
+    conn = driver.connect(source)
+    conn.execute(
+        "INSERT INTO tasks (id, prompt, agent_type, status, input_data, created_by,"
+        " submitted_at, last_updated_at) VALUES ('10000000-0000-4000-8000-000000000001',"
+        " 'old task', 'general', 'pending', '{}', 'user:alice',"
+        " strftime('%Y-%m-%d %H:%M:%f', 'now'), strftime('%Y-%m-%d %H:%M:%f', 'now'))"
+    )
+    assert conn.execute("SELECT dependencies FROM tasks").fetchone()[0] is None
+    conn.close()
+    report = migration.copy(str(source), pg_url, _settings(source))
+    assert report.ok, report.state
+    with sync_sql(pg_url) as pg:
+        assert pg.scalar("SELECT dependencies::text FROM tasks") == "[]"

@@ -280,6 +280,8 @@ def _is_sqlite(path: Path) -> bool:
 def _from_sqlite(table: Table, row: Sequence[Any]) -> tuple[Any, ...]:
     values: list[Any] = []
     for column, value in zip(table.columns, row, strict=True):
+        if value is None and column.null_as is not None:
+            value = column.null_as
         if value is None:
             values.append(None)
         elif column.kind == JSON:

@@ -56,6 +56,9 @@ class Column:
     name: str
     kind: str
     sqlite: str | None = None  # the column's name on SQLite when it differs (rowid)
+    # What a NULL read from SQLite stands for, where PostgreSQL's column is NOT NULL (a
+    # task's dependencies: the first SQLite layout allowed NULL and meant "none").
+    null_as: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,12 +79,14 @@ class Table:
 
 
 def _cols(spec: str) -> tuple[Column, ...]:
-    """'name:kind, ...' (kind defaults to text)."""
+    """'name:kind, ...' (kind defaults to text); 'name:kind=value': NULL on SQLite is read
+    as ``value`` (as it is stored)."""
     columns = []
     for part in spec.split(","):
         name, _, kind = part.strip().partition(":")
+        kind, _, null_as = kind.partition("=")
         sqlite_name = "rowid" if name == "row_id" else None
-        columns.append(Column(name, kind or TEXT, sqlite_name))
+        columns.append(Column(name, kind or TEXT, sqlite_name, null_as or None))
     return tuple(columns)
 
 
@@ -118,7 +123,7 @@ BASE_TABLES: tuple[Table, ...] = (
             "id, prompt, agent_type, priority:int, status, input_data:json, result_data:json,"
             " error_message, retry_count:int, max_retries:int, max_execution_timeout_seconds:int,"
             " submitted_at:time, started_at:time, completed_at:time, last_updated_at:time,"
-            " created_by, parent_task_id, dependencies:json, session_id, claimed_by, row_id:int"
+            " created_by, parent_task_id, dependencies:json=[], session_id, claimed_by, row_id:int"
         ),
         ("id",),
         identity="row_id",
