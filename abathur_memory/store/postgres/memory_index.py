@@ -401,7 +401,10 @@ class PostgresMemoryIndexStore:
         return await self.db.run(_behind, what="reading the memory index")
 
     async def sync_keywords(self) -> int:
-        return await self.db.run(sync_keywords, what="updating the memory index")
+        updated = await self.db.run(sync_keywords, what="updating the memory index")
+        # (a rebuild writes every row: its term statistics guide the keyword plans)
+        self.db.statistics.wrote(updated, "memory_search_index")
+        return updated
 
     async def request_rebuild(self) -> None:
         async def work(conn: Conn) -> None:
@@ -470,6 +473,7 @@ class PostgresMemoryIndexStore:
             await spaces.bump_generation(conn, space)
 
         await self.db.transaction(work, what="writing memory vectors")
+        self.db.statistics.wrote(len(rows), space.memory_vectors)
 
     async def pool_contexts(self, space: Space, limit: int) -> int:
         async def check(conn: Conn) -> bool:
