@@ -33,6 +33,7 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
+from abathur_memory.documents.reports import IndexReport
 from abathur_memory.documents.roots import Root
 from abathur_memory.documents.scan import is_markdown
 from abathur_memory.documents.service import DocumentService
@@ -160,7 +161,7 @@ class Watcher:
     async def _catch_up(self, roots: list[Root]) -> None:
         """Index whatever changed while nobody was watching."""
         try:
-            await self._index(roots, event=False)
+            await self._indexed(await self.docs.index(roots))
         except (AbathurError, OSError) as exc:
             log.warning("initial indexing failed (%s); will retry on the next change", exc)
             for root in roots:
@@ -172,19 +173,13 @@ class Watcher:
         await self.docs.store.documents.beat_event(self.owner)
         walk = [root for root in roots if root.id not in named]
         if walk:
-            await self._index(walk, event=False)
+            await self._indexed(await self.docs.index(walk))
         for root in roots:
             if root.id in named:
-                report = await self.docs.index_files(root, sorted(named[root.id]))
-                self.indexed_runs += 1
-                await self.docs.store.documents.beat_indexed(self.owner)
-                if report.work and (report.work.documents_done or report.work.documents_failed):
-                    log.info("re-indexed %s", report.work.model_dump())
+                await self._indexed(await self.docs.index_files(root, sorted(named[root.id])))
 
-    async def _index(self, roots: list[Root], *, event: bool) -> None:
-        if event:
-            await self.docs.store.documents.beat_event(self.owner)
-        report = await self.docs.index(roots)
+    async def _indexed(self, report: IndexReport) -> None:
+        """Count a finished run, say so in the heartbeat, and log what it re-indexed."""
         self.indexed_runs += 1
         await self.docs.store.documents.beat_indexed(self.owner)
         if report.work and (report.work.documents_done or report.work.documents_failed):
