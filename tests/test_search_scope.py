@@ -280,3 +280,41 @@ async def test_bulk_writes_to_postgresql_refresh_its_statistics(pg_url: str, mon
         await runtime.memory_indexer.catch_up()  # the keyword index takes the 250 memories
         await keeper.idle()
         assert keeper.passes >= 2 and analysed("memory_search_index")  # (and the vectors)
+
+
+async def test_an_idle_round_reads_no_vectors_once_they_are_recorded_complete(
+    db_url: str, monkeypatch
+) -> None:
+    """The indexer's idle rounds (every second once the model is loaded) looked for
+    memories without vectors, stale vectors and stale contexts: passes over the whole
+    table. With the vectors recorded complete at the keyword index's position, a round
+    with nothing new reads none of that; a change brings the passes back."""
+    async with open_runtime(settings_for(db_url)) as runtime:
+        await runtime.memories.put_many(
+            ALICE, [PutRequest("user:alice:n", f"k{n}", f"note {n}") for n in range(12)]
+        )
+        indexer = runtime.memory_indexer
+        for _ in range(2):  # (the seeded app memories get their vectors on a second round)
+            indexer.wake()
+            await indexer.catch_up()
+        index = runtime.store.memory_index
+        passes: list[str] = []
+        unembedded, has_stale = index.unembedded, index.has_stale_vectors
+
+        async def counted_unembedded(space, limit):
+            passes.append("unembedded")
+            return await unembedded(space, limit)
+
+        async def counted_stale(space):
+            passes.append("stale")
+            return await has_stale(space)
+
+        monkeypatch.setattr(index, "unembedded", counted_unembedded)
+        monkeypatch.setattr(index, "has_stale_vectors", counted_stale)
+        indexer.wake()
+        done = await indexer.catch_up()
+        assert done.embedded == 0 and passes == []
+        await runtime.memories.put(ALICE, "user:alice:n", "k99", "one more note")
+        done = await indexer.catch_up()
+        assert done.embedded == 1 and "unembedded" in passes and "stale" in passes
+        assert (await runtime.memories.search(ALICE, "note", k=3)).pending == 0

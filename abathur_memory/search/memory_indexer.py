@@ -58,9 +58,11 @@ async def sync_vectors(
     """
     if embedder.identity.key() != space.identity.key():
         return 0
+    position = await index.keyword_position()  # what is indexed now is embedded below
+    if await index.vectors_current(space, position):
+        return 0  # nothing changed since a complete round: no pass over the vectors
     if await index.has_stale_vectors(space):
         await index.drop_stale_vectors(space)
-    position = await index.keyword_position()  # what is indexed now is embedded below
     done = 0
     complete = False
     while limit is None or done < limit:

@@ -571,6 +571,10 @@ class MemoryIndexStore(Protocol):
         """Where the keyword index stands in the change log (opaque to callers)."""
         ...
 
+    async def vectors_current(self, space: Space, position: str) -> bool:
+        """Whether ``space``'s vectors were recorded complete at ``position``."""
+        ...
+
     async def mark_vectors_current(self, space: Space, position: str) -> None:
         """Record that every memory indexed at ``position`` has its vectors in ``space``,
         so counting what is not searchable yet reads only the changes after it."""

@@ -416,14 +416,15 @@ class PostgresMemoryIndexStore:
     async def keyword_position(self) -> str:
         return await self.db.run(_snapshot, what="reading the memory index")
 
-    async def mark_vectors_current(self, space: Space, position: str) -> None:
-        if position == REBUILD:
-            return
-
+    async def vectors_current(self, space: Space, position: str) -> bool:
         async def marker(conn: Conn) -> str | None:
             return await _vectors_marker(conn, space)
 
-        if await self.db.run(marker, what="reading the memory index") == position:
+        recorded = await self.db.run(marker, what="reading the memory index")
+        return position != REBUILD and recorded == position
+
+    async def mark_vectors_current(self, space: Space, position: str) -> None:
+        if position == REBUILD or await self.vectors_current(space, position):
             return  # an idle round writes nothing
 
         async def work(conn: Conn) -> None:

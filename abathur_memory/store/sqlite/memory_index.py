@@ -513,11 +513,13 @@ class SqliteMemoryIndexStore:
     async def keyword_position(self) -> str:
         return str(await self.db.read(keyword_cursor))
 
-    async def mark_vectors_current(self, space: Space, position: str) -> None:
+    async def vectors_current(self, space: Space, position: str) -> bool:
         cursor = int(position)
-        marker = await self.db.read(_vectors_marker, space)
-        if cursor != REBUILD and (marker is None or marker < cursor):  # an idle round: no write
-            await self.db.write(_mark_vectors_current, space, cursor)
+        return cursor != REBUILD and await self.db.read(_vectors_marker, space) == cursor
+
+    async def mark_vectors_current(self, space: Space, position: str) -> None:
+        if not await self.vectors_current(space, position):  # an idle round writes nothing
+            await self.db.write(_mark_vectors_current, space, int(position))
 
     async def unembedded(self, space: Space, limit: int) -> list[UnembeddedMemory]:
         rows = await self.db.fetchall(_missing_vectors_sql(space), (limit,))
