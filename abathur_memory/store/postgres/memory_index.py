@@ -76,10 +76,14 @@ async def _snapshot(conn: Conn) -> str:
 
 
 async def _set_snapshot(conn: Conn, value: str) -> None:
+    await _set_meta(conn, SNAPSHOT_KEY, value)
+
+
+async def _set_meta(conn: Conn, key: str, value: str) -> None:
     await conn.execute(
         "INSERT INTO meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET"
         f" value = excluded.value, updated_at = {SQL_NOW}",
-        (SNAPSHOT_KEY, value),
+        (key, value),
     )
 
 
@@ -96,15 +100,7 @@ async def _advance_snapshot(conn: Conn, applied: str, value: str) -> None:
 async def changes_behind(conn: Conn, cap: int = 10_000) -> int:
     """Memory changes the keyword index has not applied (up to ``cap``; a rebuild: cap)."""
     snapshot = await _snapshot(conn)
-    if snapshot == REBUILD:
-        return cap
-    row = await (
-        await conn.execute(
-            f"SELECT count(*) FROM (SELECT 1 {_SINCE} LIMIT %(cap)s) AS behind",
-            {"snapshot": snapshot, "cap": cap},
-        )
-    ).fetchone()
-    return int(row[0]) if row else 0
+    return cap if snapshot == REBUILD else await _changes_since(conn, snapshot, cap)
 
 
 async def vectors_behind(conn: Conn, space: Space | None, cap: int = 10_000) -> int:
@@ -427,14 +423,10 @@ class PostgresMemoryIndexStore:
         if position == REBUILD or await self.vectors_current(space, position):
             return  # an idle round writes nothing
 
-        async def work(conn: Conn) -> None:
-            await conn.execute(
-                "INSERT INTO meta (key, value) VALUES (%s, %s) ON CONFLICT (key) DO UPDATE"
-                f" SET value = excluded.value, updated_at = {SQL_NOW}",
-                (_vectors_key(space), position),
-            )
-
-        await self.db.transaction(work, what="recording the memory vectors' progress")
+        await self.db.transaction(
+            lambda conn: _set_meta(conn, _vectors_key(space), position),
+            what="recording the memory vectors' progress",
+        )
 
     async def unembedded(self, space: Space, limit: int) -> list[UnembeddedMemory]:
         rows = await self.db.fetchall(_missing_sql(space), (limit,))

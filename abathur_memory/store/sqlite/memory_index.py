@@ -53,15 +53,7 @@ def changes_behind(conn: driver.Connection, cap: int = 10_000) -> int:
     """How many memory changes the keyword index has not applied yet (counted up to ``cap``;
     a pending rebuild counts as ``cap``)."""
     cursor = keyword_cursor(conn)
-    if cursor == REBUILD:
-        return cap
-    return int(
-        conn.execute(
-            "SELECT count(*) FROM (SELECT 1 FROM audit WHERE id > ?"
-            " AND memory_operation_type IS NOT NULL LIMIT ?)",
-            (cursor, cap),
-        ).fetchone()[0]
-    )
+    return cap if cursor == REBUILD else _changes_after(conn, cursor, cap)
 
 
 def keywords_behind(conn: driver.Connection) -> bool:
@@ -291,10 +283,14 @@ def _signature_hash(entry_id: int, window: list[int]) -> str:
 
 
 def _set_cursor(conn: driver.Connection, value: int) -> None:
+    _set_meta(conn, CURSOR_KEY, value)
+
+
+def _set_meta(conn: driver.Connection, key: str, value: int) -> None:
     conn.execute(
         "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET"
         f" value = excluded.value, updated_at = {timestamps.SQL_NOW}",
-        (CURSOR_KEY, str(value)),
+        (key, str(value)),
     )
 
 
@@ -481,13 +477,8 @@ def _mark_vectors_current(conn: driver.Connection, space: Space, cursor: int) ->
     """Record that every memory indexed at keyword ``cursor`` has its vectors (never moving
     the marker back: another indexer may have recorded a later cursor)."""
     marker = _vectors_marker(conn, space)
-    if cursor == REBUILD or (marker is not None and marker >= cursor):
-        return
-    conn.execute(
-        "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET"
-        f" value = excluded.value, updated_at = {timestamps.SQL_NOW}",
-        (_vectors_key(space), str(cursor)),
-    )
+    if cursor != REBUILD and (marker is None or marker < cursor):
+        _set_meta(conn, _vectors_key(space), cursor)
 
 
 def _forget_vector_markers(conn: driver.Connection) -> None:
