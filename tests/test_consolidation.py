@@ -306,3 +306,28 @@ async def test_a_run_reports_its_progress_phase_by_phase(services):
     applying = [(done, total) for phase, done, total in heard if phase == "applying proposals"]
     assert applying[0] == (0, len(ids)) and applying[-1] == (len(ids), len(ids))
     assert [done for done, _ in applying] == sorted(done for done, _ in applying)
+
+
+async def test_end_punctuation_and_spacing_do_not_hide_an_exact_duplicate(services):
+    """'fact .' and 'Fact' are one fact; so are a question with and without its mark."""
+    for key, text in fillers():
+        await services.memories.put(NS, key, text)
+    await services.memories.put(NS, "a", "Prefers dark mode.")
+    await services.memories.put(NS, "a_copy", "  PREFERS dark   mode . ")
+    await services.memories.put(NS, "b", "Is the trip in May?")
+    await services.memories.put(NS, "b_copy", "is the trip in may ?!")
+    report = await services.consolidation.consolidate(services.principal, NS)
+    assert sorted(kinds(report)["exact_duplicate"]) == [["a", "a_copy"], ["b", "b_copy"]]
+
+
+async def test_a_newer_memory_of_the_same_key_family_is_an_update_even_when_alike(services):
+    """'lives in Berlin' then 'lives in Lisbon' under home / home_v2 is an update, however
+    alike the two texts are: taking it as a duplicate would keep the stale one."""
+    for key, text in fillers():
+        await services.memories.put(NS, key, text)
+    await services.memories.put(NS, "home", "Alice lives in a flat in Berlin near the river")
+    await services.memories.put(NS, "home_v2", "Alice lives in a flat in Lisbon near the river")
+    report = await services.consolidation.consolidate(services.principal, NS)
+    found = kinds(report)
+    assert found.get("update") == [["home", "home_v2"]]
+    assert "near_duplicate" not in found

@@ -3,12 +3,13 @@
 Four kinds, each with its evidence and a confidence in [0, 1]:
 
 - ``exact_duplicate``: the same content once normalised (Unicode NFKC, case, spacing, end
-  punctuation); the others duplicate the oldest.
+  punctuation with or without a space before it); the others duplicate the oldest.
 - ``near_duplicate``: mutual nearest neighbours whose similarity is above a threshold taken
   from the namespace's own similarity distribution (half way from its 99th percentile to
   1, or mean + 4 standard deviations if higher), never a constant: a model whose unrelated
   texts already score 0.5 gets a higher bar. Mutual pairs only, so nothing chains into one cluster.
-  Episodic memories are events: alike ones are clustered, not called duplicates.
+  Episodic memories are events: alike ones are clustered, not called duplicates; two
+  memories of one subject (below) are an update, however alike.
 - ``update``: a newer memory about the same subject, the same key family (``city``,
   ``city_v2``, ``city-2024-03``; episodic memories are events, never updates) or the same
   ``entity`` + ``attribute`` in metadata: the newer one supersedes the older.
@@ -48,6 +49,7 @@ _FAMILY_SUFFIX = re.compile(
     r"(?:[_\-.:](?:v\d+|\d{4}(?:-\d{2}){0,2}|latest|new|old|updated|current|prev|previous))+$"
 )
 _SPACE = re.compile(r"\s+")
+_END = re.compile(r"[\s.!?;…]+$")  # end punctuation, spaced or not: "fact .", "why?!"
 
 
 class Member(BaseModel):
@@ -89,7 +91,7 @@ def text_of(value: Any) -> str:
 
 def normalised(value: Any) -> str:
     text = unicodedata.normalize("NFKC", text_of(value)).casefold()
-    return _SPACE.sub(" ", text).strip().rstrip(".!;").strip()
+    return _END.sub("", _SPACE.sub(" ", text).strip())
 
 
 def key_family(key: str) -> str:
@@ -143,17 +145,24 @@ def exact_duplicates(entries: Sequence[MemoryEntry]) -> list[Proposal]:
     return proposals
 
 
+def subject_of(entry: MemoryEntry) -> tuple[str, str, str] | None:
+    """What a memory is about, when that can be told without reading it: its metadata's
+    ``entity`` and ``attribute``, else its key family (episodic memories are events: none)."""
+    entity, attribute = entry.metadata.get("entity"), entry.metadata.get("attribute")
+    if isinstance(entity, str) and isinstance(attribute, str):
+        return (entry.namespace, "metadata", f"{entity}\x00{attribute}")
+    if entry.memory_type != "episodic":
+        return (entry.namespace, "key_family", key_family(entry.key))
+    return None
+
+
 def updates(entries: Sequence[MemoryEntry], taken: set[tuple[str, str]]) -> list[Proposal]:
     """The newest memory of each subject supersedes the older ones of it."""
     subjects: dict[tuple[str, str, str], list[MemoryEntry]] = defaultdict(list)
     for entry in entries:
-        if (entry.namespace, entry.key) in taken:
-            continue
-        entity, attribute = entry.metadata.get("entity"), entry.metadata.get("attribute")
-        if isinstance(entity, str) and isinstance(attribute, str):
-            subjects[(entry.namespace, "metadata", f"{entity}\x00{attribute}")].append(entry)
-        elif entry.memory_type != "episodic":
-            subjects[(entry.namespace, "key_family", key_family(entry.key))].append(entry)
+        subject = subject_of(entry)
+        if subject is not None and (entry.namespace, entry.key) not in taken:
+            subjects[subject].append(entry)
     proposals = []
     for (_, how, subject), group in subjects.items():
         if len(group) < 2:
@@ -213,6 +222,8 @@ def near_duplicates(
         if (a.namespace, a.key) in taken or (b.namespace, b.key) in taken:
             continue
         if "episodic" in (a.memory_type, b.memory_type):  # alike events: a cluster's work
+            continue
+        if subject_of(a) == subject_of(b):  # a newer fact of one subject: an update's work
             continue
         keep, other = sorted([a, b], key=_age)
         score = float(masked[i, j])
