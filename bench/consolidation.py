@@ -8,8 +8,22 @@ with facts about them (city, employer, pet, hobby, ...) in one namespace each, p
 - updates: a newer fact about the same subject, keyed ``<attribute>_v2``;
 - episodic events: a few alike walks per person, to be clustered.
 
-Measured (SQLite, the embedder given by ``--embedder``: ``fake`` by default, a hashing
-embedder that knows no paraphrase; ``embedded`` for the bundled model):
+``--workload text`` plants the same kinds into real sentences nobody here wrote (LoCoMo's
+development turns and sentences of the BEIR abstracts in ../shared/data), in namespaces of
+``--per-namespace`` memories, ``--memories`` in all (copies of the sentences fill the
+namespaces beyond the distinct ones; a namespace never holds a sentence twice unless
+planted):
+
+- exact duplicates: a memory's text again with other case, spacing and end punctuation;
+- edited copies (near duplicates): its text again with a tenth of its words dropped and
+  its clauses around a comma swapped, which is how a re-stored fact tends to differ;
+- updates: its text with one word changed to another sentence's, keyed ``<key>_v2``;
+- episodic events: a LoCoMo turn retold three or four times (edited copies), stored as
+  episodic memories among other turns, to be clustered.
+
+Measured on either backend (``--backend``), with the embedder given by ``--embedder``
+(``fake`` by default, a hashing embedder that knows no paraphrase; ``embedded`` for the
+bundled model):
 
 - precision and recall of the proposals per kind against what was planted;
 - versions lost: counts and checksums of every version before and after apply and undo
@@ -17,23 +31,31 @@ embedder that knows no paraphrase; ``embedded`` for the bundled model):
   run adds);
 - stale facts among the top 5 of a search for each updated attribute (the person's name
   and the attribute's name), before and after applying every proposal;
-- run times of propose, apply and undo.
+- run times of propose, apply and undo, and the longest write transaction while each ran
+  (the write lock on SQLite, a transaction's row locks on PostgreSQL), with what it was.
 
     python bench/consolidation.py [--subjects 200] [--embedder fake|embedded] [--out FILE]
+    python bench/consolidation.py --workload text [--memories 5000] [--backend postgres]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import random
+import re
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+HERE = Path(__file__).resolve().parent
+DATA = HERE.parent.parent / "shared" / "data"
 
 CITIES = ["Berlin", "Lisbon", "Oslo", "Lyon", "Porto", "Quito", "Osaka", "Tunis", "Perth"]
 EMPLOYERS = ["Acme", "Globex", "Initech", "Umbrella", "Hooli", "Vandelay", "Stark", "Wayne"]
@@ -98,6 +120,101 @@ def workload(subjects: int, seed: int) -> tuple[list[tuple[Any, ...]], dict[str,
     return puts, planted
 
 
+def sentences() -> tuple[list[str], list[str]]:
+    """(LoCoMo turns, BEIR sentences): real text, distinct once normalised."""
+    from abathur_memory.memory.proposals import normalised
+
+    turns: list[str] = []
+    for conversation in json.loads((DATA / "locomo-dev" / "locomo-dev.json").read_text()):
+        talk = conversation["conversation"]
+        number = 1
+        while f"session_{number}" in talk:
+            turns += [f"{t['speaker']}: {t['text']}" for t in talk[f"session_{number}"]]
+            number += 1
+    found: list[str] = []
+    for name in ("cranfield", "vaswani"):
+        with (DATA / name / "corpus.jsonl").open() as lines:
+            for line in lines:
+                text = json.loads(line)["text"]
+                found += [x.strip() for x in re.split(r"(?<=[.!?])\s+", text)]
+    seen: set[str] = set()
+    out: tuple[list[str], list[str]] = ([], [])
+    for bucket, texts in zip(out, (turns, found), strict=True):
+        for text in texts:
+            words = len(text.split())
+            if 6 <= words <= 60 and normalised(text) not in seen:
+                seen.add(normalised(text))
+                bucket.append(text)
+    return out
+
+
+def edited(text: str, rng: random.Random) -> str:
+    """The text with a tenth of its words dropped (at least one) and its clauses around
+    the first comma swapped."""
+    head, comma, tail = text.partition(", ")
+    if comma and len(tail.split()) >= 3:
+        text = f"{tail.rstrip('.!?')}, {head[0].lower()}{head[1:]}."
+    words = text.split()
+    drop = set(rng.sample(range(len(words)), max(1, len(words) // 10)))
+    return " ".join(w for i, w in enumerate(words) if i not in drop)
+
+
+def text_workload(
+    memories: int, per_namespace: int, seed: int
+) -> tuple[list[tuple[Any, ...]], dict[str, set[Any]]]:
+    """(namespace, key, value, memory_type) to put in order, and what was planted."""
+    from abathur_memory.memory.proposals import normalised
+
+    rng = random.Random(seed)
+    turns, beir = sentences()
+    told_turns = turns[len(turns) // 2 :]  # events and other turns; the rest are facts
+    pool = turns[: len(turns) // 2] + beir
+    rng.shuffle(pool)
+    told = 0
+    planted: dict[str, set[Any]] = {k: set() for k in ("exact_duplicate", "near_duplicate")}
+    planted.update(update=set(), episodic_cluster=set())
+    puts: list[tuple[Any, ...]] = []
+    cursor = 0
+    for number in range(max(1, memories // per_namespace)):
+        ns = f"user:bench:text{number:04d}"
+        base_count = int(per_namespace * 0.8)
+        texts = [pool[(cursor + i) % len(pool)] for i in range(base_count)]
+        cursor += base_count
+        rows = [(ns, f"m{i}", text, "semantic") for i, text in enumerate(texts)]
+        planting = rng.sample(range(base_count), int(per_namespace * 0.15))
+        third = len(planting) // 3
+        for i in planting[:third]:
+            rows.append((ns, f"m{i}-copy", "  " + texts[i].upper() + " . ", "semantic"))
+            planted["exact_duplicate"].add(frozenset({(ns, f"m{i}"), (ns, f"m{i}-copy")}))
+        for i in planting[third : 2 * third]:
+            rows.append((ns, f"m{i}-again", edited(texts[i], rng), "semantic"))
+            planted["near_duplicate"].add(frozenset({(ns, f"m{i}"), (ns, f"m{i}-again")}))
+        for i in planting[2 * third :]:
+            words = texts[i].split()
+            at = rng.randrange(len(words))
+            other = rng.choice(pool[rng.randrange(len(pool))].split())
+            same = other.casefold().strip(".,!?;") == words[at].casefold().strip(".,!?;")
+            words[at] = other + "s" if same else other
+            rows.append((ns, f"m{i}_v2", " ".join(words), "semantic"))
+            planted["update"].add(frozenset({(ns, f"m{i}"), (ns, f"m{i}_v2")}))
+        for e in range(max(2, per_namespace // 100)):
+            event = told_turns[told % len(told_turns)]
+            told += 1
+            tellings = [event]
+            while len(tellings) < 3 + e % 2:  # retold, never word for word
+                retold = edited(event, rng)
+                if normalised(retold) not in {normalised(t) for t in tellings}:
+                    tellings.append(retold)
+            members = {(ns, f"event{e}-{t}") for t in range(len(tellings))}
+            rows += [(ns, f"event{e}-{t}", text, "episodic") for t, text in enumerate(tellings)]
+            planted["episodic_cluster"].add(frozenset(members))
+        for t in range(per_namespace - len(rows)):
+            rows.append((ns, f"turn{t}", told_turns[told % len(told_turns)], "episodic"))
+            told += 1
+        puts += rows
+    return puts, planted
+
+
 def score(proposals: list[dict[str, Any]], planted: dict[str, set[Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for kind, truth in planted.items():
@@ -122,7 +239,7 @@ async def versions(runtime: Any) -> tuple[int, str]:
         " WHERE namespace LIKE 'user:bench:%' AND key NOT LIKE 'distilled-%'"
         " ORDER BY namespace, key, version"
     )
-    text = json.dumps([list(r) for r in rows])
+    text = json.dumps([list(r) for r in rows], default=str, sort_keys=True)
     return len(rows), hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -142,78 +259,180 @@ async def stale_in_top5(runtime: Any, principal: Any, puts: list[tuple[Any, ...]
     return stale
 
 
-async def run(subjects: int, embedder: str, seed: int) -> dict[str, Any]:
+async def stale_text_in_top5(runtime: Any, principal: Any, puts: list[tuple[Any, ...]]) -> int:
+    """Old texts (those an update replaced) among the top 5 of a search for their first
+    ten words, over every planted update."""
+    await runtime.memory_indexer.catch_up()
+    text = {(ns, key): value for ns, key, value, _ in puts}
+    stale = 0
+    for ns, key, _value, _type in puts:
+        if key.endswith("_v2"):
+            old = key[: -len("_v2")]
+            query = " ".join(text[(ns, old)].split()[:10])
+            found = await runtime.memories.search(principal, query, prefix=ns, k=5)
+            stale += sum(1 for hit in found.results if hit.key == old)
+    return stale
+
+
+class WriteHolds:
+    """The longest write transaction while something ran: on SQLite, the time from
+    ``BEGIN IMMEDIATE`` to ``COMMIT`` on the one writer (the write lock); on PostgreSQL,
+    a transaction of the store's (its row locks)."""
+
+    def __init__(self) -> None:
+        self.holds: list[tuple[float, str]] = []
+
+    @contextlib.contextmanager
+    def watching(self, runtime: Any) -> Iterator[None]:
+        from abathur_memory.store.sqlite import database as sqlite_db
+
+        holds = self.holds
+        db = runtime.store.db
+        if hasattr(db, "transaction"):  # PostgreSQL
+            original = db.transaction
+
+            async def timed(fn: Any, *, what: str = "writing") -> Any:
+                started = time.perf_counter()
+                try:
+                    return await original(fn, what=what)
+                finally:
+                    holds.append((time.perf_counter() - started, what))
+
+            db.transaction = timed
+            try:
+                yield
+            finally:
+                del db.transaction
+            return
+        plain = sqlite_db._in_write_transaction
+
+        def timed_sqlite(conn: Any, fn: Any, check: Any, *args: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return plain(conn, fn, check, *args)
+            finally:
+                name = getattr(fn, "__qualname__", None) or getattr(fn, "func", fn).__qualname__
+                holds.append((time.perf_counter() - started, name))
+
+        sqlite_db._in_write_transaction = timed_sqlite
+        try:
+            yield
+        finally:
+            sqlite_db._in_write_transaction = plain
+
+    def longest(self) -> dict[str, Any]:
+        if not self.holds:
+            return {"transactions": 0}
+        seconds, what = max(self.holds)
+        return {
+            "transactions": len(self.holds),
+            "longest_ms": round(seconds * 1000, 1),
+            "longest_was": what,
+        }
+
+
+async def run(
+    puts: list[tuple[Any, ...]],
+    planted: dict[str, set[Any]],
+    stale_search: Any,
+    db: str,
+    embedder: str,
+) -> dict[str, Any]:
     from abathur_memory.config import load_settings
     from abathur_memory.core.principal import Principal
     from abathur_memory.memory.memories import PutRequest
     from abathur_memory.runtime import open_runtime
 
     principal = Principal(user="bench", app="bench")
-    puts, planted = workload(subjects, seed)
-    with tempfile.TemporaryDirectory() as tmp:
-        settings = load_settings(
-            db=str(Path(tmp) / "bench.db"),
-            user="bench",
-            app="bench",
-            embedder=embedder,
-            maintenance_interval_hours=0,
-        )
-        async with open_runtime(settings) as runtime:
-            for start in range(0, len(puts), 1000):
-                await runtime.memories.put_many(
-                    principal,
-                    [
-                        PutRequest(ns, k, v, memory_type=t)
-                        for ns, k, v, t in puts[start : start + 1000]
-                    ],
-                )
-            before = await versions(runtime)
-            stale_before = await stale_in_top5(runtime, principal, puts)
-            started = time.perf_counter()
+    settings = load_settings(
+        db=db, user="bench", app="bench", embedder=embedder, maintenance_interval_hours=0
+    )
+    async with open_runtime(settings) as runtime:
+        started = time.perf_counter()
+        for start in range(0, len(puts), 1000):
+            await runtime.memories.put_many(
+                principal,
+                [PutRequest(ns, k, v, memory_type=t) for ns, k, v, t in puts[start : start + 1000]],
+            )
+        await runtime.memory_indexer.catch_up()
+        load_s = time.perf_counter() - started
+        before = await versions(runtime)
+        stale_before = await stale_search(runtime, principal, puts)
+        holds = {name: WriteHolds() for name in ("propose", "apply", "undo")}
+        started = time.perf_counter()
+        with holds["propose"].watching(runtime):
             proposed = await runtime.consolidation.consolidate(principal, "user:bench")
-            propose_s = time.perf_counter() - started
-            proposals = [p.model_dump() for p in proposed.proposals]
-            started = time.perf_counter()
+        propose_s = time.perf_counter() - started
+        proposals = [p.model_dump() for p in proposed.proposals]
+        started = time.perf_counter()
+        with holds["apply"].watching(runtime):
             applied = await runtime.consolidation.consolidate(
                 principal, "user:bench", dry_run=False, min_confidence=0.0
             )
-            apply_s = time.perf_counter() - started
-            after_apply = await versions(runtime)
-            stale_after = await stale_in_top5(runtime, principal, puts)
-            started = time.perf_counter()
+        apply_s = time.perf_counter() - started
+        after_apply = await versions(runtime)
+        stale_after = await stale_search(runtime, principal, puts)
+        started = time.perf_counter()
+        with holds["undo"].watching(runtime):
             await runtime.consolidation.undo(principal, applied.run.id)
-            undo_s = time.perf_counter() - started
-            after_undo = await versions(runtime)
-            return {
-                "subjects": subjects,
-                "memories": len(puts),
-                "embedder": embedder,
-                "proposals": score(proposals, planted),
-                "versions": {
-                    "before": before[0],
-                    "after_apply": after_apply[0],
-                    "after_undo": after_undo[0],
-                    "unchanged_after_apply": before == after_apply,
-                    "unchanged_after_undo": before == after_undo,
-                },
-                "stale_in_top5": {"before": stale_before, "after_apply": stale_after},
-                "applied": applied.run.counts,
-                "seconds": {
-                    "propose": round(propose_s, 2),
-                    "apply": round(apply_s, 2),
-                    "undo": round(undo_s, 2),
-                },
-            }
+        undo_s = time.perf_counter() - started
+        after_undo = await versions(runtime)
+        return {
+            "memories": len(puts),
+            "embedder": embedder,
+            "proposals": score(proposals, planted),
+            "versions": {
+                "before": before[0],
+                "after_apply": after_apply[0],
+                "after_undo": after_undo[0],
+                "unchanged_after_apply": before == after_apply,
+                "unchanged_after_undo": before == after_undo,
+            },
+            "stale_in_top5": {"before": stale_before, "after_apply": stale_after},
+            "applied": applied.run.counts,
+            "seconds": {
+                "load_and_index": round(load_s, 1),
+                "propose": round(propose_s, 2),
+                "apply": round(apply_s, 2),
+                "undo": round(undo_s, 2),
+            },
+            "write_transactions": {name: h.longest() for name, h in holds.items()},
+        }
+
+
+@contextlib.contextmanager
+def database(backend: str) -> Iterator[str]:
+    if backend == "postgres":
+        sys.path.insert(0, str(HERE))
+        import memory_retrieval
+
+        with memory_retrieval.postgres_database() as url:
+            yield url
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        yield str(Path(tmp) / "bench.db")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
-    parser.add_argument("--subjects", type=int, default=200)
+    parser.add_argument("--workload", choices=["synthetic", "text"], default="synthetic")
+    parser.add_argument("--subjects", type=int, default=200, help="synthetic: people")
+    parser.add_argument("--memories", type=int, default=5000, help="text: memories in all")
+    parser.add_argument("--per-namespace", type=int, default=500, help="text")
+    parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
     parser.add_argument("--embedder", default="fake")
     parser.add_argument("--seed", type=int, default=15)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    result = asyncio.run(run(args.subjects, args.embedder, args.seed))
+    if args.workload == "text":
+        puts, planted = text_workload(args.memories, args.per_namespace, args.seed)
+        stale_search = stale_text_in_top5
+    else:
+        puts, planted = workload(args.subjects, args.seed)
+        stale_search = stale_in_top5
+    with database(args.backend) as db:
+        result = asyncio.run(run(puts, planted, stale_search, db, args.embedder))
+    result = {"workload": args.workload, "backend": args.backend, **result}
     text = json.dumps(result, indent=2)
     if args.out:
         args.out.write_text(text + "\n")
