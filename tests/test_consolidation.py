@@ -331,3 +331,29 @@ async def test_a_newer_memory_of_the_same_key_family_is_an_update_even_when_alik
     found = kinds(report)
     assert found.get("update") == [["home", "home_v2"]]
     assert "near_duplicate" not in found
+
+
+async def test_a_large_run_saves_its_proposals_in_short_batches(services, monkeypatch):
+    """Thousands of proposals in one write transaction held the write lock for seconds."""
+    from abathur_memory.memory import consolidation
+
+    monkeypatch.setattr(consolidation, "SAVE_BATCH", 4)
+    for key, text in fillers():
+        await services.memories.put(NS, key, text)
+    for n in range(10):
+        await services.memories.put(NS, f"same{n}", "one fact stored again and again")
+    sizes: list[int] = []
+    save = services.consolidation.runs.save_proposals
+
+    async def counted(run_id, proposals):
+        sizes.append(len(proposals))
+        await save(run_id, proposals)
+
+    monkeypatch.setattr(services.consolidation.runs, "save_proposals", counted)
+    report = await services.consolidation.consolidate(services.principal, NS)
+    assert len(report.proposals) == 9 and sizes == [4, 4, 1]
+    applied = await services.consolidation.consolidate(
+        services.principal, NS, dry_run=False, min_confidence=1.0
+    )
+    assert len(applied.applied) == 9 and sizes[3:] == [4, 4, 1]
+    assert len((await services.consolidation.runs.applied(applied.run.id))) == 9

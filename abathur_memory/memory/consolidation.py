@@ -50,6 +50,7 @@ def _epoch(iso: str) -> float:
 PAGE = 1000
 EMBED_BATCH = 256
 MAX_APPLY_IDS = 1000
+SAVE_BATCH = 500  # proposals written per transaction
 
 
 class Skipped(BaseModel):
@@ -169,7 +170,7 @@ class ConsolidationService:
                 stored = [
                     StoredProposal(p.id, p.kind, p.confidence, p.model_dump()) for p in proposals
                 ]
-                await self.runs.save_proposals(run_id, stored)
+                await self._save(run_id, stored)
                 counts["seconds"] = round(time.monotonic() - started, 3)
                 await self.runs.finish_run(run_id, "done", counts)
                 return await self._report(run_id, proposals, [], [], notes)
@@ -181,7 +182,7 @@ class ConsolidationService:
                     p for p in proposals if p.confidence >= min_confidence and p.id not in wanted
                 ]
             applied, done = await self._apply(principal, run_id, chosen, skipped, report)
-            await self.runs.save_proposals(run_id, applied)
+            await self._save(run_id, applied)
             counts.update(applied=len(done), skipped=len(skipped))
             counts["links_written"] = sum(len(a.applied["links"]) for a in applied if a.applied)
             counts["memories_written"] = sum(
@@ -380,6 +381,12 @@ class ConsolidationService:
                 done.append(proposal)
         report("applying proposals", len(chosen), len(chosen))
         return applied, done
+
+    async def _save(self, run_id: str, proposals: Sequence[StoredProposal]) -> None:
+        """The run's proposals, SAVE_BATCH per write transaction: a run of thousands never
+        holds the write lock for longer than one short batch."""
+        for start in range(0, len(proposals), SAVE_BATCH):
+            await self.runs.save_proposals(run_id, proposals[start : start + SAVE_BATCH])
 
     async def _report(
         self,
