@@ -357,3 +357,44 @@ async def test_a_large_run_saves_its_proposals_in_short_batches(services, monkey
     )
     assert len(applied.applied) == 9 and sizes[3:] == [4, 4, 1]
     assert len((await services.consolidation.runs.applied(applied.run.id))) == 9
+
+
+async def test_a_later_run_embeds_only_what_changed_and_kept_vectors_follow_the_memories(
+    services, raw
+):
+    """A version's vector is kept between runs: a scheduled run over 100,000 memories must
+    not embed them all again. A new version is embedded; the old one's vector goes; a
+    redacted version's vector goes at once (it was derived from the erased content)."""
+    await seed(services.memories)
+    embedder = services.consolidation.embedder
+    embedded: list[str] = []
+    original = embedder.embed_documents
+
+    async def counting(texts):
+        embedded.extend(texts)
+        return await original(texts)
+
+    embedder.embed_documents = counting
+    try:
+        first = await services.consolidation.consolidate(services.principal, NS)
+        assert len(embedded) == 39
+        embedded.clear()
+        again = await services.consolidation.consolidate(services.principal, NS)
+        assert embedded == [] and [p.id for p in again.proposals] == [p.id for p in first.proposals]
+        await services.memories.put(NS, "fact3", "a brand new text for an old key")
+        await services.consolidation.consolidate(services.principal, NS)
+        assert embedded == ["a brand new text for an old key"]
+    finally:
+        del embedder.embed_documents
+    kept = await raw.fetchall("SELECT entry_id FROM consolidation_vectors")
+    live = await raw.fetchall(
+        "SELECT id FROM memory_entries AS m WHERE namespace = ? AND NOT is_deleted AND NOT"
+        " EXISTS (SELECT 1 FROM memory_entries AS n WHERE n.namespace = m.namespace"
+        " AND n.key = m.key AND n.version > m.version)",
+        (NS,),
+    )
+    assert sorted(r[0] for r in kept) == sorted(r[0] for r in live)  # the old fact3 went
+    door = await services.memories.get(NS, "pref")
+    await services.redaction.redact(services.principal, NS, "pref", door.version)
+    kept = await raw.fetchall("SELECT entry_id FROM consolidation_vectors")
+    assert door.id not in {r[0] for r in kept}

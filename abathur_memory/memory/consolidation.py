@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 
 from abathur_memory.core.principal import Principal
 from abathur_memory.core.records import ConsolidationRun, MemoryEntry, StoredProposal
+from abathur_memory.core.spaces import EmbeddingIdentity
 from abathur_memory.errors import AbathurError, Conflict, InvalidInput, NotFound
 from abathur_memory.memory.access import AccessGuard
 from abathur_memory.memory.links import LinkService
@@ -39,6 +40,9 @@ from abathur_memory.store.protocols import ConsolidationStore
 
 class Embedder(Protocol):
     """What consolidation needs of an embedding model (embedders/base.py)."""
+
+    @property
+    def identity(self) -> EmbeddingIdentity: ...
 
     async def embed_documents(self, texts: list[str]) -> Any: ...
 
@@ -308,6 +312,10 @@ class ConsolidationService:
     async def _vectors(
         self, entries: Sequence[MemoryEntry], report: Progress
     ) -> dict[str, np.ndarray]:
+        """Each compared namespace's vectors, in the order of its entries. A version's
+        vector is kept between runs (its text never changes), so a scheduled run embeds
+        only what changed since the last one: embedding 100,000 memories again each time
+        took longer than a run may."""
         if self.embedder is None:
             return {}
         groups: dict[str, list[MemoryEntry]] = defaultdict(list)
@@ -318,19 +326,23 @@ class ConsolidationService:
             for namespace, group in groups.items()
             if MIN_FOR_DISTRIBUTION <= len(group) <= MAX_SIMILARITY_NAMESPACE
         }
-        total = sum(len(group) for group in compared.values())
-        done = 0
-        vectors: dict[str, np.ndarray] = {}
-        for namespace, group in compared.items():
-            texts = texts_for(group)
-            parts = []
-            for i in range(0, len(texts), EMBED_BATCH):
-                report("embedding memories", done, total)
-                parts.append(await self.embedder.embed_documents(texts[i : i + EMBED_BATCH]))
-                done += len(parts[-1])
-            vectors[namespace] = np.vstack(parts).astype(np.float32)
-        report("embedding memories", done, total)
-        return vectors
+        model = self.embedder.identity.key()
+        wanted = [entry for group in compared.values() for entry in group]
+        await self.runs.forget_vectors()
+        found = await self.runs.vectors(model, [entry.id for entry in wanted])
+        missing = [entry for entry in wanted if entry.id not in found]
+        for start in range(0, len(missing), EMBED_BATCH):
+            report("embedding memories", start, len(missing))
+            batch = missing[start : start + EMBED_BATCH]
+            matrix = await self.embedder.embed_documents(texts_for(batch))
+            made = {entry.id: matrix[i] for i, entry in enumerate(batch)}
+            await self.runs.keep_vectors(model, made)
+            found.update(made)
+        report("embedding memories", len(missing), len(missing))
+        return {
+            namespace: np.vstack([found[entry.id] for entry in group]).astype(np.float32)
+            for namespace, group in compared.items()
+        }
 
     async def _apply(
         self,

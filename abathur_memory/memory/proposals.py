@@ -160,9 +160,9 @@ def updates(entries: Sequence[MemoryEntry], taken: set[tuple[str, str]]) -> list
     """The newest memory of each subject supersedes the older ones of it."""
     subjects: dict[tuple[str, str, str], list[MemoryEntry]] = defaultdict(list)
     for entry in entries:
-        subject = subject_of(entry)
-        if subject is not None and (entry.namespace, entry.key) not in taken:
-            subjects[subject].append(entry)
+        about = subject_of(entry)
+        if about is not None and (entry.namespace, entry.key) not in taken:
+            subjects[about].append(entry)
     proposals = []
     for (_, how, subject), group in subjects.items():
         if len(group) < 2:

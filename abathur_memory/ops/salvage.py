@@ -41,7 +41,14 @@ class TableSalvage:
 
 # Made again from what survived, never copied (a half-copied FTS index is itself damage).
 DERIVED_TABLES = frozenset(
-    {"memory_fts", "memory_fts_keys", "embedding_spaces", "space_documents", "indexer_heartbeats"}
+    {
+        "memory_fts",
+        "memory_fts_keys",
+        "embedding_spaces",
+        "space_documents",
+        "indexer_heartbeats",
+        "consolidation_vectors",
+    }
 )
 
 

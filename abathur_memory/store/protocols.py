@@ -237,6 +237,19 @@ class ConsolidationStore(Protocol):
         """The newest ``limit`` runs on ``prefix`` (any actor, any mode), newest first."""
         ...
 
+    async def vectors(self, model: str, entry_ids: Sequence[int]) -> dict[int, Vector]:
+        """The vectors kept for these versions with ``model`` (an embedding identity's key)."""
+        ...
+
+    async def keep_vectors(self, model: str, vectors: dict[int, Vector]) -> None:
+        """Keep each version's vector for the next run (one short write)."""
+        ...
+
+    async def forget_vectors(self) -> int:
+        """Drop the kept vectors of versions no longer live (deleted or superseded by a
+        newer version); returns how many."""
+        ...
+
 
 class RedactionStore(Protocol):
     """Erasing content while keeping the record of it."""

@@ -6,10 +6,22 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
+from abathur_memory.core.documents import Vector
 from abathur_memory.core.records import ConsolidationRun, StoredProposal
 from abathur_memory.store.postgres.connection import Conn, Database
 from abathur_memory.store.postgres.times import SQL_NOW
 
+VECTOR_BATCH = 5000  # kept vectors read or dropped per statement
+# Kept vectors of versions no longer live: deleted, superseded by a newer version, or gone.
+_NOT_LIVE = """
+SELECT DISTINCT c.entry_id FROM consolidation_vectors AS c
+LEFT JOIN memory_entries AS m ON m.id = c.entry_id
+WHERE m.id IS NULL OR m.is_deleted OR EXISTS (
+    SELECT 1 FROM memory_entries AS n
+    WHERE n.namespace = m.namespace AND n.key = m.key AND n.version > m.version)
+"""
 _RUN = "id, prefix, actor, mode, status, started_at, finished_at, counts, undoes, undone_by"
 
 
@@ -103,3 +115,44 @@ class PostgresConsolidationStore:
             (run_id,),
         )
         return [StoredProposal(r[0], r[1], r[2], r[3], r[4]) for r in found]
+
+    async def vectors(self, model: str, entry_ids: Sequence[int]) -> dict[int, Vector]:
+        found: dict[int, Vector] = {}
+        for start in range(0, len(entry_ids), VECTOR_BATCH):
+            rows = await self.db.fetchall(
+                "SELECT entry_id, embedding FROM consolidation_vectors WHERE model = %s"
+                " AND entry_id = ANY(%s)",
+                (model, list(entry_ids[start : start + VECTOR_BATCH])),
+            )
+            found.update((row[0], np.frombuffer(row[1], dtype="<f4")) for row in rows)
+        return found
+
+    async def keep_vectors(self, model: str, vectors: dict[int, Vector]) -> None:
+        async def keep(conn: Conn) -> None:
+            async with conn.cursor() as cur:
+                await cur.executemany(
+                    "INSERT INTO consolidation_vectors (entry_id, model, embedding)"
+                    " VALUES (%s, %s, %s) ON CONFLICT (entry_id, model)"
+                    " DO UPDATE SET embedding = excluded.embedding",
+                    [
+                        (entry_id, model, np.asarray(v, dtype="<f4").tobytes())
+                        for entry_id, v in vectors.items()
+                    ],
+                )
+
+        if vectors:
+            await self.db.transaction(keep, what="keeping consolidation vectors")
+
+    async def forget_vectors(self) -> int:
+        rows = await self.db.fetchall(_NOT_LIVE)
+        stale = [row[0] for row in rows]
+        for start in range(0, len(stale), VECTOR_BATCH):
+            batch = stale[start : start + VECTOR_BATCH]
+
+            async def drop(conn: Conn, batch: list[int] = batch) -> None:
+                await conn.execute(
+                    "DELETE FROM consolidation_vectors WHERE entry_id = ANY(%s)", (batch,)
+                )
+
+            await self.db.run(drop, what="forgetting consolidation vectors")
+        return len(stale)

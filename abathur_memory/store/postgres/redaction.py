@@ -24,6 +24,7 @@ async def _drop_index_rows(conn: Conn, entry_ids: list[int]) -> None:
     if not entry_ids:
         return
     await conn.execute("DELETE FROM memory_search_index WHERE entry_id = ANY(%s)", (entry_ids,))
+    await conn.execute("DELETE FROM consolidation_vectors WHERE entry_id = ANY(%s)", (entry_ids,))
     for space in await live_spaces(conn):
         found = await (
             await conn.execute("SELECT to_regclass(%s) IS NOT NULL", (space.memory_vectors,))

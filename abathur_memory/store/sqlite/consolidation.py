@@ -7,10 +7,22 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from abathur_memory.core.documents import Vector
 from abathur_memory.core.records import ConsolidationRun, StoredProposal
 from abathur_memory.store.sqlite import timestamps
 from abathur_memory.store.sqlite.database import Database
 from abathur_memory.store.sqlite.driver import Connection, Row
+from abathur_memory.store.sqlite.vectors import decode, encode
+
+VECTOR_BATCH = 5000  # kept vectors read or dropped per statement
+# Kept vectors of versions no longer live: deleted, superseded by a newer version, or gone.
+_NOT_LIVE = """
+SELECT DISTINCT c.entry_id FROM consolidation_vectors AS c
+LEFT JOIN memory_entries AS m ON m.id = c.entry_id
+WHERE m.id IS NULL OR m.is_deleted OR EXISTS (
+    SELECT 1 FROM memory_entries AS n
+    WHERE n.namespace = m.namespace AND n.key = m.key AND n.version > m.version)
+"""
 
 
 def _run(row: Row) -> ConsolidationRun:
@@ -112,3 +124,37 @@ class SqliteConsolidationStore:
             )
             for r in found
         ]
+
+    async def vectors(self, model: str, entry_ids: Sequence[int]) -> dict[int, Vector]:
+        found: dict[int, Vector] = {}
+        for start in range(0, len(entry_ids), VECTOR_BATCH):
+            rows = await self.db.fetchall(
+                "SELECT entry_id, embedding FROM consolidation_vectors WHERE model = ?"
+                " AND entry_id IN (SELECT value FROM json_each(?))",
+                (model, json.dumps(list(entry_ids[start : start + VECTOR_BATCH]))),
+            )
+            found.update((row[0], decode(row[1])) for row in rows)
+        return found
+
+    async def keep_vectors(self, model: str, vectors: dict[int, Vector]) -> None:
+        def keep(conn: Connection) -> None:
+            conn.executemany(
+                "INSERT OR REPLACE INTO consolidation_vectors (entry_id, model, embedding)"
+                " VALUES (?, ?, ?)",
+                [(entry_id, model, encode(v)) for entry_id, v in vectors.items()],
+            )
+
+        if vectors:
+            await self.db.write(keep)
+
+    async def forget_vectors(self) -> int:
+        rows = await self.db.fetchall(_NOT_LIVE)
+        stale = [row[0] for row in rows]
+        for start in range(0, len(stale), VECTOR_BATCH):
+            batch = json.dumps(stale[start : start + VECTOR_BATCH])
+            await self.db.execute_write(
+                "DELETE FROM consolidation_vectors"
+                " WHERE entry_id IN (SELECT value FROM json_each(?))",
+                (batch,),
+            )
+        return len(stale)

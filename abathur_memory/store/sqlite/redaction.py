@@ -26,6 +26,7 @@ def _drop_index_rows(conn: Connection, entry_ids: list[int]) -> None:
     marks = ",".join("?" for _ in entry_ids)
     conn.execute(f"DELETE FROM memory_fts WHERE rowid IN ({marks})", entry_ids)
     conn.execute(f"DELETE FROM memory_fts_keys WHERE entry_id IN ({marks})", entry_ids)
+    conn.execute(f"DELETE FROM consolidation_vectors WHERE entry_id IN ({marks})", entry_ids)
     for space in live_spaces(conn):
         exists = conn.execute(
             "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
