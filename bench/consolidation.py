@@ -187,7 +187,10 @@ def text_workload(
             rows.append((ns, f"m{i}-copy", "  " + texts[i].upper() + " . ", "semantic"))
             planted["exact_duplicate"].add(frozenset({(ns, f"m{i}"), (ns, f"m{i}-copy")}))
         for i in planting[third : 2 * third]:
-            rows.append((ns, f"m{i}-again", edited(texts[i], rng), "semantic"))
+            again = edited(texts[i], rng)
+            while normalised(again) == normalised(texts[i]):  # a word that was only a mark
+                again = edited(texts[i], rng)
+            rows.append((ns, f"m{i}-again", again, "semantic"))
             planted["near_duplicate"].add(frozenset({(ns, f"m{i}"), (ns, f"m{i}-again")}))
         for i in planting[2 * third :]:
             words = texts[i].split()
@@ -233,8 +236,13 @@ def score(proposals: list[dict[str, Any]], planted: dict[str, set[Any]]) -> dict
     return out
 
 
+def database_of(runtime: Any) -> Any:
+    """The store's database object (``db`` on SQLite, ``database`` on PostgreSQL)."""
+    return getattr(runtime.store, "db", None) or runtime.store.database
+
+
 async def versions(runtime: Any) -> tuple[int, str]:
-    rows = await runtime.store.db.fetchall(
+    rows = await database_of(runtime).fetchall(
         "SELECT namespace, key, version, value, metadata, created_at FROM memory_entries"
         " WHERE namespace LIKE 'user:bench:%' AND key NOT LIKE 'distilled-%'"
         " ORDER BY namespace, key, version"
@@ -287,7 +295,7 @@ class WriteHolds:
         from abathur_memory.store.sqlite import database as sqlite_db
 
         holds = self.holds
-        db = runtime.store.db
+        db = database_of(runtime)
         if hasattr(db, "transaction"):  # PostgreSQL
             original = db.transaction
 

@@ -356,7 +356,7 @@ async def test_a_large_run_saves_its_proposals_in_short_batches(services, monkey
         services.principal, NS, dry_run=False, min_confidence=1.0
     )
     assert len(applied.applied) == 9 and sizes[3:] == [4, 4, 1]
-    assert len((await services.consolidation.runs.applied(applied.run.id))) == 9
+    assert len(await services.consolidation.runs.applied(applied.run.id)) == 9
 
 
 async def test_a_later_run_embeds_only_what_changed_and_kept_vectors_follow_the_memories(
