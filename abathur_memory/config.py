@@ -122,6 +122,29 @@ class Settings(BaseModel):
     )
     ollama_host: str = Field("http://127.0.0.1:11434", min_length=1)
     ollama_model: str = Field("nomic-embed-text", min_length=1)
+    chat_model: str = Field(
+        "",
+        pattern=r"^((ollama|openai):\S.*)?$",
+        description="a chat model that helps consolidation and promotion: ollama:<model> or "
+        "openai:<model> (any OpenAI-compatible endpoint); empty: none (the default)",
+    )
+    chat_base_url: str = Field(
+        "",
+        pattern=r"^(https?://\S+)?$",
+        description="the chat model's endpoint: Ollama's host (default: ollama_host), or an "
+        "OpenAI-compatible base URL such as http://127.0.0.1:8000/v1 (required for openai:)",
+    )
+    chat_api_key_env: str = Field(
+        "ABATHUR_CHAT_API_KEY",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="the environment variable holding the chat endpoint's bearer key, if any",
+    )
+    chat_timeout_s: float = Field(
+        60.0, gt=0, le=3600, description="longest wait for one answer of the chat model"
+    )
+    chat_max_calls: int = Field(
+        100, ge=1, le=100_000, description="most chat model calls per consolidation run"
+    )
     max_file_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
     watch: bool = Field(False, description="serve: keep the document roots indexed")
     watch_debounce_ms: int = Field(500, ge=0, le=60_000)
@@ -156,6 +179,12 @@ class Settings(BaseModel):
     def _listed_within_reply(self) -> Settings:
         if self.max_listed_value_bytes > self.max_reply_bytes:
             raise ValueError("max_listed_value_bytes cannot be larger than max_reply_bytes")
+        if self.chat_model.startswith("openai:") and not self.chat_base_url:
+            # memories leave the machine only for an endpoint named on purpose
+            raise ValueError(
+                "chat_model openai:... needs chat_base_url (e.g. https://api.openai.com/v1 "
+                "or http://127.0.0.1:8000/v1)"
+            )
         return self
 
     @field_validator("db", mode="before")

@@ -19,6 +19,7 @@ from typing import Any
 
 import click
 
+from abathur_memory.chat.factory import make_chat_model
 from abathur_memory.config import Settings, default_db_path
 from abathur_memory.core.principal import Principal
 from abathur_memory.core.replies import Bounds
@@ -35,6 +36,7 @@ from abathur_memory.memory.lifecycle import LifecycleService
 from abathur_memory.memory.links import LinkService
 from abathur_memory.memory.memories import MemoryService
 from abathur_memory.memory.metrics import MetricsRecorder, MetricsService
+from abathur_memory.memory.model_help import ModelHelp
 from abathur_memory.memory.promotion import PromotionService
 from abathur_memory.memory.redaction import RedactionService
 from abathur_memory.memory.sessions import SessionService
@@ -83,6 +85,7 @@ class Runtime:
     consolidation: ConsolidationService
     redaction: RedactionService
     promotion: PromotionService
+    model_help: ModelHelp  # the optional chat model (none configured: it never asks)
     _workers: list[asyncio.Task[None]] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -190,6 +193,7 @@ class Runtime:
         await self.recorder.close()
         await self.call_metrics.close()
         await self.embedder.close()
+        await self.model_help.close()
         await self.store.close()
 
 
@@ -218,7 +222,10 @@ async def build_runtime(settings: Settings, store: Store) -> Runtime:
     sessions = SessionService(store.sessions, recorder, bounds=bounds)
     tokens = TokenService(store.tokens)
     links = LinkService(store.links, guard)
-    consolidation = ConsolidationService(store.consolidation, memories, links, guard, embedder)
+    model_help = ModelHelp(make_chat_model(settings), settings.chat_max_calls)
+    consolidation = ConsolidationService(
+        store.consolidation, memories, links, guard, embedder, model_help
+    )
     return Runtime(
         settings=settings,
         store=store,
@@ -250,8 +257,9 @@ async def build_runtime(settings: Settings, store: Store) -> Runtime:
         ),
         links=links,
         redaction=RedactionService(store.redaction, guard, memories._changed),
-        promotion=PromotionService(store.sessions, memories, links, guard),
+        promotion=PromotionService(store.sessions, memories, links, guard, model_help),
         consolidation=consolidation,
+        model_help=model_help,
     )
 
 

@@ -47,6 +47,7 @@ def consolidate(
     proposals (--apply ID, or --min-confidence); undo a run (--undo RUN).
 
     Applying writes links and new memories only: nothing is deleted or rewritten in place.
+    With chat_model set, the model judges updates and writes clusters' text.
     """
     applying = bool(apply) or min_confidence is not None
     if undo is None and prefix is None:
@@ -91,5 +92,10 @@ def consolidate(
     )
     for skipped in report.skipped:
         click.echo(f"skipped {skipped.id}: {skipped.reason}")
+    model = report.notes.get("model")
+    if model:
+        said = f"chat model {model['model']}: {model['answered']} answered"
+        said += f", {model['fell_back']} left to the deterministic pass"
+        click.echo(said + (f" ({model['errors'][0]})" if model.get("errors") else ""))
     counts = ", ".join(f"{k}: {v}" for k, v in report.run.counts.items())
     click.echo(f"{report.run.mode} run {report.run.id} ({counts})")

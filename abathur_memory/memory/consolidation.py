@@ -27,6 +27,8 @@ from abathur_memory.errors import AbathurError, Conflict, InvalidInput, NotFound
 from abathur_memory.memory.access import AccessGuard
 from abathur_memory.memory.links import LinkService
 from abathur_memory.memory.memories import MemoryService
+from abathur_memory.memory.model_help import ModelHelp
+from abathur_memory.memory.model_review import review
 from abathur_memory.memory.namespaces import SCOPES, Access, clean, validate_prefix
 from abathur_memory.memory.proposals import (
     MAX_SIMILARITY_NAMESPACE,
@@ -67,7 +69,9 @@ class ConsolidationReport(BaseModel):
     proposals: list[Proposal] = Field(description="What the run proposed (dry run) or applied.")
     applied: list[str] = Field(description="Ids of the proposals applied.")
     skipped: list[Skipped] = Field(description="Proposals asked for that were not applied.")
-    notes: dict[str, Any] = Field(description="Namespaces left out of similarity and why.")
+    notes: dict[str, Any] = Field(
+        description="Namespaces left out of similarity and why; what the chat model did."
+    )
 
 
 # Scheduled runs (the lifecycle policy's consolidation_frequency), and who they run as.
@@ -118,12 +122,14 @@ class ConsolidationService:
         links: LinkService,
         guard: AccessGuard,
         embedder: Embedder | None,
+        model: ModelHelp | None = None,
     ) -> None:
         self.runs = runs
         self.memories = memories
         self.links = links
         self.guard = guard
         self.embedder = embedder
+        self.model = model or ModelHelp(None)
 
     async def consolidate(
         self,
@@ -167,6 +173,12 @@ class ConsolidationService:
             vectors = await self._vectors(entries, report)
             report("comparing memories", 0, None)
             proposals, notes = propose(entries, vectors)
+            asking = self.model.round()
+            if self.model.configured:
+                proposals = await review(
+                    proposals, entries, asking, lambda d, t: report("asking the chat model", d, t)
+                )
+                notes["model"] = asking.notes()
             counts: dict[str, Any] = {"memories": len(entries), "proposed": len(proposals)}
             for proposal in proposals:
                 counts[proposal.kind] = counts.get(proposal.kind, 0) + 1
@@ -179,7 +191,10 @@ class ConsolidationService:
                 await self.runs.finish_run(run_id, "done", counts)
                 return await self._report(run_id, proposals, [], [], notes)
             by_id = {p.id: p for p in proposals}
-            skipped = [Skipped(id=i, reason="no longer proposed") for i in wanted if i not in by_id]
+            gone = "no longer proposed"
+            if asking.errors:  # the model's own proposals cannot be made again without it
+                gone += f" (no answer from the chat model: {asking.errors[0]})"
+            skipped = [Skipped(id=i, reason=gone) for i in wanted if i not in by_id]
             chosen = [by_id[i] for i in wanted if i in by_id]
             if min_confidence is not None:
                 chosen += [

@@ -18,6 +18,9 @@ Four kinds, each with its evidence and a confidence in [0, 1]:
   semantic memory holding the most central text and the union of the members' texts,
   derived from each member.
 
+A configured chat model may then judge the updates and write the clusters' text
+(memory/model_review.py); only its verdict makes a ``contradiction``.
+
 A proposal's id is a digest of its kind and the versions it names: the same proposal has
 the same id in every run, and a memory changed since makes the old id stale.
 """
@@ -98,9 +101,13 @@ def key_family(key: str) -> str:
     return _FAMILY_SUFFIX.sub("", key.casefold()) or key.casefold()
 
 
-def _proposal_id(kind: str, members: Sequence[MemoryEntry]) -> str:
+def proposal_id(kind: str, members: Sequence[MemoryEntry | Member], answer: str = "") -> str:
+    """The digest of ``kind`` and the versions named, and of the model's ``answer`` when a
+    model changed the proposal (so an apply run whose model answers otherwise, or not at
+    all, finds it no longer proposed rather than applying something else)."""
     names = sorted(f"{m.namespace}\x00{m.key}\x00{m.version}" for m in members)
-    digest = hashlib.sha256("\x01".join([kind, *names]).encode()).hexdigest()
+    parts = [kind, *names, *([answer] if answer else [])]
+    digest = hashlib.sha256("\x01".join(parts).encode()).hexdigest()
     return f"{kind[:3]}-{digest[:12]}"
 
 
@@ -118,7 +125,7 @@ def _link(link_type: str, source: MemoryEntry, target: MemoryEntry) -> ProposedL
     )
 
 
-def _age(entry: MemoryEntry) -> tuple[str, str, str]:
+def age(entry: MemoryEntry) -> tuple[str, str, str]:
     return (entry.valid_from or entry.created_at, entry.created_at, entry.key)
 
 
@@ -130,11 +137,11 @@ def exact_duplicates(entries: Sequence[MemoryEntry]) -> list[Proposal]:
     for (_, text), group in groups.items():
         if len(group) < 2:
             continue
-        keep, *others = sorted(group, key=_age)
+        keep, *others = sorted(group, key=age)
         for other in others:
             proposals.append(
                 Proposal(
-                    id=_proposal_id("exact_duplicate", [other, keep]),
+                    id=proposal_id("exact_duplicate", [other, keep]),
                     kind="exact_duplicate",
                     confidence=1.0,
                     members=[_member(other), _member(keep)],
@@ -167,11 +174,11 @@ def updates(entries: Sequence[MemoryEntry], taken: set[tuple[str, str]]) -> list
     for (_, how, subject), group in subjects.items():
         if len(group) < 2:
             continue
-        *older, newest = sorted(group, key=_age)
+        *older, newest = sorted(group, key=age)
         for old in older:
             proposals.append(
                 Proposal(
-                    id=_proposal_id("update", [newest, old]),
+                    id=proposal_id("update", [newest, old]),
                     kind="update",
                     confidence=0.95 if how == "metadata" else 0.85,
                     members=[_member(newest), _member(old)],
@@ -225,11 +232,11 @@ def near_duplicates(
             continue
         if subject_of(a) == subject_of(b):  # a newer fact of one subject: an update's work
             continue
-        keep, other = sorted([a, b], key=_age)
+        keep, other = sorted([a, b], key=age)
         score = float(masked[i, j])
         proposals.append(
             Proposal(
-                id=_proposal_id("near_duplicate", [other, keep]),
+                id=proposal_id("near_duplicate", [other, keep]),
                 kind="near_duplicate",
                 confidence=round(0.5 + 0.5 * (score - near) / max(1e-6, 1 - near), 4),
                 members=[_member(other), _member(keep)],
@@ -271,8 +278,8 @@ def episodic_clusters(
         chosen = [entries[episodic[m]] for m in members]
         inner = sub[np.ix_(members, members)]
         central = chosen[int(inner.mean(axis=1).argmax())]
-        facts = list(dict.fromkeys(text_of(e.value) for e in sorted(chosen, key=_age)))
-        pid = _proposal_id("episodic_cluster", chosen)
+        facts = list(dict.fromkeys(text_of(e.value) for e in sorted(chosen, key=age)))
+        pid = proposal_id("episodic_cluster", chosen)
         distilled = NewMemory(
             namespace=central.namespace,
             key=f"distilled-{pid[4:]}",

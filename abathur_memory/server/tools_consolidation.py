@@ -22,8 +22,8 @@ async def memory_consolidate(
     min_confidence: Annotated[float | None, Field(ge=0, le=1)] = None,
     undo: Annotated[str | None, Field(max_length=64)] = None,
 ) -> ConsolidationReport:
-    """Propose duplicates, updates and episodic clusters under prefix; dry_run=false
-    applies ids in apply or all of min_confidence (links, new memories); undo reverts."""
+    """Propose duplicates, updates and clusters under prefix; dry_run=false applies apply
+    ids or all of min_confidence (links, new memories); undo reverts."""
     runtime, principal = acting(ctx)
     if undo is not None:
         return await runtime.consolidation.undo(principal, undo)

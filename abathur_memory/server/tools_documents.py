@@ -71,8 +71,7 @@ async def document_get(
     end_line: Annotated[int | None, Field(ge=1, le=MAX_INT)] = None,
 ) -> DocumentText:
     """Read an indexed document, or lines start_line..end_line of it (1-based, inclusive).
-    Only files inside the indexed folders can be read. A long range stops early: go on
-    from next_start_line."""
+    A long range stops early: go on from next_start_line."""
     return await documents_of(ctx).get(principal_for(ctx), path, start_line, end_line)
 
 

@@ -9,6 +9,7 @@ from mcp.server.mcpserver.tools.base import Tool
 from pydantic import BaseModel, Field
 
 from abathur_memory.core.records import Session, SessionWithEvents
+from abathur_memory.core.replies import absent
 from abathur_memory.server.context import (
     MAX_INT,
     Cursor,
@@ -36,6 +37,8 @@ class Promoted(BaseModel):
     keys: list[str]
     created: int
     unchanged: int
+    summary: str | None = Field(default=None, exclude_if=absent)  # its memory's key
+    note: str | None = Field(default=None, exclude_if=absent)  # why no summary was written
 
 
 class SessionList(BaseModel):
@@ -153,13 +156,20 @@ async def session_promote(
     namespace: Annotated[str, Field(min_length=3, max_length=512)],
     seq_start: Annotated[int, Field(ge=1, le=MAX_INT)],
     seq_end: Annotated[int, Field(ge=1, le=MAX_INT)],
+    summary: bool | None = None,
 ) -> Promoted:
-    """Save events seq_start..seq_end as episodic memories in namespace (once)."""
+    """Save events seq_start..seq_end as episodic memories in namespace (once); summary:
+    add a chat model's summary."""
     done = await runtime_of(ctx).promotion.promote(
-        principal_for(ctx), session_id, namespace, seq_start, seq_end
+        principal_for(ctx), session_id, namespace, seq_start, seq_end, bool(summary)
     )
     return Promoted(
-        namespace=done.namespace, keys=done.keys, created=done.created, unchanged=done.unchanged
+        namespace=done.namespace,
+        keys=done.keys,
+        created=done.created,
+        unchanged=done.unchanged,
+        summary=done.summary,
+        note=done.note,
     )
 
 

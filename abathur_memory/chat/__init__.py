@@ -1,0 +1,1 @@
+"""Optional chat models (off by default): Ollama's chat API and OpenAI-compatible endpoints."""
