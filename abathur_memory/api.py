@@ -68,12 +68,19 @@ class Memories:
         self._search = _bound(service.search, principal)
 
     async def search(
-        self, query: str, prefix: str | None = None, k: int = 10, mode: str = "hybrid"
+        self,
+        query: str,
+        prefix: str | None = None,
+        k: int = 10,
+        mode: str = "hybrid",
+        **options: Any,
     ) -> MemorySearchResult:
         """Keyword and semantic search over what the principal may read (``memory_search``),
-        after bringing the index up to date."""
+        after bringing the index up to date. ``options``: memory_search's other arguments by
+        name (``memory_type``, ``after``, ``before``, ``metadata``, ``include_superseded``,
+        ``valid_at``, ``context``, ``max_tokens``)."""
         await self._memory.catch_up()
-        return await self._search(query, prefix, k, mode)
+        return await self._search(query, prefix, k, mode, **options)
 
 
 class Sessions:

@@ -47,6 +47,9 @@ async def _hot_operations(services: Acting, tag: str) -> None:
     await services.memories.history(notes, f"{tag}1")
     await services.memories.list("user:alice")
     await services.memories.list()
+    for then in ({"as_of": "2020-01-01"}, {"valid_at": "2020-01-01"}):
+        await services.memories.list("user:alice", **then)
+        await services.memories.list(**then)
     await services.memories.delete(notes, f"{tag}2")
     session = await services.sessions.create()
     for _ in range(3):
@@ -60,6 +63,7 @@ async def _hot_operations(services: Acting, tag: str) -> None:
     await services.runtime.memory_indexer.catch_up()
     await services.runtime.documents.index()
     await services.memories.search("hello")
+    await services.memories.search("hello", valid_at="2020-01-01")
     await services.runtime.documents.search(ALICE, "fox")
     await services.runtime.lifecycle.run()
 

@@ -66,6 +66,9 @@ class MemoryFilters:
     # Superseded memories, the from side of duplicates and ended validity are left out
     # unless this is set (memory/links.py says what hides what).
     include_superseded: bool = False
+    # When what is kept must hold (valid_from <= valid_at < valid_to, supersedes links
+    # closing it); None: now.
+    valid_at: dt.datetime | None = None
 
     @property
     def any(self) -> bool:

@@ -25,7 +25,10 @@ def parse_user_time(value: str | datetime) -> datetime:
             ) from None
     if moment.tzinfo is None:
         return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is before year 1 in UTC
+        raise InvalidInput(f"{value!r} is out of the range of times") from None
 
 
 def days_ago(days: float) -> datetime:

@@ -54,8 +54,9 @@ class PutRequest:
 
 def _iso(moment: datetime) -> str:
     """A time as records show it (ISO 8601, milliseconds, Z), for comparing with them."""
-    moment = moment.astimezone(UTC) if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{moment.microsecond // 1000:03d}Z"
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment.isoformat(timespec="milliseconds") + "Z"  # years before 1000 padded too
 
 
 def closed(entry: MemoryEntry, links: Sequence[MemoryLink]) -> MemoryEntry:
@@ -74,6 +75,11 @@ def closed(entry: MemoryEntry, links: Sequence[MemoryLink]) -> MemoryEntry:
         ends.append(entry.valid_to)
     end = min(ends) if ends else None
     return entry if end == entry.valid_to else entry.model_copy(update={"valid_to": end})
+
+
+def _past(moment: datetime | None) -> datetime | None:
+    """An ``as_of`` time, None when it is not in the past (a future as_of reads as now)."""
+    return moment if moment is not None and moment < datetime.now(UTC) else None
 
 
 def _holds(entry: MemoryEntry, at: str) -> bool:
@@ -194,6 +200,17 @@ class MemoryService:
             return timestamps.parse_user_time(value)
         except InvalidInput as exc:
             raise InvalidInput(f"{what}: {exc}") from None
+
+    def _held_at(self, valid_at: str | None, include_superseded: bool) -> datetime | None:
+        """A read's ``valid_at``: it keeps what held then, which include_superseded (keep
+        everything) would contradict."""
+        held = self._time(valid_at, "valid_at")
+        if held is not None and include_superseded:
+            raise InvalidInput(
+                "valid_at keeps what held then and include_superseded keeps everything:"
+                " give one of them"
+            )
+        return held
 
     async def delete(
         self, principal: Principal, namespace: str, key: str, expected_version: int | None = None
@@ -339,15 +356,25 @@ class MemoryService:
         limit: int = 50,
         cursor: str | None = None,
         include_superseded: bool = False,
+        as_of: str | None = None,
+        valid_at: str | None = None,
     ) -> MemoryPage:
         """Latest live entries under ``prefix`` (on ':' boundaries), by namespace then key;
         with no prefix, everything ``principal`` may read. What no longer holds (superseded,
         a duplicate, validity ended) is left out unless ``include_superseded``. Long values
-        are cut, and the page ends before it passes the reply bound (core/replies.py)."""
+        are cut, and the page ends before it passes the reply bound (core/replies.py).
+
+        ``as_of``: each key's version live at that time, as memory_get's as_of reads it,
+        and what the store then knew no longer held (the links made by then); a future
+        time reads as now. ``valid_at``: what held at that time (valid_from <= valid_at <
+        valid_to, supersedes links closing it), instead of now. Both look at each key's one
+        version (live now, or then): memory_get's valid_at also goes back to older ones."""
         if memory_type is not None and memory_type not in MEMORY_TYPES:
             raise InvalidInput(f"memory_type must be one of {', '.join(MEMORY_TYPES)}")
         if not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
             raise InvalidInput(f"limit must be between 1 and {MAX_LIST_LIMIT}")
+        known = _past(self._time(as_of, "as_of"))
+        held = self._held_at(valid_at, include_superseded)
         after = cursors.decode(cursor, start=("", ""))
         position = (after[0], after[1])
         cut = self.bounds.field_bytes
@@ -359,6 +386,8 @@ class MemoryService:
                 limit + 1,
                 cut=cut,
                 include_superseded=bool(include_superseded),
+                as_of=known,
+                valid_at=held,
             )
         else:
             if prefix not in SCOPES:
@@ -372,6 +401,8 @@ class MemoryService:
                 limit + 1,
                 cut=cut,
                 include_superseded=bool(include_superseded),
+                as_of=known,
+                valid_at=held,
             )
         kept = fitting(found[:limit], self.bounds.reply_bytes)
         page = MemoryPage(found[:kept])
@@ -395,20 +426,24 @@ class MemoryService:
         before: str | None = None,
         metadata: dict[str, Any] | None = None,
         include_superseded: bool = False,
+        valid_at: str | None = None,
     ) -> MemorySearchResult:
         """Keyword and semantic search over what ``principal`` may read (the policy bounds
         the candidates in the store, so nothing unreadable is even ranked), optionally
         within ``prefix`` (itself checked) and kept by the filters, which apply inside
         candidate selection. ``context`` adds each hit's neighbours; ``max_tokens`` packs
         hits and neighbours into a budget. What no longer holds is left out in candidate
-        selection unless ``include_superseded``; a hit in an unresolved contradiction is
-        marked with the memories it contradicts."""
+        selection unless ``include_superseded``; with ``valid_at``, what held at that time
+        instead of now (of each memory's live version: the index holds those). A hit in
+        an unresolved contradiction is marked with the memories it contradicts."""
+        held = self._held_at(valid_at, include_superseded)
         if prefix is not None:
             segments = validate_prefix(prefix)
             await self.guard.check(principal, prefix, segments, Access.READ, "search")
         filters = replace(
             search_filters(memory_type, after, before, metadata),
             include_superseded=bool(include_superseded),
+            valid_at=held,
         )
         check_packing(context, max_tokens)
         result = await self.retrieval.memories(

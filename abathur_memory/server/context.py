@@ -62,5 +62,5 @@ JsonObject = dict[str, Any]
 MemoryType = Literal["semantic", "episodic", "procedural"]
 Cursor = Annotated[
     str | None,
-    Field(max_length=2048, description="next_cursor from the previous page; omit for the first."),
+    Field(max_length=2048, description="The previous page's next_cursor."),
 ]

@@ -140,8 +140,8 @@ async def memory_put(
     valid_to: Time = None,
 ) -> MemoryPutResult:
     """Save a memory under (namespace, key): each change is a new version; the live value
-    again writes nothing. expected_version: compare-and-set. metadata omitted keeps the
-    current one. valid_from/valid_to: when it holds."""
+    again writes nothing. metadata omitted keeps the current one. valid_from/valid_to: when
+    it holds."""
     runtime, principal = acting(ctx)
     result = await runtime.memories.put(
         principal,
@@ -162,14 +162,11 @@ async def memory_get(
     namespace: SavedNamespace,
     key: SavedKey,
     version: Annotated[int | None, Field(ge=1, le=MAX_INT)] = None,
-    as_of: Annotated[
-        str | None,
-        Field(max_length=64, description="ISO 8601: as the store knew it then."),
-    ] = None,
+    as_of: Time = None,
     valid_at: Time = None,
 ) -> MemoryRecall:
-    """Recall one memory (latest, a version, or as of a time; valid_at: the one that held
-    then), with its links."""
+    """Recall one memory (latest, a version, as_of: as the store knew it then; valid_at: the
+    one that held then), with its links."""
     runtime, principal = acting(ctx)
     entry = await runtime.memories.get(principal, namespace, key, version, as_of, valid_at)
     links = await runtime.links.readable_links(principal, entry.namespace, entry.key)
@@ -243,12 +240,15 @@ async def memory_list(
     limit: Annotated[int, Field(ge=1, le=1000)] = 50,
     cursor: Cursor = None,
     include_superseded: bool = False,
+    as_of: Time = None,
+    valid_at: Time = None,
 ) -> MemoryList:
-    """List live memories under a prefix (latest versions, by namespace and key); without
-    one, every memory you may read. Long values are cut (see truncated)."""
+    """List live memories under a prefix (by namespace and key; without one, all you may
+    read), hiding what no longer holds unless include_superseded; as_of, valid_at: as
+    memory_get. Long values are cut (see truncated)."""
     runtime, principal = acting(ctx)
     page = await runtime.memories.list(
-        principal, prefix, memory_type, limit, cursor, include_superseded
+        principal, prefix, memory_type, limit, cursor, include_superseded, as_of, valid_at
     )
     return MemoryList(
         entries=[MemoryRecord.of(e) for e in page.entries], next_cursor=page.next_cursor
@@ -276,17 +276,19 @@ async def memory_search(
         ),
     ] = None,
     memory_type: MemoryType | None = None,
-    after: Annotated[str | None, Field(max_length=64, description="ISO 8601, inclusive.")] = None,
-    before: Annotated[str | None, Field(max_length=64, description="ISO 8601, exclusive.")] = None,
+    after: Time = None,
+    before: Time = None,
     metadata: Annotated[
         dict[str, str | int | float | bool] | None,
         Field(description="Metadata values to match."),
     ] = None,
     include_superseded: bool = False,
+    valid_at: Time = None,
 ) -> MemorySearchResult:
-    """Search the memories you may read by meaning and keywords. A memory's time (after,
-    before) is the date its value names, else when first stored. Long values are cut.
-    Superseded facts are left out unless include_superseded; contradictions are marked."""
+    """Search the memories you may read by meaning and keywords; after <= t < before, t: the
+    date a memory's value names, else when stored. Hides what no longer holds unless
+    include_superseded; valid_at: what held then. Long values are cut; contradictions are
+    marked."""
     runtime, principal = acting(ctx)
     return await runtime.memories.search(
         principal,
@@ -301,6 +303,7 @@ async def memory_search(
         before=before,
         metadata=metadata,
         include_superseded=include_superseded,
+        valid_at=valid_at,
     )
 
 

@@ -120,11 +120,15 @@ class MemoryStore(Protocol):
         *,
         cut: int | None = None,
         include_superseded: bool = False,
+        as_of: datetime | None = None,
+        valid_at: datetime | None = None,
     ) -> list[MemoryEntry]:
         """Latest live entries under ``prefix`` on ':' boundaries (a bare scope lists the
         scope), by (namespace, key), after the cursor position ``after``; ``cut`` as for
         history. What no longer holds (superseded, a duplicate, validity ended) is left out
-        unless ``include_superseded``."""
+        unless ``include_superseded``. With ``as_of`` (a past time), each key's version
+        live then (as ``as_of()``), and the links as they stood then; with ``valid_at``,
+        what held at that time (valid_from <= valid_at < valid_to) instead of now."""
         ...
 
     async def list_readable(
@@ -136,6 +140,8 @@ class MemoryStore(Protocol):
         *,
         cut: int | None = None,
         include_superseded: bool = False,
+        as_of: datetime | None = None,
+        valid_at: datetime | None = None,
     ) -> list[MemoryEntry]:
         """Like list_prefix over every namespace ``principal`` may read."""
         ...

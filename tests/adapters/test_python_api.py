@@ -33,6 +33,20 @@ async def test_search_sees_every_write_before_it(memory):
     assert found.pending == 0
 
 
+async def test_search_and_list_take_the_tools_filters(memory):
+    """memories.search passes memory_search's other arguments on (valid_at here), and
+    memories.list takes memory_list's (as_of, valid_at)."""
+    await memory.memories.put("user:alice:jobs", "acme", "works at acme", valid_to="2020-01-01")
+    await memory.memories.put("user:alice:jobs", "globex", "works at globex")
+    found = await memory.memories.search("works", mode="keyword", valid_at="2019-01-01")
+    assert {h.key for h in found.results} == {"acme", "globex"}
+    found = await memory.memories.search("works", mode="keyword")
+    assert [h.key for h in found.results] == ["globex"]
+    listed = await memory.memories.list("user:alice:jobs", valid_at="2019-01-01")
+    assert [e.key for e in listed.entries] == ["acme", "globex"]
+    assert (await memory.memories.list("user:alice:jobs", as_of="2000-01-01")).entries == []
+
+
 async def test_access_rules_and_acting_for_others(memory, admin_memory):
     with pytest.raises(Forbidden):
         await memory.memories.put("user:bob:prefs", "k", 1)

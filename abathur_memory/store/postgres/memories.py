@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from abathur_memory.core.browse import NamespaceCount
 from abathur_memory.core.principal import Principal
@@ -17,7 +19,11 @@ from abathur_memory.errors import Conflict, NotFound
 from abathur_memory.store.postgres import browse, rows
 from abathur_memory.store.postgres.connection import Conn, Database, Queued
 from abathur_memory.store.postgres.puts import lock_keys, put_many
-from abathur_memory.store.postgres.readable import STILL_HOLDS, readable_sql
+from abathur_memory.store.postgres.readable import (
+    STILL_HOLDS,
+    holds_sql,
+    readable_sql,
+)
 from abathur_memory.store.postgres.times import SQL_NOW, at_ms
 
 _LATEST_LIVE = f"""
@@ -127,6 +133,38 @@ WHERE m.namespace >= %(prefix)s AND m.namespace < %(prefix)s || ';'
 ORDER BY m.namespace, m.key
 LIMIT %(limit)s
 """
+
+
+# The version of each key a listing shows (SQLite's _LIVE and _LIVE_THEN).
+_LIVE = (
+    "NOT m.is_deleted AND m.version = (SELECT max(v.version) FROM memory_entries AS v"
+    " WHERE v.namespace = m.namespace AND v.key = m.key)"
+)
+_LIVE_THEN = (
+    "m.version = (SELECT max(v.version) FROM memory_entries AS v"
+    " WHERE v.namespace = m.namespace AND v.key = m.key AND v.created_at <= %s)"
+    " AND NOT (m.is_deleted AND m.updated_at <= %s)"
+)
+
+
+@dataclass(frozen=True)
+class _View:
+    """Which version of each key a listing shows and which it keeps (SQLite's _View)."""
+
+    include_superseded: bool = False
+    as_of: datetime | None = None
+    valid_at: datetime | None = None
+
+    def current(self) -> tuple[str, builtins.list[Any]]:
+        if self.as_of is None:
+            return _LIVE, []
+        known = at_ms(self.as_of)
+        return _LIVE_THEN, [known, known]
+
+    def holds(self) -> tuple[str, builtins.list[Any]]:
+        if self.include_superseded:
+            return "true", []
+        return holds_sql(self.valid_at, self.as_of)
 
 
 class PostgresMemoryStore:
@@ -243,7 +281,19 @@ class PostgresMemoryStore:
         *,
         cut: int | None = None,
         include_superseded: bool = False,
+        as_of: datetime | None = None,
+        valid_at: datetime | None = None,
     ) -> list[MemoryEntry]:
+        if as_of is not None or valid_at is not None:
+            # _LIST_PAGE's range, the cursor moved to its start so the index seeks there
+            where = (
+                "m.namespace >= %s AND m.namespace < %s"
+                " AND (m.namespace = %s OR substr(m.namespace, 1, %s) = %s)"
+            )
+            where_params = [prefix, prefix + ";", prefix, len(prefix) + 1, prefix + ":"]
+            view = _View(include_superseded, as_of, valid_at)
+            start = max(after, (prefix, ""))
+            return await self._list(where, where_params, memory_type, start, limit, cut, view)
         params = {
             "include_superseded": include_superseded,
             "prefix": prefix,
@@ -266,20 +316,44 @@ class PostgresMemoryStore:
         *,
         cut: int | None = None,
         include_superseded: bool = False,
+        as_of: datetime | None = None,
+        valid_at: datetime | None = None,
     ) -> list[MemoryEntry]:
         where, params = readable_sql(principal, None, "m.namespace")
-        if not include_superseded:
-            where += f" AND {STILL_HOLDS}"
+        view = _View(include_superseded, as_of, valid_at)
+        return await self._list(where, params, memory_type, after, limit, cut, view)
+
+    async def _list(
+        self,
+        where: str,
+        params: builtins.list[Any],
+        memory_type: str | None,
+        after: tuple[str, str],
+        limit: int,
+        cut: int | None,
+        view: _View,
+    ) -> list[MemoryEntry]:
+        """A page of the memories in ``where`` (a condition on ``m.namespace``), by
+        (namespace, key), as ``view`` sees them (SQLite's _list)."""
+        current, current_params = view.current()
+        holds, holds_params = view.holds()
         sql = (
             f"SELECT {_listed(cut)} FROM memory_entries AS m"
-            " WHERE (m.namespace, m.key) > (%s, %s) AND NOT m.is_deleted"
-            " AND (%s::text IS NULL OR m.memory_type = %s)"
-            " AND m.version = (SELECT max(v.version) FROM memory_entries AS v"
-            "                  WHERE v.namespace = m.namespace AND v.key = m.key)"
-            f" AND {where} ORDER BY m.namespace, m.key LIMIT %s"
+            " WHERE (m.namespace, m.key) > (%s, %s) AND (%s::text IS NULL OR m.memory_type = %s)"
+            f" AND {current} AND {where} AND {holds} ORDER BY m.namespace, m.key LIMIT %s"
         )
         found = await self.db.fetchall(
-            sql, [after[0], after[1], memory_type, memory_type, *params, limit]
+            sql,
+            [
+                after[0],
+                after[1],
+                memory_type,
+                memory_type,
+                *current_params,
+                *params,
+                *holds_params,
+                limit,
+            ],
         )
         return [rows.memory(r, _limit(cut)) for r in found]
 

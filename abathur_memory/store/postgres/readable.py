@@ -6,22 +6,46 @@ SQLite does."""
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from typing import Any
 
 from abathur_memory.core.principal import Principal
 from abathur_memory.core.search import MemoryFilters
-from abathur_memory.store.postgres.times import SQL_NOW
+from abathur_memory.store.postgres.times import SQL_NOW, at_ms
 
-# What no longer holds: SQLite's STILL_HOLDS (store/sqlite/readable.py), clause for clause.
-STILL_HOLDS = f"""(m.valid_to IS NULL OR m.valid_to > {SQL_NOW})
+# What no longer holds: SQLite's STILL_HOLDS (store/sqlite/readable.py), clause for clause,
+# and its template for another time.
+_HOLDS = """{since}(m.valid_to IS NULL OR m.valid_to > {point})
   AND NOT EXISTS (SELECT 1 FROM memory_links AS l
                   WHERE l.to_namespace = m.namespace AND l.to_key = m.key
-                    AND l.link_type = 'supersedes' AND l.removed_at IS NULL
-                    AND l.to_version >= m.version AND l.holds_until <= {SQL_NOW})
+                    AND l.link_type = 'supersedes' AND {linked}
+                    AND l.to_version >= m.version AND l.holds_until <= {point})
   AND NOT EXISTS (SELECT 1 FROM memory_links AS l
                   WHERE l.from_namespace = m.namespace AND l.from_key = m.key
-                    AND l.link_type = 'duplicates' AND l.removed_at IS NULL
+                    AND l.link_type = 'duplicates' AND {linked}
                     AND l.from_version >= m.version)"""
+_ACTIVE = "l.removed_at IS NULL"
+_ACTIVE_THEN = "l.created_at <= %s AND (l.removed_at IS NULL OR l.removed_at > %s)"
+STILL_HOLDS = _HOLDS.format(since="", point=SQL_NOW, linked=_ACTIVE)
+
+
+def holds_sql(
+    valid_at: datetime | None = None, as_of: datetime | None = None
+) -> tuple[str, list[Any]]:
+    """SQLite's holds_sql: what held at ``valid_at`` as the store knew it at ``as_of``."""
+    moment = valid_at if valid_at is not None else as_of
+    if moment is None:
+        return STILL_HOLDS, []
+    point = at_ms(moment)
+    since, since_params = "", []
+    if valid_at is not None:
+        since, since_params = "(m.valid_from IS NULL OR m.valid_from <= %s) AND ", [point]
+    linked, linked_params = _ACTIVE, []
+    if as_of is not None:
+        known = at_ms(as_of)
+        linked, linked_params = _ACTIVE_THEN, [known, known]
+    sql = _HOLDS.format(since=since, point="%s", linked=linked)
+    return sql, [*since_params, point, *linked_params, point, *linked_params]
 
 
 def readable_sql(
@@ -69,7 +93,9 @@ def memory_filter_sql(filters: MemoryFilters) -> tuple[str, list[Any]]:
     params: list[Any] = []
     clauses.append("m.redacted_at IS NULL")  # an erased memory has nothing to find
     if not filters.include_superseded:
-        clauses.append(STILL_HOLDS)
+        holds, holds_params = holds_sql(filters.valid_at)
+        clauses.append(holds)
+        params.extend(holds_params)
     if filters.memory_type is not None:
         clauses.append("m.memory_type = %s")
         params.append(filters.memory_type)

@@ -24,7 +24,7 @@ from abathur_memory.store.sqlite import audit_rows, browse, rows, timestamps
 from abathur_memory.store.sqlite.database import Database
 from abathur_memory.store.sqlite.driver import Connection
 from abathur_memory.store.sqlite.queries import MEMORY_GET_LATEST, MEMORY_LIST_PAGE
-from abathur_memory.store.sqlite.readable import STILL_HOLDS, readable_sql
+from abathur_memory.store.sqlite.readable import holds_sql, readable_sql
 
 _LATEST_ANY = (
     "SELECT id, version, value, memory_type, metadata, is_deleted, created_by, created_at,"
@@ -42,6 +42,17 @@ CROSS JOIN memory_entries AS m
  AND m.version = (SELECT MAX(v.version) FROM memory_entries AS v
                   WHERE v.namespace = wanted.value ->> 0 AND v.key = wanted.value ->> 1)
 """
+# The version of each key a listing shows: the live one, or the one live at a past time
+# (the newest created by then, unless the key was deleted by then: as_of() below).
+_LIVE = (
+    "m.is_deleted = 0 AND m.version = (SELECT MAX(v.version) FROM memory_entries AS v"
+    " WHERE v.namespace = m.namespace AND v.key = m.key)"
+)
+_LIVE_THEN = (
+    "m.version = (SELECT MAX(v.version) FROM memory_entries AS v"
+    " WHERE v.namespace = m.namespace AND v.key = m.key AND v.created_at <= ?)"
+    " AND NOT (m.is_deleted AND m.updated_at <= ?)"
+)
 # No RETURNING on the hot path: it costs ~40 us per row here (docs/benchmarks.md).
 _INSERT = (
     "INSERT INTO memory_entries (namespace, key, value, memory_type, version, metadata,"
@@ -85,6 +96,28 @@ class _Latest:
             and values.same_json(self.metadata, metadata_text)
             and (self.valid_from, self.valid_to) == _validity(put)
         )
+
+
+@dataclass(frozen=True)
+class _View:
+    """Which version of each key a listing shows, and which of them it keeps: the live one
+    (or the one live at ``as_of``, as memory_get's as_of reads it), kept when it holds at
+    ``valid_at`` (else at ``as_of``, else now) unless ``include_superseded``."""
+
+    include_superseded: bool = False
+    as_of: datetime | None = None
+    valid_at: datetime | None = None
+
+    def current(self) -> tuple[str, builtins.list[Any]]:
+        if self.as_of is None:
+            return _LIVE, []
+        known = timestamps.to_db(self.as_of)
+        return _LIVE_THEN, [known, known]
+
+    def holds(self) -> tuple[str, builtins.list[Any]]:
+        if self.include_superseded:
+            return "1", []
+        return holds_sql(self.valid_at, self.as_of)
 
 
 def _validity(put: PreparedPut) -> tuple[str | None, str | None]:
@@ -302,8 +335,20 @@ class SqliteMemoryStore:
         *,
         cut: int | None = None,
         include_superseded: bool = False,
+        as_of: datetime | None = None,
+        valid_at: datetime | None = None,
     ) -> list[MemoryEntry]:
         limited = rows.NO_CUT if cut is None else cut
+        if as_of is not None or valid_at is not None:
+            # MEMORY_LIST_PAGE's range, the cursor moved to its start so the index seeks there
+            where = (
+                "m.namespace >= ? AND m.namespace < ?"
+                " AND (m.namespace = ? OR substr(m.namespace, 1, ?) = ?)"
+            )
+            where_params = [prefix, prefix + ";", prefix, len(prefix) + 1, prefix + ":"]
+            view = _View(include_superseded, as_of, valid_at)
+            start = max(after, (prefix, ""))
+            return await self._list(where, where_params, memory_type, start, limit, cut, view)
         params = {
             "include_superseded": int(include_superseded),
             "prefix": prefix,
@@ -325,20 +370,44 @@ class SqliteMemoryStore:
         *,
         cut: int | None = None,
         include_superseded: bool = False,
+        as_of: datetime | None = None,
+        valid_at: datetime | None = None,
     ) -> list[MemoryEntry]:
         where, params = readable_sql(principal, None, "m.namespace")
-        if not include_superseded:
-            where += f" AND {STILL_HOLDS}"
+        view = _View(include_superseded, as_of, valid_at)
+        return await self._list(where, params, memory_type, after, limit, cut, view)
+
+    async def _list(
+        self,
+        where: str,
+        params: builtins.list[Any],
+        memory_type: str | None,
+        after: tuple[str, str],
+        limit: int,
+        cut: int | None,
+        view: _View,
+    ) -> list[MemoryEntry]:
+        """A page of the memories in ``where`` (a condition on ``m.namespace``), by
+        (namespace, key), as ``view`` sees them."""
+        current, current_params = view.current()
+        holds, holds_params = view.holds()
         sql = (
             f"SELECT {rows.listed_memory_columns(cut)} FROM memory_entries AS m"
-            " WHERE (m.namespace, m.key) > (?, ?) AND m.is_deleted = 0"
-            " AND (? IS NULL OR m.memory_type = ?)"
-            " AND m.version = (SELECT MAX(v.version) FROM memory_entries AS v"
-            "                  WHERE v.namespace = m.namespace AND v.key = m.key)"
-            f" AND {where} ORDER BY m.namespace, m.key LIMIT ?"
+            " WHERE (m.namespace, m.key) > (?, ?) AND (? IS NULL OR m.memory_type = ?)"
+            f" AND {current} AND {where} AND {holds} ORDER BY m.namespace, m.key LIMIT ?"
         )
         found = await self.db.fetchall(
-            sql, [after[0], after[1], memory_type, memory_type, *params, limit]
+            sql,
+            [
+                after[0],
+                after[1],
+                memory_type,
+                memory_type,
+                *current_params,
+                *params,
+                *holds_params,
+                limit,
+            ],
         )
         return [rows.memory(r, rows.NO_CUT if cut is None else cut) for r in found]
 

@@ -3,6 +3,7 @@ policy of memory/namespaces.py, expressed for one query so nothing unreadable is
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from abathur_memory.core.principal import SCOPES, Principal
@@ -13,16 +14,43 @@ from abathur_memory.store.sqlite.timestamps import SQL_NOW
 # A memory that no longer holds, as a condition on ``m`` (memory_entries), applied inside
 # candidate selection and listings: its validity has ended, an active ``supersedes`` link
 # covering its version has taken effect (the losing side of a resolved contradiction is
-# superseded too), or it is the ``from`` side of an active ``duplicates`` link.
-STILL_HOLDS = f"""(m.valid_to IS NULL OR m.valid_to > {SQL_NOW})
+# superseded too), or it is the ``from`` side of an active ``duplicates`` link. ``{point}``
+# is when it must hold, ``{since}`` an extra condition on its start, ``{linked}`` which
+# links count (those active now, or those active at an earlier time).
+_HOLDS = """{since}(m.valid_to IS NULL OR m.valid_to > {point})
   AND NOT EXISTS (SELECT 1 FROM memory_links AS l
                   WHERE l.to_namespace = m.namespace AND l.to_key = m.key
-                    AND l.link_type = 'supersedes' AND l.removed_at IS NULL
-                    AND l.to_version >= m.version AND l.holds_until <= {SQL_NOW})
+                    AND l.link_type = 'supersedes' AND {linked}
+                    AND l.to_version >= m.version AND l.holds_until <= {point})
   AND NOT EXISTS (SELECT 1 FROM memory_links AS l
                   WHERE l.from_namespace = m.namespace AND l.from_key = m.key
-                    AND l.link_type = 'duplicates' AND l.removed_at IS NULL
+                    AND l.link_type = 'duplicates' AND {linked}
                     AND l.from_version >= m.version)"""
+_ACTIVE = "l.removed_at IS NULL"
+_ACTIVE_THEN = "l.created_at <= ? AND (l.removed_at IS NULL OR l.removed_at > ?)"
+STILL_HOLDS = _HOLDS.format(since="", point=SQL_NOW, linked=_ACTIVE)
+
+
+def holds_sql(
+    valid_at: datetime | None = None, as_of: datetime | None = None
+) -> tuple[str, list[Any]]:
+    """STILL_HOLDS at another time, with positional parameters: what held at ``valid_at``
+    (it had started: valid_from <= valid_at < valid_to), as the store knew it at ``as_of``
+    (the links made and not yet removed then). With ``as_of`` alone, what held then as
+    the store knew it then: what a listing showed at that time."""
+    moment = valid_at if valid_at is not None else as_of
+    if moment is None:
+        return STILL_HOLDS, []
+    point = timestamps.to_db(moment)
+    since, since_params = "", []
+    if valid_at is not None:
+        since, since_params = "(m.valid_from IS NULL OR m.valid_from <= ?) AND ", [point]
+    linked, linked_params = _ACTIVE, []
+    if as_of is not None:
+        known = timestamps.to_db(as_of)
+        linked, linked_params = _ACTIVE_THEN, [known, known]
+    sql = _HOLDS.format(since=since, point="?", linked=linked)
+    return sql, [*since_params, point, *linked_params, point, *linked_params]
 
 
 def readable_sql(
@@ -80,7 +108,9 @@ def memory_filter_sql(filters: MemoryFilters) -> tuple[str, list[Any]]:
     params: list[Any] = []
     clauses.append("m.redacted_at IS NULL")  # an erased memory has nothing to find
     if not filters.include_superseded:
-        clauses.append(STILL_HOLDS)
+        holds, holds_params = holds_sql(filters.valid_at)
+        clauses.append(holds)
+        params.extend(holds_params)
     if filters.memory_type is not None:
         clauses.append("m.memory_type = ?")
         params.append(filters.memory_type)

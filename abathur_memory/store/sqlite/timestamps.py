@@ -10,14 +10,15 @@ from datetime import UTC, datetime, timedelta
 
 # The same expression the migrations use as column defaults.
 SQL_NOW = "strftime('%Y-%m-%d %H:%M:%f', 'now')"
-_FORMAT = "%Y-%m-%d %H:%M:%S.%f"
 
 
 def to_db(moment: datetime) -> str:
     """A datetime (naive = UTC) in the stored format."""
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC).replace(tzinfo=None)
-    return moment.strftime(_FORMAT)[:-3]
+    # isoformat pads years before 1000 to four digits (strftime's %Y does not on glibc),
+    # so every stored time compares as text in time order
+    return moment.isoformat(sep=" ", timespec="milliseconds")
 
 
 def now_db() -> str:
