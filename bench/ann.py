@@ -1,10 +1,10 @@
 """Which approximate nearest-neighbour library the SQLite vector path uses, and from what size;
 print one JSON object.
 
-Not a test: run it by hand, e.g. ``python bench/ann.py [--n 100000] [--queries 200]
+Not a test: run it by hand, e.g. ``python -m bench.ann [--n 100000] [--queries 200]
 [--threads 2] [--out FILE]`` (``--quick``: 5,000 vectors, a smoke run whose numbers mean little).
 
-The vectors are bench/indexing.py's clustered mixture (384-dim float32 unit vectors, n / 100
+The vectors are bench.common's clustered mixture (384-dim float32 unit vectors, n / 100
 clusters; queries held out, drawn near the same clusters), so the numbers are comparable with
 bench/vec0.py and docs/benchmarks.md. k = 10; recall@10 is against numpy exact search.
 
@@ -30,8 +30,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
-import statistics
 import sys
 import tempfile
 import time
@@ -41,19 +39,11 @@ from typing import Any
 
 import numpy as np
 
-# bench/ is on sys.path when this file is run as a script: reuse the other benchmarks' helpers.
-from indexing import MIX, Mixture, exact_top, rss_mb
-
-from abathur_memory.store.sqlite import vector_index
+from abathur_memory.store.sqlite import ann_files, vector_index
+from bench.common import MIX, K, Mixture, dist_version, emit, exact_top, percentiles, rss_mb
 
 SEED = 20261207
-K = 10
 ROOTS = 10
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def timed(fn: Callable[[np.ndarray], list[int]], queries: np.ndarray) -> tuple[dict, list]:
@@ -64,10 +54,7 @@ def timed(fn: Callable[[np.ndarray], list[int]], queries: np.ndarray) -> tuple[d
         start = time.perf_counter()
         answers.append(fn(q))
         samples.append((time.perf_counter() - start) * 1000)
-    return {
-        "p50_ms": round(statistics.median(samples), 3),
-        "p95_ms": round(pct(samples, 0.95), 3),
-    }, answers
+    return percentiles(samples), answers
 
 
 def recall(found: list[list[int]], truth: list[list[int]]) -> float:
@@ -78,8 +65,7 @@ def recall(found: list[list[int]], truth: list[list[int]]) -> float:
 def faiss_run(
     matrix: np.ndarray, queries: np.ndarray, truth: list, roots: np.ndarray, args: Any
 ) -> dict:
-    import faiss
-
+    faiss = ann_files.faiss_module()
     faiss.omp_set_num_threads(args.threads)
     ids = np.arange(1, len(matrix) + 1, dtype=np.int64)
     gc.collect()
@@ -206,6 +192,14 @@ def project_path(matrix: np.ndarray, queries: np.ndarray) -> tuple[dict, list]:
     return timed(query, queries)
 
 
+Search = Callable[[np.ndarray, "np.ndarray | None"], list[int]]
+
+
+def within(search: Search, allowed: np.ndarray | None) -> Callable[[np.ndarray], list[int]]:
+    """``search`` with its allowed ids bound (None: every vector)."""
+    return lambda q: search(q, allowed)
+
+
 def engine_run(matrix: np.ndarray, queries: np.ndarray, truth: list, roots: np.ndarray) -> dict:
     """The engine's own vector step on a SQLite file holding the vectors: the exact path
     (coarse pass + re-rank from the table) against the approximate index (graph + the same
@@ -223,9 +217,9 @@ def engine_run(matrix: np.ndarray, queries: np.ndarray, truth: list, roots: np.n
         conn.execute("PRAGMA foreign_keys = OFF")  # chunk rows are not needed for vectors
         conn.execute("BEGIN IMMEDIATE")
         identity = EmbeddingIdentity("fake", "bench", matrix.shape[1], 512)
-        space = spaces.space_for(conn, identity)
+        written = spaces.space_for(conn, identity)
         conn.executemany(
-            f"INSERT INTO {space.vectors} (chunk_id, embedding, code) VALUES (?, ?, ?)",
+            f"INSERT INTO {written.vectors} (chunk_id, embedding, code) VALUES (?, ?, ?)",
             ((i + 1, *chunks.encoded(v)) for i, v in enumerate(matrix)),
         )
         conn.execute("COMMIT")
@@ -239,7 +233,7 @@ def engine_run(matrix: np.ndarray, queries: np.ndarray, truth: list, roots: np.n
         graphs.sync(space.id, space.vectors)
         out["build_s"] = round(time.perf_counter() - start, 2)
         out["rss_added_mb"] = round(rss_mb() - before, 1)
-        saved = ann_files_path(path, space.vectors)
+        saved = ann_files.path_for(path, space.vectors)
         out["file_mb"] = round(saved.stat().st_size / 1e6, 1)
         fresh = ann.AnnIndexes(path, ann.AnnSettings(min_vectors=1))
         start = time.perf_counter()
@@ -264,9 +258,9 @@ def engine_run(matrix: np.ndarray, queries: np.ndarray, truth: list, roots: np.n
         ]
         conn.execute("BEGIN")  # a read snapshot, as a search has
         for name, fn in (("exact_path", exact), ("approximate_path", approximate)):
-            stats, answers = timed(fn, queries)
+            stats, answers = timed(within(fn, None), queries)
             out[name] = {**stats, "recall_at_10": recall(answers, truth)}
-            stats, answers = timed(lambda q, fn=fn: fn(q, ids_of_root), queries)
+            stats, answers = timed(within(fn, ids_of_root), queries)
             out[f"{name}_filtered_10pct"] = {
                 **stats,
                 "recall_at_10": recall(answers, filtered_truth),
@@ -276,12 +270,6 @@ def engine_run(matrix: np.ndarray, queries: np.ndarray, truth: list, roots: np.n
         fresh.close()
         conn.close()
     return out
-
-
-def ann_files_path(db_path: Path, table: str) -> Path:
-    from abathur_memory.store.sqlite import ann_files
-
-    return ann_files.path_for(db_path, table)
 
 
 def main() -> None:
@@ -312,10 +300,9 @@ def main() -> None:
         "vectors_mb": round(matrix.nbytes / 1e6, 1),
         "python": sys.version.split()[0],
     }
-    import faiss
-    import usearch
-
-    result["versions"] = {"faiss": faiss.__version__, "usearch": usearch.__version__}
+    faiss = ann_files.faiss_module()
+    # usearch is imported by the libraries part only: the engine part runs without it
+    result["versions"] = {"faiss": faiss.__version__, "usearch": dist_version("usearch")}
     if args.only != "libraries":
         result["engine"] = engine_run(matrix, queries, truth, roots)
     if args.only == "engine":
@@ -332,18 +319,16 @@ def main() -> None:
         sub_truth = [[int(i) + 1 for i in exact_top(sub, q)] for q in queries]
         stats, answers = project_path(sub, queries)
         entry: dict[str, Any] = {"project": {**stats, "recall_at_10": recall(answers, sub_truth)}}
-        import faiss as f
-
-        f.omp_set_num_threads(args.threads)
-        inner = f.IndexHNSWFlat(sub.shape[1], 32, f.METRIC_INNER_PRODUCT)
+        faiss.omp_set_num_threads(args.threads)
+        inner = faiss.IndexHNSWFlat(sub.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
         inner.hnsw.efConstruction = 64
         start = time.perf_counter()
         inner.add(sub)
         build = time.perf_counter() - start
-        f.omp_set_num_threads(1)
+        faiss.omp_set_num_threads(1)
 
         def query(q: np.ndarray, index: Any = inner) -> list[int]:
-            _, found = index.search(q[None, :], K, params=f.SearchParametersHNSW(efSearch=64))
+            _, found = index.search(q[None, :], K, params=faiss.SearchParametersHNSW(efSearch=64))
             return [int(i) + 1 for i in found[0]]
 
         stats, answers = timed(query, queries)
@@ -355,13 +340,6 @@ def main() -> None:
         by_size[str(size)] = entry
     result["by_size"] = by_size
     emit(result, args.out)
-
-
-def emit(result: dict[str, Any], out: Path | None) -> None:
-    text = json.dumps(result, indent=2)
-    print(text)
-    if out:
-        out.write_text(text + "\n")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,11 @@
 """What indexing CJK pairs (core/cjk.py) costs, and what it finds; print one JSON object.
 
-Not a test: run it by hand, ``python bench/cjk_keywords.py [--label L] [--out FILE]``, once
-with this release and once with an older one on PYTHONPATH (it uses only the public runtime),
-to compare. ``--upgrade`` (this release only) also times the upgrade of an index made
-without the pairs.
+Not a test: run it by hand, ``python -m bench.cjk_keywords [--label L] [--out FILE]``, once
+with this release and once with an older one (it uses only the public runtime):
+``PYTHONPATH=<old checkout>:. python -P -m bench.cjk_keywords`` (``-P``: the current directory
+does not come first, so the old package wins). ``--upgrade`` (this release only) also times
+the upgrade of an index made without the pairs. The numbers are in
+bench/results/cjk_keywords.json and docs/benchmarks.md ("CJK words inside sentences").
 
 1. English: the abstracts of vaswani, cranfield and nfcorpus (../shared/data, 16,224
    documents) as markdown, indexed by ``DocumentService`` into a SQLite file and into a
@@ -23,11 +25,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import re
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -35,14 +35,8 @@ from typing import Any
 
 import numpy as np
 
-BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH.parent / "tests"))  # pg_server: the throwaway PostgreSQL
-
-import pg_server  # noqa: E402
-import retrieval  # noqa: E402
-from drivers import machine  # noqa: E402
-
-from abathur_memory.embedders.fake import FakeEmbedder  # noqa: E402
+from abathur_memory.embedders.fake import FakeEmbedder
+from bench.common import emit, machine, postgres_schema, postgres_server, read_beir, write_markdown
 
 _WORD_LIST = """
 東京 大阪 京都 会社 学校 電車 自転車 図書館 病院 銀行 郵便局 天気 季節
@@ -137,6 +131,8 @@ def postgres_sizes(url: str) -> dict[str, Any]:
             " WHERE n.nspname = current_schema() AND c.relkind = 'r'"
             " AND c.relname LIKE 'chunks_s%'"
         ).fetchone()
+    if row is None:
+        raise RuntimeError("no size for the chunk tables")
     total, indexes = float(row[0]), float(row[1])
     return {"chunks_total_mb": round(total / 1e6, 2), "chunks_indexes_mb": round(indexes / 1e6, 2)}
 
@@ -183,7 +179,8 @@ async def time_upgrade_postgres(url: str) -> dict[str, Any]:
             conn.execute(f"DROP TRIGGER {chunks}_grams ON {chunks}".encode())
             conn.execute(f"ALTER TABLE {chunks} DROP COLUMN grams_tsv, DROP COLUMN grams".encode())
         conn.execute("UPDATE embedding_spaces SET ddl_version = 1")
-        chunks_total = conn.execute("SELECT count(*) FROM chunks_s1").fetchone()[0]
+        counted = conn.execute("SELECT count(*) FROM chunks_s1").fetchone()
+        chunks_total = counted[0] if counted else 0
     started = time.perf_counter()
     async with open_runtime(load_settings(db=url, embedder="fake", user="bench")):
         seconds = time.perf_counter() - started
@@ -198,48 +195,43 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         english, queries = tmp / "english", []
         english.mkdir()
         for dataset in ("vaswani", "cranfield", "nfcorpus"):
-            data = retrieval.load(dataset, None, None)
-            retrieval.write_markdown(data["corpus"], english)
-            queries += [q["text"] for q in data["queries"]][:100]
+            corpus, judged, _ = read_beir(dataset)
+            write_markdown(corpus, english)
+            queries += [q["text"] for q in judged][:100]
         japanese = tmp / "japanese"
         japanese.mkdir()
-        corpus = japanese_corpus(2000)
-        for file, text in corpus.items():
+        notes = japanese_corpus(2000)
+        for file, text in notes.items():
             (japanese / file).write_text(text)
         rng = random.Random(5)
         probes = []  # (a word inside a sentence, the files that hold it)
         for word in rng.sample(WORDS, 50):
-            holders = {f for f, text in corpus.items() if word in text}
+            holders = {f for f, text in notes.items() if word in text}
             probes.append((word, holders))
-        base = tmp / "pg"
-        base.mkdir()
-        admin = pg_server.start_postgres(base)
-        try:
+        with postgres_server() as admin:
             for label, folder, words in (
                 ("english", english, queries),
                 ("japanese", japanese, [w for w, _ in probes]),
             ):
                 part: dict[str, Any] = {}
                 sqlite_path = tmp / f"{label}.db"
-                url = pg_server.fresh_schema(admin, f"bench_{label}")
-                for backend, db in (("sqlite", str(sqlite_path)), ("postgres", url)):
-                    result = await index_and_search(db, folder, words)
-                    found = result.pop("found")
-                    if label == "japanese":
-                        result["words_found"] = sum(
-                            bool(paths) and Path(paths[0]).name in holders
-                            for paths, (_, holders) in zip(found, probes, strict=True)
-                        )
-                        result["words"] = len(probes)
-                    sizes = sqlite_sizes(sqlite_path) if backend == "sqlite" else {}
-                    result.update(sizes or postgres_sizes(url))
-                    part[backend] = result
-                if args.upgrade:
-                    part["sqlite"]["upgrade"] = await time_upgrade_sqlite(sqlite_path)
-                    part["postgres"]["upgrade"] = await time_upgrade_postgres(url)
+                with postgres_schema(admin) as (url, _):
+                    for backend, db in (("sqlite", str(sqlite_path)), ("postgres", url)):
+                        result = await index_and_search(db, folder, words)
+                        found = result.pop("found")
+                        if label == "japanese":
+                            result["words_found"] = sum(
+                                bool(paths) and Path(paths[0]).name in holders
+                                for paths, (_, holders) in zip(found, probes, strict=True)
+                            )
+                            result["words"] = len(probes)
+                        sizes = sqlite_sizes(sqlite_path) if backend == "sqlite" else {}
+                        result.update(sizes or postgres_sizes(url))
+                        part[backend] = result
+                    if args.upgrade:
+                        part["sqlite"]["upgrade"] = await time_upgrade_sqlite(sqlite_path)
+                        part["postgres"]["upgrade"] = await time_upgrade_postgres(url)
                 out[label] = part
-        finally:
-            pg_server.stop_postgres(base)
     return out
 
 
@@ -249,11 +241,7 @@ def main() -> None:
     parser.add_argument("--upgrade", action="store_true")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    result = asyncio.run(measure(args))
-    text = json.dumps(result, indent=2, ensure_ascii=False)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(asyncio.run(measure(args)), args.out)
 
 
 if __name__ == "__main__":

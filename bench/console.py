@@ -1,6 +1,6 @@
 """Time every page of the web console on a big database; print one JSON object.
 
-Not a test: run it by hand, e.g. ``python bench/console.py [--out FILE] [--quick]``.
+Not a test: run it by hand, e.g. ``python -m bench.console [--out FILE] [--quick]``.
 
 One SQLite file is made the project's way (``driver.connect`` + ``runner.migrate``), then
 filled straight through SQL: 100,000 live memories of user alice (in 500 namespaces, each
@@ -24,12 +24,13 @@ import asyncio
 import datetime as dt
 import json
 import random
-import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from bench.common import emit, percentiles, postgres_server
 
 FULL = {"memories": 100_000, "sessions": 1_000, "events": 1_000, "documents": 10_000}
 QUICK = {"memories": 1_000, "sessions": 10, "events": 100, "documents": 100}
@@ -190,13 +191,8 @@ async def measure(path: Path | str, calls: int) -> dict[str, Any]:
                     samples[name].append((time.perf_counter() - start) * 1000)
                     assert answer.status_code == 200
             for name, values in samples.items():
-                values.sort()
-                p95 = values[min(len(values) - 1, int(0.95 * len(values)))]
-                results[name] = {
-                    "p50_ms": round(statistics.median(values), 1),
-                    "p95_ms": round(p95, 1),
-                    "meets_target": p95 < TARGET_P95_MS,
-                }
+                measured = percentiles(values, digits=1)
+                results[name] = {**measured, "meets_target": measured["p95_ms"] < TARGET_P95_MS}
         facts = (await runtime.metrics.facts()).model_dump()
     return {"pages": results, "database": facts, "memory_index_s": indexed_s}
 
@@ -204,13 +200,10 @@ async def measure(path: Path | str, calls: int) -> dict[str, Any]:
 def _on_postgres(path: Path, calls: int, built: dict[str, Any]) -> dict[str, Any]:
     """The file copied into a temporary PostgreSQL with ``migrate``'s own code, then the
     same pages timed against it."""
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    import memory_retrieval
-
     from abathur_memory.config import load_settings
     from abathur_memory.ops import migration
 
-    with memory_retrieval.postgres_database() as url:
+    with postgres_server() as url:
         started = time.perf_counter()
         settings = load_settings(db=str(path), user="ops", admin=True, embedder="fake")
         report = migration.copy(str(path), url, settings)
@@ -256,10 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         "meets_target": all(p["meets_target"] for p in measured["pages"].values()),
         **measured,
     }
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
+    emit(out, args.out)
     return 0
 
 

@@ -36,8 +36,8 @@ bundled model):
   while each ran (the write lock on SQLite, a transaction's row locks on PostgreSQL), with
   what it was.
 
-    python bench/consolidation.py [--subjects 200] [--embedder fake|embedded] [--out FILE]
-    python bench/consolidation.py --workload text [--memories 5000] [--backend postgres]
+    python -m bench.consolidation [--subjects 200] [--embedder fake|embedded] [--out FILE]
+    python -m bench.consolidation --workload text [--memories 5000] [--backend postgres]
 """
 
 from __future__ import annotations
@@ -56,8 +56,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-DATA = HERE.parent.parent / "shared" / "data"
+from bench.common import DATA, postgres_server
 
 CITIES = ["Berlin", "Lisbon", "Oslo", "Lyon", "Porto", "Quito", "Osaka", "Tunis", "Perth"]
 EMPLOYERS = ["Acme", "Globex", "Initech", "Umbrella", "Hooli", "Vandelay", "Stark", "Wayne"]
@@ -418,10 +417,7 @@ async def run(
 @contextlib.contextmanager
 def database(backend: str) -> Iterator[str]:
     if backend == "postgres":
-        sys.path.insert(0, str(HERE))
-        import memory_retrieval
-
-        with memory_retrieval.postgres_database() as url:
+        with postgres_server() as url:
             yield url
         return
     with tempfile.TemporaryDirectory() as tmp:

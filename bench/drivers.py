@@ -1,6 +1,6 @@
 """Compare SQLite driver candidates on this machine; print one JSON object.
 
-Not a test: run it by hand, e.g. ``python bench/drivers.py [--rows 100000] [--out FILE]``.
+Not a test: run it by hand, e.g. ``python -m bench.drivers [--rows 100000] [--out FILE]``.
 
 Candidates: ``sqlean`` (sqlean.py, the driver the project uses), ``pysqlite3``
 (pysqlite3-binary), ``apsw`` (not DB-API) and the stdlib ``sqlite3`` (reference only).
@@ -28,21 +28,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime as dt
 import gc
 import importlib
 import importlib.metadata
-import json
-import os
-import platform
 import random
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+from bench.common import emit, header, interleaved, percentiles_us, value_of, warm
 
 RUNS = 3
 LOOKUPS = 20_000
@@ -77,12 +75,6 @@ def namespace_of(i: int) -> str:
     return f"user:u{i % 100}:ns{i % 1000}"
 
 
-def value_of(i: int) -> str:
-    """A JSON object of exactly 100 bytes."""
-    head = json.dumps({"i": i, "kind": "note", "text": ""}, separators=(",", ":"))
-    return head[:-2] + "x" * (100 - len(head)) + '"}'
-
-
 def make_rows(n: int) -> list[tuple[str, str, str]]:
     return [(namespace_of(i), f"k{i}", value_of(i)) for i in range(n)]
 
@@ -93,21 +85,6 @@ def lookup_params(n: int, count: int, rng: random.Random) -> list[dict[str, str]
 
 
 # -- statistics ---------------------------------------------------------------------------
-
-
-def percentiles_us(samples_ns: list[int]) -> dict[str, float]:
-    ordered = sorted(samples_ns)
-
-    def pick(q: float) -> float:
-        index = min(len(ordered) - 1, round(q * (len(ordered) - 1)))
-        return round(ordered[index] / 1000, 2)
-
-    return {
-        "p50_us": pick(0.50),
-        "p95_us": pick(0.95),
-        "p99_us": pick(0.99),
-        "mean_us": round(statistics.fmean(ordered) / 1000, 2),
-    }
 
 
 def median_of_runs(runs: list[dict[str, float]]) -> dict[str, Any]:
@@ -335,28 +312,17 @@ def populate_project_db(path: Path, rows: list[tuple[str, str, str]]) -> None:
 
 
 async def _time_reads(
-    calls: dict[str, Callable[[dict], Any]], warmup: list, timed: list
+    calls: dict[str, Callable[[dict], Awaitable[None]]], warmup: list, timed: list
 ) -> dict[str, dict[str, float]]:
     """Latency of each call, interleaved in blocks so that every call sees the same noise."""
-    for fn in calls.values():
-        for params in warmup:
-            await fn(params)
-    samples: dict[str, list[int]] = {name: [] for name in calls}
-    names = list(calls)
-    clock = time.perf_counter_ns
-    gc.collect()
-    for block, first in enumerate(range(0, len(timed), READ_BLOCK)):
-        chunk = timed[first : first + READ_BLOCK]
-        for name in names[block % len(names) :] + names[: block % len(names)]:
-            fn, out = calls[name], samples[name]
-            for params in chunk:
-                start = clock()
-                await fn(params)
-                out.append(clock() - start)
+    await warm(calls, warmup)
+    samples = await interleaved(calls, timed, READ_BLOCK, clock=time.perf_counter_ns)
     return {name: percentiles_us(values) for name, values in samples.items()}
 
 
-async def _time_writes(writes: dict[str, Callable[[dict], Any]], run: int) -> dict[str, float]:
+async def _time_writes(
+    writes: dict[str, Callable[[dict], Awaitable[None]]], run: int
+) -> dict[str, float]:
     """commits/s of each write, interleaved in blocks like the reads."""
 
     def params(tag: str, j: int) -> dict[str, str]:
@@ -464,25 +430,6 @@ async def async_section(path: Path, warmup: list, timed: list, run: int) -> dict
 # -- main -----------------------------------------------------------------------------------
 
 
-def machine() -> dict[str, Any]:
-    cpu_model = None
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu_model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu_count": os.cpu_count(),
-        "cpu_model": cpu_model or platform.processor() or None,
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "tmpdir": tempfile.gettempdir(),
-    }
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=100_000, help="rows to insert (100000)")
@@ -529,8 +476,7 @@ def main(argv: list[str] | None = None) -> int:
         drivers[name]["workload"] = median_of_runs(runs)
 
     result: dict[str, Any] = {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
+        **header(),
         "rows": args.rows,
         "lookups": LOOKUPS,
         "commits": COMMITS,
@@ -569,10 +515,7 @@ def main(argv: list[str] | None = None) -> int:
         result["project_database"] = {"available": False, "reason": reason}
     result["elapsed_s"] = round(time.perf_counter() - started, 1)
 
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
+    emit(result, args.out)
     return 0
 
 

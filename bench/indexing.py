@@ -1,7 +1,7 @@
 """Measure document indexing and search against floors and peers from the same run; print one
 JSON object.
 
-Not a test: run it by hand, e.g. ``python bench/indexing.py [--out FILE] [--quick]``
+Not a test: run it by hand, e.g. ``python -m bench.indexing [--out FILE] [--quick]``
 (``--quick`` is a smoke run with small sizes and one run; its numbers mean little).
 Everything it generates lives in a temporary directory.
 
@@ -61,12 +61,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import datetime as dt
 import gc
-import hashlib
 import json
 import os
-import re
 import shutil
 import statistics
 import subprocess
@@ -80,27 +77,41 @@ from typing import Any
 
 import numpy as np
 
-# bench/ is on sys.path when this file is run as a script: reuse the other benchmarks' helpers.
-from drivers import machine
-
 from abathur_memory.embedders.base import EmbedderBase
+from bench.common import (
+    CHUNK_WORDS,
+    DATA,
+    DIM,
+    MIX,
+    ROOT,
+    TOPICS,
+    K,
+    Mixture,
+    QueryVectorEmbedder,
+    bench_command,
+    build_search_index,
+    check,
+    chunk_texts,
+    corpus_docs,
+    corpus_queries,
+    einsum_scores,
+    emit,
+    exact_top,
+    header,
+    interleaved,
+    load_average,
+    percentiles,
+    profile,
+    project_revision,
+    rss_mb,
+    synthetic_identity,
+)
 
 SEED = 20261123
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
-CORPORA = ("vaswani", "cranfield", "nfcorpus")
 RUST_BOOK = DATA / "markdown" / "rust-book"
-DIM = 384
-CHUNK_WORDS = 100
-CHUNKS_PER_DOC = 20
-TOPICS = 50
-K = 10
-# Vector mixture: x = unit(a * shared + b * topic + c * cluster + n * noise), the four parts
-# independent random unit vectors; queries are drawn the same way. At 100k the default gives
-# a mean cosine of about 0.08 between random vectors and 0.49 / 0.44 / 0.34 / 0.24 from a
-# query to its 1st / 10th / 100th / 1000th neighbour; the sweep varies c (the overlap).
-MIX = {"shared": 0.35, "topic": 0.5, "cluster": 0.5, "noise": 1.0, "query_noise": 1.0}
-SWEEP_CLUSTER = (0.4, 0.45, 0.5, 0.6)
+SWEEP_CLUSTER = (0.4, 0.45, 0.5, 0.6)  # the recall sweep varies the cluster weight of MIX
 WATCH_DEBOUNCE_MS = 500
+Call = Callable[[Any], Awaitable[float]]  # a timed call: returns its own time in ms
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,37 +151,8 @@ QUICK = Sizes(
 # -- small helpers ------------------------------------------------------------------------
 
 
-def stats_ms(values: Sequence[float]) -> dict[str, float]:
-    ordered = sorted(values)
-
-    def pick(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))], 3)
-
-    return {"p50_ms": pick(0.5), "p95_ms": pick(0.95), "max_ms": round(ordered[-1], 3)}
-
-
 def median_of(runs: list[dict[str, Any]], key: str) -> float:
     return round(statistics.median(run[key] for run in runs), 3)
-
-
-def load() -> list[float]:
-    return [round(x, 2) for x in os.getloadavg()]
-
-
-def check(ok: bool, what: str) -> None:
-    if not ok:
-        raise RuntimeError(what)
-
-
-def unit(m: np.ndarray) -> np.ndarray:
-    return m / np.linalg.norm(m, axis=-1, keepdims=True)
-
-
-def rss_mb() -> float:
-    """Current resident set size of this process."""
-    with open("/proc/self/statm") as fh:
-        pages = int(fh.read().split()[1])
-    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
 
 
 def hwm_mb() -> float:
@@ -181,258 +163,7 @@ def hwm_mb() -> float:
     return float("nan")
 
 
-Call = Callable[[Any], Awaitable[float]]
-
-
-async def interleaved(calls: dict[str, Call], items: Sequence[Any], block: int) -> dict[str, list]:
-    """Each call kind over ``items`` in blocks, the kinds taking turns (the order rotates each
-    block) so that all see the same noise. Each call returns its own time in ms."""
-    samples: dict[str, list[float]] = {name: [] for name in calls}
-    names = list(calls)
-    gc.collect()
-    for number, first in enumerate(range(0, len(items), block)):
-        chunk = items[first : first + block]
-        turn = number % len(names)
-        for name in names[turn:] + names[:turn]:
-            fn, out = calls[name], samples[name]
-            for item in chunk:
-                out.append(await fn(item))
-    return samples
-
-
-# -- text ---------------------------------------------------------------------------------
-
-_WORD = re.compile(r"\w+")
-
-
-def corpus_docs() -> list[dict[str, str]]:
-    docs = []
-    for name in CORPORA:
-        with open(DATA / name / "corpus.jsonl", encoding="utf-8") as fh:
-            docs.extend(json.loads(line) for line in fh)
-    return docs
-
-
-def corpus_queries() -> list[str]:
-    out = []
-    for name in CORPORA:
-        with open(DATA / name / "queries.jsonl", encoding="utf-8") as fh:
-            out.extend(json.loads(line)["text"] for line in fh)
-    return out
-
-
-def chunk_texts(words: list[str], count: int) -> list[str]:
-    """``count`` stretches of CHUNK_WORDS words, cycling over the stream; each cycle starts a
-    few words later, so no two chunks hold the same text."""
-    per_cycle = (len(words) - CHUNK_WORDS) // CHUNK_WORDS
-    out = []
-    for i in range(count):
-        cycle, j = divmod(i, per_cycle)
-        start = j * CHUNK_WORDS + (cycle * 37) % CHUNK_WORDS
-        out.append(" ".join(words[start : start + CHUNK_WORDS]))
-    return out
-
-
-# -- vectors ------------------------------------------------------------------------------
-
-
-class Mixture:
-    """Clustered unit vectors: a shared direction, TOPICS topics, ``clusters`` clusters."""
-
-    def __init__(self, rng: np.random.Generator, clusters: int, mix: dict[str, float]) -> None:
-        self.rng = rng
-        self.mix = mix
-        self.shared = unit(rng.standard_normal(DIM))
-        self.topics = unit(rng.standard_normal((TOPICS, DIM)))
-        self.centres = unit(rng.standard_normal((clusters, DIM)))
-        self.topic_of = rng.integers(0, TOPICS, clusters)
-
-    def draw(self, cluster: np.ndarray, noise: float) -> np.ndarray:
-        m, rng = self.mix, self.rng
-        scale = rng.uniform(0.8, 1.2, (len(cluster), 1))
-        x = (
-            m["shared"] * self.shared
-            + m["topic"] * self.topics[self.topic_of[cluster]]
-            + m["cluster"] * self.centres[cluster]
-            + noise * scale * unit(rng.standard_normal((len(cluster), DIM)))
-        )
-        return unit(x).astype(np.float32)
-
-    def points(self, n: int) -> tuple[np.ndarray, np.ndarray]:
-        cluster = self.rng.integers(0, len(self.centres), n)
-        out = np.empty((n, DIM), dtype=np.float32)
-        for start in range(0, n, 10_000):
-            out[start : start + 10_000] = self.draw(
-                cluster[start : start + 10_000], self.mix["noise"]
-            )
-        return out, cluster
-
-    def queries(self, n: int, point_clusters: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Near the clusters, picked in proportion to their size; noisier than the points."""
-        cluster = point_clusters[self.rng.integers(0, len(point_clusters), n)]
-        return self.draw(cluster, self.mix["query_noise"]), cluster
-
-
-def einsum_scores(matrix: np.ndarray, query: np.ndarray) -> np.ndarray:
-    """The same dot products without BLAS: numpy's own loop, one thread."""
-    return np.einsum("ij,j->i", matrix, query)
-
-
-def exact_top(
-    matrix: np.ndarray, query: np.ndarray, k: int = K, product: Callable | None = None
-) -> np.ndarray:
-    """Row numbers of the k best rows by dot product, best first (the brute-force floor).
-    ``matrix @ query`` goes to OpenBLAS (its own threads); ``product`` can replace it."""
-    scores = matrix @ query if product is None else product(matrix, query)
-    top = np.argpartition(-scores, k)[:k]
-    return top[np.argsort(-scores[top])]
-
-
-def profile(matrix: np.ndarray, queries: np.ndarray, clusters: np.ndarray, q_clusters) -> dict:
-    """How the synthetic vectors look: what a realistic overlap means is judged on these."""
-    rng = np.random.default_rng(SEED)
-    a = matrix[rng.integers(0, len(matrix), 2000)]
-    b = matrix[rng.integers(0, len(matrix), 2000)]
-    at = {1: [], 10: [], 100: [], 1000: []}
-    own = []
-    for q, c in zip(queries[:50], q_clusters[:50], strict=True):
-        scores = matrix @ q
-        ordered = np.sort(scores)[::-1]
-        for rank in at:
-            at[rank].append(float(ordered[rank - 1]))
-        own.append(float(np.mean(clusters[exact_top(matrix, q)] == c)))
-    return {
-        "random_pair_cosine_mean": round(float(np.mean(np.sum(a * b, axis=1))), 3),
-        **{f"query_cosine_at_rank_{r}": round(statistics.mean(v), 3) for r, v in at.items()},
-        "top10_share_from_query_cluster": round(statistics.mean(own), 3),
-    }
-
-
 # -- 1: the 100k-chunk index --------------------------------------------------------------
-
-
-class QueryVectorEmbedder(EmbedderBase):
-    """Answers embed_query with a vector set beforehand; documents are never embedded."""
-
-    def __init__(self, identity: Any) -> None:
-        self.identity = identity
-        self.vector: np.ndarray | None = None
-
-    def count_tokens(self, text: str) -> int:
-        return len(text.split()) * 13 // 10 + 2
-
-    async def embed_documents(self, texts: list[str]) -> np.ndarray:
-        raise RuntimeError("the synthetic index is written directly, never embedded")
-
-    async def embed_query(self, text: str) -> np.ndarray:
-        assert self.vector is not None
-        return self.vector
-
-
-def synthetic_identity() -> Any:
-    from abathur_memory.embedders.base import EmbeddingIdentity
-
-    return EmbeddingIdentity("fake", "bench-clustered-384", DIM, 512)
-
-
-def build_search_index(
-    tmp: Path, sizes: Sizes, texts: list[str], matrix: np.ndarray
-) -> dict[str, Any]:
-    """Files on disk, and their chunks, FTS rows and vectors written the indexer's way."""
-    from abathur_memory.core.documents import Chunk, IndexedDocument, ParsedDocument
-    from abathur_memory.store.sqlite import chunks as store
-    from abathur_memory.store.sqlite import driver, roots, spaces, vectors
-    from abathur_memory.store.sqlite import migrate as runner
-
-    started = time.perf_counter()
-    root_dir = tmp / "corpus"
-    db_path = tmp / "search.db"
-    conn = driver.connect(db_path)
-    try:
-        runner.migrate(conn)
-        conn.execute("BEGIN IMMEDIATE")
-        root_dir.mkdir(parents=True, exist_ok=True)
-        root = roots._ensure(conn, root_dir.resolve(), "corpus", (), None, None).root
-        space = spaces.space_for(conn, synthetic_identity())
-        documents = (len(texts) + CHUNKS_PER_DOC - 1) // CHUNKS_PER_DOC
-        for d in range(documents):
-            first = d * CHUNKS_PER_DOC
-            parts = texts[first : first + CHUNKS_PER_DOC]
-            title = " ".join(parts[0].split()[:6]).capitalize()
-            lines = [f"# {title}", ""]
-            chunks, embedded = [], {}  # embedded: {text_hash: vector}
-            for seq, text in enumerate(parts):
-                lines += [f"## Part {seq + 1}", "", text, ""]
-                heading_path = (title, f"Part {seq + 1}")
-                chunk = Chunk(
-                    seq,
-                    heading_path,
-                    len(lines) - 1,
-                    len(lines) - 1,
-                    text,
-                    len(text.split()) * 13 // 10 + 8,
-                    " > ".join(heading_path),
-                )
-                chunks.append(chunk)
-                vector = matrix[first + seq]
-                embedded[chunk.text_hash] = vector
-            rel = f"d{d // 100:03d}/doc{d:05d}.md"
-            file = root_dir / rel
-            file.parent.mkdir(parents=True, exist_ok=True)
-            data = "\n".join(lines).encode()
-            file.write_bytes(data)
-            info = file.stat()
-            content_hash = hashlib.sha256(data).hexdigest()
-            doc_id = conn.execute(
-                "INSERT INTO document_index (file_path, title, content_hash, sync_status,"
-                " root_id, size_bytes, mtime_ns, chunk_count)"
-                " VALUES (?, ?, ?, 'pending', ?, ?, ?, 0) RETURNING id",
-                (
-                    f"{root.name}/{rel}",
-                    title,
-                    content_hash,
-                    root.id,
-                    info.st_size,
-                    info.st_mtime_ns,
-                ),
-            ).fetchone()[0]
-            document = IndexedDocument(
-                id=doc_id,
-                content_hash=content_hash,
-                size_bytes=info.st_size,
-                mtime_ns=info.st_mtime_ns,
-                content_changed=False,
-                parsed=ParsedDocument(title, chunks),
-            )
-            store.write_documents(conn, space, [document], embedded)
-            if d % 500 == 499:
-                conn.execute("COMMIT")
-                conn.execute("BEGIN IMMEDIATE")
-        conn.execute("COMMIT")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        counts = {
-            "documents": conn.execute("SELECT count(*) FROM document_index").fetchone()[0],
-            "chunks": conn.execute(f"SELECT count(*) FROM {space.chunks}").fetchone()[0],
-            "vectors": conn.execute(f"SELECT count(*) FROM {space.vectors}").fetchone()[0],
-        }
-        # The brute-force matrix is read back from the table, in chunk-id order.
-        rows = conn.execute(f"SELECT chunk_id, embedding FROM {space.vectors} ORDER BY chunk_id")
-        ids, blobs = zip(*((r[0], r[1]) for r in rows), strict=True)
-        stored = vectors.decode_many(list(blobs), DIM).copy()
-        versions = driver.extension_versions(conn)
-    finally:
-        conn.close()
-    check(counts["chunks"] == len(texts) == counts["vectors"], f"index holds {counts}")
-    check(np.array_equal(stored, matrix), "the stored vectors differ from the generated ones")
-    return {
-        "db": db_path,
-        "root": root_dir,
-        "ids": np.asarray(ids, dtype=np.int64),
-        "counts": counts,
-        "db_mb": round(db_path.stat().st_size / 2**20, 1),
-        "seconds": round(time.perf_counter() - started, 1),
-        "versions": versions,
-    }
 
 
 def keyword_terms(words: list[str], rng: np.random.Generator, n: int) -> dict[str, Any]:
@@ -483,7 +214,7 @@ async def measure_search(
     texts = chunk_texts(words, sizes.chunks)
     mixture = Mixture(rng, sizes.clusters, MIX)
     matrix, clusters = mixture.points(sizes.chunks)
-    built = build_search_index(tmp, sizes, texts, matrix)
+    built = build_search_index(tmp, texts, matrix)
     ids = built["ids"]
     # the words the chunks cover (the whole stream once the chunks cycle over it)
     covered = words[: min(len(words) - CHUNK_WORDS, sizes.chunks * CHUNK_WORDS)]
@@ -491,7 +222,9 @@ async def measure_search(
     del texts, words
     query_texts = corpus_queries()
 
-    chroma_info = build_chroma(tmp, matrix, ids) if sizes.chroma else {"skipped": "disabled"}
+    chroma_info: dict[str, Any] = (
+        build_chroma(tmp, matrix, ids) if sizes.chroma else {"skipped": "disabled"}
+    )
     collection = chroma_info.pop("collection", None)
     chroma.update(chroma_info)
 
@@ -629,7 +362,7 @@ async def measure_search(
             samples = await interleaved(calls, order, sizes.query_block)
             out: dict[str, Any] = {}
             for name, values in samples.items():
-                for metric, value in stats_ms(values).items():
+                for metric, value in percentiles(values, top=True).items():
                     out[f"{name}_{metric}"] = value
             runs.append(out)
 
@@ -803,7 +536,7 @@ async def real_recall(quick: bool) -> dict[str, Any]:
         out["recall_documents_as_queries"][candidates] = coarse_recall(
             matrix, matrix[selves], candidates, selves.tolist()
         )
-    at = {1: [], 10: [], 100: [], 1000: []}
+    at: dict[int, list[float]] = {1: [], 10: [], 100: [], 1000: []}
     for q in queries:
         ordered = np.sort(matrix @ q)[::-1]
         for rank in at:
@@ -945,7 +678,7 @@ async def measure_real_model(tmp: Path, sizes: Sizes) -> dict[str, Any]:
     embedder = ShadowEmbedder(inner)
     store, docs = await open_documents(tmp / "real.db", embedder)
     await docs.add_root(root)
-    out: dict[str, Any] = {"load_before": load()}
+    out: dict[str, Any] = {"load_before": load_average()}
     try:
         embedder.shadow = True
         started = time.perf_counter()
@@ -981,7 +714,7 @@ async def measure_real_model(tmp: Path, sizes: Sizes) -> dict[str, Any]:
                 " seconds and embed_seconds"
             ),
         }
-        out["load_after_index"] = load()
+        out["load_after_index"] = load_average()
 
         # 5: the watcher
         policy = ChunkingPolicy.for_model(inner.identity.max_tokens)
@@ -1000,7 +733,7 @@ async def measure_real_model(tmp: Path, sizes: Sizes) -> dict[str, Any]:
             )
             return result
 
-        docs.index = recording_index  # type: ignore[method-assign]
+        docs.index = recording_index
         stop = asyncio.Event()
         watcher = Watcher(docs, debounce_ms=WATCH_DEBOUNCE_MS)
         task = asyncio.create_task(watcher.run(stop))
@@ -1064,7 +797,7 @@ async def measure_real_model(tmp: Path, sizes: Sizes) -> dict[str, Any]:
         }
     finally:
         await store.close()
-    out["load_after"] = load()
+    out["load_after"] = load_average()
     return out
 
 
@@ -1155,7 +888,8 @@ async def measure_files(tmp: Path, sizes: Sizes) -> dict[str, Any]:
     generated["seconds"] = round(time.perf_counter() - started, 1)
     db_path = tmp / "notes.db"
     child = subprocess.run(
-        [sys.executable, __file__, "--child-index", str(root), str(db_path)],
+        bench_command("indexing", "--child-index", str(root), str(db_path)),
+        cwd=ROOT,
         capture_output=True,
         text=True,
         check=False,
@@ -1213,7 +947,7 @@ async def measure_files(tmp: Path, sizes: Sizes) -> dict[str, Any]:
             "files_per_s": round(sizes.files / memory["index_seconds"], 1),
             "work": work,
         },
-        "rescan": {name: stats_ms(values) for name, values in samples.items()},
+        "rescan": {name: percentiles(values, top=True) for name, values in samples.items()},
         "rescan_samples_ms": {k: [round(v, 1) for v in vs] for k, vs in samples.items()},
         "memory": {k: memory[k] for k in ("before", "samples", "after")},
     }
@@ -1371,20 +1105,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.child_index:
         print(json.dumps(asyncio.run(child_index(*args.child_index))))
         return 0
+    out: dict[str, Any]
     if args.real_recall:
         started = time.perf_counter()
         out = {
-            "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "machine": machine(),
-            "load_average_1_5_15": load(),
+            **header(),
+            "load_average_1_5_15": load_average(),
             "quick": args.quick,
             "real_recall": asyncio.run(real_recall(args.quick)),
         }
         out["elapsed_s"] = round(time.perf_counter() - started, 1)
-        text = json.dumps(out, indent=2, default=_json_default)
-        print(text)
-        if args.out:
-            args.out.write_text(text + "\n", encoding="utf-8")
+        emit(out, args.out)
         return 0
     sizes = QUICK if args.quick else FULL
     if args.no_chroma:
@@ -1398,30 +1129,29 @@ def main(argv: list[str] | None = None) -> int:
     revision = project_revision()
     rng = np.random.default_rng(SEED)
     sections: dict[str, float] = {}
-    loads = {"start": load()}
+    loads = {"start": load_average()}
     with tempfile.TemporaryDirectory(prefix="bench-indexing-") as name:
         tmp = Path(name)
         t = time.perf_counter()
         files = asyncio.run(measure_files(tmp, sizes))
         sections["files_and_memory"] = round(time.perf_counter() - t, 1)
-        loads["after_files"] = load()
+        loads["after_files"] = load_average()
         t = time.perf_counter()
         chroma: dict[str, Any] = {}
         search = asyncio.run(measure_search(tmp, sizes, rng, chroma))
         sections["search_and_chromadb"] = round(time.perf_counter() - t, 1)
-        loads["after_search"] = load()
+        loads["after_search"] = load_average()
         t = time.perf_counter()
         sweep = recall_sweep(sizes)
         sections["recall_sweep"] = round(time.perf_counter() - t, 1)
         t = time.perf_counter()
         real = asyncio.run(measure_real_model(tmp, sizes))
         sections["real_model"] = round(time.perf_counter() - t, 1)
-        loads["end"] = load()
+        loads["end"] = load_average()
 
     results = report(search, sweep, chroma, real, files, sizes)
-    out: dict[str, Any] = {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
+    out = {
+        **header(),
         "load_average_1_5_15": loads,
         "versions": {
             "abathur_memory": __version__,
@@ -1448,39 +1178,8 @@ def main(argv: list[str] | None = None) -> int:
         "section_seconds": sections,
     }
     out["elapsed_s"] = round(time.perf_counter() - started, 1)
-    text = json.dumps(out, indent=2, default=_json_default)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
+    emit(out, args.out)
     return 0
-
-
-def project_revision() -> dict[str, Any]:
-    """The commit measured, and any uncommitted change to the project's code."""
-    root = Path(__file__).resolve().parent.parent
-
-    def git(*args: str) -> str:
-        try:
-            done = subprocess.run(
-                ["git", *args], cwd=root, capture_output=True, text=True, check=False
-            )
-        except OSError:
-            return ""
-        return done.stdout.strip()
-
-    changed = git("status", "--short", "--", "abathur_memory")
-    return {
-        "commit": git("rev-parse", "--short", "HEAD") or None,
-        "uncommitted_project_changes": changed.splitlines() if changed else [],
-    }
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 if __name__ == "__main__":

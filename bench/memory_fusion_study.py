@@ -1,16 +1,17 @@
 """A study of what memory_search should index and how it should fuse, outside the server.
 
-bench/memory_retrieval.py measures the product through MCP; this script measures the
+bench.memory_retrieval measures the product through MCP; this script measures the
 *choices* behind it, quickly enough to compare dozens of them: what text of a memory is
 indexed (its key, field names, speaker, date), whether windows of neighbouring memories are
 indexed as units, and how the keyword and vector lists are fused. It builds each candidate
 list once per workload (BM25 from FTS5 with the product's tokenizer and query terms; cosine
 with the embedded model, embeddings cached under --cache), then scores every variant.
 
-    python bench/memory_fusion_study.py --workload locomo --workload cranfield
-    python bench/memory_fusion_study.py --workload all --out bench/results/memory_fusion_study.json
+    python -m bench.memory_fusion_study --workload locomo --workload cranfield   # round 1
+    python -m bench.memory_fusion_study --round refine --workload locomo         # round 2
 
-Data comes from ../shared/data (not in the repo). Nothing here is tuned to particular names or
+What was tried, what was measured and what ships: docs/retrieval.md. Data comes from
+../shared/data (not in the repo). Nothing here is tuned to particular names or
 texts: variants are generic rules, and the kept-aside half of LoCoMo checks that they carry.
 """
 
@@ -19,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import json
 import statistics
 import sys
 from collections import defaultdict
@@ -30,13 +30,11 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import memory_retrieval as mr
-
 from abathur_memory.core.memory_text import memory_text
 from abathur_memory.search.query import keyword_terms
 from abathur_memory.store.sqlite import driver
 from abathur_memory.store.sqlite.terms import fts_match
+from bench.common import Workload, emit, mean_scores, scores, workload
 
 POOL = 100
 List = list[tuple[int, float]]  # (unit id, score), best first
@@ -226,12 +224,11 @@ def combine(a: List, b: List, weight_b: float) -> List:
 # ---------------------------------------------------------------------------- study
 
 
-def evaluate(ranked_per_question: list[list[str]], work: mr.Workload) -> dict[str, Any]:
+def evaluate(ranked_per_question: list[list[str]], work: Workload) -> dict[str, Any]:
     rows = [
-        mr.scores(r[:10], q.relevant)
-        for r, q in zip(ranked_per_question, work.questions, strict=True)
+        scores(r[:10], q.relevant) for r, q in zip(ranked_per_question, work.questions, strict=True)
     ]
-    out = mr.mean_scores(rows)
+    out: dict[str, Any] = dict(mean_scores(rows))
     cats: dict[str, list[dict[str, float]]] = defaultdict(list)
     for row, q in zip(rows, work.questions, strict=True):
         if q.category:
@@ -243,13 +240,19 @@ def evaluate(ranked_per_question: list[list[str]], work: mr.Workload) -> dict[st
     return out
 
 
-def study(work: mr.Workload, emb: Embeddings, window_sizes: list[int]) -> dict[str, Any]:
+def layout(work: Workload) -> tuple[list[str], list[str], dict[str, tuple[int, int]]]:
+    """The memories' keys and namespaces in order, and each namespace's range of positions."""
     keys = [key for _, key, _ in work.memories]
     namespaces = [ns for ns, _, _ in work.memories]
     ranges: dict[str, tuple[int, int]] = {}
     for i, ns in enumerate(namespaces):
         lo, _ = ranges.get(ns, (i, i))
         ranges[ns] = (lo, i + 1)
+    return keys, namespaces, ranges
+
+
+def study(work: Workload, emb: Embeddings, window_sizes: list[int]) -> dict[str, Any]:
+    keys, namespaces, ranges = layout(work)
     questions = [q.text for q in work.questions]
     qvec = emb.queries(questions)
     results: dict[str, Any] = {}
@@ -348,7 +351,7 @@ def study(work: mr.Workload, emb: Embeddings, window_sizes: list[int]) -> dict[s
     return results
 
 
-def refine(work: mr.Workload, emb: Embeddings) -> dict[str, Any]:
+def refine(work: Workload, emb: Embeddings) -> dict[str, Any]:
     """The second round, on the winner of the first (windows of context beside each memory,
     z-score convex fusion): window shapes, a two-column keyword index (own words and the
     neighbours' words weighted), windows kept within one moment, the fusion weight, and
@@ -359,12 +362,7 @@ def refine(work: mr.Workload, emb: Embeddings) -> dict[str, Any]:
     from abathur_memory.core.when import memory_moment, overlaps, spans_in
     from abathur_memory.search.query import keyword_terms as terms_of
 
-    keys = [key for _, key, _ in work.memories]
-    namespaces = [ns for ns, _, _ in work.memories]
-    ranges: dict[str, tuple[int, int]] = {}
-    for i, ns in enumerate(namespaces):
-        lo, _ = ranges.get(ns, (i, i))
-        ranges[ns] = (lo, i + 1)
+    keys, namespaces, ranges = layout(work)
     texts = [render_current(key, value) for _, key, value in work.memories]
     matrix = emb.matrix(
         [f"{k}: {t}" for k, t in zip(keys, texts, strict=True)], f"{work.name}-current"
@@ -499,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     emb = Embeddings(args.cache)
     out: dict[str, Any] = {}
     for name in names:
-        work = mr.locomo(args.quick) if name == "locomo" else mr.beir(name, args.quick)
+        work = workload(name, args.quick)
         print(
             f"{name}: {len(work.memories)} memories, {len(work.questions)} questions",
             file=sys.stderr,
@@ -508,11 +506,7 @@ def main(argv: list[str] | None = None) -> int:
             out[name] = refine(work, emb)
         else:
             out[name] = study(work, emb, args.window or [3, 5])
-    text = json.dumps(out, indent=1)
-    if args.out:
-        args.out.write_text(text + "\n")
-    else:
-        print(text)
+    emit(out, args.out)
     return 0
 
 

@@ -1,7 +1,7 @@
 """Measure how soon a burst of memories put over MCP becomes searchable by meaning, against the
 embedded model's own time to embed the same texts; print one JSON object.
 
-Not a test: run it by hand, e.g. ``python bench/memory_index.py [--out FILE] [--quick]``
+Not a test: run it by hand, e.g. ``python -m bench.memory_index [--out FILE] [--quick]``
 (``--quick`` is a smoke run with 300 memories; its numbers mean little). ``--turns N`` sets
 the number of memories (default 6,000). Everything it generates lives in a temporary directory.
 
@@ -49,7 +49,7 @@ Each model run and MCP variant records the 1-minute load average at its start an
 counts this run's own work too (about 2 while the model or the server embeds), so well above
 2 means other processes shared the 2 cores and the numbers of that part are slowed.
 
-Example: ``python bench/memory_index.py --trace --diagnose --out bench/results/memory_index.json``
+Example: ``python -m bench.memory_index --trace --diagnose --out bench/results/memory_index.json``
 (about 13 minutes on 2 cores).
 """
 
@@ -59,7 +59,6 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import datetime as dt
 import json
 import os
 import random
@@ -70,15 +69,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-# bench/ is on sys.path when this file is run as a script: reuse the driver benchmark's helpers.
-from drivers import machine
+from bench.common import (
+    ROOT,
+    bench_command,
+    dist_version,
+    emit,
+    header,
+    percentiles,
+    structured,
+)
 
 SEED = 20261123
 USER = "alice"
 NAMESPACE = f"user:{USER}:chat"
 POLL_S = 0.25
 SAMPLE_S = 0.25
-HERE = Path(__file__).resolve()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -741,13 +746,6 @@ class Sampler:
             self._conn = None
 
 
-def _structured(result: Any, tool: str) -> dict[str, Any]:
-    if result.is_error:
-        text = "\n".join(getattr(b, "text", "") for b in result.content)
-        raise RuntimeError(f"{tool} failed: {text}")
-    return result.structured_content
-
-
 async def measure_mcp(
     tmp: Path,
     turns: list[Turn],
@@ -769,11 +767,11 @@ async def measure_mcp(
         args = ["-m", "abathur_memory", *serve]
         env = {"PYTHONPATH": pythonpath} if pythonpath else None
     else:
-        args = [str(HERE), "--child-serve", str(trace_file), *serve]
-        env = {"PYTHONPATH": pythonpath or str(HERE.parent.parent)}
+        args = bench_command("memory_index", "--child-serve", str(trace_file), *serve)[1:]
+        env = {"PYTHONPATH": pythonpath or str(ROOT)}
         if no_spin:
             env["BENCH_ORT_NO_SPIN"] = "1"
-    params = StdioServerParameters(command=sys.executable, args=args, env=env)
+    params = StdioServerParameters(command=sys.executable, args=args, env=env, cwd=ROOT)
     query_turn = turns[len(turns) // 2]
     query = query_turn.value["text"]
     loadavg_start = round(os.getloadavg()[0], 2)
@@ -791,7 +789,7 @@ async def measure_mcp(
                 "memory_put", {"namespace": NAMESPACE, "key": turn.key, "value": turn.value}
             )
             latencies.append(time.perf_counter() - s)
-            _structured(result, "memory_put")
+            structured(result, "memory_put")
             sampler.puts_done += 1
 
         first_put = time.perf_counter()
@@ -815,7 +813,7 @@ async def measure_mcp(
         searchable = None
         while time.perf_counter() - last_put < sizes.timeout_s:
             s = time.perf_counter()
-            found = _structured(
+            found = structured(
                 await client.call_tool(
                     "memory_search",
                     {"query": query, "prefix": NAMESPACE, "k": 5, "mode": "hybrid"},
@@ -843,7 +841,7 @@ async def measure_mcp(
         quality = await paraphrase_hits(client, turns, sizes) if searchable else None
         query_hit = None
         if searchable:
-            got = _structured(
+            got = structured(
                 await client.call_tool(
                     "memory_search",
                     {"query": query, "prefix": NAMESPACE, "k": 5, "mode": "hybrid"},
@@ -863,7 +861,7 @@ async def measure_mcp(
         "puts": len(turns),
         "burst_s": round(burst_s, 3),
         "puts_per_s": round(len(turns) / burst_s, 1),
-        "put_ms": _pcts(latencies),
+        "put_ms": percentiles(latencies, "", scale=1000, digits=2, at=(50, 90, 99), top=True),
         "poll_query": query,
         "poll_query_finds_its_memory": query_hit,
         "searchable": searchable is not None,
@@ -903,7 +901,7 @@ async def paraphrase_hits(client: Any, turns: list[Turn], sizes: Sizes) -> dict[
     for mode in ("semantic", "hybrid", "keyword"):
         hit1 = hit5 = 0
         for turn in picked:
-            found = _structured(
+            found = structured(
                 await client.call_tool(
                     "memory_search",
                     {"query": turn.paraphrase, "prefix": NAMESPACE, "k": 5, "mode": mode},
@@ -930,15 +928,6 @@ async def paraphrase_hits(client: Any, turns: list[Turn], sizes: Sizes) -> dict[
     out["queries"] = len(picked)
     out["examples"] = examples
     return out
-
-
-def _pcts(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
-
-    def at(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
-
-    return {"p50": at(0.5), "p90": at(0.9), "p99": at(0.99), "max": round(ordered[-1] * 1000, 2)}
 
 
 def _at(rows: list[dict[str, Any]], t: float) -> dict[str, Any] | None:
@@ -1463,12 +1452,11 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     measured = asyncio.run(run(sizes, variants, args.trace, args.diagnose))
     out: dict[str, Any] = {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
+        **header(),
         "versions": {
             "abathur_memory": __version__,
             "abathur_memory_path": str(Path(abathur_memory.__file__).parent),
-            "mcp": _dist_version("mcp"),
+            "mcp": dist_version("mcp"),
             "onnxruntime": onnxruntime.__version__,
         },
         "quick": args.quick,
@@ -1489,20 +1477,8 @@ def main(argv: list[str] | None = None) -> int:
     out["meets_targets"] = verdict(out)
     out["elapsed_s"] = round(time.perf_counter() - started, 1)
 
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
+    emit(out, args.out)
     return 0
-
-
-def _dist_version(name: str) -> str | None:
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 if __name__ == "__main__":

@@ -17,11 +17,11 @@ embeddings have caught up (the time they took is reported). Prints one JSON obje
 R@10, MRR and nDCG@10 per workload and mode (and per LoCoMo question category: 1 multi-hop,
 2 temporal, 3 open-domain, 4 single-hop), and latency p50/p95 of the calls.
 
-    python bench/memory_retrieval.py                           # locomo on SQLite
-    python bench/memory_retrieval.py --workload all --backend both \
+    python -m bench.memory_retrieval                           # locomo on SQLite
+    python -m bench.memory_retrieval --workload all --backend both \
         --out bench/results/memory_retrieval.json
-    python bench/memory_retrieval.py --quick                   # 2 conversations, 60 questions
-    python bench/memory_retrieval.py --db postgresql://...     # an existing, empty database
+    python -m bench.memory_retrieval --quick                   # 2 conversations, 60 questions
+    python -m bench.memory_retrieval --db postgresql://...     # an existing, empty database
 
 The server runs in this process (``mcp.Client(server)``): the same tools, arguments and
 results as over stdio, without the pipe. Data comes from ../shared/data (not in the repo).
@@ -33,8 +33,6 @@ import argparse
 import asyncio
 import contextlib
 import datetime as dt
-import json
-import math
 import os
 import platform
 import statistics
@@ -42,156 +40,27 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-DATA = HERE.parent.parent / "shared" / "data"
+from bench.common import (
+    CATEGORIES,
+    DATA,
+    WORKLOAD_USER,
+    Question,
+    Workload,
+    emit,
+    mean_scores,
+    percentiles,
+    postgres_server,
+    scores,
+    structured,
+    workload,
+)
+
 MODES = ("hybrid", "keyword", "semantic")
-CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
-USER = "bench"
 K = 10
-
-
-@dataclass
-class Question:
-    text: str
-    namespace: str
-    relevant: dict[str, int]  # key -> graded relevance
-    category: str | None = None
-
-
-@dataclass
-class Workload:
-    name: str
-    memories: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)  # ns, key, value
-    questions: list[Question] = field(default_factory=list)
-
-
-# ---------------------------------------------------------------------------- workloads
-
-
-def locomo(quick: bool) -> Workload:
-    conversations = json.loads((DATA / "locomo-dev" / "locomo-dev.json").read_text())
-    if quick:
-        conversations = conversations[:2]
-    work = Workload("locomo")
-    for conversation in conversations:
-        namespace = f"user:{USER}:locomo:{conversation['sample_id']}"
-        turns = conversation["conversation"]
-        number = 1
-        while f"session_{number}" in turns:
-            date = turns.get(f"session_{number}_date_time", "")
-            for turn in turns[f"session_{number}"]:
-                text = turn["text"]
-                if turn.get("blip_caption"):
-                    text = f"{text} [shares a photo: {turn['blip_caption']}]"
-                value = {"speaker": turn["speaker"], "text": text, "date": date}
-                work.memories.append((namespace, turn["dia_id"], value))
-            number += 1
-        stored = {key for ns, key, _ in work.memories if ns == namespace}
-        for qa in conversation["qa"]:
-            if qa.get("category") not in CATEGORIES or not qa.get("evidence"):
-                continue
-            evidence = {
-                part.strip()
-                for item in qa["evidence"]
-                for part in str(item).replace(",", ";").split(";")
-                if part.strip()
-            }
-            evidence &= stored
-            if evidence:
-                work.questions.append(
-                    Question(
-                        qa["question"],
-                        namespace,
-                        dict.fromkeys(sorted(evidence), 1),
-                        CATEGORIES[qa["category"]],
-                    )
-                )
-    if quick:
-        work.questions = work.questions[::4][:60]
-    return work
-
-
-def beir(name: str, quick: bool) -> Workload:
-    folder = DATA / name
-    corpus = [json.loads(line) for line in (folder / "corpus.jsonl").open()]
-    queries = [json.loads(line) for line in (folder / "queries.jsonl").open()]
-    qrels: dict[str, dict[str, int]] = defaultdict(dict)
-    with (folder / "qrels.tsv").open() as fh:
-        next(fh)
-        for line in fh:
-            qid, did, score = line.rstrip("\n").split("\t")
-            if int(score) > 0:
-                qrels[qid][did] = int(score)
-    queries = [q for q in queries if q["_id"] in qrels]
-    if quick:
-        queries = queries[:30]
-        judged = {d for q in queries for d in qrels[q["_id"]]}
-        corpus = [d for d in corpus if d["_id"] in judged] + [
-            d for d in corpus if d["_id"] not in judged
-        ][:500]
-    namespace = f"user:{USER}:beir:{name}"
-    work = Workload(name)
-    for doc in corpus:
-        value: dict[str, Any] = {"text": doc.get("text", "").strip()}
-        if (doc.get("title") or "").strip():
-            value = {"title": doc["title"].strip(), **value}
-        work.memories.append((namespace, _key(doc["_id"]), value))
-    for query in queries:
-        relevant = {_key(d): g for d, g in qrels[query["_id"]].items()}
-        work.questions.append(Question(query["text"], namespace, relevant))
-    return work
-
-
-def _key(doc_id: str) -> str:
-    return f"doc-{doc_id}"
-
-
-# ---------------------------------------------------------------------------- metrics
-
-
-def scores(ranked: list[str], relevant: dict[str, int]) -> dict[str, float]:
-    out = {f"R@{k}": len(set(ranked[:k]) & set(relevant)) / len(relevant) for k in (1, 5, 10)}
-    first = next((i for i, key in enumerate(ranked) if key in relevant), None)
-    out["MRR"] = 0.0 if first is None else 1.0 / (first + 1)
-    dcg = sum(
-        (2 ** relevant.get(key, 0) - 1) / math.log2(i + 2) for i, key in enumerate(ranked[:K])
-    )
-    ideal = sorted(relevant.values(), reverse=True)[:K]
-    idcg = sum((2**g - 1) / math.log2(i + 2) for i, g in enumerate(ideal))
-    out["nDCG@10"] = dcg / idcg if idcg else 0.0
-    return out
-
-
-def mean_scores(rows: list[dict[str, float]]) -> dict[str, float]:
-    if not rows:
-        return {}
-    return {name: round(statistics.fmean(r[name] for r in rows), 4) for name in rows[0]}
-
-
-def percentiles(values: list[float]) -> dict[str, float]:
-    if not values:
-        return {}
-    ordered = sorted(values)
-
-    def at(p: float) -> float:
-        return round(ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000, 2)
-
-    return {"p50_ms": at(0.5), "p95_ms": at(0.95)}
-
-
-# ---------------------------------------------------------------------------- running
-
-
-def _structured(result: Any, tool: str) -> dict[str, Any]:
-    if result.is_error:
-        text = "\n".join(getattr(block, "text", "") for block in result.content)
-        raise RuntimeError(f"{tool} failed: {text}")
-    return dict(result.structured_content)
 
 
 @contextlib.asynccontextmanager
@@ -202,7 +71,7 @@ async def client_for(db: str, embedder: str) -> AsyncIterator[Any]:
     from abathur_memory.server.app import create_server
 
     settings = load_settings(
-        db=db, user=USER, app="bench", embedder=embedder, maintenance_interval_hours=0
+        db=db, user=WORKLOAD_USER, app="bench", embedder=embedder, maintenance_interval_hours=0
     )
     async with Client(create_server(settings)) as client:
         yield client
@@ -222,7 +91,7 @@ async def store(client: Any, work: Workload) -> float:
             result = await client.call_tool(
                 "memory_put", {"namespace": namespace, "key": key, "value": value}
             )
-            _structured(result, "memory_put")
+            structured(result, "memory_put")
 
     started = time.perf_counter()
     await asyncio.gather(*(agent(ns, items) for ns, items in by_namespace.items()))
@@ -236,7 +105,7 @@ async def caught_up(client: Any, namespace: str, timeout_s: float) -> float:
         result = await client.call_tool(
             "memory_search", {"query": "catch up", "prefix": namespace, "k": 1}
         )
-        if _structured(result, "memory_search").get("pending", 0) == 0:
+        if structured(result, "memory_search").get("pending", 0) == 0:
             return time.perf_counter() - started
         await asyncio.sleep(0.25)
     raise TimeoutError(f"background embeddings not caught up after {timeout_s:.0f}s")
@@ -254,7 +123,7 @@ async def ask(client: Any, work: Workload, mode: str, k: int) -> dict[str, Any]:
             {"query": question.text, "prefix": question.namespace, "k": k, "mode": mode},
         )
         latencies.append(time.perf_counter() - started)
-        found = _structured(result, "memory_search")
+        found = structured(result, "memory_search")
         if found.get("degraded"):
             degraded.add(found["degraded"])
         ranked = [hit["key"] for hit in found["results"]]
@@ -262,7 +131,11 @@ async def ask(client: Any, work: Workload, mode: str, k: int) -> dict[str, Any]:
         rows.append(row)
         if question.category:
             by_category[question.category].append(row)
-    out: dict[str, Any] = {"questions": len(rows), **mean_scores(rows), **percentiles(latencies)}
+    out: dict[str, Any] = {
+        "questions": len(rows),
+        **mean_scores(rows),
+        **percentiles(latencies, scale=1000, digits=2),
+    }
     if by_category:
         out["by_category"] = {
             name: {"questions": len(by_category[name]), **mean_scores(by_category[name])}
@@ -315,9 +188,7 @@ async def packing(client: Any, work: Workload) -> dict[str, Any]:
             "memory_search",
             {"query": question.text, "prefix": question.namespace, "k": 30, "context": 2},
         )
-        hits = [
-            MemoryHit.model_validate(h) for h in _structured(result, "memory_search")["results"]
-        ]
+        hits = [MemoryHit.model_validate(h) for h in structured(result, "memory_search")["results"]]
         plain = hits[:10]
         plain_tokens.append(sum(value_tokens(h.value) for h in plain))
         found[("k=10, no context", 0, "")].append(_evidence(plain, question, context=False))
@@ -337,9 +208,9 @@ async def packing(client: Any, work: Workload) -> dict[str, Any]:
                     found[("every hit first, then neighbours", around, str(budget))].append(
                         _evidence(hits_first(trimmed, budget), question)
                     )
-    table: dict[str, Any] = {"k=10 tokens p50": int(statistics.median(plain_tokens))}
-    for (policy, around, budget), values in sorted(found.items()):
-        name = policy if not budget else f"{policy}; context {around}; {budget} tokens"
+    table: dict[str, float] = {"k=10 tokens p50": int(statistics.median(plain_tokens))}
+    for (policy, around, tokens), values in sorted(found.items()):
+        name = policy if not tokens else f"{policy}; context {around}; {tokens} tokens"
         table[name] = round(statistics.fmean(values), 4)
     return table
 
@@ -379,21 +250,6 @@ async def measure(db: str, work: Workload, embedder: str, modes: list[str]) -> d
         return results
 
 
-@contextlib.contextmanager
-def postgres_database() -> Iterator[str]:
-    sys.path.insert(0, str(HERE.parent / "tests"))
-    import pg_server  # type: ignore[import-not-found]
-
-    base = Path(tempfile.mkdtemp(prefix="abathur-bench-pg-", dir="/dev/shm"))
-    uri = pg_server.start_postgres(base)
-    try:
-        yield uri
-    finally:
-        pg_server.stop_postgres(base)
-        with contextlib.suppress(OSError):
-            base.rmdir()
-
-
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     names = (
         ["locomo", "cranfield", "vaswani", "nfcorpus"] if "all" in args.workload else args.workload
@@ -412,14 +268,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     for backend in backends:
         out["results"][backend] = {}
         for name in names:
-            work = locomo(args.quick) if name == "locomo" else beir(name, args.quick)
+            work = workload(name, args.quick)
             print(f"{backend}: {name} ({len(work.memories)} memories)", file=sys.stderr)
             with tempfile.TemporaryDirectory(prefix="abathur-bench-") as tmp:
                 if args.db:
                     db = args.db
                     result = await measure(db, work, args.embedder, modes)
                 elif backend == "postgres":
-                    with postgres_database() as db:
+                    with postgres_server() as db:
                         result = await measure(db, work, args.embedder, modes)
                 else:
                     result = await measure(str(Path(tmp) / "bench.db"), work, args.embedder, modes)
@@ -446,11 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     if not DATA.is_dir():
         print(f"error: the evaluation data is not at {DATA}", file=sys.stderr)
         return 2
-    out = asyncio.run(run(args))
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(asyncio.run(run(args)), args.out)
     return 0
 
 

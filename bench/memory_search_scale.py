@@ -11,9 +11,10 @@ The embedder is the deterministic fake at 384 dimensions (the embedded model's),
 100,000 vectors take seconds to make and the times exclude the query's embedding: what is
 measured is the search itself. On SQLite the approximate index is used as configured
 (``ABATHUR_ANN=false`` measures the exact path); its background build after the catch-up is
-waited for and timed. Run it against two checkouts to compare (``PYTHONPATH=...``):
+waited for and timed. Run it against two checkouts to compare (the other one first on the
+path: ``PYTHONPATH=<checkout>:. python -P -m bench.memory_search_scale``):
 
-    python bench/memory_search_scale.py [--memories 100000] [--backend both] [--out FILE]
+    python -m bench.memory_search_scale [--memories 100000] [--backend both] [--out FILE]
 """
 
 from __future__ import annotations
@@ -21,10 +22,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import json
 import os
 import platform
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -32,19 +31,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import memory_retrieval as mr  # noqa: E402
+from bench.common import DIM, beir_memories, emit, locomo, percentiles, postgres_server
 
-DIM = 384
 BATCH = 1000
 QUERIES = 150
 
 
 def corpus(count: int) -> tuple[list[tuple[str, str, Any]], list[tuple[str, str | None]]]:
     """(namespace, key, value) for ``count`` memories, and (query, namespace) pairs."""
-    turns = mr.locomo(False)
-    documents = mr.beir("vaswani", False)
+    turns = locomo(False)
+    documents = beir_memories("vaswani", False)
     memories: list[tuple[str, str, Any]] = []
     copy = 0
     while len(memories) < count // 2:
@@ -68,14 +64,6 @@ def corpus(count: int) -> tuple[list[tuple[str, str, Any]], list[tuple[str, str 
     return memories, queries[:QUERIES]
 
 
-def percentiles(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
-    return {
-        "p50_ms": round(statistics.median(ordered) * 1000, 2),
-        "p95_ms": round(ordered[int(0.95 * (len(ordered) - 1))] * 1000, 2),
-    }
-
-
 async def measure(db: str, memories: list[Any], queries: list[Any]) -> dict[str, Any]:
     import abathur_memory.runtime as runtime_module
     from abathur_memory.config import load_settings
@@ -83,7 +71,7 @@ async def measure(db: str, memories: list[Any], queries: list[Any]) -> dict[str,
     from abathur_memory.embedders.fake import FakeEmbedder
     from abathur_memory.memory.memories import PutRequest
 
-    runtime_module.make_embedder = lambda settings: FakeEmbedder(dim=DIM)  # type: ignore[attr-defined]
+    runtime_module.make_embedder = lambda settings: FakeEmbedder(dim=DIM)
     settings = load_settings(
         db=db, user="bench", app="bench", embedder="fake", maintenance_interval_hours=0
     )
@@ -105,7 +93,7 @@ async def measure(db: str, memories: list[Any], queries: list[Any]) -> dict[str,
         out["index_s"] = round(time.perf_counter() - started, 1)
         graphs = getattr(runtime.store, "ann", None)  # SQLite's approximate index
         out["ann"] = bool(graphs is not None and graphs.settings.enabled)
-        if out["ann"]:
+        if graphs is not None and out["ann"]:
             started = time.perf_counter()
             await runtime.memories.search(principal, queries[0][0], None, 10, "semantic")
             while not graphs.idle():  # built in the background from the first search on
@@ -121,7 +109,9 @@ async def measure(db: str, memories: list[Any], queries: list[Any]) -> dict[str,
                     if round_number:
                         name = f"{mode}, {'one conversation' if prefix else 'everything'}"
                         times.setdefault(name, []).append(elapsed)
-        out["search"] = {name: percentiles(values) for name, values in times.items()}
+        out["search"] = {
+            name: percentiles(values, scale=1000, digits=2) for name, values in times.items()
+        }
     return out
 
 
@@ -151,16 +141,13 @@ def main(argv: list[str] | None = None) -> int:
     for backend in backends:
         print(f"{backend}: {len(memories)} memories", file=sys.stderr)
         if backend == "postgres":
-            with mr.postgres_database() as url:
+            with postgres_server() as url:
                 out["results"][backend] = asyncio.run(measure(url, memories, queries))
         else:
             with tempfile.TemporaryDirectory() as tmp:
                 db = str(Path(tmp) / "scale.db")
                 out["results"][backend] = asyncio.run(measure(db, memories, queries))
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(out, args.out)
     return 0
 
 

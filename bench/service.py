@@ -1,6 +1,6 @@
 """Measure the services and the MCP server against floors from the same run; print one JSON object.
 
-Not a test: run it by hand, e.g. ``python bench/service.py [--out FILE] [--quick]``
+Not a test: run it by hand, e.g. ``python -m bench.service [--out FILE] [--quick]``
 (``--quick`` is a smoke run with small sizes and one run; its numbers mean little).
 
 One database file is made the project's way (``driver.connect`` + ``runner.migrate``) with
@@ -23,7 +23,7 @@ rotating from block to block) so that both see the same noise of a shared host:
 7. the seeds' latency targets: ``sessions.get`` < 10 ms, ``memories.get`` < 20 ms, 50
    concurrent ``sessions.get`` (``asyncio.gather``) < 1 s;
 8. MCP tool calls through the official client: ``memory_get`` against the no-op tool of
-   bench/stdio_server.py, over stdio (one server subprocess) and in process (target: p50
+   bench.stdio_server, over stdio (one server subprocess) and in process (target: p50
    ratio <= 1.5 over stdio), and in process with call metrics switched off (what recording
    every call costs: target p50 within 5%).
 
@@ -36,7 +36,7 @@ the floor goes: for ``memories.get``, the project's ``Database.fetchone`` (pool 
 readers) and a ``Database`` with one reader as peers, the floor followed by 10 µs of pure CPU
 work (what any work between two thread hops costs here), and the synchronous parts of a get
 timed alone; for the MCP calls, the server's own time per call inside its tool
-manager (reported by bench/stdio_server.py) and the client's check of the result against the
+manager (reported by bench.stdio_server) and the client's check of the result against the
 tool's output schema.
 """
 
@@ -46,7 +46,6 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import datetime as dt
 import gc
 import json
 import random
@@ -54,12 +53,21 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-# bench/ is on sys.path when this file is run as a script: reuse the driver benchmark's helpers.
-from drivers import machine, percentiles_us, value_of
+from bench.common import (
+    check,
+    dist_version,
+    emit,
+    header,
+    interleaved,
+    percentiles,
+    percentiles_us,
+    value_of,
+    warm,
+)
 
 SEED = 20261123
 USER = "alice"
@@ -211,43 +219,9 @@ def populate_events(path: Path, session_id: str, count: int) -> float:
 Call = Callable[[Any], Awaitable[Any]]
 
 
-async def interleaved(calls: dict[str, Call], items: Sequence[Any], block: int) -> dict[str, list]:
-    """Per-call latency (ns) of every call kind over ``items``, in blocks of ``block`` items,
-    the kinds taking turns (the order rotates each block) so that all see the same noise."""
-    samples: dict[str, list[int]] = {name: [] for name in calls}
-    names = list(calls)
-    clock = time.perf_counter_ns
-    gc.collect()
-    for number, first in enumerate(range(0, len(items), block)):
-        chunk = items[first : first + block]
-        turn = number % len(names)
-        for name in names[turn:] + names[:turn]:
-            fn, out = calls[name], samples[name]
-            for item in chunk:
-                start = clock()
-                await fn(item)
-                out.append(clock() - start)
-    return samples
-
-
-async def warm(calls: dict[str, Call], items: Sequence[Any]) -> None:
-    for fn in calls.values():
-        for item in items:
-            await fn(item)
-
-
 def rate(samples_ns: list[int]) -> float:
     """Calls per second, back to back."""
     return round(len(samples_ns) / (sum(samples_ns) / 1e9), 1)
-
-
-def ms(samples_ns: list[int]) -> dict[str, float]:
-    ordered = sorted(samples_ns)
-
-    def pick(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] / 1e6, 3)
-
-    return {"p50_ms": pick(0.5), "p95_ms": pick(0.95), "max_ms": round(ordered[-1] / 1e6, 3)}
 
 
 def median_runs(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -286,11 +260,6 @@ def busy(ns: int) -> None:
         pass
 
 
-def check(ok: bool, what: str) -> None:
-    if not ok:
-        raise RuntimeError(what)
-
-
 # -- the service sections -----------------------------------------------------------------
 
 
@@ -311,13 +280,17 @@ class Bench:
         from abathur_memory.runtime import open_runtime
         from abathur_memory.store.sqlite import driver
         from abathur_memory.store.sqlite.database import Database
+        from abathur_memory.store.sqlite.store import SqliteStore
 
         path = self.path
         self.settings = load_settings(db=path, user=USER, project=PROJECT)
         self.runtime = await self._stack.enter_async_context(open_runtime(self.settings))
         # the services act for the configured principal (user alice), passed with every call
         self.principal = self.runtime.principal
-        self.db = self.runtime.store.db  # the SQLite store's Database (pool of four readers)
+        store = self.runtime.store
+        if not isinstance(store, SqliteStore):
+            raise RuntimeError("the benchmark's database is a SQLite file")
+        self.db = store.db  # the SQLite store's Database (pool of four readers)
         self.floor = await aiosqlite.Connection(lambda: driver.connect(path), iter_chunk_size=64)
         self.sync = driver.connect(path)
         # diagnostic peer: the project's Database with one reader instead of a pool of four
@@ -382,7 +355,9 @@ class Bench:
             "aiosqlite_1_await_plus_cpu": one_await_plus_cpu,
         }
         await warm(calls, self.picks(s.warmup_lookups))
-        samples = await interleaved(calls, self.picks(s.lookups), s.read_block)
+        samples = await interleaved(
+            calls, self.picks(s.lookups), s.read_block, clock=time.perf_counter_ns
+        )
         out: dict[str, Any] = {}
         for name, values in samples.items():
             for metric, value in percentiles_us(values).items():
@@ -463,7 +438,9 @@ class Bench:
             "service_put_changed": service_put,
         }
         await warm(calls, range(s.warmup_commits))
-        samples = await interleaved(calls, range(s.warmup_commits, total), s.write_block)
+        samples = await interleaved(
+            calls, range(s.warmup_commits, total), s.write_block, clock=time.perf_counter_ns
+        )
         out: dict[str, Any] = {}
         for name, values in samples.items():
             out[f"{name}_per_s"] = rate(values)
@@ -525,6 +502,7 @@ class Bench:
             "after_key": "",
             "limit": s.list_keys + 1,
             "cut": 4096,  # the listed-value bound the service applies (max_listed_value_bytes)
+            "include_superseded": 0,  # as memory_list without include_superseded
         }
 
         async def service_list(_: int) -> None:
@@ -536,7 +514,8 @@ class Bench:
             check(len(sync.execute(sql, params).fetchall()) == s.list_keys, "sync listing")
 
         async def one_await(_: int) -> None:
-            check(len(await floor.execute_fetchall(sql, params)) == s.list_keys, "listing")
+            rows = await floor.execute_fetchall(sql, params)  # a list; typed as an Iterable
+            check(len(cast("list[Any]", rows)) == s.list_keys, "listing")
 
         calls = {
             "sync_no_hop": sync_query,
@@ -544,10 +523,12 @@ class Bench:
             "service_list": service_list,
         }
         await warm(calls, range(2))
-        samples = await interleaved(calls, range(s.list_calls), s.list_block)
+        samples = await interleaved(
+            calls, range(s.list_calls), s.list_block, clock=time.perf_counter_ns
+        )
         out: dict[str, Any] = {}
         for name, values in samples.items():
-            for metric, value in ms(values).items():
+            for metric, value in percentiles(values, scale=1e-6, top=True).items():
                 out[f"{name}_{metric}"] = value
         return out
 
@@ -592,7 +573,9 @@ class Bench:
             check(event.seq > s.session_events, "big append")
 
         calls = {"append_small": small_append, "append_big": big_append}
-        samples = await interleaved(calls, range(s.appends), s.append_block)
+        samples = await interleaved(
+            calls, range(s.appends), s.append_block, clock=time.perf_counter_ns
+        )
         out: dict[str, Any] = {
             "small_events_before": before_small,
             "small_events_after": before_small + -(-s.appends // len(small)),
@@ -625,7 +608,9 @@ class Bench:
             "service_get_big": get_big,
         }
         await warm(calls, range(50))
-        samples = await interleaved(calls, range(s.session_gets), s.session_block)
+        samples = await interleaved(
+            calls, range(s.session_gets), s.session_block, clock=time.perf_counter_ns
+        )
         out: dict[str, Any] = {}
         for name, values in samples.items():
             for metric, value in percentiles_us(values).items():
@@ -651,9 +636,9 @@ class Bench:
             "service_gather": gather_service,
         }
         await warm(calls, range(2))
-        samples = await interleaved(calls, range(s.gathers), 1)
+        samples = await interleaved(calls, range(s.gathers), 1, clock=time.perf_counter_ns)
         for name, values in samples.items():
-            for metric, value in ms(values).items():
+            for metric, value in percentiles(values, scale=1e-6, top=True).items():
                 out[f"{name}_{s.concurrent}_{metric}"] = value
         return out
 
@@ -687,11 +672,10 @@ async def measure_mcp(path: Path, sizes: Sizes) -> dict[str, Any]:
     """memory_get against the no-op tool, over stdio and in process, through the official
     client. The two clients are open together and take turns each run."""
     from mcp import Client, StdioServerParameters
+    from mcp.types import TextContent
 
     from abathur_memory.config import load_settings
-
-    sys.path.insert(0, str(STDIO_SERVER.parent))
-    import stdio_server
+    from bench import stdio_server
 
     env = {
         "ABATHUR_DB": str(path),
@@ -740,7 +724,10 @@ async def measure_mcp(path: Path, sizes: Sizes) -> dict[str, Any]:
         check(not res.is_error, f"timings failed: {res.content}")
         data = res.structured_content
         if not isinstance(data, dict) or "noop" not in data:
-            data = json.loads(res.content[0].text)
+            block = res.content[0]
+            if not isinstance(block, TextContent):
+                raise RuntimeError(f"timings: no text in {res.content}")
+            data = json.loads(block.text)
         data = data.get("result", data)
         return {f"server_{tool}_p50_us": data[tool]["p50_us"] for tool in ("noop", "memory_get")}
 
@@ -753,7 +740,9 @@ async def measure_mcp(path: Path, sizes: Sizes) -> dict[str, Any]:
     ):
         connect_s = round(time.perf_counter() - started, 2)
         clients = {"stdio": stdio, "in_process": inproc}
-        info = {name: {"protocol_version": c.protocol_version} for name, c in clients.items()}
+        info: dict[str, dict[str, Any]] = {
+            name: {"protocol_version": c.protocol_version} for name, c in clients.items()
+        }
         for name, c in clients.items():
             tools = {t.name for t in (await c.list_tools()).tools}
             check({"noop", "memory_get"} <= tools, f"{name}: tools missing")
@@ -763,7 +752,10 @@ async def measure_mcp(path: Path, sizes: Sizes) -> dict[str, Any]:
             order = list(clients) if run % 2 == 0 else list(reversed(clients))
             for name in order:
                 samples = await interleaved(
-                    calls_of(clients[name]), picks(sizes.mcp_calls), sizes.mcp_block
+                    calls_of(clients[name]),
+                    picks(sizes.mcp_calls),
+                    sizes.mcp_block,
+                    clock=time.perf_counter_ns,
                 )
                 out: dict[str, Any] = {}
                 for call, values in samples.items():
@@ -779,7 +771,9 @@ async def measure_mcp(path: Path, sizes: Sizes) -> dict[str, Any]:
             }
             if run == 0:
                 await warm({"without_metrics": ab["without_metrics"]}, picks(sizes.mcp_warmup))
-            samples = await interleaved(ab, picks(sizes.mcp_calls), max(1, sizes.mcp_block // 4))
+            samples = await interleaved(
+                ab, picks(sizes.mcp_calls), max(1, sizes.mcp_block // 4), clock=time.perf_counter_ns
+            )
             runs["metrics_ab"].append(
                 {
                     f"{name}_{metric}": value
@@ -789,16 +783,16 @@ async def measure_mcp(path: Path, sizes: Sizes) -> dict[str, Any]:
             )
         # diagnostic: the client checks every structured result against the tool's output
         # schema (jsonschema); time that check alone on one result of each tool
-        validation = {}
+        validation: dict[str, float] = {}
         session = inproc.session
         for tool, arguments in (("noop", {}), ("memory_get", picks(1)[0])):
             res = await inproc.call_tool(tool, arguments)
-            samples = []
+            checks: list[int] = []
             for _ in range(sizes.mcp_calls):
                 start = time.perf_counter_ns()
                 await session.validate_tool_result(tool, res)
-                samples.append(time.perf_counter_ns() - start)
-            validation[f"{tool}_p50_us"] = round(statistics.median(samples) / 1000, 2)
+                checks.append(time.perf_counter_ns() - start)
+            validation[f"{tool}_p50_us"] = round(statistics.median(checks) / 1000, 2)
     info["stdio"]["connect_s"] = connect_s
     return {
         "runs": runs,
@@ -1098,12 +1092,11 @@ def main(argv: list[str] | None = None) -> int:
 
     results = report(services, mcp, sizes)
     out: dict[str, Any] = {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
+        **header(),
         "versions": {
             "abathur_memory": __version__,
             "aiosqlite": aiosqlite.__version__,
-            "mcp": getattr(mcp_package, "__version__", None) or _dist_version("mcp"),
+            "mcp": getattr(mcp_package, "__version__", None) or dist_version("mcp"),
             **versions,
         },
         "quick": args.quick,
@@ -1118,20 +1111,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     out["elapsed_s"] = round(time.perf_counter() - started, 1)
 
-    text = json.dumps(out, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
+    emit(out, args.out)
     return 0
-
-
-def _dist_version(name: str) -> str | None:
-    import importlib.metadata
-
-    try:
-        return importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The project's MCP server plus a no-op tool, for bench/service.py.
+"""The project's MCP server plus a no-op tool, for bench.service.
 
 ``python bench/stdio_server.py`` serves over stdio, like ``abathur-memory serve``; the
 settings come from the environment (``ABATHUR_DB``, ``ABATHUR_USER``, ...). The extra tool
@@ -63,7 +63,7 @@ def _add_timings(server: MCPServer[Any]) -> None:
         times.clear()
         return out
 
-    manager.call_tool = timed
+    manager.call_tool = timed  # type: ignore[method-assign]  # wraps an SDK internal on purpose
     server.add_tool(bench_tool_timings, name=TIMINGS_TOOL)
 
 

@@ -1,41 +1,32 @@
 """Export and import speed on both backends; print one JSON object.
 
-Not a test: run it by hand, ``python bench/transfer.py [--out FILE] [--quick] [--pg URL]``.
+Not a test: run it by hand, ``python -m bench.transfer [--out FILE] [--quick] [--pg URL]``.
 A source database is filled through the services (memories with three versions each,
 sessions with events, tasks), exported with ``--with-history``, imported into a fresh
 database (SQLite into SQLite, PostgreSQL into PostgreSQL, SQLite into PostgreSQL), then
 imported again (the idempotent pass: everything is compared, nothing written). Reported:
 seconds and records per second of each step, and whether the target answered the same
 reads (transfer_helpers.reads over a sample). Without ``--pg`` a throwaway PostgreSQL is
-started as in bench/two_backends.py.
+started (bench.common's); each database on it is a schema of its own.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
-import datetime as dt
 import io
-import json
-import shutil
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH.parent / "tests"))
-
-import pg_server  # noqa: E402
-from drivers import machine  # noqa: E402
-from two_backends import postgres  # noqa: E402
-
-from abathur_memory.config import load_settings  # noqa: E402
-from abathur_memory.core.principal import Principal  # noqa: E402
-from abathur_memory.memory.memories import PutRequest  # noqa: E402
-from abathur_memory.runtime import open_runtime  # noqa: E402
+from abathur_memory.config import load_settings
+from abathur_memory.core.principal import Principal
+from abathur_memory.memory.memories import PutRequest
+from abathur_memory.runtime import open_runtime
+from bench.common import emit, header, postgres_schema, postgres_server
 
 ADMIN = Principal(user="root", app="abathur", admin=True)
 ALICE = Principal(user="alice", app="abathur", project="website")
@@ -115,27 +106,17 @@ async def import_twice(db: str, path: Path, records: int) -> dict[str, Any]:
 
 async def measure(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
     result: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
-        base = None
-        server = args.pg
-        if server is None:  # one throwaway server, three schemas in it
-            base = Path(tempfile.mkdtemp(prefix="abathur-pgbench-", dir="/dev/shm"))
-            server = pg_server.start_postgres(base)
-        try:
-            await _pairs(server, tmp, sizes, result)
-        finally:
-            if base is not None:
-                pg_server.stop_postgres(base)
-                shutil.rmtree(base, ignore_errors=True)
+    with tempfile.TemporaryDirectory() as tmp, contextlib.ExitStack() as stack:
+        server = args.pg or stack.enter_context(postgres_server())  # three schemas in it
+        await _pairs(server, Path(tmp), sizes, result)
     return result
 
 
 async def _pairs(server: str, tmp: Path, sizes: Sizes, result: dict[str, Any]) -> None:
-    async with (
-        postgres(server, tmp) as (pg_source, about),
-        postgres(server, tmp) as (pg_target, _),
-        postgres(server, tmp) as (pg_cross, _),
+    with (
+        postgres_schema(server) as (pg_source, about),
+        postgres_schema(server) as (pg_target, _),
+        postgres_schema(server) as (pg_cross, _),
     ):
         result["postgres"] = {"version": about.get("version")}
         pairs = {
@@ -170,18 +151,14 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     result: dict[str, Any] = {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
+        **header(),
         "version": abathur_memory.__version__,
         "quick": args.quick,
         "sizes": dataclasses.asdict(sizes),
     }
     result.update(asyncio.run(measure(args, sizes)))
     result["seconds"] = round(time.perf_counter() - started, 1)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(result, args.out)
     return 0
 
 

