@@ -116,7 +116,7 @@ class Runtime:
             except AbathurError as exc:
                 log.warning("document root %s skipped: %s", spec, exc)
         if self.settings.watch:
-            self.start("watch", self._watch)
+            self.start("watch", self.watch)
         elif self.settings.docs:
             self.start("index-docs", self._index_once)
         else:
@@ -175,12 +175,13 @@ class Runtime:
         except (AbathurError, OSError) as exc:
             log.warning("indexing the document folders failed: %s", exc)
 
-    async def _watch(self, stop: asyncio.Event) -> None:
+    async def watch(self, stop: asyncio.Event, *, kind: str = "server") -> None:
+        """Keep the document roots indexed until ``stop``: in the background of ``serve
+        --watch``, in the foreground of ``watch`` (``kind="watcher"``). The one place a
+        watcher is built, so both keep the same settings and services."""
         from abathur_memory.documents.watcher import Watcher
 
-        watcher = Watcher(
-            self.documents, debounce_ms=self.settings.watch_debounce_ms, kind="server"
-        )
+        watcher = Watcher(self.documents, debounce_ms=self.settings.watch_debounce_ms, kind=kind)
         await watcher.run(stop)
 
     async def close(self) -> None:

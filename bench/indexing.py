@@ -46,6 +46,11 @@ Everything it generates lives in a temporary directory.
    until it finds it. Target: latency - the file's embedding time <= 2 s.
 6. chromadb, when installed: add rate, query p50 and recall@10 on the vectors of (1).
 
+``--watch-only TRIALS`` runs (5) alone (the root of (2) indexed first, without the peer),
+with the write transactions of each watcher run counted, then 20 x TRIALS saves of one file
+through ``index_files`` with the fake model (the run's own cost, without the model's);
+``--saves-only SAVES`` runs only those saves.
+
 Section 1 runs its query blocks three times; the results give the median of the per-run
 percentiles and the JSON keeps the runs. ``--no-chroma`` skips the peer.
 
@@ -659,19 +664,196 @@ def watch_text(trial: int) -> tuple[str, str]:
     return nonce, f"# Saved note {trial}\n\nThis note mentions {nonce}.\n\n{body}\n"
 
 
-async def measure_real_model(tmp: Path, sizes: Sizes) -> dict[str, Any]:
-    from abathur_memory.documents import markdown
-    from abathur_memory.documents.markdown import ChunkingPolicy
-    from abathur_memory.documents.watcher import Watcher
-    from abathur_memory.embedders.embedded import EmbeddedEmbedder
-
+def copy_subset(tmp: Path, which: str) -> tuple[Path, list[str]]:
+    """The rust-book files of (2) copied under ``tmp``, with an empty new/ for (5)."""
     root = tmp / "rust-book"
-    selected = real_subset(sizes.real_subset)
+    selected = real_subset(which)
     for rel in selected:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(RUST_BOOK / rel, root / rel)
     (root / "new").mkdir()
+    return root, selected
 
+
+async def watch_only(tmp: Path, which: str, trials: int) -> dict[str, Any]:
+    """Only (5): the root of (2) indexed with the real model (no peer), then the watcher."""
+    from abathur_memory.embedders.embedded import EmbeddedEmbedder
+
+    root, selected = copy_subset(tmp, which)
+    inner = EmbeddedEmbedder()
+    await inner.check()
+    await inner.embed_documents(["warm up the model", "and its threads"])
+    store, docs = await open_documents(tmp / "watch.db", inner)
+    try:
+        await docs.add_root(root)
+        started = time.perf_counter()
+        await docs.index()
+        indexed_s = time.perf_counter() - started
+        out: dict[str, Any] = {"files": len(selected), "index_seconds": round(indexed_s, 1)}
+        out["load_before_watch"] = load_average()
+        out["watch"] = await measure_watch(root, store, docs, inner, trials)
+    finally:
+        await store.close()
+    out["saved_file_run"] = await measure_saved_file_runs(tmp, root, trials * 20)
+    out["load_after"] = load_average()
+    return out
+
+
+async def measure_saved_file_runs(tmp: Path, root: Path, saves: int) -> dict[str, Any]:
+    """The watcher's indexing run of a saved file without the model's noise: the same root
+    indexed with FakeEmbedder(dim=64) in a database of its own; each save rewrites one note
+    (the text of (5)) and calls ``index_files`` as the watcher does. The wall time of the
+    call minus its embedding time, the process's CPU time for the call (every thread, the
+    fake model's included: less sensitive to a loaded host), and its write transactions."""
+    from abathur_memory.embedders.fake import FakeEmbedder
+
+    store, docs = await open_documents(tmp / "saves.db", FakeEmbedder(dim=64))
+    writes = [0]
+    try:
+        registered = (await docs.add_root(root)).root
+        await docs.index()
+        for name in ("write", "on_writer"):
+            real_write = getattr(store.db, name)
+
+            def counted(*args: Any, _real: Any = real_write, **kwargs: Any) -> Any:
+                writes[0] += 1
+                return _real(*args, **kwargs)
+
+            setattr(store.db, name, counted)
+        overhead_ms, cpu_ms, per_run = [], [], []
+        for save in range(saves):
+            _, text = watch_text(save % 5)
+            (root / "new" / "saved.md").write_text(f"{text}\nSave {save}.\n", encoding="utf-8")
+            before = writes[0]
+            started, cpu = time.perf_counter(), time.process_time()
+            report = await docs.index_files(registered, ["new/saved.md"])
+            wall = time.perf_counter() - started
+            cpu_ms.append((time.process_time() - cpu) * 1000)
+            check(report.work is not None and report.work.documents_done == 1, "not indexed")
+            overhead_ms.append((wall - report.work.embed_seconds) * 1000)
+            per_run.append(writes[0] - before)
+    finally:
+        await store.close()
+    return {
+        "saves": saves,
+        "embedder": "fake (dim 64)",
+        "run_minus_embed": percentiles(overhead_ms, top=True),
+        "cpu_of_the_run_embedding_included": percentiles(cpu_ms, top=True),
+        "write_transactions": sorted(set(per_run)),
+    }
+
+
+async def measure_watch(
+    root: Path, store: Any, docs: Any, inner: Any, trials_wanted: int
+) -> dict[str, Any]:
+    """Section 5: a Watcher over ``root`` (indexed); per trial a new note is written and
+    keyword search polled until it finds it. The watcher's runs are recorded (a root walk or
+    the named files) with their write transactions (the SQLite writer's entry points)."""
+    from abathur_memory.documents import markdown
+    from abathur_memory.documents.markdown import ChunkingPolicy
+    from abathur_memory.documents.watcher import Watcher
+
+    policy = ChunkingPolicy.for_model(inner.identity.max_tokens)
+    done: list[dict[str, Any]] = []
+    writes = [0]
+    for name in ("write", "on_writer"):
+        real_write = getattr(store.db, name)
+
+        def counted(*args: Any, _real: Any = real_write, **kwargs: Any) -> Any:
+            writes[0] += 1
+            return _real(*args, **kwargs)
+
+        setattr(store.db, name, counted)
+
+    def recording(original: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+        async def run(*args: Any, **kwargs: Any) -> Any:
+            writes_before = writes[0]
+            result = await original(*args, **kwargs)
+            work = result.work
+            done.append(
+                {
+                    "kind": original.__name__,
+                    "seconds": work.seconds if work else 0.0,
+                    "embed_seconds": work.embed_seconds if work else 0.0,
+                    "documents_done": work.documents_done if work else 0,
+                    "writes": writes[0] - writes_before,
+                }
+            )
+            return result
+
+        return run
+
+    docs.index = recording(docs.index)
+    docs.index_files = recording(docs.index_files)
+    stop = asyncio.Event()
+    watcher = Watcher(docs, debounce_ms=WATCH_DEBOUNCE_MS)
+    task = asyncio.create_task(watcher.run(stop))
+    await asyncio.wait_for(watcher.ready.wait(), 120)
+    trials = []
+    try:
+        for trial in range(trials_wanted):
+            await asyncio.sleep(1.0)  # let the watcher go idle
+            nonce, text = watch_text(trial)
+            name = f"new/note{trial}.md"
+            before = len(done)
+            t0 = time.perf_counter()
+            (root / name).write_text(text, encoding="utf-8")
+            written = time.perf_counter()
+            polls = 0
+            while True:
+                result = await docs.search(None, nonce, 5, "keyword")
+                polls += 1
+                if any(h.path.endswith(name) for h in result.results):
+                    break
+                check(time.perf_counter() - t0 < 120, f"{name} never became searchable")
+                await asyncio.sleep(0.01)
+            latency = time.perf_counter() - t0
+            # the run that wrote the file has committed; wait for it to return its report
+            while not any(r["documents_done"] for r in done[before:]):
+                check(time.perf_counter() - t0 < 120, "the watcher's run never finished")
+                await asyncio.sleep(0.01)
+            runs = done[before:]
+            embed_in_run = sum(r["embed_seconds"] for r in runs)
+            parsed = markdown.parse_markdown(
+                text, file_stem=Path(name).stem, count_tokens=inner.count_tokens, policy=policy
+            )
+            t1 = time.perf_counter()
+            await inner.embed_documents([c.embed_text for c in parsed.chunks])
+            embed_alone = time.perf_counter() - t1
+            trials.append(
+                {
+                    "latency_s": round(latency, 3),
+                    "write_s": round(written - t0, 4),
+                    "chunks": len(parsed.chunks),
+                    "embed_in_watcher_run_s": round(embed_in_run, 3),
+                    "embed_alone_s": round(embed_alone, 3),
+                    "latency_minus_embed_s": round(latency - embed_in_run, 3),
+                    "index_runs": [r["kind"] for r in runs],
+                    "index_run_seconds": [round(r["seconds"], 3) for r in runs],
+                    "write_transactions": sum(r["writes"] for r in runs),
+                    "polls": polls,
+                }
+            )
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    return {
+        "debounce_ms": WATCH_DEBOUNCE_MS,
+        "poll": "keyword search every 10 ms",
+        "latency_s": round(statistics.median(t["latency_s"] for t in trials), 3),
+        "embed_s": round(statistics.median(t["embed_in_watcher_run_s"] for t in trials), 3),
+        "latency_minus_embed_s": round(
+            statistics.median(t["latency_minus_embed_s"] for t in trials), 3
+        ),
+        "write_transactions": max(t["write_transactions"] for t in trials),
+        "trials": trials,
+    }
+
+
+async def measure_real_model(tmp: Path, sizes: Sizes) -> dict[str, Any]:
+    from abathur_memory.embedders.embedded import EmbeddedEmbedder
+
+    root, selected = copy_subset(tmp, sizes.real_subset)
     inner = EmbeddedEmbedder()
     await inner.check()
     await inner.embed_documents(["warm up the model", "and its threads"])
@@ -717,84 +899,7 @@ async def measure_real_model(tmp: Path, sizes: Sizes) -> dict[str, Any]:
         out["load_after_index"] = load_average()
 
         # 5: the watcher
-        policy = ChunkingPolicy.for_model(inner.identity.max_tokens)
-        done: list[dict[str, Any]] = []
-        original = docs.index
-
-        async def recording_index(*args: Any, **kwargs: Any) -> Any:
-            result = await original(*args, **kwargs)
-            work = result.work
-            done.append(
-                {
-                    "seconds": work.seconds if work else 0.0,
-                    "embed_seconds": work.embed_seconds if work else 0.0,
-                    "documents_done": work.documents_done if work else 0,
-                }
-            )
-            return result
-
-        docs.index = recording_index
-        stop = asyncio.Event()
-        watcher = Watcher(docs, debounce_ms=WATCH_DEBOUNCE_MS)
-        task = asyncio.create_task(watcher.run(stop))
-        await asyncio.wait_for(watcher.ready.wait(), 120)
-        trials = []
-        try:
-            for trial in range(sizes.watch_trials):
-                await asyncio.sleep(1.0)  # let the watcher go idle
-                nonce, text = watch_text(trial)
-                name = f"new/note{trial}.md"
-                before = len(done)
-                t0 = time.perf_counter()
-                (root / name).write_text(text, encoding="utf-8")
-                written = time.perf_counter()
-                polls = 0
-                while True:
-                    result = await docs.search(None, nonce, 5, "keyword")
-                    polls += 1
-                    if any(h.path.endswith(name) for h in result.results):
-                        break
-                    check(time.perf_counter() - t0 < 120, f"{name} never became searchable")
-                    await asyncio.sleep(0.01)
-                latency = time.perf_counter() - t0
-                # the run that wrote the file has committed; wait for it to return its report
-                while not any(r["documents_done"] for r in done[before:]):
-                    check(time.perf_counter() - t0 < 120, "the watcher's run never finished")
-                    await asyncio.sleep(0.01)
-                runs = done[before:]
-                embed_in_run = sum(r["embed_seconds"] for r in runs)
-                parsed = markdown.parse_markdown(
-                    text, file_stem=Path(name).stem, count_tokens=inner.count_tokens, policy=policy
-                )
-                t1 = time.perf_counter()
-                await inner.embed_documents([c.embed_text for c in parsed.chunks])
-                embed_alone = time.perf_counter() - t1
-                trials.append(
-                    {
-                        "latency_s": round(latency, 3),
-                        "write_s": round(written - t0, 4),
-                        "chunks": len(parsed.chunks),
-                        "embed_in_watcher_run_s": round(embed_in_run, 3),
-                        "embed_alone_s": round(embed_alone, 3),
-                        "latency_minus_embed_s": round(latency - embed_in_run, 3),
-                        "index_runs": len(runs),
-                        "index_run_seconds": [round(r["seconds"], 3) for r in runs],
-                        "polls": polls,
-                    }
-                )
-        finally:
-            stop.set()
-            await asyncio.wait_for(task, 30)
-        out["watch"] = {
-            "debounce_ms": WATCH_DEBOUNCE_MS,
-            "poll": "keyword search every 10 ms",
-            "latency_s": round(statistics.median(t["latency_s"] for t in trials), 3),
-            "embed_s": round(statistics.median(t["embed_in_watcher_run_s"] for t in trials), 3),
-            "latency_minus_embed_s": round(
-                statistics.median(t["latency_minus_embed_s"] for t in trials), 3
-            ),
-            "trials": trials,
-        }
+        out["watch"] = await measure_watch(root, store, docs, inner, sizes.watch_trials)
     finally:
         await store.close()
     out["load_after"] = load_average()
@@ -1100,12 +1205,46 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="only: recall of the coarse pass on the real model's vectors of vaswani (minutes)",
     )
+    parser.add_argument(
+        "--watch-only",
+        type=int,
+        metavar="TRIALS",
+        help="only (5), saved file to searchable, with this many trials (a minute or two)",
+    )
+    parser.add_argument(
+        "--saves-only",
+        type=int,
+        metavar="SAVES",
+        help="only the saved file's indexing run with the fake model, this many saves",
+    )
     parser.add_argument("--child-index", nargs=2, type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child_index:
         print(json.dumps(asyncio.run(child_index(*args.child_index))))
         return 0
     out: dict[str, Any]
+    if args.watch_only or args.saves_only:
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="bench-watch-") as name:
+            which = "quick" if args.quick else "full"
+            if args.watch_only:
+                measured = asyncio.run(watch_only(Path(name), which, args.watch_only))
+            else:
+                root, _ = copy_subset(Path(name), which)
+                measured = {
+                    "saved_file_run": asyncio.run(
+                        measure_saved_file_runs(Path(name), root, args.saves_only)
+                    )
+                }
+        out = {
+            **header(),
+            "load_average_1_5_15": load_average(),
+            "revision": project_revision(),
+            **measured,
+            "elapsed_s": round(time.perf_counter() - started, 1),
+        }
+        emit(out, args.out)
+        return 0
     if args.real_recall:
         started = time.perf_counter()
         out = {

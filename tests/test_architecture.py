@@ -170,3 +170,22 @@ def test_services_hold_no_sql() -> None:
                 if any(k in text for k in keywords) and (" FROM " in text or "INTO " in text):
                     offenders.append(f"{rel}:{node.lineno}: {text[:60]!r}")
     assert not offenders, "SQL outside the storage backends:\n" + "\n".join(offenders)
+
+
+def test_only_the_runtime_builds_the_watcher() -> None:
+    """`serve --watch` and `watch` keep folders indexed through one composition
+    (Runtime.watch): no face imports the watcher to wire one of its own."""
+    watcher = "abathur_memory.documents.watcher"
+    builders = []
+    for module, path in _modules():
+        if module in ("abathur_memory.runtime", watcher):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names: list[str] = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
+            if watcher in names:
+                builders.append(f"{module}:{node.lineno}")
+    assert not builders, "the watcher built outside the runtime:\n" + "\n".join(builders)

@@ -3,6 +3,7 @@ is one `error:` line and exit 1, never an exception group."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -147,3 +148,48 @@ async def test_serve_docs_watch_and_embedder_as_the_readme_configures_it(tmp_pat
                 break
             assert time.monotonic() < deadline + 60, "the new file was never indexed"
             time.sleep(0.1)
+
+
+def _record_watchers(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, list[str]]]:
+    """Replace the runtime's watcher with a recorder that returns at once."""
+    from abathur_memory.runtime import Runtime
+
+    seen: list[tuple[str, list[str]]] = []
+
+    async def watch(self: Runtime, stop: object, *, kind: str = "server") -> None:
+        seen.append((kind, [root.name for root in await self.documents.roots()]))
+
+    monkeypatch.setattr(Runtime, "watch", watch)
+    return seen
+
+
+def test_watch_keeps_folders_indexed_through_the_runtime(tmp_path, capsys, monkeypatch):
+    """`watch` is built by the runtime, the composition `serve --watch` uses, not by hand."""
+    from cli_helpers import run_cli
+
+    monkeypatch.setenv("ABATHUR_EMBEDDER", "fake")
+    seen = _record_watchers(monkeypatch)
+    root = write_tree(tmp_path / "notes")
+    result = run_cli(capsys, "watch", str(root), "--db", str(tmp_path / "w.db"))
+    assert result.code == 0, result.err
+    assert seen == [("watcher", ["notes"])]
+
+
+@pytest.mark.anyio
+async def test_serve_watch_keeps_folders_indexed_through_the_same_runtime_call(
+    tmp_path, monkeypatch
+):
+    from conftest import settings_for
+
+    from abathur_memory.runtime import open_runtime
+
+    seen = _record_watchers(monkeypatch)
+    root = write_tree(tmp_path / "notes")
+    settings = settings_for(tmp_path / "s.db", docs=[str(root)], watch=True)
+    async with open_runtime(settings) as runtime:
+        await runtime.start_serving()
+        deadline = time.monotonic() + 30
+        while not seen:
+            assert time.monotonic() < deadline, "serve --watch never started the watcher"
+            await asyncio.sleep(0.05)
+    assert seen == [("server", ["notes"])]

@@ -12,7 +12,7 @@ import sys
 import time
 
 import pytest
-from indexing_helpers import FlakyEmbedder, long_line, make_docs, write_tree
+from indexing_helpers import Costs, FlakyEmbedder, long_line, make_docs, write_tree
 
 from abathur_memory.documents.watcher import Watcher
 from abathur_memory.store.sqlite import driver
@@ -200,6 +200,69 @@ async def test_the_watcher_hands_over_the_files_that_changed(db, tmp_path, monke
 
     (root / "sub").mkdir()
     await until(lambda: _walked(walks))
+    stop.set()
+    await asyncio.wait_for(task, 30)
+
+
+@pytest.mark.anyio
+async def test_a_saved_file_costs_the_watcher_three_write_transactions(
+    store, tmp_path, monkeypatch
+):
+    """From the save to searchable and the run recorded: the file read once, the space
+    looked up once, three write transactions (scan, claim, chunks); the heartbeat's own
+    write comes on its schedule, not once per run."""
+    from abathur_memory.documents import watcher as watcher_module
+
+    monkeypatch.setattr(watcher_module, "HEARTBEAT_S", 3600.0)  # no beat inside the count
+    root = write_tree(tmp_path / "notes", {f"n{i}.md": f"# N{i}\nmarker{i}\n" for i in range(5)})
+    docs = make_docs(store, FlakyEmbedder(ok_calls=10**6, dim=64))
+    await docs.add_root(root)
+    watcher = Watcher(docs, debounce_ms=200)
+    stop = asyncio.Event()
+    task = asyncio.create_task(watcher.run(stop))
+    await asyncio.wait_for(watcher.ready.wait(), 30)
+    costs = Costs(store, monkeypatch)
+    await costs.start()
+    runs = watcher.indexed_runs
+    (root / "n2.md").write_text("# N2\nzanzibar harbour\n")
+    deadline = time.monotonic() + 30
+    while watcher.indexed_runs == runs:
+        assert time.monotonic() < deadline, "the watcher never indexed the saved file"
+        await asyncio.sleep(0.05)
+    hits = (await docs.search(None, "zanzibar", mode="keyword")).results
+    assert [hit.path for hit in hits] == ["notes/n2.md"]
+    assert watcher.indexed_runs == runs + 1
+    assert costs.reads == {"n2.md": 1}
+    assert costs.spaces == 1
+    assert await costs.writes() <= 3
+    stop.set()
+    await asyncio.wait_for(task, 30)
+
+
+@pytest.mark.anyio
+async def test_the_heartbeat_says_when_the_last_events_and_run_were(store, tmp_path, monkeypatch):
+    """The times a run used to write on its own reach index_status with the next beat."""
+    from abathur_memory.documents import watcher as watcher_module
+
+    monkeypatch.setattr(watcher_module, "HEARTBEAT_S", 0.2)
+    root = write_tree(tmp_path / "notes", {"a.md": "# A\nfirst\n"})
+    docs = make_docs(store, FlakyEmbedder(ok_calls=10**6, dim=64))
+    await docs.add_root(root)
+    watcher = Watcher(docs, debounce_ms=50)
+    stop = asyncio.Event()
+    task = asyncio.create_task(watcher.run(stop))
+    await asyncio.wait_for(watcher.ready.wait(), 30)
+    (root / "b.md").write_text("# B\nsecond\n")
+    deadline = time.monotonic() + 30
+    while True:
+        beats = (await docs.status()).watchers
+        if beats and beats[0].last_event_at and beats[0].last_indexed_at:
+            break
+        assert time.monotonic() < deadline, "the heartbeat never recorded the run"
+        await asyncio.sleep(0.1)
+    beat = beats[0]
+    assert beat.alive
+    assert beat.last_event_at <= beat.last_indexed_at <= beat.last_beat_at
     stop.set()
     await asyncio.wait_for(task, 30)
 

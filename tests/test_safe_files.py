@@ -266,6 +266,30 @@ def test_size_limit(tree: tuple[Path, Path], mode: str) -> None:
     assert safe_files.read_in_root(root, "empty.md", max_bytes=0)[0] == b""
 
 
+@pytest.mark.parametrize("size", [1, 4095, safe_files.CHUNK, safe_files.CHUNK + 1, 3 * LIMIT + 7])
+def test_every_byte_whatever_the_size(tmp_path: Path, size: int) -> None:
+    """Reads are sized by what fstat said (a kept file costs a buffer of its own size)."""
+    data = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    (tmp_path / "f.md").write_bytes(data)
+    assert safe_files.read_in_root(tmp_path, "f.md", max_bytes=4 * LIMIT)[0] == data
+
+
+def test_a_file_that_grew_after_its_fstat_is_read_whole(tmp_path: Path, monkeypatch) -> None:
+    data = b"# grown\n" + b"y" * 5000
+    (tmp_path / "g.md").write_bytes(data)
+    real_fstat = os.fstat
+
+    def earlier(fd: int) -> os.stat_result:  # as it was before the last 4,000 bytes came
+        info = list(real_fstat(fd))
+        info[stat.ST_SIZE] -= 4000
+        return os.stat_result(info)
+
+    monkeypatch.setattr(safe_files.os, "fstat", earlier)
+    assert safe_files.read_in_root(tmp_path, "g.md", max_bytes=LIMIT)[0] == data
+    with pytest.raises(safe_files.TooLarge):
+        safe_files.read_in_root(tmp_path, "g.md", max_bytes=len(data) - 1)
+
+
 @pytest.mark.parametrize("rel", ["nope.md", "dir/nope.md", "nodir/file.md", "dir/file.md/x.md"])
 def test_missing(tree: tuple[Path, Path], mode: str, rel: str) -> None:
     with pytest.raises(NotFound):

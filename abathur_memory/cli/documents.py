@@ -43,7 +43,7 @@ from abathur_memory.search.results import Filters, SearchResult
 async def document_service(
     settings: Settings, *, create: bool = False
 ) -> AsyncIterator[DocumentService]:
-    """The runtime's document service. Only `index` and `watch` may create the database."""
+    """The runtime's document service. Only `index` may create the database here."""
     async with open_runtime(settings, create=create, readers=2) as runtime:
         yield runtime.documents
 
@@ -428,12 +428,11 @@ def watch(
     db: str | None, dirs: tuple[str, ...], exclude: tuple[str, ...], visibility: str | None
 ) -> None:
     """Keep folders indexed: index them, then re-index files as they change (Ctrl-C stops)."""
-    from abathur_memory.documents.watcher import Watcher
-
     settings = settings_from(db)
 
     async def run() -> None:
-        async with document_service(settings, create=True) as docs:
+        async with open_runtime(settings, create=True, readers=2) as runtime:
+            docs = runtime.documents
             await register_roots(
                 docs,
                 [*settings.docs, *dirs],
@@ -443,7 +442,6 @@ def watch(
             )
             if not await docs.roots():
                 raise click.UsageError("no folders to watch: give one, e.g. `watch ~/notes`")
-            watcher = Watcher(docs, debounce_ms=settings.watch_debounce_ms, kind="watcher")
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for signum in (signal.SIGINT, signal.SIGTERM):
@@ -451,7 +449,7 @@ def watch(
                     loop.add_signal_handler(signum, stop.set)
             names = ", ".join(r.name for r in await docs.roots())
             err_console.print(f"watching {names} (Ctrl-C to stop)")
-            await watcher.run(stop)
+            await runtime.watch(stop, kind="watcher")  # as `serve --watch` does
             err_console.print("stopped")
 
     asyncio.run(run())

@@ -53,7 +53,7 @@ def read_in_root(root: Path, rel: str, *, max_bytes: int) -> tuple[bytes, os.sta
     """
     with _open_in_root(root, rel) as (fd, info):
         if info.st_size <= max_bytes:
-            data = b"".join(_chunks(fd, rel, max_bytes + 1))
+            data = b"".join(_chunks(fd, rel, max_bytes + 1, expected=info.st_size))
             if len(data) <= max_bytes:
                 return data, info
     raise TooLarge(f"{rel} is larger than the {max_bytes:,}-byte limit")
@@ -187,14 +187,21 @@ def _plain(path: str) -> str:
     return os.path.normcase(path)
 
 
-def _chunks(fd: int, rel: str, cap: int | None) -> Iterator[bytes]:
-    """Read ``fd`` to the end, or until ``cap`` bytes have been read."""
+def _chunks(fd: int, rel: str, cap: int | None, *, expected: int | None = None) -> Iterator[bytes]:
+    """Read ``fd`` to the end, or until ``cap`` bytes have been read. ``expected`` (the size
+    fstat gave) sizes the reads: bytes that are kept then cost a buffer of their own size,
+    not a CHUNK-sized one cut down (which fragments the heap), until the file proves larger."""
     while cap is None or cap > 0:
+        size = CHUNK if cap is None else min(CHUNK, cap)
+        if expected is not None:
+            size = min(size, expected + 1)  # + 1: a file that grew says so at once
         with _mapped(rel, rel, None, None):
-            chunk = os.read(fd, CHUNK if cap is None else min(CHUNK, cap))
+            chunk = os.read(fd, size)
         if not chunk:
             return
         cap = None if cap is None else cap - len(chunk)
+        if expected is not None:
+            expected = expected - len(chunk) if len(chunk) <= expected else None  # it grew
         yield chunk
 
 

@@ -18,6 +18,7 @@ from abathur_memory.core.spaces import Space
 from abathur_memory.documents import roots as roots_mod
 from abathur_memory.documents import safe_files, sync
 from abathur_memory.documents.liveness import pid_alive
+from abathur_memory.documents.reads import Reads
 from abathur_memory.documents.reports import (
     DocumentText,
     Failure,
@@ -110,11 +111,15 @@ class DocumentService:
             self.store, self.embedder, max_file_bytes=self.max_file_bytes, owner=self._worker_owner
         )
 
-    async def scan(self, only: list[Root] | None = None) -> list[sync.ScanReport]:
+    async def scan(
+        self, only: list[Root] | None = None, *, reads: Reads | None = None
+    ) -> list[sync.ScanReport]:
         reports = []
         for root in only or await self.roots():
             reports.append(
-                await sync.scan_root(self.store.documents, root, max_file_bytes=self.max_file_bytes)
+                await sync.scan_root(
+                    self.store.documents, root, max_file_bytes=self.max_file_bytes, reads=reads
+                )
             )
         return reports
 
@@ -126,17 +131,21 @@ class DocumentService:
         progress: ProgressCallback | None = None,
         scan_first: bool = True,
     ) -> IndexReport:
-        """Scan the roots, then embed everything that changed (all of it with ``full``)."""
+        """Scan the roots, then embed everything that changed (all of it with ``full``).
+
+        One run resolves the embedding space once and reads each changed file once: the
+        scan's bytes go to the worker (documents/reads.py)."""
         async with self._index_lock:
             worker = self.worker()
             space = await worker.target_space()
             report = IndexReport()
+            reads = Reads()
             if scan_first:
-                report.scans = await self.scan(only)
+                report.scans = await self.scan(only, reads=reads)
             root_ids = [r.id for r in only] if only else None
             if full:
                 await self.store.documents.forget_space(space, root_ids)
-            work = await worker.run(progress, roots=root_ids)
+            work = await worker.run(progress, roots=root_ids, space=space, reads=reads)
             report.work = work.report()
             failures = await self.store.documents.failures(root_ids)
             report.failed_count = len(failures)
@@ -147,23 +156,27 @@ class DocumentService:
         """Bring the named files of ``root`` in line with the disk (new, changed or gone)
         and embed what changed, without walking the root: the watcher's way for a few
         changed files. A path that is neither indexed nor indexable (a temporary file that
-        came and went, an excluded one) is skipped."""
+        came and went, an excluded one) is skipped.
+
+        The files are scanned together (one transaction; a rename named by both its paths
+        is a move) and each is read once; a saved file costs three write transactions: the
+        scan, the claim and the chunks (one per model call when it has more than 16 new
+        chunks)."""
         async with self._index_lock:
             worker = self.worker()
-            await worker.target_space()
-            report = IndexReport()
-            documents: list[int] = []
-            for relative in relative_paths:
-                try:
-                    scanned = await sync.scan_file(
-                        self.store.documents, root, relative, max_file_bytes=self.max_file_bytes
-                    )
-                except NotFound:
-                    continue
-                report.scans.append(scanned)
-                documents += scanned.document_ids
-            if documents:
-                report.work = (await worker.run(documents=documents)).report()
+            space = await worker.target_space()
+            reads = Reads()
+            scanned, _ = await sync.scan_files(
+                self.store.documents,
+                root,
+                relative_paths,
+                max_file_bytes=self.max_file_bytes,
+                reads=reads,
+            )
+            report = IndexReport(scans=[scanned])
+            if scanned.document_ids:
+                work = await worker.run(documents=scanned.document_ids, space=space, reads=reads)
+                report.work = work.report()
             return report
 
     async def refresh(self, principal: Principal | None, path: str | None = None) -> IndexReport:
@@ -185,14 +198,16 @@ class DocumentService:
         relative = _safe_relative(rest)
         async with self._index_lock:
             worker = self.worker()
-            await worker.target_space()
+            space = await worker.target_space()
+            reads = Reads()
             scanned = await sync.scan_file(
                 self.store.documents,
                 root,
                 relative.as_posix(),
                 max_file_bytes=self.max_file_bytes,
+                reads=reads,
             )
-            work = await worker.run(documents=scanned.document_ids)
+            work = await worker.run(documents=scanned.document_ids, space=space, reads=reads)
             return IndexReport(scans=[scanned], work=work.report())
 
     async def _deny_hidden_root(self, principal: Principal | None, name: str, action: str) -> None:

@@ -1,6 +1,7 @@
 """Bringing the index in line with a root on disk.
 
-(mtime, size) decide first; only files whose pair changed are read and hashed. A new path
+(mtime, size) decide first; only files whose pair changed are read and hashed (their bytes
+kept for the worker, documents/reads.py, so a run reads each file once). A new path
 whose content hash equals a vanished one's is a move: the row (and its chunks and vectors)
 follows the file, nothing is re-embedded. Changed files become ``stale``, new ones
 ``pending``; the worker embeds them. Files that cannot be indexed are recorded as ``failed``
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from abathur_memory.core.documents import (
     TouchedDocument,
 )
 from abathur_memory.documents import safe_files, scan
+from abathur_memory.documents.reads import ReadFile, Reads
 from abathur_memory.errors import AbathurError, NotFound
 from abathur_memory.store.protocols import DocumentStore
 
@@ -57,7 +60,11 @@ class _Seen:
     error: str | None = None
 
 
-async def scan_root(store: DocumentStore, root: Root, *, max_file_bytes: int) -> ScanReport:
+async def scan_root(
+    store: DocumentStore, root: Root, *, max_file_bytes: int, reads: Reads | None = None
+) -> ScanReport:
+    """Walk ``root`` and apply what changed in one transaction; the changed files' bytes go
+    to ``reads`` for the worker."""
     report = ScanReport(root=root.name)
     if not root.path.is_dir():
         report.skipped[""] = f"the folder {root.path} does not exist (nothing changed)"
@@ -80,57 +87,98 @@ async def scan_root(store: DocumentStore, root: Root, *, max_file_bytes: int) ->
             work.append(_Seen(file, row))
     report.unchanged = unchanged
     if work:
-        await asyncio.to_thread(_hash_all, root.path, work, max_file_bytes)
+        await asyncio.to_thread(_read_all, root.path, prefix, work, max_file_bytes, reads)
     gone = [row for path, row in by_path.items() if path not in seen]
     await store.apply_scan(_plan(root, prefix, work, gone, report))
     return report
 
 
+async def scan_files(
+    store: DocumentStore,
+    root: Root,
+    rels: Sequence[str],
+    *,
+    max_file_bytes: int,
+    reads: Reads | None = None,
+) -> tuple[ScanReport, dict[str, str]]:
+    """Bring the rows of the named files of ``root`` in line with them (new, changed,
+    unchanged, or gone: then they leave the index) in one transaction, without walking the
+    root; a rename named by both its paths is a move. Returns the report, whose
+    ``document_ids`` are the documents of the named files, and the paths that are neither
+    indexed nor indexable, with why."""
+    report = ScanReport(root=root.name)
+    prefix = f"{root.name}/"
+    missing: dict[str, str] = {}
+    present: dict[str, DocumentState | None] = {}
+    work: list[_Seen] = []
+    gone: list[DocumentState] = []
+    for rel in dict.fromkeys(rels):
+        rows = await store.states(root.id, prefix + rel)
+        row = rows[0] if rows else None
+        state, reason = await asyncio.to_thread(scan.file_state, root.path, rel, root.excludes)
+        if state is None:
+            if row is None:
+                missing[rel] = reason
+            else:
+                gone.append(row)
+            continue
+        report.files += 1
+        present[rel] = row
+        if row is not None and row.size_bytes == state.size and row.mtime_ns == state.mtime_ns:
+            report.unchanged += 1
+        else:
+            work.append(_Seen(state, row))
+    if work:
+        await asyncio.to_thread(_read_all, root.path, prefix, work, max_file_bytes, reads)
+    if work or gone:
+        await store.apply_scan(_plan(root, prefix, work, gone, report))
+    for rel, row in present.items():
+        if row is None:  # new here (or moved here): its row exists now
+            found = await store.states(root.id, prefix + rel)
+            row = found[0] if found else None
+        if row is not None:
+            report.document_ids.append(row.id)
+    return report, missing
+
+
 async def scan_file(
-    store: DocumentStore, root: Root, rel: str, *, max_file_bytes: int
+    store: DocumentStore, root: Root, rel: str, *, max_file_bytes: int, reads: Reads | None = None
 ) -> ScanReport:
     """Bring one document's row in line with its file: new, changed, unchanged, or gone
     (then it leaves the index). A path that is neither indexed nor indexable is not found."""
-    report = ScanReport(root=root.name)
-    path = f"{root.name}/{rel}"
-    rows = await store.states(root.id, path)
-    row = rows[0] if rows else None
-    state, reason = await asyncio.to_thread(scan.file_state, root.path, rel, root.excludes)
-    if state is None:
-        if row is None:
-            raise NotFound(f"no document {path}: {reason}")
-        await store.apply_scan(_plan(root, f"{root.name}/", [], [row], report))
-        return report
-    report.files = 1
-    work: list[_Seen] = []
-    if row is not None and row.size_bytes == state.size and row.mtime_ns == state.mtime_ns:
-        report.unchanged = 1
-    else:
-        work.append(_Seen(state, row))
-        await asyncio.to_thread(_hash_all, root.path, work, max_file_bytes)
-    await store.apply_scan(_plan(root, f"{root.name}/", work, [], report))
-    found = await store.states(root.id, path)
-    if found:
-        report.document_ids.append(found[0].id)
+    report, missing = await scan_files(
+        store, root, [rel], max_file_bytes=max_file_bytes, reads=reads
+    )
+    if missing:
+        raise NotFound(f"no document {root.name}/{rel}: {missing[rel]}")
     return report
 
 
-def _hash_all(root: Path, work: list[_Seen], max_file_bytes: int) -> None:
-    """Hash what changed, opening each file without following links (safe_files)."""
+def _read_all(
+    root: Path, prefix: str, work: list[_Seen], max_file_bytes: int, reads: Reads | None
+) -> None:
+    """Read and hash what changed, opening each file without following links (safe_files);
+    the bytes go to ``reads`` (within its budget), for the worker not to read them again."""
+    too_large = f"larger than the {max_file_bytes:,}-byte limit (max_file_bytes)"
     for item in work:
         if item.file.size > max_file_bytes:
-            item.error = f"larger than the {max_file_bytes:,}-byte limit (max_file_bytes)"
+            item.error = too_large
             continue
         try:
-            item.content_hash, _ = safe_files.hash_in_root(
-                root, item.file.rel, limit=max_file_bytes
-            )
-        except ValueError as exc:
-            item.error = str(exc)
+            data, _ = safe_files.read_in_root(root, item.file.rel, max_bytes=max_file_bytes)
+        except safe_files.TooLarge:  # it grew since the walk
+            item.error = too_large
+            continue
         except NotFound:
             item.error = VANISHED
+            continue
         except AbathurError as exc:  # a link swapped in, a permission or I/O problem
             item.error = str(exc)
+            continue
+        item.content_hash = scan.hash_bytes(data)
+        if reads is not None:
+            read = ReadFile(data, item.content_hash, item.file.size, item.file.mtime_ns)
+            reads.keep(prefix + item.file.rel, read)
 
 
 def _plan(

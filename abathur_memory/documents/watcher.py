@@ -5,9 +5,10 @@ file and a rename arrive as a move onto the .md file) name the files that change
 root has been quiet for the debounce interval, those files are brought in line and the
 changed documents re-embedded, without walking the root; a folder event or a burst of more
 than MAX_PATHS files re-scans the whole root instead ((mtime, size) first, so only the files
-that changed are read). A failure (the
-model is down, the disk is busy) is logged and retried with backoff; the daemon keeps going.
-A heartbeat row lets ``index_status`` show a watcher that died or fell behind.
+that changed are read). A saved file costs three write transactions (scan, claim, chunks).
+A failure (the model is down, the disk is busy) is logged and retried with backoff; the
+daemon keeps going. A heartbeat row, written every HEARTBEAT_S with the times of the last
+events and run, lets ``index_status`` show a watcher that died or fell behind.
 """
 
 from __future__ import annotations
@@ -101,6 +102,10 @@ class Watcher:
         self._paths: dict[int, set[str]] = {}
         self.indexed_runs = 0
         self.ready = asyncio.Event()
+        # When the last events arrived and the last run ended (time.monotonic()), for the
+        # next heartbeat: a write of its own per run would delay the next saved file.
+        self._events_at: float | None = None
+        self._indexed_at: float | None = None
 
     def touch(self, root_id: int, paths: list[str] | None = None) -> None:
         """Mark a root changed: at ``paths`` (relative to it), or anywhere (None)."""
@@ -138,8 +143,7 @@ class Watcher:
                 due = [rid for rid, at in self._dirty.items() if now - at >= self.debounce]
                 if due:
                     named = {rid: self._paths.pop(rid) for rid in due if rid in self._paths}
-                    for rid in due:
-                        self._dirty.pop(rid, None)
+                    self._events_at = max(self._dirty.pop(rid) for rid in due)
                     try:
                         await self._index_changes([r for r in roots if r.id in due], named)
                         failures = 0
@@ -170,7 +174,6 @@ class Watcher:
     async def _index_changes(self, roots: list[Root], named: dict[int, set[str]]) -> None:
         """The files the events named, each root with named files on its own; the other
         roots walked together."""
-        await self.docs.store.documents.beat_event(self.owner)
         walk = [root for root in roots if root.id not in named]
         if walk:
             await self._indexed(await self.docs.index(walk))
@@ -179,13 +182,19 @@ class Watcher:
                 await self._indexed(await self.docs.index_files(root, sorted(named[root.id])))
 
     async def _indexed(self, report: IndexReport) -> None:
-        """Count a finished run, say so in the heartbeat, and log what it re-indexed."""
+        """Count a finished run (the next heartbeat says when), and log what it re-indexed."""
         self.indexed_runs += 1
-        await self.docs.store.documents.beat_indexed(self.owner)
+        self._indexed_at = time.monotonic()
         if report.work and (report.work.documents_done or report.work.documents_failed):
             log.info("re-indexed %s", report.work.model_dump())
 
     async def _beat(self, roots: list[Root], *, started: bool = False) -> None:
+        now = time.monotonic()
         await self.docs.store.documents.beat(
-            self.owner, self.kind, [r.name for r in roots], started=started
+            self.owner,
+            self.kind,
+            [r.name for r in roots],
+            started=started,
+            event_age_s=None if self._events_at is None else now - self._events_at,
+            indexed_age_s=None if self._indexed_at is None else now - self._indexed_at,
         )

@@ -25,6 +25,7 @@ from abathur_memory.core.spaces import Space
 from abathur_memory.documents import markdown, safe_files, scan
 from abathur_memory.documents.liveness import pid_alive
 from abathur_memory.documents.markdown import ChunkingPolicy
+from abathur_memory.documents.reads import Reads
 from abathur_memory.documents.reports import WorkReport
 from abathur_memory.embedders.base import Embedder
 from abathur_memory.errors import Forbidden, InvalidInput, NotFound, Unavailable
@@ -129,6 +130,7 @@ class IndexWorker:
         self.max_file_bytes = max_file_bytes
         self.batch_documents = batch_documents
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._reads: Reads | None = None  # the current run's
         self.policy = ChunkingPolicy.for_model(
             embedder.identity.max_tokens, target=chunk_target_tokens, overlap=chunk_overlap_tokens
         )
@@ -143,14 +145,24 @@ class IndexWorker:
         *,
         roots: list[int] | None = None,
         documents: list[int] | None = None,
+        space: Space | None = None,
+        reads: Reads | None = None,
     ) -> Progress:
         """Index every document that needs it (only those of ``roots`` or ``documents`` when
-        given), then activate a finished rebuild."""
+        given), then activate a finished rebuild.
+
+        ``space`` is the one the caller resolved for this run (else it is looked up here);
+        ``reads`` holds the bytes the run's scan read, parsed instead of reading them again.
+        A batch costs one write transaction to claim it and one per model call that
+        completes documents; a batch smaller than asked for was the last one (what became
+        claimable meanwhile is the next run's)."""
         scope = WorkScope(
             root_ids=tuple(roots) if roots is not None else None,
             document_ids=tuple(documents) if documents is not None else None,
         )
-        space = await self.target_space()
+        if space is None:
+            space = await self.target_space()
+        self._reads = reads
         state = Progress()
         state.documents_total, state.bytes_total = await self.documents.remaining(space.id, scope)
         if progress:
@@ -166,6 +178,8 @@ class IndexWorker:
                 raise
             if progress:
                 progress(state)
+            if len(claimed) < self.batch_documents:
+                break
         state.held_elsewhere = await self.documents.held_elsewhere(self.owner, scope)
         if space.status == "building" and await self.documents.finish_rebuild(space):
             log.warning("the rebuilt index for %s is now active", space.identity.model_id)
@@ -227,22 +241,24 @@ class IndexWorker:
         missing = {h: text for h, text in texts.items() if h not in known}
         chunk_count = sum(len(item.parsed.chunks) for item in ready if item.parsed)
         state.chunks_reused += chunk_count - len(missing)
-        # Embedded a slice at a time, in document order, each document written as soon as all
-        # its vectors are known: an interrupted run keeps what it finished, and stops after
-        # the slice in flight (a model running in a thread cannot be cut short).
+        # Embedded a slice at a time, in document order, the documents whose vectors are all
+        # known written after each model call (those that need none, with the first): an
+        # interrupted run keeps what it finished, and stops after the slice in flight (a
+        # model running in a thread cannot be cut short).
         queue = list(missing.items())
         position = 0
         while True:
             await asyncio.sleep(0)  # a cancellation lands here even if the model never awaits
-            ready = await self._write_finished(space, ready, known, state)
             batch = queue[position : position + EMBED_SLICE]
             position += len(batch)
             if not batch:
+                await self._write_finished(space, ready, known, state)
                 break
             started = time.monotonic()
             try:
                 matrix = await self.embedder.embed_documents([text for _, text in batch])
             except InvalidInput as exc:  # an input the model refuses: fail these documents
+                ready = await self._write_finished(space, ready, known, state)
                 for item in ready:
                     await self.documents.mark_failed(item.id, str(exc), transient=False)
                 state.documents_failed += len(ready)
@@ -250,6 +266,7 @@ class IndexWorker:
             state.embed_seconds += time.monotonic() - started
             state.chunks_embedded += len(batch)
             known.update(zip((key for key, _ in batch), matrix, strict=True))
+            ready = await self._write_finished(space, ready, known, state)
 
     async def _write_finished(
         self, space: Space, ready: list[_Claimed], known: dict[str, Vector], state: Progress
@@ -301,12 +318,18 @@ class IndexWorker:
     ) -> str | tuple[str, bool] | None:
         """Fill item.parsed; return None, "vanished", or (reason, worth retrying).
 
-        The file is opened without following a symbolic link in any component of its path
+        The bytes come from the run's scan when it read this very content (``reads``), else
+        from the file, opened without following a symbolic link in any component of its path
         (safe_files), so a folder swapped for a link after the scan cannot leak in."""
+        kept = self._reads.take(item.file_path, item.content_hash) if self._reads else None
         try:
-            data, info = safe_files.read_in_root(
-                item.root_path, item.rel, max_bytes=self.max_file_bytes
-            )
+            if kept is not None:
+                data, size, mtime_ns = kept.data, kept.size, kept.mtime_ns
+            else:
+                data, info = safe_files.read_in_root(
+                    item.root_path, item.rel, max_bytes=self.max_file_bytes
+                )
+                size, mtime_ns = info.st_size, info.st_mtime_ns
         except NotFound:
             return "vanished"
         except Forbidden:
@@ -325,8 +348,8 @@ class IndexWorker:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             return f"not UTF-8 text (byte {exc.start})", False
-        item.read_hash = scan.hash_bytes(data)
-        item.size, item.mtime_ns = info.st_size, info.st_mtime_ns
+        item.read_hash = kept.content_hash if kept is not None else scan.hash_bytes(data)
+        item.size, item.mtime_ns = size, mtime_ns
         count_tokens = self.embedder.count_tokens
 
         def count(text: str) -> int:

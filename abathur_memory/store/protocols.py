@@ -554,13 +554,20 @@ class DocumentStore(Protocol):
 
     async def counts(self, root_ids: Sequence[int]) -> IndexCounts: ...
 
-    async def beat(self, owner: str, kind: str, roots: Sequence[str], *, started: bool) -> None:
-        """Say that an indexing process is alive (and which roots it keeps)."""
+    async def beat(
+        self,
+        owner: str,
+        kind: str,
+        roots: Sequence[str],
+        *,
+        started: bool,
+        event_age_s: float | None = None,
+        indexed_age_s: float | None = None,
+    ) -> None:
+        """Say that an indexing process is alive (and which roots it keeps), and how many
+        seconds ago its last file events arrived and its last indexing run ended (None:
+        unchanged). One write, every few seconds, rather than one per run."""
         ...
-
-    async def beat_event(self, owner: str) -> None: ...
-
-    async def beat_indexed(self, owner: str) -> None: ...
 
     async def forget_beat(self, owner: str) -> None: ...
 

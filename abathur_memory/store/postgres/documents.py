@@ -524,29 +524,32 @@ class PostgresDocumentStore:
 
         return await self.db.run(work, what="reading the index status")
 
-    async def beat(self, owner: str, kind: str, roots: Sequence[str], *, started: bool) -> None:
+    async def beat(
+        self,
+        owner: str,
+        kind: str,
+        roots: Sequence[str],
+        *,
+        started: bool,
+        event_age_s: float | None = None,
+        indexed_age_s: float | None = None,
+    ) -> None:
+        sets = [f"beat_at = {SQL_NOW}", "roots = excluded.roots"]
+        if started:
+            sets.append(f"started_at = {SQL_NOW}")
+        params: list[Any] = [owner, kind, os.getpid(), socket.gethostname(), Jsonb(list(roots))]
+        for column, age in (("last_event_at", event_age_s), ("last_indexed_at", indexed_age_s)):
+            if age is not None:
+                sets.append(
+                    f"{column} = date_trunc('milliseconds',"
+                    " statement_timestamp() - make_interval(secs => %s))"
+                )
+                params.append(max(0.0, age))
         await _execute(
             self.db,
             "INSERT INTO indexer_heartbeats (owner, kind, pid, host, roots)"
-            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (owner) DO UPDATE SET"
-            f" beat_at = {SQL_NOW}, roots = excluded.roots"
-            + (f", started_at = {SQL_NOW}" if started else ""),
-            (owner, kind, os.getpid(), socket.gethostname(), Jsonb(list(roots))),
-        )
-
-    async def beat_event(self, owner: str) -> None:
-        await _execute(
-            self.db,
-            f"UPDATE indexer_heartbeats SET last_event_at = {SQL_NOW} WHERE owner = %s",
-            (owner,),
-        )
-
-    async def beat_indexed(self, owner: str) -> None:
-        await _execute(
-            self.db,
-            f"UPDATE indexer_heartbeats SET last_indexed_at = {SQL_NOW}, beat_at = {SQL_NOW}"
-            " WHERE owner = %s",
-            (owner,),
+            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (owner) DO UPDATE SET " + ", ".join(sets),
+            params,
         )
 
     async def forget_beat(self, owner: str) -> None:

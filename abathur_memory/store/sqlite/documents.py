@@ -416,26 +416,34 @@ class SqliteDocumentStore:
     async def counts(self, root_ids: Sequence[int]) -> IndexCounts:
         return await self.db.read(_counts, root_ids)
 
-    async def beat(self, owner: str, kind: str, roots: Sequence[str], *, started: bool) -> None:
+    async def beat(
+        self,
+        owner: str,
+        kind: str,
+        roots: Sequence[str],
+        *,
+        started: bool,
+        event_age_s: float | None = None,
+        indexed_age_s: float | None = None,
+    ) -> None:
+        sets = [f"beat_at = {timestamps.SQL_NOW}", "roots = excluded.roots"]
+        if started:
+            sets.append(f"started_at = {timestamps.SQL_NOW}")
+        params: list[Any] = [
+            owner,
+            kind,
+            os.getpid(),
+            socket.gethostname(),
+            json.dumps(list(roots)),
+        ]
+        for column, age in (("last_event_at", event_age_s), ("last_indexed_at", indexed_age_s)):
+            if age is not None:
+                sets.append(f"{column} = strftime('%Y-%m-%d %H:%M:%f', 'now', ?)")
+                params.append(f"-{max(0.0, age):.3f} seconds")
         await self.db.execute_write(
             "INSERT INTO indexer_heartbeats (owner, kind, pid, host, roots)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT(owner) DO UPDATE SET"
-            f" beat_at = {timestamps.SQL_NOW}, roots = excluded.roots"
-            + (f", started_at = {timestamps.SQL_NOW}" if started else ""),
-            (owner, kind, os.getpid(), socket.gethostname(), json.dumps(list(roots))),
-        )
-
-    async def beat_event(self, owner: str) -> None:
-        await self.db.execute_write(
-            f"UPDATE indexer_heartbeats SET last_event_at = {timestamps.SQL_NOW} WHERE owner = ?",
-            (owner,),
-        )
-
-    async def beat_indexed(self, owner: str) -> None:
-        await self.db.execute_write(
-            f"UPDATE indexer_heartbeats SET last_indexed_at = {timestamps.SQL_NOW},"
-            f" beat_at = {timestamps.SQL_NOW} WHERE owner = ?",
-            (owner,),
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT(owner) DO UPDATE SET " + ", ".join(sets),
+            params,
         )
 
     async def forget_beat(self, owner: str) -> None:

@@ -168,6 +168,11 @@ class SqliteSpaceStore:
         return await self.db.read(building_space)
 
     async def for_identity(self, identity: EmbeddingIdentity) -> Space:
+        """Found on a reader (every indexing run asks; the space nearly always exists), or
+        made in a write transaction, which looks again first (PostgreSQL's does the same)."""
+        found = await self.db.read(_live_space, identity)
+        if found is not None:
+            return found
         return await self.db.write(space_for, identity)
 
     async def memory_space(self, identity: EmbeddingIdentity) -> Space | None:
