@@ -63,24 +63,33 @@ def traced(conn: Any, wire: Wire) -> Any:
 @contextlib.asynccontextmanager
 async def counting(database: Any) -> AsyncIterator[Wire]:
     """Count the wire traffic of every pooled connection this task checks out of
-    ``database`` (store/postgres/connection.Database) while the block runs."""
+    ``database`` (store/postgres/connection.Database) while the block runs: traced from
+    the pool's ``getconn`` to its ``putconn``."""
     wire = Wire()
     task = asyncio.current_task()
     pool = database.pool
-    original = pool.connection
+    getconn, putconn = pool.getconn, pool.putconn
+    open_traces: dict[int, contextlib.ExitStack] = {}
 
-    @contextlib.asynccontextmanager
-    async def connection(timeout: float | None = None) -> AsyncIterator[Any]:
-        async with original(timeout) as conn:
-            if asyncio.current_task() is not task:
-                yield conn
-                return
+    async def traced_getconn(timeout: float | None = None) -> Any:
+        conn = await getconn(timeout)
+        if asyncio.current_task() is task:
             wire.checkouts += 1
-            with traced(conn, wire):
-                yield conn
+            stack = contextlib.ExitStack()
+            stack.enter_context(traced(conn, wire))
+            open_traces[id(conn)] = stack
+        return conn
 
-    pool.connection = connection
+    async def traced_putconn(conn: Any) -> None:
+        stack = open_traces.pop(id(conn), None)
+        if stack is not None:
+            stack.close()
+        await putconn(conn)
+
+    pool.getconn, pool.putconn = traced_getconn, traced_putconn
     try:
         yield wire
     finally:
-        del pool.connection
+        del pool.getconn, pool.putconn
+        for stack in open_traces.values():
+            stack.close()
