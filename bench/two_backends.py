@@ -224,7 +224,9 @@ PG_EVENT = (
 )
 
 
-async def point_operations(sqlite_path: Path, pg_url: str, sizes: Sizes) -> dict[str, Any]:
+async def point_operations(
+    sqlite_path: Path, pg_url: str, sizes: Sizes, repeat: int = 1
+) -> dict[str, Any]:
     import psycopg
 
     from abathur_memory.config import load_settings
@@ -234,7 +236,7 @@ async def point_operations(sqlite_path: Path, pg_url: str, sizes: Sizes) -> dict
     actor = f"user:{USER}"
     rng = np.random.default_rng(SEED)
     n = sizes.point_samples
-    get_keys = [f"k{i}" for i in rng.integers(0, sizes.keys, n + sizes.point_block)]
+    get_keys = [f"k{i}" for i in rng.integers(0, sizes.keys, n * repeat + sizes.point_block)]
     counter = iter(range(10**12))
 
     def settings(db: str) -> Any:
@@ -246,9 +248,11 @@ async def point_operations(sqlite_path: Path, pg_url: str, sizes: Sizes) -> dict
     ):
         alice = lite.principal  # the same configured principal on both
         lite_session, pg_session = await fill(lite, sizes), await fill(pg, sizes)
+        await pg.store.database.statistics.idle()  # the ANALYZE the fill set off
         sync = driver.connect(sqlite_path)
         raw = await psycopg.AsyncConnection.connect(pg_url, autocommit=True)
-        raw_sessions = {"sqlite": "floor-session", "postgres": "floor-session"}
+        floor_session = str(uuid.UUID(int=SEED))  # the floor's events go to a session of their own
+        raw_sessions = {"sqlite": floor_session, "postgres": floor_session}
         await lite.sessions.create(alice, session_id=raw_sessions["sqlite"])
         await pg.sessions.create(alice, session_id=raw_sessions["postgres"])
         seqs = {"sqlite": iter(range(1, 10**9)), "postgres": iter(range(1, 10**9))}
@@ -326,10 +330,30 @@ async def point_operations(sqlite_path: Path, pg_url: str, sizes: Sizes) -> dict
                 "postgres_floor_event": timed(pg_event),
             }
             await interleaved(calls, get_keys[-sizes.point_block :], sizes.point_block)  # warm
-            samples = await interleaved(calls, get_keys[:n], sizes.point_block)
+            runs = [
+                await interleaved(calls, get_keys[number * n : (number + 1) * n], sizes.point_block)
+                for number in range(repeat)
+            ]
         finally:
             sync.close()
             await raw.close()
+    samples = {name: [v for run in runs for v in run[name]] for name in runs[0]}
+    result = {"samples_per_kind": n * repeat, **_point_ratios(samples)}
+    if repeat > 1:  # each repetition's ratios, and their spread
+        each = [_point_ratios(run)["ratios"] for run in runs]
+        result["repeat"] = repeat
+        result["ratios_per_run"] = each
+        result["ratio_spread"] = {
+            backend: {
+                name: [min(r[backend][name] for r in each), max(r[backend][name] for r in each)]
+                for name in each[0][backend]
+            }
+            for backend in each[0]
+        }
+    return result
+
+
+def _point_ratios(samples: dict[str, list[float]]) -> dict[str, Any]:
     out: dict[str, Any] = {name: stats_us(values) for name, values in samples.items()}
 
     def p50(name: str) -> float:
@@ -347,7 +371,7 @@ async def point_operations(sqlite_path: Path, pg_url: str, sizes: Sizes) -> dict
     ratios["postgres"]["put_over_insert_with_audit"] = ratio(
         p50("postgres_service_put"), p50("postgres_floor_insert_audit")
     )
-    return {"samples_per_kind": n, "p50_p95": out, "ratios": ratios}
+    return {"p50_p95": out, "ratios": ratios}
 
 
 # -- 2: hybrid search at 100k chunks -----------------------------------------------------
@@ -492,7 +516,9 @@ async def measure(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
         async with postgres(args.pg, tmp) as (url, about):
             out["postgres"] = about
             if "points" in args.parts:
-                out["point_operations"] = await point_operations(tmp / "points.db", url, sizes)
+                out["point_operations"] = await point_operations(
+                    tmp / "points.db", url, sizes, args.repeat
+                )
         if "search" in args.parts:
             async with postgres(args.pg, tmp) as (url, _):
                 out["hybrid_search"] = await hybrid_search(tmp / "search", url, sizes, rng)
@@ -529,7 +555,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--parts", default="points,search", help="comma-separated: points, search (default both)"
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="point operations: measure this many times in the run, each with its own ratios",
+    )
     args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     args.parts = set(args.parts.split(","))
     if not args.parts <= {"points", "search"}:
         parser.error("--parts takes points and/or search")
