@@ -40,6 +40,7 @@ import contextlib
 import datetime as dt
 import itertools
 import json
+import shutil
 import statistics
 import sys
 import tempfile
@@ -106,6 +107,7 @@ async def database(pg: str | None) -> AsyncIterator[str]:
             pg_server.drop_schema(admin, schema)
         if base is not None:
             pg_server.stop_postgres(base)
+            shutil.rmtree(base, ignore_errors=True)
 
 
 def store_get_of(store: Any) -> Any:
