@@ -167,17 +167,20 @@ PG_EVENT = (
 )
 
 
-async def point_operations(sqlite_path: Path, pg_url: str, sizes: Sizes) -> dict[str, Any]:
+async def point_operations(
+    sqlite_path: Path, pg_url: str, sizes: Sizes, repeat: int = 1
+) -> dict[str, Any]:
     import psycopg
 
     from abathur_memory.config import load_settings
     from abathur_memory.runtime import open_runtime
+    from abathur_memory.store.postgres.store import PostgresStore
     from abathur_memory.store.sqlite import driver
 
     actor = f"user:{USER}"
     rng = np.random.default_rng(SEED)
     n = sizes.point_samples
-    get_keys = [f"k{i}" for i in rng.integers(0, sizes.keys, n + sizes.point_block)]
+    get_keys = [f"k{i}" for i in rng.integers(0, sizes.keys, n * repeat + sizes.point_block)]
     counter = iter(range(10**12))
 
     def settings(db: str) -> Any:
@@ -189,6 +192,8 @@ async def point_operations(sqlite_path: Path, pg_url: str, sizes: Sizes) -> dict
     ):
         alice = lite.principal  # the same configured principal on both
         lite_session, pg_session = await fill(lite, sizes), await fill(pg, sizes)
+        assert isinstance(pg.store, PostgresStore)
+        await pg.store.database.statistics.idle()  # the ANALYZE the fill set off
         sync = driver.connect(sqlite_path)
         raw = await psycopg.AsyncConnection.connect(pg_url, autocommit=True)
         # the floors' own session, one a side, that the raw event INSERTs go to
@@ -270,11 +275,35 @@ async def point_operations(sqlite_path: Path, pg_url: str, sizes: Sizes) -> dict
                 "postgres_floor_insert_audit": timed(pg_insert_audit),
                 "postgres_floor_event": timed(pg_event),
             }
-            await interleaved(calls, get_keys[-sizes.point_block :], sizes.point_block, gc_off=True)
-            samples = await interleaved(calls, get_keys[:n], sizes.point_block, gc_off=True)
+            await interleaved(
+                calls, get_keys[-sizes.point_block :], sizes.point_block, gc_off=True
+            )  # warm
+            runs = [
+                await interleaved(
+                    calls, get_keys[number * n : (number + 1) * n], sizes.point_block, gc_off=True
+                )
+                for number in range(repeat)
+            ]
         finally:
             sync.close()
             await raw.close()
+    samples = {name: [v for run in runs for v in run[name]] for name in runs[0]}
+    result = {"samples_per_kind": n * repeat, **_point_ratios(samples)}
+    if repeat > 1:  # each repetition's ratios, and their spread
+        each = [_point_ratios(run)["ratios"] for run in runs]
+        result["repeat"] = repeat
+        result["ratios_per_run"] = each
+        result["ratio_spread"] = {
+            backend: {
+                name: [min(r[backend][name] for r in each), max(r[backend][name] for r in each)]
+                for name in each[0][backend]
+            }
+            for backend in each[0]
+        }
+    return result
+
+
+def _point_ratios(samples: dict[str, list[float]]) -> dict[str, Any]:
     out: dict[str, Any] = {name: stats_us(values) for name, values in samples.items()}
 
     def p50(name: str) -> float:
@@ -292,7 +321,7 @@ async def point_operations(sqlite_path: Path, pg_url: str, sizes: Sizes) -> dict
     ratios["postgres"]["put_over_insert_with_audit"] = ratio(
         p50("postgres_service_put"), p50("postgres_floor_insert_audit")
     )
-    return {"samples_per_kind": n, "p50_p95": out, "ratios": ratios}
+    return {"p50_p95": out, "ratios": ratios}
 
 
 # -- 2: hybrid search at 100k chunks -----------------------------------------------------
@@ -436,7 +465,9 @@ async def measure(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
         with postgres_schema(args.pg) as (url, about):
             out["postgres"] = about
             if "points" in args.parts:
-                out["point_operations"] = await point_operations(tmp / "points.db", url, sizes)
+                out["point_operations"] = await point_operations(
+                    tmp / "points.db", url, sizes, args.repeat
+                )
         if "search" in args.parts:
             with postgres_schema(args.pg) as (url, _):
                 out["hybrid_search"] = await hybrid_search(tmp / "search", url, sizes, rng)
@@ -473,7 +504,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--parts", default="points,search", help="comma-separated: points, search (default both)"
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="point operations: measure this many times in the run, each with its own ratios",
+    )
     args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     args.parts = set(args.parts.split(","))
     if not args.parts <= {"points", "search"}:
         parser.error("--parts takes points and/or search")

@@ -23,6 +23,7 @@ from abathur_memory.core.principal import Principal
 from abathur_memory.core.records import (
     Denial,
     NewEvent,
+    NewLink,
     NewTask,
     PreparedPut,
     SessionChange,
@@ -291,7 +292,28 @@ async def tokens_and_audit(store, out):
     out.append(await store.audit.count())
 
 
-SCENARIOS: list[Scenario] = [memories, sessions, tasks, tokens_and_audit]
+async def latest_with_supersedes(store, out):
+    """memory_get's read: the latest live version with the active supersedes links to it."""
+    m, links = store.memories, store.links
+    for key in ("old", "new", "newer", "other"):
+        await m.put_many([put(key, key)], ALICE)
+    first, _ = await links.add(NewLink("supersedes", NS, "new", NS, "old"), ALICE)
+    await links.add(NewLink("supersedes", NS, "newer", NS, "old"), ALICE)
+    await links.add(NewLink("related", NS, "other", NS, "old"), ALICE)
+    await links.add(NewLink("supersedes", NS, "old", NS, "other"), ALICE)  # from old: not its end
+    await links.remove(first.id, ALICE)
+    await m.put_many([put("old", "again")], ALICE)
+    entry, found = await record(out, m.latest_with_supersedes(NS, "old"))
+    assert entry.version == 2 and [(f.from_key, f.link_type) for f in found] == [
+        ("newer", "supersedes")
+    ]
+    await record(out, m.latest_with_supersedes(NS, "new"))
+    await m.delete(NS, "newer", None, ALICE)
+    assert await record(out, m.latest_with_supersedes(NS, "newer")) == (None, [])
+    assert await record(out, m.latest_with_supersedes(NS, "missing")) == (None, [])
+
+
+SCENARIOS: list[Scenario] = [memories, sessions, tasks, tokens_and_audit, latest_with_supersedes]
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=lambda s: s.__name__)

@@ -261,13 +261,17 @@ class MemoryService:
         at = self._time(as_of, "as_of")
         held = self._time(valid_at, "valid_at")
         await self.guard.check(principal, namespace, segments, Access.READ, "read", key)
-        if version is not None:
-            entry = await self.store.version(namespace, key, version)
-        elif at is not None:
-            entry = await self.store.as_of(namespace, key, at)
+        if version is None and at is None and self.links is not None:
+            # The usual get: the entry and what can close its validity, in one round trip.
+            entry, links = await self.store.latest_with_supersedes(namespace, key)
         else:
-            entry = await self.store.latest(namespace, key)
-        links = await self._links(namespace, key, at)
+            if version is not None:
+                entry = await self.store.version(namespace, key, version)
+            elif at is not None:
+                entry = await self.store.as_of(namespace, key, at)
+            else:
+                entry = await self.store.latest(namespace, key)
+            links = await self._links(namespace, key, at)
         if entry is not None and held is not None:
             entry = await self._held(entry, links, _iso(held))
         if entry is None:

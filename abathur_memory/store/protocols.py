@@ -92,6 +92,15 @@ class MemoryStore(Protocol):
         """The latest live version."""
         ...
 
+    async def latest_with_supersedes(
+        self, namespace: str, key: str
+    ) -> tuple[MemoryEntry | None, list[MemoryLink]]:
+        """The latest live version and, when there is one, the active ``supersedes`` links
+        to (namespace, key) that carry a ``holds_until``: the links that can end a version's
+        validity (memory/memories.py, ``closed``), oldest first. What ``memory_get`` reads,
+        in one round trip (PostgreSQL: one statement; SQLite: one read transaction)."""
+        ...
+
     async def version(self, namespace: str, key: str, version: int) -> MemoryEntry | None: ...
 
     async def as_of(self, namespace: str, key: str, at: datetime) -> MemoryEntry | None:

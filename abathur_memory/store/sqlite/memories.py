@@ -17,14 +17,27 @@ from typing import Any
 from abathur_memory.core import values
 from abathur_memory.core.browse import NamespaceCount
 from abathur_memory.core.principal import Principal
-from abathur_memory.core.records import ExpiredMemory, MemoryEntry, PreparedPut, PutResult
+from abathur_memory.core.records import (
+    ExpiredMemory,
+    MemoryEntry,
+    MemoryLink,
+    PreparedPut,
+    PutResult,
+)
 from abathur_memory.errors import Conflict, NotFound
 from abathur_memory.store.shared import check_expected
-from abathur_memory.store.sqlite import audit_rows, browse, rows, timestamps
+from abathur_memory.store.sqlite import audit_rows, browse, links, rows, timestamps
 from abathur_memory.store.sqlite.database import Database
 from abathur_memory.store.sqlite.driver import Connection
 from abathur_memory.store.sqlite.queries import MEMORY_GET_LATEST, MEMORY_LIST_PAGE
 from abathur_memory.store.sqlite.readable import holds_sql, readable_sql
+
+# The links that can end a version's validity (memory/memories.py, closed).
+_SUPERSEDES = (
+    "SELECT * FROM memory_links WHERE to_namespace = ? AND to_key = ?"
+    " AND link_type = 'supersedes' AND removed_at IS NULL AND holds_until IS NOT NULL"
+    " ORDER BY id"
+)
 
 _LATEST_ANY = (
     "SELECT id, version, value, memory_type, metadata, is_deleted, created_by, created_at,"
@@ -291,6 +304,18 @@ class SqliteMemoryStore:
     async def latest(self, namespace: str, key: str) -> MemoryEntry | None:
         row = await self.db.fetchone(MEMORY_GET_LATEST, {"namespace": namespace, "key": key})
         return None if row is None else rows.memory(row)
+
+    async def latest_with_supersedes(
+        self, namespace: str, key: str
+    ) -> tuple[MemoryEntry | None, builtins.list[MemoryLink]]:
+        def read(conn: Connection) -> tuple[MemoryEntry | None, builtins.list[MemoryLink]]:
+            row = conn.execute(MEMORY_GET_LATEST, {"namespace": namespace, "key": key}).fetchone()
+            if row is None:
+                return None, []
+            found = conn.execute(_SUPERSEDES, (namespace, key)).fetchall()
+            return rows.memory(row), [links.link_of(r) for r in found]
+
+        return await self.db.read(read)
 
     async def version(self, namespace: str, key: str, version: int) -> MemoryEntry | None:
         row = await self.db.fetchone(
