@@ -198,13 +198,17 @@ class Runtime:
         await self.store.close()
 
 
-async def build_runtime(settings: Settings, store: Store) -> Runtime:
-    """Every service over an open store (the store stays the caller's to close on error)."""
+async def build_runtime(
+    settings: Settings, store: Store, *, embedder: Embedder | None = None
+) -> Runtime:
+    """Every service over an open store (the store stays the caller's to close on error).
+    ``embedder`` replaces the model the settings name (tests and benchmarks bring their
+    own), so nothing outside this function wires services by hand."""
     recorder = DenialRecorder(store.audit)
     guard = AccessGuard(store.sessions, recorder)
     bounds = Bounds(settings.max_reply_bytes, settings.max_listed_value_bytes)
     tasks = TaskService(store.tasks, store.sessions, recorder, bounds=bounds)
-    embedder = make_embedder(settings)
+    embedder = embedder if embedder is not None else make_embedder(settings)
     retrieval = Retrieval(store.search, store.spaces, embedder, bounds=bounds)
     memories = MemoryService(
         store.memories,
@@ -266,7 +270,12 @@ async def build_runtime(settings: Settings, store: Store) -> Runtime:
 
 @contextlib.asynccontextmanager
 async def open_runtime(
-    settings: Settings, *, create: bool = True, migrate: bool = True, readers: int | None = None
+    settings: Settings,
+    *,
+    create: bool = True,
+    migrate: bool = True,
+    readers: int | None = None,
+    embedder: Embedder | None = None,
 ) -> AsyncIterator[Runtime]:
     """The runtime for ``settings``: the store opened (``create``: a missing database may be
     made; only ``init``, ``index``, ``watch`` and ``serve`` ask for that) and migrated."""
@@ -282,7 +291,7 @@ async def open_runtime(
             applied = await store.migrate()
             if applied:
                 log.info("applied schema migrations %s", applied)
-        runtime = await build_runtime(settings, store)
+        runtime = await build_runtime(settings, store, embedder=embedder)
     except BaseException:
         await store.close()
         raise

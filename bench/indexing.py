@@ -190,20 +190,20 @@ def keyword_terms(words: list[str], rng: np.random.Generator, n: int) -> dict[st
 
 
 async def open_documents(path: Path, embedder: Any) -> tuple[Any, Any]:
-    """The SQLite store on ``path``, migrated, and a DocumentService over it with its own
-    retrieval pipeline, wired as ``runtime.build_runtime`` wires them."""
-    from abathur_memory.documents.service import DocumentService
-    from abathur_memory.search.pipeline import Retrieval
+    """The SQLite store on ``path``, migrated, and the runtime's DocumentService over it
+    with the benchmark's embedder."""
+    from abathur_memory.config import load_settings
+    from abathur_memory.runtime import build_runtime
     from abathur_memory.store.sqlite.store import SqliteStore
 
     store = await SqliteStore.open(path)
     try:
         await store.migrate()
+        runtime = await build_runtime(load_settings(db=str(path)), store, embedder=embedder)
     except BaseException:
         await store.close()
         raise
-    retrieval = Retrieval(store.search, store.spaces, embedder)
-    return store, DocumentService(store, embedder, retrieval)
+    return store, runtime.documents
 
 
 async def measure_search(

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from abathur_memory.documents.service import DocumentService
-from abathur_memory.search.pipeline import Retrieval
+from abathur_memory.config import load_settings
+from abathur_memory.runtime import build_runtime
 from abathur_memory.search.query import keyword_terms
 from abathur_memory.store.sqlite import vector_index
 from abathur_memory.store.sqlite.search import _bm25
@@ -93,7 +93,8 @@ async def evaluate(name: str, args: argparse.Namespace, workdir: Path) -> dict[s
     await store.migrate()
     db = store.db
     embedder = _embedder(args.embedder)
-    docs = DocumentService(store, embedder, Retrieval(store.search, store.spaces, embedder))
+    settings = load_settings(db=str(workdir / f"{name}.db"))
+    docs = (await build_runtime(settings, store, embedder=embedder)).documents
     await docs.add_root(folder)
     started = time.perf_counter()
     report = await docs.index()

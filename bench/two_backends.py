@@ -346,16 +346,15 @@ def migrate_to(sqlite_path: Path, pg_url: str) -> dict[str, Any]:
 
 
 async def open_search(db: str, embedder: Any) -> tuple[Any, Any]:
-    """The store on ``db`` and a DocumentService with its own pipeline, wired as
-    ``runtime.build_runtime`` wires them (the embedder is the benchmark's)."""
+    """The store on ``db`` and the runtime's DocumentService over it, with the benchmark's
+    embedder."""
     from abathur_memory.config import load_settings
-    from abathur_memory.documents.service import DocumentService
-    from abathur_memory.search.pipeline import Retrieval
+    from abathur_memory.runtime import build_runtime
     from abathur_memory.store.open import open_store
 
-    store = await open_store(load_settings(db=db), create=False)
-    retrieval = Retrieval(store.search, store.spaces, embedder)
-    return store, DocumentService(store, embedder, retrieval)
+    settings = load_settings(db=db)
+    store = await open_store(settings, create=False)
+    return store, (await build_runtime(settings, store, embedder=embedder)).documents
 
 
 async def hybrid_search(

@@ -71,3 +71,15 @@ def test_the_docs_run_the_benchmarks_as_modules() -> None:
                     unknown.append(f"{where}: bench.{name}")
     assert not as_scripts, "run as a script, not as a module: " + ", ".join(as_scripts)
     assert not unknown, "no such benchmark: " + ", ".join(unknown)
+
+
+def test_no_benchmark_wires_the_services_by_hand() -> None:
+    """They take the runtime's services with their own embedder (``build_runtime(...,
+    embedder=...)``), so a benchmark measures what the server runs."""
+    wired = [
+        f"{path.name}: {name}"
+        for path in BENCH.glob("*.py")
+        for name in ("DocumentService(", "Retrieval(", "MemoryService(", "MemoryIndexer(")
+        if name in path.read_text(encoding="utf-8")
+    ]
+    assert not wired, "wired by hand: " + ", ".join(wired)
