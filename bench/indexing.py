@@ -699,6 +699,21 @@ async def watch_only(tmp: Path, which: str, trials: int) -> dict[str, Any]:
     return out
 
 
+def count_writes(store: Any) -> list[int]:
+    """A counter, in its one cell, of the write transactions on the SQLite store's writer
+    from now on (its entry points ``write`` and ``on_writer`` wrapped)."""
+    writes = [0]
+    for name in ("write", "on_writer"):
+        real_write = getattr(store.db, name)
+
+        def counted(*args: Any, _real: Any = real_write, **kwargs: Any) -> Any:
+            writes[0] += 1
+            return _real(*args, **kwargs)
+
+        setattr(store.db, name, counted)
+    return writes
+
+
 async def measure_saved_file_runs(tmp: Path, root: Path, saves: int) -> dict[str, Any]:
     """The watcher's indexing run of a saved file without the model's noise: the same root
     indexed with FakeEmbedder(dim=64) in a database of its own; each save rewrites one note
@@ -708,18 +723,10 @@ async def measure_saved_file_runs(tmp: Path, root: Path, saves: int) -> dict[str
     from abathur_memory.embedders.fake import FakeEmbedder
 
     store, docs = await open_documents(tmp / "saves.db", FakeEmbedder(dim=64))
-    writes = [0]
     try:
         registered = (await docs.add_root(root)).root
         await docs.index()
-        for name in ("write", "on_writer"):
-            real_write = getattr(store.db, name)
-
-            def counted(*args: Any, _real: Any = real_write, **kwargs: Any) -> Any:
-                writes[0] += 1
-                return _real(*args, **kwargs)
-
-            setattr(store.db, name, counted)
+        writes = count_writes(store)
         overhead_ms, cpu_ms, per_run = [], [], []
         for save in range(saves):
             _, text = watch_text(save % 5)
@@ -755,15 +762,7 @@ async def measure_watch(
 
     policy = ChunkingPolicy.for_model(inner.identity.max_tokens)
     done: list[dict[str, Any]] = []
-    writes = [0]
-    for name in ("write", "on_writer"):
-        real_write = getattr(store.db, name)
-
-        def counted(*args: Any, _real: Any = real_write, **kwargs: Any) -> Any:
-            writes[0] += 1
-            return _real(*args, **kwargs)
-
-        setattr(store.db, name, counted)
+    writes = count_writes(store)
 
     def recording(original: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
         async def run(*args: Any, **kwargs: Any) -> Any:
