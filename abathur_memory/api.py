@@ -78,7 +78,7 @@ class Memories:
         """Keyword and semantic search over what the principal may read (``memory_search``),
         after bringing the index up to date. ``options``: memory_search's other arguments by
         name (``memory_type``, ``after``, ``before``, ``metadata``, ``include_superseded``,
-        ``valid_at``, ``context``, ``max_tokens``)."""
+        ``valid_at``, ``as_of``, ``context``, ``max_tokens``)."""
         await self._memory.catch_up()
         return await self._search(query, prefix, k, mode, **options)
 

@@ -26,18 +26,22 @@ from abathur_memory.core.records import (
     PutResult,
 )
 from abathur_memory.core.replies import DEFAULT_BOUNDS, Bounds, fitting
-from abathur_memory.core.search import MemoryScope
+from abathur_memory.core.search import MemoryFilters, MemoryScope
 from abathur_memory.core.search_filters import check_packing, search_filters
 from abathur_memory.errors import InvalidInput, NotFound
 from abathur_memory.memory.access import AccessGuard
 from abathur_memory.memory.namespaces import SCOPES, Access, clean, parse, validate_prefix
 from abathur_memory.search.pipeline import Retrieval
 from abathur_memory.search.results import Contradiction, MemorySearchResult
+from abathur_memory.search.then import Then, search_then
 from abathur_memory.store.protocols import LinkStore, MemoryStore
 
 MAX_LIST_LIMIT = 1000
 MAX_HISTORY_LIMIT = 1000
 MAX_BATCH = 10_000
+# An as_of search ranks every version live then in its scope (search/then.py): past this
+# many it asks for a narrower scope.
+AS_OF_MAX_MEMORIES = 20_000
 
 
 @dataclass(frozen=True)
@@ -431,6 +435,7 @@ class MemoryService:
         metadata: dict[str, Any] | None = None,
         include_superseded: bool = False,
         valid_at: str | None = None,
+        as_of: str | None = None,
     ) -> MemorySearchResult:
         """Keyword and semantic search over what ``principal`` may read (the policy bounds
         the candidates in the store, so nothing unreadable is even ranked), optionally
@@ -439,8 +444,18 @@ class MemoryService:
         hits and neighbours into a budget. What no longer holds is left out in candidate
         selection unless ``include_superseded``; with ``valid_at``, what held at that time
         instead of now (of each memory's live version: the index holds those). A hit in
-        an unresolved contradiction is marked with the memories it contradicts."""
+        an unresolved contradiction is marked with the memories it contradicts.
+
+        ``as_of`` (a past time): what the store knew then, each key's version live then
+        with the links as they stood, ranked from those versions (search/then.py; at most
+        AS_OF_MAX_MEMORIES in scope, no ``context``); a future time reads as now."""
         held = self._held_at(valid_at, include_superseded)
+        known = _past(self._time(as_of, "as_of"))
+        if known is not None and context:
+            raise InvalidInput(
+                "context is not available with as_of: the neighbours a memory had then are"
+                " not indexed (search without context, then read around a hit)"
+            )
         if prefix is not None:
             segments = validate_prefix(prefix)
             await self.guard.check(principal, prefix, segments, Access.READ, "search")
@@ -450,16 +465,78 @@ class MemoryService:
             valid_at=held,
         )
         check_packing(context, max_tokens)
-        result = await self.retrieval.memories(
-            query,
-            k,
-            mode,
-            MemoryScope(principal, prefix, filters),
-            context=context,
-            max_tokens=max_tokens,
-        )
+        if known is not None:
+            listed = await self._live_then(principal, prefix, filters, known)
+            result = await search_then(
+                self.retrieval,
+                query,
+                k,
+                mode,
+                Then(listed, filters, self._as_listed),
+                max_tokens=max_tokens,
+            )
+        else:
+            result = await self.retrieval.memories(
+                query,
+                k,
+                mode,
+                MemoryScope(principal, prefix, filters),
+                context=context,
+                max_tokens=max_tokens,
+            )
         await self._mark_contradictions(principal, result)
         return result
+
+    async def _live_then(
+        self, principal: Principal, prefix: str | None, filters: MemoryFilters, at: datetime
+    ) -> builtins.list[MemoryEntry]:
+        """Every version live at ``at`` that ``principal`` may read within ``prefix``, of
+        the memory type, held as ``filters`` ask (values whole: they are ranked)."""
+        found: builtins.list[MemoryEntry] = []
+        position = ("", "")
+        while True:
+            options: dict[str, Any] = {
+                "include_superseded": filters.include_superseded,
+                "as_of": at,
+                "valid_at": filters.valid_at,
+            }
+            if prefix is None:
+                page = await self.store.list_readable(
+                    principal, filters.memory_type, position, MAX_LIST_LIMIT, **options
+                )
+            else:
+                page = await self.store.list_prefix(
+                    prefix if prefix in SCOPES else clean(prefix),
+                    filters.memory_type,
+                    position,
+                    MAX_LIST_LIMIT,
+                    **options,
+                )
+            found.extend(page)
+            if len(found) > AS_OF_MAX_MEMORIES:
+                where = f"under {prefix}" if prefix is not None else "that you may read"
+                raise InvalidInput(
+                    f"as_of search ranks every memory live then in its scope, and more than"
+                    f" {AS_OF_MAX_MEMORIES} were live {where}: narrow it with prefix or"
+                    " memory_type"
+                )
+            if len(page) < MAX_LIST_LIMIT:
+                return found
+            position = (page[-1].namespace, page[-1].key)
+
+    async def _as_listed(self, entries: builtins.list[MemoryEntry]) -> builtins.list[MemoryEntry]:
+        """These versions as a listing shows them (long values cut in the store)."""
+        shown: builtins.list[MemoryEntry] = []
+        for entry in entries:
+            read = await self.store.history(
+                entry.namespace,
+                entry.key,
+                after_version=entry.version - 1,
+                limit=1,
+                cut=self.bounds.field_bytes,
+            )
+            shown.extend(read[:1])
+        return shown
 
     async def _mark_contradictions(self, principal: Principal, result: MemorySearchResult) -> None:
         if self.links is None or not result.results:

@@ -10,6 +10,9 @@ Read top to bottom, a search is:
    HNSW on PostgreSQL), their reciprocal rank fusion, and the rows of the fused hits;
 5. hits with the parts of their score and a snippet.
 
+A memory search at a past time (``as_of``) takes the same steps over the versions live
+then, which the indexes do not hold (then.py).
+
 Callers bring the scope already decided by policy: the roots a principal may see, or the
 principal whose readable namespaces bound a memory search. Catching the indexes up is the
 background workers' job; nothing here writes.
@@ -89,8 +92,8 @@ class Retrieval:
         result.model = space.identity.model_id
         vector: Vector | None = None
         if wanted != "keyword":
-            vector, result.degraded, result.embed_ms = await self._query_vector(query, space)
-        result.mode_used = _mode_used(wanted, vector)
+            vector, result.degraded, result.embed_ms = await self.query_vector(query, space)
+        result.mode_used = mode_used_for(wanted, vector)
         started = time.perf_counter()
         terms = keyword_terms(query)
         candidates = CandidateQuery(
@@ -111,7 +114,7 @@ class Retrieval:
             for ranked in found.ranked
             if ranked.id in found.rows
         ]
-        result.results, result.omitted = self._fitted(hits)
+        result.results, result.omitted = self.fitted(hits)
         result.search_ms = (time.perf_counter() - started) * 1000
         return result
 
@@ -132,8 +135,8 @@ class Retrieval:
             space = None
             if self.embedder is not None:
                 space = await self.spaces.memory_space(self.embedder.identity)
-            vector, degraded, _ = await self._query_vector(query, space, memories=True)
-        mode_used = _mode_used(wanted, vector)
+            vector, degraded, _ = await self.query_vector(query, space, memories=True)
+        mode_used = mode_used_for(wanted, vector)
         terms = keyword_terms(query)
         candidates = CandidateQuery(
             terms=tuple(terms) if mode_used != "semantic" else (),
@@ -155,14 +158,14 @@ class Retrieval:
                 self.bounds.field_bytes,
             )
         hits = [
-            _memory_hit(ranked, found.rows[ranked.id], terms, neighbours, bool(context))
+            memory_hit(ranked, found.rows[ranked.id], terms, neighbours, bool(context))
             for ranked in found.ranked
             if ranked.id in found.rows
         ]
         packed = None
         if max_tokens is not None:
             hits, packed = pack(hits, max_tokens)
-        fitted, omitted = self._fitted(hits)
+        fitted, omitted = self.fitted(hits)
         return MemorySearchResult(
             query=query,
             mode_used=mode_used,
@@ -174,7 +177,7 @@ class Retrieval:
             vector_search=found.vector_path,
         )
 
-    def _fitted(self, hits: list[H]) -> tuple[list[H], int | None]:
+    def fitted(self, hits: list[H]) -> tuple[list[H], int | None]:
         """The best hits that fit one reply, and how many were left out (None: none)."""
         kept = fitting(hits, self.bounds.reply_bytes)
         return hits[:kept], (len(hits) - kept) or None
@@ -182,7 +185,7 @@ class Retrieval:
     def _identity(self) -> str | None:
         return self.embedder.identity.key() if self.embedder is not None else None
 
-    async def _query_vector(
+    async def query_vector(
         self, query: str, space: Space | None, *, memories: bool = False
     ) -> tuple[Vector | None, str | None, float]:
         """The query vector for ``space``, or why there is none; and the time to embed."""
@@ -209,7 +212,7 @@ class Retrieval:
         return vector, None, (time.perf_counter() - started) * 1000
 
 
-def _mode_used(wanted: Mode, vector: Vector | None) -> str:
+def mode_used_for(wanted: Mode, vector: Vector | None) -> str:
     return "keyword" if vector is None and wanted != "keyword" else wanted
 
 
@@ -234,7 +237,7 @@ def _document_hit(ranked: Ranked, row: ChunkRow, terms: list[str]) -> Hit:
     )
 
 
-def _memory_hit(
+def memory_hit(
     ranked: Ranked,
     row: MemoryRow,
     terms: list[str],

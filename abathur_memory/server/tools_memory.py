@@ -284,10 +284,11 @@ async def memory_search(
     ] = None,
     include_superseded: bool = False,
     valid_at: Time = None,
+    as_of: Time = None,
 ) -> MemorySearchResult:
-    """Search the memories you may read by meaning and keywords; after <= t < before, t: the
-    date a memory's value names, else when stored. Hides what no longer holds unless
-    include_superseded; valid_at: what held then. Long values are cut; contradictions are
+    """Search the memories you may read by meaning and keywords; after <= t < before (t: the
+    date a value names, else when stored). Hides what no longer holds unless
+    include_superseded; as_of, valid_at: as memory_get. Long values are cut; contradictions
     marked."""
     runtime, principal = acting(ctx)
     return await runtime.memories.search(
@@ -304,6 +305,7 @@ async def memory_search(
         metadata=metadata,
         include_superseded=include_superseded,
         valid_at=valid_at,
+        as_of=as_of,
     )
 
 

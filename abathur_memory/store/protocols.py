@@ -660,6 +660,29 @@ class SearchStore(Protocol):
         cut as listings cut them)."""
         ...
 
+    # memory_search's as_of (search/then.py): the versions live then are not in the
+    # indexes (those hold the live versions), so they are ranked from their own text.
+
+    async def rank_texts(
+        self, terms: tuple[str, ...], docs: Sequence[tuple[str, str]], pool: int
+    ) -> list[tuple[int, float]]:
+        """The ``pool`` best of ``docs`` ((key, text) pairs) for ``terms`` by this
+        backend's own keyword ranking, as (position in ``docs``, relevance), best first."""
+        ...
+
+    async def memory_parts(
+        self, identity: str, entry_ids: Sequence[int]
+    ) -> tuple[Space | None, dict[int, list[Vector]]]:
+        """The memory space of ``identity`` and the vectors of the given versions' own
+        parts in it (those the memory indexer embedded: live versions)."""
+        ...
+
+    async def first_stored(
+        self, addresses: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], datetime]:
+        """When each (namespace, key) was first stored (its first version's time)."""
+        ...
+
 
 class TransferStore(Protocol):
     """Export's reads and import's one write (docs/import-export.md)."""

@@ -17,10 +17,13 @@ HNSW scans iteratively (pgvector 0.8) until enough rows pass them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 
+from abathur_memory.core.documents import Vector
 from abathur_memory.core.records import MemoryEntry
 from abathur_memory.core.search import (
     CONTEXT_PART,
@@ -36,7 +39,7 @@ from abathur_memory.core.search import (
     MemoryScope,
 )
 from abathur_memory.core.spaces import EmbeddingIdentity, Space, same_vectors
-from abathur_memory.store.postgres import keywords, memory_index, placement, rows
+from abathur_memory.store.postgres import keywords, memory_index, placement, rows, then
 from abathur_memory.store.postgres.connection import Conn, Database
 from abathur_memory.store.postgres.readable import memory_filter_sql, readable_sql
 from abathur_memory.store.postgres.spaces import active_space, memory_space
@@ -378,6 +381,30 @@ class PostgresSearchStore:
     ) -> dict[int, list[tuple[int, MemoryEntry]]]:
         async def work(conn: Conn) -> dict[int, list[tuple[int, MemoryEntry]]]:
             return await _memory_neighbours(conn, hits, around, cut)
+
+        return await self.db.run(work, what="reading memories")
+
+    async def rank_texts(
+        self, terms: tuple[str, ...], docs: Sequence[tuple[str, str]], pool: int
+    ) -> list[tuple[int, float]]:
+        async def work(conn: Conn) -> list[tuple[int, float]]:
+            return await then.rank_texts(conn, terms, docs, pool, self.term_stats)
+
+        return await self.db.run(work, what="ranking memories")
+
+    async def memory_parts(
+        self, identity: str, entry_ids: Sequence[int]
+    ) -> tuple[Space | None, dict[int, list[Vector]]]:
+        async def work(conn: Conn) -> tuple[Space | None, dict[int, list[Vector]]]:
+            return await then.memory_parts(conn, identity, entry_ids)
+
+        return await self.db.run(work, what="reading memory vectors")
+
+    async def first_stored(
+        self, addresses: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], datetime]:
+        async def work(conn: Conn) -> dict[tuple[str, str], datetime]:
+            return await then.first_stored(conn, addresses)
 
         return await self.db.run(work, what="reading memories")
 

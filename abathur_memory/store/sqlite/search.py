@@ -9,11 +9,15 @@ the old one's tables) between two reads cannot break a search.
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 
+from abathur_memory.core.documents import Vector
 from abathur_memory.core.records import MemoryEntry
 from abathur_memory.core.search import (
     SNIPPET_SOURCE_CHARS,
@@ -27,7 +31,7 @@ from abathur_memory.core.search import (
     MemoryScope,
 )
 from abathur_memory.core.spaces import EmbeddingIdentity, Space, same_vectors
-from abathur_memory.store.sqlite import ann, driver, vector_index
+from abathur_memory.store.sqlite import ann, driver, then, vector_index
 from abathur_memory.store.sqlite import memory_candidates as candidates
 from abathur_memory.store.sqlite import memory_index as sqlite_memory_index
 from abathur_memory.store.sqlite import rows as sqlite_rows
@@ -248,6 +252,21 @@ class SqliteSearchStore:
         self, hits: list[tuple[int, str, int]], around: int, cut: int | None
     ) -> dict[int, list[tuple[int, MemoryEntry]]]:
         return await self.db.read(_memory_neighbours, hits, around, cut)
+
+    async def rank_texts(
+        self, terms: tuple[str, ...], docs: Sequence[tuple[str, str]], pool: int
+    ) -> list[tuple[int, float]]:
+        return await asyncio.to_thread(then.rank_texts, terms, docs, pool)
+
+    async def memory_parts(
+        self, identity: str, entry_ids: Sequence[int]
+    ) -> tuple[Space | None, dict[int, list[Vector]]]:
+        return await self.db.read(then.memory_parts, identity, entry_ids)
+
+    async def first_stored(
+        self, addresses: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], datetime]:
+        return await self.db.read(then.first_stored, addresses)
 
 
 def _memory_neighbours(
