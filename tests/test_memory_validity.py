@@ -5,6 +5,7 @@ and reads that take as_of (what the store knew then) and valid_at (what held the
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime
 
 import pytest
 from mcp_helpers import connected, text_of
@@ -67,6 +68,34 @@ async def test_supersedes_closes_validity_without_rewriting_versions(services, r
     assert (await services.memories.get(NS, "old", as_of=known)).valid_to is None
     await services.links.unlink(services.principal, link.id)
     assert (await services.memories.get(NS, "old")).valid_to is None
+
+
+async def test_listings_and_history_show_validity_closed_as_get_does(services):
+    """memory_list and memory_history show the valid_to a supersedes link closed (as of
+    the listing's time), as memory_get does; the stored versions stay as they were."""
+    m = services.memories
+    await m.put(NS, "old", "lives in Berlin", valid_from="2020-01-01")
+    await m.put(NS, "old", "lives in Berlin, Kreuzberg", valid_from="2020-01-01")
+    await m.put(NS, "new", "will move to Lisbon", valid_from="2090-03-01")  # not yet
+    await asyncio.sleep(0.01)
+    known = (await m.get(NS, "new")).created_at
+    await asyncio.sleep(0.01)
+    link, _ = await services.links.link(services.principal, "supersedes", NS, "new", NS, "old")
+    end = "2090-03-01T00:00:00.000Z"
+
+    def valid_to(entries, key="old"):
+        return [e.valid_to for e in entries if e.key == key]
+
+    assert valid_to((await m.list(NS)).entries) == [end]  # holds until then: listed
+    assert valid_to((await m.list(NS, include_superseded=True)).entries) == [end]
+    assert valid_to((await m.list(NS, as_of=known)).entries) == [None]  # link not made yet
+    assert valid_to(await m.history(NS, "old")) == [end, end]
+    page = await m.history_page(NS, "old")
+    assert valid_to(page.entries) == [end, end]
+    assert valid_to((await m.list(NS)).entries, "new") == [None]
+    await services.links.unlink(services.principal, link.id)
+    assert valid_to((await m.list(NS)).entries) == [None]
+    assert valid_to((await m.list(NS, as_of=datetime.now(UTC).isoformat())).entries) == [None]
 
 
 async def test_validity_through_mcp(db_url):

@@ -86,6 +86,21 @@ def _past(moment: datetime | None) -> datetime | None:
     return moment if moment is not None and moment < datetime.now(UTC) else None
 
 
+def _as_they_stood(links: Sequence[MemoryLink], at: datetime | None) -> list[MemoryLink]:
+    """``links`` as they stood at ``at`` (None: now): made by then, and those removed
+    since shown as active."""
+    if at is None:
+        return list(links)
+    stamp = _iso(at)
+    return [
+        link.model_copy(update={"removed_at": None})
+        if link.removed_at is not None and link.removed_at > stamp
+        else link
+        for link in links
+        if link.created_at <= stamp
+    ]
+
+
 def _holds(entry: MemoryEntry, at: str) -> bool:
     return (entry.valid_from is None or entry.valid_from <= at) and (
         entry.valid_to is None or at < entry.valid_to
@@ -289,17 +304,20 @@ class MemoryService:
         """The links of (namespace, key) as they stood at ``at`` (None: now)."""
         if self.links is None:
             return []
-        found = await self.links.of(namespace, key)
-        if at is None:
-            return found
-        stamp = _iso(at)
-        return [
-            link.model_copy(update={"removed_at": None})
-            if link.removed_at is not None and link.removed_at > stamp
-            else link
-            for link in found
-            if link.created_at <= stamp
-        ]
+        return _as_they_stood(await self.links.of(namespace, key), at)
+
+    async def _closed(
+        self, entries: builtins.list[MemoryEntry], at: datetime | None = None
+    ) -> builtins.list[MemoryEntry]:
+        """``entries`` with their validity closed by the supersedes links as they stood at
+        ``at`` (None: now), as memory_get shows one: the links read once for a page."""
+        if self.links is None or not entries:
+            return entries
+        addresses = list({(entry.namespace, entry.key) for entry in entries})
+        by_address: dict[tuple[str, str], builtins.list[MemoryLink]] = {}
+        for link in _as_they_stood(await self.links.closing(addresses), at):
+            by_address.setdefault((link.to_namespace or "", link.to_key or ""), []).append(link)
+        return [closed(e, by_address.get((e.namespace, e.key), [])) for e in entries]
 
     async def _held(
         self, live: MemoryEntry, links: Sequence[MemoryLink], at: str
@@ -323,7 +341,7 @@ class MemoryService:
         versions = await self.store.history(namespace, key)
         if not versions:
             raise NotFound(f"no memory {namespace}/{key} has ever existed")
-        return versions
+        return await self._closed(versions)
 
     async def history_page(
         self,
@@ -350,8 +368,9 @@ class MemoryService:
         )
         if not found and cursor is None:
             raise NotFound(f"no memory {namespace}/{key} has ever existed")
-        kept = fitting(found[:limit], self.bounds.reply_bytes)
-        page = MemoryPage(found[:kept])
+        shown = await self._closed(found[:limit])
+        kept = fitting(shown, self.bounds.reply_bytes)
+        page = MemoryPage(shown[:kept])
         if len(found) > kept:
             page.next_cursor = cursors.encode(str(page.entries[-1].version))
         return page
@@ -412,8 +431,9 @@ class MemoryService:
                 as_of=known,
                 valid_at=held,
             )
-        kept = fitting(found[:limit], self.bounds.reply_bytes)
-        page = MemoryPage(found[:kept])
+        shown = await self._closed(found[:limit], known)
+        kept = fitting(shown, self.bounds.reply_bytes)
+        page = MemoryPage(shown[:kept])
         if len(found) > kept:
             last = page.entries[-1]
             page.next_cursor = cursors.encode(last.namespace, last.key)

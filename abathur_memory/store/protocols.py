@@ -216,6 +216,13 @@ class LinkStore(Protocol):
         """Every link from or to (namespace, key), removed ones included, oldest first."""
         ...
 
+    async def closing(self, addresses: Sequence[tuple[str, str]]) -> list[MemoryLink]:
+        """The ``supersedes`` links to any of these (namespace, key) that carry a
+        ``holds_until`` (the links that can close a version's validity), removed ones
+        included, oldest first: what a listing needs to show each entry's closed
+        ``valid_to``."""
+        ...
+
     async def contradicting(
         self, addresses: list[tuple[str, str]], cut: int | None
     ) -> list[tuple[tuple[str, str], MemoryEntry]]:

@@ -72,6 +72,14 @@ ORDER BY e.hit_ns, e.hit_key, m.namespace, m.key
 """
 
 
+_CLOSING = (
+    f"SELECT {', '.join('l.' + c.strip() for c in LINK.split(','))}"
+    " FROM unnest(%s::text[], %s::text[]) AS w(namespace, key) JOIN memory_links AS l"
+    " ON l.to_namespace = w.namespace AND l.to_key = w.key"
+    " WHERE l.link_type = 'supersedes' AND l.holds_until IS NOT NULL ORDER BY l.id"
+)
+
+
 def link_of(row: Sequence[Any]) -> MemoryLink:
     names = [n.strip() for n in LINK.split(",")]
     return MemoryLink.model_construct(**dict(zip(names, row, strict=True)))
@@ -251,6 +259,14 @@ class PostgresLinkStore:
 
     async def of(self, namespace: str, key: str) -> list[MemoryLink]:
         found = await self.db.fetchall(_OF, (namespace, key, namespace, key))
+        return [link_of(r) for r in found]
+
+    async def closing(self, addresses: Sequence[tuple[str, str]]) -> list[MemoryLink]:
+        if not addresses:
+            return []
+        found = await self.db.fetchall(
+            _CLOSING, ([a[0] for a in addresses], [a[1] for a in addresses])
+        )
         return [link_of(r) for r in found]
 
     async def contradicting(

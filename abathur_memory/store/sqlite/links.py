@@ -4,6 +4,7 @@ removed by stamping ``removed_at`` (nothing is deleted)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 from abathur_memory.core.records import MemoryEntry, MemoryLink, NewLink
@@ -54,6 +55,13 @@ FROM ends AS e CROSS JOIN memory_entries AS m
 WHERE {still_holds}
 ORDER BY e.hit_ns, e.hit_key, m.namespace, m.key
 """
+
+
+_CLOSING = (
+    "SELECT l.* FROM json_each(?) AS w JOIN memory_links AS l"
+    " ON l.to_namespace = w.value ->> 0 AND l.to_key = w.value ->> 1"
+    " WHERE l.link_type = 'supersedes' AND l.holds_until IS NOT NULL ORDER BY l.id"
+)
 
 
 def link_of(row: Row) -> MemoryLink:
@@ -269,6 +277,14 @@ class SqliteLinkStore:
 
     async def of(self, namespace: str, key: str) -> list[MemoryLink]:
         found = await self.db.fetchall(_OF, (namespace, key, namespace, key))
+        return [link_of(r) for r in found]
+
+    async def closing(self, addresses: Sequence[tuple[str, str]]) -> list[MemoryLink]:
+        if not addresses:
+            return []
+        found = await self.db.fetchall(
+            _CLOSING, (json.dumps([list(a) for a in addresses], ensure_ascii=False),)
+        )
         return [link_of(r) for r in found]
 
     async def contradicting(
