@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from abathur_memory.core.principal import Principal
+from abathur_memory.core.read_rule import ReadRule, read_rule
 from abathur_memory.core.search import MemoryFilters
 from abathur_memory.store.postgres.times import SQL_NOW, at_ms
 
@@ -51,8 +52,14 @@ def holds_sql(
 def readable_sql(
     principal: Principal, prefix: str | None, column: str = "k.namespace"
 ) -> tuple[str, list[Any]]:
-    """A condition on ``column`` that holds exactly for what the principal may read,
-    optionally within ``prefix`` (on ':' boundaries). Positional ``%s`` parameters."""
+    """A condition on ``column`` (a namespace) that holds exactly for what the principal
+    may read, optionally within ``prefix`` (on ':' boundaries): core/read_rule.py's rule,
+    rendered. Positional parameters."""
+    return render(read_rule(principal, prefix), column)
+
+
+def render(rule: ReadRule, column: str = "k.namespace") -> tuple[str, list[Any]]:
+    """``rule`` as one condition on ``column``, in ranges the namespace indexes serve."""
     clauses: list[str] = []
     params: list[Any] = []
 
@@ -60,29 +67,28 @@ def readable_sql(
         clauses.append(f"({column} = %s OR ({column} > %s AND {column} < %s))")
         params.extend([root, root + ":", root + ";"])
 
-    if principal.admin:
+    if rule.everything:
         clauses.append("true")
-    else:
-        subtree(f"user:{principal.user}")
-        subtree(f"app:{principal.app}")
-        if principal.project:
-            subtree(f"project:{principal.project}")
-        clauses.append(f"({column} > 'temp:' AND {column} < 'temp;')")
+    for root in rule.subtrees:
+        subtree(root)
+    for scope in rule.scopes:
+        clauses.append(f"({column} > %s AND {column} < %s)")
+        params.extend([scope + ":", scope + ";"])
+    if rule.sessions_of is not None:
         clauses.append(
             f"({column} > 'session:' AND {column} < 'session;' AND EXISTS ("
             " SELECT 1 FROM sessions AS s WHERE s.user_id = %s AND s.app_name = %s"
             f" AND ({column} = 'session:' || s.id"
             f"      OR substr({column}, 1, length(s.id) + 9) = 'session:' || s.id || ':')))"
         )
-        params.extend([principal.user, principal.app])
-    condition = "(" + " OR ".join(clauses) + ")"
-    if prefix is not None:
-        if prefix in ("app", "user", "project", "session", "temp"):
-            condition += f" AND {column} > %s AND {column} < %s"
-            params.extend([prefix + ":", prefix + ";"])
-        else:
-            condition += f" AND ({column} = %s OR ({column} > %s AND {column} < %s))"
-            params.extend([prefix, prefix + ":", prefix + ";"])
+        params.extend(rule.sessions_of)
+    condition = "(" + (" OR ".join(clauses) or "false") + ")"
+    if rule.within is not None:
+        condition += f" AND ({column} = %s OR ({column} > %s AND {column} < %s))"
+        params.extend([rule.within, rule.within + ":", rule.within + ";"])
+    if rule.within_scope is not None:
+        condition += f" AND {column} > %s AND {column} < %s"
+        params.extend([rule.within_scope + ":", rule.within_scope + ";"])
     return condition, params
 
 

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from abathur_memory.core.principal import SCOPES, Principal
+from abathur_memory.core.read_rule import ReadRule, read_rule
 from abathur_memory.core.search import MemoryFilters
 from abathur_memory.store.sqlite import timestamps
 from abathur_memory.store.sqlite.timestamps import SQL_NOW
@@ -57,7 +58,13 @@ def readable_sql(
     principal: Principal, prefix: str | None, column: str = "k.namespace"
 ) -> tuple[str, list[Any]]:
     """A condition on ``column`` (a namespace) that holds exactly for what the principal
-    may read, optionally within ``prefix`` (on ':' boundaries). Positional parameters."""
+    may read, optionally within ``prefix`` (on ':' boundaries): core/read_rule.py's rule,
+    rendered. Positional parameters."""
+    return render(read_rule(principal, prefix), column)
+
+
+def render(rule: ReadRule, column: str = "k.namespace") -> tuple[str, list[Any]]:
+    """``rule`` as one condition on ``column``, in ranges the namespace indexes serve."""
     clauses: list[str] = []
     params: list[Any] = []
 
@@ -65,22 +72,23 @@ def readable_sql(
         clauses.append(f"({column} = ? OR ({column} > ? AND {column} < ?))")
         params.extend([root, root + ":", root + ";"])
 
-    if principal.admin:
+    if rule.everything:
         clauses.append("1")
-    else:
-        subtree(f"user:{principal.user}")
-        subtree(f"app:{principal.app}")
-        if principal.project:
-            subtree(f"project:{principal.project}")
-        clauses.append(f"({column} > 'temp:' AND {column} < 'temp;')")
+    for root in rule.subtrees:
+        subtree(root)
+    for scope in rule.scopes:
+        clauses.append(f"({column} > ? AND {column} < ?)")
+        params.extend([scope + ":", scope + ";"])
+    if rule.sessions_of is not None:
         clauses.append(
             f"({column} > 'session:' AND {column} < 'session;' AND EXISTS ("
             " SELECT 1 FROM sessions AS s WHERE s.user_id = ? AND s.app_name = ?"
             f" AND ({column} = 'session:' || s.id"
             f"      OR substr({column}, 1, length(s.id) + 9) = 'session:' || s.id || ':')))"
         )
-        params.extend([principal.user, principal.app])
-    condition = "(" + " OR ".join(clauses) + ")"
+        params.extend(rule.sessions_of)
+    condition = "(" + (" OR ".join(clauses) or "0") + ")"
+    prefix = rule.within or rule.within_scope
     if prefix is not None:
         within, within_params = prefix_sql(prefix, column)
         condition += f" AND {within}"
