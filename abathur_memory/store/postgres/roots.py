@@ -12,11 +12,11 @@ from abathur_memory.core.documents import (
     Registered,
     Root,
     check_visibility,
-    clean_root_name,
     root_name_of,
 )
 from abathur_memory.core.principal import Principal
-from abathur_memory.errors import InvalidInput, NotFound
+from abathur_memory.core.root_rules import new_name, new_root, registered_again
+from abathur_memory.errors import NotFound
 from abathur_memory.store.postgres.connection import Conn, Database
 
 _COLUMNS = "id, name, path, excludes, last_scan_at, owner, project, visibility"
@@ -66,36 +66,25 @@ async def _ensure(
     ).fetchone()
     if row is not None:
         root = root_of(row)
-        notes = []
-        if name is not None and clean_root_name(name) != root.name:
-            notes.append(
-                f"{directory} is already indexed as {root.name!r}; the name {name!r} was not "
-                f"used (`abathur-memory roots --rename {root.name} {name}` renames it)"
+        changes = registered_again(root, directory, name, excludes, visibility)
+        if changes.excludes is not None or changes.visibility is not None:
+            root = await _update(
+                conn, root.name, excludes=changes.excludes, visibility=changes.visibility
             )
-        if excludes and root.excludes != tuple(excludes):
-            root = await _update(conn, root.name, excludes=excludes)
-        if visibility is not None and visibility != root.visibility:
-            root = await _update(conn, root.name, visibility=visibility)
-        return Registered(root, notes)
-    wanted = clean_root_name(name or directory.name or "root")
+        return Registered(root, changes.notes)
     taken = {r[0] for r in await (await conn.execute("SELECT name FROM doc_roots")).fetchall()}
-    if name is not None and wanted in taken:
-        raise InvalidInput(f"a root named {wanted!r} already exists; choose another name")
-    final, n = wanted, 2
-    while final in taken:
-        final, n = f"{wanted}-{n}", n + 1
-    visibility = check_visibility(visibility or "private", owner.project if owner else None)
+    new = new_root(directory, name, taken, owner, visibility)
     row = await (
         await conn.execute(
             "INSERT INTO doc_roots (name, path, excludes, owner, project, visibility)"
             f" VALUES (%s, %s, %s, %s, %s, %s) RETURNING {_COLUMNS}",
             (
-                final,
+                new.name,
                 str(directory),
                 Jsonb(list(excludes)),
-                owner.user if owner else None,
-                owner.project if owner else None,
-                visibility if owner else "all",
+                new.owner,
+                new.project,
+                new.visibility,
             ),
         )
     ).fetchone()
@@ -129,14 +118,8 @@ async def _update(
 async def _rename(conn: Conn, old: str, new: str) -> Root:
     root = await _get(conn, old)
     new = root_name_of(new)
-    cleaned = clean_root_name(new)
-    if cleaned != new:
-        raise InvalidInput(
-            f"a root name is letters and digits (of any script), '.', '_' and '-'; try {cleaned!r}"
-        )
     taken = await (await conn.execute("SELECT 1 FROM doc_roots WHERE name = %s", (new,))).fetchone()
-    if taken:
-        raise InvalidInput(f"a root named {new!r} already exists")
+    new = new_name(new, taken is not None)
     await conn.execute("UPDATE doc_roots SET name = %s WHERE id = %s", (new, root.id))
     await conn.execute(
         "UPDATE document_index SET file_path = %s || substr(file_path, %s) WHERE root_id = %s",

@@ -9,12 +9,12 @@ from abathur_memory.core.documents import (
     Registered,
     Root,
     check_visibility,
-    clean_root_name,
     encode_excludes,
     root_name_of,
 )
 from abathur_memory.core.principal import Principal
-from abathur_memory.errors import InvalidInput, NotFound
+from abathur_memory.core.root_rules import new_name, new_root, registered_again
+from abathur_memory.errors import NotFound
 from abathur_memory.store.sqlite import driver, timestamps
 from abathur_memory.store.sqlite.database import Database
 
@@ -54,35 +54,24 @@ def _ensure(
     row = conn.execute("SELECT * FROM doc_roots WHERE path = ?", (str(directory),)).fetchone()
     if row is not None:
         root = root_from_row(row)
-        notes = []
-        if name is not None and clean_root_name(name) != root.name:
-            notes.append(
-                f"{directory} is already indexed as {root.name!r}; the name {name!r} was not "
-                f"used (`abathur-memory roots --rename {root.name} {name}` renames it)"
+        changes = registered_again(root, directory, name, excludes, visibility)
+        if changes.excludes is not None or changes.visibility is not None:
+            root = _update(
+                conn, root.name, excludes=changes.excludes, visibility=changes.visibility
             )
-        if excludes and root.excludes != tuple(excludes):
-            root = _update(conn, root.name, excludes=excludes)
-        if visibility is not None and visibility != root.visibility:
-            root = _update(conn, root.name, visibility=visibility)
-        return Registered(root, notes)
-    wanted = clean_root_name(name or directory.name or "root")
+        return Registered(root, changes.notes)
     taken = {r[0] for r in conn.execute("SELECT name FROM doc_roots")}
-    if name is not None and wanted in taken:
-        raise InvalidInput(f"a root named {wanted!r} already exists; choose another name")
-    final, n = wanted, 2
-    while final in taken:
-        final, n = f"{wanted}-{n}", n + 1
-    visibility = check_visibility(visibility or "private", owner.project if owner else None)
+    new = new_root(directory, name, taken, owner, visibility)
     row = conn.execute(
         "INSERT INTO doc_roots (name, path, excludes, owner, project, visibility)"
         " VALUES (?, ?, ?, ?, ?, ?) RETURNING *",
         (
-            final,
+            new.name,
             str(directory),
             encode_excludes(excludes),
-            owner.user if owner else None,
-            owner.project if owner else None,
-            visibility if owner else "all",
+            new.owner,
+            new.project,
+            new.visibility,
         ),
     ).fetchone()
     return Registered(root_from_row(row))
@@ -112,13 +101,8 @@ def _update(
 def _rename(conn: driver.Connection, old: str, new: str) -> Root:
     root = _get(conn, old)
     new = root_name_of(new)
-    cleaned = clean_root_name(new)
-    if cleaned != new:
-        raise InvalidInput(
-            f"a root name is letters and digits (of any script), '.', '_' and '-'; try {cleaned!r}"
-        )
-    if conn.execute("SELECT 1 FROM doc_roots WHERE name = ?", (new,)).fetchone():
-        raise InvalidInput(f"a root named {new!r} already exists")
+    taken = conn.execute("SELECT 1 FROM doc_roots WHERE name = ?", (new,)).fetchone()
+    new = new_name(new, taken is not None)
     conn.execute("UPDATE doc_roots SET name = ? WHERE id = ?", (new, root.id))
     conn.execute(
         "UPDATE document_index SET file_path = ? || substr(file_path, ?) WHERE root_id = ?",
