@@ -17,10 +17,10 @@ from cli_helpers import run_cli
 from conftest import settings_for
 
 from abathur_memory.memory.memories import PutRequest
-from abathur_memory.ops import backup, migration
+from abathur_memory.ops import migration
 from abathur_memory.runtime import Runtime, open_runtime
 from abathur_memory.search.results import Filters
-from abathur_memory.store.sqlite import ann, ann_files, driver
+from abathur_memory.store.sqlite import ann, ann_files, backup, driver
 
 pytestmark = pytest.mark.anyio
 

@@ -13,9 +13,8 @@ import pytest
 from cli_helpers import run_cli
 
 from abathur_memory.errors import Conflict, InvalidInput, NotFound
-from abathur_memory.ops import backup, salvage
+from abathur_memory.store.sqlite import backup, driver, salvage
 from abathur_memory.store.sqlite import checks as validation
-from abathur_memory.store.sqlite import driver
 from abathur_memory.store.sqlite import migrate as runner
 
 
@@ -298,3 +297,23 @@ def test_backup_restore_and_recover_from_the_command_line(capsys, db_path, tmp_p
     assert recovered.code == 0
     assert recovered.json()["ok"] is True
     assert _keys(tmp_path / "s.db") == {"k0", "k1", "k2"}
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (("backup", "{tmp}/bk.db"), "pg_dump -Fc"),
+        (("restore", "{tmp}/bk.db"), "pg_dump -Fc"),
+        (("doctor", "--recover", "{tmp}/s.db"), "recovers from its own WAL"),
+    ],
+    ids=["backup", "restore", "recover"],
+)
+def test_a_postgresql_database_has_no_file_copies(capsys, pg_url, tmp_path, args, says):
+    """Backups, restores and salvage copy a database file: on PostgreSQL (whose operations
+    have no ``files``) each is a usage error naming the server's own tools, writing nothing."""
+    (tmp_path / "bk.db").write_bytes(b"")  # a source for restore: never read
+    argv = [a.format(tmp=tmp_path) for a in args]
+    result = run_cli(capsys, *argv, "--db", pg_url)
+    assert result.code == 2
+    assert says in result.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bk.db"]

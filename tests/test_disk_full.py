@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from cli_helpers import run_cli
 
-from abathur_memory.ops import backup as backups
+from abathur_memory.store.sqlite import backup as backups
 from abathur_memory.store.sqlite import driver
 from abathur_memory.store.sqlite import migrate as runner
 

@@ -16,8 +16,7 @@ from cli_helpers import run_cli
 from conftest import settings_for
 from indexing_helpers import write_tree
 
-from abathur_memory.ops import salvage
-from abathur_memory.store.sqlite import driver
+from abathur_memory.store.sqlite import driver, salvage
 
 ROOT = Path(__file__).resolve().parent.parent
 

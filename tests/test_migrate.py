@@ -18,8 +18,9 @@ from mcp_helpers import call, connected
 from abathur_memory.config import load_settings
 from abathur_memory.errors import InvalidInput, Unavailable
 from abathur_memory.ops import migration
-from abathur_memory.ops.copy_endpoints import PostgresEndpoint, SqliteEndpoint
+from abathur_memory.store.postgres.copy_endpoint import PostgresEndpoint
 from abathur_memory.store.sqlite import driver
+from abathur_memory.store.sqlite.copy_endpoint import SqliteEndpoint
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 

@@ -164,7 +164,7 @@ def test_a_put_batch_looks_each_key_up_by_index_whatever_the_statistics(tmp_path
 
 
 def test_maintain_keeps_statistics_only_for_tables_big_enough_to_plan_by(tmp_path):
-    from abathur_memory.ops import maintain
+    from abathur_memory.store.sqlite import maintain
 
     db_path = tmp_path / "maintained.db"
     conn = driver.connect(db_path)

@@ -197,8 +197,7 @@ async def test_pending_reads_the_changes_after_the_vectors_were_complete(db_url:
 def test_the_vectors_record_stays_with_its_database() -> None:
     """The record names a space of this database and a position in its change log: a copy
     (migrate, either way) takes the meta rows of the data, never the index's progress."""
-    from abathur_memory.ops.copy_endpoints import CLEAR_META
-    from abathur_memory.ops.copy_tables import BASE_TABLES
+    from abathur_memory.store.copy_tables import BASE_TABLES, CLEAR_META
 
     (meta,) = [table for table in BASE_TABLES if table.name == "meta"]
     conn = driver.connect(":memory:")

@@ -18,10 +18,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from abathur_memory.config import Settings, default_db_path, load_settings
-from abathur_memory.errors import AbathurError
-from abathur_memory.store.sqlite import driver
-from abathur_memory.store.sqlite.files import check_database_path
+from abathur_memory.config import Settings, load_settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 Step = Callable[[str, int, int | None], None]  # phase, done, total (None: not known yet)
@@ -76,15 +73,6 @@ def settings_from(db: str | Path | None, **overrides: Any) -> Settings:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     return settings
-
-
-def open_sqlite(path: Path, *, create: bool, create_dirs: bool = False) -> driver.Connection:
-    """A plain connection for a one-shot SQLite command, with one-line errors."""
-    check_database_path(path, create=create, create_dirs=create_dirs or path == default_db_path())
-    try:
-        return driver.connect(path)
-    except driver.Error as exc:
-        raise AbathurError(f"cannot open {path}: {exc}") from None
 
 
 def print_rows(

@@ -14,16 +14,14 @@ from abathur_memory import __version__
 from abathur_memory.cli.common import (
     db_option,
     err_console,
-    open_sqlite,
     out_console,
     print_rows,
     settings_from,
 )
 from abathur_memory.config import Settings
-from abathur_memory.ops import backup as backups
-from abathur_memory.ops import salvage
 from abathur_memory.runtime import open_runtime
-from abathur_memory.store.sqlite import migrate as runner
+from abathur_memory.store.open import open_operations
+from abathur_memory.store.operations import FileCopies
 
 
 @click.command()
@@ -35,41 +33,19 @@ from abathur_memory.store.sqlite import migrate as runner
 def init(db: str | None, create_dirs: bool, as_json: bool) -> None:
     """Create the database, or upgrade an older one in place."""
     settings = settings_from(db)
-    if settings.is_postgres:
-        _init_postgres(settings, as_json)
-        return
-    path = settings.db_path
-    existed = path.exists()
-    conn = open_sqlite(path, create=True, create_dirs=create_dirs)
-    try:
-        applied = runner.migrate(conn)
-        version = runner.current_version(conn)
-    finally:
-        conn.close()
-    action = "upgraded" if existed and applied else ("created" if applied else "up to date")
-    if as_json:
-        click.echo(json.dumps({"database": str(path), "action": action, "schema_version": version}))
-        return
-    click.echo(f"{path}: {action} (schema version {version})")
-
-
-def _init_postgres(settings: Settings, as_json: bool) -> None:
-    """The tables in the URL's schema (the database must exist: PostgreSQL makes those)."""
-    from abathur_memory.store.postgres import migrate as pg_runner
-
-    async def run() -> list[int]:
-        async with open_runtime(settings, create=True, migrate=False) as runtime:
-            return await runtime.store.migrate()
-
-    applied = asyncio.run(run())
-    version = max(m.version for m in pg_runner.load_migrations())
-    action = "created" if 1 in applied else ("upgraded" if applied else "up to date")
+    done = open_operations(settings).initialize(create_dirs=create_dirs)
     if as_json:
         click.echo(
-            json.dumps({"database": settings.db_label, "action": action, "schema_version": version})
+            json.dumps(
+                {
+                    "database": done.database,
+                    "action": done.action,
+                    "schema_version": done.schema_version,
+                }
+            )
         )
         return
-    click.echo(f"{settings.db_label}: {action} (schema version {version})")
+    click.echo(f"{done.database}: {done.action} (schema version {done.schema_version})")
 
 
 @click.command()
@@ -96,21 +72,22 @@ def doctor(db: str | None, as_json: bool, repair: bool, recover_to: Path | None)
     """
 
     settings = settings_from(db)
+    operations = open_operations(settings)
     if recover_to is not None:
-        if settings.is_postgres:
+        if operations.files is None:
             raise click.UsageError(
                 "--recover salvages a damaged SQLite file; a PostgreSQL server recovers from "
                 "its own WAL (restore a base backup or a pg_dump instead)"
             )
-        _recover(settings.db_path, recover_to, as_json)
+        _recover(operations.files, recover_to, as_json)
         return
-    report = _examine(settings, repair=repair)
+    report = operations.examine(repair=repair)
     for line in report.repaired:
         err_console.print(line, highlight=False)
     if report.reindex:
         _reindex(settings)
         err_console.print(f"re-indexed {len(report.reindex)} documents")
-        report = _examine(settings)
+        report = operations.examine()
     if as_json:
         click.echo(
             json.dumps(
@@ -152,17 +129,6 @@ def _mark(check: Any) -> str:
     return "✗" if not check.ok else ("!" if check.warning else "✓")
 
 
-def _examine(settings: Settings, *, repair: bool = False) -> Any:
-    """doctor's report for either backend."""
-    if settings.is_postgres:
-        from abathur_memory.ops import postgres as postgres_ops
-
-        return asyncio.run(postgres_ops.examine(settings, repair=repair))
-    from abathur_memory.ops import doctor as doctor_ops
-
-    return doctor_ops.examine(settings.db_path, repair=repair)
-
-
 def _reindex(settings: Settings) -> None:
     """Re-index the documents a repair marked (needs the embedding model)."""
 
@@ -173,8 +139,8 @@ def _reindex(settings: Settings) -> None:
     asyncio.run(reindex())
 
 
-def _recover(db_path: Path, output: Path, as_json: bool) -> None:
-    result = salvage.salvage(db_path, output)
+def _recover(files: FileCopies, output: Path, as_json: bool) -> None:
+    result = files.salvage(output)
     tables = {name: vars(stats) for name, stats in result.tables.items()}
     if as_json:
         click.echo(
@@ -221,8 +187,8 @@ def backup(db: str | None, dest: Path, compress: bool, keep_days: int | None) ->
     timestamped copies (<name>-<UTC time>.db[.gz]).
     """
     settings = settings_from(db)
-    _sqlite_only(settings, "backup")
-    result = backups.backup(settings.db_path, dest, compress=compress, keep_days=keep_days)
+    files = _files(settings, "backup")
+    result = files.backup(dest, compress=compress, keep_days=keep_days)
     click.echo(f"backed up {settings.db_path} to {result.path} ({result.size} bytes, verified)")
     for path in result.pruned:
         click.echo(f"pruned {path}")
@@ -237,8 +203,8 @@ def restore(db: str | None, src: Path) -> None:
     The database being replaced is kept beside it as <name>.before-restore-<time>.db.
     """
     settings = settings_from(db)
-    _sqlite_only(settings, "restore")
-    result = backups.restore(src, settings.db_path)
+    files = _files(settings, "restore")
+    result = files.restore(src)
     click.echo(f"restored {settings.db_path} from {src}")
     if result.previous_copy:
         click.echo(f"the replaced database is kept at {result.previous_copy}")
@@ -256,8 +222,6 @@ def maintain(db: str | None, dry_run: bool, as_json: bool) -> None:
     (episodic_ttl_days, archival_after_days): episodic memories not updated for that long
     are soft-deleted, terminated sessions that old are archived.
     """
-    from abathur_memory.ops import maintain as maintenance
-
     settings = settings_from(db)
 
     async def lifecycle() -> dict[str, Any]:
@@ -269,15 +233,7 @@ def maintain(db: str | None, dry_run: bool, as_json: bool) -> None:
             return report
 
     report = asyncio.run(lifecycle())
-    steps: list[Any]
-    if settings.is_postgres:
-        steps = asyncio.run(_maintain_postgres(settings, dry_run))
-    else:
-        conn = open_sqlite(settings.db_path, create=False)
-        try:
-            steps = maintenance.run(conn, settings.db_path, dry_run=dry_run)
-        finally:
-            conn.close()
+    steps = open_operations(settings).maintain(dry_run=dry_run)
     report["database"] = [vars(step) for step in steps]
     if as_json:
         click.echo(json.dumps(report, indent=2))
@@ -313,21 +269,13 @@ def maintain(db: str | None, dry_run: bool, as_json: bool) -> None:
         click.echo(f"{step.name}: {step.detail}")
 
 
-async def _maintain_postgres(settings: Settings, dry_run: bool) -> list[Any]:
-    from abathur_memory.ops import postgres as postgres_ops
-    from abathur_memory.store.postgres.store import PostgresStore
-
-    store = await PostgresStore.open(settings.db, settings, create=False)
-    try:
-        return await postgres_ops.maintain(store, dry_run=dry_run)
-    finally:
-        await store.close()
-
-
-def _sqlite_only(settings: Settings, command: str) -> None:
-    if settings.is_postgres:
+def _files(settings: Settings, command: str) -> FileCopies:
+    """The copies of the database file, or a usage error where a server owns the files."""
+    files = open_operations(settings).files
+    if files is None:
         raise click.UsageError(
             f"`{command}` copies a SQLite file; back up PostgreSQL with its own tools "
             "(`pg_dump -Fc`, then `pg_restore`), or copy it into SQLite with "
             "`abathur-memory migrate --to FILE.db`"
         )
+    return files

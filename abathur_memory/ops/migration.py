@@ -7,25 +7,23 @@ with the copy's position. An interrupted copy is resumed by running the same com
 The memory keyword index is derived data: the target rebuilds it from the copied memories.
 
 Then every table is validated: the row count and a checksum of every row's values (see
-copy_tables.py) must match on both sides. Until a copy is complete and valid the target is
-marked (``meta.migration_state``) and the stores refuse to serve it, saying why.
+store/copy_tables.py) must match on both sides. Until a copy is complete and valid the target
+is marked (``meta.migration_state``) and the stores refuse to serve it, saying why.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from abathur_memory.config import Settings
 from abathur_memory.errors import InvalidInput
-from abathur_memory.ops import disk_full
-from abathur_memory.ops.copy_endpoints import Endpoint, PostgresEndpoint, SqliteEndpoint
-from abathur_memory.ops.copy_tables import BASE_TABLES, Checksum, Table, space_tables
+from abathur_memory.store.copy_tables import BASE_TABLES, Checksum, Table, space_tables
+from abathur_memory.store.open import POSTGRES_SCHEMES, open_operations
+from abathur_memory.store.operations import Endpoint, Progress
 
 BATCH_ROWS = 2000
 STATE_KEY = "migration_state"
@@ -88,18 +86,9 @@ class MigrationReport:
         }
 
 
-Progress = Callable[[str, int, int], None]  # (phase or table, rows done, rows total)
-
-
 def open_endpoint(spec: str, settings: Settings, *, target: bool) -> Endpoint:
     """A database named by a path (SQLite) or a postgresql:// URL."""
-    if spec.startswith(("postgresql://", "postgres://")):
-        from abathur_memory.store.postgres import require_driver
-
-        require_driver()
-        return PostgresEndpoint(spec, settings, target=target)
-    path = Path(spec.removeprefix("sqlite://")).expanduser()
-    return SqliteEndpoint(path, target=target)
+    return open_operations(settings, spec).endpoint(target=target)
 
 
 def copy(
@@ -118,35 +107,21 @@ def copy(
     try:
         source.begin_snapshot()
         tables = _tables(source)
-        report = MigrationReport(source.label, _label(target_spec), dry_run)
+        target_ops = open_operations(settings, target_spec)
+        report = MigrationReport(source.label, target_ops.label, dry_run)
         counts = {t.name: source.count(t) for t in tables}
         report.tables = [TableCheck(t.name, counts[t.name]) for t in tables]
         if dry_run:
-            report.state = _dry_run_state(target_spec, settings)
+            report.state = target_ops.target_state(STATE_KEY)
             report.seconds = time.monotonic() - started
             return report
-        with _full_disk_reported(target_spec):
+        with target_ops.full_disk_reported():
             _copy_into(source, target_spec, settings, tables, counts, report, batch_rows, progress)
         source.end_snapshot()
     finally:
         source.close()
     report.seconds = time.monotonic() - started
     return report
-
-
-def _full_disk_reported(target_spec: str) -> contextlib.AbstractContextManager[None]:
-    """A SQLite target on a full disk: one line; a file this copy created is removed (one
-    that existed before holds an earlier run's progress and is kept for resuming)."""
-    if target_spec.startswith(("postgresql://", "postgres://")):
-        return contextlib.nullcontext()
-    path = Path(target_spec.removeprefix("sqlite://")).expanduser()
-    if path.exists():
-        return disk_full.reported(
-            path, "the unfinished copy was kept: free some space and run the same command to resume"
-        )
-    return disk_full.reported(
-        path, "the partial copy was removed", lambda: disk_full.remove_database_files(path)
-    )
 
 
 def _copy_into(
@@ -185,17 +160,9 @@ def _copy_into(
 
 
 def _same(a: str, b: str) -> bool:
-    if a.startswith(("postgresql://", "postgres://")):
+    if a.startswith(POSTGRES_SCHEMES):
         return a == b
     return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
-
-
-def _label(spec: str) -> str:
-    if spec.startswith(("postgresql://", "postgres://")):
-        from abathur_memory.store.postgres.connection import redact
-
-        return redact(spec)
-    return spec
 
 
 def _tables(source: Endpoint) -> list[Table]:
@@ -203,36 +170,6 @@ def _tables(source: Endpoint) -> list[Table]:
     for space_id, dim in source.spaces():
         tables.extend(space_tables(space_id, dim))
     return tables
-
-
-def _dry_run_state(target_spec: str, settings: Settings) -> str:
-    """What a copy would find at the target, without writing to it."""
-    if target_spec.startswith(("postgresql://", "postgres://")):
-        from abathur_memory.store.postgres import require_driver
-
-        require_driver()
-        import psycopg
-
-        from abathur_memory.store.postgres import placement
-        from abathur_memory.store.postgres.connection import redact
-
-        try:
-            with psycopg.connect(target_spec, connect_timeout=10) as conn:
-                tables = list(placement.our_tables())
-                problem = placement.placement_of(
-                    conn.execute(placement.PROBE, (tables,)).fetchone()
-                ).problem()
-                if problem is not None:
-                    return f"the target would be refused: {problem}"
-                has_meta = conn.execute(placement.OWN_TABLE, ("meta",)).fetchone()
-                if not has_meta or not has_meta[0]:
-                    return "the target is reachable and holds no abathur-memory tables yet"
-                row = conn.execute("SELECT value FROM meta WHERE key = %s", (STATE_KEY,)).fetchone()
-        except psycopg.Error as exc:
-            return f"cannot reach the target {redact(target_spec)}: {exc}"
-        return f"the target holds a copy in state {row[0]!r}" if row else "the target exists"
-    path = Path(target_spec).expanduser()
-    return f"{path} exists" if path.exists() else f"{path} will be created"
 
 
 def _start(source: Endpoint, target: Endpoint) -> bool:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from abathur_memory.store.operations import Check
 from abathur_memory.store.sqlite import driver
 from abathur_memory.store.sqlite import migrate as runner
 from abathur_memory.store.sqlite import queries as hot_queries
@@ -92,17 +92,6 @@ SEED_MEMORIES = (
     ("app:abathur:defaults", "user_preference_template"),
     ("app:abathur:config", "memory_lifecycle_policies"),
 )
-
-
-@dataclass
-class Check:
-    name: str
-    ok: bool
-    detail: str
-    warning: bool = False
-
-    def as_dict(self) -> dict[str, object]:
-        return asdict(self)
 
 
 CheckFn = Callable[[driver.Connection, Path], list[Check]]

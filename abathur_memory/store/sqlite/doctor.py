@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from abathur_memory.errors import InvalidInput, NotFound, ReadOnly
-from abathur_memory.ops import backup as backups
+from abathur_memory.store.operations import copy_state_check
 from abathur_memory.store.sqlite import ann_checks, consistency, driver, statistics
+from abathur_memory.store.sqlite import backup as backups
 from abathur_memory.store.sqlite import checks as validation
 from abathur_memory.store.sqlite import migrate as runner
 
@@ -62,19 +63,6 @@ def _copy_state(conn: driver.Connection, _: Path) -> list[validation.Check]:
         else None
     )
     return [copy_state_check(None if row is None else str(row[0]))]
-
-
-def copy_state_check(state: str | None) -> validation.Check:
-    if state is None:
-        return validation.Check("copy state", True, "not a copy made by `migrate`")
-    if state == "complete":
-        return validation.Check("copy state", True, "a complete, validated copy")
-    return validation.Check(
-        "copy state",
-        False,
-        f"an unfinished copy made by `abathur-memory migrate` ({state}): servers refuse it; "
-        "run the same migrate command again to finish it",
-    )
 
 
 EXTRA_CHECKS = (

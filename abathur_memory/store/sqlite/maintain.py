@@ -13,18 +13,11 @@ Each step is reported with what it did; ``dry_run`` reports what it would do.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
+from abathur_memory.store.operations import Step
 from abathur_memory.store.sqlite import checks as validation
 from abathur_memory.store.sqlite import driver, statistics
-
-
-@dataclass
-class Step:
-    name: str
-    done: bool
-    detail: str
 
 
 def run(

@@ -1,4 +1,4 @@
-"""The operations room on PostgreSQL: doctor's checks and repairs, and regular maintenance.
+"""The doctor on PostgreSQL: its checks and repairs (maintain.py: regular maintenance).
 
 The checks are SQLite's where they apply (schema version, indexes, the consistency of
 documents, chunks, vectors and the memory index) and PostgreSQL's own where they differ
@@ -15,13 +15,12 @@ from typing import Any
 
 from abathur_memory.config import Settings
 from abathur_memory.core.spaces import Space
-from abathur_memory.ops.doctor import copy_state_check
+from abathur_memory.store.operations import Check, copy_state_check
 from abathur_memory.store.postgres import migrate as runner
-from abathur_memory.store.postgres import placement, space_tables, statistics
+from abathur_memory.store.postgres import placement, space_tables
 from abathur_memory.store.postgres.connection import Conn, Database
 from abathur_memory.store.postgres.spaces import active_space, building_space
 from abathur_memory.store.postgres.store import PostgresStore
-from abathur_memory.store.sqlite.checks import Check
 
 MIN_PGVECTOR = (0, 8, 0)  # iterative index scans for filtered vector search
 _INDEX_NAME = re.compile(r"CREATE\s+(?:UNIQUE\s+)?INDEX\s+(?:IF\s+NOT\s+EXISTS\s+)?(\w+)", re.I)
@@ -40,11 +39,11 @@ class PostgresReport:
         return all(check.ok for check in self.checks)
 
 
-async def examine(settings: Settings, *, repair: bool = False) -> PostgresReport:
-    """Check the database of ``settings`` (never creating it); ``repair`` first fixes what
-    can be fixed in place: derived data only."""
+async def examine(url: str, settings: Settings, *, repair: bool = False) -> PostgresReport:
+    """Check the database at ``url`` (never creating it); ``repair`` first fixes what can be
+    fixed in place: derived data only."""
     store = await PostgresStore.open(
-        settings.db, settings, create=False, allow_incomplete=True, check_path=False
+        url, settings, create=False, allow_incomplete=True, check_path=False
     )
     try:
         db = store.database
@@ -398,50 +397,3 @@ async def _rebuild_indexes(db: Database, report: PostgresReport) -> None:
 
         await db.run(reindex, what=f"rebuilding the index {name}")
         report.repaired.append(f"rebuilt the index {name}")
-
-
-# -- maintenance --------------------------------------------------------------------------
-
-
-@dataclass
-class Step:
-    name: str
-    done: bool
-    detail: str
-
-
-DEAD_FRACTION = 0.2  # dead rows relative to the live rows before a VACUUM is worth it
-
-
-async def maintain(store: PostgresStore, *, dry_run: bool = False) -> list[Step]:
-    """Statistics (ANALYZE the tables that changed), free space (VACUUM the tables with
-    many dead rows; autovacuum does the same on its own schedule)."""
-    db = store.database
-
-    tables = await db.run(statistics.table_activity)
-    stale = statistics.stale(tables)
-    bloated = [name for name, live, dead, _, _ in tables if dead > max(1000, DEAD_FRACTION * live)]
-    for names, verb in ((stale, "ANALYZE"), (bloated, "VACUUM")):
-        if dry_run:
-            continue
-        for name in names:
-
-            async def run(conn: Conn, name: str = name, verb: str = verb) -> None:
-                await conn.execute(f'{verb} "{name}"'.encode())
-
-            await db.run(run, what=f"{verb} {name}")
-    would = "would run" if dry_run else "ran"
-    return [
-        Step(
-            "statistics",
-            bool(stale) and not dry_run,
-            f"{would} ANALYZE on {', '.join(stale)}" if stale else "statistics are current",
-        ),
-        Step(
-            "free space",
-            bool(bloated) and not dry_run,
-            f"{would} VACUUM on {', '.join(bloated)}"
-            if bloated
-            else "no table has many dead rows (autovacuum keeps up)",
-        ),
-    ]

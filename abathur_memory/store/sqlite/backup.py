@@ -13,13 +13,12 @@ import re
 import shutil
 import tempfile
 import zlib
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from abathur_memory.errors import Conflict, InvalidInput, NotFound, Unavailable
-from abathur_memory.ops import disk_full
-from abathur_memory.store.sqlite import ann_files, driver
+from abathur_memory.store.operations import BackupResult, RestoreResult
+from abathur_memory.store.sqlite import ann_files, disk_full, driver
 from abathur_memory.store.sqlite import migrate as runner
 
 log = logging.getLogger(__name__)
@@ -29,20 +28,6 @@ GZIP_MAGIC = b"\x1f\x8b"
 _STAMP = "%Y%m%dT%H%M%SZ"
 # A DEST ending in one of these is a file name; anything else is a directory of backups.
 FILE_SUFFIXES = (".db", ".db.gz", ".sqlite", ".sqlite3", ".gz")
-
-
-@dataclass
-class BackupResult:
-    path: Path
-    size: int
-    pruned: list[Path] = field(default_factory=list)
-
-
-@dataclass
-class RestoreResult:
-    restored_from: Path
-    database: Path
-    previous_copy: Path | None
 
 
 def backup_name_pattern(db_path: Path) -> re.Pattern[str]:

@@ -3,7 +3,8 @@
 Each column has a kind, and each backend reads and writes every kind in one common form
 (canonical values): JSON as Python objects, times as aware UTC datetimes, booleans as
 bool, vectors as float32 arrays. A table's checksum is computed over those values, so the
-same rows give the same checksum whichever database they were read from.
+same rows give the same checksum whichever database they were read from. The few
+statements both backends' copy endpoints run alike are here too.
 """
 
 from __future__ import annotations
@@ -333,3 +334,56 @@ class Checksum:
 
     def hexdigest(self) -> str:
         return str(self._digest.hexdigest())[:16]
+
+
+# -- the SQL both backends' endpoints share (store/*/copy_endpoint.py) -------------------
+
+# Tables whose rows a fresh database already holds (the seeded application memories):
+# cleared before a copy into it.
+DATA_TABLES = (
+    "space_documents",
+    "document_index",
+    "doc_roots",
+    "checkpoints",
+    "state",
+    "agents",
+    "session_events",
+    "tasks",
+    "sessions",
+    "audit",
+    "metrics",
+    "metric_minutes",
+    "api_tokens",
+    "memory_entries",
+    "embedding_spaces",
+)
+
+# meta rows of the data (the embedding model, say), not of the database itself.
+CLEAR_META = (
+    "DELETE FROM meta WHERE key != 'schema_version'"
+    " AND substr(key, 1, 13) != 'memory_index_' AND substr(key, 1, 9) != 'migration'"
+)
+
+
+def keyset_where(table: Table, after: Sequence[Any] | None, mark: str) -> tuple[str, list[Any]]:
+    """The WHERE clause of a batch read: the table's filter, and keys after ``after``."""
+    clauses = [table.where] if table.where else []
+    params: list[Any] = []
+    if after is not None:
+        keys = ", ".join(table.key)
+        marks = ", ".join(mark for _ in table.key)
+        clauses.append(f"({keys}) > ({marks})")
+        params.extend(after)
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+def holds_user_data(scalar: Any) -> bool:
+    """Anything besides the seeded application memories."""
+    checks = (
+        "SELECT count(*) FROM memory_entries WHERE created_by IS DISTINCT FROM 'system'",
+        "SELECT count(*) FROM sessions",
+        "SELECT count(*) FROM tasks",
+        "SELECT count(*) FROM document_index",
+        "SELECT count(*) FROM api_tokens",
+    )
+    return any(scalar(sql) for sql in checks)

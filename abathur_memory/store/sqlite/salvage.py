@@ -17,26 +17,18 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from abathur_memory.errors import Conflict, InvalidInput, NotFound, Unavailable
-from abathur_memory.ops.backup import verify_database
+from abathur_memory.store.operations import SalvageResult, TableSalvage
 from abathur_memory.store.sqlite import driver
 from abathur_memory.store.sqlite import migrate as runner
+from abathur_memory.store.sqlite.backup import verify_database
 
 log = logging.getLogger(__name__)
 
 _MAX_SKIP = 1 << 40
 _BATCH = 256
-
-
-@dataclass
-class TableSalvage:
-    copied: int = 0
-    read_errors: int = 0
-    detached: int = 0
-    dropped: int = 0
 
 
 # Made again from what survived, never copied (a half-copied FTS index is itself damage).
@@ -54,21 +46,6 @@ DERIVED_TABLES = frozenset(
 
 def _derived(table: str) -> bool:
     return table in DERIVED_TABLES or table.startswith("memory_fts_")
-
-
-@dataclass
-class SalvageResult:
-    output: Path
-    tables: dict[str, TableSalvage] = field(default_factory=dict)
-    reindex_documents: int = 0
-
-    @property
-    def copied(self) -> int:
-        return sum(t.copied for t in self.tables.values())
-
-    @property
-    def read_errors(self) -> int:
-        return sum(t.read_errors for t in self.tables.values())
 
 
 def salvage(damaged: Path, output: Path) -> SalvageResult:
