@@ -4,7 +4,10 @@
 settings come from the environment (``ABATHUR_DB``, ``ABATHUR_USER``, ...). The extra tool
 ``noop`` takes no arguments and returns ``{}``: calling it costs everything a tool call costs
 (framing, dispatch, argument and result handling) except the work of a real tool, so it is
-the floor that ``memory_get`` is compared with through the same client and process.
+the floor that ``memory_get`` is compared with through the same client and process. The extra
+tool ``search_only`` runs the same search as ``memory_search`` in the server
+(``runtime.memories.search``) and answers only the number of hits: a search over the wire
+without its result's payload (bench.mcp_search).
 
 With ``BENCH_TOOL_TIMINGS=1`` in the environment the server also times every tool call inside
 its tool manager (argument validation, the tool, result conversion) and offers a tool
@@ -19,10 +22,11 @@ import statistics
 import time
 from typing import Any
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 
 from abathur_memory.config import Settings, load_settings
 from abathur_memory.server.app import create_server
+from abathur_memory.server.context import acting
 
 TIMINGS_TOOL = "bench_tool_timings"
 
@@ -32,9 +36,16 @@ async def noop() -> dict:
     return {}
 
 
+async def search_only(ctx: Context, query: str, k: int = 10) -> dict:
+    """memory_search's search in the server, answering only how many hits it found."""
+    runtime, principal = acting(ctx)
+    return {"hits": len((await runtime.memories.search(principal, query, None, k)).results)}
+
+
 def build(settings: Settings | None = None, *, timings: bool = False) -> MCPServer[Any]:
     server = create_server(settings if settings is not None else load_settings())
     server.add_tool(noop, name="noop")
+    server.add_tool(search_only, name="search_only")
     if timings:
         _add_timings(server)
     return server

@@ -3,6 +3,7 @@ conversation, and the text copy of every result."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -55,3 +56,21 @@ async def test_the_text_copy_is_the_structured_result_as_compact_json(db_path):
             [block] = result.content
             assert json.loads(block.text) == result.structured_content, tool
             assert "\n" not in block.text and '": ' not in block.text, block.text[:200]
+
+
+async def test_a_search_results_text_copy_is_its_structured_content(db_path):
+    """memory_search, the call bench.mcp_search measures: its hits (float scores, nested
+    values) come back once structured and once as the same compact JSON."""
+    async with connected(db_path) as client:
+        value = {"text": "sailing on the lake", "sizes": [1, 2.5], "boat": {"name": "Ann"}}
+        await call(client, "memory_put", namespace="user:alice:p", key="boat", value=value)
+        for _ in range(200):  # the background indexer catches up within moments
+            result = await client.call_tool("memory_search", {"query": "sailing lake"})
+            assert not result.is_error and result.structured_content is not None
+            if result.structured_content["pending"] == 0:
+                break
+            await asyncio.sleep(0.05)
+        assert value in [hit["value"] for hit in result.structured_content["results"]]
+        [block] = result.content
+        assert json.loads(block.text) == result.structured_content
+        assert "\n" not in block.text and '": ' not in block.text, block.text[:200]
