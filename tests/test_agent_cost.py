@@ -74,3 +74,22 @@ async def test_a_search_results_text_copy_is_its_structured_content(db_path):
         [block] = result.content
         assert json.loads(block.text) == result.structured_content
         assert "\n" not in block.text and '": ' not in block.text, block.text[:200]
+
+
+async def test_get_history_list_and_the_resource_show_one_memory_shape(db_path):
+    """memory_get, memory_history's versions, memory_list's entries and the memory://
+    resource show a memory with the same fields (get adds its links); none shows the
+    store's internal row id."""
+    async with connected(db_path) as client:
+        await call(client, "memory_put", namespace="user:alice:notes", key="k", value="v1")
+        await call(client, "memory_put", namespace="user:alice:notes", key="k", value="v2")
+        got = await call(client, "memory_get", namespace="user:alice:notes", key="k")
+        history = await call(client, "memory_history", namespace="user:alice:notes", key="k")
+        listed = await call(client, "memory_list", prefix="user:alice:notes")
+        read = await client.read_resource("memory://user:alice:notes/k")
+        resource = json.loads(read.contents[0].text)
+    shape = set(got) - {"links"}
+    assert "id" not in shape
+    assert [set(v) for v in history["versions"]] == [shape, shape]
+    assert [set(e) for e in listed["entries"]] == [shape]
+    assert set(resource) == shape and resource["value"] == "v2"

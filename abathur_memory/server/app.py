@@ -30,6 +30,7 @@ from abathur_memory.server import (
 from abathur_memory.server.auth import DatabaseTokenVerifier
 from abathur_memory.server.context import acting
 from abathur_memory.server.http import auth_kwargs
+from abathur_memory.server.tools_memory import MemoryRecord
 from abathur_memory.server.web import Holder, metrics_endpoint
 
 log = logging.getLogger(__name__)
@@ -119,7 +120,7 @@ def _add_memory_resource(server: MCPServer[Runtime]) -> None:
         entry = await _resource_call(
             runtime, principal, "memory", runtime.memories.get(principal, namespace, key)
         )
-        return _json(entry.model_dump(exclude={"id"}))
+        return _json(MemoryRecord.of(entry).model_dump())
 
 
 def _add_session_resource(server: MCPServer[Runtime]) -> None:

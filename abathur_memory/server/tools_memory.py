@@ -96,7 +96,7 @@ class MemoryRecall(MemoryRecord):
 class MemoryHistory(BaseModel):
     namespace: str
     key: str
-    versions: list[MemoryEntry] = Field(description="Every version, oldest first.")
+    versions: list[MemoryRecord] = Field(description="Every version, oldest first.")
     links: list[MemoryLink] = Field(description=LINKS_DESCRIPTION)
     next_cursor: str | None = Field(description="Pass back as cursor for the next page.")
 
@@ -188,7 +188,7 @@ async def memory_history(
     return MemoryHistory(
         namespace=namespace,
         key=key,
-        versions=page.entries,
+        versions=[MemoryRecord.of(e) for e in page.entries],
         links=links,
         next_cursor=page.next_cursor,
     )
