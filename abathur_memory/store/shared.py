@@ -1,27 +1,13 @@
-"""What both storage backends decide the same way, with the same messages: a lost
-compare-and-set, a session state over its size, the audit row of a denial."""
+"""What both storage backends decide the same way, with the same messages: a session state
+over its size, the audit row of a denial (a put's decision is core/put_rule.py's)."""
 
 from __future__ import annotations
 
 import json
 
 from abathur_memory.core.audit_text import storable_denial
-from abathur_memory.core.records import Denial, PreparedPut
-from abathur_memory.errors import Conflict, InvalidInput, Unavailable
-
-
-def check_expected(put: PreparedPut, live_version: int) -> None:
-    """Compare-and-set: the caller's view of the version, or Conflict (shared by stores)."""
-    if put.expected_version is None or put.expected_version == live_version:
-        return
-    if live_version:
-        raise Conflict(
-            f"{put.namespace}/{put.key} is at version {live_version}, not "
-            f"{put.expected_version}: re-read it and retry"
-        )
-    raise Conflict(
-        f"{put.namespace}/{put.key} does not exist (expected version {put.expected_version})"
-    )
+from abathur_memory.core.records import Denial
+from abathur_memory.errors import InvalidInput, Unavailable
 
 
 def check_state_size(state_text: str, limit: int) -> None:

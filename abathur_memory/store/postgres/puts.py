@@ -21,11 +21,11 @@ import json
 from collections.abc import Sequence
 from datetime import datetime
 
+from abathur_memory.core.put_rule import check_expected
 from abathur_memory.core.records import PreparedPut, PutResult
 from abathur_memory.store.postgres import rows
 from abathur_memory.store.postgres.connection import Conn, Database, Queued
 from abathur_memory.store.postgres.times import SQL_NOW, at_ms
-from abathur_memory.store.shared import check_expected
 
 KEY_LOCKS_MAX = 64
 BATCH_TEXT_MAX = 16 * 1024 * 1024  # characters: far below jsonb's 256 MB, however they encode

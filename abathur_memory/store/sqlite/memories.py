@@ -12,11 +12,13 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from abathur_memory.core import values
 from abathur_memory.core.browse import NamespaceCount
 from abathur_memory.core.principal import Principal
+from abathur_memory.core.put_rule import decide_put
 from abathur_memory.core.records import (
     ExpiredMemory,
     MemoryEntry,
@@ -25,7 +27,6 @@ from abathur_memory.core.records import (
     PutResult,
 )
 from abathur_memory.errors import Conflict, NotFound
-from abathur_memory.store.shared import check_expected
 from abathur_memory.store.sqlite import audit_rows, browse, links, rows, timestamps
 from abathur_memory.store.sqlite.database import Database
 from abathur_memory.store.sqlite.driver import Connection
@@ -444,6 +445,10 @@ class SqliteMemoryStore:
         return [ExpiredMemory(r["namespace"], r["key"], r["version"]) for r in found]
 
 
+def _never(_metadata: str) -> bool:
+    return False
+
+
 def _put_all(conn: Connection, puts: Sequence[PreparedPut], actor: str) -> list[PutResult]:
     """Decide each put against the latest version (earlier puts of the batch included),
     then write the new versions and their audit rows, each with one statement."""
@@ -459,17 +464,19 @@ def _put_all(conn: Connection, puts: Sequence[PreparedPut], actor: str) -> list[
         address = (put.namespace, put.key)
         before = latest.get(address)
         live = before if before is not None and not before.is_deleted else None
-        check_expected(put, live.version if live is not None else 0)
-        metadata_text = put.metadata_text
-        if metadata_text is None:  # not given: keep the live version's metadata
-            metadata_text = live.metadata if live is not None else "{}"
-        if live is not None and live.same_as(put, metadata_text):
+        decision = decide_put(
+            put,
+            before.version if before is not None else None,
+            live.metadata if live is not None else None,
+            partial(live.same_as, put) if live is not None else _never,
+        )
+        if live is not None and decision.unchanged:
             iso = timestamps.to_iso(live.updated_at) or ""
             results.append(
                 PutResult(put.namespace, put.key, live.version, live.memory_type, False, True, iso)
             )
             continue
-        version = before.version + 1 if before is not None else 1
+        version, metadata_text = decision.version, decision.metadata_text
         valid_from, valid_to = _validity(put)
         latest[address] = _Latest(
             next_id,
@@ -503,7 +510,7 @@ def _put_all(conn: Connection, puts: Sequence[PreparedPut], actor: str) -> list[
         )
         audit.append(
             (
-                "update" if live else "create",
+                decision.action,
                 put.namespace,
                 next_id,
                 '{"key":' + json.dumps(put.key) + ',"version":' + str(version) + "}",
