@@ -162,6 +162,21 @@ class Retrieval:
             for ranked in found.ranked
             if ranked.id in found.rows
         ]
+        return self.memory_result(
+            query, hits, mode_used, degraded, max_tokens, found.pending, found.vector_path
+        )
+
+    def memory_result(
+        self,
+        query: str,
+        hits: list[MemoryHit],
+        mode_used: str,
+        degraded: str | None,
+        max_tokens: int | None,
+        pending: int = 0,
+        vector_search: str | None = None,
+    ) -> MemorySearchResult:
+        """The reply: the hits packed into ``max_tokens`` if asked, then cut to one reply."""
         packed = None
         if max_tokens is not None:
             hits, packed = pack(hits, max_tokens)
@@ -170,11 +185,11 @@ class Retrieval:
             query=query,
             mode_used=mode_used,
             degraded=degraded,
-            pending=found.pending,
+            pending=pending,
             results=fitted,
             omitted=omitted,
             packed=packed,
-            vector_search=found.vector_path,
+            vector_search=vector_search,
         )
 
     def fitted(self, hits: list[H]) -> tuple[list[H], int | None]:

@@ -34,7 +34,6 @@ from abathur_memory.core.search import CandidateFacts, MemoryFilters, MemoryRow
 from abathur_memory.core.when import memory_moment
 from abathur_memory.search.fusion import memory_fusion
 from abathur_memory.search.memory_indexer import memory_parts
-from abathur_memory.search.packing import pack
 from abathur_memory.search.pipeline import CANDIDATES, Retrieval, memory_hit, mode_used_for
 from abathur_memory.search.query import check_k, check_mode, check_query, keyword_terms
 from abathur_memory.search.results import MemorySearchResult
@@ -91,19 +90,7 @@ async def search_then(
         for r in ranked
         if r.id in shown
     ]
-    packed = None
-    if max_tokens is not None:
-        hits, packed = pack(hits, max_tokens)
-    fitted, omitted = retrieval.fitted(hits)
-    return MemorySearchResult(
-        query=query,
-        mode_used=mode_used,
-        degraded=degraded,
-        pending=0,
-        results=fitted,
-        omitted=omitted,
-        packed=packed,
-    )
+    return retrieval.memory_result(query, hits, mode_used, degraded, max_tokens)
 
 
 async def _semantic(
