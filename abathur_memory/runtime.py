@@ -198,6 +198,31 @@ class Runtime:
         await self.store.close()
 
 
+def document_service(
+    store: Store,
+    embedder: Embedder | None,
+    retrieval: Retrieval | None = None,
+    *,
+    max_file_bytes: int = 10 * 1024 * 1024,
+    worker_owner: str | None = None,
+    bounds: Bounds | None = None,
+) -> DocumentService:
+    """The document service over ``store`` with its retrieval pipeline, as build_runtime
+    wires it: for an indexing worker of its own (``worker_owner``: tests of two workers on
+    one database) without the rest of a runtime."""
+    bounds = bounds if bounds is not None else Bounds()
+    if retrieval is None:
+        retrieval = Retrieval(store.search, store.spaces, embedder, bounds=bounds)
+    return DocumentService(
+        store,
+        embedder,
+        retrieval,
+        max_file_bytes=max_file_bytes,
+        worker_owner=worker_owner,
+        bounds=bounds,
+    )
+
+
 async def build_runtime(
     settings: Settings, store: Store, *, embedder: Embedder | None = None
 ) -> Runtime:
@@ -220,7 +245,7 @@ async def build_runtime(
     )
     indexer = MemoryIndexer(store.memory_index, store.spaces, embedder)
     memories.on_change.append(indexer.wake)
-    documents = DocumentService(
+    documents = document_service(
         store, embedder, retrieval, max_file_bytes=settings.max_file_bytes, bounds=bounds
     )
     documents.on_denied = recorder.record_document_denial

@@ -50,18 +50,15 @@ class DownEmbedder(FakeEmbedder):
 
 
 def make_docs(store, embedder, **kwargs):
-    """A DocumentService over ``store`` (or over a SQLite Database, wrapped in its store)
-    with its own retrieval pipeline, as the runtime builds one."""
-    from abathur_memory.documents.service import DocumentService
-    from abathur_memory.search.pipeline import Retrieval
+    """The runtime's DocumentService over ``store`` (or over a SQLite Database, wrapped in
+    its store) with its own retrieval pipeline (runtime.document_service)."""
+    from abathur_memory.runtime import document_service
     from abathur_memory.store.sqlite.database import Database
     from abathur_memory.store.sqlite.store import SqliteStore
 
     if isinstance(store, Database):
         store = SqliteStore(store)
-    return DocumentService(
-        store, embedder, Retrieval(store.search, store.spaces, embedder), **kwargs
-    )
+    return document_service(store, embedder, **kwargs)
 
 
 VOCABULARY = ("alpha", "beta", "gamma", "delta", "epsilon", "zeta", "theta", "kappa", "lambda")

@@ -222,3 +222,28 @@ def test_only_the_runtime_builds_the_watcher() -> None:
             if watcher in names:
                 builders.append(f"{module}:{node.lineno}")
     assert not builders, "the watcher built outside the runtime:\n" + "\n".join(builders)
+
+
+def test_only_the_runtime_wires_the_services() -> None:
+    """The services that share a store, a model and a retrieval pipeline are built in one
+    place (runtime.py: build_runtime, and document_service for a worker of its own); the
+    package, its tests and its benchmarks take them from there."""
+    services = ("DocumentService", "Retrieval", "MemoryService", "MemoryIndexer")
+    root = Path(__file__).resolve().parent.parent
+    wired = []
+    for path in [
+        *(root / "abathur_memory").rglob("*.py"),
+        *(root / "tests").rglob("*.py"),
+        *(root / "bench").rglob("*.py"),
+    ]:
+        if path == root / "abathur_memory" / "runtime.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Call):
+                called = node.func
+                name = (
+                    called.attr if isinstance(called, ast.Attribute) else getattr(called, "id", "")
+                )
+                if name in services:
+                    wired.append(f"{path.relative_to(root)}:{node.lineno} {name}(...)")
+    assert not wired, "services wired outside the runtime:\n" + "\n".join(wired)

@@ -148,8 +148,7 @@ def test_doctor_finds_memories_missing_from_the_keyword_index(capsys, tmp_path):
 
         async with open_acting(settings_for(db_path)) as services:
             await services.memories.put("user:alice:n", "z", "firstzebra")
-            store = services.runtime.store
-            await memory_index.MemoryIndexer(store.memory_index, store.spaces, None).catch_up()
+            await services.runtime.memory_indexer.catch_up()
 
     asyncio.run(put_and_index())
     conn = driver.connect(db_path)

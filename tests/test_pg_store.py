@@ -771,25 +771,16 @@ async def test_denials_are_written_and_folded(store):
 # -- the services over PostgreSQL ----------------------------------------------------------
 
 
-async def test_the_memory_side_services_run_on_postgresql(store):
-    """The services built as runtime.build_runtime builds them (open_runtime also builds the
-    document and search side, which PostgreSQL does not have yet)."""
+async def test_the_memory_side_services_run_on_postgresql(store, pg_url):
+    """The memory-side services over an open PostgreSQL store, as build_runtime builds
+    them (no background workers)."""
+    from abathur_memory.embedders.fake import FakeEmbedder
     from abathur_memory.errors import Forbidden
-    from abathur_memory.memory.access import AccessGuard
-    from abathur_memory.memory.checkpoints import CheckpointService
-    from abathur_memory.memory.denials import DenialRecorder
-    from abathur_memory.memory.lifecycle import LifecycleService
-    from abathur_memory.memory.memories import MemoryService
-    from abathur_memory.memory.sessions import SessionService
-    from abathur_memory.memory.tasks import TaskService
-    from abathur_memory.memory.tokens import TokenService
+    from abathur_memory.runtime import build_runtime
 
-    recorder = DenialRecorder(store.audit)
-    guard = AccessGuard(store.sessions, recorder)
-    memories = MemoryService(store.memories, guard, None)  # retrieval: search only
-    sessions = SessionService(store.sessions, recorder)
-    tasks = TaskService(store.tasks, store.sessions, recorder)
-    checkpoints = CheckpointService(store.checkpoints, tasks)
+    runtime = await build_runtime(settings(pg_url), store, embedder=FakeEmbedder())
+    memories, sessions = runtime.memories, runtime.sessions
+    tasks, checkpoints = runtime.tasks, runtime.checkpoints
     alice, bob = Principal("alice", project="web"), Principal("bob")
 
     await memories.put(alice, NS, "theme", {"mode": "dark"}, metadata={"from": "chat"})
@@ -815,11 +806,11 @@ async def test_the_memory_side_services_run_on_postgresql(store):
     assert (await tasks.update(alice, task.id, status="completed", result=[1])).result == [1]
     listed = await tasks.list(alice)
     assert [t.id for t in listed.tasks] == [task.id]
-    made = await TokenService(store.tokens).create("laptop", alice)
-    assert (await TokenService(store.tokens).verify(made.secret)).user == "alice"
-    report = await LifecycleService(store.memories, store.sessions).run(dry_run=True)
+    made = await runtime.tokens.create("laptop", alice)
+    assert (await runtime.tokens.verify(made.secret)).user == "alice"
+    report = await runtime.lifecycle.run(dry_run=True)
     assert report.policy["episodic_ttl_days"] == 90
-    await recorder.close()  # flushes the queued denials (bob's read, bob's session)
+    await runtime.recorder.close()  # flushes the queued denials (bob's read, bob's session)
     denied = await store.database.fetchall(
         "SELECT action_type FROM audit WHERE result = 'denied' ORDER BY id"
     )
