@@ -11,7 +11,7 @@ from abathur_memory.core.principal import Principal
 from abathur_memory.runtime import Runtime, open_runtime, principal_of
 
 
-class _Bound:
+class Bound:
     """A service with the principal of every call filled in."""
 
     def __init__(self, service: object, principal: Principal) -> None:
@@ -44,7 +44,7 @@ class Acting:
 
     def __getattr__(self, name):
         service = getattr(self.runtime, name)
-        return _Bound(service, self.principal) if name in self.PER_CALL else service
+        return Bound(service, self.principal) if name in self.PER_CALL else service
 
 
 @contextlib.asynccontextmanager

@@ -6,7 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from mcp.types import TextContent
 from mcp_helpers import call, connected
+from pydantic import BaseModel
 from test_server import ALL_TOOLS
 
 pytestmark = pytest.mark.anyio
@@ -16,7 +18,7 @@ pytestmark = pytest.mark.anyio
 TOOLS_LIST_BUDGET = 24_000
 
 
-def _wire(model) -> str:
+def _wire(model: BaseModel) -> str:
     """A result as the JSON-RPC message carries it (compact, no null fields)."""
     return json.dumps(
         model.model_dump(mode="json", by_alias=True, exclude_none=True),
@@ -53,5 +55,6 @@ async def test_the_text_copy_is_the_structured_result_as_compact_json(db_path):
             result = await client.call_tool(tool, args)
             assert not result.is_error
             [block] = result.content
+            assert isinstance(block, TextContent), block
             assert json.loads(block.text) == result.structured_content, tool
             assert "\n" not in block.text and '": ' not in block.text, block.text[:200]
