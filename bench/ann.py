@@ -269,6 +269,7 @@ def engine_run(matrix: np.ndarray, queries: np.ndarray, truth: list, roots: np.n
                 **stats,
                 "recall_at_10": recall(answers, filtered_truth),
             }
+
         # where the approximate path's time goes: the graph's candidates alone, without the
         # exact re-rank's reads of their vectors from the table
         def candidates_only(q: np.ndarray) -> list[int]:

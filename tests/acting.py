@@ -8,13 +8,13 @@ from collections.abc import AsyncIterator
 
 from abathur_memory.config import Settings
 from abathur_memory.core.principal import Principal
-from abathur_memory.runtime import open_runtime, principal_of
+from abathur_memory.runtime import Runtime, open_runtime, principal_of
 
 
-class _Bound:
+class Bound:
     """A service with the principal of every call filled in."""
 
-    def __init__(self, service, principal) -> None:
+    def __init__(self, service: object, principal: Principal) -> None:
         self._service = service
         self._principal = principal
 
@@ -31,7 +31,7 @@ class Acting:
 
     PER_CALL = ("memories", "sessions", "tasks", "checkpoints")
 
-    def __init__(self, runtime, principal) -> None:
+    def __init__(self, runtime: Runtime, principal: Principal) -> None:
         self.runtime = runtime
         self.principal = principal
         self.db = getattr(runtime.store, "db", None)  # SQLite's Database, for SQLite tests
@@ -44,7 +44,7 @@ class Acting:
 
     def __getattr__(self, name):
         service = getattr(self.runtime, name)
-        return _Bound(service, self.principal) if name in self.PER_CALL else service
+        return Bound(service, self.principal) if name in self.PER_CALL else service
 
 
 @contextlib.asynccontextmanager

@@ -27,7 +27,7 @@ class Row(tuple):
     def keys(self) -> tuple[str, ...]:
         return self._names
 
-    def __getitem__(self, index: Any) -> Any:  # type: ignore[override]
+    def __getitem__(self, index: Any) -> Any:
         if isinstance(index, str):
             return tuple.__getitem__(self, self._names.index(index))
         return tuple.__getitem__(self, index)

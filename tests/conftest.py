@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from acting import Acting
@@ -11,6 +12,10 @@ from acting import Acting
 from abathur_memory.store.sqlite import driver
 from abathur_memory.store.sqlite import migrate as runner
 from abathur_memory.store.sqlite.database import Database
+
+if TYPE_CHECKING:
+    from abathur_memory.config import Settings
+    from abathur_memory.runtime import Runtime
 
 pytest_plugins = ["pg_fixtures"]
 
@@ -36,7 +41,7 @@ def conn(db_path: Path) -> Iterator[driver.Connection]:
         connection.close()
 
 
-def settings_for(db_path: Path | str, **overrides):
+def settings_for(db_path: Path | str, **overrides: Any) -> Settings:
     from abathur_memory.config import load_settings
 
     options = {
@@ -95,7 +100,7 @@ def target_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> 
 
 
 @pytest.fixture
-async def runtime(db_url: str):
+async def runtime(db_url: str) -> AsyncIterator[Runtime]:
     """The composition root over a fresh database (fake embedder), as the server builds it."""
     from abathur_memory.runtime import open_runtime
 
@@ -117,8 +122,11 @@ async def raw(runtime):
 
 
 @pytest.fixture
-async def db(runtime) -> AsyncIterator[Database]:
+async def db(runtime: Runtime) -> AsyncIterator[Database]:
     """The runtime's SQLite database (migrated): tests of SQLite itself."""
+    from abathur_memory.store.sqlite.store import SqliteStore
+
+    assert isinstance(runtime.store, SqliteStore)  # a test that asks for it runs on SQLite
     yield runtime.store.db
 
 
@@ -146,7 +154,7 @@ async def as_principal(runtime):
 
 
 @pytest.fixture(params=["fresh", "upgraded", "postgres"])
-def any_db_path(request, tmp_path: Path) -> Path | str:
+def any_db_path(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
     """A database that is a new SQLite file, an upgrade of the oldest supported SQLite
     layout, or a new PostgreSQL schema (a URL).
 
@@ -159,7 +167,7 @@ def any_db_path(request, tmp_path: Path) -> Path | str:
 
 
 @pytest.fixture(params=["fresh", "upgraded"])
-def any_sqlite_path(request, tmp_path: Path) -> Path:
+def any_sqlite_path(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
     """A SQLite file, new or upgraded: for tests of the file itself."""
     return _sqlite_layout(request.param, tmp_path)
 

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from abathur_memory.embedders.fake import FakeEmbedder
 from abathur_memory.errors import Unavailable
+
+if TYPE_CHECKING:
+    import pytest
+
+    from abathur_memory.store.postgres.store import PostgresStore
+    from abathur_memory.store.sqlite.store import SqliteStore
 
 DOCS = {
     "alpha.md": (
@@ -34,7 +41,7 @@ def write_tree(root: Path, files: dict[str, str] | None = None) -> Path:
 class FlakyEmbedder(FakeEmbedder):
     """Fails (as an unavailable model would) after ``ok_calls`` successful batches."""
 
-    def __init__(self, ok_calls: int, **kwargs) -> None:
+    def __init__(self, ok_calls: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.ok_calls = ok_calls
 
@@ -80,7 +87,7 @@ class Costs:
     transaction is one that ran a data-changing statement, whichever helper sent it (an
     UPDATE that matched no row counts too, as BEGIN IMMEDIATE does on SQLite)."""
 
-    def __init__(self, store, monkeypatch) -> None:
+    def __init__(self, store: SqliteStore | PostgresStore, monkeypatch: pytest.MonkeyPatch) -> None:
         from abathur_memory.documents import safe_files, scan
 
         self.store = store
@@ -131,9 +138,13 @@ class Costs:
         if self.store.kind == "sqlite":
             return self._sqlite_writes
         rows = await self._pg("SELECT count(DISTINCT xid) FROM counted_writes", fetch=True)
+        assert rows is not None
         return int(rows[0][0])
 
     def _count_sqlite_writes(self) -> None:
+        from abathur_memory.store.sqlite.store import SqliteStore
+
+        assert isinstance(self.store, SqliteStore)
         db = self.store.db
         for name in ("write", "on_writer"):
             real = getattr(db, name)
@@ -156,13 +167,19 @@ class Costs:
             " AND tablename != 'counted_writes'",
             fetch=True,
         )
+        assert tables is not None
         for (table,) in tables:
             await self._pg(
                 f'CREATE TRIGGER counted AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON "{table}"'
                 " FOR EACH STATEMENT EXECUTE FUNCTION count_write()"
             )
 
-    async def _pg(self, sql: str, *, fetch: bool = False):
+    async def _pg(self, sql: str, *, fetch: bool = False) -> list[tuple[Any, ...]] | None:
+        """Run ``sql`` on PostgreSQL: its rows when ``fetch``, else None."""
+        from abathur_memory.store.postgres.store import PostgresStore
+
+        assert isinstance(self.store, PostgresStore)
+
         async def work(conn):
             cursor = await conn.execute(sql)
             return await cursor.fetchall() if fetch else None

@@ -118,8 +118,9 @@ def build_before_memory_search(path: Path, root: Path) -> Path:
             " VALUES (1, ?, ?, ?, 'active', '2025-06-01 00:00:00')",
             (identity.key(), identity.model_id, identity.dim),
         )
-        for statement in space_tables.STEPS[0](1):  # what the first release created
-            conn.execute(statement)
+        for sql in space_tables.STEPS[0](1):  # what the first release created: plain SQL
+            assert isinstance(sql, str)
+            conn.execute(sql)
         conn.execute(
             "INSERT INTO doc_roots (id, name, path) VALUES (1, 'old', ?)", (str(root.resolve()),)
         )

@@ -7,7 +7,9 @@ import asyncio
 import json
 
 import pytest
+from mcp.types import TextContent, TextResourceContents
 from mcp_helpers import call, connected
+from pydantic import BaseModel
 from test_server import ALL_TOOLS
 
 pytestmark = pytest.mark.anyio
@@ -17,7 +19,7 @@ pytestmark = pytest.mark.anyio
 TOOLS_LIST_BUDGET = 24_000
 
 
-def _wire(model) -> str:
+def _wire(model: BaseModel) -> str:
     """A result as the JSON-RPC message carries it (compact, no null fields)."""
     return json.dumps(
         model.model_dump(mode="json", by_alias=True, exclude_none=True),
@@ -54,6 +56,7 @@ async def test_the_text_copy_is_the_structured_result_as_compact_json(db_path):
             result = await client.call_tool(tool, args)
             assert not result.is_error
             [block] = result.content
+            assert isinstance(block, TextContent), block
             assert json.loads(block.text) == result.structured_content, tool
             assert "\n" not in block.text and '": ' not in block.text, block.text[:200]
 
@@ -72,6 +75,7 @@ async def test_a_search_results_text_copy_is_its_structured_content(db_path):
             await asyncio.sleep(0.05)
         assert value in [hit["value"] for hit in result.structured_content["results"]]
         [block] = result.content
+        assert isinstance(block, TextContent), block
         assert json.loads(block.text) == result.structured_content
         assert "\n" not in block.text and '": ' not in block.text, block.text[:200]
 
@@ -87,7 +91,9 @@ async def test_get_history_list_and_the_resource_show_one_memory_shape(db_path):
         history = await call(client, "memory_history", namespace="user:alice:notes", key="k")
         listed = await call(client, "memory_list", prefix="user:alice:notes")
         read = await client.read_resource("memory://user:alice:notes/k")
-        resource = json.loads(read.contents[0].text)
+        [contents] = read.contents
+        assert isinstance(contents, TextResourceContents), contents
+        resource = json.loads(contents.text)
     shape = set(got) - {"links"}
     assert "id" not in shape
     assert [set(v) for v in history["versions"]] == [shape, shape]

@@ -220,6 +220,7 @@ def test_only_the_runtime_builds_the_watcher() -> None:
             elif isinstance(node, ast.ImportFrom) and node.module:
                 names = [node.module, *(f"{node.module}.{a.name}" for a in node.names)]
             if watcher in names:
+                assert isinstance(node, ast.Import | ast.ImportFrom)
                 builders.append(f"{module}:{node.lineno}")
     assert not builders, "the watcher built outside the runtime:\n" + "\n".join(builders)
 

@@ -12,15 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import pytest
-from backends import json_value, sync_sql
+from backends import Raw, json_value, sync_sql
 from mcp_helpers import connected, text_of
 
 from abathur_memory.core.audit_text import MAX_COLUMN_CHARS, MAX_FIELD_CHARS, storable
+from abathur_memory.core.browse import AuditQuery, AuditRecord
 from abathur_memory.core.records import Denial
 from abathur_memory.errors import InvalidInput
 from abathur_memory.memory.denials import DenialRecorder
+from abathur_memory.store.protocols import AuditStore
 
 pytestmark = pytest.mark.anyio
 
@@ -48,14 +52,14 @@ def normal_denials(n: int = 20) -> list[Denial]:
     return [Denial("user:alice", "memory_denied", "read", f"user:bob:{i}", "no") for i in range(n)]
 
 
-async def denied_rows(raw) -> list:
+async def denied_rows(raw: Raw) -> list[Any]:
     return await raw.fetchall(
         "SELECT action_type, action_data, memory_namespace, actor FROM audit"
         " WHERE result = 'denied' ORDER BY id"
     )
 
 
-def check_stored(row, text: str) -> None:
+def check_stored(row: Sequence[Any], text: str) -> None:
     action, data, namespace, actor = row
     data = json_value(data)
     for stored in (data["attempted"], data["target"], data["rule"], data["key"]):
@@ -114,23 +118,43 @@ async def test_the_stores_store_hostile_denials_as_given(runtime, raw):
     assert len(await denied_rows(raw)) == len(HOSTILE)
 
 
-class RefusingAudit:
-    """An audit store that refuses (as the database would) every batch holding a denial
-    ``refuse`` says no to."""
+class _Wrapped:
+    """An audit store passing every call to ``inner`` (the doubles below change one)."""
 
-    def __init__(self, inner, refuse) -> None:
+    def __init__(self, inner: AuditStore) -> None:
         self.inner = inner
-        self.refuse = refuse
-        self.batches: list[int] = []
 
-    async def write_denials(self, batch, recent):
-        self.batches.append(len(batch))
-        if any(self.refuse(d) for d in batch):
-            raise InvalidInput("PostgreSQL refused the value: simulated")
+    async def write_denials(
+        self, batch: dict[Denial, int], recent: dict[Denial, int]
+    ) -> dict[Denial, int]:
         return await self.inner.write_denials(batch, recent)
 
     async def count(self) -> int:
         return await self.inner.count()
+
+    async def page(self, query: AuditQuery, before_id: int | None, limit: int) -> list[AuditRecord]:
+        return await self.inner.page(query, before_id, limit)
+
+    async def record(self, actor: str, action: str, data: dict[str, object]) -> int:
+        return await self.inner.record(actor, action, data)
+
+
+class RefusingAudit(_Wrapped):
+    """An audit store that refuses (as the database would) every batch holding a denial
+    ``refuse`` says no to."""
+
+    def __init__(self, inner: AuditStore, refuse: Callable[[Denial], bool]) -> None:
+        super().__init__(inner)
+        self.refuse = refuse
+        self.batches: list[int] = []
+
+    async def write_denials(
+        self, batch: dict[Denial, int], recent: dict[Denial, int]
+    ) -> dict[Denial, int]:
+        self.batches.append(len(batch))
+        if any(self.refuse(d) for d in batch):
+            raise InvalidInput("PostgreSQL refused the value: simulated")
+        return await self.inner.write_denials(batch, recent)
 
 
 async def test_one_refused_row_does_not_sink_its_batch(runtime, raw, caplog):
@@ -199,7 +223,7 @@ async def test_a_hostile_denial_through_the_tools_does_not_stop_the_audit(any_db
 
 async def test_nuls_and_surrogates_in_writes_are_stored_or_invalid_input(any_db_path):
     """Never internal_error, and every change that was made has its audit row."""
-    cases = [
+    cases: list[dict[str, Any]] = [
         {"key": "k\x00", "value": 1},
         {"key": "k\ud800", "value": 1},
         {"key": "k", "value": "v\x00"},
@@ -231,23 +255,22 @@ async def test_nuls_and_surrogates_in_writes_are_stored_or_invalid_input(any_db_
     assert stored >= 1 and versions == stored and audited == stored
 
 
-class CancelledAfterCommit:
+class CancelledAfterCommit(_Wrapped):
     """An audit store whose write commits, then waits on something cancellable (as the
     release of a pooled connection or the reply to COMMIT does)."""
 
-    def __init__(self, inner) -> None:
-        self.inner = inner
+    def __init__(self, inner: AuditStore) -> None:
+        super().__init__(inner)
         self.committed = asyncio.Event()
         self.release = asyncio.Event()
 
-    async def write_denials(self, batch, recent):
+    async def write_denials(
+        self, batch: dict[Denial, int], recent: dict[Denial, int]
+    ) -> dict[Denial, int]:
         ids = await self.inner.write_denials(batch, recent)
         self.committed.set()
         await self.release.wait()
         return ids
-
-    async def count(self) -> int:
-        return await self.inner.count()
 
 
 async def test_a_flush_cancelled_after_its_commit_is_not_written_again(runtime, raw):

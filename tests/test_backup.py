@@ -7,6 +7,8 @@ import multiprocessing
 import os
 import time
 from datetime import UTC, datetime, timedelta
+from multiprocessing.sharedctypes import Synchronized
+from multiprocessing.synchronize import Event
 from pathlib import Path
 
 import pytest
@@ -189,7 +191,7 @@ def test_restore_refuses_a_sqlite_file_of_another_program(db_path, tmp_path):
         backup.restore(other, db_path)
 
 
-def _write_stream(path: str, acknowledged, stop) -> None:
+def _write_stream(path: str, acknowledged: Synchronized[int], stop: Event) -> None:
     conn = driver.connect(path)
     i = 0
     while not stop.is_set():

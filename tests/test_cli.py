@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 from cli_helpers import run_cli
 
@@ -92,7 +93,7 @@ def test_doctor_table_output(capsys, db_path):
     assert "all checks passed" in result.out
 
 
-def _broken(db_path, statement: str) -> None:
+def _broken(db_path: Path, statement: str) -> None:
     conn = driver.connect(db_path)
     try:
         conn.execute(statement)

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from cli_helpers import run_cli
+from cli_helpers import Result, run_cli
 
 from abathur_memory.store.sqlite import backup as backups
 
@@ -104,7 +104,7 @@ def test_every_command_piped_prints_plain_whole_lines(tmp_path):
     assert tokens[0][1] == "ci"
 
 
-def _one_error_line(result, *, starts: str) -> str:
+def _one_error_line(result: Result, *, starts: str) -> str:
     assert result.code == 1, (result.out, result.err)
     lines = result.err.strip().splitlines()
     assert len(lines) == 1, result.err

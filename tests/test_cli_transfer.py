@@ -28,7 +28,7 @@ def _fake_model(monkeypatch):
     monkeypatch.delenv("ABATHUR_DB", raising=False)
 
 
-def _filled(capsys, tmp_path: Path) -> Path:
+def _filled(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Path:
     db = tmp_path / "source.db"
     assert run_cli(capsys, "init", "--db", str(db)).code == 0
     result = run_cli(capsys, "import", str(DATA / "mcp-memory.jsonl"), "--db", str(db))

@@ -8,7 +8,10 @@ Both backends; the browser-driven tests are in test_console_browser.py."""
 from __future__ import annotations
 
 import re
+import subprocess
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -31,7 +34,7 @@ PAGES = (
 )
 
 
-def _client(port: int, token: str | None = None, **kw) -> httpx.Client:
+def _client(port: int, token: str | None = None, **kw: Any) -> httpx.Client:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return httpx.Client(
         base_url=f"http://127.0.0.1:{port}", headers=headers, follow_redirects=False, **kw
@@ -296,7 +299,7 @@ def test_the_overview_plots_are_svg_drawn_on_the_server(db_url, window):
         assert client.get("/ui", params={"window": "1y"}).status_code == 400
 
 
-def _wait_listening(proc, port: int) -> None:
+def _wait_listening(proc: subprocess.Popen[Any], port: int) -> None:
     import socket
     import time
 
@@ -408,7 +411,7 @@ EDITOR = {"namespace": "user:alice:notes", "key": "editor"}
 DB_FACT = {"namespace": "project:website:facts", "key": "db"}
 
 
-def _put(db_url, memories: list[tuple[str, str, object]], **principal) -> None:
+def _put(db_url: Path | str, memories: Sequence[tuple[str, str, object]], **principal: Any) -> None:
     """Write memories as ``principal`` (an admin unless told), through the services."""
     import asyncio
 
@@ -426,7 +429,7 @@ def _put(db_url, memories: list[tuple[str, str, object]], **principal) -> None:
     asyncio.run(fill())
 
 
-def _links(db_url) -> list[tuple]:
+def _links(db_url: Path | str) -> list[tuple[Any, ...]]:
     with sync_sql(db_url) as conn:
         return [
             tuple(r)
@@ -437,7 +440,7 @@ def _links(db_url) -> list[tuple]:
         ]
 
 
-def _counts(db_url) -> tuple[int, int, int]:
+def _counts(db_url: Path | str) -> tuple[int, int, int]:
     """(memory versions, live memory versions, links)."""
     with sync_sql(db_url) as conn:
         return (
@@ -644,7 +647,9 @@ def test_accepting_a_proposal_writes_links_only_and_undo_takes_it_back(db_url):
             data={"prefix": "user:alice", "csrf": csrf, "proposal": chosen},
         )
         assert done.status_code == 303, done.text
-        run_id = re.search(r"applied=([0-9a-f]+)", done.headers["location"]).group(1)
+        applied = re.search(r"applied=([0-9a-f]+)", done.headers["location"])
+        assert applied is not None, done.headers["location"]
+        run_id = applied.group(1)
         assert _counts(db_url) == (versions, live, 1)  # one link, no memory touched
         [(link_id, kind, *ends, removed)] = _links(db_url)
         assert kind == "duplicates" and not removed
@@ -687,7 +692,9 @@ def test_consolidation_writes_are_refused_where_the_principal_may_only_read(db_u
         dry = client.post("/ui/consolidation/propose", data={"prefix": "app:abathur", "csrf": csrf})
         assert dry.status_code == 200 and "exact_duplicate" in dry.text
         assert _proposal_ids(dry.text) == [] and 'id="accept"' not in dry.text  # read only
-        chosen = re.search(r'id="proposal-([^"]+)"', dry.text).group(1)
+        proposal = re.search(r'id="proposal-([^"]+)"', dry.text)
+        assert proposal is not None, dry.text
+        chosen = proposal.group(1)
         refused = client.post(
             "/ui/consolidation/apply",
             data={"prefix": "app:abathur", "csrf": csrf, "proposal": chosen},

@@ -11,11 +11,16 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from web_helpers import SCRIPT, make_token, seed, serving
+
+if TYPE_CHECKING:
+    from selenium.webdriver.remote.webdriver import WebDriver
+    from selenium.webdriver.remote.webelement import WebElement
 
 pytestmark = pytest.mark.slow
 
@@ -36,7 +41,7 @@ def _absent() -> str | None:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
+def browser() -> Iterator[WebDriver]:
     reason = _absent()
     if reason is not None:
         if os.environ.get("CI", "").lower() not in ("", "0", "false"):
@@ -67,7 +72,7 @@ def browser() -> Iterator[object]:
 class Console:
     """A served database with seeded data, and helpers to drive the browser through it."""
 
-    def __init__(self, driver, port: int, backend: str, tokens: dict[str, str]) -> None:
+    def __init__(self, driver: WebDriver, port: int, backend: str, tokens: dict[str, str]) -> None:
         self.driver, self.port, self.tokens = driver, port, tokens
         self.shots = ARTIFACTS / backend
         self.shots.mkdir(parents=True, exist_ok=True)
@@ -78,12 +83,12 @@ class Console:
     def go(self, path: str) -> None:
         self.driver.get(self.url(path))
 
-    def css(self, selector: str):
+    def css(self, selector: str) -> WebElement:
         from selenium.webdriver.common.by import By
 
         return self.driver.find_element(By.CSS_SELECTOR, selector)
 
-    def all(self, selector: str):
+    def all(self, selector: str) -> list[WebElement]:
         from selenium.webdriver.common.by import By
 
         return self.driver.find_elements(By.CSS_SELECTOR, selector)
@@ -108,14 +113,14 @@ class Console:
         self.wait_for(lambda d: d.current_url == self.url("/ui"))
         assert self.css("#principal").text.startswith(f"user:{who}")
 
-    def wait_for(self, condition) -> None:
+    def wait_for(self, condition: Callable[[WebDriver], object]) -> None:
         from selenium.webdriver.support.wait import WebDriverWait
 
         WebDriverWait(self.driver, 30).until(condition)
 
 
 @pytest.fixture
-def console(browser, db_url, backend) -> Iterator[Console]:
+def console(browser: WebDriver, db_url: str, backend: str) -> Iterator[Console]:
     seed(db_url)
     tokens = {
         "alice": make_token(db_url, "alice", project="website"),
@@ -235,7 +240,7 @@ def test_refused_writes(console):
     console.shot("14-refused-tokens")
 
 
-def _put_as_alice(db_url, memories: list[tuple[str, str, str]]) -> None:
+def _put_as_alice(db_url: str, memories: list[tuple[str, str, str]]) -> None:
     import asyncio
 
     from conftest import settings_for

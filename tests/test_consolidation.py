@@ -7,15 +7,19 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from typing import Any
 
 import numpy as np
 import pytest
+from acting import Acting, Bound
+from backends import Raw
 from cli_helpers import run_cli
 from mcp_helpers import call, connected
 
 from abathur_memory.core.principal import Principal
 from abathur_memory.core.records import MemoryEntry
 from abathur_memory.errors import InvalidInput
+from abathur_memory.memory.consolidation import ConsolidationReport
 from abathur_memory.memory.proposals import near_duplicates, thresholds
 
 pytestmark = pytest.mark.anyio
@@ -34,7 +38,7 @@ def fillers(n: int = 30) -> list[tuple[str, str]]:
     return [(f"fact{i}", " ".join(_word(3 * i + j) for j in range(3))) for i in range(n)]
 
 
-async def seed(memories) -> None:
+async def seed(memories: Bound) -> None:
     for key, text in fillers():
         await memories.put(NS, key, text)
     await memories.put(NS, "pref", "Prefers dark mode.")
@@ -49,7 +53,7 @@ async def seed(memories) -> None:
         )
 
 
-async def versions_digest(raw) -> tuple[int, str]:
+async def versions_digest(raw: Raw) -> tuple[int, str]:
     rows = await raw.fetchall(
         "SELECT namespace, key, version, value FROM memory_entries ORDER BY namespace, key, version"
     )
@@ -57,7 +61,7 @@ async def versions_digest(raw) -> tuple[int, str]:
     return len(rows), hashlib.sha256(text.encode()).hexdigest()
 
 
-def kinds(report) -> dict[str, list[list[str]]]:
+def kinds(report: ConsolidationReport) -> dict[str, list[list[str]]]:
     out: dict[str, list[list[str]]] = {}
     for p in report.proposals:
         out.setdefault(p.kind, []).append(sorted(m.key for m in p.members))
@@ -217,7 +221,7 @@ async def test_memory_consolidate_tool_and_command(db_url, tmp_path):
         assert denied.is_error
 
 
-def _cli(capsys, *args: str) -> tuple[int, str, str]:
+def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
     result = run_cli(capsys, *args)
     return result.code, result.out, result.err
 
@@ -252,7 +256,7 @@ def test_consolidate_command(db_url, capsys):
     assert code == 1 and err.startswith("error:") and "nope" in err
 
 
-async def _policy(services, **extra) -> None:
+async def _policy(services: Acting, **extra: Any) -> None:
     from abathur_memory.memory.lifecycle import POLICY_KEY, POLICY_NAMESPACE
 
     admin = services.runtime.memories

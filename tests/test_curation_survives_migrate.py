@@ -10,14 +10,14 @@ import pytest
 from acting import open_acting
 from cli_helpers import run_cli
 
-from abathur_memory.config import load_settings
+from abathur_memory.config import Settings, load_settings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
 NS = "user:alice:home"
 
 
-def _settings(db: str | Path):
+def _settings(db: str | Path) -> Settings:
     return load_settings(db=str(db), user="alice", embedder="fake", maintenance_interval_hours=0)
 
 

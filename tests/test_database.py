@@ -17,6 +17,7 @@ INSERT_METRIC = "INSERT INTO metrics (timestamp, metric_name, metric_value) VALU
 
 async def _metric_count(db: Database) -> int:
     row = await db.fetchone("SELECT count(*) FROM metrics")
+    assert row is not None
     return row[0]
 
 

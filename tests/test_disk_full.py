@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from cli_helpers import run_cli
+from cli_helpers import Result, run_cli
 
 from abathur_memory.store.sqlite import backup as backups
 from abathur_memory.store.sqlite import driver
@@ -64,7 +64,7 @@ def _count(path: Path) -> int:
         conn.close()
 
 
-def _one_error_line(result) -> str:
+def _one_error_line(result: Result) -> str:
     assert result.code == 1, (result.out, result.err)
     assert "Traceback" not in result.err
     lines = result.err.strip().splitlines()

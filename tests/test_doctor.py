@@ -7,11 +7,13 @@ import asyncio
 import os
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import layouts
 import pytest
-from acting import open_acting
+from acting import Acting, open_acting
 from cli_helpers import run_cli
 from conftest import settings_for
 from indexing_helpers import write_tree
@@ -21,7 +23,7 @@ from abathur_memory.store.sqlite import driver, salvage
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _services(db_path: Path, work) -> None:
+def _services(db_path: Path, work: Callable[[Acting], Awaitable[None]]) -> None:
     """Run ``work(services)`` on the database and close it (PRAGMA optimize runs on close)."""
 
     async def run():
@@ -32,18 +34,22 @@ def _services(db_path: Path, work) -> None:
     asyncio.run(run())
 
 
-def _doctor(capsys, db_path: Path):
+def _doctor(
+    capsys: pytest.CaptureFixture[str], db_path: Path
+) -> tuple[int, dict[str, dict[str, Any]]]:
     result = run_cli(capsys, "doctor", "--json", "--db", str(db_path))
     assert "Traceback" not in result.err
     report = result.json()
     return result.code, {c["name"]: c for c in report["checks"]}
 
 
-def _failed(checks) -> dict[str, str]:
+def _failed(checks: dict[str, dict[str, Any]]) -> dict[str, str]:
     return {name: c["detail"] for name, c in checks.items() if not c["ok"]}
 
 
-def _fresh_with_one_session(capsys, tmp_path, monkeypatch) -> Path:
+def _fresh_with_one_session(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     db_path = tmp_path / "one-session.db"
 
     async def work(services):
@@ -53,7 +59,9 @@ def _fresh_with_one_session(capsys, tmp_path, monkeypatch) -> Path:
     return db_path
 
 
-def _after_the_example(capsys, tmp_path, monkeypatch) -> Path:
+def _after_the_example(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     db_path = tmp_path / "example.db"
     proc = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "agent_memory.py"), "--db", str(db_path)],
@@ -66,7 +74,9 @@ def _after_the_example(capsys, tmp_path, monkeypatch) -> Path:
     return db_path
 
 
-def _after_indexing_twelve_files(capsys, tmp_path, monkeypatch) -> Path:
+def _after_indexing_twelve_files(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     monkeypatch.setenv("ABATHUR_EMBEDDER", "fake")
     db_path = tmp_path / "indexed.db"
     files = {f"notes/n{i}.md": f"# Note {i}\n\nThe {i}th thought on sailing.\n" for i in range(12)}
@@ -75,7 +85,9 @@ def _after_indexing_twelve_files(capsys, tmp_path, monkeypatch) -> Path:
     return db_path
 
 
-def _after_a_restore(capsys, tmp_path, monkeypatch) -> Path:
+def _after_a_restore(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     source = _fresh_with_one_session(capsys, tmp_path, monkeypatch)
     backup = tmp_path / "copy.db"
     assert run_cli(capsys, "backup", str(backup), "--db", str(source)).code == 0
@@ -84,7 +96,9 @@ def _after_a_restore(capsys, tmp_path, monkeypatch) -> Path:
     return restored
 
 
-def _upgraded_from_the_oldest_layout(capsys, tmp_path, monkeypatch) -> Path:
+def _upgraded_from_the_oldest_layout(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Path:
     db_path = layouts.build_legacy(tmp_path / "legacy.db")
     assert run_cli(capsys, "init", "--db", str(db_path)).code == 0
     return db_path
@@ -217,7 +231,9 @@ def _damage_a_page(db_path: Path, table: str) -> None:
 
 
 @pytest.fixture
-def indexed_with_memories(capsys, tmp_path, monkeypatch) -> tuple[Path, Path]:
+def indexed_with_memories(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Path, Path]:
     monkeypatch.setenv("ABATHUR_EMBEDDER", "fake")
     db_path = tmp_path / "data.db"
     files = {

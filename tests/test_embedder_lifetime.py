@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 from conftest import settings_for
@@ -33,12 +34,12 @@ class Clock:
         self.now += seconds
 
 
-def in_memory(embedder) -> bool:
+def in_memory(embedder: EmbeddedEmbedder) -> bool:
     """Whether the model itself is loaded (its onnxruntime session exists)."""
     return embedder._session is not None
 
 
-async def until(predicate, what: str, timeout: float = 60.0) -> None:
+async def until(predicate: Callable[[], bool], what: str, timeout: float = 60.0) -> None:
     deadline = time.monotonic() + timeout  # a guard against hanging, not a measurement
     while not predicate():
         assert time.monotonic() < deadline, what
@@ -49,6 +50,7 @@ async def test_serve_loads_the_model_on_first_need_and_frees_it_when_idle(db_url
     settings = settings_for(db_url, embedder="embedded", embedder_idle_unload_s=300)
     async with open_runtime(settings) as runtime:
         embedder = runtime.embedder
+        assert isinstance(embedder, EmbeddedEmbedder)  # as the settings asked
         clock = Clock()
         embedder.clock = clock
         await runtime.start_serving()
@@ -117,5 +119,7 @@ async def test_the_server_frees_an_idle_model_by_itself(tmp_path):
         await runtime.start_serving()
         await until(lambda: runtime.memory_indexer.rounds >= 1, "the memory indexer never ran")
         await runtime.memories.search(ALICE, "anything at all", mode="semantic")
-        assert in_memory(runtime.embedder)
-        await until(lambda: not in_memory(runtime.embedder), "the idle model was never freed")
+        embedder = runtime.embedder
+        assert isinstance(embedder, EmbeddedEmbedder)  # as the settings asked
+        assert in_memory(embedder)
+        await until(lambda: not in_memory(embedder), "the idle model was never freed")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from acting import Acting
@@ -23,21 +24,25 @@ from transfer_helpers import (
     write_corpus,
 )
 
+from abathur_memory.core.principal import Principal
 from abathur_memory.core.transfer import Held
 from abathur_memory.errors import Conflict, Forbidden
-from abathur_memory.runtime import open_runtime
+from abathur_memory.runtime import Runtime, open_runtime
+from abathur_memory.transfer.report import ImportReport
 
 pytestmark = pytest.mark.anyio
 
 TABLES = ("memory_entries", "sessions", "session_events", "tasks", "checkpoints", "audit")
 
 
-async def _counts(runtime) -> dict[str, int]:
+async def _counts(runtime: Runtime) -> dict[str, int]:
     raw = Raw(runtime.store)
     return {t: (await raw.fetchone(f"SELECT count(*) FROM {t}"))[0] for t in TABLES}
 
 
-async def _import(runtime, path: Path, principal=ADMIN, **options):
+async def _import(
+    runtime: Runtime, path: Path, principal: Principal = ADMIN, **options: Any
+) -> ImportReport:
     return await runtime.transfer.import_path(principal, path, **options)
 
 

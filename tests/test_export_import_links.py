@@ -101,7 +101,7 @@ async def test_links_go_from_sqlite_into_postgresql(tmp_path, pg_url):
 async def test_a_link_leaving_the_export_is_left_out_and_counted(runtime, tmp_path):
     await fill_with_links(runtime)
     report = await runtime.transfer.export(
-        ADMIN, (out := []).append, prefixes=["user:alice:notes"], with_history=True
+        ADMIN, (out := list[str]()).append, prefixes=["user:alice:notes"], with_history=True
     )
     exported = [r for r in records("".join(out)) if r["kind"] == "link"]
     # plan->diary, back->unicode, plan->gone; diary->style (another prefix) is left out.
@@ -112,7 +112,7 @@ async def test_a_link_leaving_the_export_is_left_out_and_counted(runtime, tmp_pa
     ]
     assert report.links_left_out == 1
     # Without history the deleted memory is not exported, nor the link to it.
-    report = await runtime.transfer.export(ADMIN, (live := []).append)
+    report = await runtime.transfer.export(ADMIN, (live := list[str]()).append)
     kept = [r for r in records("".join(live)) if r["kind"] == "link"]
     assert ("plan", "gone") not in {(r["from_key"], r["to_key"]) for r in kept}
     assert len(kept) == 6 and report.links_left_out == 1

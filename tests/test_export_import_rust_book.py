@@ -13,7 +13,7 @@ from backends import sync_sql
 from conftest import settings_for
 from transfer_helpers import ADMIN, export_text, fill_with_links, link_reads
 
-from abathur_memory.runtime import open_runtime
+from abathur_memory.runtime import Runtime, open_runtime
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -26,7 +26,7 @@ QUERIES = (
 )
 
 
-async def _answers(runtime) -> dict[str, object]:
+async def _answers(runtime: Runtime) -> dict[str, object]:
     """Each query's hits. The book holds the same sections twice (src/ and nostarch/), so
     scores tie; SQLite breaks ties the same way in two databases indexed alike, PostgreSQL
     by chunk id, which follows the order the indexing worker took the files in. There the
@@ -36,6 +36,9 @@ async def _answers(runtime) -> dict[str, object]:
     autovacuum takes whenever it gets to it: both databases are analysed first, so they rank
     with statistics of the same rows."""
     if runtime.store.kind != "sqlite":
+        from abathur_memory.store.postgres.store import PostgresStore
+
+        assert isinstance(runtime.store, PostgresStore)
         with sync_sql(runtime.settings.db) as conn:
             conn.execute("ANALYZE")
         runtime.store.search.term_stats.clear()  # read again, not from before the ANALYZE

@@ -22,7 +22,7 @@ import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.server.auth.provider import AccessToken
+from mcp.server.auth.provider import AccessToken, TokenVerifier
 from mcp.server.mcpserver import MCPServer
 
 from abathur_memory.errors import Unavailable
@@ -61,7 +61,7 @@ class OneTokenVerifier:
 
 
 @contextlib.contextmanager
-def serving(verifier: OneTokenVerifier | None = None, **timeouts: Any) -> Iterator[int]:
+def serving(verifier: TokenVerifier | None = None, **timeouts: Any) -> Iterator[int]:
     """Serve a one-tool server on a free port; yields the port, stops the server on exit."""
     sock = bind_socket(HOST, 0)
     port = sock.getsockname()[1]
@@ -258,7 +258,9 @@ class DownVerifier:
         raise Unavailable("lost the connection to PostgreSQL at postgresql://db-host/prod: gone")
 
 
-def test_a_token_check_that_cannot_reach_the_database_is_503_not_500(caplog) -> None:
+def test_a_token_check_that_cannot_reach_the_database_is_503_not_500(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     with caplog.at_level(logging.INFO), serving(DownVerifier()) as port:
         url = f"http://{HOST}:{port}/mcp"
         headers = {**MCP_HEADERS, "Authorization": f"Bearer {TOKEN}"}

@@ -9,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
@@ -83,7 +83,7 @@ def serving(db: Path, *extra: str, env: dict[str, str] | None = None) -> Iterato
 
 
 @contextlib.asynccontextmanager
-async def client_with(port: int, token: str | None):
+async def client_with(port: int, token: str | None) -> AsyncIterator[Client]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with (
         httpx2.AsyncClient(headers=headers) as http,
@@ -102,7 +102,7 @@ async def call(client, tool, **args):
 
 
 @pytest.fixture
-def db(tmp_path) -> Path:
+def db(tmp_path: Path) -> Path:
     path = tmp_path / "shared.db"
     assert _cli(path, "init").returncode == 0
     return path

@@ -6,26 +6,32 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 from acting import Acting
 from backends import Raw
 from transfer_helpers import ADMIN, ALICE
 
+from abathur_memory.core.principal import Principal
 from abathur_memory.errors import InvalidInput, NotFound
+from abathur_memory.runtime import Runtime
 from abathur_memory.transfer import sources
 from abathur_memory.transfer.claude import stored_session_id
+from abathur_memory.transfer.report import ImportReport
 
 pytestmark = pytest.mark.anyio
 
 DATA = Path(__file__).parent / "data" / "transfer"
 
 
-async def _import(runtime, path: Path, principal=ALICE, **options):
+async def _import(
+    runtime: Runtime, path: Path, principal: Principal = ALICE, **options: Any
+) -> ImportReport:
     return await runtime.transfer.import_path(principal, path, **options)
 
 
-async def _versions(runtime) -> int:
+async def _versions(runtime: Runtime) -> int:
     return (await Raw(runtime.store).fetchone("SELECT count(*) FROM memory_entries"))[0]
 
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+import types
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 from backends import json_text, json_value, table_names
 from indexing_helpers import DOCS, FlakyEmbedder, long_line, make_docs, write_tree
 
+from abathur_memory.documents.worker import Progress
 from abathur_memory.embedders.fake import FakeEmbedder
 from abathur_memory.errors import InvalidInput, NotFound, Unavailable
 from abathur_memory.store.postgres import documents as postgres_documents
@@ -40,6 +44,7 @@ async def _counts(raw):
     """Rows per part of the index. On PostgreSQL a chunk row holds its keyword vector and
     its embedding; on SQLite they are rows of their own tables."""
     space = await _space(raw)
+    parts: tuple[tuple[str, str], ...]
     if raw.postgres:
         parts = (
             ("chunks", f"SELECT count(*) FROM {space.chunks}"),
@@ -255,6 +260,8 @@ async def test_an_interrupted_run_resumes_without_redoing_work(raw, tree):
 
 async def test_a_failed_write_leaves_no_half_document(docs, raw, tree, monkeypatch):
     await docs.add_root(tree)
+    target: types.ModuleType
+    crash: Callable[..., Any]
     if raw.postgres:  # the last statement of the batch's transaction fails
         target, name = postgres_documents.spaces, "bump_generation"
 
@@ -457,7 +464,7 @@ async def test_a_cancelled_run_keeps_the_documents_it_finished(raw, tmp_path):
     await docs.scan()
     worker = IndexWorker(raw.store, docs.embedder)
     assert worker.batch_documents >= 3  # all three are one batch
-    states = []
+    states: list[Progress] = []
     run = asyncio.create_task(worker.run(states.append))
     await asyncio.wait_for(entered.wait(), 30)
     run.cancel()

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from indexing_helpers import Costs, make_docs, write_tree
 
+from abathur_memory.documents.service import DocumentService
 from abathur_memory.embedders.fake import FakeEmbedder
 
 pytestmark = pytest.mark.anyio
@@ -26,7 +27,7 @@ async def indexed(store, tmp_path, monkeypatch):
     return docs, registered, costs
 
 
-async def _found(docs, query: str) -> list[str]:
+async def _found(docs: DocumentService, query: str) -> list[str]:
     return [hit.path for hit in (await docs.search(None, query, mode="keyword")).results]
 
 

@@ -10,6 +10,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 from indexing_helpers import Costs, FlakyEmbedder, long_line, make_docs, write_tree
@@ -26,7 +29,7 @@ def _interruptible() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def _cli(*args: str, env: dict[str, str] | None = None, **kwargs):
+def _cli(*args: str, env: dict[str, str] | None = None, **kwargs: Any) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "abathur_memory", *args],
         env={**os.environ, "ABATHUR_EMBEDDER": "fake", **(env or {})},
@@ -38,7 +41,7 @@ def _cli(*args: str, env: dict[str, str] | None = None, **kwargs):
     )
 
 
-def _count(db_path, sql: str) -> int:
+def _count(db_path: Path | str, sql: str) -> int:
     conn = driver.connect(db_path)
     try:
         return conn.execute(sql).fetchone()[0]
@@ -53,6 +56,7 @@ def test_a_process_killed_mid_index_leaves_no_half_written_document(db_path, tmp
     root = write_tree(tmp_path / "big", files)
     proc = _cli("index", str(root), "--db", str(db_path), "--json")
     deadline = time.monotonic() + 120
+    assert proc.stderr is not None
     while _count(db_path, "SELECT count(*) FROM space_documents") < 50:
         assert proc.poll() is None, proc.stderr.read()
         assert time.monotonic() < deadline
@@ -89,6 +93,7 @@ def test_ctrl_c_keeps_the_finished_documents_and_a_rerun_completes(db_path, tmp_
     root = write_tree(tmp_path / "mixed", files)
     proc = _cli("index", str(root), "--db", str(db_path))
     deadline = time.monotonic() + 120
+    assert proc.stderr is not None
     while _count(db_path, "SELECT count(*) FROM space_documents") < 200:
         assert proc.poll() is None, proc.stderr.read()
         assert time.monotonic() < deadline, "the finished small documents were not written"
@@ -116,6 +121,7 @@ def test_watch_stops_cleanly_on_sigterm(db_path, tmp_path):
     root = write_tree(tmp_path / "w")
     proc = _cli("watch", str(root), "--db", str(db_path))
     deadline = time.monotonic() + 60
+    assert proc.stderr is not None
     while _count(db_path, "SELECT count(*) FROM indexer_heartbeats") == 0:
         assert proc.poll() is None, proc.stderr.read()
         assert time.monotonic() < deadline
@@ -182,7 +188,7 @@ async def test_the_watcher_hands_over_the_files_that_changed(db, tmp_path, monke
     async def found(query: str) -> list[str]:
         return [h.path for h in (await docs.search(None, query, mode="keyword")).results]
 
-    async def until(check) -> None:
+    async def until(check: Callable[[], Awaitable[bool]]) -> None:
         deadline = time.monotonic() + 30
         while not await check():
             assert time.monotonic() < deadline, "the watcher never caught up"
@@ -267,7 +273,7 @@ async def test_the_heartbeat_says_when_the_last_events_and_run_were(store, tmp_p
     await asyncio.wait_for(task, 30)
 
 
-async def _has(found, query: str, paths: list[str]) -> bool:
+async def _has(found: Callable[[str], Awaitable[list[str]]], query: str, paths: list[str]) -> bool:
     return await found(query) == paths
 
 

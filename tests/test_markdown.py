@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from abathur_memory.core.documents import ParsedDocument
 from abathur_memory.documents.markdown import ChunkingPolicy, parse_markdown
 
 
@@ -14,7 +15,7 @@ def count(text: str) -> int:
 POLICY = ChunkingPolicy.for_model(128, target=100, overlap=20)
 
 
-def parse(text: str, policy: ChunkingPolicy = POLICY):
+def parse(text: str, policy: ChunkingPolicy = POLICY) -> ParsedDocument:
     return parse_markdown(text, file_stem="doc", count_tokens=count, policy=policy)
 
 
@@ -32,6 +33,7 @@ def test_front_matter_becomes_metadata():
 
 def test_broken_front_matter_is_reported_and_the_body_indexed():
     doc = parse("---\ntitle: [unclosed\n---\n# Heading\nThe body stays searchable.\n")
+    assert doc.front_matter_error is not None
     assert doc.front_matter_error.startswith("front matter is not valid YAML")
     assert doc.title == "Heading"
     assert "body stays searchable" in doc.chunks[0].text

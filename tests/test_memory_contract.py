@@ -3,7 +3,10 @@ names that print the same being the same name, and integers too large for storag
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from mcp import Client
 from mcp_helpers import connected, text_of
 
 pytestmark = pytest.mark.anyio
@@ -15,7 +18,7 @@ async def ok(client, tool, **args):
     return result.structured_content
 
 
-async def error(client, tool, **args) -> str:
+async def error(client: Client, tool: str, **args: Any) -> str:
     result = await client.call_tool(tool, args)
     assert result.is_error, result.structured_content
     return text_of(result)

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
+from acting import Acting
 from mcp_helpers import call, connected, snapshot, text_of
 
 from abathur_memory.errors import Forbidden, InvalidInput
@@ -19,7 +21,7 @@ NS = "user:alice:places"
 MODES = ("keyword", "semantic", "hybrid")
 
 
-async def _then_and_now(services) -> str:
+async def _then_and_now(services: Acting) -> str:
     """Three memories, then a moment, then each of them changed; returns the moment."""
     m = services.memories
     await m.put(NS, "city", "lives in Berlin near the river Spree")
@@ -35,7 +37,9 @@ async def _then_and_now(services) -> str:
     return moment
 
 
-async def _found(services, query: str, **kwargs) -> dict[str, list[tuple[str, int, object]]]:
+async def _found(
+    services: Acting, query: str, **kwargs: Any
+) -> dict[str, list[tuple[str, int, object]]]:
     found = {}
     for mode in MODES:
         result = await services.memories.search(query, NS, k=10, mode=mode, **kwargs)
@@ -83,7 +87,7 @@ async def test_as_of_applies_links_filters_and_redaction_as_then(services):
     await services.links.link(services.principal, "supersedes", NS, "new", NS, "old")
     await services.runtime.memory_indexer.catch_up()
 
-    async def keys(**kwargs) -> set[str]:
+    async def keys(**kwargs: Any) -> set[str]:
         result = await m.search("baker", NS, k=20, mode="keyword", as_of=moment, **kwargs)
         return {hit.key for hit in result.results}
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
+from acting import Acting
 from conftest import settings_for
 from mcp_helpers import call, connected, snapshot, text_of
 
@@ -24,7 +26,7 @@ NS = "user:alice:career"
 MODES = ("keyword", "semantic", "hybrid")
 
 
-async def _keys_found(services, query: str, **kwargs) -> dict[str, set[str]]:
+async def _keys_found(services: Acting, query: str, **kwargs: Any) -> dict[str, set[str]]:
     """The keys each mode finds."""
     await services.runtime.memory_indexer.catch_up()
     found = {}
@@ -35,7 +37,7 @@ async def _keys_found(services, query: str, **kwargs) -> dict[str, set[str]]:
     return found
 
 
-async def _listed(services, prefix: str | None = NS, **kwargs) -> list[str]:
+async def _listed(services: Acting, prefix: str | None = NS, **kwargs: Any) -> list[str]:
     """The keys listed in NS (without a prefix, a listing also holds the seeded memories)."""
     page = await services.memories.list(prefix, limit=1000, **kwargs)
     return [entry.key for entry in page.entries if entry.namespace == NS]
@@ -169,7 +171,7 @@ async def test_five_valid_at_t_among_4000_near_neighbours_that_were_not(db_url):
     or closed by a supersedes link)."""
     at = "2021-06-01T00:00:00Z"
     text = "quarterly report on river otters and their dams"
-    ends = {
+    ends: dict[int, dict[str, Any]] = {
         0: {"valid_to": "2019-01-01"},
         1: {"valid_from": "2023-01-01"},
         2: {"valid_from": "2010-01-01", "valid_to": at},

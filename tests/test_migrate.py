@@ -15,7 +15,7 @@ from backends import sync_sql
 from cli_helpers import run_cli
 from mcp_helpers import call, connected
 
-from abathur_memory.config import load_settings
+from abathur_memory.config import Settings, load_settings
 from abathur_memory.errors import InvalidInput, Unavailable
 from abathur_memory.ops import migration
 from abathur_memory.store.postgres.copy_endpoint import PostgresEndpoint
@@ -34,7 +34,7 @@ QUERIES = (
 )
 
 
-def _settings(db: str | Path):
+def _settings(db: str | Path) -> Settings:
     return load_settings(db=str(db), user="alice", embedder="fake", maintenance_interval_hours=0)
 
 
@@ -87,7 +87,7 @@ async def _fill(db: Path, corpus: Path) -> dict[str, str]:
         runtime = services.runtime
         await runtime.documents.add_root(corpus)
         report = await runtime.documents.index()
-        assert report.work.documents_done > 400
+        assert report.work is not None and report.work.documents_done > 400
         for n in range(3):
             await services.memories.put("user:alice:notes", "plan", {"step": n, "text": "ship"})
         await services.memories.put("user:alice:notes", "gone", "temporary")
@@ -158,7 +158,7 @@ async def test_an_indexed_database_goes_to_postgresql_and_back_with_the_same_ans
     assert {k: v for k, v in on_postgres.items() if k not in searches} == {
         k: v for k, v in before.items() if k not in searches
     }
-    assert all(len(on_postgres[key]) == 5 for key in searches)
+    assert all(isinstance(hits := on_postgres[key], list) and len(hits) == 5 for key in searches)
     assert (await cli("doctor", "--db", pg_url)).code == 0
 
     back = tmp_path / "back.db"
@@ -337,9 +337,10 @@ def test_vector_indexes_are_built_with_no_time_limit_and_say_so(tmp_path, pg_url
     def watching(self, query, *args, **kwargs):  # the settings each HNSW build ran under
         text = query if isinstance(query, str | bytes) else b""
         if b"USING hnsw" in (text.encode() if isinstance(text, str) else text):
-            timeout = execute(self, "SHOW statement_timeout").fetchone()[0]
-            memory = execute(self, "SHOW maintenance_work_mem").fetchone()[0]
-            in_effect.append((timeout, memory))
+            timeout = execute(self, "SHOW statement_timeout").fetchone()
+            memory = execute(self, "SHOW maintenance_work_mem").fetchone()
+            assert timeout is not None and memory is not None
+            in_effect.append((timeout[0], memory[0]))
         return execute(self, query, *args, **kwargs)
 
     monkeypatch.setattr(psycopg.Connection, "execute", watching)

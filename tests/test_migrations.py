@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import threading
 from pathlib import Path
+from typing import Any
 
 import layouts
 import pytest
@@ -17,7 +19,7 @@ from abathur_memory.store.sqlite import migrate as runner
 SEED_TABLES = set(legacy.SEED_TABLES)
 
 
-def _tables(conn) -> set[str]:
+def _tables(conn: driver.Connection) -> set[str]:
     return {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
 
 
@@ -94,7 +96,7 @@ def test_split_statements_keeps_trigger_bodies_whole():
         runner.split_statements("CREATE TABLE b (x)")
 
 
-def _open_and_migrate(path: str, barrier) -> list[int]:
+def _open_and_migrate(path: str, barrier: threading.Barrier) -> list[int]:
     barrier.wait()
     conn = driver.connect(path)
     try:
@@ -103,7 +105,7 @@ def _open_and_migrate(path: str, barrier) -> list[int]:
         conn.close()
 
 
-def _open_in_process(args) -> list[int]:
+def _open_in_process(args: tuple[str, threading.Barrier]) -> list[int]:
     path, barrier = args
     return _open_and_migrate(path, barrier)
 
@@ -154,7 +156,7 @@ def _build_older_database(path: Path) -> None:
     layouts.build_legacy(path)
 
 
-def _snapshot(conn, table: str, columns: str) -> list[tuple]:
+def _snapshot(conn: driver.Connection, table: str, columns: str) -> list[tuple[Any, ...]]:
     return [tuple(r) for r in conn.execute(f"SELECT {columns} FROM {table} ORDER BY rowid")]
 
 

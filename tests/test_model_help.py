@@ -7,20 +7,26 @@ Against a local server that speaks Ollama's chat API and the OpenAI one."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+from typing import Any
 
 import pytest
-from acting import open_acting
+from acting import Acting, Bound, open_acting
+from backends import Raw
 from chat_stub import ChatStub
 from cli_helpers import run_cli
 from conftest import settings_for
+from mcp import Client
 from mcp_helpers import call, connected
 from ollama_stub import unused_port
 from test_consolidation import NS, fillers, seed
 
 from abathur_memory.errors import InvalidInput
+from abathur_memory.memory.consolidation import ConsolidationReport
 from abathur_memory.memory.model_help import parse_verdict
+from abathur_memory.memory.proposals import Proposal
 
 pytestmark = pytest.mark.anyio
 
@@ -42,7 +48,7 @@ def model(system: str, user: str) -> str:
     return json.dumps({"text": DISTILLED})
 
 
-async def seed_more(memories) -> None:
+async def seed_more(memories: Bound) -> None:
     """seed() (a duplicate, a near duplicate, an update, a cluster) and two more subjects."""
     await seed(memories)
     await memories.put(NS, "allergy", "allergic to peanuts")
@@ -51,23 +57,25 @@ async def seed_more(memories) -> None:
     await memories.put(NS, "drink_v2", "however busy, drinks green tea every afternoon")
 
 
-def by_kind(report) -> dict[str, list]:
-    found: dict[str, list] = {}
+def by_kind(report: ConsolidationReport) -> dict[str, list[Proposal]]:
+    found: dict[str, list[Proposal]] = {}
     for p in report.proposals:
         found.setdefault(p.kind, []).append(p)
     return found
 
 
-def keys(proposal) -> list[str]:
+def keys(proposal: Proposal) -> list[str]:
     return sorted(m.key for m in proposal.members)
 
 
-def modelled(db_url, stub: ChatStub | None, api: str = "ollama", **more):
+def modelled(
+    db_url: str, stub: ChatStub | None, api: str = "ollama", **more: Any
+) -> contextlib.AbstractAsyncContextManager[Acting]:
     settings = stub.settings(api) if stub is not None else {}
     return open_acting(settings_for(db_url, **settings, **more))
 
 
-async def counts(raw) -> tuple[int, int]:
+async def counts(raw: Raw) -> tuple[int, int]:
     entries = (await raw.fetchone("SELECT count(*) FROM memory_entries"))[0]
     links = (await raw.fetchone("SELECT count(*) FROM memory_links"))[0]
     return entries, links
@@ -161,6 +169,7 @@ async def test_the_distilled_text_comes_from_the_model(db_url, api):
             await seed(acting.memories)
             report = await acting.consolidation.consolidate(acting.principal, NS)
             (cluster,) = by_kind(report)["episodic_cluster"]
+            assert cluster.new_memory is not None  # a cluster proposes its distilled memory
             value = cluster.new_memory.value
             assert value["text"] == DISTILLED and value["written_by"] == f"{api}:judge-1"
             assert len(value["facts"]) == 3  # the union of the members' texts stays
@@ -273,7 +282,7 @@ def test_a_verdict_is_one_of_three_or_garbage():
             parse_verdict(reply)
 
 
-async def _session(acting) -> str:
+async def _session(acting: Acting) -> str:
     session = await acting.sessions.create()
     for text in ("we chose postgres", "because of pgvector", "lunch?"):
         await acting.sessions.append(session.id, "message", "user", {"text": text})
@@ -346,7 +355,7 @@ async def test_the_tools_with_a_model(db_url):
             assert proposed["notes"]["model"]["answered"] == 1
 
 
-async def _allergies(client) -> None:
+async def _allergies(client: Client) -> None:
     await call(client, "memory_put", namespace=NS, key="allergy", value="allergic to peanuts")
     await call(client, "memory_put", namespace=NS, key="allergy_v2", value="not allergic")
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
+from typing import TypeVar
 
 import pytest
 from acting import open_acting
@@ -24,7 +26,10 @@ LOCK_DELAY_S = 0.2
 STAGGER_S = 0.1
 
 
-async def _later(delay: float, work):
+T = TypeVar("T")
+
+
+async def _later(delay: float, work: Awaitable[T]) -> T:
     await asyncio.sleep(delay)
     return await work
 

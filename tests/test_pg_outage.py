@@ -12,21 +12,24 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import httpx
 import pg_server
 import pytest
 from conftest import settings_for
 
+from abathur_memory.config import Settings
 from abathur_memory.core.principal import Principal
 from abathur_memory.errors import Unavailable
 from abathur_memory.runtime import open_runtime
 from abathur_memory.server.app import create_server
 from abathur_memory.server.auth import DatabaseTokenVerifier
 from abathur_memory.server.http import bind_socket, make_uvicorn_server
+from abathur_memory.store.postgres.store import PostgresStore
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -79,11 +82,14 @@ def url(server: Server) -> Iterator[str]:
     pg_server.drop_database(server.admin, name)
 
 
-def outage_settings(url: str):
+def outage_settings(url: str) -> Settings:
     return settings_for(url, pg_pool_timeout_s=POOL_TIMEOUT_S, pg_pool_min=1, pg_pool_max=4)
 
 
-async def eventually(check, what: str, limit: float = 60.0):
+T = TypeVar("T")
+
+
+async def eventually(check: Callable[[], Awaitable[T | None]], what: str, limit: float = 60.0) -> T:
     deadline = time.monotonic() + limit
     while True:
         try:
@@ -98,6 +104,7 @@ async def eventually(check, what: str, limit: float = 60.0):
 async def test_calls_fail_fast_while_postgresql_is_down_and_work_after_it_returns(server, url):
     async with open_runtime(outage_settings(url)) as runtime:
         await runtime.memories.put(ALICE, NS, "k", "before")
+        assert isinstance(runtime.store, PostgresStore)
         breaker = runtime.store.database.breaker
         server.stop()
         with pytest.raises(Unavailable):  # the first call finds out (lost connection)
@@ -150,7 +157,7 @@ def test_the_token_check_answers_503_while_postgresql_is_down(server, url, caplo
             return (await runtime.tokens.create("laptop", ALICE)).secret
 
     token = asyncio.run(make_token())
-    stop, port_box = threading.Event(), []
+    stop, port_box = threading.Event(), list[int]()
     thread = threading.Thread(target=_serve, args=(url, stop, port_box), daemon=True)
     with caplog.at_level(logging.WARNING):
         thread.start()

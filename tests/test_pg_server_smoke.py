@@ -17,6 +17,7 @@ import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pg_server
 import psycopg
@@ -41,15 +42,24 @@ def pg_admin_uri() -> Iterator[str]:
         base.rmdir()
 
 
-def _uses_index(conn, query: str, params: tuple, index: str) -> bool:
+def _uses_index(
+    conn: psycopg.Connection[Any], query: str, params: tuple[Any, ...], index: str
+) -> bool:
     plan = "\n".join(row[0] for row in conn.execute("EXPLAIN " + query, params))
     return index in plan
+
+
+def _first(cursor: psycopg.Cursor[Any]) -> Any:
+    """The first column of the query's row (a query that returned none fails the test)."""
+    row = cursor.fetchone()
+    assert row is not None
+    return row[0]
 
 
 def test_vector_fulltext_and_jsonb_indexes(pg_admin_uri: str) -> None:
     with psycopg.connect(pg_admin_uri, autocommit=True) as conn:
         version = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
-        assert version.fetchone()[0].startswith("0.8")
+        assert _first(version).startswith("0.8")
         conn.execute(
             """
             CREATE TABLE items (
@@ -77,6 +87,7 @@ def test_vector_fulltext_and_jsonb_indexes(pg_admin_uri: str) -> None:
 
         nearest = "SELECT id, embedding <=> %s::vector FROM items ORDER BY 2 LIMIT 1"
         row = conn.execute(nearest, ("[0.9, 0.1, 0]",)).fetchone()
+        assert row is not None
         assert row[0] == 1 and row[1] < 0.05
         assert _uses_index(conn, nearest, ("[0.9, 0.1, 0]",), "items_hnsw")
 
@@ -88,9 +99,9 @@ def test_vector_fulltext_and_jsonb_indexes(pg_admin_uri: str) -> None:
         assert [h[0] for h in hits] == [1] and hits[0][1] > 0
         assert _uses_index(conn, search, ('"brown fox" -dogs',), "items_tsv")
         # C.UTF-8 collation: non-ASCII letters are lowercased for text search.
-        assert conn.execute("SELECT to_tsvector('simple', 'STRASSE Straße')::text").fetchone()[
-            0
-        ] == ("'strasse':1 'straße':2")
+        assert _first(conn.execute("SELECT to_tsvector('simple', 'STRASSE Straße')::text")) == (
+            "'strasse':1 'straße':2"
+        )
 
         contains = "SELECT id FROM items WHERE meta @> %s::jsonb"
         assert conn.execute(contains, ('{"tag": "rest"}',)).fetchall() == [(2,)]
@@ -106,8 +117,8 @@ def test_fresh_databases_and_schemas_are_isolated(pg_admin_uri: str) -> None:
             conn.execute("CREATE TABLE t (v vector(2))")
             conn.execute("INSERT INTO t VALUES ('[1, 2]')")
         with psycopg.connect(two, autocommit=True) as conn:
-            assert conn.execute("SELECT to_regclass('t')").fetchone()[0] is None
-            assert conn.execute("SELECT '[3, 4]'::vector(2)").fetchone()[0] == "[3,4]"
+            assert _first(conn.execute("SELECT to_regclass('t')")) is None
+            assert _first(conn.execute("SELECT '[3, 4]'::vector(2)")) == "[3,4]"
     finally:
         pg_server.drop_database(pg_admin_uri, "smoke_one")
         pg_server.drop_database(pg_admin_uri, "smoke_two")
@@ -116,10 +127,10 @@ def test_fresh_databases_and_schemas_are_isolated(pg_admin_uri: str) -> None:
     try:
         with psycopg.connect(schema_uri, autocommit=True) as conn:
             conn.execute("CREATE TABLE t (v vector(2))")  # lands in smoke_schema
-            where = conn.execute("SELECT to_regclass('smoke_schema.t')").fetchone()[0]
+            where = _first(conn.execute("SELECT to_regclass('smoke_schema.t')"))
             assert where is not None
         with psycopg.connect(pg_admin_uri) as conn:
-            assert conn.execute("SELECT to_regclass('public.t')").fetchone()[0] is None
+            assert _first(conn.execute("SELECT to_regclass('public.t')")) is None
     finally:
         pg_server.drop_schema(pg_admin_uri, "smoke_schema")
 
@@ -140,6 +151,7 @@ def test_a_second_process_connects_at_the_same_time(pg_admin_uri: str) -> None:
             stdout=subprocess.PIPE,
             text=True,
         )
+        assert proc.stdout is not None
         try:
             child_backend = int(proc.stdout.readline())
             backends = {
@@ -192,11 +204,12 @@ def test_server_stops_when_its_owner_is_killed() -> None:
         stdout=subprocess.PIPE,
         text=True,
     )
+    assert proc.stdout is not None
     try:
         uri = proc.stdout.readline().strip()
         with psycopg.connect(uri) as conn:
-            postmaster = conn.execute("SELECT pg_postmaster_start_time() IS NOT NULL").fetchone()
-            assert postmaster[0]
+            postmaster = conn.execute("SELECT pg_postmaster_start_time() IS NOT NULL")
+            assert _first(postmaster)
         pid = int((base / "pgdata" / "postmaster.pid").read_text().split()[0])
         proc.send_signal(signal.SIGKILL)  # no atexit: only the watchdog can stop postgres now
         proc.wait(10)

@@ -10,12 +10,13 @@ import multiprocessing
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import pg_server
 import pytest
 
-from abathur_memory.config import load_settings
+from abathur_memory.config import Settings, load_settings
 from abathur_memory.core.principal import Principal
 from abathur_memory.core.records import (
     Denial,
@@ -37,7 +38,7 @@ ALICE = "user:alice"
 EVERY_MIGRATION = [m.version for m in load_migrations()]
 
 
-def settings(url: str, **overrides):
+def settings(url: str, **overrides: Any) -> Settings:
     options = {
         "user": "alice",
         "embedder": "fake",
@@ -180,6 +181,7 @@ async def test_a_missing_vector_extension_is_created(pg_admin_uri):
             assert await opened.migrate() == EVERY_MIGRATION
             # the pool's connections were replaced: they know pgvector's types now
             row = await opened.database.fetchone("SELECT '[1, 2]'::vector")
+            assert row is not None
             assert row[0].to_list() == [1.0, 2.0]  # a pgvector Vector, not text
         finally:
             await opened.close()
@@ -800,14 +802,16 @@ async def test_the_memory_side_services_run_on_postgresql(store, pg_url):
         await sessions.get(bob, session.id)
     await memories.put(alice, f"session:{session.id}", "k", 1)
     task = await tasks.create(alice, "work", session_id=session.id)
-    assert (await tasks.claim(alice)).id == task.id
+    claimed = await tasks.claim(alice)
+    assert claimed is not None and claimed.id == task.id
     await checkpoints.save(alice, task.id, 1, {"at": 1})
     assert (await checkpoints.load(alice, task.id)).state == {"at": 1}
     assert (await tasks.update(alice, task.id, status="completed", result=[1])).result == [1]
     listed = await tasks.list(alice)
     assert [t.id for t in listed.tasks] == [task.id]
     made = await runtime.tokens.create("laptop", alice)
-    assert (await runtime.tokens.verify(made.secret)).user == "alice"
+    verified = await runtime.tokens.verify(made.secret)
+    assert verified is not None and verified.user == "alice"
     report = await runtime.lifecycle.run(dry_run=True)
     assert report.policy["episodic_ttl_days"] == 90
     await runtime.recorder.close()  # flushes the queued denials (bob's read, bob's session)

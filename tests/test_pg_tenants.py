@@ -53,7 +53,9 @@ def _folder(tmp_path: Path, tenant: str) -> Path:
     return folder
 
 
-def _hits(capsys, url: str, query: str, mode: str) -> tuple[list[str], str]:
+def _hits(
+    capsys: pytest.CaptureFixture[str], url: str, query: str, mode: str
+) -> tuple[list[str], str]:
     found = run_cli(capsys, "search", query, "--mode", mode, "--json", "--db", url)
     assert found.code == 0, found.err
     result = found.json()
@@ -74,7 +76,7 @@ async def _memory_view(url: str) -> tuple[object, list[str]]:
         return got.value, sorted(str(h.value) for h in result.results)
 
 
-def _doctor(capsys, url: str) -> tuple[int, dict[str, dict]]:
+def _doctor(capsys: pytest.CaptureFixture[str], url: str) -> tuple[int, dict[str, dict]]:
     done = run_cli(capsys, "doctor", "--json", "--db", url)
     return done.code, {c["name"]: c for c in json.loads(done.out)["checks"]}
 

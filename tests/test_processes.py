@@ -49,7 +49,7 @@ def _cas_worker(args: tuple[str, int, int]) -> list[int]:
 
     async def work() -> list[int]:
         settings = load_settings(db=db, user="alice", readers=1)
-        won = []
+        won: list[int] = []
         async with open_acting(settings) as services:
             while len(won) < rounds:
                 try:

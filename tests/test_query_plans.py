@@ -26,6 +26,7 @@ from abathur_memory.runtime import open_runtime
 from abathur_memory.store.sqlite import driver
 from abathur_memory.store.sqlite import migrate as runner
 from abathur_memory.store.sqlite.memories import _LATEST_MANY
+from abathur_memory.store.sqlite.store import SqliteStore
 
 pytestmark = pytest.mark.anyio
 
@@ -118,6 +119,7 @@ async def test_hot_statements_keep_their_indexes_when_statistics_describe_a_tiny
 
     seen: list[str] = []
     async with open_runtime(settings_for(db_path)) as runtime:
+        assert isinstance(runtime.store, SqliteStore)
         db = runtime.store.db
         conns = [db._writer._conn, *(reader._conn for reader in db._readers)]
         for conn in conns:

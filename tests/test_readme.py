@@ -6,12 +6,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
 from cli_helpers import run_cli
 
 README = (Path(__file__).parent.parent / "README.md").read_text(encoding="utf-8")
 
 
-def _commands(capsys) -> set[str]:
+def _commands(capsys: pytest.CaptureFixture[str]) -> set[str]:
     top = run_cli(capsys, "--help").out
     return set(re.findall(r"^\s{2}([a-z][a-z-]+)\s", top.split("Commands:", 1)[-1], re.M))
 
@@ -29,7 +30,7 @@ def _shown(commands: set[str]) -> dict[tuple[str, ...], set[str]]:
             match = re.search(r"abathur-memory\s+([a-z][a-z-]+)(?:\s+([a-z][a-z-]+))?(.*)", line)
             if not match or match.group(1) not in commands:
                 continue
-            command = (match.group(1),)
+            command: tuple[str, ...] = (match.group(1),)
             rest = match.group(3)
             if match.group(2):
                 if match.group(1) == "tokens":

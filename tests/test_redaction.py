@@ -8,6 +8,7 @@ import asyncio
 import json
 
 import pytest
+from acting import Acting
 from cli_helpers import run_cli
 from conftest import settings_for
 from mcp_helpers import call, connected, text_of
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.anyio
 NS = "user:alice:secrets"
 
 
-async def _search(services, query: str, mode: str) -> set[str]:
+async def _search(services: Acting, query: str, mode: str) -> set[str]:
     await services.runtime.memory_indexer.catch_up()
     found = await services.runtime.memories.search(services.principal, query, mode=mode)
     return {h.key for h in found.results}

@@ -25,7 +25,7 @@ BOUNDED = {"max_reply_bytes": REPLY, "max_listed_value_bytes": FIELD}
 SLACK = 512  # the reply's own fields around the bounded list
 
 
-def size(result) -> int:
+def size(result: object) -> int:
     return len(json.dumps(result, separators=(",", ":"), ensure_ascii=False).encode())
 
 

@@ -274,7 +274,9 @@ def test_every_byte_whatever_the_size(tmp_path: Path, size: int) -> None:
     assert safe_files.read_in_root(tmp_path, "f.md", max_bytes=4 * LIMIT)[0] == data
 
 
-def test_a_file_that_grew_after_its_fstat_is_read_whole(tmp_path: Path, monkeypatch) -> None:
+def test_a_file_that_grew_after_its_fstat_is_read_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     data = b"# grown\n" + b"y" * 5000
     (tmp_path / "g.md").write_bytes(data)
     real_fstat = os.fstat

@@ -20,7 +20,7 @@ TASK = (
 )
 
 
-def _count(conn, table: str) -> int:
+def _count(conn: driver.Connection, table: str) -> int:
     return conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
 

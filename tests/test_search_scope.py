@@ -18,6 +18,7 @@ from abathur_memory.embedders.fake import FakeEmbedder
 from abathur_memory.memory.memories import PutRequest
 from abathur_memory.runtime import open_runtime
 from abathur_memory.search.query import keyword_terms
+from abathur_memory.store.postgres.store import PostgresStore
 from abathur_memory.store.sqlite import ann, driver, vector_index
 from abathur_memory.store.sqlite import memory_candidates as candidates
 from abathur_memory.store.sqlite.spaces import memory_space
@@ -146,7 +147,9 @@ async def test_a_prefix_with_few_memories_lists_them_first(db_path: Path) -> Non
         conn.close()
 
 
-async def test_a_query_of_common_words_keeps_its_rarest(db_path: Path, monkeypatch) -> None:
+async def test_a_query_of_common_words_keeps_its_rarest(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A term in more than COMMON_TERM_ROWS memories (and COMMON_TERM_SHARE of them) is left
     out of the keyword ranking when a rarer one remains; when none does, the rarest stays."""
     from abathur_memory.store.sqlite import terms
@@ -217,7 +220,7 @@ def test_the_vectors_record_stays_with_its_database() -> None:
     assert {row[0] for row in conn.execute("SELECT key FROM meta")} == set(keys[:5])
 
 
-def test_codes_load_in_slices_into_arrays_sized_up_front(monkeypatch) -> None:
+def test_codes_load_in_slices_into_arrays_sized_up_front(monkeypatch: pytest.MonkeyPatch) -> None:
     """The 1-bit codes are read a slice at a time into preallocated arrays: the same codes
     as reading every row at once, with a peak near the arrays' own size (a list of every
     row first took about ten times that)."""
@@ -244,7 +247,9 @@ def test_codes_load_in_slices_into_arrays_sized_up_front(monkeypatch) -> None:
     assert later.ids[0] == 30_004 and len(later.ids) == 20_000 - 10_001
 
 
-async def test_bulk_writes_to_postgresql_refresh_its_statistics(pg_url: str, monkeypatch) -> None:
+async def test_bulk_writes_to_postgresql_refresh_its_statistics(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Past BULK_ROWS rows written by put_many, or by the keyword index catching up, the
     tables written are analysed in the background (not left to autovacuum's next round);
     fewer rows analyse nothing."""
@@ -264,6 +269,7 @@ async def test_bulk_writes_to_postgresql_refresh_its_statistics(pg_url: str, mon
             )
 
     async with open_runtime(settings_for(pg_url)) as runtime:
+        assert isinstance(runtime.store, PostgresStore)
         keeper = runtime.store.database.statistics
         await runtime.memories.put_many(
             ALICE, [PutRequest("user:alice:n", f"a{n}", f"note {n}") for n in range(150)]
@@ -282,7 +288,7 @@ async def test_bulk_writes_to_postgresql_refresh_its_statistics(pg_url: str, mon
 
 
 async def test_an_idle_round_reads_no_vectors_once_they_are_recorded_complete(
-    db_url: str, monkeypatch
+    db_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The indexer's idle rounds (every second once the model is loaded) looked for
     memories without vectors, stale vectors and stale contexts: passes over the whole

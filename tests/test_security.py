@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import Any
 
 import pytest
 from backends import json_text, sync_sql
 from indexing_helpers import write_tree
+from mcp import Client
 from mcp_helpers import connected, text_of, wait_for_audit
 
 from abathur_memory.store.sqlite import driver
@@ -22,7 +24,7 @@ async def ok(client, tool, **args):
     return result.structured_content
 
 
-async def refused(client, tool, **args) -> str:
+async def refused(client: Client, tool: str, **args: Any) -> str:
     result = await client.call_tool(tool, args)
     assert result.is_error, result.structured_content
     return text_of(result)

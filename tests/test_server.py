@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+from mcp.types import ReadResourceResult, TextResourceContents
 from mcp_helpers import call, connected
 
 pytestmark = pytest.mark.anyio
@@ -67,10 +68,12 @@ async def test_tools_have_schemas_and_truthful_annotations(db_path):
         assert tool.input_schema["type"] == "object"
         assert tool.input_schema.get("additionalProperties") is False, name
         assert tool.output_schema is not None, name
+        assert tool.annotations is not None, name
         assert tool.annotations.read_only_hint is (name in READ_ONLY), name
         assert tool.annotations.open_world_hint is False
-    assert tools["memory_delete"].annotations.destructive_hint is True
-    assert tools["memory_put"].annotations.destructive_hint is False
+    deleting, putting = tools["memory_delete"].annotations, tools["memory_put"].annotations
+    assert deleting is not None and deleting.destructive_hint is True
+    assert putting is not None and putting.destructive_hint is False
     put = tools["memory_put"].input_schema
     assert put["required"] == ["namespace", "key", "value"]
     assert put["properties"]["memory_type"]["enum"] == ["semantic", "episodic", "procedural"]
@@ -180,14 +183,20 @@ async def test_task_tools_end_to_end(any_db_path):
         assert [t["id"] for t in listed["tasks"]] == [second["id"]]
 
 
+def _text(resource: ReadResourceResult) -> str:
+    first = resource.contents[0]
+    assert isinstance(first, TextResourceContents), first
+    return first.text
+
+
 async def test_resources(any_db_path):
     async with connected(any_db_path) as client:
         await call(client, "memory_put", namespace="user:alice:notes", key="n1", value="remember")
         s = await call(client, "session_create")
         memory = await client.read_resource("memory://user:alice:notes/n1")
-        assert '"remember"' in memory.contents[0].text
+        assert '"remember"' in _text(memory)
         session = await client.read_resource(f"session://{s['id']}")
-        assert s["id"] in session.contents[0].text
+        assert s["id"] in _text(session)
         templates = await client.list_resource_templates()
         uris = {t.uri_template for t in templates.resource_templates}
         assert {"memory://{namespace}/{key}", "session://{session_id}"} <= uris

@@ -5,6 +5,7 @@ same events twice makes nothing new."""
 from __future__ import annotations
 
 import pytest
+from acting import Acting
 from mcp_helpers import call, connected, text_of
 
 from abathur_memory.errors import Forbidden, InvalidInput, NotFound
@@ -14,7 +15,7 @@ pytestmark = pytest.mark.anyio
 NS = "user:alice:kept"
 
 
-async def _session_with_events(services) -> str:
+async def _session_with_events(services: Acting) -> str:
     session = await services.sessions.create()
     for n, text in enumerate(["we chose postgres", "because of pgvector", "lunch?"], 1):
         await services.sessions.append(session.id, "message", "user", {"text": text, "n": n})

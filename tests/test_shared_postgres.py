@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 
 import pytest
+from mcp import Client
 from test_http_tokens import _cli, _token, call, client_with, serving
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
@@ -23,7 +24,7 @@ def shared(pg_url):
     return pg_url
 
 
-async def _increment(client, rounds: int) -> int:
+async def _increment(client: Client, rounds: int) -> int:
     """Compare-and-set increments of one counter until ``rounds`` of them won."""
     won = 0
     while won < rounds:
@@ -68,8 +69,8 @@ async def test_three_servers_on_one_postgresql_keep_every_guarantee(shared):
                 _, task, _ = await call(mine[n % HOSTS], "task_create", prompt=f"job {n}")
                 created.add(task["id"])
 
-            async def claim_all(client) -> list[str]:
-                got = []
+            async def claim_all(client: Client) -> list[str]:
+                got: list[str] = []
                 while True:
                     error, task, text = await call(client, "task_claim")
                     assert not error, text
@@ -85,7 +86,7 @@ async def test_three_servers_on_one_postgresql_keep_every_guarantee(shared):
             _, session, _ = await call(mine[0], "session_create")
             await call(mine[0], "session_set_status", session_id=session["id"], status="active")
 
-            async def append(client, n: int) -> None:
+            async def append(client: Client, n: int) -> None:
                 for i in range(8):
                     error, _, text = await call(
                         client,

@@ -226,8 +226,8 @@ async def tasks(store, out):
     await record(out, t.owners(["a", "f", "zz"]))
     await record(out, t.get("b"))
     await record(out, t.get("zz"))
-    for agent, owner in (("coder", ALICE), (None, ALICE), (None, ALICE), (None, ALICE)):
-        await record(out, t.claim(agent, owner, "me"))
+    for claimer, owner in (("coder", ALICE), (None, ALICE), (None, ALICE), (None, ALICE)):
+        await record(out, t.claim(claimer, owner, "me"))
     done = TaskChange(status="completed", result_text='{"ok": [1, 2]}', completed=True)
     await record(out, t.change("a", lambda cur: done))
     await record(out, t.claim(None, ALICE, "me"))

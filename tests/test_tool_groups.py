@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from indexing_helpers import write_tree
+from mcp import Client
 from mcp_helpers import connected, text_of
 from test_server import ALL_TOOLS
 
@@ -24,7 +25,7 @@ async def ok(client, tool, **args):
     return result.structured_content
 
 
-async def exercise(client, offered: set[str]) -> set[str]:
+async def exercise(client: Client, offered: set[str]) -> set[str]:
     """Call every offered tool with good arguments; returns the tools called."""
     called: set[str] = set()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import unicodedata
 
 import pytest
+from backends import Raw
 from conftest import settings_for
 from indexing_helpers import make_docs, write_tree
 
@@ -138,7 +139,7 @@ async def test_cjk_snippets_bold_the_word_and_absent_words_find_nothing(cjk_docs
     assert (await cjk_docs.search(None, "大阪", mode="keyword")).results == []
 
 
-async def _as_before_cjk(raw) -> None:
+async def _as_before_cjk(raw: Raw) -> None:
     """Put the active space's tables back in the shape the previous release made: no
     ``grams`` (and on SQLite a full-text index over heading and text only)."""
     from abathur_memory.store.sqlite import space_tables
@@ -159,6 +160,7 @@ async def _as_before_cjk(raw) -> None:
         f"INSERT INTO {space.fts}({space.fts}) VALUES ('rebuild')",
         "UPDATE embedding_spaces SET ddl_version = 2",
     ):
+        assert isinstance(statement, str)  # the first step is plain SQL
         await raw.execute_write(statement)
 
 

@@ -19,6 +19,7 @@ from indexing_helpers import write_tree
 
 from abathur_memory.core.principal import Principal
 from abathur_memory.core.spaces import CHUNKER_VERSION
+from abathur_memory.embedders.fake import FakeEmbedder
 from abathur_memory.runtime import open_runtime
 
 pytestmark = pytest.mark.anyio
@@ -64,6 +65,7 @@ async def test_an_index_of_an_older_chunker_keeps_searching_and_rebuilds_in_the_
         assert "semantic search keeps working" in status.rebuild_needed
 
         embedder = runtime.embedder
+        assert isinstance(embedder, FakeEmbedder)  # the tests' settings
         before = embedder.embedded_texts
         await runtime.start_serving()  # no --docs: the rebuild starts all the same
         for _ in range(200):

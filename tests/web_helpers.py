@@ -61,7 +61,7 @@ def serving(db: Path | str, **settings: Any) -> Iterator[int]:
         thread.join(30)
 
 
-ALICE = {"user": "alice", "app": "abathur", "project": "website"}
+ALICE = Principal(user="alice", app="abathur", project="website")
 
 
 def seed(db: Path | str) -> dict[str, str]:
@@ -70,7 +70,7 @@ def seed(db: Path | str) -> dict[str, str]:
 
     async def fill() -> dict[str, str]:
         async with open_runtime(settings_for(db)) as rt:
-            alice, bob = Principal(**ALICE), Principal(user="bob", app="abathur")
+            alice, bob = ALICE, Principal(user="bob", app="abathur")
             await rt.memories.put(alice, "user:alice:notes", "editor", {"name": "vim"})
             await rt.memories.put(
                 alice, "user:alice:notes", "editor", {"name": "helix", "note": SCRIPT}

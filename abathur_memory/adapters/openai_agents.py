@@ -70,7 +70,9 @@ class AbathurSession:
         metadata: dict[str, Any] | None = None,
     ) -> None:
         self.session_id = session_id
-        self.session_settings = session_settings or SessionSettings()
+        # Typed as the SDK's Session protocol declares it (a mutable attribute must match
+        # exactly), or an AbathurSession would not type-check as Runner.run's session.
+        self.session_settings: SessionSettings | None = session_settings or SessionSettings()
         self.memory = memory
         self._metadata = {
             "framework": "openai-agents",

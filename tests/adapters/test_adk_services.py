@@ -16,6 +16,7 @@ ADK user is then acted for with that user's own access rules.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 import pytest
@@ -401,7 +402,7 @@ async def test_a_non_admin_service_serves_only_its_own_user(memory):
             mine, Event(author="user", actions=EventActions(state_delta={"app:k": "v"}))
         )
     got = await service.get_session(app_name="abathur", user_id="alice", session_id=mine.id)
-    assert got.events == []  # the refused event was not appended
+    assert got is not None and got.events == []  # the refused event was not appended
 
 
 async def test_ids_that_cannot_name_a_namespace_are_refused(service):
@@ -412,7 +413,7 @@ async def test_ids_that_cannot_name_a_namespace_are_refused(service):
 # -- memory (test_in_memory_memory_service.py) ------------------------------------------------
 
 
-def _session(sid: str, user: str, events: list[tuple[str, str, str | None]]) -> Session:
+def _session(sid: str, user: str, events: Sequence[tuple[str, str, str | None]]) -> Session:
     return Session(
         app_name="test-app",
         user_id=user,

@@ -39,6 +39,7 @@ from anthropic.types.beta import (
 )
 
 from abathur_memory.adapters.anthropic import AbathurMemoryTool, AbathurMemoryToolSync
+from abathur_memory.api import Memory
 
 pytestmark = pytest.mark.anyio
 
@@ -54,7 +55,7 @@ def tool(memory):
     return AbathurMemoryTool(memory)
 
 
-async def snapshot(memory) -> dict[str, str]:
+async def snapshot(memory: Memory) -> dict[str, str]:
     """The folder as the SDK's test reads the disk: relative path -> text."""
     files = {}
     for entry in (await memory.memories.list(ROOT, limit=1000)).entries:

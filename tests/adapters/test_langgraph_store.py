@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from adapter_fixtures import memory_fixture  # noqa: F401
@@ -29,6 +30,7 @@ from langgraph.store.base import (
     MatchCondition,
     PutOp,
     SearchOp,
+    TTLConfig,
 )
 
 from abathur_memory.adapters.langgraph import AbathurStore
@@ -299,7 +301,7 @@ async def test_concurrent_writes_and_filtered_searches(store):
     await asyncio.gather(*(store.aput(("test",), k, v) for k, v in docs))
     await asyncio.gather(*(store.adelete(("test",), k) for k, _ in docs))
     await asyncio.gather(*(store.aput(("test",), k, v) for k, v in docs))
-    queries = [
+    queries: list[tuple[str, dict[str, Any]]] = [
         ("apple", {"color": "red"}),
         ("car", {"color": "blue"}),
         ("house", {"index": {"$gt": 25}}),
@@ -337,7 +339,8 @@ async def test_non_ascii(store):
 async def test_ttl_basic(memory, clock):
     store = AbathurStore(memory, ttl_config={"default_ttl": 1}, clock=clock)
     await store.aput(("test",), "item1", {"value": "test"})
-    assert (await store.aget(("test",), "item1")).value == {"value": "test"}
+    item = await store.aget(("test",), "item1")
+    assert item is not None and item.value == {"value": "test"}
     clock.advance(2)
     assert await store.sweep_ttl() == 1
     assert await store.aget(("test",), "item1") is None
@@ -433,9 +436,13 @@ async def test_search_with_ttl(memory, clock):
 
 
 async def test_ttl_sweeper(memory, clock):
-    store = AbathurStore(
-        memory, ttl_config={"default_ttl": 1, "sweep_interval_minutes": 0.001}, clock=clock
-    )
+    # langgraph types the interval as whole minutes; the adapter takes a fraction (0.06 s
+    # here, so the test does not wait a minute), which the SDK's own type does not allow.
+    ttl_config: TTLConfig = {
+        "default_ttl": 1,
+        "sweep_interval_minutes": 0.001,  # type: ignore[typeddict-item]
+    }
+    store = AbathurStore(memory, ttl_config=ttl_config, clock=clock)
     await store.aput(("test",), "item1", {"value": "test"})
     await store.start_ttl_sweeper()
     clock.advance(2)

@@ -11,27 +11,48 @@ the log keeps popped and cleared items, sessions are the principal's, writes are
 from __future__ import annotations
 
 import asyncio
+from typing import Any, Literal
 
 import pytest
 from adapter_fixtures import memory_fixture  # noqa: F401
 
 agents = pytest.importorskip("agents")
 
-from agents import Agent, Runner, SessionSettings, set_tracing_disabled  # noqa: E402
+from agents import (  # noqa: E402
+    Agent,
+    Runner,
+    RunResult,
+    RunResultStreaming,
+    SessionSettings,
+    set_tracing_disabled,
+)
+from agents.items import TResponseInputItem  # noqa: E402
 from agents.testing import ScriptedModel, assistant_message  # noqa: E402
 
 from abathur_memory.adapters.openai_agents import AbathurSession  # noqa: E402
+from abathur_memory.api import Memory  # noqa: E402
 from abathur_memory.errors import Conflict, Forbidden, NotFound  # noqa: E402
 
 pytestmark = pytest.mark.anyio
 set_tracing_disabled(True)
 
 
-def _session(memory, session_id="test_session", **kwargs) -> AbathurSession:
+def _session(memory: Memory, session_id: str = "test_session", **kwargs: Any) -> AbathurSession:
     return AbathurSession(session_id, memory, **kwargs)
 
 
-async def _run(runner_method: str, agent, text: str, session):
+def _content(item: TResponseInputItem | None) -> str:
+    """What a stored message says: every item these tests add is a text message (the SDK
+    types an item as the union of every kind, most of which have no ``content``)."""
+    assert item is not None
+    content = dict(item)["content"]
+    assert isinstance(content, str)
+    return content
+
+
+async def _run(
+    runner_method: str, agent: Agent[Any], text: str, session: AbathurSession
+) -> RunResult | RunResultStreaming:
     if runner_method == "run":
         return await Runner.run(agent, text, session=session)
     result = Runner.run_streamed(agent, text, session=session)
@@ -74,7 +95,10 @@ async def test_session_memory_different_sessions(memory, runner_method):
 
 async def test_session_memory_direct(memory):
     session = _session(memory, "direct_test")
-    items = [{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi there!"}]
+    items: list[TResponseInputItem] = [
+        {"role": "user", "content": "Hello"},
+        {"role": "assistant", "content": "Hi there!"},
+    ]
     await session.add_items(items)
     assert await session.get_items() == items
     await session.clear_session()
@@ -84,7 +108,7 @@ async def test_session_memory_direct(memory):
 async def test_session_memory_pop_item(memory):
     session = _session(memory, "pop_test")
     assert await session.pop_item() is None
-    items = [
+    items: list[TResponseInputItem] = [
         {"role": "user", "content": "Hello"},
         {"role": "assistant", "content": "Hi there!"},
         {"role": "user", "content": "How are you?"},
@@ -92,7 +116,7 @@ async def test_session_memory_pop_item(memory):
     await session.add_items(items)
     assert len(await session.get_items()) == 3
     assert await session.pop_item() == items[2]
-    assert (await session.get_items())[-1]["content"] == "Hi there!"
+    assert _content((await session.get_items())[-1]) == "Hi there!"
     assert await session.pop_item() == items[1]
     assert await session.pop_item() == items[0]
     assert await session.pop_item() is None
@@ -108,17 +132,21 @@ async def test_session_memory_pop_different_sessions(memory):
             {"role": "user", "content": "Session 2 message 2"},
         ]
     )
-    assert (await two.pop_item())["content"] == "Session 2 message 2"
-    assert [i["content"] for i in await one.get_items()] == ["Session 1 message"]
-    assert [i["content"] for i in await two.get_items()] == ["Session 2 message 1"]
+    assert _content(await two.pop_item()) == "Session 2 message 2"
+    assert [_content(i) for i in await one.get_items()] == ["Session 1 message"]
+    assert [_content(i) for i in await two.get_items()] == ["Session 2 message 1"]
+
+
+TURNS: tuple[tuple[Literal["user", "assistant"], str], ...] = (
+    ("user", "Message"),
+    ("assistant", "Response"),
+)
 
 
 async def test_session_get_items_with_limit(memory):
     session = _session(memory, "count_test")
-    items = [
-        {"role": role, "content": f"{word} {n}"}
-        for n in (1, 2, 3)
-        for role, word in (("user", "Message"), ("assistant", "Response"))
+    items: list[TResponseInputItem] = [
+        {"role": role, "content": f"{word} {n}"} for n in (1, 2, 3) for role, word in TURNS
     ]
     await session.add_items(items)
     assert await session.get_items() == items
@@ -130,14 +158,17 @@ async def test_session_get_items_with_limit(memory):
 
 async def test_session_unicode_content(memory):
     session = _session(memory, "unicode_test")
-    items = [{"role": "user", "content": "こんにちは"}, {"role": "assistant", "content": "😊👍"}]
+    items: list[TResponseInputItem] = [
+        {"role": "user", "content": "こんにちは"},
+        {"role": "assistant", "content": "😊👍"},
+    ]
     await session.add_items(items)
     assert await session.get_items() == items
 
 
 async def test_session_special_characters_and_sql_injection(memory):
     session = _session(memory, "injection_test'; DROP TABLE sessions; --")
-    items = [
+    items: list[TResponseInputItem] = [
         {"role": "user", "content": "O'Reilly"},
         {"role": "assistant", "content": "DROP TABLE sessions; --"},
         {"role": "user", "content": '"quotes" and \\backslashes\\ and %_ wildcards'},
@@ -153,24 +184,25 @@ async def test_session_concurrent_access(memory):
         await session.add_items([{"role": "user", "content": f"Message {n}"}])
 
     await asyncio.gather(*(add(n) for n in range(10)))
-    contents = {i["content"] for i in await session.get_items()}
+    contents = {_content(i) for i in await session.get_items()}
     assert contents == {f"Message {n}" for n in range(10)}
 
 
 async def test_session_settings_default(memory):
-    assert _session(memory).session_settings.limit is None
+    settings = _session(memory).session_settings
+    assert settings is not None and settings.limit is None
 
 
 async def test_get_items_uses_session_settings_limit(memory):
     session = _session(memory, "settings", session_settings=SessionSettings(limit=3))
-    items = [{"role": "user", "content": f"m{n}"} for n in range(5)]
+    items: list[TResponseInputItem] = [{"role": "user", "content": f"m{n}"} for n in range(5)]
     await session.add_items(items)
     assert await session.get_items() == items[-3:]
 
 
 async def test_get_items_explicit_limit_overrides_session_settings(memory):
     session = _session(memory, "override", session_settings=SessionSettings(limit=5))
-    items = [{"role": "user", "content": f"m{n}"} for n in range(10)]
+    items: list[TResponseInputItem] = [{"role": "user", "content": f"m{n}"} for n in range(10)]
     await session.add_items(items)
     assert await session.get_items(limit=2) == items[-2:]
 
@@ -217,7 +249,7 @@ async def test_nothing_is_destroyed_popped_and_cleared_items_stay_in_the_log(mem
 
 async def test_reads_across_many_pages_of_events(memory):
     session = _session(memory, "long")
-    items = [{"role": "user", "content": f"m{n}"} for n in range(2300)]
+    items: list[TResponseInputItem] = [{"role": "user", "content": f"m{n}"} for n in range(2300)]
     for start in range(0, len(items), 500):
         await session.add_items(items[start : start + 500])
     await session.pop_item()
@@ -227,10 +259,10 @@ async def test_reads_across_many_pages_of_events(memory):
 
 async def test_concurrent_pops_never_take_the_same_item(memory):
     session = _session(memory, "pops")
-    items = [{"role": "user", "content": f"m{n}"} for n in range(6)]
+    items: list[TResponseInputItem] = [{"role": "user", "content": f"m{n}"} for n in range(6)]
     await session.add_items(items)
     popped = await asyncio.gather(*(session.pop_item() for _ in range(4)))
-    assert sorted(p["content"] for p in popped) == ["m2", "m3", "m4", "m5"]
+    assert sorted(_content(p) for p in popped) == ["m2", "m3", "m4", "m5"]
     assert await session.get_items() == items[:2]
 
 
@@ -247,7 +279,7 @@ async def test_another_principal_cannot_read_or_write_the_session(memory):
     assert await theirs.pop_item() is None
     with pytest.raises(Conflict):  # the id is taken: bob cannot write into alice's log
         await theirs.add_items([{"role": "user", "content": "intrusion"}])
-    assert [i["content"] for i in await _session(memory, "private").get_items()] == ["secret"]
+    assert [_content(i) for i in await _session(memory, "private").get_items()] == ["secret"]
     with pytest.raises(Forbidden):
         memory.as_principal(user="bob")
 
