@@ -330,7 +330,9 @@ class ConsolidationService:
         """Each compared namespace's vectors, in the order of its entries. A version's
         vector is kept between runs (its text never changes), so a scheduled run embeds
         only what changed since the last one: embedding 100,000 memories again each time
-        took longer than a run may."""
+        took longer than a run may. Its own vectors, of the value's text: the memory
+        indexer's embed the key with it, and comparing those lost planted near duplicates
+        and episodic clusters (bench/consolidation_vectors.py, docs/benchmarks.md)."""
         if self.embedder is None:
             return {}
         groups: dict[str, list[MemoryEntry]] = defaultdict(list)
