@@ -243,21 +243,50 @@ def opaque_keys(
 
 
 def score(proposals: list[dict[str, Any]], planted: dict[str, set[Any]]) -> dict[str, Any]:
+    """Precision and recall per kind of every proposal, and as ``--min-confidence`` would
+    apply them: ``precision_at_recall_0_7`` is the best precision of a confidence cut-off
+    that keeps recall at 0.7 or more (the usual precision-at-recall; None if none does),
+    with the cut-off and its recall."""
     out: dict[str, Any] = {}
     for kind, truth in planted.items():
-        found = {
-            frozenset((m["namespace"], m["key"]) for m in p["members"])
-            for p in proposals
-            if p["kind"] == kind
-        }
+        confidence: dict[frozenset[Any], float] = {}
+        for p in proposals:
+            if p["kind"] == kind:
+                members = frozenset((m["namespace"], m["key"]) for m in p["members"])
+                confidence[members] = max(confidence.get(members, 0.0), float(p["confidence"]))
+        found = set(confidence)
         hits = len(found & truth)
         out[kind] = {
             "planted": len(truth),
             "proposed": len(found),
             "precision": round(hits / len(found), 3) if found else None,
             "recall": round(hits / len(truth), 3) if truth else None,
+            **at_recall(confidence, truth, 0.7),
         }
     return out
+
+
+def at_recall(
+    confidence: dict[frozenset[Any], float], truth: set[Any], wanted: float
+) -> dict[str, Any]:
+    """The best precision over confidence cut-offs whose recall is at least ``wanted``."""
+    best: dict[str, Any] = {"precision_at_recall_0_7": None}
+    if not truth:
+        return best
+    for cut in sorted(set(confidence.values())):
+        kept = {members for members, c in confidence.items() if c >= cut}
+        hits = len(kept & truth)
+        recall = hits / len(truth)
+        if recall < wanted:
+            break  # higher cut-offs keep fewer
+        precision = hits / len(kept)
+        if best["precision_at_recall_0_7"] is None or precision > best["precision_at_recall_0_7"]:
+            best = {
+                "precision_at_recall_0_7": round(precision, 3),
+                "at_min_confidence": round(cut, 4),
+                "recall_there": round(recall, 3),
+            }
+    return best
 
 
 def database_of(runtime: Any) -> Any:
