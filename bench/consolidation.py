@@ -51,14 +51,13 @@ import hashlib
 import json
 import random
 import re
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.common import DATA, postgres_server
+from bench.common import DATA, emit, postgres_server
 
 CITIES = ["Berlin", "Lisbon", "Oslo", "Lyon", "Porto", "Quito", "Osaka", "Tunis", "Perth"]
 EMPLOYERS = ["Acme", "Globex", "Initech", "Umbrella", "Hooli", "Vandelay", "Stark", "Wayne"]
@@ -510,10 +509,7 @@ def main() -> None:
     result = {"workload": args.workload, "backend": args.backend, **result}
     if args.opaque_keys:
         result["keys"] = "opaque"
-    text = json.dumps(result, indent=2)
-    if args.out:
-        args.out.write_text(text + "\n")
-    sys.stdout.write(text + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":
