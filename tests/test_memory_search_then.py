@@ -118,6 +118,8 @@ async def test_as_of_search_refuses_what_it_cannot_do_and_changes_nothing(
     moment = await _then_and_now(services)
     with pytest.raises(InvalidInput, match=r"^as_of: "):
         await m.search("Berlin", NS, as_of="last week")
+    with pytest.raises(InvalidInput, match="mode must be one of"):
+        await m.search("Berlin", NS, mode="fuzzy", as_of=moment)
     with pytest.raises(InvalidInput, match="context is not available with as_of"):
         await m.search("Berlin", NS, context=1, as_of=moment)
     bob = as_principal(user="bob", app="abathur")

@@ -32,6 +32,7 @@ from abathur_memory.errors import InvalidInput, NotFound
 from abathur_memory.memory.access import AccessGuard
 from abathur_memory.memory.namespaces import SCOPES, Access, clean, parse, validate_prefix
 from abathur_memory.search.pipeline import Retrieval
+from abathur_memory.search.query import check_k, check_mode, check_query
 from abathur_memory.search.results import Contradiction, MemorySearchResult
 from abathur_memory.search.then import Then, search_then
 from abathur_memory.store.protocols import LinkStore, MemoryStore
@@ -486,6 +487,9 @@ class MemoryService:
         )
         check_packing(context, max_tokens)
         if known is not None:
+            check_query(query)  # checked before the listing, not after it
+            check_k(k)
+            check_mode(mode)
             listed = await self._live_then(principal, prefix, filters, known)
             result = await search_then(
                 self.retrieval,
