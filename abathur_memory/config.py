@@ -63,6 +63,12 @@ class Settings(BaseModel):
     pg_lock_timeout_ms: int = Field(
         10_000, ge=0, le=3_600_000, description="PostgreSQL: lock_timeout (0: none)"
     )
+    pg_index_build_mb: int = Field(
+        4096,
+        ge=64,
+        le=1_048_576,
+        description="PostgreSQL: most maintenance_work_mem a vector index build may ask for",
+    )
     write_retries: int = Field(3, ge=0, le=20, description="retries after busy_timeout expires")
     readers: int = Field(4, ge=1, le=64, description="read connections per process")
     ann: bool = Field(

@@ -369,6 +369,8 @@ def test_the_hnsw_build_gets_memory_for_its_graph_and_never_less_than_the_server
     assert 2048 < million < 4096  # vectors 1.5 GB, neighbours and overhead beside them
     assert hnsw_build_memory_mb(10_000_000, 384, 64) == 4096  # the ceiling
     assert hnsw_build_memory_mb(1000, 384, 8192) == 8192  # the server's own, if larger
+    assert hnsw_build_memory_mb(1_000_000, 384, 64, ceiling_mb=1024) == 1024  # the setting
+    assert hnsw_build_memory_mb(1000, 384, 64, ceiling_mb=128) == 128  # below the floor too
 
 
 def test_a_task_without_dependencies_from_the_first_layout_copies(tmp_path, pg_url):

@@ -51,17 +51,22 @@ HNSW_BYTES_PER_NEIGHBOUR = 16
 HNSW_ROW_OVERHEAD = 256
 
 
-def hnsw_build_memory_mb(rows: int, dim: int, server_mb: int) -> int:
-    """maintenance_work_mem for building the HNSW index of ``rows`` vectors of ``dim``."""
+def hnsw_build_memory_mb(
+    rows: int, dim: int, server_mb: int, ceiling_mb: int = HNSW_BUILD_CEILING_MB
+) -> int:
+    """maintenance_work_mem for building the HNSW index of ``rows`` vectors of ``dim``
+    (``ceiling_mb``: settings.pg_index_build_mb)."""
     per_row = dim * 4 + 2 * 16 * HNSW_BYTES_PER_NEIGHBOUR + HNSW_ROW_OVERHEAD
     wanted = int(rows * per_row * 1.2 / 2**20) + 1
-    return max(server_mb, min(HNSW_BUILD_CEILING_MB, max(HNSW_BUILD_FLOOR_MB, wanted)))
+    floor = min(HNSW_BUILD_FLOOR_MB, ceiling_mb)
+    return max(server_mb, min(ceiling_mb, max(floor, wanted)))
 
 
 class PostgresEndpoint:
     kind = "postgres"
 
     def __init__(self, url: str, settings: Settings, *, target: bool) -> None:
+        self.index_build_mb = settings.pg_index_build_mb
         import psycopg
 
         from abathur_memory.store.postgres import placement
@@ -262,7 +267,10 @@ class PostgresEndpoint:
                     b" WHERE name = 'maintenance_work_mem'"
                 ).fetchone()
                 memory = hnsw_build_memory_mb(
-                    int(rows[0]) if rows else 0, dim, int(server[0]) if server else 0
+                    int(rows[0]) if rows else 0,
+                    dim,
+                    int(server[0]) if server else 0,
+                    self.index_build_mb,
                 )
                 if progress:
                     progress(
