@@ -62,12 +62,12 @@ async def search_then(
     max_tokens: int | None = None,
 ) -> MemorySearchResult:
     query, k, wanted = check_query(query), check_k(k), check_mode(mode)
-    entries = [entry for entry in then.entries if entry.redacted_at is None]
-    first_stored = await retrieval.search.first_stored(
-        list({(entry.namespace, entry.key) for entry in entries})
-    )
-    facts_of = {entry.id: _facts(entry, first_stored) for entry in entries}
-    entries = [e for e in entries if _kept(e, facts_of[e.id], then.filters)]
+    filters = then.filters
+    entries = [e for e in then.entries if e.redacted_at is None and _metadata_kept(e, filters)]
+    facts_of: dict[int, CandidateFacts] = {}
+    if filters.after is not None or filters.before is not None:  # a span: every moment
+        facts_of = await _facts(retrieval, entries)
+        entries = [e for e in entries if _in_span(facts_of[e.id].moment, filters)]
     texts = [memory_text(entry.key, entry.value) for entry in entries]
     vector: Vector | None = None
     degraded: str | None = None
@@ -82,7 +82,10 @@ async def search_then(
         found = await retrieval.search.rank_texts(tuple(terms), docs, CANDIDATES)
         keyword = [(entries[number].id, score) for number, score in found]
     by_id = {entry.id: (entry, text) for entry, text in zip(entries, texts, strict=True)}
-    facts = {cid: facts_of[cid] for cid in {c for c, _ in (*keyword, *semantic)}}
+    candidates = {c for c, _ in (*keyword, *semantic)}
+    if not facts_of:  # no span asked: the fusion's boosts need only the candidates'
+        facts_of = await _facts(retrieval, [by_id[c][0] for c in candidates])
+    facts = {cid: facts_of[cid] for cid in candidates}
     ranked = memory_fusion(query)(keyword, semantic, [], k, facts)
     shown = {entry.id: entry for entry in await then.shown([by_id[r.id][0] for r in ranked])}
     hits = [
@@ -134,17 +137,9 @@ async def _semantic(
     return best, vector, degraded
 
 
-def _kept(entry: MemoryEntry, facts: CandidateFacts, filters: MemoryFilters) -> bool:
-    """The filters a live search applies in SQL (readable.py's memory_filter_sql): the
-    memory's time span and metadata equality (memory_type, validity and links are the
-    listing's)."""
-    if filters.after is not None or filters.before is not None:
-        if facts.moment is None:
-            return False
-        if filters.after is not None and facts.moment < filters.after:
-            return False
-        if filters.before is not None and facts.moment >= filters.before:
-            return False
+def _metadata_kept(entry: MemoryEntry, filters: MemoryFilters) -> bool:
+    """Metadata equality as a live search applies it in SQL (readable.py's
+    memory_filter_sql): a boolean matches only a boolean."""
     for name, wanted in filters.metadata:
         held = entry.metadata.get(name)
         if isinstance(wanted, bool) or isinstance(held, bool):
@@ -155,8 +150,23 @@ def _kept(entry: MemoryEntry, facts: CandidateFacts, filters: MemoryFilters) -> 
     return True
 
 
-def _facts(entry: MemoryEntry, first_stored: dict[tuple[str, str], datetime]) -> CandidateFacts:
-    """When it happened (the date its value names, else when it was first stored) and who
-    said it, as the index records them for a live version."""
-    moment = memory_moment(entry.value) or first_stored.get((entry.namespace, entry.key))
-    return CandidateFacts(moment, speaker_of(entry.value))
+def _in_span(moment: datetime | None, filters: MemoryFilters) -> bool:
+    """after <= moment < before, as the live search's span filter."""
+    if moment is None:
+        return False
+    if filters.after is not None and moment < filters.after:
+        return False
+    return filters.before is None or moment < filters.before
+
+
+async def _facts(retrieval: Retrieval, entries: list[MemoryEntry]) -> dict[int, CandidateFacts]:
+    """When each happened (the date its value names, else when it was first stored: read
+    only for those whose value names none) and who said it, as the index records them for
+    a live version."""
+    named = {entry.id: memory_moment(entry.value) for entry in entries}
+    unnamed = {(e.namespace, e.key) for e in entries if named[e.id] is None}
+    first = await retrieval.search.first_stored(list(unnamed)) if unnamed else {}
+    return {
+        e.id: CandidateFacts(named[e.id] or first.get((e.namespace, e.key)), speaker_of(e.value))
+        for e in entries
+    }
