@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from abathur_memory.core.documents import Root, check_visibility, clean_root_name, root_name_of
+from abathur_memory.core.documents import Root, check_visibility, clean_root_name
 from abathur_memory.core.principal import Principal
 from abathur_memory.errors import InvalidInput
 
@@ -76,9 +76,9 @@ def new_root(
     )
 
 
-def new_name(typed: str, taken: bool) -> str:
-    """A rename's new name as stored (NFC), refused unless it is already clean and free."""
-    new = root_name_of(typed)
+def new_name(new: str, taken: bool) -> str:
+    """A rename's new name, already in the stored form (root_name_of: the store looks it up
+    in that form), refused unless it is clean and free."""
     cleaned = clean_root_name(new)
     if cleaned != new:
         raise InvalidInput(
