@@ -166,3 +166,24 @@ async def test_the_hiding_test_is_an_index_lookup_per_candidate(db):
     links = [step for step in plan if " l " in f" {step} "]
     assert len(links) == 2, plan
     assert all("idx_memory_links_to" in s or "idx_memory_links_from" in s for s in links), plan
+
+
+async def test_a_hit_is_the_record_get_shows_with_its_validity_closed(services, search):
+    """A search hit carries the fields memory_get shows (one public memory model), and the
+    valid_to a supersedes link closed, as get shows it; at an as_of before the link, open."""
+    m = services.memories
+    await m.put(NS, "home_old", "Alice lives in Berlin", valid_from="2020-01-01")
+    await m.put(NS, "home_new", "Alice will move to Lisbon", valid_from="2090-03-01")
+    before = (await m.get(NS, "home_new")).created_at
+    await services.links.link(services.principal, "supersedes", NS, "home_new", NS, "home_old")
+    got = await m.get(NS, "home_old")
+    assert got.valid_to == "2090-03-01T00:00:00.000Z"
+    for mode in ("keyword", "semantic", "hybrid"):
+        found = await search("Alice lives in Berlin", mode=mode, k=5)
+        [hit] = [h for h in found.results if h.key == "home_old"]
+        record = got.model_dump(exclude={"id"})
+        assert {name: getattr(hit, name) for name in record} == record, mode
+        assert hit.score > 0 and hit.snippet
+    then = await search("Alice lives in Berlin", mode="keyword", as_of=before)
+    [hit] = [h for h in then.results if h.key == "home_old"]
+    assert hit.valid_to is None and hit.created_by == got.created_by

@@ -57,6 +57,37 @@ class MemoryEntry(BaseModel):
     redacted_by: str | None = Field(default=None, exclude_if=absent)
 
 
+class MemoryRecord(BaseModel):
+    """A memory as every reader shows it (get, history, listings, the memory:// resource
+    and search hits): its value, and who wrote it when; the store's row id left out."""
+
+    namespace: str
+    key: str
+    version: int
+    value: JsonAny
+    memory_type: str
+    metadata: dict[str, Any]
+    is_deleted: bool = Field(description="True only for an old version read after a delete.")
+    created_by: str | None = Field(description="Who wrote this version.")
+    updated_by: str | None = Field(description="Who last changed it (a delete, say).")
+    created_at: str = Field(description="When this version was written.")
+    updated_at: str
+    truncated: dict[str, int] | None = truncated_marker()  # set in listings only
+    valid_from: str | None = Field(default=None, exclude_if=absent)
+    valid_to: str | None = Field(default=None, exclude_if=absent)
+    redacted_at: str | None = Field(default=None, exclude_if=absent)
+    redacted_by: str | None = Field(default=None, exclude_if=absent)
+
+    @classmethod
+    def of(cls, entry: MemoryEntry) -> MemoryRecord:
+        return cls.model_construct(**record_fields(entry))
+
+
+def record_fields(entry: MemoryEntry) -> dict[str, Any]:
+    """The public record's fields of an already validated entry."""
+    return {name: getattr(entry, name) for name in MemoryRecord.model_fields}
+
+
 LINK_TYPES = ("supersedes", "contradicts", "duplicates", "derived_from", "related")
 
 

@@ -13,7 +13,7 @@ import builtins
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from abathur_memory.core import cursors, timestamps, values
 from abathur_memory.core.principal import Principal
@@ -33,7 +33,7 @@ from abathur_memory.memory.access import AccessGuard
 from abathur_memory.memory.namespaces import SCOPES, Access, clean, parse, validate_prefix
 from abathur_memory.search.pipeline import Retrieval
 from abathur_memory.search.query import check_k, check_mode, check_query
-from abathur_memory.search.results import Contradiction, MemorySearchResult
+from abathur_memory.search.results import Contradiction, MemoryHit, MemorySearchResult
 from abathur_memory.search.then import Then, search_then
 from abathur_memory.store.protocols import LinkStore, MemoryStore
 
@@ -64,7 +64,10 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="milliseconds") + "Z"  # years before 1000 padded too
 
 
-def closed(entry: MemoryEntry, links: Sequence[MemoryLink]) -> MemoryEntry:
+Shown = TypeVar("Shown", MemoryEntry, MemoryHit)
+
+
+def closed(entry: Shown, links: Sequence[MemoryLink]) -> Shown:
     """``entry`` with its validity closed by the supersedes links that cover its version
     (the version itself is never rewritten: the link says when it stopped holding)."""
     ends = [
@@ -308,8 +311,8 @@ class MemoryService:
         return _as_they_stood(await self.links.of(namespace, key), at)
 
     async def _closed(
-        self, entries: builtins.list[MemoryEntry], at: datetime | None = None
-    ) -> builtins.list[MemoryEntry]:
+        self, entries: builtins.list[Shown], at: datetime | None = None
+    ) -> builtins.list[Shown]:
         """``entries`` with their validity closed by the supersedes links as they stood at
         ``at`` (None: now), as memory_get shows one: the links read once for a page."""
         if self.links is None or not entries:
@@ -508,6 +511,7 @@ class MemoryService:
                 context=context,
                 max_tokens=max_tokens,
             )
+        result.results = await self._closed(result.results, known)
         await self._mark_contradictions(principal, result)
         return result
 

@@ -26,7 +26,7 @@ import time
 from typing import TypeVar
 
 from abathur_memory.core.documents import Vector
-from abathur_memory.core.records import MemoryEntry
+from abathur_memory.core.records import MemoryEntry, record_fields
 from abathur_memory.core.replies import DEFAULT_BOUNDS, Bounds, fitting
 from abathur_memory.core.search import (
     CandidateQuery,
@@ -261,19 +261,12 @@ def memory_hit(
 ) -> MemoryHit:
     entry = row.entry
     return MemoryHit(
-        namespace=entry.namespace,
-        key=entry.key,
-        version=entry.version,
-        value=entry.value,
-        memory_type=entry.memory_type,
-        metadata=entry.metadata,
+        **record_fields(entry),
         score=round(ranked.score, 6),
         keyword_rank=ranked.keyword_rank,
         semantic_rank=ranked.semantic_rank,
         semantic_score=_rounded(ranked.semantic_score),
         snippet=snippet(row.text, terms, MEMORY_SNIPPET_CHARS),
-        updated_at=entry.updated_at,
-        truncated=entry.truncated,
         context=[
             MemoryNeighbour(
                 key=near.key,

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from pydantic import BaseModel, Field
 
-from abathur_memory.core.records import truncated_marker
+from abathur_memory.core.records import MemoryRecord, truncated_marker
 from abathur_memory.core.replies import absent
 from abathur_memory.core.values import JsonAny
 
 VECTOR_SEARCH = (
     "How vector candidates were found on a large SQLite vector table: 'approximate' (the "
-    "HNSW index) or 'exact: <why>'; absent when the table is small enough to search exactly."
+    "IVF index) or 'exact: <why>'; absent when the table is small enough to search exactly."
 )
 OMITTED = "Hits left out to keep the reply within the server's byte bound (ask for fewer)."
 
@@ -91,22 +90,14 @@ class Contradiction(BaseModel):
     truncated: dict[str, int] | None = truncated_marker()
 
 
-class MemoryHit(BaseModel):
-    """One memory that matched, with the parts of its score."""
+class MemoryHit(MemoryRecord):
+    """One memory that matched: the record memory_get shows, with the parts of its score."""
 
-    namespace: str
-    key: str
-    version: int
-    value: JsonAny
-    memory_type: str
-    metadata: dict[str, Any]
     score: float
     keyword_rank: int | None
     semantic_rank: int | None
     semantic_score: float | None
     snippet: str
-    updated_at: str
-    truncated: dict[str, int] | None = truncated_marker()
     context: list[MemoryNeighbour] | None = Field(
         default=None,
         exclude_if=absent,

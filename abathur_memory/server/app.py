@@ -17,6 +17,7 @@ from mcp.shared.exceptions import MCPError
 from abathur_memory import __version__
 from abathur_memory.config import Settings
 from abathur_memory.core.principal import Principal
+from abathur_memory.core.records import MemoryRecord
 from abathur_memory.errors import AbathurError
 from abathur_memory.runtime import Runtime, open_runtime
 from abathur_memory.server import (
@@ -30,7 +31,6 @@ from abathur_memory.server import (
 from abathur_memory.server.auth import DatabaseTokenVerifier
 from abathur_memory.server.context import acting
 from abathur_memory.server.http import auth_kwargs
-from abathur_memory.server.tools_memory import MemoryRecord
 from abathur_memory.server.web import Holder, metrics_endpoint
 
 log = logging.getLogger(__name__)

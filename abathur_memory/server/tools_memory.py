@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
 from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools.base import Tool
 from pydantic import BaseModel, Field
 
-from abathur_memory.core.records import MemoryEntry, MemoryLink, PutResult, truncated_marker
-from abathur_memory.core.replies import absent
+from abathur_memory.core.records import MemoryLink, MemoryRecord, PutResult
 from abathur_memory.core.search_filters import MAX_CONTEXT, MAX_MAX_TOKENS, MIN_MAX_TOKENS
-from abathur_memory.core.values import JsonAny
 from abathur_memory.search.results import MemorySearchResult
 from abathur_memory.server.context import (
     MAX_INT,
@@ -54,31 +52,6 @@ class MemoryPutResult(BaseModel):
     @classmethod
     def of(cls, result: PutResult) -> MemoryPutResult:
         return _copy_fields(cls, result)
-
-
-class MemoryRecord(BaseModel):
-    """A memory: its value, and who wrote it when."""
-
-    namespace: str
-    key: str
-    version: int
-    value: JsonAny
-    memory_type: str
-    metadata: dict[str, Any]
-    is_deleted: bool = Field(description="True only for an old version read after a delete.")
-    created_by: str | None = Field(description="Who wrote this version.")
-    updated_by: str | None = Field(description="Who last changed it (a delete, say).")
-    created_at: str = Field(description="When this version was written.")
-    updated_at: str
-    truncated: dict[str, int] | None = truncated_marker()  # set in listings only
-    valid_from: str | None = Field(default=None, exclude_if=absent)
-    valid_to: str | None = Field(default=None, exclude_if=absent)
-    redacted_at: str | None = Field(default=None, exclude_if=absent)
-    redacted_by: str | None = Field(default=None, exclude_if=absent)
-
-    @classmethod
-    def of(cls, entry: MemoryEntry) -> MemoryRecord:
-        return _copy_fields(cls, entry)
 
 
 LINKS_DESCRIPTION = (
