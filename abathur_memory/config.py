@@ -72,7 +72,7 @@ class Settings(BaseModel):
     write_retries: int = Field(3, ge=0, le=20, description="retries after busy_timeout expires")
     readers: int = Field(4, ge=1, le=64, description="read connections per process")
     ann: bool = Field(
-        True, description="SQLite: an approximate (HNSW) index for large vector tables"
+        True, description="SQLite: an approximate (IVF) index for large vector tables"
     )
     ann_min_vectors: int = Field(
         20_000,

@@ -8,8 +8,11 @@ The vectors are bench.common's clustered mixture (384-dim float32 unit vectors, 
 clusters; queries held out, drawn near the same clusters), so the numbers are comparable with
 bench/vec0.py and docs/benchmarks.md. k = 10; recall@10 is against numpy exact search.
 
-Measured, per candidate index (HNSW, inner product = cosine on unit vectors):
+Measured, per candidate index (inner product = cosine on unit vectors):
 
+- ``faiss_ivf_f32``: faiss ``IndexIVFFlat`` with the engine's lists and training sample
+  (store/sqlite/ann.py) wrapped in ``IndexIDMap2``, at several nprobe; with ``--only engine``
+  it is the library's own build that the engine's is compared with, in the same run;
 - ``faiss_hnsw_f32``: faiss ``IndexHNSWFlat`` (M = 32, efConstruction = 64) wrapped in
   ``IndexIDMap2``, at several efSearch;
 - ``usearch_f32`` / ``usearch_i8``: usearch ``Index`` (connectivity 16, expansion_add 128) with
@@ -114,6 +117,56 @@ def faiss_run(
 
         stats, answers = timed(fquery, queries)
         out[f"filtered_10pct_ef{ef}"] = {**stats, "recall_at_10": recall(answers, filtered_truth)}
+    return out
+
+
+def faiss_ivf_run(
+    matrix: np.ndarray,
+    queries: np.ndarray,
+    truth: list,
+    roots: np.ndarray,
+    args: Any,
+    probes: tuple[int, ...] = (8, 16, 32, 64),
+) -> dict:
+    """faiss's own IVF build and search on the in-memory matrix, with the engine's number of
+    lists and training sample (store/sqlite/ann.py): the floor the engine's build is held to."""
+    from abathur_memory.store.sqlite import ann
+
+    faiss = ann_files.faiss_module()
+    faiss.omp_set_num_threads(args.threads)
+    ids = np.arange(1, len(matrix) + 1, dtype=np.int64)
+    nlist = ann.lists_for(len(matrix))
+    gc.collect()
+    before = rss_mb()
+    start = time.perf_counter()
+    quantizer = faiss.IndexFlatIP(matrix.shape[1])
+    inner = faiss.IndexIVFFlat(quantizer, matrix.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
+    rng = np.random.default_rng(len(matrix))
+    sample = rng.choice(
+        len(matrix), size=min(len(matrix), nlist * ann.TRAIN_PER_LIST), replace=False
+    )
+    inner.train(matrix[np.sort(sample)])
+    train_s = time.perf_counter() - start
+    index = faiss.IndexIDMap2(inner)
+    index.add_with_ids(matrix, ids)
+    build_s = time.perf_counter() - start
+    added = rss_mb() - before
+    faiss.omp_set_num_threads(1)  # one query at a time, as a search does
+    out: dict[str, Any] = {
+        "nlist": nlist,
+        "train_s": round(train_s, 2),
+        "build_s": round(build_s, 2),
+        "rss_added_mb": round(added, 1),
+        "by_nprobe": {},
+    }
+    for nprobe in probes:
+
+        def query(q: np.ndarray, nprobe: int = nprobe) -> list[int]:
+            _, found = index.search(q[None, :], K, params=faiss.SearchParametersIVF(nprobe=nprobe))
+            return [int(i) for i in found[0]]
+
+        stats, answers = timed(query, queries)
+        out["by_nprobe"][nprobe] = {**stats, "recall_at_10": recall(answers, truth)}
     return out
 
 
@@ -277,7 +330,8 @@ def engine_run(matrix: np.ndarray, queries: np.ndarray, truth: list, roots: np.n
 
         out["approximate_candidates_only"] = timed(candidates_only, queries)[0]
         graph = graphs._graphs.get((space.id, space.vectors))
-        out["ef_search"] = graph.ef_search if graph is not None else None
+        out["nlist"] = graph.nlist if graph is not None else None
+        out["nprobe"] = graph.nprobe if graph is not None else None
         conn.execute("COMMIT")
         graphs.close()
         fresh.close()
@@ -318,6 +372,12 @@ def main() -> None:
     result["versions"] = {"faiss": faiss.__version__, "usearch": dist_version("usearch")}
     if args.only != "libraries":
         result["engine"] = engine_run(matrix, queries, truth, roots)
+        # the library's own build of the same index on the same vectors, in this run
+        library = faiss_ivf_run(matrix, queries, truth, roots, args)
+        result["faiss_ivf_f32"] = library
+        result["engine_build_over_library"] = round(
+            result["engine"]["build_s"] / library["build_s"], 2
+        )
     if args.only == "engine":
         emit(result, args.out)
         return
@@ -332,24 +392,8 @@ def main() -> None:
         sub_truth = [[int(i) + 1 for i in exact_top(sub, q)] for q in queries]
         stats, answers = project_path(sub, queries)
         entry: dict[str, Any] = {"project": {**stats, "recall_at_10": recall(answers, sub_truth)}}
-        faiss.omp_set_num_threads(args.threads)
-        inner = faiss.IndexHNSWFlat(sub.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
-        inner.hnsw.efConstruction = 64
-        start = time.perf_counter()
-        inner.add(sub)
-        build = time.perf_counter() - start
-        faiss.omp_set_num_threads(1)
-
-        def query(q: np.ndarray, index: Any = inner) -> list[int]:
-            _, found = index.search(q[None, :], K, params=faiss.SearchParametersHNSW(efSearch=64))
-            return [int(i) + 1 for i in found[0]]
-
-        stats, answers = timed(query, queries)
-        entry["faiss_hnsw_ef64"] = {
-            **stats,
-            "recall_at_10": recall(answers, sub_truth),
-            "build_s": round(build, 2),
-        }
+        ivf = faiss_ivf_run(sub, queries, sub_truth, roots[:size], args, probes=(8, 16, 32))
+        entry["faiss_ivf"] = {"build_s": ivf["build_s"], **ivf["by_nprobe"]}
         by_size[str(size)] = entry
     result["by_size"] = by_size
     emit(result, args.out)

@@ -376,6 +376,26 @@ async def test_a_stale_saved_index_is_a_warning_for_the_doctor(
     assert code == 0 and check["ok"] and check["warning"] and "generation" in check["detail"]
 
 
+async def test_an_index_saved_in_the_older_format_is_rebuilt_and_the_doctor_warns(
+    with_saved_index: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file an older version saved (an HNSW graph under header 1) is never read: the
+    doctor warns, and a server replaces it with an index of the current format."""
+    saved = ann_files.saved(with_saved_index)[0]
+    body = saved.read_bytes()
+    saved.write_bytes(b"abathur-ann 1\n" + body[len(ann_files.MAGIC) :])
+    code, checks = doctor_checks(capsys, with_saved_index)
+    check = checks["approximate index memory_vectors_s1"]
+    assert code == 0 and check["ok"] and check["warning"] and "older version" in check["detail"]
+    async with runtime_for(with_saved_index, ann_min_vectors=1000) as runtime:
+        await runtime.start_serving()
+        await settle(runtime)
+        found = await search(runtime)
+        assert found.vector_search == ann.APPROXIMATE
+        assert store_of(runtime).ann.rebuilds == 1
+    assert saved.read_bytes().startswith(ann_files.MAGIC)
+
+
 async def test_restore_rebuilds_the_index_rather_than_keeping_it(
     with_saved_index: Path, tmp_path: Path
 ) -> None:
@@ -417,11 +437,12 @@ async def test_an_index_left_from_a_replaced_space_is_cleared(
     assert [p.name for p in ann_files.saved(with_saved_index)] == ["memory_vectors_s1.faiss"]
 
 
-def test_the_graph_calibrates_its_beam_to_the_vectors(tmp_path: Path) -> None:
-    """efSearch is calibrated on each build: on 20,000 random 128-dimensional vectors (hard
-    for HNSW: a fixed beam of 100 hands the re-rank about 0.87 of the true neighbours) the
-    graph widens its beam until the approximate path's recall@10 against exact search
-    reaches 0.98 on queries it never saw; the beam is saved with the graph."""
+def test_the_index_calibrates_its_scan_to_the_vectors(tmp_path: Path) -> None:
+    """nprobe is calibrated on each build: on 20,000 random 128-dimensional vectors (hard
+    for an inverted file: no clusters, so a query's true neighbours lie in many lists and
+    the narrowest scan misses most of them) the index widens its scan until the approximate
+    path's recall@10 against exact search reaches 0.98 on queries it never saw; nprobe is
+    saved with the index."""
     from abathur_memory.core.spaces import EmbeddingIdentity
     from abathur_memory.store.sqlite import chunks, spaces, vector_index
     from abathur_memory.store.sqlite import migrate as runner
@@ -449,7 +470,7 @@ def test_the_graph_calibrates_its_beam_to_the_vectors(tmp_path: Path) -> None:
     try:
         graphs.sync(space.id, space.vectors)
         graph = graphs._graphs[(space.id, space.vectors)]
-        assert graph.ef_search > ann.ANN_CANDIDATES  # wider than the fixed beam
+        assert graph.nprobe > ann.NPROBE  # wider than the narrowest scan
         cache = vector_index.VectorIndex()
         found = 0
         for q in queries:
@@ -463,7 +484,7 @@ def test_the_graph_calibrates_its_beam_to_the_vectors(tmp_path: Path) -> None:
         reopened = ann.AnnIndexes(path, ann.AnnSettings(min_vectors=1))
         try:
             assert reopened.sync(space.id, space.vectors) == "loaded"
-            assert reopened._graphs[(space.id, space.vectors)].ef_search == graph.ef_search
+            assert reopened._graphs[(space.id, space.vectors)].nprobe == graph.nprobe
         finally:
             reopened.close()
     finally:

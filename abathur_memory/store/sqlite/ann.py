@@ -1,31 +1,36 @@
-"""Approximate nearest neighbours for large vector tables: a faiss HNSW graph per table, kept
-as a derived, verified cache of the vectors stored in the database.
+"""Approximate nearest neighbours for large vector tables: a faiss inverted-file index
+(IVF, flat vectors) per table, kept as a derived, verified cache of the vectors stored in the
+database.
 
 Why: the exact path (vector_index.py) reads every 1-bit code per query, so its cost grows with
-the table (3 ms at 100k vectors, 56 ms at 1M here), while an HNSW graph answers in well under
-a millisecond at either size (bench/ann.py, docs/ann.md). faiss rather than usearch because its
-HNSW walk takes an id selector, so filters act inside the candidate step, not after it.
+the table (3 ms at 100k vectors, 56 ms at 1M here). An IVF index splits the vectors into
+lists around k-means centroids and a query reads only the lists of its nearest centroids:
+at 1,000,000 clustered vectors it built in 2 minutes and answered in 2-3 ms at recall@10
+0.99-1.0, where an HNSW graph took 18 minutes to build and 25 ms for 0.955 (bench/ann.py,
+docs/ann.md). faiss because its search takes an id selector, so filters act inside the
+candidate step, not after it.
 
 How it stays true to the table:
 
-- a search uses the graph only when the graph's :class:`Stamp` names the space (id and creation
-  time) and the generation of the search's own read snapshot; every write of vectors bumps the
-  generation (spaces.bump_generation), so a graph that misses a commit is never used;
+- a search uses the index only when the index's :class:`Stamp` names the space (id and
+  creation time) and the generation of the search's own read snapshot; every write of vectors
+  bumps the generation (spaces.bump_generation), so an index that misses a commit is never
+  used;
 - otherwise the search takes the exact path and says so (``Answer.note``), and a background
-  thread brings the graph up to date: ids added to the table are inserted, ids gone from it are
-  skipped at search time (ids are AUTOINCREMENT, never reused, so an id names one vector), a
-  sample of vectors is compared with the table, and the graph is rebuilt from scratch when the
-  sample differs, the space changed or too many ids are gone;
-- the graph is saved beside the database with its stamp (ann_files.py) and, in the next
+  thread brings the index up to date: ids added to the table are added (to the list of their
+  nearest centroid), ids gone from it are skipped at search time (ids are AUTOINCREMENT, never
+  reused, so an id names one vector), a sample of vectors is compared with the table, and the
+  index is rebuilt from scratch when the sample differs, the space changed, too many ids are
+  gone or the table outgrew the centroids it was trained with;
+- the index is saved beside the database with its stamp (ann_files.py) and, in the next
   process, loaded and checked the same way before it is used.
 
 Filters: the caller passes the ids its SQL allows (``allowed``, the same contract as the exact
-path's coarse pass: a new filter is one more SQL condition there). They become a bitmap that the
-HNSW walk consults, so only allowed ids become candidates (no top-k cut before the filter);
-when the walk still comes back with fewer than the wanted number, it is repeated wider
-(efSearch x4, up to MAX_EF) and then left to the exact path. A filter that keeps fewer than
-``selective_fraction`` of the vectors takes the exact path at once, which is cheaper there than
-walking a graph of mostly excluded nodes.
+path's coarse pass: a new filter is one more SQL condition there). They become a bitmap the
+list scan consults, so only allowed ids become candidates (no top-k cut before the filter);
+when the scan still comes back with fewer than the wanted number, it is repeated wider
+(nprobe x4, up to every list) and then left to the exact path. A filter that keeps fewer than
+``selective_fraction`` of the vectors takes the exact path at once, which is cheaper there.
 """
 
 from __future__ import annotations
@@ -51,24 +56,20 @@ log = logging.getLogger(__name__)
 # Below this many vectors the exact path is fast enough (about 1 ms at 20k, bench/ann.py).
 DEFAULT_MIN_VECTORS = 20_000
 SELECTIVE_FRACTION = 0.01  # a filter keeping fewer vectors than this share: exact path
-EF_SEARCH = 64
-HNSW_M = 32
-EF_CONSTRUCTION = 64
+NPROBE = 8  # the narrowest scan; each build calibrates its own (below)
+LISTS_PER_SQRT = 4  # lists: about 4 x sqrt(vectors), a power of two (faiss's rule of thumb)
+TRAIN_PER_LIST = 64  # k-means training vectors per list (a random sample of the table)
+REBUILD_GROWTH = 2  # the lists a table's size calls for, over the index's: retrain
 ANN_CANDIDATES = 100  # at least this many neighbours go to the exact re-rank
-MAX_EF = 4096  # widest filtered walk before the exact path takes over
-WEAK_IN_DEGREE = 1  # nodes linked from this few others are also scored exactly
-MAX_WEAK = 8192
-WEAK_CANDIDATES = 20  # the best weak nodes added to the graph's candidates
-REBUILD_REMOVED_FRACTION = 0.2  # skipped ids tolerated before the graph is rebuilt
-SAMPLE = 32  # vectors compared with the table when a graph is brought up to date
-# efSearch is calibrated on each build: stored vectors as queries (each its own neighbours'
-# query, itself left out), their exact top CALIBRATION_K found while the graph is built, and
-# the smallest efSearch of CALIBRATION_EFS whose walk hands the re-rank that many of them.
-# A fixed efSearch that suits 100,000 vectors loses recall at 1,000,000 (0.98 -> 0.87 at 64).
+REBUILD_REMOVED_FRACTION = 0.2  # skipped ids tolerated before the index is rebuilt
+SAMPLE = 32  # vectors compared with the table when an index is brought up to date
+# nprobe is calibrated on each build: stored vectors as queries (each its own neighbours'
+# query, itself left out), their exact top CALIBRATION_K found while the index is built, and
+# the smallest nprobe of CALIBRATION_PROBES whose scan hands the re-rank that many of them.
 CALIBRATION_QUERIES = 64
 CALIBRATION_K = 10
 CALIBRATION_RECALL = 0.99
-CALIBRATION_EFS = (EF_SEARCH, 96, 128, 192, 256, 384, 512, 768, 1024)
+CALIBRATION_PROBES = (NPROBE, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
 BATCH = 20_000  # vectors read per query while building
 SAVE_EVERY_S = 300.0  # an updated (not rebuilt) graph is saved at most this often
 RETRY_S = 30.0
@@ -84,33 +85,44 @@ class AnnSettings:
     enabled: bool = True
     min_vectors: int = DEFAULT_MIN_VECTORS
     selective_fraction: float = SELECTIVE_FRACTION
-    ef_search: int = EF_SEARCH
-    persist: bool = True  # save graphs beside the database
+    nprobe: int = NPROBE  # the narrowest scan (a build's calibration may widen it)
+    persist: bool = True  # save indexes beside the database
+
+
+def lists_for(count: int) -> int:
+    """The number of IVF lists for ``count`` vectors: about LISTS_PER_SQRT x sqrt(count),
+    rounded to a power of two, at least 16 and at most count / 39 (faiss's k-means wants
+    39 training vectors per centroid)."""
+    wanted = 2 ** round(np.log2(max(1.0, LISTS_PER_SQRT * count**0.5)))
+    return int(max(16, min(wanted, count // 39 or 1)))
 
 
 @dataclass
 class _Graph:
-    index: Any  # faiss.IndexIDMap2 over IndexHNSWFlat (inner product)
+    """One table's index (named for what it is to a search: the structure walked)."""
+
+    index: Any  # faiss.IndexIDMap2 over IndexIVFFlat (inner product)
     stamp: Stamp
-    ids: npt.NDArray[np.int64]  # every id in the graph, sorted
+    ids: npt.NDArray[np.int64]  # every id in the index, sorted
     removed: set[int] = field(default_factory=set)
     live_bits: npt.NDArray[np.uint8] | None = None  # None: nothing removed
-    # Nodes the graph barely links to (HNSW can leave an outlier all but unreachable): their
-    # vectors are scored exactly on every search, so they are never lost (see weak_nodes()).
-    weak_ids: npt.NDArray[np.int64] = field(default_factory=lambda: np.empty(0, np.int64))
-    weak_matrix: npt.NDArray[np.float32] = field(
-        default_factory=lambda: np.empty((0, 0), np.float32)
-    )
     lock: threading.Lock = field(default_factory=threading.Lock)
     saved_at: float = 0.0
 
     @property
-    def ef_search(self) -> int:
-        """The efSearch this graph was calibrated for (saved with it by faiss)."""
-        return int(ann_files.faiss_module().downcast_index(self.index.index).hnsw.efSearch)
+    def ivf(self) -> Any:
+        return ann_files.faiss_module().extract_index_ivf(self.index)
+
+    @property
+    def nprobe(self) -> int:
+        """The nprobe this index was calibrated for (saved with it by faiss)."""
+        return int(self.ivf.nprobe)
+
+    @property
+    def nlist(self) -> int:
+        return int(self.ivf.nlist)
 
     def refresh_bits(self) -> None:
-        self.weak_ids, self.weak_matrix = weak_nodes(self.index)
         if not self.removed:
             self.live_bits = None
             return
@@ -118,34 +130,6 @@ class _Graph:
         mask[self.ids] = True
         mask[np.fromiter(self.removed, dtype=np.int64)] = False
         self.live_bits = np.packbits(mask, bitorder="little")
-
-
-def weak_nodes(index: Any) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]:
-    """Ids (and vectors) of the nodes at most WEAK_IN_DEGREE other nodes link to on the
-    bottom layer, the fewest first, at most MAX_WEAK. A greedy walk reaches such a node only
-    through those few links, so a query near it and far from the rest can miss it (measured:
-    about 0.5% of the nodes on clustered vectors, bench/ann.py)."""
-    faiss = ann_files.faiss_module()
-    inner = faiss.downcast_index(index.index)
-    hnsw, total = inner.hnsw, inner.ntotal
-    if total == 0:
-        return np.empty(0, np.int64), np.empty((0, inner.d), np.float32)
-    neighbours = faiss.rev_swig_ptr(hnsw.neighbors.data(), hnsw.neighbors.size())
-    offsets = faiss.rev_swig_ptr(hnsw.offsets.data(), hnsw.offsets.size()).astype(np.int64)
-    bottom = int(faiss.vector_to_array(hnsw.cum_nneighbor_per_level)[1])
-    degree = np.zeros(total, dtype=np.int64)
-    for start in range(0, total, 65_536):  # in slices: no copy of the whole graph
-        stop = min(total, start + 65_536)
-        links = neighbours[offsets[start:stop, None] + np.arange(bottom)[None, :]]
-        degree += np.bincount(links[links >= 0], minlength=total)
-    degree[hnsw.entry_point] = WEAK_IN_DEGREE + 1  # where every walk starts
-    weak = np.flatnonzero(degree <= WEAK_IN_DEGREE)
-    weak = weak[np.argsort(degree[weak], kind="stable")][:MAX_WEAK]
-    id_map = faiss.rev_swig_ptr(index.id_map.data(), index.id_map.size())
-    matrix = np.vstack([inner.reconstruct(int(i)) for i in weak]) if len(weak) else None
-    if matrix is None:
-        matrix = np.empty((0, inner.d), np.float32)
-    return np.asarray(id_map[weak], dtype=np.int64), matrix.astype(np.float32)
 
 
 _searching = threading.local()
@@ -240,15 +224,16 @@ class AnnIndexes:
             return None, SELECTIVE
         wanted = max(wanted, ANN_CANDIDATES)
         expected = min(needed, wanted, graph.stamp.count if allowed is None else len(allowed))
-        ef = max(self.settings.ef_search, graph.ef_search, wanted)
+        nlist = graph.nlist
+        nprobe = min(nlist, max(self.settings.nprobe, graph.nprobe))
         if allowed is not None and len(allowed) < graph.stamp.count:
-            # A walk that skips most nodes needs a wider beam for the same recall (10% of the
-            # vectors allowed: 0.94 at ef 100, bench/ann.py): widen by 1/sqrt(share).
+            # A scan that skips most vectors needs more lists for the same recall: widen by
+            # 1/sqrt(share of the vectors allowed), as the tests and bench/ann.py measure.
             share = max(len(allowed), 1) / graph.stamp.count
-            ef = min(MAX_EF, int(ef / share**0.5))
+            nprobe = min(nlist, int(np.ceil(nprobe / share**0.5)))
         while True:
             try:
-                found = self._search(graph, query, wanted, ef, allowed)
+                found = self._search(graph, query, wanted, nprobe, allowed)
             except Exception as exc:  # never fail a search over a cache: answer exactly
                 log.warning(
                     "the approximate index of %s failed (%s): searching exactly", table, exc
@@ -258,21 +243,21 @@ class AnnIndexes:
                 return None, CATCHING_UP
             if len(found) >= expected:
                 return found, APPROXIMATE
-            if ef >= min(MAX_EF, graph.stamp.count):
+            if nprobe >= nlist:
                 return None, STARVED
-            ef = min(ef * 4, MAX_EF)  # the filters left the walk short: look wider
+            nprobe = min(nprobe * 4, nlist)  # the filters left the scan short: look wider
 
     def _search(
         self,
         graph: _Graph,
         query: npt.NDArray[np.float32],
         wanted: int,
-        ef: int,
+        nprobe: int,
         allowed: npt.NDArray[np.int64] | None,
     ) -> npt.NDArray[np.int64]:
         faiss = ann_files.faiss_module()
         if not getattr(_searching, "one_thread", False):
-            # One query is one walk: OpenMP threads would only spin (per thread, so the
+            # One query is one scan: OpenMP threads would only spin (per thread, so the
             # background build keeps every core).
             faiss.omp_set_num_threads(1)
             _searching.one_thread = True
@@ -282,7 +267,7 @@ class AnnIndexes:
             mask[allowed[(allowed >= 0) & (allowed <= graph.stamp.max_id)]] = True
             packed = np.packbits(mask, bitorder="little")
             bits = packed if bits is None else packed & bits
-        params = faiss.SearchParametersHNSW(efSearch=ef)
+        params = faiss.SearchParametersIVF(nprobe=nprobe)
         selector = None
         if bits is not None:
             selector = faiss.IDSelectorBitmap(len(bits), faiss.swig_ptr(bits))
@@ -290,20 +275,8 @@ class AnnIndexes:
         matrix = np.ascontiguousarray(query, dtype=np.float32).reshape(1, -1)
         with graph.lock:
             _, found = graph.index.search(matrix, wanted, params=params)
-            weak_ids, weak_matrix = graph.weak_ids, graph.weak_matrix
         del selector  # (kept alive until the search is done)
-        ids = found[0][found[0] >= 0].astype(np.int64)
-        if len(weak_ids):
-            if bits is not None:
-                inside = weak_ids < len(bits) * 8
-                keep = np.zeros(len(weak_ids), dtype=bool)
-                at = weak_ids[inside]
-                keep[inside] = (bits[at >> 3] >> (at & 7)) & 1 == 1
-                weak_ids, weak_matrix = weak_ids[keep], weak_matrix[keep]
-            scores = weak_matrix @ matrix[0]
-            best = np.argsort(-scores)[:WEAK_CANDIDATES]
-            ids = np.union1d(ids, weak_ids[best])
-        return ids
+        return found[0][found[0] >= 0].astype(np.int64)
 
     # -- the background side --------------------------------------------------------------
 
@@ -484,6 +457,8 @@ class AnnIndexes:
             return None  # an id came back: the graph cannot say which vector it holds
         if len(removed) + len(gone) > REBUILD_REMOVED_FRACTION * (len(graph.ids) + len(added)):
             return None
+        if lists_for(len(ids)) >= REBUILD_GROWTH * graph.nlist:
+            return None  # the table outgrew its centroids: lists too long to scan quickly
         kept = np.setdiff1d(live, gone, assume_unique=True)
         if not _sample_matches(conn, graph, table, column, kept):
             log.warning("the approximate index of %s differs from the table: rebuilding", table)
@@ -512,23 +487,34 @@ class AnnIndexes:
     ) -> _Graph:
         faiss = ann_files.faiss_module()
         started = time.monotonic()
-        inner = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-        inner.hnsw.efConstruction = EF_CONSTRUCTION
+        nlist = lists_for(len(ids))
+        quantizer = faiss.IndexFlatIP(dim)
+        inner = faiss.IndexIVFFlat(quantizer, dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(len(ids))  # the same sample for the same table size
+        training = np.sort(
+            rng.choice(ids, size=min(len(ids), nlist * TRAIN_PER_LIST), replace=False)
+        )
+        sample = [matrix for _, matrix in _read_vectors(conn, table, column, dim, training)]
+        self._check_stop()
+        inner.train(np.vstack(sample))
+        del sample
         index = faiss.IndexIDMap2(inner)
         truth = _Truth(conn, table, column, dim, ids)
         for batch_ids, matrix in _read_vectors(conn, table, column, dim, ids):
             self._check_stop()
             index.add_with_ids(matrix, batch_ids)
             truth.see(batch_ids, matrix)
-        inner.hnsw.efSearch = truth.calibrated_ef(index)
+        inner.make_direct_map()  # reconstruct(): the checks compare vectors with the table
+        inner.nprobe = truth.calibrated_nprobe(index, nlist)
         stamp = Stamp(space_id, created, table, dim, generation, 0, 0, "")
         graph = _Graph(index, _stamp_of(stamp, generation, ids), ids)
         graph.refresh_bits()
         log.info(
-            "built the approximate index of %s (%d vectors, efSearch %d) in %.1f s",
+            "built the approximate index of %s (%d vectors, %d lists, nprobe %d) in %.1f s",
             table,
             len(ids),
-            inner.hnsw.efSearch,
+            nlist,
+            inner.nprobe,
             time.monotonic() - started,
         )
         return graph
@@ -558,8 +544,8 @@ class _Stopped(Exception):
 
 
 class _Truth:
-    """The exact neighbours of a sample of the stored vectors, gathered while the graph is
-    built (each batch is scored once, as it is added), to calibrate efSearch on."""
+    """The exact neighbours of a sample of the stored vectors, gathered while the index is
+    built (each batch is scored once, as it is added), to calibrate nprobe on."""
 
     def __init__(
         self,
@@ -589,25 +575,25 @@ class _Truth:
         self.best_scores = np.take_along_axis(scores, top, axis=1)
         self.best_ids = np.take_along_axis(ids, top, axis=1)
 
-    def calibrated_ef(self, index: Any) -> int:
-        """The smallest efSearch whose walk returns CALIBRATION_RECALL of each query's
-        exact neighbours (itself left out) among the ANN_CANDIDATES the re-rank reads."""
+    def calibrated_nprobe(self, index: Any, nlist: int) -> int:
+        """The smallest nprobe whose scan returns CALIBRATION_RECALL of each query's exact
+        neighbours (itself left out) among the ANN_CANDIDATES the re-rank reads."""
         if len(self.query_ids) == 0 or index.ntotal <= ANN_CANDIDATES:
-            return EF_SEARCH
+            return min(NPROBE, nlist)
         faiss = ann_files.faiss_module()
         truth = [
             set(row[row != own][:CALIBRATION_K].tolist())
             for row, own in zip(self.best_ids, self.query_ids, strict=True)
         ]
-        for ef in CALIBRATION_EFS:
-            params = faiss.SearchParametersHNSW(efSearch=max(ef, ANN_CANDIDATES))
+        for nprobe in [p for p in CALIBRATION_PROBES if p < nlist] + [nlist]:
+            params = faiss.SearchParametersIVF(nprobe=nprobe)
             _, found = index.search(self.queries, ANN_CANDIDATES + 1, params=params)
             hits = sum(
                 len(want & set(row.tolist())) for want, row in zip(truth, found, strict=True)
             )
             if hits >= CALIBRATION_RECALL * sum(len(want) for want in truth):
-                return ef
-        return CALIBRATION_EFS[-1]
+                return nprobe
+        return nlist
 
 
 def _stamp_of(stamp: Stamp, generation: int, ids: npt.NDArray[np.int64]) -> Stamp:

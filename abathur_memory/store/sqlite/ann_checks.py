@@ -31,7 +31,7 @@ def mismatched(conn: driver.Connection, db_path: Path) -> list[Path]:
     found = []
     for path in ann_files.saved(db_path):
         result = _check_one(conn, path)
-        if not result.ok or "no longer has" in result.detail:
+        if not result.ok or "no longer has" in result.detail or "older version" in result.detail:
             found.append(path)
     return found
 
@@ -39,6 +39,14 @@ def mismatched(conn: driver.Connection, db_path: Path) -> list[Path]:
 def _check_one(conn: driver.Connection, path: Path) -> Check:
     name = f"{NAME} {path.stem}"
     header = ann_files.read_stamp(path)
+    if header is None and ann_files.older_format(path):
+        return Check(
+            name,
+            True,
+            "saved by an older version in another format (never used): the next server "
+            "rebuilds it, doctor --repair deletes it",
+            warning=True,
+        )
     if header is None:
         return Check(name, False, f"{path} is unreadable: delete it (doctor --repair)")
     stamp, removed = header

@@ -26,7 +26,8 @@ import numpy.typing as npt
 
 log = logging.getLogger(__name__)
 
-MAGIC = b"abathur-ann 1\n"
+MAGIC = b"abathur-ann 2\n"  # 2: an IVF index
+OLDER = (b"abathur-ann 1\n",)  # 1: an HNSW graph; rebuilt, never read
 SUFFIX = ".faiss"
 
 
@@ -107,6 +108,15 @@ def read_stamp(path: Path) -> tuple[Stamp, list[int]] | None:
             return _header(fh)
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def older_format(path: Path) -> bool:
+    """Whether ``path`` is an index an older version saved (a server rebuilds it)."""
+    try:
+        with path.open("rb") as fh:
+            return fh.read(len(MAGIC)) in OLDER
+    except OSError:
+        return False
 
 
 def load(path: Path) -> tuple[Stamp, list[int], Any] | None:
