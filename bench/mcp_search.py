@@ -3,8 +3,9 @@ JSON object.
 
 Not a test: run it by hand, ``python -m bench.mcp_search [--out FILE] [--quick]`` (about a
 minute; ``--quick``: a 10 s smoke run whose numbers mean little). ``--memories``, ``--k`` and
-``--words`` (extra words per value) change the workload; everything lives in a temporary
-directory.
+``--words`` (extra words per value) change the workload; ``--sdk-stdio`` serves through the
+SDK's own stdio transport instead of the project's (server/stdio.py); everything lives in a
+temporary directory.
 
 The target: a small ``memory_search`` (200 memories, the fake embedding model, hybrid, k=10)
 over stdio takes at most 1.1 times its in-process time plus 2 ms, at the p50.
@@ -181,7 +182,7 @@ Sample = tuple[int, int, int]  # wall ns, this process's CPU ns, the server's CP
 Call = Callable[[str], Awaitable[Sample]]
 
 
-async def measure(db: Path, sizes: Sizes) -> dict[str, Any]:
+async def measure(db: Path, sizes: Sizes, *, sdk_stdio: bool = False) -> dict[str, Any]:
     from mcp import Client, StdioServerParameters
 
     from abathur_memory.runtime import open_runtime
@@ -197,6 +198,7 @@ async def measure(db: Path, sizes: Sizes) -> dict[str, Any]:
         "ABATHUR_MAINTENANCE_INTERVAL_HOURS": "0",
         "ABATHUR_LOG_LEVEL": "WARNING",
         "BENCH_TOOL_TIMINGS": "1",
+        "BENCH_SDK_STDIO": "1" if sdk_stdio else "0",
     }
     params = StdioServerParameters(
         command=sys.executable, args=["-m", "bench.stdio_server"], env=env, cwd=str(ROOT)
@@ -442,6 +444,11 @@ def main() -> None:
     parser.add_argument("--k", type=int)
     parser.add_argument("--words", type=int, help="extra words per memory value")
     parser.add_argument("--runs", type=int)
+    parser.add_argument(
+        "--sdk-stdio",
+        action="store_true",
+        help="serve through the SDK's own stdio transport (the project's before server/stdio.py)",
+    )
     args = parser.parse_args()
     sizes = QUICK if args.quick else Sizes()
     changes = {
@@ -453,7 +460,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-mcp-search-") as tmp:
         db = Path(tmp) / "bench.db"
         built = asyncio.run(build_database(db, sizes))
-        measured = asyncio.run(measure(db, sizes))
+        measured = asyncio.run(measure(db, sizes, sdk_stdio=args.sdk_stdio))
     result = {
         "benchmark": "mcp_search",
         **header(),
@@ -461,6 +468,7 @@ def main() -> None:
         "versions": {name: dist_version(name) for name in ("mcp", "pydantic", "jsonschema")},
         "seed": SEED,
         "sizes": sizes.__dict__,
+        "stdio_transport": "sdk" if args.sdk_stdio else "project (server/stdio.py)",
         "target": f"stdio p50 <= {RATIO} x service p50 + {FLOOR_SLACK_MS} ms",
         "database": built,
         "summary": median_of_runs(measured["runs"]),

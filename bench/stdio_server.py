@@ -9,6 +9,9 @@ tool ``search_only`` runs the same search as ``memory_search`` in the server
 (``runtime.memories.search``) and answers only the number of hits: a search over the wire
 without its result's payload (bench.mcp_search).
 
+With ``BENCH_SDK_STDIO=1`` it serves through the SDK's own stdio transport instead of the
+project's (server/stdio.py), to compare the two.
+
 With ``BENCH_TOOL_TIMINGS=1`` in the environment the server also times every tool call inside
 its tool manager (argument validation, the tool, result conversion) and offers a tool
 ``bench_tool_timings`` that returns the median of those times per tool, in microseconds, and
@@ -22,6 +25,7 @@ import statistics
 import time
 from typing import Any
 
+import anyio
 from mcp.server.mcpserver import Context, MCPServer
 
 from abathur_memory.config import Settings, load_settings
@@ -79,7 +83,11 @@ def _add_timings(server: MCPServer[Any]) -> None:
 
 
 def main() -> None:
-    build(timings=os.environ.get("BENCH_TOOL_TIMINGS") == "1").run("stdio")
+    server = build(timings=os.environ.get("BENCH_TOOL_TIMINGS") == "1")
+    if os.environ.get("BENCH_SDK_STDIO") == "1":  # the SDK's own transport, for comparison
+        anyio.run(MCPServer.run_stdio_async, server)
+    else:
+        server.run("stdio")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from abathur_memory.server import (
 from abathur_memory.server.auth import DatabaseTokenVerifier
 from abathur_memory.server.context import acting
 from abathur_memory.server.http import auth_kwargs
+from abathur_memory.server.stdio import StdioServer
 from abathur_memory.server.web import Holder, metrics_endpoint
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ def create_server(
             log.info("serving %s as %s", runtime.store.location, runtime.principal.actor)
             yield runtime
 
-    server: MCPServer[Runtime] = MCPServer(
+    server: MCPServer[Runtime] = StdioServer(
         name="abathur-memory",
         title="abathur-memory",
         version=__version__,
