@@ -2,7 +2,8 @@
 print one JSON object.
 
 Not a test: run it by hand, e.g. ``python -m bench.ann [--n 100000] [--queries 200]
-[--threads 2] [--out FILE]`` (``--quick``: 5,000 vectors, a smoke run whose numbers mean little).
+[--threads 2] [--chromadb] [--out FILE]`` (``--quick``: 5,000 vectors, a smoke run whose
+numbers mean little).
 
 The vectors are bench.common's clustered mixture (384-dim float32 unit vectors, n / 100
 clusters; queries held out, drawn near the same clusters), so the numbers are comparable with
@@ -168,6 +169,26 @@ def faiss_ivf_run(
         stats, answers = timed(query, queries)
         out["by_nprobe"][nprobe] = {**stats, "recall_at_10": recall(answers, truth)}
     return out
+
+
+def chromadb_run(matrix: np.ndarray, queries: np.ndarray, truth: list) -> dict:
+    """chromadb (HNSW, cosine, on disk, its defaults) on the same vectors: the peer the
+    engine's semantic step is compared with (bench/indexing.py builds it the same way)."""
+    from bench.indexing import build_chroma
+
+    ids = np.arange(1, len(matrix) + 1, dtype=np.int64)
+    with tempfile.TemporaryDirectory() as tmp:
+        built = build_chroma(Path(tmp), matrix, ids)
+        collection = built.pop("collection", None)
+        if collection is None:
+            return built
+
+        def query(q: np.ndarray) -> list[int]:
+            found = collection.query(query_embeddings=q[None, :], n_results=K, include=[])
+            return [int(i) for i in found["ids"][0]]
+
+        stats, answers = timed(query, queries)
+        return {**built, "query": {**stats, "recall_at_10": recall(answers, truth)}}
 
 
 def usearch_run(
@@ -349,6 +370,11 @@ def main() -> None:
     parser.add_argument(
         "--only", choices=("libraries", "engine"), help="run one part (default: both)"
     )
+    parser.add_argument(
+        "--chromadb",
+        action="store_true",
+        help="with the engine part: chromadb on the same vectors (pip install chromadb)",
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     if args.quick:
@@ -378,6 +404,8 @@ def main() -> None:
         result["engine_build_over_library"] = round(
             result["engine"]["build_s"] / library["build_s"], 2
         )
+        if args.chromadb:
+            result["chromadb"] = chromadb_run(matrix, queries, truth)
     if args.only == "engine":
         emit(result, args.out)
         return
