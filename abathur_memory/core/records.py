@@ -29,34 +29,6 @@ def truncated_marker() -> Any:
     )
 
 
-class MemoryEntry(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    id: int
-    namespace: str
-    key: str
-    version: int
-    value: JsonAny
-    memory_type: str
-    metadata: dict[str, Any]
-    is_deleted: bool
-    created_by: str | None
-    updated_by: str | None
-    created_at: str
-    updated_at: str
-    truncated: dict[str, int] | None = truncated_marker()
-    valid_from: str | None = Field(
-        default=None, exclude_if=absent, description="When its fact starts to hold."
-    )
-    valid_to: str | None = Field(
-        default=None, exclude_if=absent, description="When its fact stops holding."
-    )
-    redacted_at: str | None = Field(
-        default=None, exclude_if=absent, description="When its content was erased."
-    )
-    redacted_by: str | None = Field(default=None, exclude_if=absent)
-
-
 class MemoryRecord(BaseModel):
     """A memory as every reader shows it (get, history, listings, the memory:// resource
     and search hits): its value, and who wrote it when; the store's row id left out."""
@@ -73,14 +45,28 @@ class MemoryRecord(BaseModel):
     created_at: str = Field(description="When this version was written.")
     updated_at: str
     truncated: dict[str, int] | None = truncated_marker()  # set in listings only
-    valid_from: str | None = Field(default=None, exclude_if=absent)
-    valid_to: str | None = Field(default=None, exclude_if=absent)
-    redacted_at: str | None = Field(default=None, exclude_if=absent)
+    valid_from: str | None = Field(
+        default=None, exclude_if=absent, description="When its fact starts to hold."
+    )
+    valid_to: str | None = Field(
+        default=None, exclude_if=absent, description="When its fact stops holding."
+    )
+    redacted_at: str | None = Field(
+        default=None, exclude_if=absent, description="When its content was erased."
+    )
     redacted_by: str | None = Field(default=None, exclude_if=absent)
 
     @classmethod
     def of(cls, entry: MemoryEntry) -> MemoryRecord:
         return cls.model_construct(**record_fields(entry))
+
+
+class MemoryEntry(MemoryRecord):
+    """A memory as the stores return it: the public record plus the store's row id."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: int
 
 
 def record_fields(entry: MemoryEntry) -> dict[str, Any]:
