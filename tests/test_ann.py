@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from cli_helpers import run_cli
 from conftest import settings_for
@@ -439,28 +440,19 @@ async def test_an_index_left_from_a_replaced_space_is_cleared(
     assert [p.name for p in ann_files.saved(with_saved_index)] == ["memory_vectors_s1.faiss"]
 
 
-def test_the_index_calibrates_its_scan_to_the_vectors(tmp_path: Path) -> None:
-    """nprobe is calibrated on each build: on 20,000 random 128-dimensional vectors (hard
-    for an inverted file: no clusters, so a query's true neighbours lie in many lists and
-    the narrowest scan misses most of them) the index widens its scan until the approximate
-    path's recall@10 against exact search reaches 0.98 on queries it never saw; nprobe is
-    saved with the index."""
+def vector_file(path: Path, matrix: npt.NDArray[np.float32]) -> tuple[Any, Any]:
+    """A database holding ``matrix`` as one space's vectors (ids 1..n), nothing else; its
+    connection and the space."""
     from abathur_memory.core.spaces import EmbeddingIdentity
-    from abathur_memory.store.sqlite import chunks, spaces, vector_index
+    from abathur_memory.store.sqlite import chunks, spaces
     from abathur_memory.store.sqlite import migrate as runner
 
-    rng = np.random.default_rng(7)
-    dim, n = 128, 20_000
-    matrix = rng.standard_normal((n, dim)).astype(np.float32)
-    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
-    queries = rng.standard_normal((50, dim)).astype(np.float32)
-    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-    path = tmp_path / "random.db"
     conn = driver.connect(path)
     runner.migrate(conn)
     conn.execute("PRAGMA foreign_keys = OFF")  # vectors without chunk rows
     conn.execute("BEGIN IMMEDIATE")
-    written = spaces.space_for(conn, EmbeddingIdentity("fake", "random", dim, 512))
+    identity = EmbeddingIdentity("fake", "random", matrix.shape[1], 512)
+    written = spaces.space_for(conn, identity)
     conn.executemany(
         f"INSERT INTO {written.vectors} (chunk_id, embedding, code) VALUES (?, ?, ?)",
         ((i + 1, *chunks.encoded(v)) for i, v in enumerate(matrix)),
@@ -468,6 +460,26 @@ def test_the_index_calibrates_its_scan_to_the_vectors(tmp_path: Path) -> None:
     conn.execute("COMMIT")
     space = spaces.active_space(conn)
     assert space is not None
+    return conn, space
+
+
+def unit_rows(rng: np.random.Generator, n: int, dim: int) -> npt.NDArray[np.float32]:
+    rows = rng.standard_normal((n, dim)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_the_index_calibrates_its_scan_to_the_vectors(tmp_path: Path) -> None:
+    """nprobe is calibrated on each build: on 20,000 random 128-dimensional vectors (hard
+    for an inverted file: no clusters, so a query's true neighbours lie in many lists and
+    the narrowest scan misses most of them) the index widens its scan until the approximate
+    path's recall@10 against exact search reaches 0.98 on queries it never saw; nprobe is
+    saved with the index."""
+    from abathur_memory.store.sqlite import vector_index
+
+    rng = np.random.default_rng(7)
+    matrix, queries = unit_rows(rng, 20_000, 128), unit_rows(rng, 50, 128)
+    path = tmp_path / "random.db"
+    conn, space = vector_file(path, matrix)
     graphs = ann.AnnIndexes(path, ann.AnnSettings(min_vectors=1))
     try:
         graphs.sync(space.id, space.vectors)
@@ -489,6 +501,41 @@ def test_the_index_calibrates_its_scan_to_the_vectors(tmp_path: Path) -> None:
             assert reopened._graphs[(space.id, space.vectors)].nprobe == graph.nprobe
         finally:
             reopened.close()
+    finally:
+        graphs.close()
+        conn.close()
+
+
+@pytest.mark.parametrize("n", [1, 5, 40, 700])
+def test_a_table_with_few_vectors_still_gets_a_working_index(tmp_path: Path, n: int) -> None:
+    """With the threshold set low, a table smaller than k-means' usual 39 vectors per list
+    gets fewer lists rather than a failed build (a table of 100 or fewer is scanned whole),
+    and its candidates hold the true nearest."""
+    from abathur_memory.store.sqlite import vector_index
+
+    rng = np.random.default_rng(n)
+    matrix = unit_rows(rng, n, 16)
+    path = tmp_path / "few.db"
+    conn, space = vector_file(path, matrix)
+    graphs = ann.AnnIndexes(path, ann.AnnSettings(min_vectors=1))
+    try:
+        assert graphs.sync(space.id, space.vectors) == "rebuilt"
+        assert 1 <= graphs._graphs[(space.id, space.vectors)].nlist <= n
+        q = matrix[0]
+        ids, note = graphs.candidates(
+            conn,
+            lambda: vector_index.VectorIndex().codes(conn, space),
+            space,
+            space.vectors,
+            q,
+            100,
+            None,
+            min(10, n),
+        )
+        assert note == ann.APPROXIMATE
+        assert len(ids) == min(n, 100)
+        best = {int(i) + 1 for i in np.argsort(-(matrix @ q))[: min(10, n)]}
+        assert best <= set(ids.tolist())
     finally:
         graphs.close()
         conn.close()

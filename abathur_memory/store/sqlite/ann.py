@@ -91,10 +91,11 @@ class AnnSettings:
 
 def lists_for(count: int) -> int:
     """The number of IVF lists for ``count`` vectors: about LISTS_PER_SQRT x sqrt(count),
-    rounded to a power of two, at least 16 and at most count / 39 (faiss's k-means wants
-    39 training vectors per centroid)."""
+    rounded to a power of two, and at most count / 39 (faiss's k-means wants 39 training
+    vectors per centroid) unless that leaves fewer than 16 lists; never more lists than
+    vectors."""
     wanted = 2 ** round(np.log2(max(1.0, LISTS_PER_SQRT * count**0.5)))
-    return int(max(16, min(wanted, count // 39 or 1)))
+    return int(max(1, min(count, max(16, min(wanted, count // 39)))))
 
 
 @dataclass
@@ -578,7 +579,9 @@ class _Truth:
     def calibrated_nprobe(self, index: Any, nlist: int) -> int:
         """The smallest nprobe whose scan returns CALIBRATION_RECALL of each query's exact
         neighbours (itself left out) among the ANN_CANDIDATES the re-rank reads."""
-        if len(self.query_ids) == 0 or index.ntotal <= ANN_CANDIDATES:
+        if index.ntotal <= ANN_CANDIDATES:
+            return nlist  # the re-rank reads the whole table anyway: scan every list
+        if len(self.query_ids) == 0:
             return min(NPROBE, nlist)
         faiss = ann_files.faiss_module()
         truth = [
