@@ -15,8 +15,6 @@ it loaded.
 from __future__ import annotations
 
 import asyncio
-import ctypes
-import ctypes.util
 import hashlib
 import logging
 import os
@@ -29,6 +27,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from abathur_memory.core.heap import return_freed_memory
 from abathur_memory.embedders.base import (
     EmbedderBase,
     EmbeddingIdentity,
@@ -89,7 +88,7 @@ class EmbeddedEmbedder(EmbedderBase):
             ):
                 return False
             self._session = None  # the last reference: onnxruntime frees its arena now
-        _return_freed_memory()
+        return_freed_memory()
         log.info("unloaded the embedding model after %.0f s unused", idle)
         return True
 
@@ -186,14 +185,3 @@ class EmbeddedEmbedder(EmbedderBase):
             pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
             out[rows] = normalise(pooled)
         return out
-
-
-def _return_freed_memory() -> None:
-    """Hand the model's freed memory back to the system: glibc keeps large freed blocks in
-    its heap (the resident size would not go down); elsewhere this does nothing."""
-    name = ctypes.util.find_library("c")
-    if name is None:  # pragma: no cover - not a glibc-like system
-        return
-    trim = getattr(ctypes.CDLL(name), "malloc_trim", None)
-    if trim is not None:
-        trim(0)

@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from abathur_memory.core.heap import return_freed_memory
 from abathur_memory.core.spaces import Space
 from abathur_memory.store.sqlite import ann_files, driver, vector_index, vectors
 from abathur_memory.store.sqlite.ann_files import Stamp
@@ -419,6 +420,7 @@ class AnnIndexes:
                 self._maybe_save(graph, force=False)
                 return done
         graph = self._build(conn, space_id, created, dim, generation, table, column, ids)
+        return_freed_memory()  # the read batches: the heap would keep them
         self._graphs[key] = graph
         self.rebuilds += 1
         self._maybe_save(graph, force=True)
