@@ -9,10 +9,13 @@ Two problems with the obvious ``WHERE tsv @@ q ORDER BY ts_rank_cd(tsv, q)``, bo
   while their estimated matches stay within CANDIDATE_ROWS, at least one always) and then
   by pairs of the next rarest terms together (a row holding two of them ranks well under
   BM25), again within the estimate. GIN answers that OR of terms and pairs from its posting
-  lists; only the candidates are read. GIN's own work grows with the pairs' posting lists
-  and the number of pairs: on vaswani (11,429 abstracts) 15 pairs of 6 terms took 13 ms in
-  the index scan alone; 6 pairs of 4 keep the search at 15 ms with the same nDCG@10, and
-  no pairs lose 0.05 of it.
+  lists; only the candidates are read. When even the rarest term is in more than
+  COMMON_ROWS rows (common words over a million chunks), the rows ranked are those holding
+  the rarest terms together (``_all_common``): ranking every row of the rarest term took up
+  to 5.9 s at 1,000,000 chunks (bench/pg_keyword_scale.py). GIN's own work grows with
+  the pairs' posting lists and the number of pairs: on vaswani (11,429 abstracts) 15 pairs
+  of 6 terms took 13 ms in the index scan alone; 6 pairs of 4 keep the search at 15 ms with
+  the same nDCG@10, and no pairs lose 0.05 of it.
 - Quality. ``ts_rank_cd`` and ``ts_rank`` know nothing of how rare a term is: on vaswani,
   nDCG@10 of ``ts_rank_cd`` over OR queries is 0.21 where SQLite's BM25 gets 0.43. The score
   here is BM25's shape instead: the sum over the query's terms of the term's IDF times
@@ -158,6 +161,12 @@ async def plan(
     estimate = {term: stats.estimate(lexemes[term]) for term in kept}
     rows_total = max(stats.rows, 1.0)
     order = sorted(kept, key=lambda t: (estimate[t], t))
+    weights = tuple(
+        (quoted([t]), math.log(1 + (rows_total - estimate[t] + 0.5) / (estimate[t] + 0.5)))
+        for t in kept
+    )
+    if estimate[order[0]] > COMMON_ROWS:
+        return _all_common(order, estimate, rows_total, weights)
     scan: list[list[str]] = []
     rows = 0.0
     for term in order:
@@ -176,13 +185,33 @@ async def plan(
             break
         scan.append([a, b])
         rows += size
-    weights = tuple(
-        (quoted([t]), math.log(1 + (rows_total - estimate[t] + 0.5) / (estimate[t] + 0.5)))
-        for t in kept
-    )
     full = [t for t in order if estimate[t] <= COMMON_ROWS] or order
     return KeywordPlan(
         " or ".join(quoted(group) for group in scan),
         weights,
         " or ".join(quoted([t]) for t in full),
     )
+
+
+def _all_common(
+    order: Sequence[str],
+    estimate: dict[str, float],
+    rows_total: float,
+    weights: tuple[tuple[str, float], ...],
+) -> KeywordPlan:
+    """The plan when even the rarest term is in more than COMMON_ROWS rows (a query of
+    common words over a million chunks): ranking every row that holds one of
+    them reads hundreds of thousands of tsvectors (over 30 s at 1,000,000 chunks), so the
+    rows ranked are those holding the rarest terms together, as many of them as it takes
+    to expect about CANDIDATE_ROWS rows (BM25 ranks a row holding several query terms above
+    one holding one). Too few found: the rows holding the two rarest (from a pair, the
+    rarest alone)."""
+    group = [order[0]]
+    size = estimate[order[0]]
+    for term in order[1:]:
+        if size <= CANDIDATE_ROWS:
+            break
+        group.append(term)
+        size *= estimate[term] / rows_total
+    wider = group[:2] if len(group) > 2 else group[:1]
+    return KeywordPlan(quoted(group), weights, quoted(wider))
