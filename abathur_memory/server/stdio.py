@@ -20,8 +20,8 @@ import contextlib
 import logging
 import os
 import sys
-from collections.abc import AsyncIterator
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator, Callable
+from typing import TypeVar
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.stdio import stdio_server
@@ -102,7 +102,7 @@ async def loop_pipes() -> AsyncIterator[tuple[_Lines, _Out] | None]:
         restore()
 
 
-def _divert_std_fds() -> Any:
+def _divert_std_fds() -> Callable[[], None]:
     """Point fd 0 at the null device and fd 1 at stderr; the returned function puts the
     originals back (blocking again: the loop made the shared pipes non-blocking)."""
     saved_in, saved_out = os.dup(0), os.dup(1)
