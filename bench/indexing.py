@@ -213,7 +213,7 @@ async def measure_search(
     from abathur_memory.search.query import keyword_terms as terms_of
     from abathur_memory.store.sqlite import driver, vector_index
     from abathur_memory.store.sqlite import search as sqlite_search
-    from abathur_memory.store.sqlite.terms import fts_match
+    from abathur_memory.store.sqlite.terms import TermCounts, fts_match
 
     words = [w for doc in corpus_docs() for w in doc["text"].split()]
     texts = chunk_texts(words, sizes.chunks)
@@ -317,7 +317,7 @@ async def measure_search(
 
     async def bm25_project_sql_query(q: dict) -> float:
         start = clock()
-        sqlite_search._bm25(sync, space, tuple(terms_of(q["text"])), "1", [], pool)
+        sqlite_search._bm25(sync, space, tuple(terms_of(q["text"])), "1", [], pool, TermCounts())
         return (clock() - start) * 1000
 
     async def chroma_query(q: dict) -> float:

@@ -162,7 +162,7 @@ async def evaluate(name: str, args: argparse.Namespace, workdir: Path) -> dict[s
 def _candidates(conn: Any, store: SqliteStore, space: Any, query: str, vector: Any) -> tuple:
     """The two ranked candidate lists the engine fuses, with a larger pool for recall@100."""
     terms = tuple(keyword_terms(query))
-    keyword = _bm25(conn, space, terms, "1", [], POOL) if terms else []
+    keyword = _bm25(conn, space, terms, "1", [], POOL, store.search.term_counts) if terms else []
     codes = store.vector_cache.codes(conn, space)
     candidates = vector_index.coarse(codes, vector, max(vector_index.COARSE_CANDIDATES, POOL), None)
     semantic = vector_index.rerank(conn, space, vector, candidates, POOL)

@@ -22,6 +22,7 @@ from abathur_memory.store.postgres.store import PostgresStore
 from abathur_memory.store.sqlite import ann, driver, vector_index
 from abathur_memory.store.sqlite import memory_candidates as candidates
 from abathur_memory.store.sqlite.spaces import memory_space
+from abathur_memory.store.sqlite.terms import TermCounts
 
 pytestmark = pytest.mark.anyio
 
@@ -85,7 +86,9 @@ def both_ways(conn: driver.Connection, query: str, pool: int) -> dict[bool, Any]
     out = {}
     for narrow in (True, False):
         scoped = candidates.ScopeSql(scope.where, scope.params, narrow)
-        words = candidates.keywords(conn, tuple(keyword_terms(query)), scoped, pool, memories)
+        words = candidates.keywords(
+            conn, tuple(keyword_terms(query)), scoped, pool, memories, TermCounts()
+        )
         rows, _ = candidates.vector_rows(
             conn,
             ann.AnnIndexes(None),
@@ -151,7 +154,9 @@ async def test_a_query_of_common_words_keeps_its_rarest(
     db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A term in more than COMMON_TERM_ROWS memories (and COMMON_TERM_SHARE of them) is left
-    out of the keyword ranking when a rarer one remains; when none does, the rarest stays."""
+    out of the keyword ranking when a rarer one remains; when none does, the rarest stays;
+    when the rarest terms' rows (CANDIDATE_ROWS) are fewer than wanted, every kept term's
+    rows are ranked."""
     from abathur_memory.store.sqlite import terms
 
     async with open_runtime(settings_for(db_path, ann=False)) as runtime:
@@ -162,6 +167,9 @@ async def test_a_query_of_common_words_keeps_its_rarest(
             + [PutRequest("user:alice:n", f"w{n}", f"words only {n}") for n in range(5)],
         )
         await runtime.memory_indexer.catch_up()
+        monkeypatch.setattr(terms, "CANDIDATE_ROWS", 1)
+        short = await runtime.memories.search(ALICE, "common unicorn", k=40, mode="keyword")
+        assert len(short.results) == 31  # unicorn's one row is too few: every kept term
         monkeypatch.setattr(terms, "COMMON_TERM_ROWS", 10)
         found = await runtime.memories.search(ALICE, "common unicorn", k=40, mode="keyword")
         assert [h.key for h in found.results] == ["w"]

@@ -24,7 +24,7 @@ from abathur_memory.core.search import CONTEXT_PART, CandidateFacts, MemoryScope
 from abathur_memory.core.spaces import Space
 from abathur_memory.store.sqlite import ann, driver, timestamps, vector_index
 from abathur_memory.store.sqlite.readable import memory_filter_sql, prefix_sql, readable_sql
-from abathur_memory.store.sqlite.terms import fts_match, without_common_terms
+from abathur_memory.store.sqlite.terms import TermCounts, keyword_plan
 
 # A scope holding less than this share of the memories is listed before ranking; a broader
 # one is applied to what the ranking found.
@@ -88,10 +88,24 @@ def _few_under_prefix(conn: driver.Connection, prefix: str | None, memories: int
 
 
 def keywords(
-    conn: driver.Connection, terms: tuple[str, ...], scope: ScopeSql, pool: int, memories: int
+    conn: driver.Connection,
+    terms: tuple[str, ...],
+    scope: ScopeSql,
+    pool: int,
+    memories: int,
+    counts: TermCounts,
 ) -> list[tuple[int, float]]:
     """The ``pool`` best (entry id, BM25 relevance) the scope keeps, best first."""
-    match = fts_match(without_common_terms(conn, "memory_fts", terms, memories))
+    plan = keyword_plan(conn, "memory_fts", terms, memories, counts)
+    best = _keywords(conn, plan.match, scope, pool)
+    if len(best) < pool and plan.every is not None:  # the rarest terms' rows were too few
+        best = _keywords(conn, plan.every, scope, pool)
+    return best
+
+
+def _keywords(
+    conn: driver.Connection, match: str, scope: ScopeSql, pool: int
+) -> list[tuple[int, float]]:
     # bm25() is lower-is-better (negative); reported as a positive relevance.
     rank = f"bm25(memory_fts, 0.0, 2.0, 1.0, {CONTEXT_KEYWORD_WEIGHT})"
     if not scope.narrow:

@@ -37,7 +37,7 @@ from abathur_memory.store.sqlite import memory_index as sqlite_memory_index
 from abathur_memory.store.sqlite import rows as sqlite_rows
 from abathur_memory.store.sqlite.database import Database
 from abathur_memory.store.sqlite.spaces import active_space, memory_space
-from abathur_memory.store.sqlite.terms import fts_match, without_common_terms
+from abathur_memory.store.sqlite.terms import TermCounts, keyword_plan
 
 
 def _memory_space(conn: driver.Connection, identity: str) -> Space | None:
@@ -80,13 +80,23 @@ def _bm25(
     where: str,
     params: list[Any],
     limit: int,
+    counts: TermCounts,
 ) -> list[tuple[int, float]]:
-    kept = without_common_terms(conn, space.fts, terms)
+    plan = keyword_plan(conn, space.fts, terms, counts=counts)
+    best = _ranked(conn, space, plan.match, where, params, limit)
+    if len(best) < limit and plan.every is not None:  # the rarest terms' rows were too few
+        best = _ranked(conn, space, plan.every, where, params, limit)
+    return best
+
+
+def _ranked(
+    conn: driver.Connection, space: Space, match: str, where: str, params: list[Any], limit: int
+) -> list[tuple[int, float]]:
     if where == "1":  # no filter: rank in FTS5 alone, join nothing before the LIMIT
         rows = conn.execute(
             f"SELECT rowid, bm25({space.fts}, 2.0, 1.0, 1.0) AS score FROM {space.fts}"
             f" WHERE {space.fts} MATCH ? ORDER BY score LIMIT ?",
-            [fts_match(kept), limit],
+            [match, limit],
         ).fetchall()
     else:
         rows = conn.execute(
@@ -94,7 +104,7 @@ def _bm25(
             f" JOIN {space.chunks} AS c ON c.id = f.rowid"
             f" JOIN document_index AS d ON d.id = c.document_id"
             f" WHERE {space.fts} MATCH ? AND {where} ORDER BY score LIMIT ?",
-            [fts_match(kept), *params, limit],
+            [match, *params, limit],
         ).fetchall()
     # bm25() is lower-is-better (negative); report it as a positive relevance.
     return [(row[0], -row[1]) for row in rows]
@@ -145,6 +155,7 @@ class SqliteSearchStore:
         self.db = db
         self.cache = cache
         self.graphs = graphs or ann.AnnIndexes(None)
+        self.term_counts = TermCounts()  # (keyword plans: rows per term, remembered a while)
 
     async def chunks(
         self, query: CandidateQuery, scope: DocumentScope, fuse: Fuse
@@ -161,7 +172,7 @@ class SqliteSearchStore:
         where, params = _document_filter(conn, scope)
         keyword: list[tuple[int, float]] = []
         if query.terms:
-            keyword = _bm25(conn, space, query.terms, where, params, query.pool)
+            keyword = _bm25(conn, space, query.terms, where, params, query.pool, self.term_counts)
         semantic: list[tuple[int, float]] = []
         vector_path: str | None = None
         if vector is not None:
@@ -212,7 +223,9 @@ class SqliteSearchStore:
         scoped = candidates.ScopeSql.of(conn, scope, memories)
         keyword: list[tuple[int, float]] = []
         if query.terms:
-            keyword = candidates.keywords(conn, query.terms, scoped, query.pool, memories)
+            keyword = candidates.keywords(
+                conn, query.terms, scoped, query.pool, memories, self.term_counts
+            )
         semantic: list[tuple[int, float]] = []
         context: list[tuple[int, float]] = []
         vector_path: str | None = None
