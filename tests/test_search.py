@@ -249,6 +249,12 @@ def test_sqlite_ranks_the_rarest_terms_rows_and_scores_them_with_every_term(tmp_
     assert len(ranked(plan.every, 30)) == 22
     small = sqlite_terms.keyword_plan(conn, "f", ("rare", "alone"))  # 5 rows in all
     assert small == sqlite_terms.KeywordPlan('"alone" OR "rare"')
+    counts = sqlite_terms.TermCounts()  # a store's: the table's rows and terms remembered
+    assert sqlite_terms.keyword_plan(conn, "f", ("common", "mid", "rare"), counts=counts) == plan
+    conn.execute("INSERT INTO f(rowid, text) VALUES (23, 'rare')")
+    assert counts.table_rows(conn, "f") == 22 and counts.get("f", "rare", 101) == 3
+    monkeypatch.setattr(sqlite_terms, "COUNTS_TTL_S", -1.0)
+    assert counts.table_rows(conn, "f") == 23 and counts.get("f", "rare", 101) is None
 
 
 def test_sqlite_term_counts_are_remembered_up_to_their_cap_and_for_a_while(monkeypatch):

@@ -38,6 +38,17 @@ class TermCounts:
 
     def __init__(self) -> None:
         self._counts: dict[tuple[str, str], tuple[int, int, float]] = {}
+        self._rows: dict[str, tuple[int, float]] = {}
+
+    def table_rows(self, conn: driver.Connection, fts: str) -> int:
+        """The rows of the table (FTS5's own count, a b-tree count: 5 ms at 1,000,000 rows),
+        remembered like the terms' counts: it only sets how common is too common."""
+        found = self._rows.get(fts)
+        if found is not None and time.monotonic() - found[1] <= COUNTS_TTL_S:
+            return found[0]
+        rows = int(conn.execute(f"SELECT count(*) FROM {fts}_docsize").fetchone()[0])
+        self._rows[fts] = (rows, time.monotonic())
+        return rows
 
     def get(self, fts: str, term: str, cap: int) -> int | None:
         """The rows holding ``term`` counted up to ``cap`` (a count past the cap reads as
@@ -108,8 +119,8 @@ def _row_counts(
     tens of milliseconds at 100,000 rows (ten times that at a million) while its IDF makes
     it count for almost nothing. Counting stops at the limit, so the check stays cheap.
     """
-    if rows is None:  # (FTS5's own row count: a cheap b-tree count)
-        rows = int(conn.execute(f"SELECT count(*) FROM {fts}_docsize").fetchone()[0])
+    if rows is None:
+        rows = counts.table_rows(conn, fts)
     limit = max(COMMON_TERM_ROWS, int(COMMON_TERM_SHARE * rows))
 
     def count(term: str, cap: int) -> int:
