@@ -38,7 +38,9 @@ import argparse
 import asyncio
 import dataclasses
 import gc
+import json
 import statistics
+import subprocess
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
@@ -49,9 +51,11 @@ import numpy as np
 
 from bench.common import (
     MIX,
+    ROOT,
     K,
     Mixture,
     QueryVectorEmbedder,
+    bench_command,
     build_search_index,
     check,
     chunk_texts,
@@ -63,7 +67,6 @@ from bench.common import (
     interleaved,
     percentiles,
     postgres_schema,
-    rss_mb,
     synthetic_identity,
 )
 
@@ -347,6 +350,20 @@ def migrate_to(sqlite_path: Path, pg_url: str) -> dict[str, Any]:
     return {"seconds": round(report.seconds, 1), "rows": report.copied_rows}
 
 
+def serving_rss(db: Path) -> dict[str, Any]:
+    """bench.serving_rss in a child process on the built index: what a server holds to
+    answer searches, without the build's heap (see that module)."""
+    done = subprocess.run(
+        bench_command("serving_rss", str(db)),
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=3600,
+    )
+    return dict(json.loads(done.stdout))
+
+
 async def open_search(db: str, embedder: Any) -> tuple[Any, Any]:
     """The store on ``db`` and the runtime's DocumentService over it, with the benchmark's
     embedder."""
@@ -375,7 +392,6 @@ async def hybrid_search(
     query_texts = corpus_queries()
 
     gc.collect()
-    rss_before = rss_mb()
     lite_store, lite = await open_search(str(built["db"]), embedder)
     pg_store, pg = await open_search(pg_url, embedder)
     try:
@@ -388,8 +404,6 @@ async def hybrid_search(
             await asyncio.sleep(0.5)
         ann_seconds = round(time.perf_counter() - started, 1)
         served = (await lite.search(None, query_texts[0], K, "semantic")).vector_search
-        gc.collect()
-        rss_serving = round(rss_mb() - rss_before, 1)  # the stores, the graph, the codes
 
         def searcher(docs: Any, mode: str, name: str) -> Call:
             async def run(q: dict[str, Any]) -> float:
@@ -437,6 +451,7 @@ async def hybrid_search(
                 tops[name] = [hit.chunk_id for hit in result.results]
                 recall[name].append(len(truth & set(tops[name])) / K)
             same_top.append(tops["sqlite"][:1] == tops["postgres"][:1])
+        serving = await asyncio.to_thread(serving_rss, built["db"])
     finally:
         await lite_store.close()
         await pg_store.close()
@@ -456,7 +471,7 @@ async def hybrid_search(
             "approximate_index_seconds": ann_seconds,
             "measured": served,
         },
-        "rss_added_by_the_stores_mb": rss_serving,
+        "sqlite_serving_process": serving,
         "vectors_mb": round(matrix.nbytes / 1e6, 1),
         "migrate_to_postgres": migrated,
         "queries": sizes.queries,
