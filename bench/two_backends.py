@@ -364,6 +364,82 @@ def serving_rss(db: Path) -> dict[str, Any]:
     return dict(json.loads(done.stdout))
 
 
+async def postgres_vector_query(
+    url: str, queries: list[dict[str, Any]], truth: Callable[[Any], set[int]]
+) -> dict[str, Any]:
+    """The vector arm's own SQL on the migrated table through a bare psycopg connection, to
+    set the service's semantic time beside its floor: with the distance in the select list
+    (as the store reads it) and without, at the store's ef_search; one EXPLAIN (ANALYZE,
+    BUFFERS); the sizes of the table, its TOAST and the index, and shared_buffers."""
+    import psycopg
+    from pgvector.psycopg import register_vector_async
+
+    from abathur_memory.search.pipeline import CANDIDATES
+    from abathur_memory.store.postgres.search import EF_SEARCH_MIN
+
+    conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
+    try:
+        await register_vector_async(conn)
+        row = await (
+            await conn.execute("SELECT id FROM embedding_spaces WHERE status = 'active'")
+        ).fetchone()
+        assert row is not None
+        table = f"chunks_s{row[0]}"
+        # as the store's search snapshot sets them (search._snapshot)
+        await conn.execute(f"SET hnsw.ef_search = {max(EF_SEARCH_MIN, CANDIDATES)}")
+        await conn.execute("SET enable_seqscan = off")
+        shapes = {
+            "with_distance": f"SELECT id, 1 - (embedding <=> %s) FROM {table}"
+            " ORDER BY embedding <=> %s LIMIT %s",
+            "ids_only": f"SELECT id FROM {table} ORDER BY embedding <=> %s LIMIT %s",
+        }
+        out: dict[str, Any] = {}
+        for name, sql in shapes.items():
+            spent, recall = [], []
+            for q in queries:
+                args = (
+                    (q["vector"], q["vector"], CANDIDATES)
+                    if name == "with_distance"
+                    else (
+                        q["vector"],
+                        CANDIDATES,
+                    )
+                )
+                started = time.perf_counter()
+                found = await (await conn.execute(sql, args)).fetchall()
+                spent.append((time.perf_counter() - started) * 1000)
+                recall.append(len(truth(q["vector"]) & {r[0] for r in found[:K]}) / K)
+            out[name] = {
+                "p50_ms": round(statistics.median(spent), 2),
+                "recall_at_10": round(statistics.mean(recall), 4),
+                "min_recall": min(recall),
+            }
+        plan = await (
+            await conn.execute(
+                f"EXPLAIN (ANALYZE, BUFFERS) {shapes['with_distance']}",
+                (queries[0]["vector"], queries[0]["vector"], CANDIDATES),
+            )
+        ).fetchall()
+        out["explain"] = [r[0][:200] for r in plan]  # (the vector literal cut short)
+        sizes = await (
+            await conn.execute(
+                "SELECT pg_relation_size(c.oid), pg_relation_size(c.reltoastrelid),"
+                " (SELECT sum(pg_relation_size(i.indexrelid)) FROM pg_index i"
+                "  WHERE i.indrelid = c.oid), current_setting('shared_buffers')"
+                " FROM pg_class c WHERE c.oid = %s::regclass",
+                (table,),
+            )
+        ).fetchone()
+        assert sizes is not None
+        out["table_mb"], out["toast_mb"], out["indexes_mb"] = (
+            round(int(v or 0) / 2**20, 1) for v in sizes[:3]
+        )
+        out["shared_buffers"] = sizes[3]
+        return out
+    finally:
+        await conn.close()
+
+
 async def open_search(db: str, embedder: Any) -> tuple[Any, Any]:
     """The store on ``db`` and the runtime's DocumentService over it, with the benchmark's
     embedder."""
@@ -451,6 +527,11 @@ async def hybrid_search(
                 tops[name] = [hit.chunk_id for hit in result.results]
                 recall[name].append(len(truth & set(tops[name])) / K)
             same_top.append(tops["sqlite"][:1] == tops["postgres"][:1])
+        vector_query = await postgres_vector_query(
+            pg_url,
+            draw(40),
+            lambda vector: set(ids[exact_top(matrix, vector)].tolist()),
+        )
         serving = await asyncio.to_thread(serving_rss, built["db"])
     finally:
         await lite_store.close()
@@ -472,6 +553,7 @@ async def hybrid_search(
             "measured": served,
         },
         "sqlite_serving_process": serving,
+        "postgres_vector_query": vector_query,
         "vectors_mb": round(matrix.nbytes / 1e6, 1),
         "migrate_to_postgres": migrated,
         "queries": sizes.queries,
