@@ -42,7 +42,15 @@ from abathur_memory.core.spaces import Space
 from abathur_memory.search.query import keyword_terms
 from abathur_memory.store.sqlite import driver, search, terms
 from abathur_memory.store.sqlite.space_tables import FTS_TOKENIZER
-from bench.common import chunk_texts, corpus_docs, corpus_queries, emit, header, synthetic_identity
+from bench.common import (
+    chunk_texts,
+    corpus_docs,
+    corpus_queries,
+    emit,
+    header,
+    percentiles,
+    synthetic_identity,
+)
 
 POOL = 100
 SETTINGS: dict[str, dict[str, int]] = {
@@ -125,16 +133,13 @@ def measure(conn: driver.Connection, space: Space, queries: list[str]) -> dict[s
             overlap[name].append(len(set(top) & set(reference)) / max(1, len(reference)))
     out: dict[str, Any] = {}
     for name, spent in times.items():
-        ordered = sorted(spent)
         out[name] = {
-            "p50_ms": round(statistics.median(ordered), 1),
-            "p95_ms": round(ordered[int(0.95 * (len(ordered) - 1))], 1),
-            "max_ms": round(ordered[-1], 1),
+            **percentiles(spent, digits=1, top=True),
             "score_share_mean": round(statistics.mean(share[name]), 3),
             "score_share_p50": round(statistics.median(share[name]), 3),
             "score_share_min": round(min(share[name]), 3),
             "overlap_mean": round(statistics.mean(overlap[name]), 3),
-            "queries": len(ordered),
+            "queries": len(spent),
         }
     return out
 
