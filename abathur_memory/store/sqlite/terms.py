@@ -3,7 +3,7 @@ left out where rarer ones can answer, and the rows ranked bounded at scale.
 
 FTS5 ranks by BM25 every row that matches the query, so the cost is the sum of the terms'
 posting lists: at 1,000,000 chunks a query of ten terms each in 10,000-50,000 rows ranked
-every one of them (73 ms p50, 254 ms p95 in bench/sqlite_keyword_scale.py). So the rows
+every one of them (86.5 ms p50, 188 ms p95 in bench/sqlite_keyword_scale.py). So the rows
 ranked are those holding the rarest terms, about CANDIDATE_ROWS of them, while the score
 still counts every kept term: the FTS5 query is ``R OR (R AND C)`` where R are the rarest
 terms and C the others. A row matches through R; the C phrases are in the expression, so
