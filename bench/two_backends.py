@@ -587,7 +587,9 @@ async def measure(args: argparse.Namespace, sizes: Sizes) -> dict[str, Any]:
                     tmp / "points.db", url, sizes, args.repeat
                 )
         if "search" in args.parts:
-            with postgres_schema(args.pg) as (url, _):
+            server = {"shared_buffers": args.pg_shared_buffers} if args.pg_shared_buffers else None
+            with postgres_schema(args.pg, server) as (url, about):
+                out["postgres_search_server"] = about
                 out["hybrid_search"] = await hybrid_search(tmp / "search", url, sizes, rng)
     return out
 
@@ -624,6 +626,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--chunks", type=int, help="hybrid search over this many chunks (default 100,000)"
+    )
+    parser.add_argument(
+        "--pg-shared-buffers",
+        metavar="SIZE",
+        help="the throwaway server's shared_buffers for the search part, e.g. 4GB (default:"
+        " PostgreSQL's, 128MB)",
     )
     parser.add_argument(
         "--repeat",

