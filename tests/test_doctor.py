@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
@@ -379,3 +380,19 @@ def test_doctor_fails_a_database_of_a_newer_schema_as_every_command_refuses_it(c
     assert repaired.code != 0
     assert repaired.err.strip().splitlines() == [repaired.err.strip()]
     assert "newer than this abathur-memory" in repaired.err and "Traceback" not in repaired.err
+
+
+def test_postgres_doctor_sets_the_vector_indexes_beside_shared_buffers(capsys, pg_url):
+    """The vector indexes of the database's schema against shared_buffers: a warning (not a
+    failure) when they outgrow it, since every vector search then reads index pages."""
+    from abathur_memory.store.postgres.doctor import vector_memory
+
+    assert run_cli(capsys, "init", "--db", pg_url).code == 0
+    code, checks = _doctor(capsys, pg_url)
+    memory = checks["vector index memory"]
+    assert code == 0 and memory["ok"] and not memory["warning"]
+    assert re.fullmatch(r"HNSW indexes [\d,]+ MB, shared_buffers [\d,]+ MB", memory["detail"])
+    big = vector_memory(3 * 2**30, 128 * 2**20)
+    assert big.ok and big.warning and "raise shared_buffers" in big.detail
+    assert big.detail.startswith("HNSW indexes 3,072 MB, shared_buffers 128 MB")
+    assert not vector_memory(2**30, 4 * 2**30).warning
