@@ -389,24 +389,18 @@ async def postgres_vector_query(
         await conn.execute(f"SET hnsw.ef_search = {max(EF_SEARCH_MIN, CANDIDATES)}")
         await conn.execute("SET enable_seqscan = off")
         shapes = {
-            "with_distance": f"SELECT id, 1 - (embedding <=> %s) FROM {table}"
-            " ORDER BY embedding <=> %s LIMIT %s",
-            "ids_only": f"SELECT id FROM {table} ORDER BY embedding <=> %s LIMIT %s",
+            "with_distance": f"SELECT id, 1 - (embedding <=> %(v)s) FROM {table}"
+            " ORDER BY embedding <=> %(v)s LIMIT %(n)s",
+            "ids_only": f"SELECT id FROM {table} ORDER BY embedding <=> %(v)s LIMIT %(n)s",
         }
         out: dict[str, Any] = {}
         for name, sql in shapes.items():
             spent, recall = [], []
             for q in queries:
-                args = (
-                    (q["vector"], q["vector"], CANDIDATES)
-                    if name == "with_distance"
-                    else (
-                        q["vector"],
-                        CANDIDATES,
-                    )
-                )
                 started = time.perf_counter()
-                found = await (await conn.execute(sql, args)).fetchall()
+                found = await (
+                    await conn.execute(sql, {"v": q["vector"], "n": CANDIDATES})
+                ).fetchall()
                 spent.append((time.perf_counter() - started) * 1000)
                 recall.append(len(truth(q["vector"]) & {r[0] for r in found[:K]}) / K)
             out[name] = {
@@ -417,7 +411,7 @@ async def postgres_vector_query(
         plan = await (
             await conn.execute(
                 f"EXPLAIN (ANALYZE, BUFFERS) {shapes['with_distance']}",
-                (queries[0]["vector"], queries[0]["vector"], CANDIDATES),
+                {"v": queries[0]["vector"], "n": CANDIDATES},
             )
         ).fetchall()
         out["explain"] = [r[0][:200] for r in plan]  # (the vector literal cut short)
