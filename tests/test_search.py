@@ -70,6 +70,29 @@ async def test_filters(indexed):
         await indexed.search(None, "x", filters=Filters(root="nope"))
 
 
+async def test_each_semantic_hit_carries_its_similarity_filtered_or_not(indexed):
+    """PostgreSQL's unfiltered walk reads ids alone and scores the fused hits after; a
+    filtered walk scores in SQL. Both give every semantic hit its cosine similarity, best
+    rank highest, and the same score for the same chunk."""
+    query = "write-ahead logging readers"
+    scores: dict[tuple[str, int], float] = {}
+    for filters in (None, Filters(root="docs")):
+        for mode in ("semantic", "hybrid"):
+            result = await indexed.search(None, query, mode=mode, k=8, filters=filters)
+            semantic = [h for h in result.results if h.semantic_rank is not None]
+            assert semantic, (mode, filters)
+            for hit in result.results:
+                assert (hit.semantic_score is None) == (hit.semantic_rank is None)
+            by_rank = sorted(semantic, key=lambda h: h.semantic_rank)
+            ordered = [h.semantic_score for h in by_rank]
+            assert ordered == sorted(ordered, reverse=True), (mode, filters)
+            for hit in semantic:
+                assert -1.0 <= hit.semantic_score <= 1.0
+                seen = scores.setdefault((hit.path, hit.start_line), hit.semantic_score)
+                assert seen == pytest.approx(hit.semantic_score, abs=1e-4), hit.path
+    assert any(path.startswith("docs/") for path, _ in scores)
+
+
 async def test_degrades_to_keyword_when_the_model_is_down(store, indexed):
     down = make_docs(store, DownEmbedder(dim=64))
     result = await down.search(None, "write-ahead logging")

@@ -8,7 +8,7 @@ the pipeline's fusion, and reads the rows of the fused top ``k`` in that same sn
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
@@ -98,7 +98,12 @@ class Ranked:
 
 
 # (keyword list, semantic list, k) -> the fused top k; each list is (id, score), best first.
-Fuse = Callable[[list[tuple[int, float]], list[tuple[int, float]], int], list[Ranked]]
+# Documents fuse by rank alone, so a store may leave a semantic score as None (not read) and
+# read it for the fused hits only: pgvector's walk finds ids without re-reading each
+# candidate's embedding (store/postgres/search.py).
+Fuse = Callable[
+    [Sequence[tuple[int, float]], Sequence[tuple[int, float | None]], int], list[Ranked]
+]
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 
 from abathur_memory.core.memory_units import named_in
 from abathur_memory.core.search import CandidateFacts, MemoryFuse, Ranked
@@ -12,10 +13,11 @@ RRF_K = 60
 
 
 def fuse(
-    keyword: list[tuple[int, float]], semantic: list[tuple[int, float]], k: int
+    keyword: Sequence[tuple[int, float]], semantic: Sequence[tuple[int, float | None]], k: int
 ) -> list[Ranked]:
     """The best ``k`` by the sum of 1 / (60 + rank) over the lists a candidate appears in,
-    each with its ranks and scores in both lists (the parts of its score)."""
+    each with its ranks and scores in both lists (the parts of its score). Scores are
+    carried, never weighed: a semantic score left None stays None."""
     scores: dict[int, float] = {}
     for ranked in (keyword, semantic):
         for rank, (cid, _) in enumerate(ranked, start=1):
@@ -26,8 +28,8 @@ def fuse(
 
 def _with_parts(
     best: list[tuple[int, float]],
-    keyword: list[tuple[int, float]],
-    semantic: list[tuple[int, float]],
+    keyword: Sequence[tuple[int, float]],
+    semantic: Sequence[tuple[int, float | None]],
 ) -> list[Ranked]:
     """The fused order, each with its rank and score in each list (the parts of its score)."""
     keyword_at = {cid: (rank, score) for rank, (cid, score) in enumerate(keyword, start=1)}
