@@ -7,9 +7,10 @@ SQLite and on PostgreSQL. Rendering is ``model_dump()``: there are no hand-writt
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,6 +19,34 @@ from abathur_memory.core.replies import absent
 from abathur_memory.core.values import JsonAny
 
 MEMORY_TYPES = ("semantic", "episodic", "procedural")
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def trusted(model: type[M], fields: dict[str, Any]) -> M:
+    """``model`` built from fields that are already valid and complete: a row of our own
+    CHECKed schema, or another validated model's fields.
+
+    Why not ``model_construct``: it walks every field for aliases and defaults, 4.5 µs a
+    memory, about half of what building a listed memory costs (a 1,000-entry
+    ``memories.list``, bench/service.py). This sets the instance's state the way it does.
+    The fields must be exactly the model's, in its order (pydantic writes JSON in the order
+    of the instance's fields)."""
+    if tuple(fields) != _field_names(model):
+        raise TypeError(f"{model.__name__} takes {_field_names(model)}, not {tuple(fields)}")
+    instance = model.__new__(model)
+    object.__setattr__(instance, "__dict__", fields)
+    object.__setattr__(instance, "__pydantic_fields_set__", set(fields))
+    object.__setattr__(instance, "__pydantic_extra__", None)
+    object.__setattr__(instance, "__pydantic_private__", None)
+    return instance
+
+
+@functools.cache
+def _field_names(model: type[BaseModel]) -> tuple[str, ...]:
+    if model.__pydantic_post_init__ or model.__pydantic_root_model__:
+        raise TypeError(f"{model.__name__} needs model_construct")
+    return tuple(model.__pydantic_fields__)
 
 
 def truncated_marker() -> Any:
@@ -58,7 +87,7 @@ class MemoryRecord(BaseModel):
 
     @classmethod
     def of(cls, entry: MemoryEntry) -> MemoryRecord:
-        return cls.model_construct(**record_fields(entry))
+        return trusted(cls, record_fields(entry))
 
 
 class MemoryEntry(MemoryRecord):

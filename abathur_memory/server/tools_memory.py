@@ -8,7 +8,7 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.tools.base import Tool
 from pydantic import BaseModel, Field
 
-from abathur_memory.core.records import MemoryLink, MemoryRecord, PutResult
+from abathur_memory.core.records import MemoryLink, MemoryRecord, PutResult, trusted
 from abathur_memory.core.search_filters import MAX_CONTEXT, MAX_MAX_TOKENS, MIN_MAX_TOKENS
 from abathur_memory.search.results import MemorySearchResult
 from abathur_memory.server.context import (
@@ -33,7 +33,7 @@ SavedKey = Annotated[str, Field(min_length=1, max_length=256)]
 
 def _copy_fields(model: type[M], source: object) -> M:
     """The output model's fields taken from an already validated service object."""
-    return model.model_construct(**{name: getattr(source, name) for name in model.model_fields})
+    return trusted(model, {name: getattr(source, name) for name in model.model_fields})
 
 
 class MemoryPutResult(BaseModel):

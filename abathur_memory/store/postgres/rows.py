@@ -15,6 +15,7 @@ from abathur_memory.core.records import (
     SessionWithEvents,
     Task,
     TokenInfo,
+    trusted,
 )
 from abathur_memory.core.replies import cut_text
 
@@ -91,25 +92,28 @@ def memory(row: Row, limit: int | None = None) -> MemoryEntry:
     """A memory; with ``limit``, a row of listed(MEMORY, ("value",), limit)."""
     marks: dict[str, int] = {}
     value = row[4] if limit is None else _cut(row[4], row[16], limit, marks, "value")
-    # Rows come from our own schema (CHECKed): construct without re-validating, as SQLite.
-    return MemoryEntry.model_construct(
-        truncated=marks or None,
-        id=row[0],
-        namespace=row[1],
-        key=row[2],
-        version=row[3],
-        value=value,
-        memory_type=row[5],
-        metadata=row[6],
-        is_deleted=row[7],
-        created_by=row[8],
-        updated_by=row[9],
-        created_at=row[10],
-        updated_at=row[11],
-        valid_from=row[12],
-        valid_to=row[13],
-        redacted_at=row[14],
-        redacted_by=row[15],
+    # Rows come from our own schema (CHECKed): built without re-validating, as SQLite.
+    return trusted(
+        MemoryEntry,
+        {
+            "namespace": row[1],
+            "key": row[2],
+            "version": row[3],
+            "value": value,
+            "memory_type": row[5],
+            "metadata": row[6],
+            "is_deleted": row[7],
+            "created_by": row[8],
+            "updated_by": row[9],
+            "created_at": row[10],
+            "updated_at": row[11],
+            "truncated": marks or None,
+            "valid_from": row[12],
+            "valid_to": row[13],
+            "redacted_at": row[14],
+            "redacted_by": row[15],
+            "id": row[0],
+        },
     )
 
 

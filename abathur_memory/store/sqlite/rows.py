@@ -13,6 +13,7 @@ from abathur_memory.core.records import (
     SessionWithEvents,
     Task,
     TokenInfo,
+    trusted,
 )
 from abathur_memory.core.replies import cut_text
 from abathur_memory.core.values import decode
@@ -77,36 +78,56 @@ def memory(row: Row, limit: int | None = None) -> MemoryEntry:
     """A memory; with ``limit``, from a listing whose value was selected with cut()."""
     marks: dict[str, int] = {}
     value = json.loads(row["value"]) if limit is None else _cut_json(row, "value", limit, marks)
-    # Rows come from our own schema (CHECKed): construct without re-validating.
-    return MemoryEntry.model_construct(
-        id=row["id"],
-        namespace=row["namespace"],
-        key=row["key"],
-        version=row["version"],
-        value=value,
-        memory_type=row["memory_type"],
-        metadata=json.loads(row["metadata"] or "{}"),
-        is_deleted=bool(row["is_deleted"]),
-        created_by=row["created_by"],
-        updated_by=row["updated_by"],
-        created_at=to_iso(row["created_at"]) or "",
-        updated_at=to_iso(row["updated_at"]) or "",
-        truncated=marks or None,
-        **_validity(row),
+    # Rows come from our own schema (CHECKed): built without re-validating.
+    return trusted(
+        MemoryEntry,
+        {
+            "namespace": row["namespace"],
+            "key": row["key"],
+            "version": row["version"],
+            "value": value,
+            "memory_type": row["memory_type"],
+            "metadata": _metadata(row["metadata"]),
+            "is_deleted": bool(row["is_deleted"]),
+            "created_by": row["created_by"],
+            "updated_by": row["updated_by"],
+            "created_at": to_iso(row["created_at"]) or "",
+            "updated_at": to_iso(row["updated_at"]) or "",
+            "truncated": marks or None,
+            **_validity(row),
+            "id": row["id"],
+        },
     )
+
+
+def _metadata(text: str | None) -> dict[str, Any]:
+    """Most memories have none: ``{}`` without the JSON parser (1.5 µs a listed memory)."""
+    return {} if text is None or text == "{}" else json.loads(text)
 
 
 _VALIDITY = ("valid_from", "valid_to", "redacted_at", "redacted_by")
 
 
 def _validity(row: Row) -> dict[str, Any]:
-    """Validity and redaction, when the query selected them (SELECT * and listings do)."""
-    names = row.keys()
-    return {
-        name: (row[name] if name == "redacted_by" else to_iso(row[name]))
-        for name in _VALIDITY
-        if name in names
-    }
+    """Validity and redaction (SELECT * and listings select them; None where a query did
+    not)."""
+    try:
+        return {
+            "valid_from": to_iso(row["valid_from"]),
+            "valid_to": to_iso(row["valid_to"]),
+            "redacted_at": to_iso(row["redacted_at"]),
+            "redacted_by": row["redacted_by"],
+        }
+    except IndexError:  # a query that selected some of them, or none
+        names = row.keys()
+        return {
+            name: None
+            if name not in names
+            else row[name]
+            if name == "redacted_by"
+            else to_iso(row[name])
+            for name in _VALIDITY
+        }
 
 
 EVENT_COLUMNS = "seq, event_type, actor, created_at"
