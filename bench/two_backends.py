@@ -369,8 +369,9 @@ async def postgres_vector_query(
 ) -> dict[str, Any]:
     """The vector arm's own SQL on the migrated table through a bare psycopg connection, to
     set the service's semantic time beside its floor: with the distance in the select list
-    (as the store reads it) and without, at the store's ef_search; one EXPLAIN (ANALYZE,
-    BUFFERS); the sizes of the table, its TOAST and the index, and shared_buffers."""
+    (as a filtered search reads it) and without (the ids alone, as an unfiltered search
+    reads them), at the store's ef_search; one EXPLAIN (ANALYZE, BUFFERS) of each; the
+    sizes of the table, its TOAST and the index, and shared_buffers."""
     import psycopg
     from pgvector.psycopg import register_vector_async
 
@@ -408,13 +409,10 @@ async def postgres_vector_query(
                 "recall_at_10": round(statistics.mean(recall), 4),
                 "min_recall": min(recall),
             }
-        plan = await (
-            await conn.execute(
-                f"EXPLAIN (ANALYZE, BUFFERS) {shapes['with_distance']}",
-                {"v": queries[0]["vector"], "n": CANDIDATES},
-            )
-        ).fetchall()
-        out["explain"] = [r[0][:200] for r in plan]  # (the vector literal cut short)
+        for name, sql in shapes.items():
+            first = {"v": queries[0]["vector"], "n": CANDIDATES}
+            plan = await (await conn.execute(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", first)).fetchall()
+            out[name]["explain"] = [r[0][:200] for r in plan]  # (the vector literal cut short)
         sizes = await (
             await conn.execute(
                 "SELECT pg_relation_size(c.oid), pg_relation_size(c.reltoastrelid),"
