@@ -819,3 +819,90 @@ async def test_the_memory_side_services_run_on_postgresql(store, pg_url):
         "SELECT action_type FROM audit WHERE result = 'denied' ORDER BY id"
     )
     assert [d[0] for d in denied] == ["memory_denied", "session_denied"]
+
+
+async def test_hybrid_arms_run_side_by_side_in_one_snapshot(store, tmp_path, monkeypatch):
+    """A hybrid document search runs its keyword arm on a second connection that imports
+    the first one's snapshot, when one is free: the same hits as one after the other, a
+    chunk committed after that snapshot is not seen, an arm's error comes out as itself, and
+    both connections go back to the pool."""
+    from indexing_helpers import make_docs, write_tree
+
+    from abathur_memory.embedders.fake import FakeEmbedder
+    from abathur_memory.store.postgres import search as pg_search
+
+    docs = make_docs(store, FakeEmbedder(dim=64))
+    await docs.add_root(write_tree(tmp_path / "docs"))
+    await docs.index()
+    query = "write-ahead logging readers"
+    seen: list[str | None] = []  # each search transaction's imported snapshot, or None
+    before_import: list[Any] = []  # work to do just before a snapshot is imported
+    snapshot, keywords_of = pg_search._snapshot, pg_search._chunk_keywords
+    found: list[set[int]] = []  # each keyword arm's candidates
+
+    async def noting(conn, pool, imported=None):
+        seen.append(imported)
+        if imported is not None and before_import:
+            await before_import.pop()()
+        await snapshot(conn, pool, imported)
+
+    async def recording(conn, space, *args):
+        ranked = await keywords_of(conn, space, *args)
+        found.append({cid for cid, _ in ranked})
+        return ranked
+
+    monkeypatch.setattr(pg_search, "_snapshot", noting)
+    monkeypatch.setattr(pg_search, "_chunk_keywords", recording)
+    for _ in range(20):  # the pool opens its second connection in the background
+        side_by_side = await docs.search(None, query, k=5)
+        if any(seen):
+            break
+        await asyncio.sleep(0.05)
+    assert any(seen), "the keyword arm never ran on a second connection"
+    assert any(h.keyword_rank for h in side_by_side.results)
+    assert any(h.semantic_rank for h in side_by_side.results)
+
+    async def none_free():
+        return None
+
+    with monkeypatch.context() as alone:
+        alone.setattr(store.search, "_free_connection", none_free)
+        seen.clear()
+        one_after_the_other = await docs.search(None, query, k=5)
+        assert seen == [None]
+    assert side_by_side.results == one_after_the_other.results
+
+    # A copy of the top keyword hit, committed after the first connection's snapshot and
+    # before the second imports it: not a candidate then; one in the next search.
+    top = side_by_side.results[0]
+    assert top.keyword_rank is not None
+    copies: list[int] = []
+
+    async def commit_a_copy():
+        columns = "heading, heading_path, start_line, end_line, text, text_hash, token_count"
+        row = await store.database.fetchone(
+            f"INSERT INTO chunks_s1 (document_id, seq, {columns}, embedding)"
+            f" SELECT document_id, 999, {columns}, embedding FROM chunks_s1"
+            " WHERE id = %s RETURNING id",
+            (top.chunk_id,),
+        )
+        copies.append(row[0])
+
+    before_import.append(commit_a_copy)
+    seen.clear()
+    found.clear()
+    same = await docs.search(None, query, k=5)
+    assert any(seen) and len(copies) == 1
+    assert top.chunk_id in found[0] and copies[0] not in found[0]
+    assert same.results == side_by_side.results
+    await docs.search(None, query, k=5)
+    assert copies[0] in found[-1]
+
+    async def failing(*args):
+        raise InvalidInput("the keyword arm failed")
+
+    monkeypatch.setattr(pg_search, "_chunk_keywords", failing)
+    with pytest.raises(InvalidInput, match="keyword arm failed"):
+        await docs.search(None, query, k=5)
+    stats = store.database.pool.get_stats()
+    assert stats["pool_available"] == stats["pool_size"]
