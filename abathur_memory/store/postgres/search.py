@@ -2,8 +2,7 @@
 (scored the BM25 way, keywords.py), pgvector's HNSW (cosine) for vectors.
 
 Each search is one ``REPEATABLE READ READ ONLY`` transaction: the space, both candidate
-lists and the rows of the fused hits come from one snapshot (a hybrid document search may
-run its keyword arm on a second connection that imports that snapshot). Its first read of
+lists and the rows of the fused hits come from one snapshot. Its first read of
 ``embedding_spaces`` holds a share lock on that table until it ends, and activating a
 rebuilt space locks it exclusively before dropping the old tables, so a search never looks
 for a table that went away under it.
@@ -18,16 +17,12 @@ HNSW scans iteratively (pgvector 0.8) until enough rows pass them.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
-from psycopg import sql
-from psycopg_pool import PoolTimeout
 
 from abathur_memory.core.documents import Vector
 from abathur_memory.core.records import MemoryEntry
@@ -57,23 +52,14 @@ from abathur_memory.store.postgres.times import as_datetime
 # their neighbours (the walk stays in another cluster), 0.986 at 200, 0.992 at 400 with no
 # query under 0.9; the vector query took 6.5, 8.7 and 13.3 ms.
 EF_SEARCH_MIN = 400
-# How long a hybrid search waits for a second connection to run its keyword arm on
-# (PostgresSearchStore._arms) before running both arms on its own.
-SECOND_CONNECTION_WAIT_S = 0.001
-
-K = TypeVar("K")
-V = TypeVar("V")
 
 
-async def _snapshot(conn: Conn, pool: int, imported: str | None = None) -> None:
-    """One read-only snapshot (``imported``: another transaction's, pg_export_snapshot),
-    HNSW's breadth, and no sequential scans: every read of a search goes through an index
-    (GIN, HNSW, primary keys), and the planner, which overestimates how many rows an OR of
-    terms and pairs matches, would otherwise read every chunk (22 ms at 11,000 chunks where
-    the GIN index takes under 1 ms)."""
-    await conn.execute(b"SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
-    if imported is not None:  # before the transaction's first query
-        await conn.execute(sql.SQL("SET TRANSACTION SNAPSHOT {}").format(sql.Literal(imported)))
+async def _snapshot(conn: Conn, pool: int) -> None:
+    """One read-only snapshot, HNSW's breadth, and no sequential scans: every read of a
+    search goes through an index (GIN, HNSW, primary keys), and the planner, which
+    overestimates how many rows an OR of terms and pairs matches, would otherwise read
+    every chunk (22 ms at 11,000 chunks where the GIN index takes under 1 ms)."""
+    await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
     ef = max(EF_SEARCH_MIN, pool)
     await conn.execute(
         "SELECT set_config('hnsw.ef_search', %s, true), set_config('enable_seqscan', 'off', true)",
@@ -348,51 +334,6 @@ class PostgresSearchStore:
     def _near(self) -> str:
         return placement.cosine_distance(self.db.vector_schema)
 
-    async def _arms(
-        self,
-        conn: Conn,
-        pool: int,
-        keyword_arm: Callable[[Conn], Awaitable[K]],
-        vector_arm: Callable[[Conn], Awaitable[V]],
-        both: bool,
-    ) -> tuple[K, V]:
-        """Both candidate lists. When both arms run and a second connection is free at once,
-        the keyword arm runs on it, in this transaction's snapshot (exported, imported), while
-        the vector arm runs here: at 1M chunks they took 8.5 and 15-18 ms one after the
-        other (bench/two_backends.py), and each is one server process's work. Otherwise, or
-        on a pool with nothing free, one after the other."""
-        second = await self._free_connection() if both else None
-        if second is None:
-            return await keyword_arm(conn), await vector_arm(conn)
-        try:
-            row = await (await conn.execute(b"SELECT pg_export_snapshot()")).fetchone()
-            assert row is not None
-
-            async def beside() -> K:
-                async with second.transaction():
-                    await _snapshot(second, pool, imported=row[0])
-                    return await keyword_arm(second)
-
-            keyword = asyncio.create_task(beside())
-            try:
-                semantic = await vector_arm(conn)
-            except BaseException:
-                keyword.cancel()
-                with contextlib.suppress(BaseException):
-                    await keyword
-                raise
-            return await keyword, semantic  # its own errors as they are (run() sorts them)
-        finally:
-            await self.db.pool.putconn(second)
-
-    async def _free_connection(self) -> Conn | None:
-        """A pooled connection free now, else None. A pool below its maximum opens one in
-        the background when asked, so the next search finds it."""
-        try:
-            return await self.db.pool.getconn(timeout=SECOND_CONNECTION_WAIT_S)
-        except PoolTimeout:
-            return None
-
     async def chunks(
         self, query: CandidateQuery, scope: DocumentScope, fuse: Fuse
     ) -> Found[ChunkRow]:
@@ -404,25 +345,16 @@ class PostgresSearchStore:
                     return Found(space=None, vector_used=False)
                 vector = query.vector if same_vectors(query.identity, space.identity) else None
                 where, params = await _document_filter(conn, scope)
-
-                async def keyword_arm(arm_conn: Conn) -> list[tuple[int, float]]:
-                    if not query.terms:
-                        return []
-                    return await _chunk_keywords(
-                        arm_conn, space, query, where, params, self.term_stats
+                keyword: list[tuple[int, float]] = []
+                if query.terms:
+                    keyword = await _chunk_keywords(
+                        conn, space, query, where, params, self.term_stats
                     )
-
-                async def vector_arm(arm_conn: Conn) -> list[tuple[int, float | None]]:
-                    if vector is None:
-                        return []
-                    return await _chunk_vectors(
-                        arm_conn, space, _as_vector(vector), where, params, query.pool, self._near()
+                semantic: list[tuple[int, float | None]] = []
+                if vector is not None:
+                    semantic = await _chunk_vectors(
+                        conn, space, _as_vector(vector), where, params, query.pool, self._near()
                     )
-
-                both = bool(query.terms) and vector is not None
-                keyword, semantic = await self._arms(
-                    conn, query.pool, keyword_arm, vector_arm, both
-                )
                 ranked = fuse(keyword, semantic, query.k)
                 if vector is not None:
                     ranked = await _semantic_scores(
