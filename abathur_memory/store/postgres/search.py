@@ -145,10 +145,11 @@ async def _chunk_vectors(
     qualified (placement.py).
 
     Without a filter the walk returns ids alone, in its order, and no scores: a score
-    re-reads the candidate's embedding, which is stored out of line (TOAST), and that took
-    ~5 of the arm's 18 ms for 100 candidates at 1M chunks (bench/two_backends.py). The
-    fusion needs ranks only; ``_semantic_scores`` reads the fused hits' scores. A filtered
-    walk scans in relaxed order, so it reads the distances to sort by."""
+    re-reads the candidate's embedding, which is stored out of line (TOAST). At 1M chunks
+    the walk's SQL took 18.5-18.8 ms p50 with the 100 scores and 14.4-14.9 without
+    (bench/two_backends.py). The fusion needs ranks only, and _chunk_rows reads the fused
+    hits' scores with their rows. A filtered walk scans in relaxed order, so it reads the
+    distances to sort by."""
     if where == "true":
         sql = f"SELECT c.id FROM {space.chunks} AS c ORDER BY c.embedding {near} %s LIMIT %s"
         found = await (await conn.execute(sql, (vector, limit))).fetchall()
@@ -165,36 +166,37 @@ async def _chunk_vectors(
     return [(cid, score) for cid, score in ranked]
 
 
-async def _semantic_scores(
-    conn: Conn, space: Space, vector: Any, ranked: list[Ranked], near: str
-) -> list[Ranked]:
-    """``ranked`` with the semantic score of each hit found by the vector walk but not
-    scored by it."""
-    unscored = [r.id for r in ranked if r.semantic_rank is not None and r.semantic_score is None]
-    if not unscored:
-        return ranked
-    sql = f"SELECT id, 1 - (embedding {near} %s) FROM {space.chunks} WHERE id = ANY(%s)"
-    found = await (await conn.execute(sql, (vector, unscored))).fetchall()
-    scores: dict[int, float] = {row[0]: float(row[1]) for row in found}
-    return [replace(r, semantic_score=scores[r.id]) if r.id in scores else r for r in ranked]
+def _scored(ranked: list[Ranked], scores: dict[int, float]) -> list[Ranked]:
+    """``ranked`` with the semantic score of each hit the vector walk found unscored."""
+    return [
+        replace(r, semantic_score=scores[r.id])
+        if r.semantic_rank is not None and r.semantic_score is None and r.id in scores
+        else r
+        for r in ranked
+    ]
 
 
-async def _chunk_rows(conn: Conn, space: Space, ids: list[int]) -> dict[int, ChunkRow]:
+async def _chunk_rows(
+    conn: Conn, space: Space, ids: list[int], vector: Any = None, near: str = ""
+) -> tuple[dict[int, ChunkRow], dict[int, float]]:
+    """The rows of the fused hits, and with ``vector`` each one's similarity to it (read
+    here for the hits alone: see _chunk_vectors)."""
     if not ids:
-        return {}
+        return {}, {}
+    similarity = "NULL" if vector is None else f"1 - (c.embedding {near} %s)"
     found = await (
         await conn.execute(
             "SELECT c.id, d.file_path, r.name, r.path, d.title, c.heading_path, c.start_line,"
             " c.end_line, c.text, d.document_type, d.tags, d.content_hash,"
-            " sd.content_hash, d.size_bytes, d.mtime_ns"
+            f" sd.content_hash, d.size_bytes, d.mtime_ns, {similarity}"
             f" FROM {space.chunks} AS c JOIN document_index AS d ON d.id = c.document_id"
             " JOIN doc_roots AS r ON r.id = d.root_id"
             " LEFT JOIN space_documents AS sd ON sd.document_id = d.id AND sd.space_id = %s"
             " WHERE c.id = ANY(%s)",
-            (space.id, ids),
+            (space.id, ids) if vector is None else (vector, space.id, ids),
         )
     ).fetchall()
-    return {
+    chunk_rows = {
         row[0]: ChunkRow(
             id=row[0],
             file_path=row[1],
@@ -214,6 +216,7 @@ async def _chunk_rows(conn: Conn, space: Space, ids: list[int]) -> dict[int, Chu
         )
         for row in found
     }
+    return chunk_rows, {row[0]: float(row[15]) for row in found if row[15] is not None}
 
 
 # -- memories -----------------------------------------------------------------------------
@@ -356,12 +359,15 @@ class PostgresSearchStore:
                         conn, space, _as_vector(vector), where, params, query.pool, self._near()
                     )
                 ranked = fuse(keyword, semantic, query.k)
-                if vector is not None:
-                    ranked = await _semantic_scores(
-                        conn, space, _as_vector(vector), ranked, self._near()
-                    )
-                found_rows = await _chunk_rows(conn, space, [r.id for r in ranked])
-                return Found(space, vector is not None, ranked, found_rows)
+                unscored = any(r.semantic_rank and r.semantic_score is None for r in ranked)
+                found_rows, scores = await _chunk_rows(
+                    conn,
+                    space,
+                    [r.id for r in ranked],
+                    _as_vector(vector) if vector is not None and unscored else None,
+                    self._near(),
+                )
+                return Found(space, vector is not None, _scored(ranked, scores), found_rows)
 
         return await self.db.run(work, what="searching documents")
 
