@@ -146,7 +146,7 @@ async def _chunk_vectors(
 
     Without a filter the walk returns ids alone, in its order, and no scores: a score
     re-reads the candidate's embedding, which is stored out of line (TOAST). At 1M chunks
-    the walk's SQL took 18.5-18.8 ms p50 with the 100 scores and 14.4-14.9 without
+    the walk's SQL took 16.4-18.8 ms p50 with the 100 scores and 12.9-14.9 without
     (bench/two_backends.py). The fusion needs ranks only, and _chunk_rows reads the fused
     hits' scores with their rows. A filtered walk scans in relaxed order, so it reads the
     distances to sort by."""
