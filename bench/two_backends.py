@@ -409,8 +409,8 @@ async def postgres_vector_query(
                 "recall_at_10": round(statistics.mean(recall), 4),
                 "min_recall": min(recall),
             }
+        first = {"v": queries[0]["vector"], "n": CANDIDATES}
         for name, sql in shapes.items():
-            first = {"v": queries[0]["vector"], "n": CANDIDATES}
             plan = await (await conn.execute(f"EXPLAIN (ANALYZE, BUFFERS) {sql}", first)).fetchall()
             out[name]["explain"] = [r[0][:200] for r in plan]  # (the vector literal cut short)
         sizes = await (

@@ -71,9 +71,9 @@ async def test_filters(indexed):
 
 
 async def test_each_semantic_hit_carries_its_similarity_filtered_or_not(indexed):
-    """PostgreSQL's unfiltered walk reads ids alone and scores the fused hits after; a
-    filtered walk scores in SQL. Both give every semantic hit its cosine similarity, best
-    rank highest, and the same score for the same chunk."""
+    """PostgreSQL's unfiltered walk reads ids alone, and the fused hits' scores come with
+    their rows; a filtered walk scores its candidates. Both give every semantic hit its
+    cosine similarity, best rank highest, and the same score for the same chunk."""
     query = "write-ahead logging readers"
     scores: dict[tuple[str, int], float] = {}
     for filters in (None, Filters(root="docs")):
