@@ -161,17 +161,19 @@ async def _chunk_vectors(
         f" ORDER BY c.embedding {near} %s LIMIT %s"
     )
     found = await (await conn.execute(sql, [vector, *params, vector, limit])).fetchall()
-    ranked = [(row[0], float(row[1])) for row in found]
-    ranked.sort(key=lambda item: -item[1])  # relaxed order: nearly sorted
-    return [(cid, score) for cid, score in ranked]
+    found.sort(key=lambda row: -row[1])  # relaxed order: nearly sorted
+    return [(row[0], float(row[1])) for row in found]
+
+
+def _unscored(hit: Ranked) -> bool:
+    """Found by the vector walk, which left its score to be read with its row."""
+    return hit.semantic_rank is not None and hit.semantic_score is None
 
 
 def _scored(ranked: list[Ranked], scores: dict[int, float]) -> list[Ranked]:
     """``ranked`` with the semantic score of each hit the vector walk found unscored."""
     return [
-        replace(r, semantic_score=scores[r.id])
-        if r.semantic_rank is not None and r.semantic_score is None and r.id in scores
-        else r
+        replace(r, semantic_score=scores[r.id]) if _unscored(r) and r.id in scores else r
         for r in ranked
     ]
 
@@ -353,18 +355,18 @@ class PostgresSearchStore:
                     keyword = await _chunk_keywords(
                         conn, space, query, where, params, self.term_stats
                     )
+                query_vector = None if vector is None else _as_vector(vector)
                 semantic: list[tuple[int, float | None]] = []
-                if vector is not None:
+                if query_vector is not None:
                     semantic = await _chunk_vectors(
-                        conn, space, _as_vector(vector), where, params, query.pool, self._near()
+                        conn, space, query_vector, where, params, query.pool, self._near()
                     )
                 ranked = fuse(keyword, semantic, query.k)
-                unscored = any(r.semantic_rank and r.semantic_score is None for r in ranked)
                 found_rows, scores = await _chunk_rows(
                     conn,
                     space,
                     [r.id for r in ranked],
-                    _as_vector(vector) if vector is not None and unscored else None,
+                    query_vector if any(_unscored(r) for r in ranked) else None,
                     self._near(),
                 )
                 return Found(space, vector is not None, _scored(ranked, scores), found_rows)

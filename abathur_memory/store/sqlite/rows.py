@@ -120,14 +120,11 @@ def _validity(row: Row) -> dict[str, Any]:
         }
     except IndexError:  # a query that selected some of them, or none
         names = row.keys()
-        return {
-            name: None
-            if name not in names
-            else row[name]
-            if name == "redacted_by"
-            else to_iso(row[name])
-            for name in _VALIDITY
-        }
+        found: dict[str, Any] = dict.fromkeys(_VALIDITY)
+        for name in _VALIDITY:
+            if name in names:
+                found[name] = row[name] if name == "redacted_by" else to_iso(row[name])
+        return found
 
 
 EVENT_COLUMNS = "seq, event_type, actor, created_at"
